@@ -1,0 +1,31 @@
+# Two entry points: `make demo` and `make test`. Both create .venv if needed and install the project
+# with its dev extras; the install is skipped when pyproject.toml has not changed since the last one.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint install clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pcapmtu inspect sample_pcaps/*/host.pcap sample_pcaps/*/container.pcap || test $$? -eq 1
+
+lint: $(STAMP)
+	$(BIN)/ruff check analyzer tests benchmarks sample_pcaps
+	$(BIN)/ruff format --check analyzer tests benchmarks sample_pcaps
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info analyzer/*.egg-info

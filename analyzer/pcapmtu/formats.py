@@ -1,0 +1,436 @@
+"""Capture file formats: detect by magic bytes, walk records in bounded chunks.
+
+This module knows pcap (both byte orders, micro/nanosecond, the modified "Kuznetzov" variant), pcapng
+(every interface of every section, each with its own link type and timestamp resolution) and
+gzip/bz2/xz-compressed captures. It yields `RecordBatch`es: one chunk of the file as a numpy byte array
+plus per-record columns. It never decodes packet contents (see `decode`).
+
+Why a hand-written walker instead of `dpkt.pcap.Reader`: dpkt builds a Python object per record and its
+pcapng reader only honours the first interface block; we need columns, every interface and bounded memory.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import CaptureError
+
+CHUNK_BYTES = 32 * 1024 * 1024
+MAX_RECORD = 16 * 1024 * 1024  # a record claiming more than this is corrupt (pcap's own cap is 256 KiB)
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 6, 16),  # little-endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 6, 16),
+    b"\x4d\x3c\xb2\xa1": ("<", 9, 16),  # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 9, 16),
+    b"\x34\xcd\xb2\xa1": ("<", 6, 24),  # "modified" pcap (Alexey Kuznetzov), 24-byte record header
+    b"\xa1\xb2\xcd\x34": (">", 6, 24),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+COMPRESSED = {
+    b"\x1f\x8b": ("gzip", gzip.open),
+    b"BZh": ("bz2", bz2.open),
+    b"\xfd7zXZ\x00": ("xz", lzma.open),
+}
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _zstd_open(path, mode):
+    import zstandard  # optional: only needed for .zst captures
+
+    return zstandard.open(path, mode)
+
+
+COMPRESSED[ZSTD_MAGIC] = ("zstd", _zstd_open)
+
+# pcapng block types (draft-ietf-opsawg-pcapng)
+SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
+
+
+@dataclass
+class Interface:
+    """One capture interface: where its packets came from and how to read their timestamps."""
+
+    linktype: int
+    snaplen: int = 0
+    name: str = ""
+    ts_base: int = 10  # timestamp unit is ts_base ** -ts_exp seconds
+    ts_exp: int = 6
+    ts_offset: int = 0  # seconds to add (pcapng if_tsoffset)
+
+
+@dataclass
+class RecordBatch:
+    """A chunk of records. `buf` holds the bytes; offsets index into it."""
+
+    buf: np.ndarray  # uint8
+    data_off: np.ndarray  # int64, start of the packet bytes in buf
+    caplen: np.ndarray  # int64, captured bytes
+    wirelen: np.ndarray  # int64, original length on the wire
+    ts_ns: np.ndarray  # int64, nanoseconds since the epoch
+    iface: np.ndarray  # int32, index into CaptureFile.interfaces
+    file_off: np.ndarray  # int64, offset of the packet bytes in the (decompressed) file
+
+
+@dataclass
+class CaptureFile:
+    """An opened capture: format facts, interfaces, warnings; `batches()` walks it once."""
+
+    path: Path
+    format: str = ""
+    compression: str = ""
+    byte_order: str = "<"
+    interfaces: list[Interface] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped_bytes: int = 0
+    records: int = 0
+    _readable: Path | None = None
+    _tmpdir: str | None = None
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> CaptureFile:
+        """Open `path`, decompress if needed, and read the file header. Raises CaptureError."""
+        cap = cls(Path(path))
+        try:
+            size = cap.path.stat().st_size
+        except OSError as exc:
+            raise CaptureError(f"{path}: cannot open: {exc.strerror or exc}") from None
+        if cap.path.is_dir():
+            raise CaptureError(f"{path}: is a directory, not a capture file")
+        if size == 0:
+            raise CaptureError(f"{path}: empty file (0 bytes), not a capture")
+        head = _read_head(cap.path, 8)
+        for magic, (name, opener) in COMPRESSED.items():
+            if head.startswith(magic):
+                cap.compression = name
+                cap._decompress(opener)
+                head = _read_head(cap._readable or cap.path, 8)
+                break
+        if head[:4] in PCAP_MAGICS:
+            cap.format = "pcap"
+        elif head[:4] == PCAPNG_MAGIC:
+            cap.format = "pcapng"
+        else:
+            cap.close()
+            raise CaptureError(
+                f"{path}: not a capture file (magic {head[:4].hex() or 'none'}); pcapmtu reads pcap, pcapng "
+                "and gzip/bz2/xz/zstd-compressed captures"
+            )
+        if cap._readable is None:
+            cap._readable = cap.path
+        return cap
+
+    def _decompress(self, opener) -> None:
+        """Stream-decompress into a temporary file so records can be re-read by offset later."""
+        self._tmpdir = tempfile.mkdtemp(prefix="pcapmtu-")
+        out = Path(self._tmpdir) / "capture"
+        try:
+            with opener(self.path, "rb") as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, 4 * 1024 * 1024)
+        except ImportError:
+            self.close()
+            raise CaptureError(f"{self.path}: {self.compression}-compressed; install 'zstandard' or decompress it first") from None
+        except Exception as exc:  # noqa: BLE001 - every codec has its own error types
+            # a truncated compressed stream still gave us what came before the damage
+            self.warnings.append(f"{self.compression} stream is damaged ({exc}); read what came before it")
+        self._readable = out
+        if out.stat().st_size == 0:
+            self.close()
+            raise CaptureError(f"{self.path}: {self.compression} file decompresses to nothing")
+
+    def close(self) -> None:
+        """Remove the temporary decompressed copy, if any."""
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def reopen(self) -> BinaryIO:
+        """A fresh binary handle on the readable (decompressed) bytes, for re-reading records by offset."""
+        assert self._readable is not None
+        return open(self._readable, "rb")
+
+    # ------------------------------------------------------------------ walking
+    def batches(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RecordBatch]:
+        """Walk every record once, in file order, in chunks of about `chunk_bytes`."""
+        with self.reopen() as fh:
+            if self.format == "pcap":
+                yield from self._pcap_batches(fh, chunk_bytes)
+            else:
+                yield from self._pcapng_batches(fh, chunk_bytes)
+
+    def _pcap_batches(self, fh: BinaryIO, chunk_bytes: int) -> Iterator[RecordBatch]:
+        header = fh.read(24)
+        if len(header) < 24:
+            raise CaptureError(f"{self.path}: pcap file header is truncated ({len(header)} of 24 bytes)")
+        order, ts_exp, rec_hdr = PCAP_MAGICS[header[:4]]
+        self.byte_order = order
+        vmaj, vmin, _zone, _sigfigs, snaplen, linkraw = struct.unpack(order + "HHiIII", header[4:24])
+        if vmaj != 2:
+            raise CaptureError(f"{self.path}: unsupported pcap version {vmaj}.{vmin} (only 2.x exists)")
+        linktype = linkraw & 0xFFFF
+        if linkraw & 0x03FF0000:
+            self.warnings.append(f"pcap header link-type field has reserved bits set (0x{linkraw:08x})")
+        self.format = "pcap-ns" if ts_exp == 9 else "pcap"
+        self.interfaces = [Interface(linktype=linktype, snaplen=snaplen, ts_exp=ts_exp)]
+        caplen_at = struct.Struct(order + "I").unpack_from
+        dtype = np.dtype(order + "u4")
+        file_base = 24
+        carry = b""
+        while True:
+            data = fh.read(chunk_bytes)
+            chunk = carry + data if carry else data
+            if not chunk:
+                break
+            offs, pos, problem = _walk_pcap(chunk, caplen_at, rec_hdr)
+            if offs:
+                yield self._pcap_batch(chunk, offs, rec_hdr, dtype, ts_exp, file_base)
+            if problem:
+                rest = len(chunk) - pos + _remaining(fh)
+                self._stop(f"record at offset {file_base + pos} {problem}", rest)
+                return
+            carry = chunk[pos:]
+            file_base += pos
+            if not data:
+                if carry:
+                    self._stop(f"file ends inside a record at offset {file_base}", len(carry))
+                return
+
+    def _pcap_batch(self, chunk, offs, rec_hdr, dtype, ts_exp, file_base) -> RecordBatch:
+        buf = np.frombuffer(chunk, dtype=np.uint8)
+        starts = np.asarray(offs, dtype=np.int64)
+        hdr = buf[starts[:, None] + np.arange(16)].copy().view(dtype).astype(np.int64)
+        sec, frac, caplen, wirelen = hdr[:, 0], hdr[:, 1], hdr[:, 2], hdr[:, 3]
+        scale = 1_000 if ts_exp == 6 else 1
+        limit = 1_000_000 if ts_exp == 6 else 1_000_000_000
+        bad_frac = int(np.count_nonzero(frac >= limit))
+        if bad_frac:
+            self.warnings.append(f"{bad_frac} record(s) with an impossible sub-second timestamp field")
+        self.records += len(starts)
+        data_off = starts + rec_hdr
+        return RecordBatch(
+            buf=buf,
+            data_off=data_off,
+            caplen=caplen,
+            wirelen=np.maximum(wirelen, caplen),
+            ts_ns=sec * 1_000_000_000 + frac * scale,
+            iface=np.zeros(len(starts), dtype=np.int32),
+            file_off=data_off + file_base,
+        )
+
+    def _pcapng_batches(self, fh: BinaryIO, chunk_bytes: int) -> Iterator[RecordBatch]:
+        self.format = "pcapng"
+        walker = _PcapngWalker(self)
+        file_base = 0
+        carry = b""
+        while True:
+            data = fh.read(chunk_bytes)
+            chunk = carry + data if carry else data
+            if not chunk:
+                break
+            cols, pos, problem = walker.walk(chunk, file_base)
+            if cols is not None:
+                yield cols
+            if problem:
+                rest = len(chunk) - pos + _remaining(fh)
+                self._stop(f"block at offset {file_base + pos} {problem}", rest)
+                return
+            carry = chunk[pos:]
+            file_base += pos
+            if not data:
+                if carry:
+                    self._stop(f"file ends inside a block at offset {file_base}", len(carry))
+                return
+
+    def _stop(self, why: str, skipped: int) -> None:
+        self.skipped_bytes += skipped
+        self.warnings.append(f"{why}; stopped reading there, {skipped} byte(s) skipped")
+
+
+def _walk_pcap(chunk: bytes, caplen_at, rec_hdr: int) -> tuple[list[int], int, str | None]:
+    """Record starts fully inside `chunk`; the loop is the only per-record Python work for pcap."""
+    offs: list[int] = []
+    append = offs.append
+    n = len(chunk)
+    pos = 0
+    while pos + rec_hdr <= n:
+        caplen = caplen_at(chunk, pos + 8)[0]
+        if caplen > MAX_RECORD:
+            return offs, pos, f"claims an absurd captured length ({caplen} bytes)"
+        end = pos + rec_hdr + caplen
+        if end > n:
+            break
+        append(pos)
+        pos = end
+    return offs, pos, None
+
+
+class _PcapngWalker:
+    """Walks pcapng blocks; keeps section state (byte order, interfaces) across chunks."""
+
+    def __init__(self, cap: CaptureFile) -> None:
+        self.cap = cap
+        self.order = "<"
+        self.section_base = 0  # global index of this section's first interface
+        self.seen_shb = False
+
+    def walk(self, chunk: bytes, file_base: int) -> tuple[RecordBatch | None, int, str | None]:
+        cap = self.cap
+        n = len(chunk)
+        pos = 0
+        data_off: list[int] = []
+        ifaces: list[int] = []
+        ts_raw: list[int] = []
+        caplens: list[int] = []
+        wirelens: list[int] = []
+        two = struct.Struct(self.order + "II").unpack_from
+        problem = None
+        while pos + 12 <= n:
+            if not self.seen_shb and chunk[pos : pos + 4] != PCAPNG_MAGIC:
+                problem = "is not a section header block"
+                break
+            if chunk[pos : pos + 4] == PCAPNG_MAGIC:
+                bom = chunk[pos + 8 : pos + 12]
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    self.order = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    self.order = ">"
+                else:
+                    problem = "has a section header with an invalid byte-order magic"
+                    break
+                two = struct.Struct(self.order + "II").unpack_from
+            btype, blen = two(chunk, pos)
+            if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                problem = f"has an invalid block length ({blen})"
+                break
+            if pos + blen > n:
+                break
+            if btype == EPB or btype == PB_OBSOLETE:
+                if btype == EPB:
+                    iface, hi, lo, clen, wlen = struct.unpack_from(self.order + "IIIII", chunk, pos + 8)
+                else:
+                    iface, _drops, hi, lo, clen, wlen = struct.unpack_from(self.order + "HHIIII", chunk, pos + 8)
+                if clen > blen - 32:
+                    problem = f"holds a packet longer than its block ({clen} > {blen - 32})"
+                    break
+                gidx = self.section_base + iface
+                if iface >= len(cap.interfaces) - self.section_base:
+                    problem = f"refers to interface {iface}, which was never described"
+                    break
+                data_off.append(pos + 28)
+                ifaces.append(gidx)
+                ts_raw.append((hi << 32) | lo)
+                caplens.append(clen)
+                wirelens.append(wlen)
+            elif btype == SPB:
+                (wlen,) = struct.unpack_from(self.order + "I", chunk, pos + 8)
+                if len(cap.interfaces) <= self.section_base:
+                    problem = "is a simple packet block before any interface"
+                    break
+                snap = cap.interfaces[self.section_base].snaplen or 1 << 30
+                data_off.append(pos + 12)
+                ifaces.append(self.section_base)
+                ts_raw.append(0)  # simple packet blocks carry no timestamp
+                caplens.append(min(wlen, snap, blen - 16))
+                wirelens.append(wlen)
+            elif btype == IDB:
+                self._interface(chunk, pos, blen)
+            elif btype == SHB:
+                if blen < 28:
+                    problem = "is a section header that is too short"
+                    break
+                (major,) = struct.unpack_from(self.order + "H", chunk, pos + 12)
+                if major != 1:
+                    problem = f"starts a section of unsupported pcapng version {major}"
+                    break
+                self.seen_shb = True
+                self.section_base = len(cap.interfaces)
+            pos += blen
+        if not data_off:
+            return None, pos, problem
+        return self._batch(chunk, file_base, data_off, ifaces, ts_raw, caplens, wirelens), pos, problem
+
+    def _interface(self, chunk: bytes, pos: int, blen: int) -> None:
+        linktype, _res, snaplen = struct.unpack_from(self.order + "HHI", chunk, pos + 8)
+        iface = Interface(linktype=linktype, snaplen=snaplen)
+        opt = pos + 16
+        end = pos + blen - 4
+        while opt + 4 <= end:
+            code, olen = struct.unpack_from(self.order + "HH", chunk, opt)
+            val = chunk[opt + 4 : opt + 4 + olen]
+            if code == 0:
+                break
+            if code == 2:
+                iface.name = val.decode("utf-8", "replace")
+            elif code == 9 and olen >= 1:
+                iface.ts_base, iface.ts_exp = (2, val[0] & 0x7F) if val[0] & 0x80 else (10, val[0])
+            elif code == 14 and olen >= 8:
+                (iface.ts_offset,) = struct.unpack(self.order + "q", val[:8])
+            opt += 4 + olen + (-olen % 4)
+        self.cap.interfaces.append(iface)
+
+    def _batch(self, chunk, file_base, data_off, ifaces, ts_raw, caplens, wirelens) -> RecordBatch:
+        cap = self.cap
+        iface = np.asarray(ifaces, dtype=np.int32)
+        raw_u = np.asarray(ts_raw, dtype=np.uint64)
+        absurd = raw_u >= np.uint64(1 << 62)  # beyond any real clock in any resolution; keep it harmless
+        if absurd.any():
+            cap.warnings.append(f"{int(absurd.sum())} packet(s) with an absurd timestamp (set to 0)")
+        raw = np.where(absurd, 0, raw_u).astype(np.int64)
+        ts_ns = np.zeros(len(raw), dtype=np.int64)
+        for idx in np.unique(iface):
+            sel = iface == idx
+            with np.errstate(over="ignore"):
+                ts_ns[sel] = _to_ns(raw[sel], cap.interfaces[idx])
+        caplen = np.asarray(caplens, dtype=np.int64)
+        offs = np.asarray(data_off, dtype=np.int64)
+        cap.records += len(offs)
+        return RecordBatch(
+            buf=np.frombuffer(chunk, dtype=np.uint8),
+            data_off=offs,
+            caplen=caplen,
+            wirelen=np.maximum(np.asarray(wirelens, dtype=np.int64), caplen),
+            ts_ns=ts_ns,
+            iface=iface,
+            file_off=offs + file_base,
+        )
+
+
+def _to_ns(raw: np.ndarray, iface: Interface) -> np.ndarray:
+    """Convert raw timestamp units of one interface to nanoseconds, without int64 overflow."""
+    offset = iface.ts_offset * 1_000_000_000
+    if iface.ts_base == 10:
+        if iface.ts_exp <= 9:
+            return raw * 10 ** (9 - iface.ts_exp) + offset
+        return raw // 10 ** (iface.ts_exp - 9) + offset
+    k = iface.ts_exp
+    whole = (raw >> k) * 1_000_000_000
+    part = ((raw & ((1 << k) - 1)).astype(np.float64) * 1e9 / (1 << k)).astype(np.int64)
+    return whole + part + offset
+
+
+def _read_head(path: Path, n: int) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _remaining(fh: BinaryIO) -> int:
+    here = fh.tell()
+    end = fh.seek(0, os.SEEK_END)
+    fh.seek(here)
+    return end - here

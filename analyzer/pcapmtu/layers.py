@@ -1,0 +1,249 @@
+"""Rare, rich layers: DNS messages, ICMP errors with their quoted headers, TLS handshakes.
+
+These packets are few, so they are decoded one by one with dpkt (DNS, TLS hello bodies) or with
+fixed-layout struct reads (ICMP quotes, which are routinely truncated and which dpkt rejects).
+Everything taken from a capture is attacker-controlled: a message that fails to decode becomes a row
+with status "malformed", never an exception.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+import dpkt
+import numpy as np
+import pandas as pd
+
+DNS_TYPES = {1: "A", 28: "AAAA", 5: "CNAME"}
+DNS_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+DNS_COLUMNS = [
+    "frame", "ts", "src", "dst", "sport", "dport", "txid", "response", "rcode", "qname", "qtype",
+    "answer_name", "answer_type", "answer", "ttl", "status",
+]  # fmt: skip
+ICMP_COLUMNS = [
+    "frame", "ts", "src", "dst", "ipv", "icmp_type", "icmp_code", "kind", "mtu", "quoted_src", "quoted_dst",
+    "quoted_proto", "quoted_sport", "quoted_dport", "quoted_seq", "quoted_ip_len", "quoted_df", "status",
+]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------- DNS
+def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFrame:
+    """One row per A/AAAA/CNAME answer, or one row per message that carries none."""
+    proto = packets["proto"].to_numpy()
+    records: list[tuple] = []
+    for row, data in rare:
+        if proto[row] != 17:
+            continue
+        records.extend(_dns_rows(row, data[8:]))
+    table = pd.DataFrame.from_records(records, columns=["row", *DNS_COLUMNS[6:]])
+    return _with_packet_columns(packets, table, DNS_COLUMNS)
+
+
+def _dns_rows(row: int, payload: bytes) -> list[tuple]:
+    try:
+        msg = dpkt.dns.DNS(payload)
+    except Exception:  # noqa: BLE001 - dpkt raises many types on hostile input
+        return [(row, -1, False, "", "", "", "", "", "", -1, "malformed")]
+    response = bool(msg.qr)
+    rcode = DNS_RCODES.get(msg.rcode, str(msg.rcode))
+    q = msg.qd[0] if msg.qd else None
+    qname = q.name if q is not None else ""
+    qtype = DNS_TYPES.get(q.type, str(q.type)) if q is not None else ""
+    out = []
+    for rr in msg.an if response else ():
+        kind = DNS_TYPES.get(rr.type)
+        if kind is None:
+            continue
+        try:
+            if kind == "A":
+                value = socket.inet_ntop(socket.AF_INET, rr.rdata)
+            elif kind == "AAAA":
+                value = socket.inet_ntop(socket.AF_INET6, rr.rdata)
+            else:
+                value = rr.cname
+        except (ValueError, OSError, AttributeError):
+            continue
+        out.append((row, msg.id, response, rcode, qname, qtype, rr.name, kind, value, rr.ttl, "ok"))
+    if not out:
+        out.append((row, msg.id, response, rcode, qname, qtype, "", "", "", -1, "ok"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ ICMP
+def icmp_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFrame:
+    """ICMP errors that quote a packet, with the next-hop MTU and the quoted 5-tuple (RFC 792/1191/4443)."""
+    proto = packets["proto"].to_numpy()
+    records = [_icmp_row(row, data, int(proto[row])) for row, data in rare if proto[row] in (1, 58)]
+    table = pd.DataFrame.from_records(records, columns=["row", *ICMP_COLUMNS[4:]])
+    return _with_packet_columns(packets, table, ICMP_COLUMNS)
+
+
+def _icmp_row(row: int, data: bytes, proto: int) -> tuple:
+    typ, code = data[0], data[1]
+    ipv = 4 if proto == 1 else 6
+    mtu = -1
+    if ipv == 4:
+        kind = {3: "unreachable", 11: "time_exceeded"}.get(typ, "other")
+        if typ == 3 and code == 4:
+            kind = "frag_needed"
+            mtu = struct.unpack_from(">H", data, 6)[0] if len(data) >= 8 else -1  # RFC 1191
+    else:
+        kind = {1: "unreachable", 2: "packet_too_big", 3: "time_exceeded"}.get(typ, "other")
+        if typ == 2 and len(data) >= 8:
+            mtu = struct.unpack_from(">I", data, 4)[0]  # RFC 4443 3.2
+    quoted = _quoted_header(data[8:])
+    status = "ok" if quoted[0] else "truncated-quote"
+    return (row, ipv, typ, code, kind, mtu, *quoted, status)
+
+
+def _quoted_header(q: bytes) -> tuple:
+    """(src, dst, proto, sport, dport, seq, ip_len, df) of the packet an ICMP error quotes."""
+    empty = ("", "", -1, -1, -1, -1, -1, False)
+    if len(q) >= 20 and q[0] >> 4 == 4:
+        ihl = (q[0] & 0x0F) * 4
+        total, flags = struct.unpack_from(">H", q, 2)[0], struct.unpack_from(">H", q, 6)[0]
+        src, dst = str(ipaddress.IPv4Address(q[12:16])), str(ipaddress.IPv4Address(q[16:20]))
+        proto, l4 = q[9], q[ihl:] if ihl >= 20 else b""
+        df = bool(flags & 0x4000)
+    elif len(q) >= 40 and q[0] >> 4 == 6:
+        total = struct.unpack_from(">H", q, 4)[0] + 40
+        src, dst = str(ipaddress.IPv6Address(q[8:24])), str(ipaddress.IPv6Address(q[24:40]))
+        proto, l4, df = q[6], q[40:], True  # IPv6 routers never fragment
+    else:
+        return empty
+    sport = dport = seq = -1
+    if proto in (6, 17) and len(l4) >= 4:
+        sport, dport = struct.unpack_from(">HH", l4, 0)
+    if proto == 6 and len(l4) >= 8:
+        seq = struct.unpack_from(">I", l4, 4)[0]
+    return (src, dst, proto, sport, dport, seq, total, df)
+
+
+def _with_packet_columns(packets: pd.DataFrame, table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    rows = table["row"].to_numpy(dtype=np.int64)
+    table.insert(0, "frame", packets["frame"].to_numpy()[rows])
+    table.insert(1, "ts", packets["ts"].to_numpy()[rows])
+    table.insert(2, "src", packets["src"].astype(object).to_numpy()[rows])
+    table.insert(3, "dst", packets["dst"].astype(object).to_numpy()[rows])
+    if "sport" in columns:
+        table.insert(4, "sport", packets["sport"].to_numpy()[rows].astype(np.int32))
+        table.insert(5, "dport", packets["dport"].to_numpy()[rows].astype(np.int32))
+    return table.drop(columns="row")[columns].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------- TLS
+TLS_LIMIT = 32 * 1024  # bytes of each direction reassembled: enough for hellos and a certificate chain
+TLS_VERSIONS = {0x0300: "SSL3", 0x0301: "TLS1.0", 0x0302: "TLS1.1", 0x0303: "TLS1.2", 0x0304: "TLS1.3"}
+TLS_COLUMNS = ["conn", "sni", "tls_version", "client_hello_len", "server_hello", "certificate_len",
+               "server_flight_bytes", "client_second_flight"]  # fmt: skip
+
+
+def tls_table(packets: pd.DataFrame, read_payloads) -> pd.DataFrame:
+    """Per TLS connection: SNI, version, hello/certificate sizes, whether the handshake went on.
+
+    `read_payloads(rows)` returns the captured TCP payload bytes of those packet rows (re-read from the
+    file: only the first TLS_LIMIT bytes of candidate connections are ever looked at).
+    """
+    conn = packets["conn"].to_numpy()
+    rel = packets["rel_seq"].to_numpy()
+    dirn = packets["dir"].to_numpy()
+    plen = packets["payload_len"].to_numpy()
+    first_byte = packets["payload0"].to_numpy()
+    data = (conn >= 0) & (plen > 0) & (rel >= 1) & (rel < TLS_LIMIT)
+    starts = data & (rel == 1) & (dirn == 0) & (first_byte == 0x16)
+    candidates = np.unique(conn[starts])
+    if not len(candidates):
+        return pd.DataFrame(columns=TLS_COLUMNS)
+    pick = np.flatnonzero(data & np.isin(conn, candidates))
+    payloads = read_payloads(pick)
+    seg = pd.DataFrame({"row": pick, "conn": conn[pick], "dir": dirn[pick], "rel": rel[pick]})
+    seg["bytes"] = payloads
+    records = []
+    for cid, group in seg.groupby("conn", sort=True):
+        streams = [_reassemble(group[group["dir"] == d]) for d in (0, 1)]
+        records.append((int(cid), *_tls_facts(*streams)))
+    return pd.DataFrame.from_records(records, columns=TLS_COLUMNS)
+
+
+def _reassemble(segs: pd.DataFrame) -> bytes:
+    """Contiguous stream bytes from relative sequence 1 until the first gap (first copy wins)."""
+    out = bytearray()
+    for rel, chunk in sorted(zip(segs["rel"].tolist(), segs["bytes"].tolist(), strict=True)):
+        have = 1 + len(out)
+        if rel > have:
+            break
+        skip = have - rel
+        if skip < len(chunk):
+            out += chunk[skip:]
+    return bytes(out)
+
+
+def _handshake_messages(stream: bytes) -> tuple[list[tuple[int, bytes, int]], int, list[int]]:
+    """Walk TLS records: handshake messages (type, body, declared length), bytes used, record types."""
+    hs = bytearray()
+    types: list[int] = []
+    off = 0
+    while off + 5 <= len(stream):
+        rtype, _ver, rlen = struct.unpack_from(">BHH", stream, off)
+        if rtype not in (20, 21, 22, 23) or rlen > 18432:
+            break
+        types.append(rtype)
+        if rtype == 22:
+            hs += stream[off + 5 : off + 5 + rlen]
+        off += 5 + rlen
+    msgs = []
+    pos = 0
+    while pos + 4 <= len(hs):
+        mtype = hs[pos]
+        mlen = int.from_bytes(hs[pos + 1 : pos + 4], "big")
+        msgs.append((mtype, bytes(hs[pos : pos + 4 + mlen]), mlen))
+        pos += 4 + mlen
+    return msgs, min(off, len(stream)), types
+
+
+def _tls_facts(client: bytes, server: bytes) -> tuple:
+    sni, version, ch_len = "", "", -1
+    c_msgs, _, c_types = _handshake_messages(client)
+    for mtype, body, mlen in c_msgs:
+        if mtype == 1:
+            ch_len = mlen
+            sni = _client_hello_sni(body)
+            break
+    s_msgs, s_used, _ = _handshake_messages(server)
+    server_hello = False
+    cert_len = -1
+    for mtype, body, mlen in s_msgs:
+        if mtype == 2:
+            server_hello = True
+            version = _server_hello_version(body)
+        elif mtype == 11:
+            cert_len = mlen
+    client_second = len(c_types) > 1 or len(c_msgs) > 1
+    return sni, version, ch_len, server_hello, cert_len, len(server), client_second
+
+
+def _client_hello_sni(body: bytes) -> str:
+    try:
+        hello = dpkt.ssl.TLSHandshake(body).data
+        for ext_type, ext_data in getattr(hello, "extensions", []):
+            if ext_type == 0 and len(ext_data) >= 5:
+                name_len = struct.unpack_from(">H", ext_data, 3)[0]
+                return ext_data[5 : 5 + name_len].decode("ascii", "replace")
+    except Exception:  # noqa: BLE001 - hostile or truncated hello
+        return ""
+    return ""
+
+
+def _server_hello_version(body: bytes) -> str:
+    try:
+        hello = dpkt.ssl.TLSHandshake(body).data
+        version = hello.version
+        for ext_type, ext_data in getattr(hello, "extensions", []):
+            if ext_type == 43 and len(ext_data) >= 2:  # supported_versions (RFC 8446 4.2.1)
+                version = struct.unpack_from(">H", ext_data, 0)[0]
+        return TLS_VERSIONS.get(version, hex(version))
+    except Exception:  # noqa: BLE001
+        return ""

@@ -1,0 +1,510 @@
+"""Stage 2: reconstruct TCP connections from the packets table, vectorized.
+
+A connection is a 5-tuple plus a SYN: a new SYN with a different initial sequence number on a reused
+5-tuple starts a new connection (port reuse is common in real captures). Each direction's sequence
+numbers are unwrapped across 32-bit wraparound and made relative to the initial sequence number.
+
+Per-segment analysis follows Wireshark's `tcp_analyze_sequence_number` closely so that counts can be
+checked against `tcp.analysis.*` (see tests/test_oracle.py and docs/tables.md for the remaining
+differences): retransmission / fast retransmission / spurious retransmission / out-of-order, previous
+segment not captured, duplicate ACK, zero window, keep-alive. Copies of one packet seen on several
+interfaces (`tcpdump -i any`) are flagged `dup_copy` and left out of the analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+SEQ_MOD = 1 << 32
+NONE = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class TcpConfig:
+    """Thresholds of the per-segment analysis (Wireshark's defaults)."""
+
+    ooo_threshold_ns: int = 3_000_000  # used until the handshake RTT is known
+    fast_retrans_window_ns: int = 20_000_000  # a retransmission within 20 ms of the 2nd dup ACK
+    dup_copy_window_ns: int = 1_000_000_000  # same packet on another interface within this time
+
+
+PACKET_ANALYSIS_COLUMNS = {
+    "conn": np.int32,
+    "dir": np.int8,
+    "rel_seq": np.int64,
+    "rel_ack": np.int64,
+    "retrans": np.bool_,
+    "fast_retrans": np.bool_,
+    "spurious_retrans": np.bool_,
+    "out_of_order": np.bool_,
+    "lost_before": np.bool_,
+    "dup_ack": np.bool_,
+    "zero_window": np.bool_,
+    "keepalive": np.bool_,
+    "dup_copy": np.bool_,
+    "sack_hole": np.int64,
+}
+
+
+def seq_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a - b in sequence space (RFC 1982 serial arithmetic), as signed 64-bit values."""
+    return ((a.astype(np.int64) - b.astype(np.int64) + (1 << 31)) % SEQ_MOD) - (1 << 31)
+
+
+def _segments(values: np.ndarray, starts: np.ndarray, ufunc) -> np.ndarray:
+    """`ufunc.reduceat` over contiguous groups (rows sorted by group, `starts` = first row of each)."""
+    if not len(starts):
+        return np.zeros(0, dtype=values.dtype)
+    return ufunc.reduceat(values, starts)
+
+
+def _group_shift(values: np.ndarray, starts_mask: np.ndarray, fill) -> np.ndarray:
+    """Value of the previous row within the same contiguous group (fill at group starts)."""
+    out = np.empty_like(values)
+    if not len(values):
+        return out
+    out[1:] = values[:-1]
+    out[starts_mask] = fill
+    return out
+
+
+def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None = None):
+    """Return (per-packet analysis columns, flows table). See docs/tables.md for every column."""
+    cfg = cfg or TcpConfig()
+    n_all = len(packets)
+    cols = {name: np.zeros(n_all, dtype=dt) for name, dt in PACKET_ANALYSIS_COLUMNS.items()}
+    cols["conn"][:] = -1
+    cols["dir"][:] = -1
+    status_ok = packets["status"].cat.codes.to_numpy() == 0
+    proto = packets["proto"].to_numpy()
+    is_tcp = (proto == 6) & status_ok & (packets["ipv"].to_numpy() > 0) & ~packets["frag"].to_numpy()
+    rows = np.flatnonzero(is_tcp)
+    if not len(rows):
+        return cols, _empty_flows()
+
+    src = packets["src"].cat.codes.to_numpy()[rows].astype(np.int64)
+    dst = packets["dst"].cat.codes.to_numpy()[rows].astype(np.int64)
+    sport = packets["sport"].to_numpy()[rows].astype(np.int64)
+    dport = packets["dport"].to_numpy()[rows].astype(np.int64)
+    a_is_src = (src < dst) | ((src == dst) & (sport <= dport))
+    key_lo = np.where(a_is_src, src << 16 | sport, dst << 16 | dport)
+    key_hi = np.where(a_is_src, dst << 16 | dport, src << 16 | sport)
+    c_lo, _ = pd.factorize(key_lo)
+    c_hi, _ = pd.factorize(key_hi)
+    tup, _ = pd.factorize(c_lo.astype(np.int64) * (int(c_hi.max()) + 1) + c_hi)
+
+    flags = packets["tcp_flags"].to_numpy()[rows].astype(np.int64)
+    seq = packets["seq"].to_numpy()[rows].astype(np.int64)
+    ack = packets["ack"].to_numpy()[rows].astype(np.int64)
+    plen = packets["payload_len"].to_numpy()[rows].astype(np.int64)
+    ts = packets["ts_ns"].to_numpy()[rows]
+    win = packets["win"].to_numpy()[rows].astype(np.int64)
+
+    dup_copy = _interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, ts, cfg)
+    cols["dup_copy"][rows] = dup_copy
+    keep = ~dup_copy
+    rows, tup, a_is_src, key_lo, key_hi = rows[keep], tup[keep], a_is_src[keep], key_lo[keep], key_hi[keep]
+    flags, seq, ack, plen, ts, win = flags[keep], seq[keep], ack[keep], plen[keep], ts[keep], win[keep]
+
+    # ---- order by 5-tuple, keep file order inside (S order), and split on new SYNs (port reuse)
+    order = np.argsort(tup, kind="stable")
+    rows, tup, a_is_src, key_lo, key_hi = rows[order], tup[order], a_is_src[order], key_lo[order], key_hi[order]
+    flags, seq, ack, plen, ts, win = flags[order], seq[order], ack[order], plen[order], ts[order], win[order]
+    n = len(rows)
+    pos = np.arange(n)
+    syn = (flags & SYN) > 0
+    ackf = (flags & ACK) > 0
+    syn_only = syn & ~ackf
+    synack = syn & ackf
+    start = np.ones(n, dtype=bool)
+    start[1:] = tup[1:] != tup[:-1]
+    syn_pos = np.flatnonzero(syn_only)
+    if len(syn_pos):
+        new_syn = np.ones(len(syn_pos), dtype=bool)
+        same_tuple = tup[syn_pos[1:]] == tup[syn_pos[:-1]]
+        new_syn[1:] = ~same_tuple | (seq[syn_pos[1:]] != seq[syn_pos[:-1]]) | (a_is_src[syn_pos[1:]] != a_is_src[syn_pos[:-1]])
+        # the first SYN of a 5-tuple joins the rows before it when those hold the SYN-ACK answering it
+        # (captures taken on several interfaces or cores sometimes write the SYN-ACK first)
+        first_in_tuple = np.ones(len(syn_pos), dtype=bool)
+        first_in_tuple[1:] = ~same_tuple
+        new_syn &= ~(first_in_tuple & _answered_earlier(syn_pos, tup, seq, ack, synack, start))
+        start[syn_pos[new_syn]] = True
+    conn = np.cumsum(start) - 1
+    first = np.flatnonzero(start)
+    n_conn = len(first)
+
+    # ---- orientation: the SYN sender is the client; else the SYN-ACK receiver; else the higher port
+    first_syn = _segments(np.where(syn_only, pos, NONE), first, np.minimum)
+    first_synack = _segments(np.where(synack, pos, NONE), first, np.minimum)
+    port_a = key_lo[first] & 0xFFFF
+    port_b = key_hi[first] & 0xFFFF
+    client_is_a = np.where(port_a == port_b, a_is_src[first], port_a > port_b)
+    has_synack = first_synack != NONE
+    client_is_a = np.where(has_synack, ~a_is_src[np.where(has_synack, first_synack, 0)], client_is_a)
+    has_syn = first_syn != NONE
+    client_is_a = np.where(has_syn, a_is_src[np.where(has_syn, first_syn, 0)], client_is_a)
+    dirn = np.where(a_is_src == client_is_a[conn], 0, 1).astype(np.int64)
+
+    # handshake RTT: SYN to the client's first ACK after the SYN-ACK (Wireshark's iRTT)
+    after_synack = (dirn == 0) & ackf & ~syn & (pos > first_synack[conn])
+    hs_ack = _segments(np.where(after_synack, pos, NONE), first, np.minimum)
+    has_rtt = has_syn & (hs_ack != NONE)
+    irtt = np.where(has_rtt, ts[np.where(has_rtt, hs_ack, 0)] - ts[np.where(has_syn, first_syn, 0)], 0)
+
+    # ---- per direction (D order): unwrap sequence numbers, running state
+    dkey = conn * 2 + dirn
+    dorder = np.argsort(dkey, kind="stable")
+    d_start = np.ones(n, dtype=bool)
+    d_start[1:] = dkey[dorder][1:] != dkey[dorder][:-1]
+    d_gid = np.cumsum(d_start) - 1
+    d_first = np.flatnonzero(d_start)
+    dseq, dack, dflags, dplen, dts, dwin = seq[dorder], ack[dorder], flags[dorder], plen[dorder], ts[dorder], win[dorder]
+    step = np.zeros(n, dtype=np.int64)
+    step[1:] = seq_diff(dseq[1:], dseq[:-1])
+    step[d_start] = 0
+    unwrapped = np.cumsum(step)
+    unwrapped -= np.repeat(unwrapped[d_first], np.diff(np.append(d_first, n)))
+    dsyn = (dflags & SYN) > 0
+    syn_in_dir = _segments(np.where(dsyn, np.arange(n), NONE), d_first, np.minimum)
+    base = np.where(syn_in_dir != NONE, unwrapped[np.where(syn_in_dir != NONE, syn_in_dir, 0)], 0)
+    rel = unwrapped - np.repeat(base, np.diff(np.append(d_first, n)))
+    seglen = dplen + dsyn + ((dflags & FIN) > 0)
+    seg_end = rel + seglen
+    prev_max = pd.Series(seg_end).groupby(d_gid).cummax().to_numpy()
+    nextseq = _group_shift(prev_max, d_start, NONE)  # highest sequence end before this segment
+    known = nextseq != NONE
+    advanced = ~known | (seg_end > nextseq)
+    adv_ts = pd.Series(np.where(advanced, dts, np.nan)).groupby(d_gid).ffill().to_numpy()
+    nextseq_ts = _group_shift(adv_ts, d_start, np.nan)
+    prev_ack = _group_shift(dack, d_start, -1)
+    prev_win = _group_shift(dwin, d_start, -1)
+    rst = (dflags & RST) > 0
+    syn_or_fin = (dflags & (SYN | FIN)) > 0
+    control = (dflags & (SYN | FIN | RST)) > 0
+    # duplicate ACK: no data, same window (non-zero), same ACK, at the expected sequence number
+    dup_ack = (
+        (dplen == 0)
+        & (dwin > 0)
+        & (dwin == prev_win)
+        & known
+        & (rel == nextseq)
+        & (dack == prev_ack)
+        & ~control
+    )
+    keepalive = (seglen <= 1) & ~control & known & (rel == nextseq - 1)
+    zero_window = (dwin == 0) & ~control
+    lost_before = known & (rel > nextseq) & ~rst
+
+    # back to S order to see the reverse direction's latest state at each segment
+    inv = np.empty(n, dtype=np.int64)
+    inv[dorder] = np.arange(n)
+    rel_s, nextseq_s, plen_s = rel[inv], nextseq[inv], plen
+    last_rev = _last_reverse(pos, dirn, first, conn)
+    has_rev = last_rev >= 0
+    rv = np.where(has_rev, last_rev, 0)
+    # the ACK of a keep-alive repeats the previous ACK but is not a duplicate ACK
+    keepalive_ack = np.zeros(n, dtype=bool)
+    keepalive_ack[inv] = has_rev & keepalive[inv][rv]
+    dup_ack &= ~keepalive_ack
+    # Wireshark keeps counting duplicate ACKs until the ACK number moves (data segments in between do not
+    # reset the count), which is what its fast-retransmission test then reads from the other direction
+    runs = np.cumsum(dup_ack)
+    ack_moved = d_start | (dack != prev_ack)
+    dupack_run = runs - np.maximum.accumulate(np.where(ack_moved, runs - dup_ack, 0))
+    rev_ack = np.where(has_rev, ack[rv], 0)
+    rev_ack_ts = np.where(has_rev, ts[rv], 0)
+    rev_dupacks = np.where(has_rev, dupack_run[inv][rv], 0)
+    # retransmission family (Wireshark's tcp_analyze_sequence_number): data, SYN or FIN that does not
+    # advance the sequence; keep-alives excluded. Order of tests as in tshark 4.0: fast, spurious, out-of-order, plain
+    carries = ((plen_s > 0) | syn_or_fin[inv]) & ~keepalive[inv]
+    not_advanced = (nextseq_s != NONE) & (rel_s < nextseq_s)
+    not_advanced &= ~((plen_s > 1) & (rel_s == nextseq_s - 1))
+    fast = (
+        carries
+        & not_advanced
+        & (rev_dupacks >= 2)
+        & (rev_ack == seq)
+        & (ts - rev_ack_ts < cfg.fast_retrans_window_ns)
+    )
+    thres = np.where(irtt[conn] > 0, irtt[conn], cfg.ooo_threshold_ns)
+    since_adv = ts - np.nan_to_num(nextseq_ts[inv], nan=-1e30)
+    spurious = carries & ~fast & (plen_s > 0) & (rev_ack != 0) & (seq_diff(seq + plen_s, rev_ack) <= 0)
+    ooo = carries & not_advanced & ~fast & ~spurious & (since_adv < thres) & (nextseq_s != rel_s + seglen[inv])
+    plain = carries & not_advanced & ~fast & ~ooo & ~spurious
+    retrans = fast | spurious | plain  # Wireshark marks fast and spurious ones as retransmissions too
+
+    # relative ACK: the reverse direction's ISN is its base
+    base_by_dir = np.full((n_conn, 2), 0, dtype=np.int64)
+    isn_raw = (dseq[d_first] - rel[d_first]) % SEQ_MOD  # raw initial sequence number per direction
+    base_by_dir[conn[dorder][d_first], dirn[dorder][d_first]] = isn_raw
+    rel_ack = np.where(ackf, seq_diff(ack, base_by_dir[conn, 1 - dirn]), 0)
+
+    # ---- renumber connections by first frame (like tcp.stream) and write per-packet columns
+    first_frame_row = _segments(rows, first, np.minimum)
+    rank = np.empty(n_conn, dtype=np.int64)
+    rank[np.argsort(first_frame_row, kind="stable")] = np.arange(n_conn)
+    cols["conn"][rows] = rank[conn]
+    cols["dir"][rows] = dirn
+    cols["rel_seq"][rows] = rel_s
+    cols["rel_ack"][rows] = rel_ack
+    cols["retrans"][rows] = retrans
+    cols["fast_retrans"][rows] = fast
+    cols["spurious_retrans"][rows] = spurious
+    cols["out_of_order"][rows] = ooo
+    cols["lost_before"][rows] = lost_before[inv]
+    cols["dup_ack"][rows] = dup_ack[inv]
+    cols["zero_window"][rows] = zero_window[inv]
+    cols["keepalive"][rows] = keepalive[inv]
+    hole = _sack_holes(packets, sack, rows)
+    cols["sack_hole"][rows] = hole
+
+    flows = _flows(
+        packets,
+        rows=rows,
+        first=first,
+        conn=conn,
+        rank=rank,
+        dirn=dirn,
+        flags=flags,
+        plen=plen,
+        ts=ts,
+        client_is_a=client_is_a,
+        key_lo=key_lo,
+        key_hi=key_hi,
+        first_syn=first_syn,
+        first_synack=first_synack,
+        irtt=irtt,
+        has_rtt=has_rtt,
+        per_packet={
+            "retrans": retrans,
+            "fast_retrans": fast,
+            "spurious_retrans": spurious,
+            "out_of_order": ooo,
+            "lost_before": lost_before[inv],
+            "dup_ack": dup_ack[inv],
+            "zero_window": zero_window[inv],
+            "keepalive": keepalive[inv],
+        },
+        hole=hole,
+    )
+    return cols, flows
+
+
+def _answered_earlier(syn_pos, tup, seq, ack, synack, start) -> np.ndarray:
+    """For each SYN, whether an earlier row of its 5-tuple, since the tuple's start, is its SYN-ACK."""
+    group_start = np.maximum.accumulate(np.where(start, np.arange(len(start)), 0))
+    sa = np.flatnonzero(synack)
+    acked = pd.DataFrame({"t": tup[sa], "s": (ack[sa] - 1) % SEQ_MOD, "p": sa})
+    syns = pd.DataFrame({"t": tup[syn_pos], "s": seq[syn_pos], "q": syn_pos, "g": group_start[syn_pos]})
+    hit = syns.reset_index().merge(acked, on=["t", "s"], how="inner")
+    hit = hit[(hit["p"] < hit["q"]) & (hit["p"] >= hit["g"])]
+    out = np.zeros(len(syn_pos), dtype=bool)
+    out[hit["index"].to_numpy()] = True
+    return out
+
+
+def _interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, ts, cfg) -> np.ndarray:
+    """Flag later copies of one packet captured on another interface (`tcpdump -i any`, pcapng)."""
+    iface = packets["iface"].to_numpy()[rows].astype(np.int64)
+    ifindex = packets["ifindex"].to_numpy()[rows].astype(np.int64)
+    where_seen = (iface << 32) | (ifindex & 0xFFFFFFFF)
+    if len(np.unique(where_seen)) < 2:
+        return np.zeros(len(rows), dtype=bool)
+    ip_id = packets["ip_id"].to_numpy()[rows]
+    tsval = packets["tsval"].to_numpy()[rows]
+    ident = pd.DataFrame(
+        {"t": tup, "a": a_is_src, "f": flags, "s": seq, "k": ack, "l": plen, "w": win, "i": ip_id, "v": tsval}
+    )
+    group = ident.groupby(list(ident.columns), sort=False).ngroup().to_numpy()
+    _, first_idx = np.unique(group, return_index=True)
+    orig = first_idx[group]
+    return (
+        (np.arange(len(rows)) != orig)
+        & (where_seen != where_seen[orig])
+        & (np.abs(ts - ts[orig]) <= cfg.dup_copy_window_ns)
+    )
+
+
+def _last_reverse(pos, dirn, first, conn) -> np.ndarray:
+    """For each segment, the position of the latest earlier segment of the other direction (or -1)."""
+    out = np.full(len(pos), -1, dtype=np.int64)
+    conn_start = first[conn]
+    for d in (0, 1):
+        last = np.maximum.accumulate(np.where(dirn == d, pos, -1))
+        mine = (dirn == 1 - d) & (last >= conn_start)
+        out[mine] = last[mine]
+    return out
+
+
+def _sack_holes(packets, sack, rows) -> np.ndarray:
+    """Bytes between the cumulative ACK and the lowest SACK block above it (RFC 2018); 0 when none.
+
+    Blocks at or below the cumulative ACK are D-SACKs (RFC 2883) and say nothing about a hole.
+    """
+    holes = np.zeros(len(rows), dtype=np.int64)
+    if not len(sack):
+        return holes
+    sack_rows = sack["row"].to_numpy()
+    gap = seq_diff(sack["left"].to_numpy(), packets["ack"].to_numpy()[sack_rows])
+    above = gap > 0
+    lowest = pd.Series(gap[above]).groupby(sack_rows[above]).min()
+    where = pd.Index(rows).get_indexer(lowest.index)
+    ok = where >= 0
+    holes[where[ok]] = lowest.to_numpy()[ok]
+    return holes
+
+
+HISTORY_LETTERS = "SHADFRTWG"  # Zeek: SYN, SYN-ACK, pure ACK, data, FIN, RST, retransmission, zero window, gap
+
+
+def _flows(packets, *, rows, first, conn, rank, dirn, flags, plen, ts, client_is_a, key_lo, key_hi,
+           first_syn, first_synack, irtt, has_rtt, per_packet, hole) -> pd.DataFrame:  # fmt: skip
+    n = len(rows)
+    n_conn = len(first)
+    pos = np.arange(n)
+    c2s, s2c = dirn == 0, dirn == 1
+    frame = packets["frame"].to_numpy()[rows]
+    ip_len = packets["ip_len"].to_numpy()[rows].astype(np.int64)
+    mss = packets["mss"].to_numpy()[rows].astype(np.int64)
+    wscale = packets["wscale"].to_numpy()[rows].astype(np.int64)
+    sack_ok = packets["sack_perm"].to_numpy()[rows]
+    has_ts = packets["has_ts"].to_numpy()[rows]
+    outer = packets["outer_ip_len"].to_numpy()[rows].astype(np.int64)
+    ipv = packets["ipv"].to_numpy()[rows]
+
+    def total(v):
+        return _segments(v.astype(np.int64), first, np.add)
+
+    def biggest(v, mask):
+        return _segments(np.where(mask, v, 0).astype(np.int64), first, np.maximum)
+
+    def earliest(mask):
+        return _segments(np.where(mask, pos, NONE), first, np.minimum)
+
+    def at(position, values, missing):
+        ok = position != NONE
+        return np.where(ok, values[np.where(ok, position, 0)], missing)
+
+    lo_addr, lo_port = key_lo >> 16, key_lo & 0xFFFF
+    hi_addr, hi_port = key_hi >> 16, key_hi & 0xFFFF
+    cf = first
+    c_addr = np.where(client_is_a, lo_addr[cf], hi_addr[cf])
+    s_addr = np.where(client_is_a, hi_addr[cf], lo_addr[cf])
+    names = packets["src"].cat.categories.to_numpy()
+    syn_only = ((flags & SYN) > 0) & ((flags & ACK) == 0)
+    synack = ((flags & SYN) > 0) & ((flags & ACK) > 0)
+    fin, rst = (flags & FIN) > 0, (flags & RST) > 0
+    pure_ack = ((flags & ACK) > 0) & (plen == 0) & ((flags & (SYN | FIN | RST)) == 0)
+
+    out: dict[str, object] = {
+        "conn": rank,
+        "client_ip": names[c_addr],
+        "client_port": np.where(client_is_a, lo_port[cf], hi_port[cf]).astype(np.int32),
+        "server_ip": names[s_addr],
+        "server_port": np.where(client_is_a, hi_port[cf], lo_port[cf]).astype(np.int32),
+        "ipv": _segments(ipv.astype(np.int64), first, np.maximum).astype(np.int8),
+        "first_frame": _segments(frame, first, np.minimum),
+        "last_frame": _segments(frame, first, np.maximum),
+        "first_ts": _segments(ts, first, np.minimum) / 1e9,
+        "last_ts": _segments(ts, first, np.maximum) / 1e9,
+        "syn_frame": at(first_syn, frame, -1),
+        "synack_frame": at(first_synack, frame, -1),
+        "handshake_rtt": np.where(has_rtt, irtt / 1e9, np.nan),
+        "mss_client": at(first_syn, mss, 0).astype(np.int32),
+        "mss_server": at(first_synack, mss, 0).astype(np.int32),
+        "wscale_client": at(first_syn, wscale, -1).astype(np.int8),
+        "wscale_server": at(first_synack, wscale, -1).astype(np.int8),
+        "sack_perm_client": at(first_syn, sack_ok, False).astype(bool),
+        "sack_perm_server": at(first_synack, sack_ok, False).astype(bool),
+        "ts_client": at(first_syn, has_ts, False).astype(bool),
+        "ts_server": at(first_synack, has_ts, False).astype(bool),
+    }
+    for tag, mask in (("c2s", c2s), ("s2c", s2c)):
+        out[f"pkts_{tag}"] = total(mask)
+        out[f"bytes_{tag}"] = total(np.where(mask, plen, 0))
+        out[f"max_payload_{tag}"] = biggest(plen, mask)
+        out[f"max_ip_len_{tag}"] = biggest(ip_len, mask)
+        out[f"max_outer_len_{tag}"] = biggest(outer, mask)
+    for name, values in per_packet.items():
+        for tag, mask in (("c2s", c2s), ("s2c", s2c)):
+            out[f"{name}_{tag}"] = total(values & mask)
+    out["retransmissions"] = out["retrans_c2s"] + out["retrans_s2c"]
+    out["sack_acks_c2s"] = total((hole > 0) & c2s)
+    out["max_sack_hole_c2s"] = biggest(hole, c2s)
+    out["sack_acks_s2c"] = total((hole > 0) & s2c)
+    out["max_sack_hole_s2c"] = biggest(hole, s2c)
+
+    has_syn = first_syn != NONE
+    has_synack = first_synack != NONE
+    first_rst_c, first_rst_s = earliest(rst & c2s), earliest(rst & s2c)
+    rst_c, rst_s = first_rst_c != NONE, first_rst_s != NONE
+    fin_c, fin_s = earliest(fin & c2s) != NONE, earliest(fin & s2c) != NONE
+    rst_by_client_first = rst_c & (first_rst_c <= first_rst_s)
+    conn_state = np.select(
+        [
+            has_syn & ~has_synack & rst_s,
+            has_syn & ~has_synack & rst_c,
+            has_syn & ~has_synack & fin_c,
+            has_syn & ~has_synack,
+            ~has_syn & has_synack & rst_s,
+            ~has_syn & has_synack & fin_s,
+            ~has_syn,
+            rst_by_client_first,
+            rst_s,
+            fin_c & fin_s,
+            fin_c,
+            fin_s,
+        ],
+        ["REJ", "RSTOS0", "SH", "S0", "RSTRH", "SHR", "OTH", "RSTO", "RSTR", "SF", "S2", "S3"],
+        default="S1",
+    )
+    no_reply = out["pkts_s2c"] == 0
+    state = np.select(
+        [
+            conn_state == "REJ",
+            rst_c | rst_s,
+            has_syn & ~has_synack & no_reply,
+            fin_c & fin_s,
+        ],
+        ["refused", "reset", "no_answer", "closed"],
+        default="open",
+    )
+    out["state"] = pd.Categorical(state, categories=["closed", "reset", "refused", "no_answer", "open"])
+    out["conn_state"] = conn_state
+    out["midstream"] = ~has_syn & ~has_synack
+    out["history"] = _history(
+        n_conn,
+        first,
+        pos,
+        dirn,
+        [syn_only, synack, pure_ack, plen > 0, fin, rst, per_packet["retrans"], per_packet["zero_window"],
+         per_packet["lost_before"]],
+    )  # fmt: skip
+    out["duration"] = out["last_ts"] - out["first_ts"]
+    flows = pd.DataFrame(out)
+    return flows.sort_values("conn", kind="stable").reset_index(drop=True)
+
+
+def _history(n_conn, first, pos, dirn, masks) -> np.ndarray:
+    """Zeek-style history: one letter per event kind and side, in order of first occurrence."""
+    conns, places, letters = [], [], []
+    for letter, mask in zip(HISTORY_LETTERS, masks, strict=True):
+        for d, ch in ((0, letter), (1, letter.lower())):
+            where = _segments(np.where(mask & (dirn == d), pos, NONE), first, np.minimum)
+            seen = np.flatnonzero(where != NONE)
+            conns.append(seen)
+            places.append(where[seen])
+            letters.append(np.full(len(seen), ch))
+    frame = pd.DataFrame({"c": np.concatenate(conns), "p": np.concatenate(places), "h": np.concatenate(letters)})
+    joined = frame.sort_values(["c", "p"]).groupby("c")["h"].agg("".join)
+    history = np.full(n_conn, "", dtype=object)
+    history[joined.index.to_numpy()] = joined.to_numpy()
+    return history
+
+
+def _empty_flows() -> pd.DataFrame:
+    return pd.DataFrame({"conn": pd.Series(dtype=np.int64), "client_ip": pd.Series(dtype=object)})

@@ -1,0 +1,719 @@
+#!/usr/bin/env python3
+"""Build a realistic benchmark capture from real traffic between private network namespaces.
+
+Run as root:
+
+    python3 benchmarks/make_capture.py                      # ~1,000,000 packets -> benchmarks/work/real-1m.pcap
+    python3 benchmarks/make_capture.py --packets 100000 --out /tmp/small.pcap --stats
+
+Topology (R is a short random run id; every namespace and link name starts with ``pmb-R-``)::
+
+    pmb-R-cli ==c0/r0== pmb-R-rtr ==r1/s1== pmb-R-srv   web (HTTP/1.0 :80, HTTP/1.1 :8080) + dnsmasq
+      (capture on c0)              \\=r2/f2== pmb-R-far   web, MTU 1450, 0.25 % random loss each way
+
+The namespaces are connected only to each other: no link to the host's namespace, no NAT, so nothing can
+leave the machine. Addresses are in 198.18.0.0/15 (RFC 2544 benchmarking) and fd00::/8 only; this is
+checked before anything is created.
+
+Traffic, all paced so that the packet mix does not depend much on the machine's speed:
+
+* many short HTTP/1.0 connections (curl against a Python ``http.server`` based server, some in parallel
+  like a browser, sizes log-normal around 4 KB, a few 404s), about a quarter over the lossy path and a few
+  over IPv6; the client's ephemeral range is narrowed and ``tcp_tw_reuse`` is on, so source ports are
+  reused during the capture, and one generator pins ``curl --local-port`` to 4 ports so the very same
+  4-tuple comes back every few connections;
+* HTTP/1.1 keep-alive connections with several requests each, and a few POST uploads;
+* long bulk downloads (tens of MB, mostly rate-limited by the client like a video player, sometimes at
+  full speed), mostly over the lossy path so there are retransmissions, dup-ACKs and window stalls;
+* DNS: A+AAAA query pairs from a fresh source port (like glibc), CNAMEs and CNAME chains, PTR, MX, TXT,
+  SRV, NXDOMAIN and NODATA answers, a little over IPv6 (dnsmasq with local records only).
+
+Offloads (TSO/GSO/GRO and TX checksum) are switched off on every link so the packets are wire-sized and
+carry correct checksums. tcpdump (``-s 0 -w``, ``-c N``) captures on the client's interface and stops at
+the packet target. Everything created is torn down in ``finally``: only the processes this script started
+are signalled (by their own process group id), then its namespaces are deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import math
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "work" / "real-1m.pcap"
+
+ALLOWED_NETS = [
+    ipaddress.ip_network(n)
+    for n in ("198.18.0.0/15", "10.66.0.0/24", "172.17.0.0/16", "fd00::/8", "127.0.0.0/8", "::1/128")
+]
+
+# Addressing. cli <-> rtr is link 1, rtr <-> srv link 2, rtr <-> far link 3.
+CLI4, RTR1_4, SRV4, SRV4_API, RTR2_4, FAR4, RTR3_4 = (
+    "198.18.1.10",
+    "198.18.1.1",
+    "198.18.2.2",
+    "198.18.2.3",
+    "198.18.2.1",
+    "198.18.3.2",
+    "198.18.3.1",
+)
+CLI6, RTR1_6, SRV6, RTR2_6, FAR6, RTR3_6 = (
+    "fd00:66:1::10",
+    "fd00:66:1::1",
+    "fd00:66:2::2",
+    "fd00:66:2::1",
+    "fd00:66:3::2",
+    "fd00:66:3::1",
+)
+ALL_ADDRS = [CLI4, RTR1_4, SRV4, SRV4_API, RTR2_4, FAR4, RTR3_4, CLI6, RTR1_6, SRV6, RTR2_6, FAR6, RTR3_6]
+FAR_NET4 = "198.18.3.0/24"
+FAR_MTU = 1450
+CLIENT_PORT_RANGE = "40000 44999"
+REUSE_PORTS = "47000-47003"
+
+# Pacing (per second) of each generator at --rate 1.0. Roughly: short HTTP ~40 %, bulk ~45 %, keep-alive
+# ~8 %, DNS ~5 % of the packets; about 12-15 k packets/s in total.
+RATE_SHORT_CPS = 260.0  # short HTTP/1.0 connections per second
+RATE_REUSE_CPS = 20.0  # connections per second from the 4 pinned local ports
+RATE_KEEPALIVE_CPS = 12.0  # keep-alive connections per second (2-20 requests each)
+RATE_DNS_QPS = 160.0  # DNS query pairs per second (A + AAAA, or one other type)
+BULK_STREAMS = 2  # concurrent bulk download loops
+BULK_RATE_MB = (2.0, 6.0)  # client-side --limit-rate range, MB/s; ~1 in 6 downloads is unlimited
+
+DNS_HOSTS = 48
+
+
+def log(msg: str) -> None:
+    print(f"[make_capture {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def check_addresses() -> None:
+    for a in ALL_ADDRS + [FAR_NET4]:
+        net = ipaddress.ip_network(a, strict=False)
+        if not any(net.version == ok.version and net.subnet_of(ok) for ok in ALLOWED_NETS):
+            raise SystemExit(f"refusing to use address {a}: outside the allowed ranges")
+
+
+# --------------------------------------------------------------------------------------------------
+# In-namespace helpers (hidden subcommands: this file re-executes itself inside the namespaces)
+# --------------------------------------------------------------------------------------------------
+
+_BLOB = b""
+
+
+class _DualStackServer(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "pmb-httpd/1.0"
+    sys_version = ""
+    timeout = 20  # idle keep-alive connections are closed by the server after this
+
+    def log_message(self, format, *args):  # noqa: A002 - silence the access log
+        pass
+
+    def _head(self, code: int, reason: str, length: int, ctype: str = "application/octet-stream") -> bytes:
+        lines = [
+            f"{self.protocol_version} {code} {reason}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {ctype}",
+            f"Content-Length: {length}",
+        ]
+        if self.protocol_version == "HTTP/1.1":
+            lines.append("Connection: close" if self.close_connection else "Connection: keep-alive")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def do_GET(self):
+        parts = self.path.split("/")
+        try:
+            kind, n = parts[1], int(parts[2])
+        except (IndexError, ValueError):
+            kind, n = "", 0
+        if kind == "s":  # small object: headers and body in one write, like a real server
+            body = memoryview(_BLOB)[: min(n, len(_BLOB))]
+            self.wfile.write(self._head(200, "OK", len(body), "text/html") + bytes(body))
+        elif kind == "bulk":
+            self.wfile.write(self._head(200, "OK", n))
+            view, left = memoryview(_BLOB), n
+            while left > 0:
+                k = min(left, 256 * 1024)
+                self.wfile.write(view[:k])
+                left -= k
+        else:
+            body = b"<html><body>not found</body></html>\n"
+            self.wfile.write(self._head(404, "Not Found", len(body), "text/html") + body)
+
+    def do_POST(self):
+        left = int(self.headers.get("Content-Length") or 0)
+        while left > 0:
+            chunk = self.rfile.read(min(left, 256 * 1024))
+            if not chunk:
+                break
+            left -= len(chunk)
+        body = b'{"stored": true}\n'
+        self.wfile.write(self._head(201, "Created", len(body), "application/json") + body)
+
+
+def cmd_serve(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="make_capture.py _serve")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--http11", action="store_true")
+    a = p.parse_args(argv)
+    global _BLOB
+    _BLOB = random.Random(a.port).randbytes(1 << 20)
+    handler = type("H", (_Handler,), {"protocol_version": "HTTP/1.1" if a.http11 else "HTTP/1.0"})
+    srv = _DualStackServer(("::", a.port), handler)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    srv.serve_forever(poll_interval=0.5)
+
+
+def _pace(t0: float, done: float, rate: float) -> None:
+    """Sleep so that `done` units since `t0` took at least done/rate seconds."""
+    ahead = t0 + done / rate - time.monotonic()
+    if ahead > 0:
+        time.sleep(ahead)
+
+
+def _small_size(rng: random.Random) -> int:
+    return int(min(max(rng.lognormvariate(math.log(4000), 1.3), 40), 900_000))
+
+
+def _pick(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
+    return rng.choices([w[0] for w in weighted], weights=[w[1] for w in weighted])[0]
+
+
+def _curl(config: str, extra: list[str] | None = None, timeout: float = 600) -> None:
+    base = ["curl", "-q", "--config", "-"]
+    common = 'silent\ngloboff\nnoproxy = "*"\nconnect-timeout = 5\nmax-time = 300\n'
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run(
+            base + (extra or []),
+            input=(common + config).encode(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def cmd_http(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="make_capture.py _http")
+    p.add_argument("--mode", choices=["short", "reuse", "keepalive", "bulk"], required=True)
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    rng = random.Random(a.seed)
+    t0, done = time.monotonic(), 0.0
+    v4, far, v6 = f"http://{SRV4}", f"http://{FAR4}", f"http://[{SRV6}]"
+    api = f"http://{SRV4_API}"
+    while True:
+        if a.mode == "short":
+            # A "page": 1 to 40 objects from one origin, fetched over 1-6 parallel connections.
+            origin = _pick(rng, [(v4, 55), (api, 15), (far, 25), (v6, 5)])
+            n = rng.choice([1, 1, 2, 3, 5, 8, 12, 20, 40])
+            lines = []
+            for _ in range(n):
+                path = f"/s/{_small_size(rng)}" if rng.random() > 0.03 else f"/missing/{rng.randrange(1000)}"
+                lines.append(f'url = "{origin}{path}"\noutput = "/dev/null"\n')
+            par = rng.choice([1, 1, 2, 4, 6])
+            cfg = "".join(lines) + (f"parallel\nparallel-max = {par}\n" if par > 1 and n > 1 else "")
+            _curl(cfg)
+            done += n
+            _pace(t0, done, RATE_SHORT_CPS * a.rate)
+        elif a.mode == "reuse":
+            n = 20
+            cfg = "".join(f'url = "{v4}/s/{_small_size(rng)}"\noutput = "/dev/null"\n' for _ in range(n))
+            _curl(cfg, ["--local-port", REUSE_PORTS])
+            done += n
+            _pace(t0, done, RATE_REUSE_CPS * a.rate)
+        elif a.mode == "keepalive":
+            origin = _pick(rng, [(f"{v4}:8080", 60), (f"{far}:8080", 30), (f"{v6}:8080", 10)])
+            if rng.random() < 0.04:  # an upload
+                _upload(origin, rng.randrange(50_000, 2_000_000), rng)
+            else:
+                n = rng.randrange(2, 21)
+                cfg = "".join(
+                    f'url = "{origin}/s/{_small_size(rng)}"\noutput = "/dev/null"\n' for _ in range(n)
+                )
+                _curl(cfg)
+            done += 1
+            _pace(t0, done, RATE_KEEPALIVE_CPS * a.rate)
+        else:  # bulk
+            origin = _pick(rng, [(far, 70), (v4, 25), (v6, 5)])
+            if rng.random() < 1 / 6:
+                size, limit = rng.randrange(10, 40) * 1_000_000, None
+            else:
+                size = rng.randrange(15, 90) * 1_000_000
+                limit = f"{int(rng.uniform(*BULK_RATE_MB) * 1_000_000 * a.rate)}"
+            cfg = f'url = "{origin}/bulk/{size}"\noutput = "/dev/null"\n'
+            if limit:
+                cfg += f"limit-rate = {limit}\n"
+            _curl(cfg)
+            time.sleep(rng.uniform(0.2, 2.0))
+
+
+def _upload(origin: str, size: int, rng: random.Random) -> None:
+    data = rng.randbytes(size)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run(
+            ["curl", "-q", "-s", "-g", "--noproxy", "*", "--max-time", "120", "-o", "/dev/null"]
+            + ["--data-binary", "@-", "-H", "Content-Type: application/octet-stream", f"{origin}/upload"],
+            input=data,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=150,
+            check=False,
+        )
+
+
+QTYPES = {"A": 1, "AAAA": 28, "PTR": 12, "MX": 15, "TXT": 16, "SRV": 33}
+
+
+def _dns_query(qid: int, name: str, qtype: int) -> bytes:
+    q = b"".join(bytes([len(lab)]) + lab.encode() for lab in name.rstrip(".").split("."))
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + b"\0" + struct.pack("!HH", qtype, 1)
+
+
+def _dns_exchange(server: str, queries: list[bytes], timeout: float = 0.5) -> int:
+    fam = socket.AF_INET6 if ":" in server else socket.AF_INET
+    got = 0
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:  # fresh socket = fresh source port
+        s.settimeout(timeout)
+        for q in queries:
+            s.sendto(q, (server, 53))
+        try:
+            for _ in queries:
+                s.recvfrom(4096)
+                got += 1
+        except TimeoutError:
+            pass
+    return got
+
+
+def _dns_name(rng: random.Random) -> tuple[str, list[str]]:
+    i = rng.randrange(DNS_HOSTS)
+    r = rng.random()
+    if r < 0.30:
+        return f"www{i}.pmb.test", ["A", "AAAA"]  # CNAME -> host
+    if r < 0.45:
+        return f"cdn{i}.pmb.test", ["A", "AAAA"]  # CNAME -> CNAME -> host
+    if r < 0.75:
+        return f"host{i}.pmb.test", ["A", "AAAA"]
+    if r < 0.82:
+        return f"nx{rng.randrange(10**6)}.pmb.test", ["A", "AAAA"]  # NXDOMAIN
+    if r < 0.88:
+        return "2.2.18.198.in-addr.arpa", ["PTR"]
+    if r < 0.92:
+        return "pmb.test", ["MX"]
+    if r < 0.96:
+        return "pmb.test", ["TXT"]
+    return "_http._tcp.pmb.test", ["SRV"]
+
+
+def cmd_dns(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="make_capture.py _dns")
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--probe", action="store_true", help="one query; exit 0 if answered")
+    a = p.parse_args(argv)
+    rng = random.Random(a.seed)
+    if a.probe:
+        sys.exit(0 if _dns_exchange(SRV4, [_dns_query(1, "www1.pmb.test", 1)], 1.0) else 1)
+    t0, done = time.monotonic(), 0
+    while True:
+        name, types = _dns_name(rng)
+        server = SRV6 if rng.random() < 0.08 else SRV4
+        _dns_exchange(server, [_dns_query(rng.randrange(65536), name, QTYPES[t]) for t in types])
+        done += 1
+        _pace(t0, done, RATE_DNS_QPS * a.rate)
+
+
+def dnsmasq_conf() -> str:
+    lines = [
+        "no-resolv",
+        "no-hosts",
+        "no-poll",
+        "bind-interfaces",
+        f"listen-address={SRV4}",
+        f"listen-address={SRV6}",
+        "local=/pmb.test/",
+        "local=/18.198.in-addr.arpa/",
+        "domain-needed",
+        "local-ttl=30",
+        "mx-host=pmb.test,mail.pmb.test,10",
+        f"host-record=mail.pmb.test,{SRV4}",
+        'txt-record=pmb.test,"v=spf1 -all","pmb benchmark zone"',
+        "srv-host=_http._tcp.pmb.test,host1.pmb.test,80,0,10",
+    ]
+    v4s = [SRV4, SRV4_API, FAR4]
+    for i in range(DNS_HOSTS):
+        v4 = v4s[i % 3]
+        rec = f"host-record=host{i}.pmb.test,{v4}"
+        if i % 4 == 0:
+            rec += f",{SRV6}"
+        lines.append(rec)
+        lines.append(f"cname=www{i}.pmb.test,host{i}.pmb.test")
+        lines.append(f"cname=edge{i}.pmb.test,host{i}.pmb.test")
+        lines.append(f"cname=cdn{i}.pmb.test,edge{i}.pmb.test")
+    lines.append("ptr-record=2.2.18.198.in-addr.arpa,host0.pmb.test")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# The lab: namespaces, links, processes
+# --------------------------------------------------------------------------------------------------
+
+
+class Lab:
+    def __init__(self, run_id: str, tmpdir: Path, loss: float, rate: float, seed: int):
+        self.rid = run_id
+        self.tmp = tmpdir
+        self.loss = loss
+        self.rate = rate
+        self.seed = seed
+        self.ns = {role: f"pmb-{run_id}-{role}" for role in ("cli", "rtr", "srv", "far")}
+        self.ifname = {k: f"pmb-{run_id}-{k}" for k in ("c0", "r0", "r1", "s1", "r2", "f2")}
+        self.created_ns: list[str] = []
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    # -- plumbing --
+    def run(self, args: list[str], ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        full = (["ip", "netns", "exec", self.ns[ns]] if ns else []) + args
+        r = subprocess.run(full, capture_output=True, text=True, check=False)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"command failed ({r.returncode}): {' '.join(full)}\n{r.stderr.strip()}")
+        return r
+
+    def spawn(self, name: str, ns: str, args: list[str], **kw) -> subprocess.Popen:
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns[ns]] + args, start_new_session=True, **kw)
+        self.procs.append((name, p))
+        return p
+
+    def self_cmd(self, *args: str) -> list[str]:
+        return [sys.executable, str(Path(__file__).resolve()), *args]
+
+    # -- setup --
+    def setup(self) -> None:
+        for role, name in self.ns.items():
+            self.run(["ip", "netns", "add", name])
+            self.created_ns.append(name)
+            self.run(["ip", "link", "set", "lo", "up"], ns=role)
+        links = [
+            ("cli", "c0", CLI4, CLI6, "rtr", "r0", RTR1_4, RTR1_6, 1500),
+            ("rtr", "r1", RTR2_4, RTR2_6, "srv", "s1", SRV4, SRV6, 1500),
+            ("rtr", "r2", RTR3_4, RTR3_6, "far", "f2", FAR4, FAR6, FAR_MTU),
+        ]
+        for ns_a, if_a, v4_a, v6_a, ns_b, if_b, v4_b, v6_b, mtu in links:
+            a, b = self.ifname[if_a], self.ifname[if_b]
+            self.run(
+                ["ip", "link", "add", a, "netns", self.ns[ns_a], "type", "veth", "peer", "name", b]
+                + ["netns", self.ns[ns_b]]
+            )
+            for ns, dev, v4, v6 in ((ns_a, a, v4_a, v6_a), (ns_b, b, v4_b, v6_b)):
+                self.run(["ip", "link", "set", dev, "mtu", str(mtu)], ns=ns)
+                self.run(["ip", "addr", "add", f"{v4}/24", "dev", dev], ns=ns)
+                self.run(["ip", "-6", "addr", "add", f"{v6}/64", "dev", dev, "nodad"], ns=ns)
+                self.offloads_off(ns, dev)
+                self.run(["ip", "link", "set", dev, "up"], ns=ns)
+        self.run(["ip", "addr", "add", f"{SRV4_API}/24", "dev", self.ifname["s1"]], ns="srv")
+        for ns, gw4, gw6 in (("cli", RTR1_4, RTR1_6), ("srv", RTR2_4, RTR2_6), ("far", RTR3_4, RTR3_6)):
+            self.run(["ip", "route", "add", "default", "via", gw4], ns=ns)
+            self.run(["ip", "-6", "route", "add", "default", "via", gw6], ns=ns)
+        self.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], ns="rtr")
+        self.run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"], ns="rtr")
+        self.run(["sysctl", "-qw", f"net.ipv4.ip_local_port_range={CLIENT_PORT_RANGE}"], ns="cli")
+        self.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"], ns="cli")
+        if self.loss > 0:
+            p = f"{self.loss:.6f}"
+            for direction in ("-d", "-s"):
+                self.run(
+                    ["iptables", "-A", "FORWARD", direction, FAR_NET4, "-m", "statistic"]
+                    + ["--mode", "random", "--probability", p, "-j", "DROP"],
+                    ns="rtr",
+                )
+
+    def offloads_off(self, ns: str, dev: str) -> None:
+        feats = ["tso", "gso", "gro", "tx"]
+        r = self.run(["ethtool", "-K", dev] + [x for f in feats for x in (f, "off")], ns=ns, check=False)
+        if r.returncode != 0:
+            for f in feats:
+                if self.run(["ethtool", "-K", dev, f, "off"], ns=ns, check=False).returncode != 0:
+                    log(f"warning: could not turn {f} off on {dev}")
+
+    def start_services(self) -> None:
+        for ns in ("srv", "far"):
+            self.spawn(f"httpd-{ns}-80", ns, self.self_cmd("_serve", "--port", "80"))
+            self.spawn(f"httpd-{ns}-8080", ns, self.self_cmd("_serve", "--port", "8080", "--http11"))
+        conf = self.tmp / "dnsmasq.conf"
+        conf.write_text(dnsmasq_conf())
+        self.spawn(
+            "dnsmasq",
+            "srv",
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                f"--conf-file={conf}",
+                f"--pid-file={self.tmp / 'dnsmasq.pid'}",
+            ]
+            + ["--user=root", "--group=root"],
+            stderr=open(self.tmp / "dnsmasq.log", "w"),  # noqa: SIM115 - closed with the process
+        )
+        deadline = time.monotonic() + 15
+        pending = [f"http://{SRV4}/s/10", f"http://{FAR4}:8080/s/10", f"http://[{SRV6}]/s/10"]
+        pending += [f"http://{FAR4}/s/10", f"http://{SRV4}:8080/s/10"]
+        dns_ok = False
+        while time.monotonic() < deadline and (pending or not dns_ok):
+            for url in list(pending):
+                r = self.run(
+                    [
+                        "curl",
+                        "-q",
+                        "-sg",
+                        "--noproxy",
+                        "*",
+                        "-m",
+                        "2",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                    ]
+                    + [url],
+                    ns="cli",
+                    check=False,
+                )
+                if r.stdout.strip() == "200":
+                    pending.remove(url)
+            if not dns_ok:
+                dns_ok = self.run(self.self_cmd("_dns", "--probe"), ns="cli", check=False).returncode == 0
+            time.sleep(0.2)
+        for name, p in self.procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} exited early with code {p.returncode}")
+        if pending or not dns_ok:
+            raise RuntimeError(f"services not reachable: {pending} dns_ok={dns_ok}")
+
+    def start_traffic(self) -> None:
+        r = f"{self.rate}"
+        gens = [("short", 1), ("short", 2), ("reuse", 3), ("keepalive", 4)]
+        gens += [("bulk", 10 + i) for i in range(BULK_STREAMS)]
+        for mode, k in gens:
+            seed = str(self.seed * 100 + k)
+            rate = f"{self.rate / 2}" if mode == "short" else r  # two short generators share the rate
+            self.spawn(
+                f"gen-{mode}-{k}",
+                "cli",
+                self.self_cmd("_http", "--mode", mode, "--rate", rate, "--seed", seed),
+            )
+        self.spawn("gen-dns", "cli", self.self_cmd("_dns", "--rate", r, "--seed", str(self.seed * 100 + 9)))
+
+    # -- teardown --
+    def stop(self, name_prefix: str = "") -> None:
+        keep = []
+        for name, p in self.procs:
+            if not name.startswith(name_prefix):
+                keep.append((name, p))
+                continue
+            if p.poll() is None:
+                # The group of the process we started (start_new_session), i.e. it and its children.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+        for name, p in self.procs:
+            if name.startswith(name_prefix):
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(timeout=5)
+        self.procs = keep
+
+    def teardown(self) -> None:
+        self.stop()
+        for name in reversed(self.created_ns):
+            # Anything still inside one of our namespaces was started by us (children of our processes).
+            r = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False)
+            for pid in r.stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            r = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True, check=False)
+            if r.returncode != 0:
+                log(f"warning: could not delete namespace {name}: {r.stderr.strip()}")
+        self.created_ns = []
+
+
+def capture_stats(path: Path) -> dict:
+    """Summary of a capture with tshark (slow on big files: about a minute per million packets)."""
+    out: dict = {}
+    r = subprocess.run(["capinfos", "-c", "-d", "-u", "-M", str(path)], capture_output=True, text=True)
+    out["capinfos"] = r.stdout.strip()
+    r = subprocess.run(
+        [
+            "tshark",
+            "-n",
+            "-r",
+            str(path),
+            "-q",
+            "-z",
+            "conv,tcp",
+            "-z",
+            "io,stat,0,tcp.analysis.retransmission",
+        ]
+        + ["-z", "io,stat,0,dns", "-z", "io,stat,0,ipv6", "-z", "io,stat,0,dns.cname", "-z", "io,stat,0,tcp"],
+        capture_output=True,
+        text=True,
+    )
+    text = r.stdout
+    out["tcp_conversations"] = sum(1 for ln in text.splitlines() if "<->" in ln)
+    out["tshark_summary"] = "\n".join(ln for ln in text.splitlines() if "<->" not in ln)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    hidden = {"_serve": cmd_serve, "_http": cmd_http, "_dns": cmd_dns}
+    if argv and argv[0] in hidden:
+        hidden[argv[0]](argv[1:])
+        return 0
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--packets", type=int, default=1_000_000, help="packets to capture (default 1,000,000)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output pcap (default {DEFAULT_OUT})")
+    p.add_argument("--loss", type=float, default=0.0025, help="random drop probability on the far path")
+    p.add_argument("--rate", type=float, default=1.0, help="scale every generator's pace (default 1.0)")
+    p.add_argument("--seed", type=int, default=1, help="seed for the generators' random choices")
+    p.add_argument("--timeout", type=float, default=1800, help="give up capturing after this many seconds")
+    p.add_argument("--stats", action="store_true", help="print a tshark summary of the capture at the end")
+    a = p.parse_args(argv)
+
+    if os.geteuid() != 0:
+        p.error("must run as root (network namespaces, tcpdump)")
+    for tool in ("ip", "tcpdump", "curl", "dnsmasq", "ethtool", "iptables"):
+        if not shutil.which(tool):
+            p.error(f"{tool} not found (see benchmarks/APT_PACKAGES)")
+    if not 0 <= a.loss < 0.5:
+        p.error("--loss must be in [0, 0.5)")
+    check_addresses()
+    stale = [
+        ln.split()[0]
+        for ln in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
+        if ln.startswith("pmb-")
+    ]
+    if stale:
+        log(f"note: other pmb- namespaces exist (another run, or a crashed one): {' '.join(stale)}")
+
+    out = a.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_id = secrets.token_hex(2)
+    while any(s.startswith(f"pmb-{run_id}-") for s in stale):
+        run_id = secrets.token_hex(2)
+    tmp = Path(tempfile.mkdtemp(prefix=f"pmb-{run_id}-"))
+    partial = out.with_name(out.name + ".part")
+    lab = Lab(run_id, tmp, a.loss, a.rate, a.seed)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    t_start = time.monotonic()
+    tcpdump_err: list[str] = []
+    try:
+        log(f"run id {run_id}: building namespaces {' '.join(lab.ns.values())}")
+        lab.setup()
+        lab.start_services()
+        log(f"services up; capturing {a.packets:,} packets on {lab.ifname['c0']} -> {out}")
+        td = lab.spawn(
+            "tcpdump",
+            "cli",
+            ["tcpdump", "-n", "-i", lab.ifname["c0"], "-s", "0", "-B", "131072", "-c", str(a.packets)]
+            + ["-Z", "root", "-w", str(partial)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        ready = threading.Event()
+
+        def read_err():
+            for line in td.stderr:
+                tcpdump_err.append(line.rstrip())
+                if "listening on" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read_err, daemon=True).start()
+        if not ready.wait(10) or td.poll() is not None:
+            raise RuntimeError("tcpdump did not start: " + " | ".join(tcpdump_err))
+        lab.start_traffic()
+        t_cap = time.monotonic()
+        last = 0.0
+        while td.poll() is None:
+            time.sleep(1)
+            now = time.monotonic()
+            if now - t_cap > a.timeout:
+                log("timeout: stopping tcpdump early")
+                os.killpg(td.pid, signal.SIGINT)
+                td.wait(10)
+                break
+            if now - last >= 15:
+                last = now
+                size = partial.stat().st_size if partial.exists() else 0
+                log(f"  {now - t_cap:5.0f} s, {size / 1e6:7.1f} MB written")
+            for name, proc in lab.procs:
+                if name.startswith(("gen-", "httpd", "dnsmasq")) and proc.poll() is not None:
+                    raise RuntimeError(f"{name} died with code {proc.returncode}")
+        elapsed = time.monotonic() - t_cap
+        time.sleep(0.2)
+        lab.stop("gen-")
+        if td.returncode not in (0, None):
+            raise RuntimeError(f"tcpdump failed ({td.returncode}): " + " | ".join(tcpdump_err))
+        os.replace(partial, out)
+        for line in tcpdump_err:
+            if "packets" in line:
+                log(f"tcpdump: {line}")
+        size = out.stat().st_size
+        log(f"wrote {out} ({size:,} bytes) in {elapsed:.1f} s of traffic")
+    finally:
+        lab.teardown()
+        shutil.rmtree(tmp, ignore_errors=True)
+        if partial.exists():
+            partial.unlink()
+        log(f"torn down run {run_id} after {time.monotonic() - t_start:.1f} s")
+    if a.stats:
+        if shutil.which("tshark") and shutil.which("capinfos"):
+            st = capture_stats(out)
+            print(st["capinfos"])
+            print(f"TCP conversations (tshark -z conv,tcp): {st['tcp_conversations']}")
+            print(st["tshark_summary"])
+        else:
+            log("--stats needs tshark and capinfos")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
