@@ -29,10 +29,23 @@ def available() -> bool:
 def tcp_frames(path: str) -> pd.DataFrame:
     """One row per TCP frame tshark decodes, flags as booleans.
 
-    Frames where TCP appears only inside an ICMP error's quote are left out: tshark gives those a
+    Frames where TCP appears only inside an ICMP error quote or an sFlow sample are left out: tshark gives those a
     stream of their own, while pcapmtu files them under `icmp` and links them to their connection.
     """
-    cmd = ["tshark", "-n", "-r", str(path), "-Y", "tcp && !icmp && !icmpv6", "-T", "fields", "-E", "separator=\t", "-E", "occurrence=f"]
+    cmd = [
+        "tshark",
+        "-n",
+        "-r",
+        str(path),
+        "-Y",
+        "tcp && !icmp && !icmpv6 && !sflow",
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+        "-E",
+        "occurrence=f",
+    ]
     for field in FIELDS.values():
         cmd += ["-e", field]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600).stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import decode, layers, names, tcp
+from . import decode, layers, names, schema, tcp
 from .formats import CaptureFile
 from .packets import build_packets
 
@@ -81,10 +81,11 @@ def read(path: str | os.PathLike[str], tcp_config: tcp.TcpConfig | None = None) 
         analysis, flows = tcp.reconstruct(packets, raw.sack, tcp_config)
         for col, values in analysis.items():
             packets[col] = values
+        packets = packets[list(schema.PACKETS)]  # copy-on-write: a reordered view, no copy
         dns = layers.dns_table(packets, raw.rare)
         icmp = layers.icmp_table(packets, raw.rare)
         tls = layers.tls_table(packets, lambda rows: _payloads(cap, packets, rows))
-        flows = names.link_names(flows, dns, tls)
+        flows = names.link_names(flows, dns, tls)[list(schema.FLOWS)]
         warnings = list(cap.warnings) + _quality_warnings(packets)
         return Capture(
             path=str(path),
@@ -132,5 +133,7 @@ def _quality_warnings(packets: pd.DataFrame) -> list[str]:
         notes.append(f"{int(bad.sum())} packet(s) could not be fully decoded ({detail})")
     backwards = int(np.count_nonzero(np.diff(packets["ts_ns"].to_numpy()) < 0))
     if backwards:
-        notes.append(f"{backwards} packet(s) have a timestamp earlier than the packet before; file order is used")
+        notes.append(
+            f"{backwards} packet(s) have a timestamp earlier than the packet before; file order is used"
+        )
     return notes

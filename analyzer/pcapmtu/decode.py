@@ -74,7 +74,15 @@ STATUS_NAMES = [
     ST_ICMP_TRUNC,
 ) = range(len(STATUS_NAMES))
 
-TCP_OPT_END, TCP_OPT_NOP, TCP_OPT_MSS, TCP_OPT_WS, TCP_OPT_SACKOK, TCP_OPT_SACK, TCP_OPT_TS = 0, 1, 2, 3, 4, 5, 8
+TCP_OPT_END, TCP_OPT_NOP, TCP_OPT_MSS, TCP_OPT_WS, TCP_OPT_SACKOK, TCP_OPT_SACK, TCP_OPT_TS = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    8,
+)
 IPV6_EXT_GENERIC = (0, 43, 60, 135, 139, 140)  # hop-by-hop, routing, dest opts, mobility, HIP, shim6
 IPV6_FRAG, IPV6_AH = 44, 51
 
@@ -201,7 +209,9 @@ def decode_batch(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, link
 
 
 # ---------------------------------------------------------------------------------------------- link layer
-def _link(rd: _Bytes, out: Decoded, lt: int, rows: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _link(
+    rd: _Bytes, out: Decoded, lt: int, rows: np.ndarray, off: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (offset of the network header, ethertype) per row; -1 offset when there is none."""
     cols = out.cols
     if lt == LT_ETHERNET:
@@ -218,7 +228,9 @@ def _link(rd: _Bytes, out: Decoded, lt: int, rows: np.ndarray, off: np.ndarray) 
     if lt in (LT_NULL, LT_LOOP):
         ok = rd.ok(rows, off, 4)
         fam_be = rd.u32(off, ok)
-        fam_le = ((fam_be & 0xFF) << 24) | ((fam_be & 0xFF00) << 8) | ((fam_be >> 8) & 0xFF00) | (fam_be >> 24)
+        fam_le = (
+            ((fam_be & 0xFF) << 24) | ((fam_be & 0xFF00) << 8) | ((fam_be >> 8) & 0xFF00) | (fam_be >> 24)
+        )
         fam = fam_be if lt == LT_LOOP else np.where(fam_le < 256, fam_le, fam_be)
         et = np.where(fam == 2, ET_IPV4, np.where(np.isin(fam, (24, 28, 30)), ET_IPV6, 0))
         return _with_status(out, rows, ok, off + 4, et)
@@ -276,7 +288,6 @@ def _ethernet(rd: _Bytes, out: Decoded, rows: np.ndarray, off: np.ndarray):
 # -------------------------------------------------------------------------------------------- network layer
 def _network(rd: _Bytes, out: Decoded, rows, l3, et, sack, depth: int) -> None:
     """Decode IPv4/IPv6 and their transport; recurse once into overlay payloads."""
-    cols = out.cols
     v4 = (et == ET_IPV4) & (l3 >= 0)
     v6 = (et == ET_IPV6) & (l3 >= 0)
     l4 = np.full(len(rows), -1, dtype=np.int64)
@@ -315,7 +326,9 @@ def _ipv4(rd: _Bytes, out: Decoded, rows, off):
     # TSO/GSO super-packets sometimes carry total length 0: take the length from the wire instead
     wire_total = rd.end[rows] - off
     total = np.where(ok & (total == 0), wire_total, total)
-    status = np.where(~ok, ST_IP_TRUNC, np.where(ver != 4, ST_IP_VERSION, np.where(ihl < 20, ST_IPV4_HLEN, 0)))
+    status = np.where(
+        ~ok, ST_IP_TRUNC, np.where(ver != 4, ST_IP_VERSION, np.where(ihl < 20, ST_IPV4_HLEN, 0))
+    )
     status = np.where((status == 0) & (total < ihl), ST_IPV4_TOTLEN, status)
     good = status == 0
     flags = rd.u16(off + 6, good)
@@ -419,7 +432,9 @@ def _tcp(rd: _Bytes, out: Decoded, rows, off, seg_len, sack) -> None:
     cols["payload0"][rows] = np.where(first, rd.u8(off + doff, first), -1)
     cols["payload_off"][rows] = np.where(good, np.minimum(off + doff - rd.start[rows], 65535), 0)
     if good.any():
-        _tcp_options(rd, out, rows[good], off[good] + 20, np.minimum(off[good] + doff[good], rd.end[rows[good]]), sack)
+        _tcp_options(
+            rd, out, rows[good], off[good] + 20, np.minimum(off[good] + doff[good], rd.end[rows[good]]), sack
+        )
 
 
 def _tcp_options(rd: _Bytes, out: Decoded, rows, cur, oend, sack) -> None:

@@ -55,6 +55,9 @@ def _zstd_open(path, mode):
 
 COMPRESSED[ZSTD_MAGIC] = ("zstd", _zstd_open)
 
+# pcap record header length order (see `_pcap_batches`)
+NOT_SWAPPED, SWAPPED, MAYBE_SWAPPED = 0, 1, 2
+
 # pcapng block types (draft-ietf-opsawg-pcapng)
 SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 
@@ -142,7 +145,9 @@ class CaptureFile:
                 shutil.copyfileobj(src, dst, 4 * 1024 * 1024)
         except ImportError:
             self.close()
-            raise CaptureError(f"{self.path}: {self.compression}-compressed; install 'zstandard' or decompress it first") from None
+            raise CaptureError(
+                f"{self.path}: {self.compression}-compressed; install 'zstandard' or decompress it first"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - every codec has its own error types
             # a truncated compressed stream still gave us what came before the damage
             self.warnings.append(f"{self.compression} stream is damaged ({exc}); read what came before it")
@@ -178,8 +183,11 @@ class CaptureFile:
         order, ts_exp, rec_hdr = PCAP_MAGICS[header[:4]]
         self.byte_order = order
         vmaj, vmin, _zone, _sigfigs, snaplen, linkraw = struct.unpack(order + "HHiIII", header[4:24])
-        if vmaj != 2:
+        if vmaj not in (2, 543):
             raise CaptureError(f"{self.path}: unsupported pcap version {vmaj}.{vmin} (only 2.x exists)")
+        # Before version 2.3 the record header held the original length first and the captured length
+        # second; some 2.3 writers kept that order, and DG/UX wrote 543.0 with it (libpcap's sf-pcap.c).
+        swap = SWAPPED if vmaj == 543 or vmin < 3 else MAYBE_SWAPPED if vmin == 3 else NOT_SWAPPED
         linktype = linkraw & 0xFFFF
         if linkraw & 0x03FF0000:
             self.warnings.append(f"pcap header link-type field has reserved bits set (0x{linkraw:08x})")
@@ -194,9 +202,9 @@ class CaptureFile:
             chunk = carry + data if carry else data
             if not chunk:
                 break
-            offs, pos, problem = _walk_pcap(chunk, caplen_at, rec_hdr)
+            offs, pos, problem = _walk_pcap(chunk, caplen_at, rec_hdr, swap)
             if offs:
-                yield self._pcap_batch(chunk, offs, rec_hdr, dtype, ts_exp, file_base)
+                yield self._pcap_batch(chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap)
             if problem:
                 rest = len(chunk) - pos + _remaining(fh)
                 self._stop(f"record at offset {file_base + pos} {problem}", rest)
@@ -208,11 +216,15 @@ class CaptureFile:
                     self._stop(f"file ends inside a record at offset {file_base}", len(carry))
                 return
 
-    def _pcap_batch(self, chunk, offs, rec_hdr, dtype, ts_exp, file_base) -> RecordBatch:
+    def _pcap_batch(self, chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap=NOT_SWAPPED) -> RecordBatch:
         buf = np.frombuffer(chunk, dtype=np.uint8)
         starts = np.asarray(offs, dtype=np.int64)
         hdr = buf[starts[:, None] + np.arange(16)].copy().view(dtype).astype(np.int64)
         sec, frac, caplen, wirelen = hdr[:, 0], hdr[:, 1], hdr[:, 2], hdr[:, 3]
+        if swap == SWAPPED:
+            caplen, wirelen = wirelen, caplen
+        elif swap == MAYBE_SWAPPED:
+            caplen, wirelen = np.minimum(caplen, wirelen), np.maximum(caplen, wirelen)
         scale = 1_000 if ts_exp == 6 else 1
         limit = 1_000_000 if ts_exp == 6 else 1_000_000_000
         bad_frac = int(np.count_nonzero(frac >= limit))
@@ -259,14 +271,17 @@ class CaptureFile:
         self.warnings.append(f"{why}; stopped reading there, {skipped} byte(s) skipped")
 
 
-def _walk_pcap(chunk: bytes, caplen_at, rec_hdr: int) -> tuple[list[int], int, str | None]:
+def _walk_pcap(chunk: bytes, caplen_at, rec_hdr: int, swap: int = 0) -> tuple[list[int], int, str | None]:
     """Record starts fully inside `chunk`; the loop is the only per-record Python work for pcap."""
     offs: list[int] = []
     append = offs.append
     n = len(chunk)
     pos = 0
+    at = 12 if swap == SWAPPED else 8
     while pos + rec_hdr <= n:
-        caplen = caplen_at(chunk, pos + 8)[0]
+        caplen = caplen_at(chunk, pos + at)[0]
+        if swap == MAYBE_SWAPPED:
+            caplen = min(caplen, caplen_at(chunk, pos + 12)[0])
         if caplen > MAX_RECORD:
             return offs, pos, f"claims an absurd captured length ({caplen} bytes)"
         end = pos + rec_hdr + caplen
@@ -317,11 +332,13 @@ class _PcapngWalker:
                 break
             if pos + blen > n:
                 break
-            if btype == EPB or btype == PB_OBSOLETE:
+            if btype in (EPB, PB_OBSOLETE):
                 if btype == EPB:
                     iface, hi, lo, clen, wlen = struct.unpack_from(self.order + "IIIII", chunk, pos + 8)
                 else:
-                    iface, _drops, hi, lo, clen, wlen = struct.unpack_from(self.order + "HHIIII", chunk, pos + 8)
+                    iface, _drops, hi, lo, clen, wlen = struct.unpack_from(
+                        self.order + "HHIIII", chunk, pos + 8
+                    )
                 if clen > blen - 32:
                     problem = f"holds a packet longer than its block ({clen} > {blen - 32})"
                     break

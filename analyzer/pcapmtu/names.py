@@ -13,8 +13,10 @@ import pandas as pd
 
 def link_names(flows: pd.DataFrame, dns: pd.DataFrame, tls: pd.DataFrame) -> pd.DataFrame:
     """Add `name`, `name_source` and the TLS columns to `flows` (returns a new frame)."""
-    out = flows.merge(tls, on="conn", how="left") if len(tls) else flows.assign(
-        **{col: pd.Series(dtype=object) for col in tls.columns if col != "conn"}
+    out = (
+        flows.merge(tls, on="conn", how="left")
+        if len(tls)
+        else flows.assign(**{col: pd.Series(dtype=object) for col in tls.columns if col != "conn"})
     )
     out["sni"] = out["sni"].fillna("").astype(object)
     names = pd.Series("", index=out.index, dtype=object)

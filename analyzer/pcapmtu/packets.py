@@ -40,12 +40,12 @@ class _AddressTable:
         pairs = np.stack([hi[valid], lo[valid]], axis=1)
         uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
         mapping = np.empty(len(uniq), dtype=np.int32)
-        for i, (h, l) in enumerate(uniq.tolist()):
-            key = (h, l)
+        for i, (high, low) in enumerate(uniq.tolist()):
+            key = (high, low)
             code = self.codes.get(key)
             if code is None:
                 code = self.codes[key] = len(self.names)
-                self.names.append(_address_text(h, l))
+                self.names.append(_address_text(high, low))
             mapping[i] = code
         out[valid] = mapping[inverse.reshape(-1)]
         return out
@@ -60,7 +60,8 @@ def _address_text(hi: int, lo: int) -> str:
 def build_packets(cap: CaptureFile) -> RawTables:
     """Read every record of `cap` into columns (see docs/tables.md for the schema)."""
     parts: dict[str, list[np.ndarray]] = {
-        name: [] for name in ("ts_ns", "caplen", "wirelen", "iface", "file_off", "src", "dst", *decode.COLUMNS)
+        name: []
+        for name in ("ts_ns", "caplen", "wirelen", "iface", "file_off", "src", "dst", *decode.COLUMNS)
     }
     sack_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     rare: list[tuple[int, bytes]] = []
@@ -99,8 +100,12 @@ def build_packets(cap: CaptureFile) -> RawTables:
         columns[name] = pd.Categorical.from_codes(columns[name], categories=categories)
     columns["ts"] = columns["ts_ns"] / 1e9
     columns["truncated"] = columns["caplen"] < columns["wirelen"]
-    columns["encap"] = pd.Categorical.from_codes(columns["encap"].astype(np.int8), categories=decode.ENCAP_NAMES)
-    columns["status"] = pd.Categorical.from_codes(columns["status"].astype(np.int8), categories=decode.STATUS_NAMES)
+    columns["encap"] = pd.Categorical.from_codes(
+        columns["encap"].astype(np.int8), categories=decode.ENCAP_NAMES
+    )
+    columns["status"] = pd.Categorical.from_codes(
+        columns["status"].astype(np.int8), categories=decode.STATUS_NAMES
+    )
     packets = pd.DataFrame(columns, copy=False)
     if sack_parts:
         sack = pd.DataFrame(
@@ -111,5 +116,7 @@ def build_packets(cap: CaptureFile) -> RawTables:
             }
         )
     else:
-        sack = pd.DataFrame({"row": np.zeros(0, np.int64), "left": np.zeros(0, np.uint32), "right": np.zeros(0, np.uint32)})
+        sack = pd.DataFrame(
+            {"row": np.zeros(0, np.int64), "left": np.zeros(0, np.uint32), "right": np.zeros(0, np.uint32)}
+        )
     return RawTables(packets=packets, sack=sack, rare=rare)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import schema
+
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 SEQ_MOD = 1 << 32
 NONE = np.iinfo(np.int64).max
@@ -112,7 +114,13 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
 
     # ---- order by 5-tuple, keep file order inside (S order), and split on new SYNs (port reuse)
     order = np.argsort(tup, kind="stable")
-    rows, tup, a_is_src, key_lo, key_hi = rows[order], tup[order], a_is_src[order], key_lo[order], key_hi[order]
+    rows, tup, a_is_src, key_lo, key_hi = (
+        rows[order],
+        tup[order],
+        a_is_src[order],
+        key_lo[order],
+        key_hi[order],
+    )
     flags, seq, ack, plen, ts, win = flags[order], seq[order], ack[order], plen[order], ts[order], win[order]
     n = len(rows)
     pos = np.arange(n)
@@ -126,7 +134,11 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     if len(syn_pos):
         new_syn = np.ones(len(syn_pos), dtype=bool)
         same_tuple = tup[syn_pos[1:]] == tup[syn_pos[:-1]]
-        new_syn[1:] = ~same_tuple | (seq[syn_pos[1:]] != seq[syn_pos[:-1]]) | (a_is_src[syn_pos[1:]] != a_is_src[syn_pos[:-1]])
+        new_syn[1:] = (
+            ~same_tuple
+            | (seq[syn_pos[1:]] != seq[syn_pos[:-1]])
+            | (a_is_src[syn_pos[1:]] != a_is_src[syn_pos[:-1]])
+        )
         # the first SYN of a 5-tuple joins the rows before it when those hold the SYN-ACK answering it
         # (captures taken on several interfaces or cores sometimes write the SYN-ACK first)
         first_in_tuple = np.ones(len(syn_pos), dtype=bool)
@@ -162,7 +174,14 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     d_start[1:] = dkey[dorder][1:] != dkey[dorder][:-1]
     d_gid = np.cumsum(d_start) - 1
     d_first = np.flatnonzero(d_start)
-    dseq, dack, dflags, dplen, dts, dwin = seq[dorder], ack[dorder], flags[dorder], plen[dorder], ts[dorder], win[dorder]
+    dseq, dack, dflags, dplen, dts, dwin = (
+        seq[dorder],
+        ack[dorder],
+        flags[dorder],
+        plen[dorder],
+        ts[dorder],
+        win[dorder],
+    )
     step = np.zeros(n, dtype=np.int64)
     step[1:] = seq_diff(dseq[1:], dseq[:-1])
     step[d_start] = 0
@@ -233,7 +252,9 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     thres = np.where(irtt[conn] > 0, irtt[conn], cfg.ooo_threshold_ns)
     since_adv = ts - np.nan_to_num(nextseq_ts[inv], nan=-1e30)
     spurious = carries & ~fast & (plen_s > 0) & (rev_ack != 0) & (seq_diff(seq + plen_s, rev_ack) <= 0)
-    ooo = carries & not_advanced & ~fast & ~spurious & (since_adv < thres) & (nextseq_s != rel_s + seglen[inv])
+    ooo = (
+        carries & not_advanced & ~fast & ~spurious & (since_adv < thres) & (nextseq_s != rel_s + seglen[inv])
+    )
     plain = carries & not_advanced & ~fast & ~ooo & ~spurious
     retrans = fast | spurious | plain  # Wireshark marks fast and spurious ones as retransmissions too
 
@@ -358,7 +379,9 @@ def _sack_holes(packets, sack, rows) -> np.ndarray:
     return holes
 
 
-HISTORY_LETTERS = "SHADFRTWG"  # Zeek: SYN, SYN-ACK, pure ACK, data, FIN, RST, retransmission, zero window, gap
+HISTORY_LETTERS = (
+    "SHADFRTWG"  # Zeek: SYN, SYN-ACK, pure ACK, data, FIN, RST, retransmission, zero window, gap
+)
 
 
 def _flows(packets, *, rows, first, conn, rank, dirn, flags, plen, ts, client_is_a, key_lo, key_hi,
@@ -499,12 +522,18 @@ def _history(n_conn, first, pos, dirn, masks) -> np.ndarray:
             conns.append(seen)
             places.append(where[seen])
             letters.append(np.full(len(seen), ch))
-    frame = pd.DataFrame({"c": np.concatenate(conns), "p": np.concatenate(places), "h": np.concatenate(letters)})
+    frame = pd.DataFrame(
+        {"c": np.concatenate(conns), "p": np.concatenate(places), "h": np.concatenate(letters)}
+    )
     joined = frame.sort_values(["c", "p"]).groupby("c")["h"].agg("".join)
     history = np.full(n_conn, "", dtype=object)
     history[joined.index.to_numpy()] = joined.to_numpy()
     return history
 
 
+LATER_COLUMNS = ("sni", "tls_version", "client_hello_len", "server_hello", "certificate_len",
+                 "server_flight_bytes", "client_second_flight", "name", "name_source")  # fmt: skip
+
+
 def _empty_flows() -> pd.DataFrame:
-    return pd.DataFrame({"conn": pd.Series(dtype=np.int64), "client_ip": pd.Series(dtype=object)})
+    return schema.empty({k: v for k, v in schema.FLOWS.items() if k not in LATER_COLUMNS})
