@@ -231,8 +231,14 @@ def _link(
         fam_le = (
             ((fam_be & 0xFF) << 24) | ((fam_be & 0xFF00) << 8) | ((fam_be >> 8) & 0xFF00) | (fam_be >> 24)
         )
-        fam = fam_be if lt == LT_LOOP else np.where(fam_le < 256, fam_le, fam_be)
-        et = np.where(fam == 2, ET_IPV4, np.where(np.isin(fam, (24, 28, 30)), ET_IPV6, 0))
+        if lt == LT_LOOP:  # network byte order
+            fam = fam_be
+        else:  # the capturing host's byte order; Wireshark's packet-null.c guesses it the same way
+            irix = (fam_le & 0xFF000000 == 0) & ((fam_le & 0x00FF0000) < 0x00060000)
+            fam = np.where(fam_le & 0xFFFF0000, np.where(irix, fam_le >> 16, fam_be), fam_le)
+        # a value above the largest 802.3 length is an Ethertype, anything else a BSD AF_ value
+        af_et = np.where(fam == 2, ET_IPV4, np.where(np.isin(fam, (24, 28, 30)), ET_IPV6, 0))
+        et = np.where(fam > 1500, np.where(np.isin(fam & 0xFFFF, (ET_IPV4, ET_IPV6)), fam & 0xFFFF, 0), af_et)
         return _with_status(out, rows, ok, off + 4, et)
     # raw IP: the version nibble says which
     ok = rd.ok(rows, off, 1)
@@ -496,7 +502,7 @@ def _udp(rd: _Bytes, out: Decoded, rows, off, seg_len) -> None:
 
 def _icmp(rd: _Bytes, out: Decoded, rows, off, seg_len, proto) -> None:
     cols = out.cols
-    ok = rd.ok(rows, off, 4)
+    ok = rd.ok(rows, off, 4) & (seg_len >= 4)  # captured, and inside the IP payload
     _set_status(cols, rows, np.where(ok, 0, ST_ICMP_TRUNC))
     typ, code = rd.u8(off, ok), rd.u8(off + 1, ok)
     cols["icmp_type"][rows] = np.where(ok, typ, -1)
@@ -544,6 +550,10 @@ def _decapsulate(rd: _Bytes, out: Decoded, rows, l4, proto, sack) -> None:
 
     def mark(sel, kind):
         r = rows[sel]
+        if out.rare_rows and len(r):  # bytes copied for the outer layer (e.g. UDP port 53) no longer apply
+            keep = ~np.isin(np.asarray(out.rare_rows), r)
+            out.rare_rows = [x for x, k in zip(out.rare_rows, keep.tolist(), strict=True) if k]
+            out.rare_bytes = [x for x, k in zip(out.rare_bytes, keep.tolist(), strict=True) if k]
         cols["outer_ip_len"][r] = cols["ip_len"][r]
         cols["encap"][r] = kind
         for name in ("sport", "dport", "payload_len", "status"):

@@ -27,8 +27,10 @@ import numpy as np
 
 from .errors import CaptureError
 
-CHUNK_BYTES = 32 * 1024 * 1024
+CHUNK_BYTES = 16 * 1024 * 1024
 MAX_RECORD = 16 * 1024 * 1024  # a record claiming more than this is corrupt (pcap's own cap is 256 KiB)
+MAX_TS_NS = 1 << 62  # year 2116: a pcapng time past this is corrupt (and int64 sums cannot overflow)
+MAX_TS_OFFSET = 1 << 32  # seconds; a larger pcapng if_tsoffset is corrupt
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 6, 16),  # little-endian, microseconds
@@ -60,6 +62,7 @@ NOT_SWAPPED, SWAPPED, MAYBE_SWAPPED = 0, 1, 2
 
 # pcapng block types (draft-ietf-opsawg-pcapng)
 SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
+MIN_BLOCK = {IDB: 20, PB_OBSOLETE: 32, SPB: 16, EPB: 32}  # block length with the fixed fields, in bytes
 
 
 @dataclass
@@ -195,25 +198,17 @@ class CaptureFile:
         self.interfaces = [Interface(linktype=linktype, snaplen=snaplen, ts_exp=ts_exp)]
         caplen_at = struct.Struct(order + "I").unpack_from
         dtype = np.dtype(order + "u4")
-        file_base = 24
-        carry = b""
-        while True:
-            data = fh.read(chunk_bytes)
-            chunk = carry + data if carry else data
-            if not chunk:
-                break
+        reader = _Chunks(fh, chunk_bytes, start=24)
+        while (chunk := reader.fill()) is not None:
             offs, pos, problem = _walk_pcap(chunk, caplen_at, rec_hdr, swap)
             if offs:
-                yield self._pcap_batch(chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap)
+                yield self._pcap_batch(chunk, offs, rec_hdr, dtype, ts_exp, reader.file_base, swap)
             if problem:
                 rest = len(chunk) - pos + _remaining(fh)
-                self._stop(f"record at offset {file_base + pos} {problem}", rest)
+                self._stop(f"record at offset {reader.file_base + pos} {problem}", rest)
                 return
-            carry = chunk[pos:]
-            file_base += pos
-            if not data:
-                if carry:
-                    self._stop(f"file ends inside a record at offset {file_base}", len(carry))
+            if reader.consume(pos, len(chunk)):
+                self._stop(f"file ends inside a record at offset {reader.file_base}", reader.have)
                 return
 
     def _pcap_batch(self, chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap=NOT_SWAPPED) -> RecordBatch:
@@ -245,30 +240,58 @@ class CaptureFile:
     def _pcapng_batches(self, fh: BinaryIO, chunk_bytes: int) -> Iterator[RecordBatch]:
         self.format = "pcapng"
         walker = _PcapngWalker(self)
-        file_base = 0
-        carry = b""
-        while True:
-            data = fh.read(chunk_bytes)
-            chunk = carry + data if carry else data
-            if not chunk:
-                break
-            cols, pos, problem = walker.walk(chunk, file_base)
+        reader = _Chunks(fh, chunk_bytes, start=0)
+        while (chunk := reader.fill()) is not None:
+            cols, pos, problem = walker.walk(chunk, reader.file_base)
             if cols is not None:
                 yield cols
             if problem:
                 rest = len(chunk) - pos + _remaining(fh)
-                self._stop(f"block at offset {file_base + pos} {problem}", rest)
+                self._stop(f"block at offset {reader.file_base + pos} {problem}", rest)
                 return
-            carry = chunk[pos:]
-            file_base += pos
-            if not data:
-                if carry:
-                    self._stop(f"file ends inside a block at offset {file_base}", len(carry))
+            if reader.consume(pos, len(chunk)):
+                self._stop(f"file ends inside a block at offset {reader.file_base}", reader.have)
                 return
 
     def _stop(self, why: str, skipped: int) -> None:
         self.skipped_bytes += skipped
         self.warnings.append(f"{why}; stopped reading there, {skipped} byte(s) skipped")
+
+
+class _Chunks:
+    """Reads a file into one reusable buffer; bytes of a record cut by the chunk end move to the front.
+
+    The memoryview `fill()` returns is only valid until the next `fill()`: batches are decoded (and their
+    columns copied out) before the walk goes on, so no chunk is ever copied or kept alive.
+    """
+
+    def __init__(self, fh: BinaryIO, chunk_bytes: int, start: int) -> None:
+        self.fh = fh
+        self.size = chunk_bytes
+        self.buf = bytearray(chunk_bytes + 65536)
+        self.have = 0  # carried-over bytes at the front of buf
+        self.file_base = start  # file offset of buf[0]
+        self.eof = False
+
+    def fill(self) -> memoryview | None:
+        if self.eof:
+            return None
+        if len(self.buf) < self.have + self.size:  # a record longer than a chunk: make room for it
+            self.buf.extend(bytes(self.have + self.size - len(self.buf)))
+        got = self.fh.readinto(memoryview(self.buf)[self.have : self.have + self.size])
+        self.eof = got == 0
+        n = self.have + got
+        return memoryview(self.buf)[:n] if n and not (self.eof and not self.have) else None
+
+    def consume(self, pos: int, n: int) -> bool:
+        """Keep bytes [pos, n) for the next fill. True when the file ended inside a record."""
+        rest = n - pos
+        self.buf[:rest] = self.buf[pos:n]
+        self.have = rest
+        self.file_base += pos
+        if self.eof and rest:
+            return True
+        return False
 
 
 def _walk_pcap(chunk: bytes, caplen_at, rec_hdr: int, swap: int = 0) -> tuple[list[int], int, str | None]:
@@ -332,6 +355,9 @@ class _PcapngWalker:
                 break
             if pos + blen > n:
                 break
+            if btype in MIN_BLOCK and blen < MIN_BLOCK[btype]:
+                problem = f"is too short for a block of type {btype} ({blen} bytes)"
+                break
             if btype in (EPB, PB_OBSOLETE):
                 if btype == EPB:
                     iface, hi, lo, clen, wlen = struct.unpack_from(self.order + "IIIII", chunk, pos + 8)
@@ -386,15 +412,21 @@ class _PcapngWalker:
         end = pos + blen - 4
         while opt + 4 <= end:
             code, olen = struct.unpack_from(self.order + "HH", chunk, opt)
-            val = chunk[opt + 4 : opt + 4 + olen]
-            if code == 0:
+            if code == 0 or opt + 4 + olen > end:  # opt_endofopt, or an option that runs past its block
                 break
+            val = bytes(chunk[opt + 4 : opt + 4 + olen])
             if code == 2:
                 iface.name = val.decode("utf-8", "replace")
             elif code == 9 and olen >= 1:
                 iface.ts_base, iface.ts_exp = (2, val[0] & 0x7F) if val[0] & 0x80 else (10, val[0])
             elif code == 14 and olen >= 8:
-                (iface.ts_offset,) = struct.unpack(self.order + "q", val[:8])
+                (offset,) = struct.unpack(self.order + "q", val[:8])
+                if abs(offset) <= MAX_TS_OFFSET:
+                    iface.ts_offset = offset
+                else:
+                    self.cap.warnings.append(
+                        f"interface {len(self.cap.interfaces)} has an absurd if_tsoffset ({offset} s); ignored"
+                    )
             opt += 4 + olen + (-olen % 4)
         self.cap.interfaces.append(iface)
 
@@ -409,8 +441,7 @@ class _PcapngWalker:
         ts_ns = np.zeros(len(raw), dtype=np.int64)
         for idx in np.unique(iface):
             sel = iface == idx
-            with np.errstate(over="ignore"):
-                ts_ns[sel] = _to_ns(raw[sel], cap.interfaces[idx])
+            ts_ns[sel] = _to_ns(raw[sel], cap.interfaces[idx])
         caplen = np.asarray(caplens, dtype=np.int64)
         offs = np.asarray(data_off, dtype=np.int64)
         cap.records += len(offs)
@@ -426,16 +457,29 @@ class _PcapngWalker:
 
 
 def _to_ns(raw: np.ndarray, iface: Interface) -> np.ndarray:
-    """Convert raw timestamp units of one interface to nanoseconds, without int64 overflow."""
+    """Convert raw timestamp units (0 <= raw < 2**62) of one interface to nanoseconds.
+
+    No step overflows int64 whatever the resolution (if_tsresol may be any byte value): a time that
+    would pass MAX_TS_NS becomes 0, like an absurd raw value; `ts_offset` is bounded by MAX_TS_OFFSET.
+    """
     offset = iface.ts_offset * 1_000_000_000
-    if iface.ts_base == 10:
-        if iface.ts_exp <= 9:
-            return raw * 10 ** (9 - iface.ts_exp) + offset
-        return raw // 10 ** (iface.ts_exp - 9) + offset
     k = iface.ts_exp
-    whole = (raw >> k) * 1_000_000_000
-    part = ((raw & ((1 << k) - 1)).astype(np.float64) * 1e9 / (1 << k)).astype(np.int64)
-    return whole + part + offset
+    if iface.ts_base == 10:
+        if k <= 9:
+            mult = 10 ** (9 - k)
+            ns = np.where(raw <= MAX_TS_NS // mult, raw, 0) * mult
+        elif k - 9 <= 18:
+            ns = raw // 10 ** (k - 9)
+        else:  # units below 10^-27 s: every 62-bit count is less than a nanosecond
+            ns = np.zeros_like(raw)
+        return ns + offset
+    if k >= 62:
+        whole, frac = np.zeros_like(raw), raw
+    else:
+        whole, frac = raw >> k, raw & ((1 << k) - 1)
+    part = (frac.astype(np.float64) * (1e9 / 2.0**k)).astype(np.int64)
+    ns = np.where(whole < MAX_TS_NS // 1_000_000_000, whole, 0) * 1_000_000_000 + part
+    return ns + offset
 
 
 def _read_head(path: Path, n: int) -> bytes:

@@ -34,19 +34,29 @@ def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFr
     """One row per A/AAAA/CNAME answer, or one row per message that carries none."""
     proto = packets["proto"].to_numpy()
     records: list[tuple] = []
+    # Real traffic repeats the same questions and answers; a message's rows depend only on its bytes
+    # after the 2-byte transaction id, so each distinct message is parsed once (dpkt is ~90 us/message)
+    parsed: dict[bytes, list[tuple]] = {}
     for row, data in rare:
         if proto[row] != 17:
             continue
-        records.extend(_dns_rows(row, data[8:]))
+        payload = data[8:]
+        key = payload[2:]
+        rows = parsed.get(key)
+        if rows is None:
+            rows = parsed[key] = _dns_rows(payload)
+        txid = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else -1
+        records.extend((row, txid if r[0] >= 0 else -1, *r[1:]) for r in rows)
     table = pd.DataFrame.from_records(records, columns=["row", *DNS_COLUMNS[6:]])
     return _with_packet_columns(packets, table, DNS_COLUMNS)
 
 
-def _dns_rows(row: int, payload: bytes) -> list[tuple]:
+def _dns_rows(payload: bytes) -> list[tuple]:
+    """Rows of one DNS message without the frame: (txid, response, rcode, qname, qtype, answer...)."""
     try:
         msg = dpkt.dns.DNS(payload)
     except Exception:  # noqa: BLE001 - dpkt raises many types on hostile input
-        return [(row, -1, False, "", "", "", "", "", "", -1, "malformed")]
+        return [(-1, False, "", "", "", "", "", "", -1, "malformed")]
     response = bool(msg.qr)
     rcode = DNS_RCODES.get(msg.rcode, str(msg.rcode))
     q = msg.qd[0] if msg.qd else None
@@ -66,9 +76,9 @@ def _dns_rows(row: int, payload: bytes) -> list[tuple]:
                 value = rr.cname
         except (ValueError, OSError, AttributeError):
             continue
-        out.append((row, msg.id, response, rcode, qname, qtype, rr.name, kind, value, rr.ttl, "ok"))
+        out.append((msg.id, response, rcode, qname, qtype, rr.name, kind, value, rr.ttl, "ok"))
     if not out:
-        out.append((row, msg.id, response, rcode, qname, qtype, "", "", "", -1, "ok"))
+        out.append((msg.id, response, rcode, qname, qtype, "", "", "", -1, "ok"))
     return out
 
 

@@ -35,20 +35,25 @@ class _AddressTable:
 
     def intern(self, hi: np.ndarray, lo: np.ndarray, valid: np.ndarray) -> np.ndarray:
         out = np.full(len(hi), -1, dtype=np.int32)
-        if not valid.any():
-            return out
-        pairs = np.stack([hi[valid], lo[valid]], axis=1)
-        uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-        mapping = np.empty(len(uniq), dtype=np.int32)
-        for i, (high, low) in enumerate(uniq.tolist()):
-            key = (high, low)
+        v4 = valid & (hi == 0)  # IPv4-mapped (and the rare ::/64 IPv6 address): the low word is the key
+        if v4.any():
+            codes, uniq = pd.factorize(lo[v4])
+            out[v4] = self._codes([(0, int(x)) for x in uniq])[codes]
+        v6 = valid & (hi != 0)
+        if v6.any():
+            uniq, inverse = np.unique(np.stack([hi[v6], lo[v6]], axis=1), axis=0, return_inverse=True)
+            out[v6] = self._codes([(int(h), int(lo_)) for h, lo_ in uniq.tolist()])[inverse.reshape(-1)]
+        return out
+
+    def _codes(self, keys: list[tuple[int, int]]) -> np.ndarray:
+        mapping = np.empty(len(keys), dtype=np.int32)
+        for i, key in enumerate(keys):
             code = self.codes.get(key)
             if code is None:
                 code = self.codes[key] = len(self.names)
-                self.names.append(_address_text(high, low))
+                self.names.append(_address_text(*key))
             mapping[i] = code
-        out[valid] = mapping[inverse.reshape(-1)]
-        return out
+        return mapping
 
 
 def _address_text(hi: int, lo: int) -> str:

@@ -32,6 +32,7 @@ class TcpConfig:
     ooo_threshold_ns: int = 3_000_000  # used until the handshake RTT is known
     fast_retrans_window_ns: int = 20_000_000  # a retransmission within 20 ms of the 2nd dup ACK
     dup_copy_window_ns: int = 1_000_000_000  # same packet on another interface within this time
+    slice_rows: int = 1 << 17  # packets analysed at once (whole connections): bounds temporary memory
 
 
 PACKET_ANALYSIS_COLUMNS = {
@@ -88,42 +89,28 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     if not len(rows):
         return cols, _empty_flows()
 
-    src = packets["src"].cat.codes.to_numpy()[rows].astype(np.int64)
-    dst = packets["dst"].cat.codes.to_numpy()[rows].astype(np.int64)
-    sport = packets["sport"].to_numpy()[rows].astype(np.int64)
-    dport = packets["dport"].to_numpy()[rows].astype(np.int64)
-    a_is_src = (src < dst) | ((src == dst) & (sport <= dport))
-    key_lo = np.where(a_is_src, src << 16 | sport, dst << 16 | dport)
-    key_hi = np.where(a_is_src, dst << 16 | dport, src << 16 | sport)
+    a_is_src, key_lo, key_hi = _endpoint_keys(packets, rows)
     c_lo, _ = pd.factorize(key_lo)
     c_hi, _ = pd.factorize(key_hi)
     tup, _ = pd.factorize(c_lo.astype(np.int64) * (int(c_hi.max()) + 1) + c_hi)
+    del c_lo, c_hi
 
-    flags = packets["tcp_flags"].to_numpy()[rows].astype(np.int64)
-    seq = packets["seq"].to_numpy()[rows].astype(np.int64)
-    ack = packets["ack"].to_numpy()[rows].astype(np.int64)
-    plen = packets["payload_len"].to_numpy()[rows].astype(np.int64)
-    ts = packets["ts_ns"].to_numpy()[rows]
-    win = packets["win"].to_numpy()[rows].astype(np.int64)
+    def column(name, dtype):
+        return packets[name].to_numpy()[rows].astype(dtype, copy=False)
 
+    flags, plen, win = column("tcp_flags", np.int32), column("payload_len", np.int32), column("win", np.int32)
+    seq, ack, ts = column("seq", np.int64), column("ack", np.int64), column("ts_ns", np.int64)
     dup_copy = _interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, ts, cfg)
     cols["dup_copy"][rows] = dup_copy
-    keep = ~dup_copy
-    rows, tup, a_is_src, key_lo, key_hi = rows[keep], tup[keep], a_is_src[keep], key_lo[keep], key_hi[keep]
-    flags, seq, ack, plen, ts, win = flags[keep], seq[keep], ack[keep], plen[keep], ts[keep], win[keep]
 
-    # ---- order by 5-tuple, keep file order inside (S order), and split on new SYNs (port reuse)
-    order = np.argsort(tup, kind="stable")
-    rows, tup, a_is_src, key_lo, key_hi = (
-        rows[order],
-        tup[order],
-        a_is_src[order],
-        key_lo[order],
-        key_hi[order],
-    )
+    # ---- S order: by 5-tuple, file order inside; interface copies left out
+    kept = np.flatnonzero(~dup_copy)
+    order = kept[np.argsort(tup[kept], kind="stable")]
+    del kept, dup_copy
+    rows, tup, a_is_src, key_lo, key_hi = rows[order], tup[order], a_is_src[order], key_lo[order], key_hi[order]
     flags, seq, ack, plen, ts, win = flags[order], seq[order], ack[order], plen[order], ts[order], win[order]
+    del order
     n = len(rows)
-    pos = np.arange(n)
     syn = (flags & SYN) > 0
     ackf = (flags & ACK) > 0
     syn_only = syn & ~ackf
@@ -145,9 +132,44 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
         first_in_tuple[1:] = ~same_tuple
         new_syn &= ~(first_in_tuple & _answered_earlier(syn_pos, tup, seq, ack, synack, start))
         start[syn_pos[new_syn]] = True
+    cols["sack_hole"][:] = _sack_holes(packets, sack)
+    # ---- analyse in slices of whole connections: temporaries stay bounded whatever the capture size
+    first_all = np.flatnonzero(start)
+    rank = np.empty(len(first_all), dtype=np.int64)  # number connections by first frame, like tcp.stream
+    rank[np.argsort(rows[first_all], kind="stable")] = np.arange(len(first_all))
+    flows = []
+    lo = 0
+    while lo < n:
+        hi = min(n, lo + cfg.slice_rows)
+        if hi < n:
+            hi = int(first_all[np.searchsorted(first_all, hi)]) if hi <= first_all[-1] else n
+        sl = slice(lo, hi)
+        conn_base = int(np.searchsorted(first_all, lo))
+        flows.append(
+            _analyze_slice(
+                packets, sack, cfg, cols, rank, conn_base,
+                rows[sl], a_is_src[sl], key_lo[sl], key_hi[sl], flags[sl], seq[sl], ack[sl], plen[sl], ts[sl],
+                win[sl], start[sl],
+            )  # fmt: skip
+        )
+        lo = hi
+    table = pd.concat(flows, ignore_index=True) if len(flows) > 1 else flows[0]
+    return cols, table.sort_values("conn", kind="stable").reset_index(drop=True)
+
+
+def _analyze_slice(packets, sack, cfg, cols, rank, conn_base, rows, a_is_src, key_lo, key_hi, flags, seq, ack,
+                   plen, ts, win, start) -> pd.DataFrame:  # fmt: skip
+    """Per-segment analysis and per-connection aggregates for a run of whole connections (S order)."""
+    n = len(rows)
+    pos = np.arange(n)
+    syn = (flags & SYN) > 0
+    ackf = (flags & ACK) > 0
+    syn_only = syn & ~ackf
+    synack = syn & ackf
     conn = np.cumsum(start) - 1
     first = np.flatnonzero(start)
     n_conn = len(first)
+    rank = rank[conn_base : conn_base + n_conn]
 
     # ---- orientation: the SYN sender is the client; else the SYN-ACK receiver; else the higher port
     first_syn = _segments(np.where(syn_only, pos, NONE), first, np.minimum)
@@ -264,10 +286,7 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     base_by_dir[conn[dorder][d_first], dirn[dorder][d_first]] = isn_raw
     rel_ack = np.where(ackf, seq_diff(ack, base_by_dir[conn, 1 - dirn]), 0)
 
-    # ---- renumber connections by first frame (like tcp.stream) and write per-packet columns
-    first_frame_row = _segments(rows, first, np.minimum)
-    rank = np.empty(n_conn, dtype=np.int64)
-    rank[np.argsort(first_frame_row, kind="stable")] = np.arange(n_conn)
+    # ---- write per-packet columns
     cols["conn"][rows] = rank[conn]
     cols["dir"][rows] = dirn
     cols["rel_seq"][rows] = rel_s
@@ -280,10 +299,9 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     cols["dup_ack"][rows] = dup_ack[inv]
     cols["zero_window"][rows] = zero_window[inv]
     cols["keepalive"][rows] = keepalive[inv]
-    hole = _sack_holes(packets, sack, rows)
-    cols["sack_hole"][rows] = hole
+    hole = cols["sack_hole"][rows]
 
-    flows = _flows(
+    return _flows(
         packets,
         rows=rows,
         first=first,
@@ -312,7 +330,16 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
         },
         hole=hole,
     )
-    return cols, flows
+
+
+def _endpoint_keys(packets, rows):
+    """Direction-free 5-tuple: endpoint A is the lower (address code, port); keys are code << 16 | port."""
+    src = packets["src"].cat.codes.to_numpy()[rows].astype(np.int64)
+    dst = packets["dst"].cat.codes.to_numpy()[rows].astype(np.int64)
+    src = (src << 16) | packets["sport"].to_numpy()[rows]
+    dst = (dst << 16) | packets["dport"].to_numpy()[rows]
+    a_is_src = src <= dst
+    return a_is_src, np.minimum(src, dst), np.maximum(src, dst)
 
 
 def _answered_earlier(syn_pos, tup, seq, ack, synack, start) -> np.ndarray:
@@ -361,21 +388,19 @@ def _last_reverse(pos, dirn, first, conn) -> np.ndarray:
     return out
 
 
-def _sack_holes(packets, sack, rows) -> np.ndarray:
-    """Bytes between the cumulative ACK and the lowest SACK block above it (RFC 2018); 0 when none.
+def _sack_holes(packets, sack) -> np.ndarray:
+    """Per packet: bytes between the cumulative ACK and the lowest SACK block above it (RFC 2018).
 
     Blocks at or below the cumulative ACK are D-SACKs (RFC 2883) and say nothing about a hole.
     """
-    holes = np.zeros(len(rows), dtype=np.int64)
+    holes = np.zeros(len(packets), dtype=np.int64)
     if not len(sack):
         return holes
     sack_rows = sack["row"].to_numpy()
     gap = seq_diff(sack["left"].to_numpy(), packets["ack"].to_numpy()[sack_rows])
     above = gap > 0
     lowest = pd.Series(gap[above]).groupby(sack_rows[above]).min()
-    where = pd.Index(rows).get_indexer(lowest.index)
-    ok = where >= 0
-    holes[where[ok]] = lowest.to_numpy()[ok]
+    holes[lowest.index.to_numpy()] = lowest.to_numpy()
     return holes
 
 
@@ -509,7 +534,7 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, plen, ts, client_is
     )  # fmt: skip
     out["duration"] = out["last_ts"] - out["first_ts"]
     flows = pd.DataFrame(out)
-    return flows.sort_values("conn", kind="stable").reset_index(drop=True)
+    return flows
 
 
 def _history(n_conn, first, pos, dirn, masks) -> np.ndarray:
@@ -522,13 +547,11 @@ def _history(n_conn, first, pos, dirn, masks) -> np.ndarray:
             conns.append(seen)
             places.append(where[seen])
             letters.append(np.full(len(seen), ch))
-    frame = pd.DataFrame(
-        {"c": np.concatenate(conns), "p": np.concatenate(places), "h": np.concatenate(letters)}
-    )
-    joined = frame.sort_values(["c", "p"]).groupby("c")["h"].agg("".join)
-    history = np.full(n_conn, "", dtype=object)
-    history[joined.index.to_numpy()] = joined.to_numpy()
-    return history
+    conn_of = np.concatenate(conns)
+    order = np.lexsort((np.concatenate(places), conn_of))
+    text = "".join(np.concatenate(letters)[order].tolist())
+    bounds = np.searchsorted(conn_of[order], np.arange(n_conn + 1))
+    return np.array([text[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)], dtype=object)
 
 
 LATER_COLUMNS = ("sni", "tls_version", "client_hello_len", "server_hello", "certificate_len",
