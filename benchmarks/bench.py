@@ -406,7 +406,7 @@ def render(report: dict, markdown: bool) -> str:
         f"median of {report['repeat']} runs, warm page cache"
     )
     env = f"machine: {m['nproc']} CPUs ({m['cpu']}), {m['date']}; peak RSS via {m['rss_source']}"
-    out += [hdr, env, ""]
+    out += [f"- {hdr}", f"- {env}", ""] if markdown else [hdr, env, ""]
 
     def table(results: dict, packets: int) -> list[str]:
         rows = rows_for(results, packets)
@@ -489,7 +489,12 @@ def main(argv: list[str] | None = None) -> int:
     out.add_argument("--markdown", action="store_true", help="print the results as Markdown")
     out.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--save-json", type=Path, help="also write the JSON report to this file")
+    p.add_argument("--from-json", type=Path, help="do not measure: print a report saved with --save-json")
     a = p.parse_args(argv)
+    if a.from_json:
+        report = json.loads(a.from_json.read_text())
+        print(json.dumps(report, indent=2) if a.json else render(report, a.markdown))
+        return 0
     names = [n.strip() for n in a.tools.split(",") if n.strip()]
     if bad := [n for n in names if n not in TOOLS]:
         p.error(f"unknown tool(s): {', '.join(bad)}")

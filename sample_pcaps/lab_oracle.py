@@ -78,22 +78,20 @@ def _run(cmd: list[str]) -> str:
 
 
 def capture_format(path: str | os.PathLike) -> dict:
-    """File type, link-layer encapsulation and timestamp precision, as capinfos names them."""
+    """File type, link-layer encapsulation and timestamp precision, as capinfos -M names them."""
     out = _run(["capinfos", "-M", "-t", "-E", "-c", "-I", str(path)])
-    info: dict = {}
+    info: dict = {"file_type": None, "encapsulation": None, "time_precision": None, "interfaces": 0}
     for line in out.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
+        sep = " = " if " = " in line else ":"
+        key, _, value = (part.strip() for part in line.partition(sep))
         if key == "File type":
-            info["file_type"] = value
+            info["file_type"] = value  # pcap, nsecpcap, pcapng
         elif key == "File encapsulation":
-            info["encapsulation"] = value
-        elif key == "Number of packets":
-            info["packets"] = int(value)
-        elif key == "Time precision" and "time_precision" not in info:
-            info["time_precision"] = value.split(" ")[0]
-        elif key == "Encapsulation":
-            info.setdefault("interface_encapsulations", []).append(value)
+            info["encapsulation"] = value  # ether, linux-sll, linux-sll2
+        elif key == "Number of interfaces in file":
+            info["interfaces"] = int(value)
+        elif key == "Time precision" and info["time_precision"] is None:
+            info["time_precision"] = value.split(" ")[0]  # microseconds, nanoseconds
     return info
 
 

@@ -277,7 +277,9 @@ class _Chunks:
         if self.eof:
             return None
         if len(self.buf) < self.have + self.size:  # a record longer than a chunk: make room for it
-            self.buf.extend(bytes(self.have + self.size - len(self.buf)))
+            bigger = bytearray(self.have + self.size + 65536)  # a new buffer: old views stay valid
+            bigger[: self.have] = self.buf[: self.have]
+            self.buf = bigger
         got = self.fh.readinto(memoryview(self.buf)[self.have : self.have + self.size])
         self.eof = got == 0
         n = self.have + got
