@@ -17,9 +17,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from .analysis import analyze as run_analysis
 from .capture import Capture, read
+from .detectors import RULES
 from .errors import PcapmtuError
-from .jsonout import inspect_document
+from .jsonout import analyze_document, inspect_document
 from .textsafe import printable
 
 
@@ -92,6 +94,132 @@ def inspect(
         for cap in captures:
             _print_capture(out, cap, limit)
     raise typer.Exit(Exit.BAD_INPUT if failed else Exit.OK)
+
+
+@app.command()
+def analyze(
+    captures: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="HOST CONTAINER [MORE CONTAINERS...]: the host's uplink capture first, then the container's."
+        ),
+    ] = None,
+    host: Annotated[
+        Path | None, typer.Option("--host", help="Capture taken on the docker host's uplink.")
+    ] = None,
+    container: Annotated[
+        list[Path] | None, typer.Option("--container", help="Capture taken inside a container (repeatable).")
+    ] = None,
+    host_mtu: Annotated[
+        int | None, typer.Option(help="Known MTU of the host's uplink (sharpens the verdict).")
+    ] = None,
+    container_mtu: Annotated[int | None, typer.Option(help="Known MTU of the container's interface.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole report as one JSON document.")
+    ] = False,
+    debug: Annotated[bool, typer.Option(help="Show a traceback on internal errors.")] = False,
+) -> None:
+    """Diagnose MTU/MSS black holes: verdict, evidence (frames, Wireshark filters) and the computed fix.
+
+    Exit code 0: nothing wrong found; 1: a problem found; 2: bad input or usage.
+    """
+    positional = list(captures or [])
+    hosts = [host] if host else []
+    containers = list(container or [])
+    if positional and not hosts and (len(positional) > 1 or not containers):
+        hosts, positional = positional[:1], positional[1:]
+    containers = positional + containers
+    if len(positional) and hosts and host and positional[0] == host:
+        containers = containers[1:]
+    if not hosts and not containers:
+        err.print("pcapmtu: give the host capture and the container capture (pcapmtu analyze HOST CONTAINER)")
+        raise typer.Exit(Exit.BAD_INPUT)
+    try:
+        result = run_analysis(hosts[0] if hosts else None, containers[0] if containers else None, *containers[1:],
+                              host_mtu=host_mtu, container_mtu=container_mtu)  # fmt: skip
+    except PcapmtuError as exc:
+        err.print(f"pcapmtu: {escape(printable(exc, 400))}")
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    except Exception as exc:  # noqa: BLE001
+        if debug:
+            raise
+        err.print(f"pcapmtu: internal error: {escape(printable(exc))} (--debug for details)")
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    if as_json:
+        json.dump(analyze_document(result), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        _print_analysis(Console(highlight=False, width=None if sys.stdout.isatty() else 160), result)
+    raise typer.Exit(Exit.OK if result.verdict == "healthy" else Exit.PROBLEM)
+
+
+VERDICT_STYLE = {"mtu_blackhole": "bold red", "mtu_blackhole_recovered": "bold yellow", "not_mtu": "bold magenta",
+                 "inconclusive": "bold yellow", "healthy": "bold green"}  # fmt: skip
+
+
+def _print_analysis(out: Console, a) -> None:
+    d = a.diagnosis
+    style = VERDICT_STYLE.get(d.verdict, "bold")
+    reason = f" ({d.reason})" if d.reason else ""
+    out.print(f"[{style}]verdict: {d.verdict}{reason}[/{style}]  confidence {d.confidence:.0%}")
+    if d.path_mtu:
+        out.print(f"path MTU: {d.path_mtu}   recommended MSS: {d.recommended_mss}")
+    out.print()
+    out.print(escape(printable(d.explanation, 4000)))
+    if d.fix:
+        out.print()
+        out.print(f"[bold]fix:[/bold] {escape(d.fix.summary)}")
+        for cmd in d.fix.commands:
+            out.print(f"  # {escape(cmd['what'])}")
+            out.print(f"  {escape(cmd['command'])}")
+        for note in d.fix.notes:
+            out.print(f"  - {escape(note)}")
+    table = Table(title="connections", show_edge=False, header_style="bold", title_justify="left")
+    for col in ("capture", "#", "service", "client", "verdict", "codes"):
+        table.add_column(col, overflow="fold")
+    for row in a.verdicts.itertuples(index=False):
+        table.add_row(row.capture, str(row.conn), escape(printable(row.service, 80)), escape(row.client),
+                      row.verdict + (f" ({row.reason})" if row.reason else ""), row.codes)  # fmt: skip
+    out.print()
+    out.print(table)
+    out.print()
+    out.print("[bold]findings[/bold]")
+    for f in a.findings_list:
+        where = f"{f.capture}" + (f" #{f.conn}" if f.conn >= 0 else "")
+        out.print(f"  {f.code} [{f.severity}] {escape(where)}: {escape(printable(f.message, 600))}")
+        if f.wireshark_filter:
+            out.print(f"       wireshark: {escape(printable(f.wireshark_filter, 400))}")
+
+
+@app.command()
+def rules() -> None:
+    """List every detector code with its name and severity."""
+    out = Console(highlight=False)
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("code", "name", "severity", "verdict"):
+        table.add_column(col)
+    for code in sorted(RULES):
+        r = RULES[code]
+        table.add_row(code, r.name, r.severity, r.implies + (f" ({r.reason})" if r.reason else ""))
+    out.print(table)
+
+
+@app.command()
+def explain(
+    code: Annotated[str, typer.Argument(help="A detector code, e.g. B001 (see `pcapmtu rules`).")],
+) -> None:
+    """What a detector code means, why it matters, and the fix."""
+    r = RULES.get(code.upper())
+    if r is None:
+        err.print(f"pcapmtu: unknown code {escape(printable(code, 20))}; `pcapmtu rules` lists them")
+        raise typer.Exit(Exit.BAD_INPUT)
+    out = Console(highlight=False)
+    out.print(f"[bold]{r.code} {r.name}[/bold] ({r.severity})")
+    out.print(f"message: {escape(r.message)}")
+    out.print(f"why: {escape(r.why)}")
+    out.print(f"fix: {escape(r.hint)}")
+    if r.implies:
+        out.print(f"verdict for the connection: {r.implies}" + (f" ({r.reason})" if r.reason else ""))
 
 
 def _print_capture(out: Console, cap: Capture, limit: int) -> None:

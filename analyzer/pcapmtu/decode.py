@@ -234,7 +234,7 @@ def _link(
         if lt == LT_LOOP:  # network byte order
             fam = fam_be
         else:  # the capturing host's byte order; Wireshark's packet-null.c guesses it the same way
-            irix = (fam_le & 0xFF000000 == 0) & ((fam_le & 0x00FF0000) < 0x00060000)
+            irix = ((fam_le & 0xFF000000) == 0) & ((fam_le & 0x00FF0000) < 0x00060000)
             fam = np.where(fam_le & 0xFFFF0000, np.where(irix, fam_le >> 16, fam_be), fam_le)
         # a value above the largest 802.3 length is an Ethertype, anything else a BSD AF_ value
         af_et = np.where(fam == 2, ET_IPV4, np.where(np.isin(fam, (24, 28, 30)), ET_IPV6, 0))

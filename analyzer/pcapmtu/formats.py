@@ -50,9 +50,43 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def _zstd_open(path, mode):
-    import zstandard  # optional: only needed for .zst captures
+    return _ZstdStream(path)
 
-    return zstandard.open(path, mode)
+
+class _ZstdStream:
+    """Reads zstd frames one after another. zstandard's own reader ends silently inside a cut frame;
+    this one raises EOFError there, as gzip, bz2 and lzma do, so a damaged file is reported."""
+
+    def __init__(self, path) -> None:
+        import zstandard  # optional: only needed for .zst captures
+
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._dec = self._new()
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by __exit__
+        self._pending = b""
+        self._inside = False  # inside a frame that has not ended yet
+
+    def read1(self, _size: int = -1) -> bytes:
+        while True:
+            data = self._pending or self._fh.read(16384)  # small steps bound the output of one call
+            self._pending = b""
+            if not data:
+                if self._inside:
+                    raise EOFError("compressed file ended inside a zstd frame")
+                return b""
+            out = self._dec.decompress(data)
+            self._inside = not self._dec.eof
+            if self._dec.eof:
+                self._pending = self._dec.unused_data
+                self._dec = self._new()
+            if out:
+                return out
+
+    def __enter__(self) -> _ZstdStream:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._fh.close()
 
 
 COMPRESSED[ZSTD_MAGIC] = ("zstd", _zstd_open)
@@ -143,9 +177,13 @@ class CaptureFile:
         """Stream-decompress into a temporary file so records can be re-read by offset later."""
         self._tmpdir = tempfile.mkdtemp(prefix="pcapmtu-")
         out = Path(self._tmpdir) / "capture"
+        damage = ""
         try:
             with opener(self.path, "rb") as src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst, 4 * 1024 * 1024)
+                # read1: one decompression step per call, so everything before a damaged spot is kept
+                # (read(n) would drop what the failing call had already decompressed)
+                while chunk := src.read1(1024 * 1024):
+                    dst.write(chunk)
         except ImportError:
             self.close()
             raise CaptureError(
@@ -153,10 +191,15 @@ class CaptureFile:
             ) from None
         except Exception as exc:  # noqa: BLE001 - every codec has its own error types
             # a truncated compressed stream still gave us what came before the damage
-            self.warnings.append(f"{self.compression} stream is damaged ({exc}); read what came before it")
+            damage = str(exc) or type(exc).__name__
+            self.warnings.append(f"{self.compression} stream is damaged ({damage}); read what came before it")
         self._readable = out
         if out.stat().st_size == 0:
             self.close()
+            if damage:
+                raise CaptureError(
+                    f"{self.path}: {self.compression} stream is damaged before any data ({damage})"
+                )
             raise CaptureError(f"{self.path}: {self.compression} file decompresses to nothing")
 
     def close(self) -> None:

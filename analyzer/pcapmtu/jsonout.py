@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from . import __version__
 from .capture import Capture
 
 INSPECT_SCHEMA_VERSION = 1
+ANALYZE_SCHEMA_VERSION = 1
 
 # Flow fields in `inspect --json`, in order. Adding a field is compatible; renaming or removing one is not.
 FLOW_FIELDS = [
@@ -51,3 +53,50 @@ def inspect_document(captures: list[Capture]) -> dict:
         "tool": {"name": "pcapmtu", "version": __version__},
         "captures": [{**cap.summary(), "flows": records(cap.flows, FLOW_FIELDS)} for cap in captures],
     }
+
+
+VERDICT_FLOW_FIELDS = ["capture", "conn", "service", "client", "server", "verdict", "reason", "codes"]
+
+
+def analyze_document(analysis) -> dict:
+    """The whole report as one JSON document (`pcapmtu analyze --json`, report.json)."""
+    d = analysis.diagnosis
+    flows = []
+    for row in analysis.verdicts.itertuples(index=False):
+        cap = analysis.captures[row.capture]
+        flow = cap.flows[cap.flows["conn"] == row.conn]
+        item = {k: plain(getattr(row, k)) for k in VERDICT_FLOW_FIELDS}
+        item["codes"] = [c for c in row.codes.split(",") if c]
+        twin = analysis.context.twin(row.capture, row.conn)
+        item["matched"] = {"capture": twin[0], "conn": twin[1]} if twin else None
+        item.update(records(flow, FLOW_FIELDS)[0] if len(flow) else {})
+        item["capture"] = row.capture
+        flows.append(item)
+    return {
+        "schema_version": ANALYZE_SCHEMA_VERSION,
+        "tool": {"name": "pcapmtu", "version": __version__},
+        "verdict": d.verdict,
+        "confidence": d.confidence,
+        "reason": d.reason or None,
+        "explanation": d.explanation,
+        "path_mtu": d.path_mtu,
+        "recommended_mss": d.recommended_mss,
+        "path": {f"ipv{ipv}": _path(p) for ipv, p in analysis.context.path.items()},
+        "fix": _jsonable(asdict(d.fix)) if d.fix else None,
+        "findings": [_jsonable(asdict(f)) for f in analysis.findings_list],
+        "flows": flows,
+        "captures": [{"role": role, **cap.summary()} for role, cap in analysis.captures.items()],
+    }
+
+
+def _path(p) -> dict:
+    return {"value": p.value, "low": p.low, "high": p.high, "decided_by": p.decided_by,
+            "signals": [_jsonable(s) for s in p.signals]}  # fmt: skip
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return plain(value)

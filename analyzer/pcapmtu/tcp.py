@@ -107,7 +107,13 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     kept = np.flatnonzero(~dup_copy)
     order = kept[np.argsort(tup[kept], kind="stable")]
     del kept, dup_copy
-    rows, tup, a_is_src, key_lo, key_hi = rows[order], tup[order], a_is_src[order], key_lo[order], key_hi[order]
+    rows, tup, a_is_src, key_lo, key_hi = (
+        rows[order],
+        tup[order],
+        a_is_src[order],
+        key_lo[order],
+        key_hi[order],
+    )
     flags, seq, ack, plen, ts, win = flags[order], seq[order], ack[order], plen[order], ts[order], win[order]
     del order
     n = len(rows)
@@ -147,9 +153,23 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
         conn_base = int(np.searchsorted(first_all, lo))
         flows.append(
             _analyze_slice(
-                packets, sack, cfg, cols, rank, conn_base,
-                rows[sl], a_is_src[sl], key_lo[sl], key_hi[sl], flags[sl], seq[sl], ack[sl], plen[sl], ts[sl],
-                win[sl], start[sl],
+                packets,
+                sack,
+                cfg,
+                cols,
+                rank,
+                conn_base,
+                rows[sl],
+                a_is_src[sl],
+                key_lo[sl],
+                key_hi[sl],
+                flags[sl],
+                seq[sl],
+                ack[sl],
+                plen[sl],
+                ts[sl],
+                win[sl],
+                start[sl],
             )  # fmt: skip
         )
         lo = hi
@@ -309,6 +329,7 @@ def _analyze_slice(packets, sack, cfg, cols, rank, conn_base, rows, a_is_src, ke
         rank=rank,
         dirn=dirn,
         flags=flags,
+        seq=seq,
         plen=plen,
         ts=ts,
         client_is_a=client_is_a,
@@ -409,7 +430,7 @@ HISTORY_LETTERS = (
 )
 
 
-def _flows(packets, *, rows, first, conn, rank, dirn, flags, plen, ts, client_is_a, key_lo, key_hi,
+def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, plen, ts, client_is_a, key_lo, key_hi,
            first_syn, first_synack, irtt, has_rtt, per_packet, hole) -> pd.DataFrame:  # fmt: skip
     n = len(rows)
     n_conn = len(first)
@@ -486,6 +507,34 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, plen, ts, client_is
     out["sack_acks_s2c"] = total((hole > 0) & s2c)
     out["max_sack_hole_s2c"] = biggest(hole, s2c)
 
+    out["isn_client"] = at(first_syn, seq, -1)
+    out["isn_server"] = at(first_synack, seq, -1)
+    out["first_seq_c2s"] = at(earliest(c2s), seq, -1)
+    out["first_seq_s2c"] = at(earliest(s2c), seq, -1)
+    data = plen > 0
+    for tag, mask in (("c2s", c2s), ("s2c", s2c)):
+        out[f"first_data_ts_{tag}"] = at(earliest(mask & data), ts, -1) / 1e9
+        out[f"last_data_ts_{tag}"] = (
+            at(_segments(np.where(mask & data, pos, -1), first, np.maximum), ts, -1) / 1e9
+        )
+    # the longest silence inside the connection, and what the server sent after it (recovery by probing)
+    gap = np.zeros(n, dtype=np.int64)
+    gap[1:] = np.maximum(ts[1:] - ts[:-1], 0)
+    gap[first] = 0
+    max_gap = _segments(gap, first, np.maximum)
+    idle_end = earliest((gap == max_gap[conn]) & (gap > 0))
+    after = pos >= np.where(idle_end == NONE, n, idle_end)[conn]
+    out["max_idle"] = max_gap / 1e9
+    out["idle_start_ts"] = np.where(idle_end != NONE, at(idle_end, ts, 0) - max_gap, 0) / 1e9
+    out["bytes_s2c_after_idle"] = total(np.where(after & s2c, plen, 0))
+    out["max_payload_s2c_after_idle"] = biggest(plen, after & s2c)
+    out["max_payload_s2c_before_idle"] = biggest(plen, ~after & s2c)
+    out["bytes_c2s_after_idle"] = total(np.where(after & c2s, plen, 0))
+    out["max_payload_c2s_after_idle"] = biggest(plen, after & c2s)
+    out["max_payload_c2s_before_idle"] = biggest(plen, ~after & c2s)
+    end_c, end_s = earliest((fin | rst) & c2s), earliest((fin | rst) & s2c)
+    out["closed_by"] = np.select([(end_c < end_s), (end_s < end_c)], ["client", "server"], default="")
+
     has_syn = first_syn != NONE
     has_synack = first_synack != NONE
     first_rst_c, first_rst_s = earliest(rst & c2s), earliest(rst & s2c)
@@ -551,7 +600,9 @@ def _history(n_conn, first, pos, dirn, masks) -> np.ndarray:
     order = np.lexsort((np.concatenate(places), conn_of))
     text = "".join(np.concatenate(letters)[order].tolist())
     bounds = np.searchsorted(conn_of[order], np.arange(n_conn + 1))
-    return np.array([text[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)], dtype=object)
+    return np.array(
+        [text[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)], dtype=object
+    )
 
 
 LATER_COLUMNS = ("sni", "tls_version", "client_hello_len", "server_hello", "certificate_len",

@@ -1,0 +1,132 @@
+"""What every detector sees: the captures by role, the NAT pairs, the path evidence, thresholds, facts.
+
+`Context.flows(role)` is the flows table of one capture with the columns the detectors share
+(header size, the MSS the server really received, the size of a full segment each way, ...), derived
+once here so detectors stay short and agree with each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from .capture import Capture
+from .config import KnownFacts, Thresholds
+from .pairing import PAIR_COLUMNS, match_flows
+from .results import PathMTU
+
+
+@dataclass
+class Context:
+    captures: dict[str, Capture]  # role -> capture: "host", "container", "container2", ... or "capture"
+    facts: KnownFacts = field(default_factory=KnownFacts)
+    th: Thresholds = field(default_factory=Thresholds)
+    path: dict[int, PathMTU] = field(default_factory=dict)  # filled by path.infer before detectors run
+
+    @property
+    def host(self) -> Capture | None:
+        return self.captures.get("host")
+
+    @property
+    def container_roles(self) -> list[str]:
+        return [r for r in self.captures if r != "host"]
+
+    @cached_property
+    def pairs(self) -> pd.DataFrame:
+        """Container connection <-> host connection, for every container capture."""
+        if self.host is None:
+            return pd.DataFrame(columns=PAIR_COLUMNS)
+        parts = [
+            match_flows(self.host, self.captures[r], r, self.th.pairing_window_s)
+            for r in self.container_roles
+        ]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    def twin(self, role: str, conn: int) -> tuple[str, int] | None:
+        """The same connection in the other capture: (role, conn)."""
+        p = self.pairs
+        if role == "host":
+            hit = p[p["host_conn"] == conn]
+            return (hit.iloc[0]["container"], int(hit.iloc[0]["container_conn"])) if len(hit) else None
+        hit = p[(p["container"] == role) & (p["container_conn"] == conn)]
+        return ("host", int(hit.iloc[0]["host_conn"])) if len(hit) else None
+
+    def flows(self, role: str) -> pd.DataFrame:
+        return self._flows[role]
+
+    @cached_property
+    def _flows(self) -> dict[str, pd.DataFrame]:
+        out = {role: _derive(cap.flows) for role, cap in self.captures.items()}
+        for role, cap in self.captures.items():
+            out[role]["icmp_reports"] = _icmp_reports(out[role], cap.icmp)
+        if "host" in out:
+            host = out["host"]
+            copies = {c for group in self.pairs["host_copies"] for c in group} if len(self.pairs) else set()
+            host["host_own"] = ~host["conn"].isin(copies)
+            # what the server really received: the host-side SYN (after any MSS clamp on the host)
+            for role in self.container_roles:
+                pairs = self.pairs[self.pairs["container"] == role]
+                seen = host.set_index("conn")["mss_client"].reindex(pairs["host_conn"]).to_numpy()
+                flows = out[role]
+                at_server = pd.Series(seen, index=pairs["container_conn"].to_numpy())
+                mapped = flows["conn"].map(at_server)
+                flows["mss_at_server"] = np.where(
+                    mapped.fillna(0) > 0, mapped.fillna(0), flows["mss_client"]
+                ).astype(int)
+                flows["twin_conn"] = (
+                    flows["conn"].map(pairs.set_index("container_conn")["host_conn"]).fillna(-1).astype(int)
+                )
+                _sizes(flows)
+        return out
+
+
+def _icmp_reports(flows: pd.DataFrame, icmp: pd.DataFrame) -> np.ndarray:
+    """ICMP size reports (frag needed / packet too big) in this capture quoting each connection."""
+    size = icmp[icmp["kind"].isin(["frag_needed", "packet_too_big"])]
+    if not len(size) or not len(flows):
+        return np.zeros(len(flows), dtype=np.int64)
+    quoted = size.groupby(["quoted_dst", "quoted_dport", "quoted_sport"]).size()
+    keys = pd.MultiIndex.from_arrays(
+        [flows["server_ip"].astype(str), flows["server_port"].astype(int), flows["client_port"].astype(int)]
+    )
+    up = quoted.reindex(keys).fillna(0).to_numpy()
+    # reports about the server's packets quote the server as the source
+    down_q = size.groupby(["quoted_src", "quoted_sport", "quoted_dport"]).size()
+    down = down_q.reindex(keys).fillna(0).to_numpy()
+    return (up + down).astype(np.int64)
+
+
+def _derive(flows: pd.DataFrame) -> pd.DataFrame:
+    f = flows.copy()
+    f["hdr"] = np.where(f["ipv"] == 6, 60, 40)
+    f["mss_at_server"] = f["mss_client"]
+    f["twin_conn"] = -1
+    f["host_own"] = False
+    f["handshake_ok"] = (f["syn_frame"] >= 0) & (f["synack_frame"] >= 0)
+    f["request_sent"] = f["bytes_c2s"] > 0
+    f["stalled_s"] = f["max_idle"]
+    # holes in the server's data, as the client's ACKs show them (gap seen or SACK hole reported)
+    f["s2c_holes"] = (f["lost_before_s2c"] > 0) | (f["sack_acks_c2s"] > 0)
+    f["c2s_holes"] = (f["lost_before_c2s"] > 0) | (f["sack_acks_s2c"] > 0)
+    _sizes(f)
+    return f
+
+
+def _sizes(f: pd.DataFrame) -> None:
+    """Full-size packets each way: header + the smaller of the MSS the receiver offered and the sender's own."""
+    both = (f["mss_at_server"] > 0) & (f["mss_server"] > 0)
+    f["server_full"] = np.where(both, f["hdr"] + np.minimum(f["mss_at_server"], f["mss_server"]), 0)
+    f["client_full"] = np.where(both, f["hdr"] + np.minimum(f["mss_client"], f["mss_server"]), 0)
+    f["full_delivered_s2c"] = (f["server_full"] > 0) & (f["max_ip_len_s2c"] >= f["server_full"])
+    f["full_delivered_c2s"] = (f["client_full"] > 0) & (f["max_ip_len_c2s"] >= f["client_full"])
+    # after the longest stall the server went on with clearly smaller segments, for at least two of them:
+    # the fingerprint of packetization-layer PMTU probing (RFC 4821)
+    after = f["max_payload_s2c_after_idle"]
+    f["resumed_smaller"] = (
+        (after > 0)
+        & (after + f["hdr"] + 12 < f["server_full"])
+        & (f["bytes_s2c_after_idle"] >= 2 * (f["server_full"] - f["hdr"]))
+    )

@@ -1,0 +1,193 @@
+"""B: the RFC 2923 black-hole pattern, both directions, and recovery by packetization-layer probing."""
+
+from __future__ import annotations
+
+from ..context import Context
+from . import Hit, rule
+from ._util import conn_packets, first_frames, flow_filter, service
+
+
+def _receiver_roles(ctx: Context) -> list[str]:
+    """Captures taken where the data is received: the containers, and the host for its own connections."""
+    return list(ctx.captures)
+
+
+def _host_twin(ctx: Context, role: str, flow):
+    if role == "host" or ctx.host is None or flow.twin_conn < 0:
+        return None
+    host = ctx.flows("host")
+    hit = host[host["conn"] == flow.twin_conn]
+    return hit.iloc[0] if len(hit) else None
+
+
+def _known_limit(path) -> int | None:
+    if path is None:
+        return None
+    if path.value:
+        return path.value
+    return path.high - 1 if path.high else None
+
+
+def _where_lost(ctx: Context, role: str, flow, direction: str) -> str:
+    twin = _host_twin(ctx, role, flow)
+    if role == "host":
+        return "upstream of the host's uplink (on the path or overlay)"
+    if twin is None:
+        return "somewhere between the server and the container (no host capture of this connection)"
+    if direction == "s2c":
+        if twin["max_ip_len_s2c"] >= flow.server_full:
+            return "between the host's uplink and the container (bridge, veth or inside the container)"
+        return "before the host's uplink: they are missing from the host capture too (on the path or overlay)"
+    if twin["max_ip_len_c2s"] >= flow.client_full:
+        return "after the host's uplink, on the path"
+    return "inside the docker host: the container sent them, the host's uplink never did"
+
+
+@rule(
+    "B001",
+    "pmtud-blackhole",
+    "error",
+    "{service}: PMTUD black hole - the server's {full}-byte packets never reached the {role}; the largest "
+    "that did was {largest} bytes, and no ICMP size report came back",
+    "Clamp the MSS to {fix_mss} on the docker host, or set the container MTU to {path}.",
+    "RFC 2923: when ICMP 'fragmentation needed' is filtered, a sender keeps sending full-size DF packets that "
+    "a smaller-MTU hop drops; handshake and small replies pass, every full-size segment is lost and re-lost.",
+    implies="mtu_blackhole",
+)
+def download(ctx: Context):
+    for role in _receiver_roles(ctx):
+        f = ctx.flows(role)
+        cand = f[
+            f["handshake_ok"]
+            & f["request_sent"]
+            & (f["server_full"] > 0)
+            & ~f["full_delivered_s2c"]
+            & (f["stalled_s"] >= ctx.th.stall_s)
+            & ~f["resumed_smaller"]
+        ]
+        if role == "host":
+            cand = cand[cand["host_own"]]
+        for flow in cand.itertuples():
+            path = ctx.path.get(int(flow.ipv))
+            bound = path and (
+                (path.value and path.value < flow.server_full)
+                or (path.high and path.high <= flow.server_full)
+            )
+            reasons = []
+            if flow.s2c_holes:
+                reasons.append("the client's ACKs show holes in the server's data")
+            if bound:
+                reasons.append(
+                    f"the path carries at most {path.value or path.high - 1} bytes ({path.decided_by})"
+                )
+            if not reasons:
+                continue  # a stall without size evidence: S001/T001 describe it, the verdict stays open
+            p = conn_packets(ctx, role, int(flow.conn))
+            s2c = p[p["dir"] == 1]
+            limit = (
+                path.value
+                if path and path.value
+                else (path.high - 1 if path and path.high else flow.server_full - 1)
+            )
+            yield Hit(
+                {"service": service(flow), "full": int(flow.server_full), "role": role,
+                 "largest": int(flow.max_ip_len_s2c), "fix_mss": int(limit - flow.hdr), "path": int(limit)},
+                capture=role, conn=int(flow.conn), frames=first_frames(s2c["frame"]),
+                wireshark_filter=flow_filter(flow),
+                evidence={"mss_client": int(flow.mss_client), "mss_at_server": int(flow.mss_at_server),
+                          "mss_server": int(flow.mss_server), "server_full": int(flow.server_full),
+                          "largest_delivered": int(flow.max_ip_len_s2c), "stall_s": round(float(flow.stalled_s), 3),
+                          "because": reasons, "where": _where_lost(ctx, role, flow, "s2c"),
+                          "max_sack_hole": int(flow.max_sack_hole_c2s)},
+            )  # fmt: skip
+
+
+@rule(
+    "B002",
+    "pmtud-blackhole-upload",
+    "error",
+    "{service}: PMTUD black hole on upload - the client's {full}-byte packets are sent and re-sent but never "
+    "acknowledged; lost {where}",
+    "Clamp the MSS to {fix_mss} on the docker host (it rewrites the server's SYN-ACK too), or set the "
+    "container MTU to {path}.",
+    "The same RFC 2923 failure with the container as the sender: its full-size segments die at a smaller-MTU "
+    "hop and the ICMP that would tell it never arrives.",
+    implies="mtu_blackhole",
+)
+def upload(ctx: Context):
+    for role in ctx.container_roles:
+        f = ctx.flows(role)
+        cand = f[
+            f["handshake_ok"]
+            & (f["client_full"] > 0)
+            & f["full_delivered_c2s"]
+            & (f["retrans_c2s"] >= 2)
+            & (f["stalled_s"] >= ctx.th.stall_s)
+        ]
+        for flow in cand.itertuples():
+            twin = _host_twin(ctx, role, flow)
+            path = ctx.path.get(int(flow.ipv))
+            reasons = []
+            if twin is not None and twin["max_ip_len_c2s"] < flow.client_full:
+                reasons.append(
+                    f"the host capture never shows them (largest there: {int(twin['max_ip_len_c2s'])} bytes)"
+                )
+            if flow.c2s_holes:
+                reasons.append("the server's ACKs show holes in the client's data")
+            if path and (
+                (path.value and path.value < flow.client_full)
+                or (path.high and path.high <= flow.client_full)
+            ):
+                reasons.append(f"the path carries at most {path.value or path.high - 1} bytes")
+            icmp = ctx.captures[role].icmp
+            if not reasons or (icmp["quoted_sport"] == flow.client_port).any():
+                continue
+            p = conn_packets(ctx, role, int(flow.conn))
+            lost = p[(p["dir"] == 0) & p["retrans"] & (p["ip_len"] >= flow.client_full)]
+            limit = _known_limit(path) or (int(twin["max_ip_len_c2s"]) if twin is not None else 0)
+            if not limit:
+                continue
+            yield Hit(
+                {"service": service(flow), "full": int(flow.client_full), "where": _where_lost(ctx, role, flow, "c2s"),
+                 "fix_mss": int(limit - flow.hdr), "path": int(limit)},
+                capture=role, conn=int(flow.conn), frames=first_frames(lost["frame"]), wireshark_filter=flow_filter(flow),
+                evidence={"client_full": int(flow.client_full), "retrans_c2s": int(flow.retrans_c2s), "because": reasons},
+            )  # fmt: skip
+
+
+@rule(
+    "B003",
+    "blackhole-recovered-by-probing",
+    "warning",
+    "{service}: stalled {stall:.1f} s, then the server continued with {after}-byte segments instead of "
+    "{full}-byte ones - packetization-layer PMTU probing got around a black hole",
+    "It works, slowly: clamp the MSS to {fix_mss} so no connection has to stall first.",
+    "RFC 4821 / Linux tcp_mtu_probing: a sender that sees repeated timeouts retries with smaller segments; "
+    "the stall followed by smaller segments is the fingerprint of a black hole it worked around.",
+    implies="mtu_blackhole_recovered",
+)
+def recovered(ctx: Context):
+    for role in _receiver_roles(ctx):
+        f = ctx.flows(role)
+        cand = f[
+            f["handshake_ok"]
+            & (f["server_full"] > 0)
+            & (f["stalled_s"] >= ctx.th.stall_s)
+            & f["resumed_smaller"]
+            & ~f["full_delivered_s2c"]
+        ]
+        if role == "host":
+            cand = cand[cand["host_own"]]
+        for flow in cand.itertuples():
+            p = conn_packets(ctx, role, int(flow.conn))
+            after = p[
+                (p["dir"] == 1) & (p["ts"] >= flow.idle_start_ts + flow.stalled_s) & (p["payload_len"] > 0)
+            ]
+            path = ctx.path.get(int(flow.ipv))
+            limit = path.value if path and path.value else int(flow.max_ip_len_s2c)
+            yield Hit(
+                {"service": service(flow), "stall": float(flow.stalled_s), "after": int(flow.max_payload_s2c_after_idle),
+                 "full": int(flow.server_full - flow.hdr), "fix_mss": int(limit - flow.hdr)},
+                capture=role, conn=int(flow.conn), frames=first_frames(after["frame"]), wireshark_filter=flow_filter(flow),
+                evidence={"stall_s": round(float(flow.stalled_s), 3), "payload_after": int(flow.max_payload_s2c_after_idle)},
+            )  # fmt: skip

@@ -1,0 +1,66 @@
+"""L: look-alikes that are not MTU problems - loss that spares no size, and slow servers."""
+
+from __future__ import annotations
+
+from ..context import Context
+from . import Hit, rule
+from ._util import flow_filter, service
+
+
+@rule(
+    "L001",
+    "lossy-link",
+    "warning",
+    "{service}: {retrans} retransmissions, yet full-size {full}-byte packets were delivered - random loss, "
+    "not a size limit",
+    "Look for a congested or faulty link; MSS clamping will not help.",
+    "An MTU problem loses every packet above a size and none below it; loss that also hits small packets "
+    "while full-size ones get through is the link, not the MTU.",
+    implies="not_mtu",
+    reason="lossy_link",
+)
+def lossy(ctx: Context):
+    for role in ctx.captures:
+        f = ctx.flows(role)
+        # the direction this capture receives: full-size packets in it crossed the path. (The sender's own
+        # capture shows what it sent, not what arrived, so the client's side needs its transfer completed.)
+        received = (f["retrans_s2c"] >= 2) & f["full_delivered_s2c"]
+        sent = (f["retrans_c2s"] >= 2) & f["full_delivered_c2s"] & (f["state"] == "closed") & ~f["c2s_holes"]
+        cand = f[(received | sent) & (f["icmp_reports"] == 0)]
+        if role == "host":
+            cand = cand[cand["host_own"]]
+        for flow in cand.itertuples():
+            full = int(flow.server_full if flow.full_delivered_s2c else flow.client_full)
+            yield Hit({"service": service(flow), "retrans": int(flow.retransmissions), "full": full}, capture=role,
+                      conn=int(flow.conn), wireshark_filter=flow_filter(flow) + " && tcp.analysis.retransmission")  # fmt: skip
+
+
+@rule(
+    "L002",
+    "slow-server",
+    "warning",
+    "{service}: the server took {wait:.1f} s to answer the request, with no loss",
+    "The server (or something behind it) is slow; the network delivered everything.",
+    "A long pause with no retransmission, after which data of every size arrives, is the application "
+    "thinking, not the path dropping.",
+    implies="not_mtu",
+    reason="server_slow",
+)
+def slow(ctx: Context):
+    for role in ctx.captures:
+        f = ctx.flows(role)
+        wait = f["first_data_ts_s2c"] - f["first_data_ts_c2s"]
+        cand = f[
+            f["request_sent"]
+            & (f["first_data_ts_s2c"] > 0)
+            & (wait >= ctx.th.slow_response_s)
+            & (f["retransmissions"] == 0)
+            & ~f["s2c_holes"]
+            # full-size segments arrived, or the answer fits in one segment: size cannot be the problem
+            & (f["full_delivered_s2c"] | (f["bytes_s2c"] < f["server_full"] - f["hdr"]))
+        ]
+        if role == "host":
+            cand = cand[cand["host_own"]]
+        for flow, w in zip(cand.itertuples(), wait[cand.index], strict=True):
+            yield Hit({"service": service(flow), "wait": float(w)}, capture=role, conn=int(flow.conn),
+                      wireshark_filter=flow_filter(flow))  # fmt: skip

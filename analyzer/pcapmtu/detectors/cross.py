@@ -1,0 +1,91 @@
+"""X: one connection seen from both sides of the NAT - where did the packets die?"""
+
+from __future__ import annotations
+
+from ..context import Context
+from . import Hit, rule
+from ._util import conn_packets, first_frames, flow_filter, service
+
+
+@rule(
+    "X001",
+    "matched-across-nat",
+    "info",
+    "{matched} of {total} connections in the {role} capture were found in the host capture "
+    "(matched by {how}); {own} host connections are the host's own",
+    "",
+    "MASQUERADE changes the client address and port but never the sequence numbers, so the same connection "
+    "is recognised on both sides by its server endpoint and initial sequence number.",
+)
+def matched(ctx: Context):
+    if ctx.host is None:
+        return
+    own = int(ctx.flows("host")["host_own"].sum())
+    for role in ctx.container_roles:
+        p = ctx.pairs[ctx.pairs["container"] == role]
+        how = ", ".join(sorted(set(p["matched_by"]))) or "nothing"
+        yield Hit({"matched": len(p), "total": len(ctx.flows(role)), "role": role, "how": how, "own": own},
+                  capture=role, evidence={"nat_clients": sorted(set(p["nat_client"]))[:10]})  # fmt: skip
+
+
+@rule(
+    "X002",
+    "seen-on-one-side",
+    "warning",
+    "{service}: {count} {what} segments were captured on the {seen} side only (largest {size} bytes) - "
+    "they were lost between the two capture points",
+    "The loss is inside the docker host: check the bridge/veth MTUs and the host's firewall for dropped ICMP.",
+    "Both captures of one connection should hold the same segments (NAT changes addresses, not sequence "
+    "numbers); segments present on one side only died between the two interfaces.",
+)
+def one_side(ctx: Context):
+    if ctx.host is None:
+        return
+    for row in ctx.pairs.itertuples():
+        c = conn_packets(ctx, row.container, int(row.container_conn))
+        h = conn_packets(ctx, "host", int(row.host_conn))
+        flow = ctx.flows(row.container).set_index("conn").loc[int(row.container_conn)]
+        flow = flow.rename({"conn": "c"})
+        for d, what, src, dst, seen in ((1, "server", h, c, "host"), (0, "client", c, h, "container")):
+            a = src[(src["dir"] == d) & (src["payload_len"] > 0)]
+            b = dst[(dst["dir"] == d) & (dst["payload_len"] > 0)]
+            keys = set(zip(b["rel_seq"], b["payload_len"], strict=True))
+            only = a[[(s, n) not in keys for s, n in zip(a["rel_seq"], a["payload_len"], strict=True)]]
+            if len(only):
+                role = "host" if seen == "host" else row.container
+                yield Hit({"service": _label(flow), "count": len(only), "what": what, "seen": seen,
+                           "size": int(only["ip_len"].max())}, capture=role,
+                          conn=int(row.host_conn if seen == "host" else row.container_conn),
+                          frames=first_frames(only["frame"]))  # fmt: skip
+
+
+def _label(flow) -> str:
+    class F:
+        pass
+
+    f = F()
+    for k in ("name", "server_ip", "server_port"):
+        setattr(f, k, flow[k])
+    return service(f)
+
+
+@rule(
+    "X003",
+    "missing-from-host",
+    "info",
+    "{count} connections of the {role} capture are not in the host capture ({examples})",
+    "Start both captures before reproducing, and capture on the interface the traffic leaves by.",
+    "A connection the container made that never appears on the host's uplink either left by another "
+    "interface or happened outside the host capture's time window.",
+)
+def missing(ctx: Context):
+    if ctx.host is None:
+        return
+    for role in ctx.container_roles:
+        f = ctx.flows(role)
+        lone = f[f["twin_conn"] < 0]
+        if len(lone):
+            examples = ", ".join(service(x) for x in lone.head(3).itertuples())
+            yield Hit({"count": len(lone), "role": role, "examples": examples}, capture=role,
+                      frames=first_frames(lone["first_frame"]),
+                      wireshark_filter=" || ".join(f"({flow_filter(x)})" for x in lone.head(3).itertuples()))  # fmt: skip

@@ -1,0 +1,127 @@
+"""M: what each side's MSS says about its interface MTU, clamps, ICMP size reports, DF pings."""
+
+from __future__ import annotations
+
+from ..context import Context
+from ..path import frames_filter
+from . import Hit, rule
+from ._util import first_frames, flow_filter, service
+
+
+@rule(
+    "M001",
+    "interface-mtu-from-mss",
+    "info",
+    "{who} advertises MSS {mss} in its SYNs, so its interface MTU is {mtu}",
+    "Compare the two: a container MTU larger than the host's uplink MTU needs MSS clamping or a smaller "
+    "container MTU.",
+    "A TCP stack puts its interface MTU minus 40 (IPv4) or 60 (IPv6) bytes of headers in the SYN's MSS option "
+    "(RFC 9293 3.7.1), so the SYN tells the MTU of the interface it left by.",
+)
+def interface_mtu(ctx: Context):
+    for role in ctx.captures:
+        f = ctx.flows(role)
+        f = f[(f["mss_client"] > 0)]
+        if role == "host":
+            f = f[f["host_own"]]
+        for (client, ipv), group in f.groupby(["client_ip", "ipv"], sort=True):
+            mss = int(group["mss_client"].mode().iloc[0])
+            hdr = 40 if ipv == 4 else 60
+            who = f"the docker host ({client})" if role == "host" else f"{client} in the {role} capture"
+            yield Hit({"who": who, "mss": mss, "mtu": mss + hdr}, capture=role,
+                      frames=first_frames(group["syn_frame"]),
+                      evidence={"client": client, "mss": mss, "mtu": mss + hdr, "ipv": int(ipv)})  # fmt: skip
+
+
+@rule(
+    "M002",
+    "mss-clamp-in-effect",
+    "info",
+    "the host rewrites the SYN's MSS from {before} to {after} ({count} connections): an MSS clamp is in effect",
+    "Nothing to do if {after} + 40 fits the path; this is the fix working.",
+    "MASQUERADE keeps the sequence numbers, so the same SYN is recognised on both sides of the NAT and its "
+    "MSS option compared; a smaller value on the host side means a TCPMSS rule rewrote it.",
+)
+def clamp(ctx: Context):
+    if ctx.host is None or not len(ctx.pairs):
+        return
+    host = ctx.flows("host").set_index("conn")
+    for role in ctx.container_roles:
+        f = ctx.flows(role)
+        f = f[(f["twin_conn"] >= 0) & (f["mss_client"] > 0)]
+        after = host["mss_client"].reindex(f["twin_conn"]).to_numpy()
+        changed = f[(after > 0) & (after < f["mss_client"].to_numpy())]
+        if len(changed):
+            new = host["mss_client"].reindex(changed["twin_conn"])
+            yield Hit({"before": int(changed["mss_client"].mode().iloc[0]), "after": int(new.mode().iloc[0]),
+                       "count": len(changed)}, capture=role, frames=first_frames(changed["syn_frame"]),
+                      evidence={"container_syn_frames": [int(x) for x in changed["syn_frame"][:10]],
+                                "host_syn_frames": [int(x) for x in host["syn_frame"].reindex(changed["twin_conn"])[:10]]})  # fmt: skip
+
+
+@rule(
+    "M003",
+    "icmp-size-report",
+    "info",
+    "{times} x {kind} with next-hop MTU {mtu} from {router} in the {role} capture, about {about}{reached}",
+    "PMTUD is working for this path if the sender then uses smaller packets; if the report never reaches "
+    "the sender, clamp the MSS to {mss}.",
+    "Routers that cannot forward a DF packet send ICMP type 3 code 4 (IPv4, RFC 1191) or ICMPv6 type 2 "
+    "(RFC 4443) with the MTU that fits; the quoted header says which connection it was about.",
+)
+def icmp_reports(ctx: Context):
+    for role, cap in ctx.captures.items():
+        icmp = cap.icmp[cap.icmp["kind"].isin(["frag_needed", "packet_too_big"])]
+        keys = ["kind", "ipv", "mtu", "src", "quoted_src", "quoted_sport", "quoted_dst", "quoted_dport"]
+        for key, group in icmp.groupby(keys, sort=False):
+            kind_code, ipv, mtu, router, qsrc, qsport, qdst, qdport = key
+            hdr = 40 if ipv == 4 else 60
+            about = f"{qsrc}:{qsport} -> {qdst}:{qdport} ({int(group['quoted_ip_len'].max())}-byte packets)"
+            reached = ""
+            if role == "host" and "container" in ctx.captures:
+                seen = ctx.captures["container"].icmp
+                got = seen[(seen["kind"] == kind_code) & seen["quoted_seq"].isin(group["quoted_seq"])]
+                reached = "; it reached the container" if len(got) else "; it never reached the container"
+            kind = "ICMP fragmentation needed" if ipv == 4 else "ICMPv6 packet too big"
+            yield Hit({"kind": kind, "mtu": int(mtu), "router": router, "role": role, "about": about,
+                       "times": len(group), "reached": reached, "mss": max(int(mtu) - hdr, 0)}, capture=role,
+                      frames=first_frames(group["frame"]), wireshark_filter=frames_filter(group["frame"]),
+                      evidence={"mtu": int(mtu), "count": len(group), "quoted_ip_len": int(group["quoted_ip_len"].max())})  # fmt: skip
+
+
+@rule(
+    "M004",
+    "mss-exceeds-path",
+    "warning",
+    "{service}: the server may send {full}-byte packets (MSS {mss}) but the path carries at most {path} bytes",
+    "Clamp the MSS to {fix_mss} on the host, or give the container an MTU of {path}.",
+    "TCP sizes its segments from the MSS the peer advertised; when that exceeds the path MTU and PMTUD "
+    "does not work, full-size segments are lost.",
+)
+def mss_exceeds(ctx: Context):
+    for role in ctx.container_roles:
+        for flow in ctx.flows(role).itertuples():
+            path = ctx.path.get(int(flow.ipv))
+            limit = path.value if path and path.value else None
+            if not limit or flow.server_full <= limit or not flow.handshake_ok:
+                continue
+            yield Hit({"service": service(flow), "full": int(flow.server_full), "mss": int(flow.mss_at_server),
+                       "path": limit, "fix_mss": limit - int(flow.hdr)}, capture=role, conn=int(flow.conn),
+                      frames=(int(flow.syn_frame), int(flow.synack_frame)), wireshark_filter=flow_filter(flow))  # fmt: skip
+
+
+@rule(
+    "M005",
+    "df-ping",
+    "info",
+    "DF ping of {size} bytes to {target} in the {role} capture: {result}",
+    "The largest size that got a reply is what the path carries.",
+    "`ping -M do -s N` sends N+28-byte packets that must not be fragmented: the engineer's own path probe.",
+)
+def df_pings(ctx: Context):
+    for path in ctx.path.values():
+        for s in path.signals:
+            if s["kind"] in ("ping_reply", "ping_lost"):
+                result = "reply" if s["kind"] == "ping_reply" else "no reply"
+                yield Hit({"size": s["size"], "target": s["target"], "role": s["capture"], "result": result},
+                          capture=s["capture"], frames=tuple(s["frames"]), wireshark_filter=frames_filter(s["frames"]))  # fmt: skip

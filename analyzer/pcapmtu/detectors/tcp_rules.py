@@ -1,0 +1,102 @@
+"""T: how connections failed at the TCP level."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..context import Context
+from . import Hit, rule
+from ._util import conn_packets, first_frames, flow_filter, service
+
+
+@rule(
+    "T001",
+    "retransmission-backoff",
+    "warning",
+    "{service}: the {sender} sent the same segment {times} times with growing gaps ({gaps}) - "
+    "retransmission timeouts with exponential backoff",
+    "Something on the path drops these segments every time; compare their size with the path MTU.",
+    "After each retransmission timeout TCP doubles the timeout (RFC 6298 5.5), so a segment lost again and "
+    "again shows up at 1, 2, 4, 8... second gaps: a stall, not congestion.",
+)
+def backoff(ctx: Context):
+    for role, cap in ctx.captures.items():
+        flows = ctx.flows(role)
+        for flow in flows[flows["retransmissions"] >= 2].itertuples():
+            p = conn_packets(ctx, role, int(flow.conn))
+            data = p[(p["payload_len"] > 0) | ((p["tcp_flags"] & 3) > 0)]
+            for d, sender in ((1, "server"), (0, "client")):
+                seg = data[data["dir"] == d]
+                counts = seg.groupby("rel_seq")["frame"].count()
+                if not len(counts) or counts.max() < 3:
+                    continue
+                rel = counts.idxmax()
+                same = seg[seg["rel_seq"] == rel]
+                t = same["ts"].to_numpy()
+                gaps = np.diff(t)
+                if len(gaps) >= 2 and np.all(gaps[1:] >= gaps[:-1] * 1.4):
+                    yield Hit({"service": service(flow), "sender": sender, "times": len(same),
+                               "gaps": ", ".join(f"{g:.1f}s" for g in gaps)}, capture=role, conn=int(flow.conn),
+                              frames=first_frames(same["frame"]), wireshark_filter=flow_filter(flow),
+                              evidence={"segment_ip_len": int(same["ip_len"].max()), "direction": sender})  # fmt: skip
+                    break
+
+
+@rule(
+    "T002",
+    "no-answer",
+    "error",
+    "{service}: {syns} SYN(s) got no answer - the port is filtered or the server is unreachable",
+    "Check firewalls and routes to {server}; this is not an MTU problem (SYNs are small).",
+    "A SYN is 60-80 bytes: if it is never answered the packet was dropped by a filter or routing, not by size.",
+    implies="not_mtu",
+    reason="filtered",
+)
+def no_answer(ctx: Context):
+    for role in ctx.captures:
+        f = ctx.flows(role)
+        for flow in f[f["state"] == "no_answer"].itertuples():
+            if role == "host" and not flow.host_own:
+                continue
+            yield Hit({"service": service(flow), "syns": int(flow.pkts_c2s), "server": flow.server_ip},
+                      capture=role, conn=int(flow.conn), frames=(int(flow.syn_frame),),
+                      wireshark_filter=flow_filter(flow))  # fmt: skip
+
+
+@rule(
+    "T003",
+    "refused",
+    "error",
+    "{service}: the connection was refused (RST in answer to the SYN)",
+    "Nothing listens on {server}:{port}, or a firewall rejects it; not an MTU problem.",
+    "A reset in answer to a SYN means the host is reachable and said no.",
+    implies="not_mtu",
+    reason="refused",
+)
+def refused(ctx: Context):
+    for role in ctx.captures:
+        f = ctx.flows(role)
+        for flow in f[f["state"] == "refused"].itertuples():
+            if role == "host" and not flow.host_own:
+                continue
+            yield Hit({"service": service(flow), "server": flow.server_ip, "port": int(flow.server_port)},
+                      capture=role, conn=int(flow.conn), frames=(int(flow.syn_frame),),
+                      wireshark_filter=flow_filter(flow))  # fmt: skip
+
+
+@rule(
+    "T004",
+    "reset",
+    "warning",
+    "{service}: the {who} reset the connection after {duration:.1f} s",
+    "A reset after a stall is usually the application giving up; look at what came before it.",
+    "RST ends a connection at once; it is a symptom whose cause is in the packets before it.",
+)
+def reset(ctx: Context):
+    for role in ctx.captures:
+        f = ctx.flows(role)
+        stalled = (f["stalled_s"] >= ctx.th.stall_s) | (f["bytes_s2c"] == 0)
+        for flow in f[(f["state"] == "reset") & f["handshake_ok"] & stalled].itertuples():
+            who = flow.closed_by or "peer"
+            yield Hit({"service": service(flow), "who": who, "duration": float(flow.duration)}, capture=role,
+                      conn=int(flow.conn), frames=(int(flow.last_frame),), wireshark_filter=flow_filter(flow))  # fmt: skip

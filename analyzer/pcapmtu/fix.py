@@ -1,0 +1,60 @@
+"""The remediation, computed: MSS clamp and container MTU values derived from the path MTU."""
+
+from __future__ import annotations
+
+from .results import Fix
+
+
+def compute(
+    verdict: str, path_mtu: int | None, ipv: int, clamp_seen: int | None, direction: str
+) -> Fix | None:
+    """Commands with numbers for an MTU verdict; a note when a clamp is already in effect."""
+    if verdict not in ("mtu_blackhole", "mtu_blackhole_recovered"):
+        if clamp_seen:
+            return Fix(f"An MSS clamp to {clamp_seen} is already in effect on the docker host; nothing to change.",
+                       clamp_seen, None, (), ("The clamp is the fix working: keep it in the host's firewall rules.",))  # fmt: skip
+        return None
+    if not path_mtu:
+        return Fix(
+            "Lower the MSS on the docker host; the captures do not pin the path MTU, so measure it first "
+            "(ping -M do -s SIZE from the host) and clamp to MTU - 40.",
+            None, None,
+            ({"what": "clamp to the route MTU (needs the host's uplink MTU to be the path MTU)",
+              "command": "iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"},),
+        )  # fmt: skip
+    mss4, mss6 = path_mtu - 40, path_mtu - 60
+    mtu = path_mtu if ipv == 4 else path_mtu
+    commands = [
+        {"what": "clamp the MSS of forwarded connections (IPv4)",
+         "command": f"iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {mss4}"},
+        {"what": "or clamp to the MTU of the outgoing route (right when the host's uplink MTU is the bottleneck)",
+         "command": "iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"},
+        {"what": "the same with nftables",
+         "command": f"nft add rule inet mangle forward tcp flags syn tcp option maxseg size set {mss4}"},
+        {"what": "IPv6 (60 bytes of headers)",
+         "command": f"ip6tables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {mss6}"},
+        {"what": "or give containers an MTU that fits: /etc/docker/daemon.json (default bridge), then restart docker",
+         "command": f'{{"mtu": {mtu}}}'},
+        {"what": "the dockerd flag for every new network",
+         "command": f"dockerd --default-network-opt=bridge=com.docker.network.driver.mtu={mtu}"},
+        {"what": "a user-defined network",
+         "command": f"docker network create -o com.docker.network.driver.mtu={mtu} NAME"},
+    ]  # fmt: skip
+    notes = [
+        f"Path MTU {path_mtu}: MSS {mss4} for IPv4, {mss6} for IPv6.",
+        "The clamp rewrites SYN and SYN-ACK of forwarded connections, so it fixes downloads and uploads alike.",
+    ]
+    if direction == "download":
+        notes.append(
+            "The remote server is the sender: its PMTUD fails because the ICMP never reaches it, so the fix "
+            "belongs on this side (clamp or MTU). net.ipv4.tcp_mtu_probing on the client does not help "
+            "downloads - only the sender probes."
+        )
+    else:
+        notes.append(
+            "The container is the sender: net.ipv4.tcp_mtu_probing=1 inside it lets it recover, slowly."
+        )
+    if clamp_seen:
+        notes.append(f"A clamp to {clamp_seen} is already in effect but is too large for this path.")
+    summary = f"Clamp the TCP MSS to {mss4} on the docker host (or set the container MTU to {mtu})."
+    return Fix(summary, mss4, mtu, tuple(commands), tuple(notes))

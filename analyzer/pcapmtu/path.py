@@ -1,0 +1,145 @@
+"""Stage 5: what the captures say about the path MTU, from every size signal they hold.
+
+Signals and what each proves (per IP version; v4 headers are 40 bytes with TCP, v6 60):
+- a host's own SYN MSS: its interface MTU is MSS + header (a host advertising 1410 has a 1450 uplink);
+- an ICMP fragmentation-needed / packet-too-big: the reporting hop's MTU, exactly (RFC 1191, 4443);
+- the largest packet that arrived from the far side: the path carries at least that much;
+- a connection that stalled while every full-size packet went missing: the path does not carry that size;
+- DF pings (`ping -M do -s N`): sizes that got a reply passed, larger ones that did not, did not;
+- `--host-mtu`: the engineer's own statement.
+The estimate is a value when one exact signal fits inside the bracket [carried, not carried), else the bracket.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .context import Context
+from .results import PathMTU
+
+
+def infer(ctx: Context) -> dict[int, PathMTU]:
+    return {ipv: _infer(ctx, ipv) for ipv in (4, 6) if _has_ipv(ctx, ipv)}
+
+
+def _has_ipv(ctx: Context, ipv: int) -> bool:
+    return any(
+        (cap.flows["ipv"] == ipv).any() or len(cap.icmp[cap.icmp["ipv"] == ipv])
+        for cap in ctx.captures.values()
+    )
+
+
+def _infer(ctx: Context, ipv: int) -> PathMTU:
+    hdr = 40 if ipv == 4 else 60
+    signals: list[dict] = []
+    exact: list[tuple[int, str]] = []  # (mtu, why), strongest first
+    for role, cap in ctx.captures.items():
+        icmp = cap.icmp[(cap.icmp["ipv"] == ipv) & cap.icmp["kind"].isin(["frag_needed", "packet_too_big"])]
+        for mtu, frame in zip(icmp["mtu"], icmp["frame"], strict=True):
+            if mtu >= 68:
+                signals.append({"kind": "icmp", "capture": role, "frame": int(frame), "mtu": int(mtu)})
+                exact.append((int(mtu), f"ICMP {'fragmentation needed' if ipv == 4 else 'packet too big'} "
+                                        f"(next-hop MTU {int(mtu)}) in {role} frame {int(frame)}"))  # fmt: skip
+    if ctx.facts.host_mtu and ipv == 4:
+        exact.append((ctx.facts.host_mtu, f"--host-mtu {ctx.facts.host_mtu}"))
+    if ctx.host is not None:
+        own = ctx.flows("host")
+        own = own[own["host_own"] & (own["ipv"] == ipv) & (own["mss_client"] > 0)]
+        if len(own):
+            mss = int(own["mss_client"].mode().iloc[0])
+            signals.append({"kind": "host_syn_mss", "capture": "host", "mss": mss, "mtu": mss + hdr,
+                            "frame": int(own.loc[own["mss_client"] == mss, "syn_frame"].iloc[0])})  # fmt: skip
+            exact.append(
+                (mss + hdr, f"the host's own SYN advertises MSS {mss}, so its uplink MTU is {mss + hdr}")
+            )
+    low, low_why = _largest_delivered(ctx, ipv, signals)
+    high, high_why = _smallest_lost(ctx, ipv, signals)
+    _pings(ctx, ipv, signals)
+    for s in signals:
+        if s["kind"] == "ping_reply" and (low is None or s["size"] > low):
+            low, low_why = s["size"], f"a DF ping of {s['size']} bytes got a reply"
+        if s["kind"] == "ping_lost" and (high is None or s["size"] < high):
+            high, high_why = s["size"], f"DF pings of {s['size']} bytes got no reply"
+    for mtu, why in exact:
+        if (low is None or mtu >= low) and (high is None or mtu < high):
+            return PathMTU(ipv, mtu, low, high, why, tuple(signals))
+    if low is not None and high is not None and high == low + 1:
+        return PathMTU(ipv, low, low, high, f"{low_why}; {high_why}", tuple(signals))
+    why = "; ".join(w for w in (low_why, high_why) if w) or "no size signal in the captures"
+    return PathMTU(ipv, None, low, high, why, tuple(signals))
+
+
+def _largest_delivered(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int | None, str]:
+    """Largest packet that crossed the path from the far side (offload super-packets excluded)."""
+    best, why = None, ""
+    for role in ctx.captures:
+        f = ctx.flows(role)
+        f = f[(f["ipv"] == ipv) & (f["max_ip_len_s2c"] > 0)]
+        # a packet larger than the sender's own MSS allows was merged by offload after the wire: not evidence
+        sane = f[(f["server_full"] == 0) | (f["max_ip_len_s2c"] <= f["server_full"])]
+        if not len(sane):
+            continue
+        i = sane["max_ip_len_s2c"].idxmax()
+        size = int(sane.loc[i, "max_ip_len_s2c"])
+        if best is None or size > best:
+            best = size
+            why = f"{size}-byte packets from {sane.loc[i, 'server_ip']} reached the {role} capture"
+    if best is not None:
+        signals.append({"kind": "largest_delivered", "size": best, "why": why})
+    return best, why
+
+
+def _smallest_lost(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int | None, str]:
+    """Full-size packets that never arrived while smaller ones did: the RFC 2923 black-hole pattern."""
+    best, why = None, ""
+    for role in ctx.captures:
+        f = ctx.flows(role)
+        lost = f[
+            (f["ipv"] == ipv)
+            & f["handshake_ok"]
+            & f["request_sent"]
+            & ~f["full_delivered_s2c"]
+            & (f["server_full"] > 0)
+            & (f["stalled_s"] >= ctx.th.stall_s)
+            & (
+                f["s2c_holes"]
+                | (f["bytes_s2c"] == 0)
+                | (f["max_payload_s2c_after_idle"] < f["max_payload_s2c_before_idle"])
+            )
+        ]
+        if role == "host":
+            lost = lost[lost["host_own"]]
+        if not len(lost):
+            continue
+        size = int(lost["server_full"].min())
+        if best is None or size < best:
+            best, why = size, f"{size}-byte packets to the {role} never arrived"
+    if best is not None:
+        signals.append({"kind": "smallest_lost", "size": best, "why": why})
+    return best, why
+
+
+def _pings(ctx: Context, ipv: int, signals: list[dict]) -> None:
+    """DF echo requests and whether a reply of the same size came back."""
+    req_type, rep_type = (8, 0) if ipv == 4 else (128, 129)
+    for role, cap in ctx.captures.items():
+        p = cap.packets
+        icmp = p[(p["ipv"] == ipv) & (p["icmp_type"].isin([req_type, rep_type]))]
+        if not len(icmp):
+            continue
+        req = icmp[(icmp["icmp_type"] == req_type) & (icmp["df"] | (ipv == 6))]
+        rep = icmp[icmp["icmp_type"] == rep_type]
+        replied = set(zip(rep["src"].astype(str), rep["ip_len"].astype(int), strict=True))
+        for (dst, size), group in req.groupby(
+            [req["dst"].astype(str), req["ip_len"].astype(int)], observed=True
+        ):
+            kind = "ping_reply" if (dst, size) in replied else "ping_lost"
+            signals.append({"kind": kind, "capture": role, "size": int(size), "target": dst,
+                            "frames": [int(x) for x in group["frame"].to_numpy()[:5]]})  # fmt: skip
+
+
+def frames_filter(frames: list[int] | np.ndarray | pd.Series) -> str:
+    """A Wireshark display filter that selects exactly these frames."""
+    values = sorted({int(x) for x in frames})
+    return "frame.number in {" + " ".join(map(str, values)) + "}" if values else ""
