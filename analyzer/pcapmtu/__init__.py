@@ -4,10 +4,26 @@ The public API (guarded by tests/test_api.py; changes need a version bump):
 
     capture = pcapmtu.read("container.pcap")
     capture.packets, capture.flows, capture.dns, capture.icmp   # pandas tables, see docs/tables.md
+
+    result = pcapmtu.analyze(host="host.pcap", container="container.pcap")
+    result.verdict, result.confidence, result.explanation, result.fix, result.findings, result.pairs
 """
 
 from ._version import __version__
+from .analysis import Analysis, analyze
 from .capture import Capture, read
+from .config import KnownFacts, Thresholds
 from .errors import CaptureError, PcapmtuError, UsageError
 
-__all__ = ["Capture", "CaptureError", "PcapmtuError", "UsageError", "__version__", "read"]
+__all__ = [
+    "Analysis",
+    "Capture",
+    "CaptureError",
+    "KnownFacts",
+    "PcapmtuError",
+    "Thresholds",
+    "UsageError",
+    "__version__",
+    "analyze",
+    "read",
+]

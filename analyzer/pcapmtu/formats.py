@@ -334,9 +334,7 @@ class _Chunks:
         self.buf[:rest] = self.buf[pos:n]
         self.have = rest
         self.file_base += pos
-        if self.eof and rest:
-            return True
-        return False
+        return bool(self.eof and rest)
 
 
 def _walk_pcap(chunk: bytes, caplen_at, rec_hdr: int, swap: int = 0) -> tuple[list[int], int, str | None]:

@@ -61,6 +61,10 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
             low, low_why = s["size"], f"a DF ping of {s['size']} bytes got a reply"
         if s["kind"] == "ping_lost" and (high is None or s["size"] < high):
             high, high_why = s["size"], f"DF pings of {s['size']} bytes got no reply"
+    if low is not None and high is not None and low >= high:
+        # the two directions disagree (an asymmetric path): what was lost is what matters for the failure
+        signals.append({"kind": "asymmetric", "carried": low, "lost": high})
+        low, low_why = None, ""
     for mtu, why in exact:
         if (low is None or mtu >= low) and (high is None or mtu < high):
             return PathMTU(ipv, mtu, low, high, why, tuple(signals))
@@ -102,6 +106,7 @@ def _smallest_lost(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int | N
             & ~f["full_delivered_s2c"]
             & (f["server_full"] > 0)
             & (f["stalled_s"] >= ctx.th.stall_s)
+            & ~f["upload_stall"]
             & (
                 f["s2c_holes"]
                 | (f["bytes_s2c"] == 0)
@@ -110,11 +115,16 @@ def _smallest_lost(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int | N
         ]
         if role == "host":
             lost = lost[lost["host_own"]]
-        if not len(lost):
-            continue
-        size = int(lost["server_full"].min())
-        if best is None or size < best:
-            best, why = size, f"{size}-byte packets to the {role} never arrived"
+        if len(lost):
+            size = int(lost["server_full"].min())
+            if best is None or size < best:
+                best, why = size, f"{size}-byte packets to the {role} never arrived"
+        # uploads: full-size packets the client sent and re-sent and that were never acknowledged
+        up = f[(f["ipv"] == ipv) & f["handshake_ok"] & f["upload_stall"] & (f["stalled_s"] >= ctx.th.stall_s)]
+        if role != "host" and len(up):
+            size = int(up["client_full"].min())
+            if best is None or size < best:
+                best, why = size, f"{size}-byte packets from the {role} were never acknowledged"
     if best is not None:
         signals.append({"kind": "smallest_lost", "size": best, "why": why})
     return best, why

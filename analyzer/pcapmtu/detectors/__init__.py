@@ -111,3 +111,43 @@ def load_all() -> None:
 
 
 load_all()
+
+
+def markdown() -> str:
+    """docs/detectors.md, generated from the registry (`python -m pcapmtu.detectors > docs/detectors.md`)."""
+    lines = [
+        "# Detector reference",
+        "",
+        "Generated from the registry in `analyzer/pcapmtu/detectors/` by `python -m pcapmtu.detectors`; do not",
+        "edit by hand. `pcapmtu rules` lists the codes and `pcapmtu explain CODE` prints one entry.",
+        "",
+        "Families: **Q** capture quality, **M** MSS/MTU, **T** TCP, **S** TLS, **B** black hole,",
+        "**X** cross-capture (host vs container), **L** look-alikes that are not MTU problems.",
+        "A code whose *verdict* is set decides the verdict of the connection it is about",
+        "(strongest first: mtu_blackhole, mtu_blackhole_recovered, not_mtu).",
+        "",
+        "| code | name | severity | verdict |",
+        "|---|---|---|---|",
+    ]
+    for code in sorted(RULES):
+        r = RULES[code]
+        verdict = r.implies + (f" ({r.reason})" if r.reason else "")
+        lines.append(f"| [{code}](#{code.lower()}) | {r.name} | {r.severity} | {verdict} |")
+    lines.append("")
+    for code in sorted(RULES):
+        r = RULES[code]
+        lines += [
+            f"## {code}",
+            "",
+            f"**{r.name}** ({r.severity})",
+            "",
+            f"- Message: `{r.message}`",
+            f"- Why it matters: {r.why}",
+            f"- Fix: {r.hint or '-'}",
+        ]
+        if r.implies:
+            lines.append(
+                f"- Verdict for the connection: `{r.implies}`" + (f" ({r.reason})" if r.reason else "")
+            )
+        lines.append("")
+    return "\n".join(lines)

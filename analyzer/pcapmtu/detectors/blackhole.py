@@ -64,6 +64,7 @@ def download(ctx: Context):
             & ~f["full_delivered_s2c"]
             & (f["stalled_s"] >= ctx.th.stall_s)
             & ~f["resumed_smaller"]
+            & ~f["upload_stall"]
         ]
         if role == "host":
             cand = cand[cand["host_own"]]

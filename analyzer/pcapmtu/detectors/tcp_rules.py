@@ -20,7 +20,7 @@ from ._util import conn_packets, first_frames, flow_filter, service
     "again shows up at 1, 2, 4, 8... second gaps: a stall, not congestion.",
 )
 def backoff(ctx: Context):
-    for role, cap in ctx.captures.items():
+    for role in ctx.captures:
         flows = ctx.flows(role)
         for flow in flows[flows["retransmissions"] >= 2].itertuples():
             p = conn_packets(ctx, role, int(flow.conn))

@@ -1,0 +1,3 @@
+from . import markdown
+
+print(markdown(), end="")
