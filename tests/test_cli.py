@@ -1,0 +1,129 @@
+"""The command line: exit codes, the --json contracts, hostile capture strings, help a newcomer can read."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pcapbuild as B
+import pytest
+from conftest import ROOT, SAMPLES
+from typer.testing import CliRunner
+
+from pcapmtu import __version__
+from pcapmtu.cli import app
+from pcapmtu.jsonout import FLOW_FIELDS
+
+runner = CliRunner()
+BLACKHOLE = SAMPLES / "blackhole_tls12"
+HEALTHY = SAMPLES / "fixed_clamp_setmss"
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result, f"exit {result.exit_code}\n{result.output}"
+
+
+def test_version_and_help():
+    result, out = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.output, out
+    result, out = invoke("--help")
+    assert result.exit_code == 0 and "inspect" in result.output and "analyze" in result.output, out
+
+
+def test_inspect_json_document_shape():
+    result, out = invoke("inspect", "--json", BLACKHOLE / "container.pcap")
+    assert result.exit_code == 0, out
+    doc = json.loads(result.stdout)
+    assert doc["schema_version"] == 1
+    (cap,) = doc["captures"]
+    for key in ("path", "format", "link_types", "packets", "warnings", "flows"):
+        assert key in cap
+    assert cap["format"] == "pcap" and cap["link_types"] == ["EN10MB"]
+    assert cap["flows"] and list(cap["flows"][0]) == FLOW_FIELDS
+    https = [f for f in cap["flows"] if f["server_port"] == 443]
+    assert https and https[0]["mss_client"] == 1460 and https[0]["name"]
+
+
+def test_inspect_bad_file_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a capture")
+    result, out = invoke("inspect", bad, BLACKHOLE / "container.pcap")
+    assert result.exit_code == 2, out
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("pcapmtu:")]
+    assert len(errors) == 1 and "not a capture file" in errors[0]
+
+
+def test_analyze_blackhole_exit_1_and_json():
+    result, out = invoke("analyze", "--json", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap")
+    assert result.exit_code == 1, out
+    doc = json.loads(result.stdout)
+    for key in ("schema_version", "verdict", "confidence", "path_mtu", "recommended_mss", "findings", "flows"):
+        assert key in doc
+    assert doc["verdict"] == "mtu_blackhole"
+    assert doc["path_mtu"] == 1450 and doc["recommended_mss"] == 1410
+    assert all({"code", "severity", "message", "evidence"} <= set(f) for f in doc["findings"])
+    assert any(f["matched"] for f in doc["flows"] if f["capture"] == "container")
+
+
+def test_analyze_healthy_exit_0_and_named_options():
+    result, out = invoke("analyze", "--host", HEALTHY / "host.pcap", "--container", HEALTHY / "container.pcap")
+    assert result.exit_code == 0, out
+    assert "verdict: healthy" in result.output
+
+
+def test_analyze_terminal_shows_fix_and_filters():
+    result, out = invoke("analyze", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap")
+    assert result.exit_code == 1, out
+    assert "--set-mss 1410" in result.output
+    assert "wireshark: ip.addr==" in result.output
+
+
+def test_analyze_without_captures_is_usage_error():
+    result, out = invoke("analyze")
+    assert result.exit_code == 2, out
+
+
+def test_rules_and_explain():
+    result, out = invoke("rules")
+    assert result.exit_code == 0 and "B001" in result.output and "pmtud-blackhole" in result.output, out
+    result, out = invoke("explain", "b001")
+    assert result.exit_code == 0 and "RFC 2923" in result.output, out
+    result, out = invoke("explain", "Z999")
+    assert result.exit_code == 2, out
+
+
+def test_hostile_names_do_not_reach_the_terminal_raw(tmp_path):
+    """A DNS name with terminal escapes and rich markup is shown inert."""
+    evil = "\x1b[31mred[/]x[bold]y.example"
+    query = B.udp("172.17.0.2", "198.18.0.53", 5353, 53, _dns_response(evil, "198.18.0.10"))
+    pkts = [(999.0, query)] + B.handshake("172.17.0.2", "198.18.0.10", 40000, 443)
+    path = tmp_path / "evil.pcap"
+    B.write_pcap(path, [B.Record(t, B.ether(p)) for t, p in pkts])
+    result, out = invoke("inspect", path)
+    assert result.exit_code == 0, out
+    assert "\x1b" not in result.output
+    assert "\\x1b" in result.output and "[bold]y.example" in result.output
+
+
+def _dns_response(name: str, ip: str) -> bytes:
+    import socket
+
+    import dpkt
+
+    msg = dpkt.dns.DNS(id=7)
+    msg.qr = 1
+    msg.qd = [dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_A)]
+    msg.an = [dpkt.dns.DNS.RR(name=name, type=dpkt.dns.DNS_A, ttl=60, rdata=socket.inet_aton(ip))]
+    return bytes(msg)
+
+
+@pytest.mark.parametrize("args", [["--version"], ["inspect", str(BLACKHOLE / "container.pcap")]])
+def test_console_script_runs(args):
+    exe = ROOT / ".venv" / "bin" / "pcapmtu"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pcapmtu.cli"]
+    proc = subprocess.run(cmd + args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
