@@ -6,11 +6,11 @@ import json
 import subprocess
 import sys
 
-import pcapbuild as B
 import pytest
-from conftest import ROOT, SAMPLES
 from typer.testing import CliRunner
 
+import pcapbuild as B
+from conftest import ROOT, SAMPLES
 from pcapmtu import __version__
 from pcapmtu.cli import app
 from pcapmtu.jsonout import FLOW_FIELDS
