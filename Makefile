@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+DEMO := sample_pcaps/blackhole_tls12
+
 demo: $(STAMP)
-	$(BIN)/pcapmtu inspect sample_pcaps/*/host.pcap sample_pcaps/*/container.pcap || test $$? -eq 1
+	$(BIN)/pcapmtu analyze $(DEMO)/host.pcap $(DEMO)/container.pcap --out report --force --quiet || test $$? -eq 1
+	@echo
+	@echo "demo report: $(CURDIR)/report/report.html"
 
 lint: $(STAMP)
 	$(BIN)/ruff check analyzer tests benchmarks sample_pcaps

@@ -89,6 +89,68 @@ class Analysis:
             parts.append(f)
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
+    # ---------------------------------------------------------------- notebook conveniences (same code path)
+    def to_json(self) -> dict:
+        """The report.json document (docs/report-format.md)."""
+        from .jsonout import analyze_document
+
+        return analyze_document(self)
+
+    def save(self, out_dir, force: bool = False) -> list:
+        """Write report.html, report.md, report.json and plots/ exactly as `pcapmtu analyze --out`."""
+        from .report import write_report
+
+        return write_report(self, out_dir, force=force)
+
+    def plot_time_sequence(self, flow: int | tuple[str, int] | None = None):
+        """Time-sequence graph of a connection: a conn id of the container capture, (role, conn), or the worst."""
+        from . import plots
+
+        if flow is None:
+            worst = plots.suspects(self, 1)
+            if not worst:
+                raise ValueError("no suspect connection to plot; pass (capture, conn)")
+            flow = worst[0]
+        if isinstance(flow, int):
+            flow = (next(r for r in self.captures if r != "host"), flow)
+        return plots.time_sequence(self, *flow)
+
+    def plot_timeline(self):
+        from . import plots
+
+        return plots.timeline(self)
+
+    def plot_sizes(self):
+        from . import plots
+
+        return plots.sizes(self)
+
+    def plot_mss(self):
+        from . import plots
+
+        return plots.mss_summary(self)
+
+    def _repr_markdown_(self) -> str:
+        from .textsafe import markdown
+
+        d = self.diagnosis
+        head = (
+            f"**pcapmtu: `{d.verdict}`**"
+            + (f" ({d.reason})" if d.reason else "")
+            + f", confidence {d.confidence:.0%}"
+        )
+        fix = f"\n\n**Fix:** {markdown(d.fix.summary, 500)}" if d.fix else ""
+        return f"{head}\n\n{markdown(d.explanation, 4000)}{fix}"
+
+    def _repr_html_(self) -> str:
+        from .textsafe import html_text
+
+        d = self.diagnosis
+        fix = f"<p><b>Fix:</b> {html_text(d.fix.summary, 500)}</p>" if d.fix else ""
+        reason = f" ({html_text(d.reason)})" if d.reason else ""
+        return (f"<div><p><b>pcapmtu: {html_text(d.verdict)}</b>{reason}, confidence {d.confidence:.0%}</p>"
+                f"<p>{html_text(d.explanation, 4000)}</p>{fix}</div>")  # fmt: skip
+
 
 def analyze(
     host: Source | None = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ from .capture import Capture, read
 from .detectors import RULES
 from .errors import PcapmtuError
 from .jsonout import analyze_document, inspect_document
+from .report import write_report
 from .textsafe import printable
 
 
@@ -117,6 +119,11 @@ def analyze(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the whole report as one JSON document.")
     ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write report.html, report.md, report.json and plots/ here.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Allow --out to write into a non-empty directory.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     debug: Annotated[bool, typer.Option(help="Show a traceback on internal errors.")] = False,
 ) -> None:
     """Diagnose MTU/MSS black holes: verdict, evidence (frames, Wireshark filters) and the computed fix.
@@ -134,9 +141,23 @@ def analyze(
     if not hosts and not containers:
         err.print("pcapmtu: give the host capture and the container capture (pcapmtu analyze HOST CONTAINER)")
         raise typer.Exit(Exit.BAD_INPUT)
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        err.print(f"pcapmtu: {escape(printable(out))} exists and is not empty; use --force to write into it")
+        raise typer.Exit(Exit.BAD_INPUT)
     try:
-        result = run_analysis(hosts[0] if hosts else None, containers[0] if containers else None, *containers[1:],
-                              host_mtu=host_mtu, container_mtu=container_mtu)  # fmt: skip
+        with _progress(quiet or as_json) as step:
+            step("reading and analysing captures")
+            result = run_analysis(
+                hosts[0] if hosts else None,
+                containers[0] if containers else None,
+                *containers[1:],
+                host_mtu=host_mtu,
+                container_mtu=container_mtu,
+            )
+            written = []
+            if out is not None:
+                step("writing the report")
+                written = write_report(result, out, force=force)
     except PcapmtuError as exc:
         err.print(f"pcapmtu: {escape(printable(exc, 400))}")
         raise typer.Exit(Exit.BAD_INPUT) from None
@@ -150,7 +171,20 @@ def analyze(
         sys.stdout.write("\n")
     else:
         _print_analysis(Console(highlight=False, width=None if sys.stdout.isatty() else 160), result)
+    if written:
+        report_out = err if as_json else Console(highlight=False, soft_wrap=True)
+        report_out.print(f"report: {escape(str(out / 'report.html'))} (and report.md, report.json, plots/)")
     raise typer.Exit(Exit.OK if result.verdict == "healthy" else Exit.PROBLEM)
+
+
+@contextmanager
+def _progress(silent: bool):
+    """A spinner with the current step on a terminal; nothing when piped or --quiet."""
+    if silent or not sys.stderr.isatty():
+        yield lambda _text: None
+        return
+    with err.status("starting") as status:
+        yield lambda text: status.update(text)
 
 
 VERDICT_STYLE = {"mtu_blackhole": "bold red", "mtu_blackhole_recovered": "bold yellow", "not_mtu": "bold magenta",

@@ -1,0 +1,234 @@
+"""Plots that answer one question each (matplotlib, no display needed). Every function returns a Figure.
+
+- time_sequence: where do the big segments disappear? (Stevens/tcptrace style, host and container overlaid)
+- timeline: which connections failed, when, to which service?
+- sizes: the "size wall" - packet sizes per capture and direction against the MTU lines
+- mss_summary: advertised MSS per endpoint as interface MTUs, against the path MTU
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+
+from .detectors._util import conn_packets  # noqa: E402
+from .textsafe import printable  # noqa: E402
+
+VERDICT_COLORS = {
+    "mtu_blackhole": "#d62728",
+    "mtu_blackhole_recovered": "#ff7f0e",
+    "not_mtu": "#9467bd",
+    "inconclusive": "#bcbd22",
+    "healthy": "#2ca02c",
+}
+ROLE_COLORS = {"container": "#1f77b4", "host": "#8c564b"}
+
+
+def _label(text: object, limit: int = 48) -> str:
+    # matplotlib treats $...$ as math: keep capture strings literal
+    return printable(text, limit).replace("$", r"\$")
+
+
+def time_sequence(analysis, role: str, conn: int) -> Figure:
+    """Sequence number vs time of one connection; the host's view of the same connection overlaid."""
+    ctx = analysis.context
+    fig, ax = plt.subplots(figsize=(10, 5.2), dpi=100)
+    flows = ctx.flows(role)
+    flow = flows[flows["conn"] == conn].iloc[0]
+    views = [(role, conn)]
+    twin = ctx.twin(role, conn)
+    if twin:
+        views.append(twin)
+    direction = 0 if int(flow["bytes_c2s"]) > int(flow["bytes_s2c"]) * 4 and flow["upload_stall"] else 1
+    sender = "server" if direction == 1 else "client"
+    t0 = float(flow["first_ts"])
+    for view_role, view_conn in views:
+        p = conn_packets(ctx, view_role, view_conn)
+        color = ROLE_COLORS.get(view_role, "#1f77b4")
+        data = p[(p["dir"] == direction) & (p["payload_len"] > 0)]
+        t = data["ts"].to_numpy() - t0
+        lo = data["rel_seq"].to_numpy()
+        hi = lo + data["payload_len"].to_numpy()
+        retrans = data["retrans"].to_numpy()
+        offset = 0.0 if view_role == role else 0.004 * max(float(flow["duration"]), 0.5)
+        ax.vlines(t[~retrans] + offset, lo[~retrans], hi[~retrans], colors=color, linewidth=2.5, zorder=3,
+                  label=f"{sender} data seen in {view_role} capture")  # fmt: skip
+        if retrans.any():
+            ax.vlines(t[retrans], lo[retrans], hi[retrans], colors="#d62728", linewidth=2.5)
+            ax.scatter(t[retrans], hi[retrans], marker="x", color="#d62728", zorder=3,
+                       label=f"retransmission ({view_role})")  # fmt: skip
+        acks = p[(p["dir"] == 1 - direction) & ((p["tcp_flags"] & 0x10) > 0)]
+        ax.step(acks["ts"].to_numpy() - t0, acks["rel_ack"].to_numpy(), where="post", color=color, alpha=0.5,
+                linestyle="--", label=f"ACKs seen in {view_role} capture")  # fmt: skip
+        sack = ctx.captures[view_role].sack
+        if len(sack):
+            rows = acks.index.to_numpy()
+            blocks = sack[sack["row"].isin(rows)]
+            if len(blocks):
+                isn = int(flow["isn_server"] if direction == 1 else flow["isn_client"])
+                bt = ctx.captures[view_role].packets["ts"].to_numpy()[blocks["row"].to_numpy()] - t0
+                left = (blocks["left"].to_numpy().astype(np.int64) - isn) % (1 << 32)
+                right = (blocks["right"].to_numpy().astype(np.int64) - isn) % (1 << 32)
+                ax.vlines(bt, left, right, colors="#17becf", linewidth=7, alpha=0.35, zorder=1,
+                          label="SACK blocks (data received above a hole)")  # fmt: skip
+                first = blocks.index.min()
+                hole_top = int(left[blocks.index.get_indexer([first])[0]]) if first is not None else 0
+                ack_at = acks["rel_ack"].to_numpy()
+                if view_role == role and len(ack_at) and hole_top > ack_at.max():
+                    ax.axhspan(ack_at.max(), hole_top, color="#d62728", alpha=0.12,
+                               label=f"never received: {hole_top - int(ack_at.max())} bytes")  # fmt: skip
+    if flow["stalled_s"] >= ctx.th.stall_s:
+        start = float(flow["idle_start_ts"]) - t0
+        ax.axvspan(start, start + float(flow["stalled_s"]), color="#d62728", alpha=0.08,
+                   label=f"stall {float(flow['stalled_s']):.1f} s")  # fmt: skip
+    verdict = _verdict_of(analysis, role, conn)
+    ax.set_title(_label(f"{flow['name'] or flow['server_ip']}:{flow['server_port']} - {verdict}: "
+                        f"largest {sender} packet seen {int(flow['max_ip_len_s2c' if direction else 'max_ip_len_c2s'])} "
+                        f"of {int(flow['server_full' if direction else 'client_full'])} bytes", 110))  # fmt: skip
+    ax.set_xlabel("time since the connection started (s)")
+    ax.set_ylabel(f"{sender} sequence number, relative (bytes)")
+    ax.grid(alpha=0.3)
+    _dedup_legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+def timeline(analysis) -> Figure:
+    """Every connection as a bar over time, labelled by service, coloured by verdict."""
+    rows = []
+    for v in analysis.verdicts.itertuples(index=False):
+        f = analysis.context.flows(v.capture)
+        flow = f[f["conn"] == v.conn].iloc[0]
+        rows.append(
+            (float(flow["first_ts"]), float(flow["last_ts"]), f"{v.capture} #{v.conn} {v.service}", v.verdict)
+        )
+    rows.sort()
+    height = max(2.5, 0.32 * len(rows) + 1.2)
+    fig, ax = plt.subplots(figsize=(10, min(height, 24)), dpi=100)
+    if rows:
+        t0 = rows[0][0]
+        for i, (start, end, label, verdict) in enumerate(rows[:60]):
+            ax.barh(
+                i,
+                max(end - start, 0.002),
+                left=start - t0,
+                color=VERDICT_COLORS.get(verdict, "grey"),
+                height=0.6,
+            )
+        ax.set_yticks(range(min(len(rows), 60)), [_label(r[2], 60) for r in rows[:60]], fontsize=8)
+        ax.invert_yaxis()
+    counts = analysis.verdicts["verdict"].value_counts()
+    ax.set_title(_label("connections: " + ", ".join(f"{n} {v}" for v, n in counts.items()), 110))
+    ax.set_xlabel("time since the first connection (s)")
+    ax.legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLORS.items() if v in counts.index],
+              loc="lower right", fontsize=8)  # fmt: skip
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def sizes(analysis) -> Figure:
+    """IP packet sizes per capture and direction, against the path MTU and each side's MTU."""
+    caps = list(analysis.captures.items())
+    fig, axes = plt.subplots(len(caps), 1, figsize=(10, 2.6 * len(caps) + 0.8), dpi=100, squeeze=False)
+    path = analysis.diagnosis.path_mtu
+    for ax, (role, cap) in zip(axes[:, 0], caps, strict=True):
+        p = cap.packets[(cap.packets["conn"] >= 0) & (cap.packets["payload_len"] > 0)]
+        bins = np.arange(0, max(1600, int(p["ip_len"].max()) + 50 if len(p) else 1600), 25)
+        for d, label, color in ((1, "server to client", "#1f77b4"), (0, "client to server", "#ff7f0e")):
+            values = p.loc[p["dir"] == d, "ip_len"].to_numpy()
+            if len(values):
+                ax.hist(
+                    values, bins=bins, alpha=0.6, label=f"{label} ({len(values)} data packets)", color=color
+                )
+        if path:
+            ax.axvline(path, color="#d62728", linestyle="-", label=f"path MTU {path}")
+        f = analysis.context.flows(role)
+        mss = f.loc[f["mss_client"] > 0, "mss_client"]
+        if len(mss):
+            mtu = int(mss.mode().iloc[0]) + 40
+            ax.axvline(mtu, color="#2ca02c", linestyle="--", label=f"client MTU {mtu} (from SYN MSS)")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0f}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylabel("packets")
+        ax.set_title(_label(f"{role} capture: sizes of TCP data packets"), fontsize=10)
+        ax.legend(fontsize=8, loc="upper left")
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("IP packet size (bytes)")
+    fig.suptitle(_label(_size_headline(analysis), 110), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def mss_summary(analysis) -> Figure:
+    """Advertised MSS per endpoint and capture, as the interface MTU it implies, against the path MTU."""
+    bars = []
+    for role in analysis.captures:
+        f = analysis.context.flows(role)
+        for side in ("client", "server"):
+            col = f"mss_{side}"
+            sel = f[f[col] > 0]
+            if role == "host":
+                sel = sel[sel["host_own"]] if side == "client" else sel
+            for ip, group in sel.groupby(f"{side}_ip"):
+                mss = int(group[col].mode().iloc[0])
+                hdr = 60 if ":" in str(ip) else 40
+                bars.append((f"{role}: {side} {ip}", mss, mss + hdr))
+    bars = sorted(set(bars))[:30]
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.35 * len(bars) + 1.4)), dpi=100)
+    if bars:
+        ax.barh(range(len(bars)), [b[2] for b in bars], color="#1f77b4")
+        for i, b in enumerate(bars):
+            ax.text(b[2] + 5, i, f"MSS {b[1]} -> MTU {b[2]}", va="center", fontsize=8)
+        ax.set_yticks(range(len(bars)), [_label(b[0], 50) for b in bars], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(b[2] for b in bars) * 1.25)
+    path = analysis.diagnosis.path_mtu
+    if path:
+        ax.axvline(path, color="#d62728", label=f"path MTU {path}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("interface MTU implied by the advertised MSS (bytes)")
+    ax.set_title("advertised MSS per endpoint vs the path MTU")
+    fig.tight_layout()
+    return fig
+
+
+def _size_headline(analysis) -> str:
+    d = analysis.diagnosis
+    if d.verdict == "mtu_blackhole" and d.path_mtu:
+        return f"nothing above {d.path_mtu} bytes gets through: the size wall"
+    return f"packet sizes ({d.verdict})"
+
+
+def _verdict_of(analysis, role: str, conn: int) -> str:
+    v = analysis.verdicts
+    hit = v[(v["capture"] == role) & (v["conn"] == conn)]
+    return hit.iloc[0]["verdict"] if len(hit) else ""
+
+
+def _dedup_legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    seen: dict[str, object] = {}
+    for h, label in zip(handles, labels, strict=True):
+        seen.setdefault(label, h)
+    if seen:
+        ax.legend(seen.values(), seen.keys(), fontsize=8, loc="center right", framealpha=0.9)
+
+
+def suspects(analysis, limit: int = 4) -> list[tuple[str, int]]:
+    """Connections worth a time-sequence graph: the non-healthy ones, worst first."""
+    from .diagnosis import RANK
+
+    v = analysis.verdicts[analysis.verdicts["verdict"] != "healthy"]
+    v = v.assign(rank=v["verdict"].map(RANK)).sort_values(
+        ["rank", "capture", "conn"], ascending=[False, True, True]
+    )
+    return [(r.capture, int(r.conn)) for r in v.head(limit).itertuples()]

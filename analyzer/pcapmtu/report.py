@@ -1,0 +1,252 @@
+"""Stage 8: the report an on-call engineer attaches to the ticket: report.html, report.md, report.json, plots/.
+
+report.html is one self-contained file (inline CSS, plots embedded as data: URIs, no scripts, fonts or
+external images). Every string that came from a capture goes through textsafe before it is written.
+Writing never destroys anything: an existing non-empty directory needs `force`, and every file is written
+to a temporary name first and renamed into place. Output is deterministic for the same inputs except
+for the single "generated at" line.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+
+from . import plots
+from ._version import __version__
+from .errors import UsageError
+from .jsonout import analyze_document
+from .textsafe import html_text, markdown, printable
+
+matplotlib.rcParams["svg.hashsalt"] = "pcapmtu"  # stable SVG ids, so reports diff cleanly
+
+
+def write_report(
+    analysis, out_dir: str | os.PathLike[str], force: bool = False, now: datetime | None = None
+) -> list[Path]:
+    """Write the report files into `out_dir`; return the paths written."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UsageError(f"{out} is not empty; use --force to write into it")
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    figures = _figures(analysis)
+    images: dict[str, bytes] = {}
+    for name, fig, title in figures:
+        png = io.BytesIO()
+        fig.savefig(png, format="png", metadata={"Software": None})
+        images[name] = png.getvalue()
+        written.append(_atomic(out / "plots" / f"{name}.png", png.getvalue()))
+        svg = io.BytesIO()
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+        written.append(_atomic(out / "plots" / f"{name}.svg", svg.getvalue()))
+        plt.close(fig)
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    doc = analyze_document(analysis)
+    written.append(_atomic(out / "report.json", (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode()))
+    titles = [(name, title) for name, _fig, title in figures]
+    written.append(_atomic(out / "report.md", render_markdown(analysis, doc, titles, stamp).encode()))
+    written.append(_atomic(out / "report.html", render_html(analysis, doc, titles, images, stamp).encode()))
+    return written
+
+
+def _figures(analysis) -> list[tuple[str, object, str]]:
+    figs = [
+        ("timeline", plots.timeline(analysis), "Connections over time, coloured by verdict"),
+        ("sizes", plots.sizes(analysis), "Packet sizes against the MTU lines"),
+        ("mss", plots.mss_summary(analysis), "Advertised MSS per endpoint vs the path MTU"),
+    ]
+    for role, conn in plots.suspects(analysis):
+        figs.append((f"tsg-{role}-{conn}", plots.time_sequence(analysis, role, conn),
+                     f"Time-sequence graph of {role} connection #{conn}"))  # fmt: skip
+    return figs
+
+
+def _atomic(path: Path, data: bytes) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ content
+def _connection_rows(analysis) -> list[dict]:
+    rows = []
+    for v in analysis.verdicts.itertuples(index=False):
+        f = analysis.context.flows(v.capture)
+        flow = f[f["conn"] == v.conn].iloc[0]
+        twin = analysis.context.twin(v.capture, v.conn)
+        rows.append({
+            "capture": v.capture, "#": v.conn, "service": v.service, "client": v.client, "server": v.server,
+            "MSS c/s": f"{int(flow['mss_client']) or '-'}/{int(flow['mss_server']) or '-'}",
+            "max IP s>c / c>s": f"{int(flow['max_ip_len_s2c'])} / {int(flow['max_ip_len_c2s'])}",
+            "retrans": int(flow["retransmissions"]), "state": str(flow["state"]),
+            "other side": f"{twin[0]} #{twin[1]}" if twin else "",
+            "verdict": v.verdict + (f" ({v.reason})" if v.reason else ""), "codes": v.codes,
+        })  # fmt: skip
+    return rows
+
+
+def _capture_rows(analysis) -> list[dict]:
+    rows = []
+    for role, cap in analysis.captures.items():
+        s = cap.summary()
+        start, end = cap.time_span
+        rows.append({
+            "role": role, "file": Path(cap.path).name, "format": s["format"] + (f" ({s['compression']})" if s["compression"] else ""),
+            "link types": ", ".join(s["link_types"]), "packets": s["packets"],
+            "time span": (f"{datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M:%S} UTC + {end - start:.1f} s" if start else "-"),
+            "truncated": s["truncated_packets"], "warnings": "; ".join(s["warnings"]) or "-",
+        })  # fmt: skip
+    return rows
+
+
+def _signal_text(s: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in s.items())
+
+
+# ----------------------------------------------------------------------------------------------- Markdown
+def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: str) -> str:
+    d = analysis.diagnosis
+    lines = [
+        "# pcapmtu report",
+        "",
+        f"**Verdict: `{d.verdict}`**"
+        + (f" ({markdown(d.reason)})" if d.reason else "")
+        + f" - confidence {d.confidence:.0%}",
+        "",
+    ]
+    if d.path_mtu:
+        lines += [f"Path MTU **{d.path_mtu}**, recommended MSS **{d.recommended_mss}**.", ""]
+    lines += [markdown(d.explanation, 6000), ""]
+    if d.fix:
+        lines += ["## Fix", "", markdown(d.fix.summary, 500), ""]
+        for cmd in d.fix.commands:
+            lines += [
+                f"- {markdown(cmd['what'], 300)}",
+                "",
+                "  ```",
+                f"  {printable(cmd['command'], 400)}",
+                "  ```",
+            ]
+        lines += [""] + [f"- {markdown(n, 500)}" for n in d.fix.notes] + [""]
+    lines += ["## Connections", "", *_md_table(_connection_rows(analysis)), ""]
+    lines += ["## Findings", ""]
+    lines += _md_table([
+        {"code": f.code, "severity": f.severity, "capture": f.capture, "#": f.conn if f.conn >= 0 else "",
+         "message": f.message, "frames": " ".join(map(str, f.frames[:12])), "Wireshark filter": f.wireshark_filter}
+        for f in analysis.findings_list
+    ])  # fmt: skip
+    lines += ["", "## Path MTU evidence", ""]
+    for key, p in doc["path"].items():
+        lines.append(
+            f"- {key}: value {p['value']}, bracket [{p['low']}, {p['high']}), decided by: {markdown(p['decided_by'], 300)}"
+        )
+        lines += [f"  - {markdown(_signal_text(s), 300)}" for s in p["signals"][:20]]
+    lines += ["", "## Captures", "", *_md_table(_capture_rows(analysis)), "", "## Plots", ""]
+    for name, title in titles:
+        lines += [f"### {markdown(title)}", "", f"![{markdown(title)}](plots/{name}.png)", ""]
+    lines += [f"Generated at {stamp} by pcapmtu {__version__}.", ""]
+    return "\n".join(lines)
+
+
+def _md_table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    head = list(rows[0])
+    out = ["| " + " | ".join(markdown(h) for h in head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(markdown(r[h], 300) for h in head) + " |" for r in rows]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- HTML
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1150px;padding:0 1em;color:#1d1d1f}
+h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+.verdict{display:inline-block;padding:.35em .8em;border-radius:6px;color:#fff;font-weight:600;font-size:1.2em}
+.v-mtu_blackhole{background:#c62828}.v-mtu_blackhole_recovered{background:#ef6c00}.v-not_mtu{background:#6a1b9a}
+.v-inconclusive{background:#827717}.v-healthy{background:#2e7d32}
+.explain{font-size:1.05em;background:#f6f8fa;border-left:4px solid #888;padding:.8em 1em}
+table{border-collapse:collapse;width:100%;font-size:12.5px;margin:.5em 0}
+th,td{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f0f0f0}pre{background:#f6f8fa;padding:.6em;overflow-x:auto;white-space:pre-wrap}
+code{font-family:ui-monospace,Menlo,Consolas,monospace}
+.sev-error{color:#c62828;font-weight:600}.sev-warning{color:#ef6c00}.sev-info{color:#555}
+figure{margin:1em 0;page-break-inside:avoid}figure img{max-width:100%;height:auto;border:1px solid #eee}
+.muted{color:#666;font-size:12px}
+@media print{body{max-width:none;margin:0}h2{page-break-after:avoid}}
+"""
+
+
+def render_html(
+    analysis, doc: dict, titles: list[tuple[str, str]], images: dict[str, bytes], stamp: str
+) -> str:
+    d = analysis.diagnosis
+    e = html_text
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>pcapmtu report: {e(d.verdict)}</title><style>{CSS}</style></head><body>",
+        "<h1>pcapmtu report</h1>",
+        f'<p><span class="verdict v-{e(d.verdict)}" id="verdict">{e(d.verdict)}'
+        + (f" ({e(d.reason)})" if d.reason else "")
+        + f"</span> &nbsp;confidence {d.confidence:.0%}"
+        + (
+            f" &nbsp;|&nbsp; path MTU <b>{d.path_mtu}</b>, recommended MSS <b>{d.recommended_mss}</b>"
+            if d.path_mtu
+            else ""
+        )
+        + "</p>",
+        f'<p class="explain">{e(d.explanation, 6000)}</p>',
+    ]
+    if d.fix:
+        parts.append(f"<h2>Fix</h2><p><b>{e(d.fix.summary, 500)}</b></p>")
+        for cmd in d.fix.commands:
+            parts.append(f"<p>{e(cmd['what'], 300)}</p><pre><code>{e(cmd['command'], 400)}</code></pre>")
+        parts.append("<ul>" + "".join(f"<li>{e(n, 500)}</li>" for n in d.fix.notes) + "</ul>")
+    parts += ["<h2>Connections</h2>", _html_table(_connection_rows(analysis))]
+    parts.append("<h2>Findings</h2>")
+    parts.append(_html_table([
+        {"code": f.code, "severity": f.severity, "capture": f.capture, "#": f.conn if f.conn >= 0 else "",
+         "message": f.message, "frames": " ".join(map(str, f.frames[:12])), "Wireshark filter": f.wireshark_filter}
+        for f in analysis.findings_list
+    ], severity_col="severity"))  # fmt: skip
+    parts.append("<h2>Path MTU evidence</h2><ul>")
+    for key, p in doc["path"].items():
+        signals = "".join(f"<li>{e(_signal_text(s), 300)}</li>" for s in p["signals"][:20])
+        parts.append(f"<li>{e(key)}: value {e(p['value'])}, bracket [{e(p['low'])}, {e(p['high'])}), "
+                     f"decided by: {e(p['decided_by'], 300)}<ul>{signals}</ul></li>")  # fmt: skip
+    parts.append("</ul>")
+    parts += ["<h2>Captures</h2>", _html_table(_capture_rows(analysis)), "<h2>Plots</h2>"]
+    for name, title in titles:
+        data = base64.b64encode(images[name]).decode()
+        parts.append(f'<figure><img alt="{e(title)}" src="data:image/png;base64,{data}">'
+                     f"<figcaption>{e(title)}</figcaption></figure>")  # fmt: skip
+    parts.append(f'<p class="muted">Generated at {e(stamp)} by pcapmtu {e(__version__)}.</p></body></html>')
+    return "\n".join(parts) + "\n"
+
+
+def _html_table(rows: list[dict], severity_col: str | None = None) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    head = list(rows[0])
+    out = ["<table><thead><tr>" + "".join(f"<th>{html_text(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    for r in rows:
+        cells = []
+        for h in head:
+            cls = f' class="sev-{html_text(r[h])}"' if h == severity_col else ""
+            cells.append(f"<td{cls}>{html_text(r[h], 400)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
