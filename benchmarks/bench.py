@@ -182,6 +182,17 @@ def _rusage_wrapper(argv: list[str]) -> int:
     return 0
 
 
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds spent busy (all CPUs, all processes) since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = v
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(cmd: list[str], timeout: float) -> dict:
     fd, tmp = tempfile.mkstemp(prefix="pmb-bench-", suffix=".txt")
     os.close(fd)
@@ -191,6 +202,7 @@ def measure(cmd: list[str], timeout: float) -> dict:
             full = [GNU_TIME, "-f", "%M %U %S", "-o", tmp, *cmd]
         else:
             full = [sys.executable, str(Path(__file__).resolve()), "_rusage", tmp, "--", *cmd]
+        busy0 = busy_cpu_seconds()
         t0 = time.perf_counter()
         try:
             p = subprocess.run(
@@ -199,6 +211,7 @@ def measure(cmd: list[str], timeout: float) -> dict:
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout:.0f} s"}
         wall = time.perf_counter() - t0
+        busy1 = busy_cpu_seconds()
         stderr_tail = p.stderr.decode(errors="replace").strip().splitlines()[-5:]
         text = Path(tmp).read_text().strip()
         if use_time:
@@ -218,6 +231,9 @@ def measure(cmd: list[str], timeout: float) -> dict:
         else:
             res = json.loads(text)
         res["stderr_tail"] = stderr_tail
+        if busy0 is not None and busy1 is not None and wall > 0:
+            # Cores kept busy by everything else on the machine during the run (ours excluded).
+            res["other_load"] = max(0.0, (busy1 - busy0) - res["user"] - res["sys"]) / wall
         return res
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -293,6 +309,7 @@ def summarize(runs: list[dict], packets: int) -> dict:
         "peak_rss_bytes": rss,
         "rss_bytes_per_packet": rss / packets if packets else None,
         "exit_codes": sorted({r["rc"] for r in good}),
+        "other_load_max": max((r.get("other_load", 0.0) for r in good), default=None),
         "runs": len(good),
     }
 
@@ -437,6 +454,18 @@ def render(report: dict, markdown: bool) -> str:
             out.append(f"{bullet}{label}: n/a (a tool was skipped or failed)")
         else:
             out.append(f"{bullet}{label}: time {t:.2f}x, memory {mem:.2f}x")
+    loads = [
+        (n, r["other_load_max"])
+        for res in (report["results"], (report.get("scale") or {}).get("results", {}))
+        for n, r in res.items()
+        if r.get("other_load_max") is not None
+    ]
+    if loads and max(v for _, v in loads) >= 0.15:
+        worst = max(v for _, v in loads)
+        out.append(
+            f"{bullet}WARNING: other processes kept up to {worst:.2f} of {m['nproc']} CPUs busy during some runs; "
+            "wall times are inflated there (CPU s is the steadier figure)"
+        )
     if report.get("scale"):
         sc = report["scale"]
         out += [

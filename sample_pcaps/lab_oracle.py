@@ -16,12 +16,15 @@ Conventions (so the analyzer's tables can be compared field by field):
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
 import subprocess
 from collections import defaultdict
 from pathlib import Path
+
+from lab_scenarios import ALLOWED_RANGES
 
 # Protocol facts used by the checks, named once.
 ICMP_FRAG_NEEDED = "icmp.type==3 && icmp.code==4"  # RFC 792/1191: destination unreachable, DF set
@@ -57,6 +60,8 @@ FIELDS = [
     "dns.a",
     "dns.aaaa",
     "sll.ifindex",
+    "arp.src.proto_ipv4",
+    "arp.dst.proto_ipv4",
 ]
 TCP_SYN, TCP_RST, TCP_ACK, TCP_FIN = 0x02, 0x04, 0x10, 0x01
 
@@ -165,8 +170,11 @@ def measure(path: str | os.PathLike) -> dict:
     dns_answers: dict[str, set[str]] = defaultdict(set)
     dns_queries = 0
     ifindexes: set[int] = set()
+    addresses: set[str] = set()
     for row in rows:
         ifindexes.update(_ints(row["sll.ifindex"]))
+        for field in ("ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "arp.src.proto_ipv4", "arp.dst.proto_ipv4"):
+            addresses.update(_split(row[field]))
         icmp_types, icmp_codes = _ints(row["icmp.type"]), _ints(row["icmp.code"])
         icmp6_types = _ints(row["icmpv6.type"])
         if icmp_types or icmp6_types:
@@ -225,6 +233,8 @@ def measure(path: str | os.PathLike) -> dict:
             "answers": {name: sorted(addrs) for name, addrs in sorted(dns_answers.items())},
         },
         "sll_interfaces": sorted(ifindexes),
+        # every IPv4/IPv6 address in any header (outer, inner, quoted in ICMP, ARP)
+        "addresses": sorted(addresses, key=lambda a: (":" in a, ipaddress.ip_address(a))),
     }
 
 
@@ -315,3 +325,53 @@ def _lookup(tree: dict, dotted: str):
         if node is None:
             return None
     return node
+
+
+# --- verdicts on a whole truth.json ----------------------------------------------------------------------
+
+SLOW_FLOW_MIN_S = 2.0
+
+
+def flow_ok(flow: dict) -> bool:
+    """Did a curl run end as expected? failed = nonzero exit; succeeded = 2xx; slow = 2xx after >= 2 s."""
+    code = flow["http_code"]
+    succeeded = flow["curl_exit_code"] == 0 and code is not None and 200 <= code < 300
+    if flow["expected"] == "failed":
+        return flow["curl_exit_code"] != 0
+    if flow["expected"] == "slow":
+        return succeeded and flow["curl_time_s"] >= SLOW_FLOW_MIN_S
+    return succeeded
+
+
+def truth_problems(truth: dict) -> list[str]:
+    """Why a truth.json does not show what its scenario claims (empty list: it does)."""
+    problems = []
+    for flow in truth["flows"]:
+        if not flow_ok(flow):
+            problems.append(
+                f"flow {flow['name']}: expected {flow['expected']}, got curl exit {flow['curl_exit_code']}, "
+                f"HTTP {flow['http_code']} after {flow['curl_time_s']} s ({flow['curl_error']})"
+            )
+    for check in truth["checks"]:
+        if not check["ok"]:
+            what = check.get("filter") or f"{check.get('fact')} == {check.get('equals')!r}"
+            bounds = f"min {check.get('min')}, max {check.get('max')}" if check.get("filter") else ""
+            problems.append(
+                f"{check['capture']}.pcap: {check['why']} [{what}] observed {check['observed']!r} {bounds}".rstrip()
+            )
+    for role, facts in truth["facts"].items():
+        if facts["packets"] == 0:
+            problems.append(f"{role}.pcap is empty")
+        foreign = [a for a in facts["addresses"] if not lab_address(a)]
+        if foreign:
+            problems.append(f"{role}.pcap contains addresses outside the lab ranges: {', '.join(foreign)}")
+    return problems
+
+
+# The lab's own ranges plus what hosts send on their own: IPv6 link-local, multicast, unspecified addresses.
+LAB_RANGES = ALLOWED_RANGES + [ipaddress.ip_network(n) for n in ("fe80::/10", "ff00::/8", "::/128")]
+
+
+def lab_address(text: str) -> bool:
+    addr = ipaddress.ip_address(text)
+    return any(addr in net for net in LAB_RANGES if net.version == addr.version)

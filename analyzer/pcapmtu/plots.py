@@ -114,7 +114,7 @@ def timeline(analysis) -> Figure:
     fig, ax = plt.subplots(figsize=(10, min(height, 24)), dpi=100)
     if rows:
         t0 = rows[0][0]
-        for i, (start, end, label, verdict) in enumerate(rows[:60]):
+        for i, (start, end, _name, verdict) in enumerate(rows[:60]):
             ax.barh(
                 i,
                 max(end - start, 0.002),

@@ -41,7 +41,7 @@ def write_report(
     written: list[Path] = []
     figures = _figures(analysis)
     images: dict[str, bytes] = {}
-    for name, fig, title in figures:
+    for name, fig, _title in figures:
         png = io.BytesIO()
         fig.savefig(png, format="png", metadata={"Software": None})
         images[name] = png.getvalue()
