@@ -14,6 +14,7 @@ PUBLIC = [
     "UsageError",
     "__version__",
     "analyze",
+    "export",
     "read",
 ]
 

@@ -7,6 +7,9 @@ The public API (guarded by tests/test_api.py; changes need a version bump):
 
     result = pcapmtu.analyze(host="host.pcap", container="container.pcap")
     result.verdict, result.confidence, result.explanation, result.fix, result.findings, result.pairs
+    result.save("report/")                      # the same report as `pcapmtu analyze --out report/`
+
+    pcapmtu.export(["a.pcap", "b.pcap"], to="parquet/")   # tables as Parquet for DuckDB/Spark
 """
 
 from ._version import __version__
@@ -14,6 +17,7 @@ from .analysis import Analysis, analyze
 from .capture import Capture, read
 from .config import KnownFacts, Thresholds
 from .errors import CaptureError, PcapmtuError, UsageError
+from .export import export
 
 __all__ = [
     "Analysis",
@@ -25,5 +29,6 @@ __all__ = [
     "UsageError",
     "__version__",
     "analyze",
+    "export",
     "read",
 ]

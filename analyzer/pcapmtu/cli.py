@@ -43,6 +43,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, never wrapped
@@ -226,6 +227,25 @@ def _print_analysis(out: Console, a) -> None:
 
 
 @app.command()
+def export(
+    files: Annotated[list[Path], typer.Argument(help="Capture files to export.")],
+    to: Annotated[Path, typer.Option("--to", help="Directory for <table>/<capture>.parquet files.")],
+    findings: Annotated[bool, typer.Option(help="Also analyse each capture and export its findings.")] = True,
+) -> None:
+    """Write the packets, flows, dns, icmp (and findings) tables as Parquet, one row per packet/flow/answer."""
+    from .export import export as export_tables
+
+    try:
+        written = export_tables(list(files), to, findings=findings)
+    except PcapmtuError as exc:
+        err.print(f"pcapmtu: {escape(printable(exc, 400))}")
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    Console(highlight=False, soft_wrap=True).print(
+        f"wrote {len(written)} Parquet files under {escape(str(to))}"
+    )
+
+
+@app.command()
 def rules() -> None:
     """List every detector code with its name and severity."""
     out = Console(highlight=False)
@@ -298,5 +318,11 @@ def _endpoint(ip: str, port: int) -> str:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: an unexpected error is one line and exit code 2 (--debug: traceback)."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - never a traceback for users
+        if "--debug" in sys.argv:
+            raise
+        err.print(f"pcapmtu: internal error: {escape(printable(exc, 300))} (run with --debug for details)")
+        sys.exit(Exit.BAD_INPUT)

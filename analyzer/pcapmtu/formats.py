@@ -136,6 +136,8 @@ class CaptureFile:
     warnings: list[str] = field(default_factory=list)
     skipped_bytes: int = 0
     records: int = 0
+    _bad_frac: int = 0  # pcap records whose sub-second field is out of range
+    _absurd_ts: int = 0  # pcapng packets whose time is past MAX_TS_NS (set to 0)
     _readable: Path | None = None
     _tmpdir: str | None = None
 
@@ -216,11 +218,17 @@ class CaptureFile:
     # ------------------------------------------------------------------ walking
     def batches(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RecordBatch]:
         """Walk every record once, in file order, in chunks of about `chunk_bytes`."""
+        self._bad_frac = self._absurd_ts = 0
         with self.reopen() as fh:
             if self.format == "pcap":
                 yield from self._pcap_batches(fh, chunk_bytes)
             else:
                 yield from self._pcapng_batches(fh, chunk_bytes)
+        # one warning per file, however many chunks it took
+        if self._bad_frac:
+            self.warnings.append(f"{self._bad_frac} record(s) with an impossible sub-second timestamp field")
+        if self._absurd_ts:
+            self.warnings.append(f"{self._absurd_ts} packet(s) with an absurd timestamp (set to 0)")
 
     def _pcap_batches(self, fh: BinaryIO, chunk_bytes: int) -> Iterator[RecordBatch]:
         header = fh.read(24)
@@ -265,9 +273,7 @@ class CaptureFile:
             caplen, wirelen = np.minimum(caplen, wirelen), np.maximum(caplen, wirelen)
         scale = 1_000 if ts_exp == 6 else 1
         limit = 1_000_000 if ts_exp == 6 else 1_000_000_000
-        bad_frac = int(np.count_nonzero(frac >= limit))
-        if bad_frac:
-            self.warnings.append(f"{bad_frac} record(s) with an impossible sub-second timestamp field")
+        self._bad_frac += int(np.count_nonzero(frac >= limit))
         self.records += len(starts)
         data_off = starts + rec_hdr
         return RecordBatch(
@@ -478,13 +484,13 @@ class _PcapngWalker:
         iface = np.asarray(ifaces, dtype=np.int32)
         raw_u = np.asarray(ts_raw, dtype=np.uint64)
         absurd = raw_u >= np.uint64(1 << 62)  # beyond any real clock in any resolution; keep it harmless
-        if absurd.any():
-            cap.warnings.append(f"{int(absurd.sum())} packet(s) with an absurd timestamp (set to 0)")
+        cap._absurd_ts += int(absurd.sum())
         raw = np.where(absurd, 0, raw_u).astype(np.int64)
         ts_ns = np.zeros(len(raw), dtype=np.int64)
         for idx in np.unique(iface):
             sel = iface == idx
-            ts_ns[sel] = _to_ns(raw[sel], cap.interfaces[idx])
+            ts_ns[sel], out_of_range = _to_ns(raw[sel], cap.interfaces[idx])
+            cap._absurd_ts += out_of_range
         caplen = np.asarray(caplens, dtype=np.int64)
         offs = np.asarray(data_off, dtype=np.int64)
         cap.records += len(offs)
@@ -499,30 +505,34 @@ class _PcapngWalker:
         )
 
 
-def _to_ns(raw: np.ndarray, iface: Interface) -> np.ndarray:
+def _to_ns(raw: np.ndarray, iface: Interface) -> tuple[np.ndarray, int]:
     """Convert raw timestamp units (0 <= raw < 2**62) of one interface to nanoseconds.
 
-    No step overflows int64 whatever the resolution (if_tsresol may be any byte value): a time that
-    would pass MAX_TS_NS becomes 0, like an absurd raw value; `ts_offset` is bounded by MAX_TS_OFFSET.
+    No step overflows int64 whatever the resolution (if_tsresol may be any byte value): a time past
+    MAX_TS_NS becomes 0, like an absurd raw value, and is counted. `ts_offset` is within MAX_TS_OFFSET.
+    Returns (nanoseconds, how many were out of range).
     """
     offset = iface.ts_offset * 1_000_000_000
     k = iface.ts_exp
     if iface.ts_base == 10:
         if k <= 9:
             mult = 10 ** (9 - k)
-            ns = np.where(raw <= MAX_TS_NS // mult, raw, 0) * mult
+            ok = raw <= MAX_TS_NS // mult
+            ns = np.where(ok, raw, 0) * mult
         elif k - 9 <= 18:
-            ns = raw // 10 ** (k - 9)
+            ok, ns = None, raw // 10 ** (k - 9)
         else:  # units below 10^-27 s: every 62-bit count is less than a nanosecond
-            ns = np.zeros_like(raw)
-        return ns + offset
-    if k >= 62:
-        whole, frac = np.zeros_like(raw), raw
+            ok, ns = None, np.zeros_like(raw)
     else:
-        whole, frac = raw >> k, raw & ((1 << k) - 1)
-    part = (frac.astype(np.float64) * (1e9 / 2.0**k)).astype(np.int64)
-    ns = np.where(whole < MAX_TS_NS // 1_000_000_000, whole, 0) * 1_000_000_000 + part
-    return ns + offset
+        if k >= 62:
+            whole, frac = np.zeros_like(raw), raw
+        else:
+            whole, frac = raw >> k, raw & ((1 << k) - 1)
+        ok = whole < MAX_TS_NS // 1_000_000_000
+        part = (frac.astype(np.float64) * (1e9 / 2.0**k)).astype(np.int64)
+        ns = np.where(ok, np.where(ok, whole, 0) * 1_000_000_000 + part, 0)
+    bad = 0 if ok is None else int(np.count_nonzero(~ok))
+    return ns + offset, bad
 
 
 def _read_head(path: Path, n: int) -> bytes:

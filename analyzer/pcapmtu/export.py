@@ -1,0 +1,82 @@
+"""Tables as Parquet, one file per table, with the capture's name as a column: a fleet's worth of captures
+can then be queried together (DuckDB, Spark, pandas). See docs/export.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .capture import Capture, read
+from .errors import UsageError
+
+TABLES = ("packets", "flows", "dns", "icmp")
+
+
+def export(
+    sources: list[str | os.PathLike[str] | Capture], to: str | os.PathLike[str], findings: bool = True
+) -> list[Path]:
+    """Write <to>/<table>/<capture-stem>.parquet for each capture; return the files written.
+
+    One directory per table makes `read_parquet('<to>/flows/*.parquet')` span every exported capture.
+    With `findings`, each capture is also analysed on its own and its findings exported.
+    """
+    out = Path(to)
+    written: list[Path] = []
+    seen: set[str] = set()
+    for src in sources:
+        cap = src if isinstance(src, Capture) else read(src)
+        name = str(cap.path)
+        stem = _unique(_stem(cap.path), seen)
+        for table in TABLES:
+            frame = _plain(getattr(cap, table))
+            frame.insert(0, "capture", name)
+            written.append(_write(frame, out / table / f"{stem}.parquet"))
+        if findings:
+            from .analysis import analyze
+
+            result = analyze(container=cap)
+            f = result.findings.drop(columns=["evidence"]).rename(columns={"capture": "role"})
+            f["frames"] = f["frames"].map(lambda x: [int(v) for v in x])
+            f.insert(0, "capture", name)
+            written.append(_write(f, out / "findings" / f"{stem}.parquet"))
+    return written
+
+
+def _stem(path: str) -> str:
+    """File stem that keeps the parent folder: sample/host.pcap -> sample-host."""
+    p = Path(path)
+    return f"{p.parent.name}-{p.stem}" if p.parent.name else p.stem
+
+
+def _unique(stem: str, seen: set[str]) -> str:
+    candidate, i = stem, 2
+    while candidate in seen:
+        candidate, i = f"{stem}-{i}", i + 1
+    seen.add(candidate)
+    return candidate
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parquet-friendly copy: categoricals of strings become strings, objects become strings."""
+    out = frame.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype(str)
+        elif out[col].dtype == object:
+            out[col] = out[col].map(lambda v: None if v is None else str(v))
+    return out
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UsageError("Parquet export needs pyarrow: pip install 'pcapmtu[export]'") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
