@@ -60,7 +60,15 @@ def test_analyze_blackhole_exit_1_and_json():
     result, out = invoke("analyze", "--json", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap")
     assert result.exit_code == 1, out
     doc = json.loads(result.stdout)
-    for key in ("schema_version", "verdict", "confidence", "path_mtu", "recommended_mss", "findings", "flows"):
+    for key in (
+        "schema_version",
+        "verdict",
+        "confidence",
+        "path_mtu",
+        "recommended_mss",
+        "findings",
+        "flows",
+    ):
         assert key in doc
     assert doc["verdict"] == "mtu_blackhole"
     assert doc["path_mtu"] == 1450 and doc["recommended_mss"] == 1410
@@ -69,7 +77,9 @@ def test_analyze_blackhole_exit_1_and_json():
 
 
 def test_analyze_healthy_exit_0_and_named_options():
-    result, out = invoke("analyze", "--host", HEALTHY / "host.pcap", "--container", HEALTHY / "container.pcap")
+    result, out = invoke(
+        "analyze", "--host", HEALTHY / "host.pcap", "--container", HEALTHY / "container.pcap"
+    )
     assert result.exit_code == 0, out
     assert "verdict: healthy" in result.output
 
@@ -127,3 +137,24 @@ def test_console_script_runs(args):
     proc = subprocess.run(cmd + args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_analyze_several_containers_and_stated_facts():
+    """HOST CONTAINER MORE...: every container capture is paired with the host; stated MTUs are used."""
+    result, out = invoke(
+        "analyze", "--json", "--host-mtu", "1450", "--container-mtu", "1500",
+        BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap", BLACKHOLE / "container.pcap",
+    )  # fmt: skip
+    assert result.exit_code == 1, out
+    doc = json.loads(result.stdout)
+    assert [c["role"] for c in doc["captures"]] == ["host", "container", "container2"]
+    assert doc["verdict"] == "mtu_blackhole" and doc["path_mtu"] == 1450
+    kinds = {s["kind"] for s in doc["path"]["ipv4"]["signals"]}
+    assert {"stated_host_mtu", "stated_container_mtu"} <= kinds
+    assert {f["capture"] for f in doc["flows"]} >= {"container", "container2"}
+
+
+def test_single_capture_is_less_certain():
+    both, _ = invoke("analyze", "--json", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap")
+    alone, _ = invoke("analyze", "--json", "--container", BLACKHOLE / "container.pcap")
+    assert json.loads(alone.stdout)["confidence"] < json.loads(both.stdout)["confidence"]

@@ -134,11 +134,10 @@ def analyze(
     positional = list(captures or [])
     hosts = [host] if host else []
     containers = list(container or [])
-    if positional and not hosts and (len(positional) > 1 or not containers):
+    # positional: HOST CONTAINER [MORE...]; a lone positional capture is judged as the container's side
+    if len(positional) > 1 and not hosts:
         hosts, positional = positional[:1], positional[1:]
     containers = positional + containers
-    if len(positional) and hosts and host and positional[0] == host:
-        containers = containers[1:]
     if not hosts and not containers:
         err.print("pcapmtu: give the host capture and the container capture (pcapmtu analyze HOST CONTAINER)")
         raise typer.Exit(Exit.BAD_INPUT)

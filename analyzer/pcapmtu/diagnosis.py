@@ -169,7 +169,7 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
         ev = main.evidence
         parts.append(f"{main.message}.")
         if main.code == "B001":
-            mtu_c = ev["mss_client"] + 40 if ev.get("mss_client") else None
+            mtu_c = ctx.facts.container_mtu or (ev["mss_client"] + 40 if ev.get("mss_client") else None)
             parts.append(
                 f"The container advertised MSS {ev['mss_client']}"
                 + (f" (interface MTU {mtu_c})" if mtu_c else "")
@@ -184,6 +184,9 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
     healthy = table[table["verdict"] == "healthy"]
     if len(healthy):
         parts.append(f"Working meanwhile: {', '.join(sorted(set(healthy['service']))[:3])}.")
+    if len(ctx.captures) == 1:
+        parts.append("Only one capture was given: with the other side's capture too, pcapmtu could say where "
+                     "on the path the packets die and be more certain.")  # fmt: skip
     if main is not None and main.frames:
         parts.append(f"Evidence: {main.capture} capture frames {', '.join(map(str, main.frames[:8]))} "
                      f"(Wireshark: {main.wireshark_filter}).")  # fmt: skip

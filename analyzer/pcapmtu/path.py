@@ -41,8 +41,12 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
                 signals.append({"kind": "icmp", "capture": role, "frame": int(frame), "mtu": int(mtu)})
                 exact.append((int(mtu), f"ICMP {'fragmentation needed' if ipv == 4 else 'packet too big'} "
                                         f"(next-hop MTU {int(mtu)}) in {role} frame {int(frame)}"))  # fmt: skip
-    if ctx.facts.host_mtu and ipv == 4:
+    if ctx.facts.host_mtu:  # an interface MTU is the same number for IPv4 and IPv6
+        signals.append({"kind": "stated_host_mtu", "mtu": ctx.facts.host_mtu})
         exact.append((ctx.facts.host_mtu, f"--host-mtu {ctx.facts.host_mtu}"))
+    if ctx.facts.container_mtu:
+        # the container's own interface bounds what it can receive: a path wider than it is not the problem
+        signals.append({"kind": "stated_container_mtu", "mtu": ctx.facts.container_mtu})
     if ctx.host is not None:
         own = ctx.flows("host")
         own = own[own["host_own"] & (own["ipv"] == ipv) & (own["mss_client"] > 0)]
