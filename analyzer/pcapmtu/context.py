@@ -47,12 +47,23 @@ class Context:
 
     def twin(self, role: str, conn: int) -> tuple[str, int] | None:
         """The same connection in the other capture: (role, conn)."""
-        p = self.pairs
-        if role == "host":
-            hit = p[p["host_conn"] == conn]
-            return (hit.iloc[0]["container"], int(hit.iloc[0]["container_conn"])) if len(hit) else None
-        hit = p[(p["container"] == role) & (p["container_conn"] == conn)]
-        return ("host", int(hit.iloc[0]["host_conn"])) if len(hit) else None
+        return self._twins.get((role, int(conn)))
+
+    @cached_property
+    def _twins(self) -> dict[tuple[str, int], tuple[str, int]]:
+        out: dict[tuple[str, int], tuple[str, int]] = {}
+        for role, c, h in zip(
+            self.pairs["container"], self.pairs["container_conn"], self.pairs["host_conn"], strict=True
+        ):
+            out[(role, int(c))] = ("host", int(h))
+            out.setdefault(("host", int(h)), (role, int(c)))
+        return out
+
+    def flow(self, role: str, conn: int) -> pd.Series:
+        """One connection's row (flows are numbered 0..n-1 in order, so this is a position lookup)."""
+        row = self.flows(role).iloc[int(conn)]
+        assert row["conn"] == conn
+        return row
 
     def flows(self, role: str) -> pd.DataFrame:
         return self._flows[role]

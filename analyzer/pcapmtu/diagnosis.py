@@ -117,9 +117,7 @@ def overall(ctx: Context, table: pd.DataFrame, findings: list[Finding]) -> Diagn
 
 
 def _ipv(ctx: Context, row) -> int:
-    flows = ctx.flows(row["capture"])
-    hit = flows[flows["conn"] == row["conn"]]
-    return int(hit.iloc[0]["ipv"]) if len(hit) else 4
+    return int(ctx.flow(row["capture"], row["conn"])["ipv"])
 
 
 def _clamp_after(findings: list[Finding]) -> int | None:

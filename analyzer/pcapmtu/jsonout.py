@@ -62,14 +62,13 @@ def analyze_document(analysis) -> dict:
     """The whole report as one JSON document (`pcapmtu analyze --json`, report.json)."""
     d = analysis.diagnosis
     flows = []
+    details = {role: records(cap.flows, FLOW_FIELDS) for role, cap in analysis.captures.items()}
     for row in analysis.verdicts.itertuples(index=False):
-        cap = analysis.captures[row.capture]
-        flow = cap.flows[cap.flows["conn"] == row.conn]
         item = {k: plain(getattr(row, k)) for k in VERDICT_FLOW_FIELDS}
         item["codes"] = [c for c in row.codes.split(",") if c]
         twin = analysis.context.twin(row.capture, row.conn)
         item["matched"] = {"capture": twin[0], "conn": twin[1]} if twin else None
-        item.update(records(flow, FLOW_FIELDS)[0] if len(flow) else {})
+        item.update(details[row.capture][row.conn])  # flows are numbered 0..n-1 in order
         item["capture"] = row.capture
         flows.append(item)
     return {

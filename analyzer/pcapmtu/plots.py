@@ -40,8 +40,7 @@ def time_sequence(analysis, role: str, conn: int) -> Figure:
     """Sequence number vs time of one connection; the host's view of the same connection overlaid."""
     ctx = analysis.context
     fig, ax = plt.subplots(figsize=(10, 5.2), dpi=100)
-    flows = ctx.flows(role)
-    flow = flows[flows["conn"] == conn].iloc[0]
+    flow = ctx.flow(role, conn)
     views = [(role, conn)]
     twin = ctx.twin(role, conn)
     if twin:
@@ -104,8 +103,7 @@ def timeline(analysis) -> Figure:
     """Every connection as a bar over time, labelled by service, coloured by verdict."""
     rows = []
     for v in analysis.verdicts.itertuples(index=False):
-        f = analysis.context.flows(v.capture)
-        flow = f[f["conn"] == v.conn].iloc[0]
+        flow = analysis.context.flow(v.capture, v.conn)
         rows.append(
             (float(flow["first_ts"]), float(flow["last_ts"]), f"{v.capture} #{v.conn} {v.service}", v.verdict)
         )

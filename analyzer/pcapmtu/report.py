@@ -82,8 +82,7 @@ def _atomic(path: Path, data: bytes) -> Path:
 def _connection_rows(analysis) -> list[dict]:
     rows = []
     for v in analysis.verdicts.itertuples(index=False):
-        f = analysis.context.flows(v.capture)
-        flow = f[f["conn"] == v.conn].iloc[0]
+        flow = analysis.context.flow(v.capture, v.conn)
         twin = analysis.context.twin(v.capture, v.conn)
         rows.append({
             "capture": v.capture, "#": v.conn, "service": v.service, "client": v.client, "server": v.server,

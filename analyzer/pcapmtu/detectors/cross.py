@@ -42,10 +42,12 @@ def one_side(ctx: Context):
     if ctx.host is None:
         return
     for row in ctx.pairs.itertuples():
+        flow = ctx.flow(row.container, int(row.container_conn))
+        trouble = flow["stalled_s"] >= ctx.th.stall_s or flow["retransmissions"] > 0
+        if not (trouble or flow["s2c_holes"] or flow["c2s_holes"]):
+            continue  # a clean connection loses nothing between the two capture points
         c = conn_packets(ctx, row.container, int(row.container_conn))
         h = conn_packets(ctx, "host", int(row.host_conn))
-        flow = ctx.flows(row.container).set_index("conn").loc[int(row.container_conn)]
-        flow = flow.rename({"conn": "c"})
         for d, what, src, dst, seen in ((1, "server", h, c, "host"), (0, "client", c, h, "container")):
             a = src[(src["dir"] == d) & (src["payload_len"] > 0)]
             b = dst[(dst["dir"] == d) & (dst["payload_len"] > 0)]
