@@ -5,7 +5,6 @@ Exit codes (docs/cli.md): 0 = nothing wrong found, 1 = a problem found, 2 = bad 
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import contextmanager
 from enum import IntEnum
@@ -22,7 +21,7 @@ from .analysis import analyze as run_analysis
 from .capture import Capture, read
 from .detectors import RULES
 from .errors import PcapmtuError
-from .jsonout import analyze_document, inspect_document
+from .jsonout import analyze_document, dumps, inspect_document
 from .report import write_report
 from .textsafe import printable
 
@@ -90,7 +89,7 @@ def inspect(
             )
             failed = True
     if as_json:
-        json.dump(inspect_document(captures), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write(dumps(inspect_document(captures)))
         sys.stdout.write("\n")
     else:
         out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -167,7 +166,7 @@ def analyze(
         err.print(f"pcapmtu: internal error: {escape(printable(exc))} (--debug for details)")
         raise typer.Exit(Exit.BAD_INPUT) from None
     if as_json:
-        json.dump(analyze_document(result), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write(dumps(analyze_document(result)))
         sys.stdout.write("\n")
     else:
         _print_analysis(Console(highlight=False, width=None if sys.stdout.isatty() else 160), result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict
 from typing import Any
@@ -26,6 +27,14 @@ FLOW_FIELDS = [
     "state", "conn_state", "history", "midstream", "first_frame", "last_frame", "first_ts", "last_ts",
     "duration", "handshake_rtt",
 ]  # fmt: skip
+
+
+def dumps(doc: dict) -> str:
+    """Indented for people when small; compact (and ~10x faster: C encoder) when it holds many flows."""
+    big = sum(len(c.get("flows", ())) for c in doc.get("captures", ())) + len(doc.get("flows", ())) > 2000
+    if big:
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    return json.dumps(doc, indent=2, allow_nan=False)
 
 
 def plain(value: Any) -> Any:

@@ -102,12 +102,14 @@ def time_sequence(analysis, role: str, conn: int) -> Figure:
 def timeline(analysis) -> Figure:
     """Every connection as a bar over time, labelled by service, coloured by verdict."""
     rows = []
-    for v in analysis.verdicts.itertuples(index=False):
-        flow = analysis.context.flow(v.capture, v.conn)
-        rows.append(
-            (float(flow["first_ts"]), float(flow["last_ts"]), f"{v.capture} #{v.conn} {v.service}", v.verdict)
-        )
+    for role, group in analysis.verdicts.groupby("capture", sort=False):
+        f = analysis.context.flows(role).iloc[group["conn"].to_numpy()]  # flows are numbered 0..n-1 in order
+        for v, start, end in zip(group.itertuples(index=False), f["first_ts"], f["last_ts"], strict=True):
+            rows.append((float(start), float(end), f"{v.capture} #{v.conn} {v.service}", v.verdict))
     rows.sort()
+    if len(rows) > 60:  # keep the ones that matter: every non-healthy connection, then the earliest others
+        bad = [r for r in rows if r[3] != "healthy"]
+        rows = sorted(bad[:60] + [r for r in rows if r[3] == "healthy"][: max(0, 60 - len(bad))])
     height = max(2.5, 0.32 * len(rows) + 1.2)
     fig, ax = plt.subplots(figsize=(10, min(height, 24)), dpi=100)
     if rows:

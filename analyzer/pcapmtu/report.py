@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +21,11 @@ import matplotlib.pyplot as plt
 from . import plots
 from ._version import __version__
 from .errors import UsageError
-from .jsonout import analyze_document
+from .jsonout import analyze_document, dumps
 from .textsafe import html_text, markdown, printable
 
 matplotlib.rcParams["svg.hashsalt"] = "pcapmtu"  # stable SVG ids, so reports diff cleanly
+VECTOR_PLOTS = ("timeline", "mss")
 
 
 def write_report(
@@ -46,13 +46,14 @@ def write_report(
         fig.savefig(png, format="png", metadata={"Software": None})
         images[name] = png.getvalue()
         written.append(_atomic(out / "plots" / f"{name}.png", png.getvalue()))
-        svg = io.BytesIO()
-        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-        written.append(_atomic(out / "plots" / f"{name}.svg", svg.getvalue()))
+        if name in VECTOR_PLOTS:  # few elements: a vector copy for slides and print
+            svg = io.BytesIO()
+            fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+            written.append(_atomic(out / "plots" / f"{name}.svg", svg.getvalue()))
         plt.close(fig)
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     doc = analyze_document(analysis)
-    written.append(_atomic(out / "report.json", (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode()))
+    written.append(_atomic(out / "report.json", (dumps(doc) + "\n").encode()))
     titles = [(name, title) for name, _fig, title in figures]
     written.append(_atomic(out / "report.md", render_markdown(analysis, doc, titles, stamp).encode()))
     written.append(_atomic(out / "report.html", render_html(analysis, doc, titles, images, stamp).encode()))
@@ -79,20 +80,44 @@ def _atomic(path: Path, data: bytes) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ content
+MAX_CONNECTION_ROWS = 200  # the rest is in report.json: a ticket attachment must stay readable
+
+
 def _connection_rows(analysis) -> list[dict]:
+    """The connections table: every non-healthy connection first, then healthy ones up to the limit."""
+    from .diagnosis import RANK
+
+    v = analysis.verdicts
+    v = v.assign(rank=v["verdict"].map(RANK)).sort_values(
+        ["rank", "capture", "conn"], ascending=[False, True, True]
+    )
+    v = v.head(MAX_CONNECTION_ROWS)
     rows = []
-    for v in analysis.verdicts.itertuples(index=False):
-        flow = analysis.context.flow(v.capture, v.conn)
-        twin = analysis.context.twin(v.capture, v.conn)
-        rows.append({
-            "capture": v.capture, "#": v.conn, "service": v.service, "client": v.client, "server": v.server,
-            "MSS c/s": f"{int(flow['mss_client']) or '-'}/{int(flow['mss_server']) or '-'}",
-            "max IP s>c / c>s": f"{int(flow['max_ip_len_s2c'])} / {int(flow['max_ip_len_c2s'])}",
-            "retrans": int(flow["retransmissions"]), "state": str(flow["state"]),
-            "other side": f"{twin[0]} #{twin[1]}" if twin else "",
-            "verdict": v.verdict + (f" ({v.reason})" if v.reason else ""), "codes": v.codes,
-        })  # fmt: skip
+    for role, group in v.groupby("capture", sort=False):
+        f = analysis.context.flows(role).iloc[group["conn"].to_numpy()]  # flows are numbered 0..n-1 in order
+        for g, mss_c, mss_s, big_s, big_c, retrans, state in zip(
+            group.itertuples(index=False), f["mss_client"], f["mss_server"], f["max_ip_len_s2c"],
+            f["max_ip_len_c2s"], f["retransmissions"], f["state"], strict=True,
+        ):  # fmt: skip
+            twin = analysis.context.twin(g.capture, g.conn)
+            rows.append({
+                "capture": g.capture, "#": g.conn, "service": g.service, "client": g.client, "server": g.server,
+                "MSS c/s": f"{int(mss_c) or '-'}/{int(mss_s) or '-'}", "max IP s>c / c>s": f"{int(big_s)} / {int(big_c)}",
+                "retrans": int(retrans), "state": str(state), "other side": f"{twin[0]} #{twin[1]}" if twin else "",
+                "verdict": g.verdict + (f" ({g.reason})" if g.reason else ""), "codes": g.codes,
+                "_rank": g.rank,
+            })  # fmt: skip
+    rows.sort(key=lambda r: (-r["_rank"], r["capture"], r["#"]))
+    for r in rows:
+        del r["_rank"]
     return rows
+
+
+def _more_connections(analysis) -> str:
+    hidden = len(analysis.verdicts) - MAX_CONNECTION_ROWS
+    return (
+        f"{hidden} more connections (all healthy or lower-ranked) are in report.json." if hidden > 0 else ""
+    )
 
 
 def _capture_rows(analysis) -> list[dict]:
@@ -138,7 +163,14 @@ def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: s
                 "  ```",
             ]
         lines += [""] + [f"- {markdown(n, 500)}" for n in d.fix.notes] + [""]
-    lines += ["## Connections", "", *_md_table(_connection_rows(analysis)), ""]
+    lines += [
+        "## Connections",
+        "",
+        *_md_table(_connection_rows(analysis)),
+        "",
+        _more_connections(analysis),
+        "",
+    ]
     lines += ["## Findings", ""]
     lines += _md_table([
         {"code": f.code, "severity": f.severity, "capture": f.capture, "#": f.conn if f.conn >= 0 else "",
@@ -215,6 +247,8 @@ def render_html(
             parts.append(f"<p>{e(cmd['what'], 300)}</p><pre><code>{e(cmd['command'], 400)}</code></pre>")
         parts.append("<ul>" + "".join(f"<li>{e(n, 500)}</li>" for n in d.fix.notes) + "</ul>")
     parts += ["<h2>Connections</h2>", _html_table(_connection_rows(analysis))]
+    if _more_connections(analysis):
+        parts.append(f'<p class="muted">{html_text(_more_connections(analysis))}</p>')
     parts.append("<h2>Findings</h2>")
     parts.append(_html_table([
         {"code": f.code, "severity": f.severity, "capture": f.capture, "#": f.conn if f.conn >= 0 else "",
