@@ -133,8 +133,16 @@ def _sizes(f: pd.DataFrame) -> None:
     f["client_full"] = np.where(both, f["hdr"] + np.minimum(f["mss_client"], f["mss_server"]), 0)
     f["full_delivered_s2c"] = (f["server_full"] > 0) & (f["max_ip_len_s2c"] >= f["server_full"])
     f["full_delivered_c2s"] = (f["client_full"] > 0) & (f["max_ip_len_c2s"] >= f["client_full"])
-    # the client was sending full-size data that went unanswered: an upload stall, not a download one
-    f["upload_stall"] = f["full_delivered_c2s"] & (f["retrans_c2s"] >= 2)
+    # the client was sending full-size data that stayed unacknowledged: an upload stall, not a download one
+    f["upload_stall"] = f["full_delivered_c2s"] & (f["retrans_c2s"] >= 2) & (f["acked_c2s"] < f["sent_c2s"])
+    # the server answered and closed, and the client got every byte: it had nothing more to send
+    f["response_complete"] = f["fin_server"] & (f["acked_s2c"] >= f["sent_s2c"]) & ~f["s2c_holes"]
+    # the longest silence came after the request went out (not between SYN retries)
+    f["stalled_after_request"] = (
+        (f["stalled_s"] >= 0)
+        & (f["idle_start_ts"] + 1e-6 >= f["first_data_ts_c2s"])
+        & (f["first_data_ts_c2s"] > 0)
+    )
     # after the longest stall the server went on with clearly smaller segments, for at least two of them:
     # the fingerprint of packetization-layer PMTU probing (RFC 4821)
     after = f["max_payload_s2c_after_idle"]

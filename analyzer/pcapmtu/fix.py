@@ -23,7 +23,7 @@ def compute(
               "command": "iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"},),
         )  # fmt: skip
     mss4, mss6 = path_mtu - 40, path_mtu - 60
-    mtu = path_mtu if ipv == 4 else path_mtu
+    mtu = path_mtu
     commands = [
         {"what": "clamp the MSS of forwarded connections (IPv4)",
          "command": f"iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {mss4}"},
@@ -56,5 +56,7 @@ def compute(
         )
     if clamp_seen:
         notes.append(f"A clamp to {clamp_seen} is already in effect but is too large for this path.")
-    summary = f"Clamp the TCP MSS to {mss4} on the docker host (or set the container MTU to {mtu})."
-    return Fix(summary, mss4, mtu, tuple(commands), tuple(notes))
+    mss = mss4 if ipv == 4 else mss6
+    family = "" if ipv == 4 else " for IPv6"
+    summary = f"Clamp the TCP MSS{family} to {mss} on the docker host (or set the container MTU to {mtu})."
+    return Fix(summary, mss, mtu, tuple(commands), tuple(notes))

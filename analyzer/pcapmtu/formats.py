@@ -68,7 +68,7 @@ class _ZstdStream:
 
     def read1(self, _size: int = -1) -> bytes:
         while True:
-            data = self._pending or self._fh.read(16384)  # small steps bound the output of one call
+            data = self._pending or self._fh.read(1024)  # small steps: one call yields at most ~32 MiB
             self._pending = b""
             if not data:
                 if self._inside:

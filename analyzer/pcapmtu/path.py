@@ -111,6 +111,8 @@ def _smallest_lost(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int | N
             & (f["server_full"] > 0)
             & (f["stalled_s"] >= ctx.th.stall_s)
             & ~f["upload_stall"]
+            & ~f["response_complete"]
+            & f["stalled_after_request"]
             & (
                 f["s2c_holes"]
                 | (f["bytes_s2c"] == 0)

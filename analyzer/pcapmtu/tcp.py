@@ -330,6 +330,8 @@ def _analyze_slice(packets, sack, cfg, cols, rank, conn_base, rows, a_is_src, ke
         dirn=dirn,
         flags=flags,
         seq=seq,
+        rel=rel_s,
+        rel_ack=rel_ack,
         plen=plen,
         ts=ts,
         client_is_a=client_is_a,
@@ -430,7 +432,7 @@ HISTORY_LETTERS = (
 )
 
 
-def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, plen, ts, client_is_a, key_lo, key_hi,
+def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, plen, ts, client_is_a, key_lo, key_hi,
            first_syn, first_synack, irtt, has_rtt, per_packet, hole) -> pd.DataFrame:  # fmt: skip
     n = len(rows)
     n_conn = len(first)
@@ -532,6 +534,13 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, plen, ts, clie
     out["bytes_c2s_after_idle"] = total(np.where(after & c2s, plen, 0))
     out["max_payload_c2s_after_idle"] = biggest(plen, after & c2s)
     out["max_payload_c2s_before_idle"] = biggest(plen, ~after & c2s)
+    # how far each side's data got, and how far the other side acknowledged it
+    acking = (flags & ACK) > 0
+    for tag, mask, other in (("c2s", c2s, s2c), ("s2c", s2c, c2s)):
+        out[f"sent_{tag}"] = biggest(rel + plen, mask & data)
+        out[f"acked_{tag}"] = biggest(rel_ack - 1, other & acking)
+    out["fin_client"] = earliest(fin & c2s) != NONE
+    out["fin_server"] = earliest(fin & s2c) != NONE
     end_c, end_s = earliest((fin | rst) & c2s), earliest((fin | rst) & s2c)
     out["closed_by"] = np.select([(end_c < end_s), (end_s < end_c)], ["client", "server"], default="")
 

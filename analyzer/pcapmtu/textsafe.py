@@ -17,9 +17,9 @@ _CONTROL = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
     "\ud800-\udfff\U000e0000-\U000e007f]"
 )
-# `&` too: otherwise a Markdown renderer turns a capture's `&lt;b&gt;` into `<b>` (the text would show
-# something other than what the packet said).
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+# `&` and `$` too: otherwise a renderer shows a capture's `&lt;b&gt;` as `<b>` and GitHub typesets
+# `$\frac{1}{2}$` as math (the text would show something other than what the packet said).
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$])")
 
 
 def _visible(m: re.Match[str]) -> str:

@@ -65,6 +65,8 @@ def download(ctx: Context):
             & (f["stalled_s"] >= ctx.th.stall_s)
             & ~f["resumed_smaller"]
             & ~f["upload_stall"]
+            & ~f["response_complete"]
+            & f["stalled_after_request"]
         ]
         if role == "host":
             cand = cand[cand["host_own"]]

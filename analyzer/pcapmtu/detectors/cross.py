@@ -13,7 +13,8 @@ from ._util import conn_packets, first_frames, flow_filter, service
     "info",
     "{matched} of {total} connections in the {role} capture were found in the host capture "
     "(matched by {how}); {own} host connections are the host's own",
-    "",
+    "Container connections missing from the host capture are listed by X003; if none matched, check that "
+    "both captures cover the same time and that the host capture is on the uplink the traffic leaves by.",
     "MASQUERADE changes the client address and port but never the sequence numbers, so the same connection "
     "is recognised on both sides by its server endpoint and initial sequence number.",
 )

@@ -78,7 +78,9 @@ def icmp_reports(ctx: Context):
             hdr = 40 if ipv == 4 else 60
             about = f"{qsrc}:{qsport} -> {qdst}:{qdport} ({int(group['quoted_ip_len'].max())}-byte packets)"
             reached = ""
-            if role == "host" and "container" in ctx.captures:
+            nat_ips = {str(n).rsplit(":", 1)[0] for n in ctx.pairs["nat_client"]} if len(ctx.pairs) else set()
+            if role == "host" and "container" in ctx.captures and str(qsrc) in nat_ips:
+                # addressed to a NATed container connection: did the host pass it on to the container?
                 seen = ctx.captures["container"].icmp
                 got = seen[(seen["kind"] == kind_code) & seen["quoted_seq"].isin(group["quoted_seq"])]
                 reached = "; it reached the container" if len(got) else "; it never reached the container"

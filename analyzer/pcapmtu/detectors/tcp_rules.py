@@ -22,9 +22,18 @@ from ._util import conn_packets, first_frames, flow_filter, service
 def backoff(ctx: Context):
     for role in ctx.captures:
         flows = ctx.flows(role)
-        for flow in flows[flows["retransmissions"] >= 2].itertuples():
+        flows = flows[flows["retransmissions"] >= 2]
+        if role == "host":
+            # a host copy of a container connection only when the host saw more than the container did
+            twins = {h: ctx.twin("host", h) for h in flows["conn"]}
+            more = [
+                own or (t is not None and ctx.flow(*t)["retransmissions"] < r)
+                for own, t, r in zip(flows["host_own"], twins.values(), flows["retransmissions"], strict=True)
+            ]
+            flows = flows[more]
+        for flow in flows.itertuples():
             p = conn_packets(ctx, role, int(flow.conn))
-            data = p[(p["payload_len"] > 0) | ((p["tcp_flags"] & 3) > 0)]
+            data = p[p["payload_len"] > 0]  # SYN retries are T002's business
             for d, sender in ((1, "server"), (0, "client")):
                 seg = data[data["dir"] == d]
                 counts = seg.groupby("rel_seq")["frame"].count()
@@ -96,6 +105,9 @@ def reset(ctx: Context):
     for role in ctx.captures:
         f = ctx.flows(role)
         stalled = (f["stalled_s"] >= ctx.th.stall_s) | (f["bytes_s2c"] == 0)
+        if role == "host":
+            f = f[f["host_own"]]
+            stalled = stalled[f.index]
         for flow in f[(f["state"] == "reset") & f["handshake_ok"] & stalled].itertuples():
             who = flow.closed_by or "peer"
             yield Hit({"service": service(flow), "who": who, "duration": float(flow.duration)}, capture=role,
