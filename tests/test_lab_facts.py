@@ -118,7 +118,7 @@ HEADLINES = [
     ("refused", "container", "tcp.srcport==443 && tcp.flags.reset==1", 1, None),
     ("lossy_link", "container", "tcp.analysis.retransmission", 1, None),
     ("lossy_link", "container", "tcp.srcport==80 && ip.len==1500", 10, None),
-    ("slow_server", "container", "tcp.analysis.retransmission", 0, 0),
+    ("slow_server", "container", "tcp.analysis.retransmission", 0, 2),
 ]
 
 # File header expectations, read with struct (independent of tshark): scenario -> capture -> (format, link).

@@ -92,6 +92,7 @@ def icmp_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataF
 
 
 def _icmp_row(row: int, data: bytes, proto: int) -> tuple:
+    data = data.ljust(4, b"\x00")  # decode guarantees 4 bytes; stay safe if a caller does not
     typ, code = data[0], data[1]
     ipv = 4 if proto == 1 else 6
     mtu = -1

@@ -151,16 +151,18 @@ def sizes(analysis) -> Figure:
         if path:
             ax.axvline(path, color="#d62728", linestyle="-", label=f"path MTU {path}")
         f = analysis.context.flows(role)
-        mss = f.loc[f["mss_client"] > 0, "mss_client"]
-        if len(mss):
-            mtu = int(mss.mode().iloc[0]) + 40
+        syn = f[f["mss_client"] > 0]
+        if len(syn):  # MSS + 40 bytes of headers for IPv4, + 60 for IPv6
+            implied = syn["mss_client"].astype(int) + np.where(syn["ipv"] == 6, 60, 40)
+            mtu = int(implied.mode().iloc[0])
             ax.axvline(mtu, color="#2ca02c", linestyle="--", label=f"client MTU {mtu} (from SYN MSS)")
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0f}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel("packets")
         ax.set_title(_label(f"{role} capture: sizes of TCP data packets"), fontsize=10)
-        ax.legend(fontsize=8, loc="upper left")
+        if ax.get_legend_handles_labels()[0]:  # nothing to label (no data, no MTU line): no empty legend
+            ax.legend(fontsize=8, loc="upper left")
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("IP packet size (bytes)")
     fig.suptitle(_label(_size_headline(analysis), 110), fontsize=11)

@@ -134,6 +134,11 @@ def _capture_rows(analysis) -> list[dict]:
     return rows
 
 
+def _num(value: int | None) -> str:
+    """A path-MTU bound for people: "?" when the captures do not pin it (not "None", not empty)."""
+    return "?" if value is None else str(int(value))
+
+
 def _signal_text(s: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in s.items())
 
@@ -180,7 +185,7 @@ def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: s
     lines += ["", "## Path MTU evidence", ""]
     for key, p in doc["path"].items():
         lines.append(
-            f"- {key}: value {p['value']}, bracket [{p['low']}, {p['high']}), decided by: {markdown(p['decided_by'], 300)}"
+            f"- {key}: value {_num(p['value'])}, bracket [{_num(p['low'])}, {_num(p['high'])}), decided by: {markdown(p['decided_by'], 300)}"
         )
         lines += [f"  - {markdown(_signal_text(s), 300)}" for s in p["signals"][:20]]
     lines += ["", "## Captures", "", *_md_table(_capture_rows(analysis)), "", "## Plots", ""]
@@ -258,7 +263,7 @@ def render_html(
     parts.append("<h2>Path MTU evidence</h2><ul>")
     for key, p in doc["path"].items():
         signals = "".join(f"<li>{e(_signal_text(s), 300)}</li>" for s in p["signals"][:20])
-        parts.append(f"<li>{e(key)}: value {e(p['value'])}, bracket [{e(p['low'])}, {e(p['high'])}), "
+        parts.append(f"<li>{e(key)}: value {_num(p['value'])}, bracket [{_num(p['low'])}, {_num(p['high'])}), "
                      f"decided by: {e(p['decided_by'], 300)}<ul>{signals}</ul></li>")  # fmt: skip
     parts.append("</ul>")
     parts += ["<h2>Captures</h2>", _html_table(_capture_rows(analysis)), "<h2>Plots</h2>"]
