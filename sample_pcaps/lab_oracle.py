@@ -109,21 +109,22 @@ def _ints(value: str) -> list[int]:
 
 
 def _innermost_ip(row: dict[str, str]) -> tuple[str, str, int] | None:
-    """(src, dst, total length) of the IP header carrying the transport segment, or None."""
+    """(src, dst, total length) of the IP header carrying the transport segment, or None.
+
+    frame.protocols names the layers in order ("eth:ethertype:ip:udp:vxlan:eth:ethertype:ip:tcp"); the
+    ip.* fields list one value per IP header in the same order. The carrying header is the first IP header
+    after a VXLAN header if there is one, else the first.
+    """
     layers = row["frame.protocols"].split(":")
-    if "vxlan" in layers:
-        layers = layers[layers.index("vxlan") :]
-    family = next((p for p in layers if p in ("ip", "ipv6")), None)
+    start = layers.index("vxlan") if "vxlan" in layers else 0
+    family = next((p for p in layers[start:] if p in ("ip", "ipv6")), None)
     if family is None:
         return None
-    # Index of that header among all headers of the same family in the frame.
-    skipped = row["frame.protocols"].split(":")[: len(row["frame.protocols"].split(":")) - len(layers)]
-    index = skipped.count(family)
+    index = layers[:start].count(family)  # headers of that family outside the tunnel come first
     if family == "ip":
-        srcs, dsts, lens = _split(row["ip.src"]), _split(row["ip.dst"]), _ints(row["ip.len"])
-        return srcs[index], dsts[index], lens[index]
-    srcs, dsts, plens = _split(row["ipv6.src"]), _split(row["ipv6.dst"]), _ints(row["ipv6.plen"])
-    return srcs[index], dsts[index], plens[index] + IPV6_HEADER_LEN
+        return _split(row["ip.src"])[index], _split(row["ip.dst"])[index], _ints(row["ip.len"])[index]
+    plen = _ints(row["ipv6.plen"])[index]
+    return _split(row["ipv6.src"])[index], _split(row["ipv6.dst"])[index], plen + IPV6_HEADER_LEN
 
 
 def _rows(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -368,8 +369,11 @@ def truth_problems(truth: dict) -> list[str]:
     return problems
 
 
-# The lab's own ranges plus what hosts send on their own: IPv6 link-local, multicast, unspecified addresses.
-LAB_RANGES = ALLOWED_RANGES + [ipaddress.ip_network(n) for n in ("fe80::/10", "ff00::/8", "::/128")]
+# The lab's own ranges plus what hosts send on their own: link-local multicast, IPv6 link-local, unspecified.
+# (IGMP reports go to 224.0.0.22, a link-local multicast group; MLD to ff02::16.)
+LAB_RANGES = ALLOWED_RANGES + [
+    ipaddress.ip_network(n) for n in ("224.0.0.0/24", "fe80::/10", "ff00::/8", "::/128")
+]
 
 
 def lab_address(text: str) -> bool:

@@ -757,7 +757,7 @@ def test_M003_positive_icmpv6_packet_too_big(tmp_path):
     m = one(r, "M003", "container")
     assert m.message == (
         "1 x ICMPv6 packet too big with next-hop MTU 1450 from fd00:66::1 in the container capture, about "
-        "fd00:17::2:40000 -> fd00:18::10:80 (1500-byte packets)"
+        "[fd00:17::2]:40000 -> [fd00:18::10]:80 (1500-byte packets)"
     )
     assert "clamp the MSS to 1390" in m.hint
     assert r.context.path[6].value == 1450

@@ -85,7 +85,9 @@ def read(path: str | os.PathLike[str], tcp_config: tcp.TcpConfig | None = None) 
         dns = layers.dns_table(packets, raw.rare)
         icmp = layers.icmp_table(packets, raw.rare)
         tls = layers.tls_table(packets, lambda rows: _payloads(cap, packets, rows))
-        flows = names.link_names(flows, dns, tls)[list(schema.FLOWS)]
+        flows = schema.typed(names.link_names(flows, dns, tls)[list(schema.FLOWS)], schema.FLOWS)
+        dns = schema.typed(dns if len(dns) else schema.empty(schema.DNS), schema.DNS)
+        icmp = schema.typed(icmp if len(icmp) else schema.empty(schema.ICMP), schema.ICMP)
         warnings = list(cap.warnings) + _quality_warnings(packets)
         return Capture(
             path=str(path),

@@ -227,20 +227,32 @@ def _print_analysis(out: Console, a) -> None:
 @app.command()
 def export(
     files: Annotated[list[Path], typer.Argument(help="Capture files to export.")],
-    to: Annotated[Path, typer.Option("--to", help="Directory for <table>/<capture>.parquet files.")],
+    to: Annotated[
+        Path,
+        typer.Option(
+            "--to", help="Directory to write into: one folder per table, one Parquet file per capture."
+        ),
+    ],
     findings: Annotated[bool, typer.Option(help="Also analyse each capture and export its findings.")] = True,
 ) -> None:
     """Write the packets, flows, dns, icmp (and findings) tables as Parquet, one row per packet/flow/answer."""
+    from .export import PartialExport
     from .export import export as export_tables
 
+    code = Exit.OK
     try:
         written = export_tables(list(files), to, findings=findings)
+    except PartialExport as exc:
+        for problem in exc.failed:
+            err.print(f"pcapmtu: {escape(printable(problem, 400))}")
+        written, code = exc.written, Exit.BAD_INPUT
     except PcapmtuError as exc:
         err.print(f"pcapmtu: {escape(printable(exc, 400))}")
         raise typer.Exit(Exit.BAD_INPUT) from None
     Console(highlight=False, soft_wrap=True).print(
         f"wrote {len(written)} Parquet files under {escape(str(to))}"
     )
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -324,3 +336,7 @@ def main() -> None:
             raise
         err.print(f"pcapmtu: internal error: {escape(printable(exc, 300))} (run with --debug for details)")
         sys.exit(Exit.BAD_INPUT)
+
+
+if __name__ == "__main__":
+    main()

@@ -43,7 +43,7 @@ class Context:
             match_flows(self.host, self.captures[r], r, self.th.pairing_window_s)
             for r in self.container_roles
         ]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIR_COLUMNS)
 
     def twin(self, role: str, conn: int) -> tuple[str, int] | None:
         """The same connection in the other capture: (role, conn)."""
@@ -135,6 +135,8 @@ def _sizes(f: pd.DataFrame) -> None:
     f["full_delivered_c2s"] = (f["client_full"] > 0) & (f["max_ip_len_c2s"] >= f["client_full"])
     # the client was sending full-size data that stayed unacknowledged: an upload stall, not a download one
     f["upload_stall"] = f["full_delivered_c2s"] & (f["retrans_c2s"] >= 2) & (f["acked_c2s"] < f["sent_c2s"])
+    # the server itself aborted (RST) with no sign of loss: an application reset, not a path problem
+    f["server_aborted"] = (f["closed_by"] == "server") & (f["state"] == "reset") & ~f["s2c_holes"]
     # the server answered and closed, and the client got every byte: it had nothing more to send
     f["response_complete"] = f["fin_server"] & (f["acked_s2c"] >= f["sent_s2c"]) & ~f["s2c_holes"]
     # the longest silence came after the request went out (not between SYN retries)

@@ -13,7 +13,7 @@ import pandas as pd
 from . import fix as fixes
 from .context import Context
 from .detectors import RULES
-from .detectors._util import service
+from .detectors._util import endpoint, service
 from .results import Diagnosis, Finding
 
 RANK = {"mtu_blackhole": 5, "mtu_blackhole_recovered": 4, "not_mtu": 3, "inconclusive": 2, "healthy": 1}
@@ -59,7 +59,7 @@ def verdicts(ctx: Context, findings: list[Finding]) -> pd.DataFrame:
             )
             verdict, reason, codes = _judge(flow, own + twin, ctx)
             rows.append((role, int(flow.conn), int(flow.twin_conn), service(flow),
-                         f"{flow.client_ip}:{flow.client_port}", f"{flow.server_ip}:{flow.server_port}",
+                         endpoint(flow.client_ip, flow.client_port), endpoint(flow.server_ip, flow.server_port),
                          verdict, reason, ",".join(codes)))  # fmt: skip
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
@@ -177,11 +177,20 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
                    else f"the largest packet that got through was {ev['largest_delivered']} bytes.")
             )  # fmt: skip
             parts.append(f"The packets die {ev['where']}.")
-            parts.append(f"Why this is MTU: {'; '.join(ev['because'])}.")
+            said = path is not None and path.value
+            because = [b for b in ev["because"] if not (said and b.startswith("the path carries"))]
+            parts.append(f"Why this is MTU: {'; '.join(because or ev['because'])}.")
     parts.append(f"Affected: {listing} ({len(chosen)} of {n_total} connections).")
     healthy = table[table["verdict"] == "healthy"]
     if len(healthy):
-        parts.append(f"Working meanwhile: {', '.join(sorted(set(healthy['service']))[:3])}.")
+        who = {"host": "from the host itself"}
+        working = sorted(
+            {
+                f"{s} ({who.get(c, 'from the ' + c)})"
+                for s, c in zip(healthy["service"], healthy["capture"], strict=True)
+            }
+        )
+        parts.append(f"Working meanwhile: {', '.join(working[:4])}.")
     if len(ctx.captures) == 1:
         parts.append("Only one capture was given: with the other side's capture too, pcapmtu could say where "
                      "on the path the packets die and be more certain.")  # fmt: skip

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .capture import Capture, read
-from .errors import UsageError
+from .errors import CaptureError, UsageError
 
 TABLES = ("packets", "flows", "dns", "icmp")
 
@@ -26,8 +26,13 @@ def export(
     out = Path(to)
     written: list[Path] = []
     seen: set[str] = set()
+    failed: list[str] = []
     for src in sources:
-        cap = src if isinstance(src, Capture) else read(src)
+        try:
+            cap = src if isinstance(src, Capture) else read(src)
+        except CaptureError as exc:
+            failed.append(str(exc))  # go on with the others, like `inspect`
+            continue
         name = str(cap.path)
         stem = _unique(_stem(cap.path), seen)
         for table in TABLES:
@@ -42,7 +47,18 @@ def export(
             f["frames"] = f["frames"].map(lambda x: [int(v) for v in x])
             f.insert(0, "capture", name)
             written.append(_write(f, out / "findings" / f"{stem}.parquet"))
+    if failed:
+        raise PartialExport(written, failed)
     return written
+
+
+class PartialExport(CaptureError):
+    """Some captures could not be read; the others were exported."""
+
+    def __init__(self, written: list[Path], failed: list[str]) -> None:
+        super().__init__("; ".join(failed))
+        self.written = written
+        self.failed = failed
 
 
 def _stem(path: str) -> str:
@@ -60,13 +76,19 @@ def _unique(stem: str, seen: set[str]) -> str:
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """Parquet-friendly copy: categoricals of strings become strings, objects become strings."""
+    """Parquet-friendly copy: text columns become Arrow strings even when empty, so files union cleanly."""
     out = frame.copy()
     for col in out.columns:
-        if isinstance(out[col].dtype, pd.CategoricalDtype):
-            out[col] = out[col].astype(str)
-        elif out[col].dtype == object:
-            out[col] = out[col].map(lambda v: None if v is None else str(v))
+        dtype = out[col].dtype
+        if (
+            isinstance(dtype, pd.CategoricalDtype)
+            or pd.api.types.is_object_dtype(dtype)
+            or pd.api.types.is_string_dtype(dtype)
+        ):
+            values = out[col].astype(object)
+            out[col] = (
+                values.where(values.notna(), None).map(lambda v: v if v is None else str(v)).astype("string")
+            )
     return out
 
 

@@ -38,7 +38,7 @@ def match_flows(
     container_ips = c.set_index("conn")["client_ip"]
     pairs["nated"] = pairs["client_ip"].to_numpy() != container_ips.reindex(pairs["conn_c"]).to_numpy()
     pairs = pairs.sort_values(["conn_c", "nated"], ascending=[True, False], kind="stable")
-    also = pairs.groupby("conn_c")["conn_h"].agg(lambda s: sorted(int(x) for x in s))
+    also = pairs.groupby("conn_c")["conn_h"].agg(lambda s: sorted({int(x) for x in s}))
     pairs = pairs.drop_duplicates("conn_c").drop_duplicates("conn_h")
     pairs["host_copies"] = pairs["conn_c"].map(also)
     pairs["nat_client"] = pairs["client_ip"].astype(str) + ":" + pairs["client_port"].astype(str)

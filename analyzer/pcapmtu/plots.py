@@ -1,4 +1,7 @@
-"""Plots that answer one question each (matplotlib, no display needed). Every function returns a Figure.
+"""Plots that answer one question each. Every function returns a matplotlib Figure.
+
+Figures are made with `matplotlib.figure.Figure` directly, never through pyplot: no global backend switch,
+no figure left open in a notebook, and Jupyter shows the returned figure as it would any other.
 
 - time_sequence: where do the big segments disappear? (Stevens/tcptrace style, host and container overlaid)
 - timeline: which connections failed, when, to which service?
@@ -8,18 +11,13 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
-
-from .detectors._util import conn_packets  # noqa: E402
-from .textsafe import printable  # noqa: E402
+from .detectors._util import conn_packets
+from .textsafe import printable
 
 VERDICT_COLORS = {
     "mtu_blackhole": "#d62728",
@@ -39,7 +37,8 @@ def _label(text: object, limit: int = 48) -> str:
 def time_sequence(analysis, role: str, conn: int) -> Figure:
     """Sequence number vs time of one connection; the host's view of the same connection overlaid."""
     ctx = analysis.context
-    fig, ax = plt.subplots(figsize=(10, 5.2), dpi=100)
+    fig = Figure(figsize=(10, 5.2), dpi=100)
+    ax = fig.subplots()
     flow = ctx.flow(role, conn)
     views = [(role, conn)]
     twin = ctx.twin(role, conn)
@@ -111,13 +110,15 @@ def timeline(analysis) -> Figure:
         bad = [r for r in rows if r[3] != "healthy"]
         rows = sorted(bad[:60] + [r for r in rows if r[3] == "healthy"][: max(0, 60 - len(bad))])
     height = max(2.5, 0.32 * len(rows) + 1.2)
-    fig, ax = plt.subplots(figsize=(10, min(height, 24)), dpi=100)
+    fig = Figure(figsize=(10, min(height, 24)), dpi=100)
+    ax = fig.subplots()
     if rows:
         t0 = rows[0][0]
+        span = max(r[1] for r in rows) - t0
         for i, (start, end, _name, verdict) in enumerate(rows[:60]):
             ax.barh(
                 i,
-                max(end - start, 0.002),
+                max(end - start, span * 0.004, 0.002),  # short connections stay visible
                 left=start - t0,
                 color=VERDICT_COLORS.get(verdict, "grey"),
                 height=0.6,
@@ -137,11 +138,13 @@ def timeline(analysis) -> Figure:
 def sizes(analysis) -> Figure:
     """IP packet sizes per capture and direction, against the path MTU and each side's MTU."""
     caps = list(analysis.captures.items())
-    fig, axes = plt.subplots(len(caps), 1, figsize=(10, 2.6 * len(caps) + 0.8), dpi=100, squeeze=False)
+    fig = Figure(figsize=(10, 2.6 * len(caps) + 0.8), dpi=100)
+    axes = fig.subplots(len(caps), 1, squeeze=False)
     path = analysis.diagnosis.path_mtu
     for ax, (role, cap) in zip(axes[:, 0], caps, strict=True):
         p = cap.packets[(cap.packets["conn"] >= 0) & (cap.packets["payload_len"] > 0)]
-        bins = np.arange(0, max(1600, int(p["ip_len"].max()) + 50 if len(p) else 1600), 25)
+        # edges at 25k+1: a packet of exactly an MTU-like size (1450, 1500) falls left of its line
+        bins = np.arange(1, max(1601, int(p["ip_len"].max()) + 51 if len(p) else 1601), 25)
         for d, label, color in ((1, "server to client", "#1f77b4"), (0, "client to server", "#ff7f0e")):
             values = p.loc[p["dir"] == d, "ip_len"].to_numpy()
             if len(values):
@@ -185,7 +188,8 @@ def mss_summary(analysis) -> Figure:
                 hdr = 60 if ":" in str(ip) else 40
                 bars.append((f"{role}: {side} {ip}", mss, mss + hdr))
     bars = sorted(set(bars))[:30]
-    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.35 * len(bars) + 1.4)), dpi=100)
+    fig = Figure(figsize=(10, max(2.5, 0.35 * len(bars) + 1.4)), dpi=100)
+    ax = fig.subplots()
     if bars:
         ax.barh(range(len(bars)), [b[2] for b in bars], color="#1f77b4")
         for i, b in enumerate(bars):

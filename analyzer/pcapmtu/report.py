@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
-import matplotlib.pyplot as plt
 
 from . import plots
 from ._version import __version__
@@ -50,7 +49,6 @@ def write_report(
             svg = io.BytesIO()
             fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
             written.append(_atomic(out / "plots" / f"{name}.svg", svg.getvalue()))
-        plt.close(fig)
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     doc = analyze_document(analysis)
     written.append(_atomic(out / "report.json", (dumps(doc) + "\n").encode()))

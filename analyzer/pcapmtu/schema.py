@@ -153,11 +153,11 @@ FLOWS.update(
         "sni": ("str", "TLS ClientHello server name, empty if none"),
         "tls_version": ("str", "version the ServerHello chose (TLS1.3 via supported_versions)"),
         "client_hello_len": ("float64", "ClientHello length in bytes"),
-        "server_hello": ("object", "a ServerHello was captured"),
+        "server_hello": ("bool", "a ServerHello was captured"),
         "certificate_len": ("float64", "Certificate message length (TLS <= 1.2; encrypted in 1.3)"),
         "server_flight_bytes": ("float64", "contiguous server bytes captured from the start of the stream"),
         "client_second_flight": (
-            "object",
+            "bool",
             "the client sent anything after its ClientHello (handshake went on)",
         ),
         "name": ("str", "service name: DNS query name that resolved to server_ip, else the SNI"),
@@ -213,6 +213,23 @@ def empty(table: dict) -> pd.DataFrame:
     return pd.DataFrame(
         {name: pd.Series(dtype="object" if dt == "str" else dt) for name, (dt, _) in table.items()}
     )
+
+
+def typed(frame: pd.DataFrame, table: dict) -> pd.DataFrame:
+    """Give every documented column its documented dtype (missing text -> "", missing flags -> False)."""
+    for name, (dt, _text) in table.items():
+        if name not in frame.columns or dt == "category":
+            continue
+        col = frame[name]
+        if dt in ("str", "object"):
+            frame[name] = col.where(col.notna(), "").astype(str).astype(object)
+        elif dt == "bool":
+            frame[name] = col.where(col.notna(), False).astype(bool)
+        elif dt.startswith(("int", "uint")):
+            frame[name] = col.fillna(-1).astype(dt)
+        else:
+            frame[name] = col.astype(dt)
+    return frame
 
 
 def markdown() -> str:

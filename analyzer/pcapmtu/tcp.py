@@ -32,6 +32,7 @@ class TcpConfig:
     ooo_threshold_ns: int = 3_000_000  # used until the handshake RTT is known
     fast_retrans_window_ns: int = 20_000_000  # a retransmission within 20 ms of the 2nd dup ACK
     dup_copy_window_ns: int = 1_000_000_000  # same packet on another interface within this time
+    sll_copy_window_ns: int = 2_000_000  # same packet again within this time when interfaces are unknown
     slice_rows: int = 1 << 17  # packets analysed at once (whole connections): bounds temporary memory
 
 
@@ -379,11 +380,18 @@ def _answered_earlier(syn_pos, tup, seq, ack, synack, start) -> np.ndarray:
 
 
 def _interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, ts, cfg) -> np.ndarray:
-    """Flag later copies of one packet captured on another interface (`tcpdump -i any`, pcapng)."""
+    """Flag later copies of one packet captured on another interface (`tcpdump -i any`, pcapng).
+
+    A copy has the same TCP/IP identity (IP ID, TSval, sequence, ACK, length, flags, window) as an earlier
+    packet. With an interface id (pcapng, SLL2) it must come from another interface within a second; Linux
+    cooked v1 has no interface id, so there a copy must follow within `sll_copy_window_ns` - a real
+    retransmission takes at least an RTO or an RTT and gets a new IP ID.
+    """
     iface = packets["iface"].to_numpy()[rows].astype(np.int64)
     ifindex = packets["ifindex"].to_numpy()[rows].astype(np.int64)
     where_seen = (iface << 32) | (ifindex & 0xFFFFFFFF)
-    if len(np.unique(where_seen)) < 2:
+    blind = packets["linktype"].to_numpy()[rows] == 113  # SLL v1: which interface is unknown
+    if len(np.unique(where_seen)) < 2 and not blind.any():
         return np.zeros(len(rows), dtype=bool)
     ip_id = packets["ip_id"].to_numpy()[rows]
     tsval = packets["tsval"].to_numpy()[rows]
@@ -393,11 +401,11 @@ def _interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, 
     group = ident.groupby(list(ident.columns), sort=False).ngroup().to_numpy()
     _, first_idx = np.unique(group, return_index=True)
     orig = first_idx[group]
-    return (
-        (np.arange(len(rows)) != orig)
-        & (where_seen != where_seen[orig])
-        & (np.abs(ts - ts[orig]) <= cfg.dup_copy_window_ns)
-    )
+    later = np.arange(len(rows)) != orig
+    gap = np.abs(ts - ts[orig])
+    elsewhere = (where_seen != where_seen[orig]) & (gap <= cfg.dup_copy_window_ns)
+    unknown_iface = blind & blind[orig] & (gap <= cfg.sll_copy_window_ns)
+    return later & (elsewhere | unknown_iface)
 
 
 def _last_reverse(pos, dirn, first, conn) -> np.ndarray:

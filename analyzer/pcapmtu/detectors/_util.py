@@ -8,14 +8,15 @@ import pandas as pd
 from ..context import Context
 
 
+def endpoint(ip, port) -> str:
+    """address:port, with IPv6 addresses in brackets."""
+    return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
+
+
 def service(flow) -> str:
     """How a person names the connection: 'api.example (198.18.0.10:443)'."""
-    endpoint = (
-        f"[{flow.server_ip}]:{flow.server_port}"
-        if ":" in str(flow.server_ip)
-        else f"{flow.server_ip}:{flow.server_port}"
-    )
-    return f"{flow.name} ({endpoint})" if flow.name else endpoint
+    where = endpoint(flow.server_ip, flow.server_port)
+    return f"{flow.name} ({where})" if flow.name else where
 
 
 def flow_filter(flow) -> str:

@@ -66,6 +66,7 @@ def download(ctx: Context):
             & ~f["resumed_smaller"]
             & ~f["upload_stall"]
             & ~f["response_complete"]
+            & ~f["server_aborted"]
             & f["stalled_after_request"]
         ]
         if role == "host":

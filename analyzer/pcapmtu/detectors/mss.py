@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..context import Context
 from ..path import frames_filter
 from . import Hit, rule
-from ._util import first_frames, flow_filter, service
+from ._util import endpoint, first_frames, flow_filter, service
 
 
 @rule(
@@ -76,7 +76,11 @@ def icmp_reports(ctx: Context):
         for key, group in icmp.groupby(keys, sort=False):
             kind_code, ipv, mtu, router, qsrc, qsport, qdst, qdport = key
             hdr = 40 if ipv == 4 else 60
-            about = f"{qsrc}:{qsport} -> {qdst}:{qdport} ({int(group['quoted_ip_len'].max())}-byte packets)"
+            size = int(group["quoted_ip_len"].max())
+            if qsport >= 0:
+                about = f"{endpoint(qsrc, qsport)} -> {endpoint(qdst, qdport)} ({size}-byte packets)"
+            else:  # the quote holds no ports (ICMP echo, e.g. an engineer's DF ping)
+                about = f"{qsrc} -> {qdst} ({size}-byte packets)"
             reached = ""
             nat_ips = {str(n).rsplit(":", 1)[0] for n in ctx.pairs["nat_client"]} if len(ctx.pairs) else set()
             if role == "host" and "container" in ctx.captures and str(qsrc) in nat_ips:
