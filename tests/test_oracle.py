@@ -6,6 +6,9 @@ Where pcapmtu differs by design, KNOWN_DIFFERENCES names the case and why; every
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 import pcapmtu
@@ -31,6 +34,9 @@ KNOWN_DIFFERENCES = {
 def _captures() -> list:
     files = [p for p in corpus_files("semantic", "format") if not p.name.endswith(".md")]
     files += sorted(SAMPLES.glob("*/*.pcap*"))
+    fresh = os.environ.get("PCAPMTU_LAB_DIR")  # freshly regenerated lab captures (CI)
+    if fresh:
+        files += sorted(Path(fresh).glob("*/*.pcap*"))
     return files
 
 
