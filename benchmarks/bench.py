@@ -12,6 +12,7 @@ times, interleaved (pcapmtu, tshark, tcptrace, pcapmtu, ...), stdout to /dev/nul
            -e tcp.len -e tcp.options.mss_val -e tcp.analysis.retransmission
     tcptrace -l FILE
 
+(--tools tshark-noreasm adds tshark with ``-o tcp.desegment_tcp_streams:FALSE``: without TCP reassembly.)
 Reported per tool: median wall time (with min and max), packets/s (records counted by walking the
 pcap/pcapng record headers ourselves, divided by the median wall time), CPU time (user+sys, median),
 peak RSS (the largest maximum resident set size of the tool's process over the repetitions, from GNU
@@ -49,6 +50,9 @@ WORK = HERE / "work"
 DEFAULT_CAPTURE = WORK / "real-1m.pcap"
 GNU_TIME = "/usr/bin/time"
 TOOLS = ("pcapmtu", "tshark", "tcptrace")
+# Optional extra: tshark without TCP reassembly. By default tshark's HTTP dissector reassembles every
+# response body (tens of MB for a bulk download), which dominates its time and memory on such captures.
+EXTRA_TOOLS = ("tshark-noreasm",)
 TSHARK_FIELDS = [
     "frame.time_epoch",
     "ip.src",
@@ -60,7 +64,7 @@ TSHARK_FIELDS = [
     "tcp.analysis.retransmission",
 ]
 # pcapmtu exits 1 when it found problems in the capture (see the Makefile's demo target): still a run.
-OK_CODES = {"pcapmtu": {0, 1}, "tshark": {0}, "tcptrace": {0}}
+OK_CODES = {"pcapmtu": {0, 1}, "tshark": {0}, "tcptrace": {0}, "tshark-noreasm": {0}}
 
 
 def log(msg: str) -> None:
@@ -263,11 +267,11 @@ def tool_commands(pcapmtu: str | None) -> dict[str, dict]:
                 "argv": None,
                 "note": f"not installed: {venv.relative_to(REPO)} missing (run `make install`, or --pcapmtu CMD)",
             }
-    for name in ("tshark", "tcptrace"):
-        path = shutil.which(name)
+    for name in ("tshark", "tcptrace", "tshark-noreasm"):
+        path = shutil.which(name.split("-")[0])
         tools[name] = {
             "argv": [path] if path else None,
-            "note": None if path else f"not installed (apt-get install -y {name})",
+            "note": None if path else f"not installed (apt-get install -y {name.split('-')[0]})",
         }
     return tools
 
@@ -275,15 +279,24 @@ def tool_commands(pcapmtu: str | None) -> dict[str, dict]:
 def command_for(name: str, base: list[str], capture: Path) -> list[str]:
     if name == "pcapmtu":
         return [*base, "inspect", "--json", str(capture)]
-    if name == "tshark":
-        return [*base, "-r", str(capture), "-T", "fields", *[x for f in TSHARK_FIELDS for x in ("-e", f)]]
+    if name.startswith("tshark"):
+        reasm = ["-o", "tcp.desegment_tcp_streams:FALSE"] if name == "tshark-noreasm" else []
+        return [
+            *base,
+            *reasm,
+            "-r",
+            str(capture),
+            "-T",
+            "fields",
+            *[x for f in TSHARK_FIELDS for x in ("-e", f)],
+        ]
     return [*base, "-l", str(capture)]
 
 
 def tool_version(name: str, base: list[str] | None) -> str | None:
     if not base:
         return None
-    args = {"tshark": ["--version"], "tcptrace": ["-v"], "pcapmtu": ["--version"]}[name]
+    args = {"tshark": ["--version"], "tcptrace": ["-v"], "pcapmtu": ["--version"]}[name.split("-")[0]]
     try:
         r = subprocess.run([*base, *args], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -347,6 +360,14 @@ def ratio(a: dict, b: dict, key: str) -> float | None:
     return a[key] / b[key]
 
 
+def ratios(a: dict, b: dict) -> dict:
+    return {
+        "time": ratio(a, b, "wall_median_s"),
+        "cpu": ratio(a, b, "cpu_median_s"),
+        "rss": ratio(a, b, "peak_rss_bytes"),
+    }
+
+
 def machine_info() -> dict:
     mem = ""
     with contextlib.suppress(OSError):
@@ -385,7 +406,8 @@ def rows_for(results: dict, packets: int) -> list[list[str]]:
         if "skipped" in r:
             rows.append([name, "-", "-", "-", "-", "-", "-", f"skipped: {r['skipped']}"])
         elif "error" in r:
-            rows.append([name, "-", "-", "-", "-", "-", "-", f"failed: {r['error']}"])
+            err = r["error"] if len(r["error"]) <= 90 else r["error"][:87] + "..."
+            rows.append([name, "-", "-", "-", "-", "-", "-", f"failed: {err}"])
         else:
             rows.append(
                 [
@@ -444,16 +466,16 @@ def render(report: dict, markdown: bool) -> str:
     out.append("")
     rt = report["ratios"]
     bullet = "- " if markdown else "  "
-    out.append("Ratios (time = median wall time, memory = peak RSS):")
+    out += ["Ratios (time = median wall time, CPU = median user+sys time, memory = peak RSS):", ""]
     for label, key in (
         ("pcapmtu / tcptrace", "pcapmtu_over_tcptrace"),
         ("tshark / pcapmtu", "tshark_over_pcapmtu"),
     ):
-        t, mem = rt[key]["time"], rt[key]["rss"]
+        t, cpu, mem = rt[key]["time"], rt[key].get("cpu"), rt[key]["rss"]
         if t is None:
             out.append(f"{bullet}{label}: n/a (a tool was skipped or failed)")
         else:
-            out.append(f"{bullet}{label}: time {t:.2f}x, memory {mem:.2f}x")
+            out.append(f"{bullet}{label}: time {t:.2f}x, CPU {_fmt(cpu, '.2f', 'n/a')}x, memory {mem:.2f}x")
     loads = [
         (n, r["other_load_max"])
         for res in (report["results"], (report.get("scale") or {}).get("results", {}))
@@ -471,6 +493,7 @@ def render(report: dict, markdown: bool) -> str:
         out += [
             "",
             f"Scale check: the same tools on the first {sc['fraction']:.0%} of the capture ({sc['packets']:,} packets)",
+            "",
         ]
         out += table(sc["results"], sc["packets"])
         out.append("")
@@ -509,7 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="repetitions per tool; the median is reported (3)")
     p.add_argument("--pcapmtu", help="command to run pcapmtu (default: .venv/bin/pcapmtu under the repo)")
     p.add_argument(
-        "--tools", default=",".join(TOOLS), help="comma-separated subset of pcapmtu,tshark,tcptrace"
+        "--tools",
+        default=",".join(TOOLS),
+        help="comma-separated, from pcapmtu,tshark,tcptrace (default) and tshark-noreasm",
     )
     p.add_argument("--scale", action="store_true", help="also run on a prefix of the capture, compare RSS")
     p.add_argument("--scale-fraction", type=float, default=0.25, help="prefix size for --scale (0.25)")
@@ -522,10 +547,15 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.from_json:
         report = json.loads(a.from_json.read_text())
+        res = report["results"]  # recompute ratios: older reports lack the CPU one
+        report["ratios"] = {
+            "pcapmtu_over_tcptrace": ratios(res.get("pcapmtu", {}), res.get("tcptrace", {})),
+            "tshark_over_pcapmtu": ratios(res.get("tshark", {}), res.get("pcapmtu", {})),
+        }
         print(json.dumps(report, indent=2) if a.json else render(report, a.markdown))
         return 0
     names = [n.strip() for n in a.tools.split(",") if n.strip()]
-    if bad := [n for n in names if n not in TOOLS]:
+    if bad := [n for n in names if n not in TOOLS + EXTRA_TOOLS]:
         p.error(f"unknown tool(s): {', '.join(bad)}")
     if a.repeat < 1 or not 0 < a.scale_fraction < 1:
         p.error("--repeat must be >= 1 and --scale-fraction in (0, 1)")
@@ -568,14 +598,8 @@ def main(argv: list[str] | None = None) -> int:
         "versions": {n: tool_version(n, tools[n]["argv"]) for n in names},
         "results": results,
         "ratios": {
-            "pcapmtu_over_tcptrace": {
-                "time": ratio(results.get("pcapmtu", {}), results.get("tcptrace", {}), "wall_median_s"),
-                "rss": ratio(results.get("pcapmtu", {}), results.get("tcptrace", {}), "peak_rss_bytes"),
-            },
-            "tshark_over_pcapmtu": {
-                "time": ratio(results.get("tshark", {}), results.get("pcapmtu", {}), "wall_median_s"),
-                "rss": ratio(results.get("tshark", {}), results.get("pcapmtu", {}), "peak_rss_bytes"),
-            },
+            "pcapmtu_over_tcptrace": ratios(results.get("pcapmtu", {}), results.get("tcptrace", {})),
+            "tshark_over_pcapmtu": ratios(results.get("tshark", {}), results.get("pcapmtu", {})),
         },
     }
     if a.scale:

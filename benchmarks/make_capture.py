@@ -42,6 +42,7 @@ import ipaddress
 import math
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -52,6 +53,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -227,6 +229,8 @@ def cmd_http(argv: list[str]) -> None:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     rng = random.Random(a.seed)
+    if a.mode == "bulk":
+        time.sleep(rng.uniform(1.0, 6.0))  # do not let every download start in the capture's first second
     t0, done = time.monotonic(), 0.0
     v4, far, v6 = f"http://{SRV4}", f"http://{FAR4}", f"http://[{SRV6}]"
     api = f"http://{SRV4_API}"
@@ -568,31 +572,124 @@ class Lab:
         self.created_ns = []
 
 
+STAT_FIELDS = [
+    "frame.len",
+    "ip.src",
+    "ip.dst",
+    "ipv6.src",
+    "ipv6.dst",
+    "tcp.stream",
+    "tcp.srcport",
+    "tcp.dstport",
+    "tcp.flags",
+    "tcp.analysis.retransmission",
+    "tcp.analysis.fast_retransmission",
+    "tcp.analysis.duplicate_ack",
+    "tcp.analysis.zero_window",
+    "tcp.options.mss_val",
+    "udp.srcport",
+    "dns.flags.response",
+    "dns.flags.rcode",
+    "dns.cname",
+]
+
+
 def capture_stats(path: Path) -> dict:
-    """Summary of a capture with tshark (slow on big files: about a minute per million packets)."""
-    out: dict = {}
-    r = subprocess.run(["capinfos", "-c", "-d", "-u", "-M", str(path)], capture_output=True, text=True)
-    out["capinfos"] = r.stdout.strip()
-    r = subprocess.run(
-        [
-            "tshark",
-            "-n",
-            "-r",
-            str(path),
-            "-q",
-            "-z",
-            "conv,tcp",
-            "-z",
-            "io,stat,0,tcp.analysis.retransmission",
-        ]
-        + ["-z", "io,stat,0,dns", "-z", "io,stat,0,ipv6", "-z", "io,stat,0,dns.cname", "-z", "io,stat,0,tcp"],
-        capture_output=True,
+    """What is in a capture, from one tshark pass (slow: several minutes per million packets)."""
+    proc = subprocess.Popen(
+        ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=|"]
+        + [x for f in STAT_FIELDS for x in ("-e", f)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
     )
-    text = r.stdout
-    out["tcp_conversations"] = sum(1 for ln in text.splitlines() if "<->" in ln)
-    out["tshark_summary"] = "\n".join(ln for ln in text.splitlines() if "<->" not in ln)
+    c: Counter = Counter()
+    streams: Counter = Counter()
+    stream_kind: dict[str, str] = {}
+    syns: Counter = Counter()
+    mss: Counter = Counter()
+    for line in proc.stdout:
+        flen, s4, d4, s6, d6, st, sp, dp, flags, rt, frt, dup, zw, mssv, usp, resp, rcode, cname = (
+            line.rstrip("\n").split("|")
+        )
+        c["packets"] += 1
+        c["bytes"] += int(flen or 0)
+        if s6:
+            c["ipv6"] += 1
+        if st:
+            c["tcp"] += 1
+            streams[st] += 1
+            far = FAR4 in (s4, d4) or FAR6 in (s6, d6)
+            stream_kind.setdefault(
+                st, ("keepalive" if "8080" in (sp, dp) else "short") + ("-far" if far else "")
+            )
+            f = int(flags, 16) if flags else 0
+            if f & 0x02 and not f & 0x10:
+                syns[(s4 or s6, sp, d4 or d6, dp)] += 1
+            c["retransmission"] += bool(rt)
+            c["fast_retransmission"] += bool(frt)
+            c["duplicate_ack"] += bool(dup)
+            c["zero_window"] += bool(zw)
+            if mssv:
+                mss[mssv] += 1
+        elif usp:
+            c["dns"] += 1
+            if resp in ("1", "True"):
+                c["dns_responses"] += 1
+                c["dns_with_cname"] += bool(cname)
+                c["dns_nxdomain"] += rcode == "3"
+            else:
+                c["dns_queries"] += 1
+    proc.wait()
+    mix: Counter = Counter()
+    for st, n in streams.items():
+        kind = stream_kind[st]
+        mix[("bulk-far" if kind.endswith("-far") else "bulk") if n > 3000 else kind] += n
+    out = dict(c)
+    out["tcp_connections"] = len(streams)  # tshark's tcp.stream: the same count as -z conv,tcp
+    out["bulk_connections"] = sum(1 for n in streams.values() if n > 3000)
+    out["syns"] = sum(syns.values())
+    out["syn_4tuples"] = len(syns)
+    out["syn_4tuples_reused"] = sum(1 for n in syns.values() if n > 1)
+    out["syn_4tuple_max_reuse"] = max(syns.values(), default=0)
+    out["client_ports"] = len({k[1] for k in syns})
+    out["mss"] = dict(mss)
+    out["tcp_mix_packets"] = dict(mix)
+    if shutil.which("tcptrace"):
+        r = subprocess.run(["tcptrace", "-n", "-l", str(path)], capture_output=True, text=True)
+        m = re.search(r"(\d+) TCP connections traced", r.stdout)
+        out["tcptrace_connections"] = int(m.group(1)) if m else None
+        rex = [int(x) for x in re.findall(r"rexmt data pkts:\s+(\d+)", r.stdout)]
+        out["tcptrace_rexmt_data_pkts"] = sum(rex)
     return out
+
+
+def print_stats(st: dict) -> None:
+    n = st.get("packets", 0) or 1
+    pct = lambda k: f"{st.get(k, 0):,} ({100 * st.get(k, 0) / n:.2f} %)"  # noqa: E731
+    print(
+        f"packets: {st.get('packets', 0):,}; frame bytes: {st.get('bytes', 0):,}; IPv6 packets: {pct('ipv6')}"
+    )
+    print(
+        f"TCP: {pct('tcp')} in {st['tcp_connections']:,} connections (tshark tcp.stream = -z conv,tcp); "
+        f"tcptrace: {st.get('tcptrace_connections')} connections"
+    )
+    print(
+        f"  {st['syns']:,} SYNs on {st['syn_4tuples']:,} 4-tuples, {st['syn_4tuples_reused']:,} 4-tuples opened more "
+        f"than once (up to {st['syn_4tuple_max_reuse']}x), {st['client_ports']:,} client ports"
+    )
+    print(
+        f"  tshark: retransmissions {pct('retransmission')}, of which fast {st.get('fast_retransmission', 0):,}; "
+        f"dup ACKs {st.get('duplicate_ack', 0):,}; zero windows {st.get('zero_window', 0):,}; "
+        f"tcptrace rexmt data pkts: {st.get('tcptrace_rexmt_data_pkts')}"
+    )
+    print(f"  MSS options seen: {st['mss']}")
+    kinds = sorted(st["tcp_mix_packets"].items())
+    print("  TCP packets by kind (bulk = >3000 packets): " + ", ".join(f"{k} {v / n:.1%}" for k, v in kinds))
+    print(
+        f"DNS: {pct('dns')}: {st.get('dns_queries', 0):,} queries, {st.get('dns_responses', 0):,} responses, "
+        f"{st.get('dns_with_cname', 0):,} with a CNAME, {st.get('dns_nxdomain', 0):,} NXDOMAIN"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -610,7 +707,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1, help="seed for the generators' random choices")
     p.add_argument("--timeout", type=float, default=1800, help="give up capturing after this many seconds")
     p.add_argument("--stats", action="store_true", help="print a tshark summary of the capture at the end")
+    p.add_argument("--stats-only", type=Path, metavar="PCAP", help="only summarize an existing capture")
     a = p.parse_args(argv)
+    if a.stats_only:
+        print_stats(capture_stats(a.stats_only))
+        return 0
 
     if os.geteuid() != 0:
         p.error("must run as root (network namespaces, tcpdump)")
@@ -705,13 +806,11 @@ def main(argv: list[str] | None = None) -> int:
             partial.unlink()
         log(f"torn down run {run_id} after {time.monotonic() - t_start:.1f} s")
     if a.stats:
-        if shutil.which("tshark") and shutil.which("capinfos"):
-            st = capture_stats(out)
-            print(st["capinfos"])
-            print(f"TCP conversations (tshark -z conv,tcp): {st['tcp_conversations']}")
-            print(st["tshark_summary"])
+        if shutil.which("tshark"):
+            log("summarizing the capture with tshark (minutes for a million packets)")
+            print_stats(capture_stats(out))
         else:
-            log("--stats needs tshark and capinfos")
+            log("--stats needs tshark")
     return 0
 
 

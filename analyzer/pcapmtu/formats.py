@@ -249,18 +249,13 @@ class CaptureFile:
         self.interfaces = [Interface(linktype=linktype, snaplen=snaplen, ts_exp=ts_exp)]
         caplen_at = struct.Struct(order + "I").unpack_from
         dtype = np.dtype(order + "u4")
-        reader = _Chunks(fh, chunk_bytes, start=24)
-        while (chunk := reader.fill()) is not None:
+
+        def walk(chunk, file_base):
             offs, pos, problem = _walk_pcap(chunk, caplen_at, rec_hdr, swap)
-            if offs:
-                yield self._pcap_batch(chunk, offs, rec_hdr, dtype, ts_exp, reader.file_base, swap)
-            if problem:
-                rest = len(chunk) - pos + _remaining(fh)
-                self._stop(f"record at offset {reader.file_base + pos} {problem}", rest)
-                return
-            if reader.consume(pos, len(chunk)):
-                self._stop(f"file ends inside a record at offset {reader.file_base}", reader.have)
-                return
+            batch = self._pcap_batch(chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap) if offs else None
+            return batch, pos, problem
+
+        yield from self._walk_chunks(fh, _Chunks(fh, chunk_bytes, start=24), walk, "record")
 
     def _pcap_batch(self, chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap=NOT_SWAPPED) -> RecordBatch:
         buf = np.frombuffer(chunk, dtype=np.uint8)
@@ -289,17 +284,20 @@ class CaptureFile:
     def _pcapng_batches(self, fh: BinaryIO, chunk_bytes: int) -> Iterator[RecordBatch]:
         self.format = "pcapng"
         walker = _PcapngWalker(self)
-        reader = _Chunks(fh, chunk_bytes, start=0)
+        yield from self._walk_chunks(fh, _Chunks(fh, chunk_bytes, start=0), walker.walk, "block")
+
+    def _walk_chunks(self, fh: BinaryIO, reader: _Chunks, walk, unit: str) -> Iterator[RecordBatch]:
+        """Feed chunks to `walk(chunk, file_base) -> (batch, consumed, problem)`; stop at damage with a warning."""
         while (chunk := reader.fill()) is not None:
-            cols, pos, problem = walker.walk(chunk, reader.file_base)
-            if cols is not None:
-                yield cols
+            batch, pos, problem = walk(chunk, reader.file_base)
+            if batch is not None:
+                yield batch
             if problem:
                 rest = len(chunk) - pos + _remaining(fh)
-                self._stop(f"block at offset {reader.file_base + pos} {problem}", rest)
+                self._stop(f"{unit} at offset {reader.file_base + pos} {problem}", rest)
                 return
             if reader.consume(pos, len(chunk)):
-                self._stop(f"file ends inside a block at offset {reader.file_base}", reader.have)
+                self._stop(f"file ends inside a {unit} at offset {reader.file_base}", reader.have)
                 return
 
     def _stop(self, why: str, skipped: int) -> None:

@@ -62,12 +62,8 @@ def backoff(ctx: Context):
     reason="filtered",
 )
 def no_answer(ctx: Context):
-    for role in ctx.captures:
-        f = ctx.flows(role)
-        for flow in f[f["state"] == "no_answer"].itertuples():
-            if role == "host" and not flow.host_own:
-                continue
-            yield Hit({"service": service(flow), "syns": int(flow.pkts_c2s), "server": flow.server_ip},
+    for role, flow in _in_state(ctx, "no_answer"):
+        yield Hit({"service": service(flow), "syns": int(flow.pkts_c2s), "server": flow.server_ip},
                       capture=role, conn=int(flow.conn), frames=(int(flow.syn_frame),),
                       wireshark_filter=flow_filter(flow))  # fmt: skip
 
@@ -83,14 +79,20 @@ def no_answer(ctx: Context):
     reason="refused",
 )
 def refused(ctx: Context):
+    for role, flow in _in_state(ctx, "refused"):
+        yield Hit({"service": service(flow), "server": flow.server_ip, "port": int(flow.server_port)},
+                  capture=role, conn=int(flow.conn), frames=(int(flow.syn_frame),),
+                  wireshark_filter=flow_filter(flow))  # fmt: skip
+
+
+def _in_state(ctx: Context, state: str):
+    """(role, flow) of every connection in `state`; the host's copies of container connections skipped."""
     for role in ctx.captures:
         f = ctx.flows(role)
-        for flow in f[f["state"] == "refused"].itertuples():
-            if role == "host" and not flow.host_own:
-                continue
-            yield Hit({"service": service(flow), "server": flow.server_ip, "port": int(flow.server_port)},
-                      capture=role, conn=int(flow.conn), frames=(int(flow.syn_frame),),
-                      wireshark_filter=flow_filter(flow))  # fmt: skip
+        f = f[f["state"] == state]
+        if role == "host":
+            f = f[f["host_own"]]
+        yield from ((role, flow) for flow in f.itertuples())
 
 
 @rule(
