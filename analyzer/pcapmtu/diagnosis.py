@@ -123,7 +123,7 @@ def _ipv(ctx: Context, row) -> int:
 def _clamp_after(findings: list[Finding]) -> int | None:
     for f in findings:
         if f.code == "M002":
-            return int(f.message.split(" to ")[1].split(" ")[0])
+            return int(f.evidence["mss_after"])
     return None
 
 

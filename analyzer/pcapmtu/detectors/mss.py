@@ -55,7 +55,8 @@ def clamp(ctx: Context):
             new = host["mss_client"].reindex(changed["twin_conn"])
             yield Hit({"before": int(changed["mss_client"].mode().iloc[0]), "after": int(new.mode().iloc[0]),
                        "count": len(changed)}, capture=role, frames=first_frames(changed["syn_frame"]),
-                      evidence={"container_syn_frames": [int(x) for x in changed["syn_frame"][:10]],
+                      evidence={"mss_before": int(changed["mss_client"].mode().iloc[0]), "mss_after": int(new.mode().iloc[0]),
+                                "container_syn_frames": [int(x) for x in changed["syn_frame"][:10]],
                                 "host_syn_frames": [int(x) for x in host["syn_frame"].reindex(changed["twin_conn"])[:10]]})  # fmt: skip
 
 
