@@ -721,7 +721,12 @@ def test_M002_positive_clamp_rewrites_the_syn(clamped):
     assert m.message == (
         "the host rewrites the SYN's MSS from 1460 to 1410 (1 connections): an MSS clamp is in effect"
     )
-    assert m.evidence == {"container_syn_frames": [1], "host_syn_frames": [1]}
+    assert m.evidence == {
+        "mss_before": 1460,
+        "mss_after": 1410,
+        "container_syn_frames": [1],
+        "host_syn_frames": [1],
+    }
     assert "1410 + 40 fits the path" in m.hint
 
 
