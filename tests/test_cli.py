@@ -158,3 +158,24 @@ def test_single_capture_is_less_certain():
     both, _ = invoke("analyze", "--json", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap")
     alone, _ = invoke("analyze", "--json", "--container", BLACKHOLE / "container.pcap")
     assert json.loads(alone.stdout)["confidence"] < json.loads(both.stdout)["confidence"]
+
+
+def test_pairing_without_the_handshake(tmp_path):
+    """Captures that start mid-connection still pair across NAT by the sequence numbers they saw."""
+    c, s, nat = "172.17.0.2", "198.18.0.10", "10.66.0.2"
+    mid = [
+        (1000.0, B.tcp(c, s, 40000, 443, seq=5000, ack=9000, payload=b"x" * 100)),
+        (1000.01, B.tcp(s, c, 443, 40000, seq=9000, ack=5100, payload=b"y" * 200)),
+    ]
+    natted = [
+        (1000.0, B.tcp(nat, s, 33000, 443, seq=5000, ack=9000, payload=b"x" * 100)),
+        (1000.01, B.tcp(s, nat, 443, 33000, seq=9000, ack=5100, payload=b"y" * 200)),
+    ]
+    B.write_pcap(tmp_path / "c.pcap", [B.Record(t, B.ether(p)) for t, p in mid])
+    B.write_pcap(tmp_path / "h.pcap", [B.Record(t, B.ether(p)) for t, p in natted])
+    import pcapmtu
+
+    pairs = pcapmtu.analyze(host=tmp_path / "h.pcap", container=tmp_path / "c.pcap").pairs
+    assert len(pairs) == 1
+    assert pairs.iloc[0]["nat_client"] == "10.66.0.2:33000"
+    assert "no handshake" in pairs.iloc[0]["matched_by"]

@@ -3,7 +3,7 @@
 Docker's MASQUERADE rewrites the client address (and maybe the port) but never the TCP sequence numbers,
 so a container connection and its host-side twin share the server endpoint and the client's initial
 sequence number, and start at about the same time. Without the SYN, the server's initial sequence number
-(SYN-ACK) matches instead. Host connections left unmatched are the host's own traffic.
+(SYN-ACK) matches instead; without either, the first sequence numbers seen. Host connections left unmatched are the host's own traffic.
 """
 
 from __future__ import annotations
@@ -21,14 +21,19 @@ def match_flows(
     """One row per container connection found in the host capture."""
     h, c = host.flows, container.flows
     found = []
-    for key in ("isn_client", "isn_server"):
+    # strongest first: the SYN, the SYN-ACK, then (captures that start mid-connection) the first sequence
+    # number each side was seen with, which matches when both captures started at the same moment
+    for key in ("isn_client", "isn_server", "first_seq_s2c", "first_seq_c2s"):
         left = c[c[key] >= 0][["conn", "server_ip", "server_port", key, "first_ts"]]
         right = h[h[key] >= 0][
             ["conn", "server_ip", "server_port", key, "first_ts", "client_ip", "client_port"]
         ]
         hit = left.merge(right, on=["server_ip", "server_port", key], suffixes=("_c", "_h"))
         hit = hit[(hit["first_ts_c"] - hit["first_ts_h"]).abs() <= window_s]
-        hit = hit.assign(matched_by=key.replace("isn_", "") + " initial sequence number")
+        how = {"isn_client": "client initial sequence number", "isn_server": "server initial sequence number",
+               "first_seq_s2c": "server sequence number (no handshake captured)",
+               "first_seq_c2s": "client sequence number (no handshake captured)"}[key]  # fmt: skip
+        hit = hit.assign(matched_by=how)
         found.append(hit)
     pairs = pd.concat(found, ignore_index=True)
     if not len(pairs):
