@@ -23,3 +23,29 @@ def test_public_surface_is_exactly_documented():
     assert sorted(pcapmtu.__all__) == sorted(PUBLIC), "update PUBLIC, docs and the version together"
     for name in PUBLIC:
         assert hasattr(pcapmtu, name), name
+
+
+def test_read_reports_progress_up_to_the_file_size(tmp_path):
+    from conftest import SAMPLES
+
+    path = SAMPLES / "lossy_link" / "container.pcap"
+    seen: list[tuple[int, int]] = []
+    pcapmtu.read(path, progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1] == (path.stat().st_size, path.stat().st_size)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_cli_progress_only_on_a_terminal():
+    """Piped output carries no progress bar (it would corrupt logs and --json)."""
+    import subprocess
+    import sys
+
+    from conftest import SAMPLES
+
+    d = SAMPLES / "blackhole_tls12"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pcapmtu", "analyze", str(d / "host.pcap"), str(d / "container.pcap")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "reading" not in proc.stderr and "\r" not in proc.stderr

@@ -159,10 +159,12 @@ def analyze(
     host_mtu: int | None = None,
     container_mtu: int | None = None,
     thresholds: Thresholds | None = None,
+    progress=None,
 ) -> Analysis:
     """Diagnose MTU/MSS trouble from a host capture, a container capture, or both (plus more containers).
 
     With one capture the verdict rests on that side alone and says so through a lower confidence.
+    `progress(role, done_bytes, total_bytes)` is called while each capture is read.
     """
     roles: dict[str, Source] = {}
     if host is not None:
@@ -173,7 +175,10 @@ def analyze(
         roles[f"container{i}"] = extra
     if not roles:
         raise UsageError("give at least one capture (host and/or container)")
-    captures = {role: src if isinstance(src, Capture) else read(src) for role, src in roles.items()}
+    captures = {}
+    for role, src in roles.items():
+        tick = (lambda done, total, role=role: progress(role, done, total)) if progress else None
+        captures[role] = src if isinstance(src, Capture) else read(src, progress=tick)
     ctx = Context(captures, KnownFacts(host_mtu, container_mtu), thresholds or Thresholds())
     ctx.path = path.infer(ctx)
     findings = detectors.run(ctx)

@@ -72,11 +72,14 @@ class Capture:
         }
 
 
-def read(path: str | os.PathLike[str], tcp_config: tcp.TcpConfig | None = None) -> Capture:
-    """Read a pcap/pcapng (optionally compressed) file into a `Capture`. Raises CaptureError."""
+def read(path: str | os.PathLike[str], tcp_config: tcp.TcpConfig | None = None, progress=None) -> Capture:
+    """Read a pcap/pcapng (optionally compressed) file into a `Capture`. Raises CaptureError.
+
+    `progress(done_bytes, total_bytes)`, if given, is called as the file is read.
+    """
     cap = CaptureFile.open(path)
     try:
-        raw = build_packets(cap)
+        raw = build_packets(cap, progress)
         packets = raw.packets
         analysis, flows = tcp.reconstruct(packets, raw.sack, tcp_config)
         for col, values in analysis.items():

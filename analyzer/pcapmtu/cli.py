@@ -144,18 +144,18 @@ def analyze(
         err.print(f"pcapmtu: {escape(printable(out))} exists and is not empty; use --force to write into it")
         raise typer.Exit(Exit.BAD_INPUT)
     try:
-        with _progress(quiet or as_json) as step:
-            step("reading and analysing captures")
+        with _progress(quiet or as_json) as bar:
             result = run_analysis(
                 hosts[0] if hosts else None,
                 containers[0] if containers else None,
                 *containers[1:],
                 host_mtu=host_mtu,
                 container_mtu=container_mtu,
+                progress=bar,
             )
             written = []
             if out is not None:
-                step("writing the report")
+                bar("writing the report", 0, 0)
                 written = write_report(result, out, force=force)
     except PcapmtuError as exc:
         err.print(f"pcapmtu: {escape(printable(exc, 400))}")
@@ -178,12 +178,22 @@ def analyze(
 
 @contextmanager
 def _progress(silent: bool):
-    """A spinner with the current step on a terminal; nothing when piped or --quiet."""
+    """A progress bar per capture read (bytes), on a terminal only; nothing when piped or --quiet."""
     if silent or not sys.stderr.isatty():
-        yield lambda _text: None
+        yield lambda *_args: None
         return
-    with err.status("starting") as status:
-        yield lambda text: status.update(text)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(f"reading {label}" if total else label, total=total or None)
+            progress.update(tasks[label], completed=done)
+
+        yield update
 
 
 VERDICT_STYLE = {"mtu_blackhole": "bold red", "mtu_blackhole_recovered": "bold yellow", "not_mtu": "bold magenta",

@@ -210,6 +210,11 @@ class CaptureFile:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
+    def readable_size(self) -> int:
+        """Size of the bytes `batches()` walks (after decompression)."""
+        assert self._readable is not None
+        return self._readable.stat().st_size
+
     def reopen(self) -> BinaryIO:
         """A fresh binary handle on the readable (decompressed) bytes, for re-reading records by offset."""
         assert self._readable is not None

@@ -62,8 +62,12 @@ def _address_text(hi: int, lo: int) -> str:
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
-def build_packets(cap: CaptureFile) -> RawTables:
-    """Read every record of `cap` into columns (see docs/tables.md for the schema)."""
+def build_packets(cap: CaptureFile, progress=None) -> RawTables:
+    """Read every record of `cap` into columns (see docs/tables.md for the schema).
+
+    `progress(done_bytes, total_bytes)` is called after each chunk, for a progress bar.
+    """
+    total = cap.readable_size()
     parts: dict[str, list[np.ndarray]] = {
         name: []
         for name in ("ts_ns", "caplen", "wirelen", "iface", "file_off", "src", "dst", *decode.COLUMNS)
@@ -89,7 +93,11 @@ def build_packets(cap: CaptureFile) -> RawTables:
             sack_parts.append((dec.sack_rows + base, dec.sack_left, dec.sack_right))
         rare.extend((row + base, data) for row, data in zip(dec.rare_rows, dec.rare_bytes, strict=True))
         base += len(batch.data_off)
+        if progress is not None and len(batch.file_off):
+            progress(int(batch.file_off[-1]), total)
         del batch, dec
+    if progress is not None:
+        progress(total, total)
 
     columns: dict[str, object] = {"frame": np.arange(1, base + 1, dtype=np.int64)}
     for name in list(parts):
