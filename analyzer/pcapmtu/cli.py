@@ -21,8 +21,7 @@ from .analysis import analyze as run_analysis
 from .capture import Capture, read
 from .detectors import RULES
 from .errors import PcapmtuError
-from .jsonout import analyze_document, dumps, inspect_document
-from .report import write_report
+from .jsonout import analyze_document, dumps, inspect_json
 from .textsafe import printable
 
 
@@ -89,7 +88,7 @@ def inspect(
             )
             failed = True
     if as_json:
-        sys.stdout.write(dumps(inspect_document(captures)))
+        sys.stdout.write(inspect_json(captures))
         sys.stdout.write("\n")
     else:
         out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -155,6 +154,8 @@ def analyze(
             )
             written = []
             if out is not None:
+                from .report import write_report  # matplotlib only when a report is asked for
+
                 bar("writing the report", 0, 0)
                 written = write_report(result, out, force=force)
     except PcapmtuError as exc:

@@ -64,6 +64,23 @@ def inspect_document(captures: list[Capture]) -> dict:
     }
 
 
+def inspect_json(captures: list[Capture]) -> str:
+    """`inspect --json` as text. Large flow tables are encoded by pandas (C, no dict per flow), spliced in."""
+    if sum(len(c.flows) for c in captures) <= 2000:
+        return dumps(inspect_document(captures))
+    doc = {
+        "schema_version": INSPECT_SCHEMA_VERSION,
+        "tool": {"name": "pcapmtu", "version": __version__},
+        "captures": [{**cap.summary(), "flows": f"@@flows-{i}@@"} for i, cap in enumerate(captures)],
+    }
+    text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    for i, cap in enumerate(captures):
+        present = [f for f in FLOW_FIELDS if f in cap.flows.columns]
+        flows = cap.flows[present].to_json(orient="records", double_precision=15)
+        text = text.replace(f'"@@flows-{i}@@"', flows, 1)
+    return text
+
+
 VERDICT_FLOW_FIELDS = ["capture", "conn", "service", "client", "server", "verdict", "reason", "codes"]
 
 

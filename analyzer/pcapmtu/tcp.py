@@ -90,17 +90,23 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     if not len(rows):
         return cols, _empty_flows()
 
+    # Memory: these arrays span every TCP packet, so they are kept narrow (raw 32-bit sequence numbers,
+    # 32-bit positions); the wide per-connection arithmetic happens slice by slice below.
+    if len(rows) < 2**31:
+        rows = rows.astype(np.int32)
     a_is_src, key_lo, key_hi = _endpoint_keys(packets, rows)
     c_lo, _ = pd.factorize(key_lo)
     c_hi, _ = pd.factorize(key_hi)
+    del key_lo, key_hi
     tup, _ = pd.factorize(c_lo.astype(np.int64) * (int(c_hi.max()) + 1) + c_hi)
+    tup = tup.astype(np.int32)
     del c_lo, c_hi
 
     def column(name, dtype):
         return packets[name].to_numpy()[rows].astype(dtype, copy=False)
 
-    flags, plen, win = column("tcp_flags", np.int32), column("payload_len", np.int32), column("win", np.int32)
-    seq, ack, ts = column("seq", np.int64), column("ack", np.int64), column("ts_ns", np.int64)
+    flags, plen, win = column("tcp_flags", np.int16), column("payload_len", np.int32), column("win", np.int32)
+    seq, ack, ts = column("seq", np.uint32), column("ack", np.uint32), column("ts_ns", np.int64)
     dup_copy = _interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, ts, cfg)
     cols["dup_copy"][rows] = dup_copy
 
@@ -108,13 +114,7 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     kept = np.flatnonzero(~dup_copy)
     order = kept[np.argsort(tup[kept], kind="stable")]
     del kept, dup_copy
-    rows, tup, a_is_src, key_lo, key_hi = (
-        rows[order],
-        tup[order],
-        a_is_src[order],
-        key_lo[order],
-        key_hi[order],
-    )
+    rows, tup, a_is_src = rows[order], tup[order], a_is_src[order]
     flags, seq, ack, plen, ts, win = flags[order], seq[order], ack[order], plen[order], ts[order], win[order]
     del order
     n = len(rows)
@@ -160,13 +160,12 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
                 cols,
                 rank,
                 conn_base,
-                rows[sl],
+                rows[sl].astype(np.int64),
                 a_is_src[sl],
-                key_lo[sl],
-                key_hi[sl],
-                flags[sl],
-                seq[sl],
-                ack[sl],
+                *_endpoint_keys(packets, rows[sl])[1:],
+                flags[sl].astype(np.int64),
+                seq[sl].astype(np.int64),
+                ack[sl].astype(np.int64),
                 plen[sl],
                 ts[sl],
                 win[sl],
@@ -370,8 +369,10 @@ def _answered_earlier(syn_pos, tup, seq, ack, synack, start) -> np.ndarray:
     """For each SYN, whether an earlier row of its 5-tuple, since the tuple's start, is its SYN-ACK."""
     group_start = np.maximum.accumulate(np.where(start, np.arange(len(start)), 0))
     sa = np.flatnonzero(synack)
-    acked = pd.DataFrame({"t": tup[sa], "s": (ack[sa] - 1) % SEQ_MOD, "p": sa})
-    syns = pd.DataFrame({"t": tup[syn_pos], "s": seq[syn_pos], "q": syn_pos, "g": group_start[syn_pos]})
+    acked = pd.DataFrame({"t": tup[sa], "s": (ack[sa].astype(np.int64) - 1) % SEQ_MOD, "p": sa})
+    syns = pd.DataFrame(
+        {"t": tup[syn_pos], "s": seq[syn_pos].astype(np.int64), "q": syn_pos, "g": group_start[syn_pos]}
+    )
     hit = syns.reset_index().merge(acked, on=["t", "s"], how="inner")
     hit = hit[(hit["p"] < hit["q"]) & (hit["p"] >= hit["g"])]
     out = np.zeros(len(syn_pos), dtype=bool)
