@@ -140,10 +140,8 @@ def _sizes(f: pd.DataFrame) -> None:
     # the server answered and closed, and the client got every byte: it had nothing more to send
     f["response_complete"] = f["fin_server"] & (f["acked_s2c"] >= f["sent_s2c"]) & ~f["s2c_holes"]
     # the longest silence came after the request went out (not between SYN retries)
-    f["stalled_after_request"] = (
-        (f["stalled_s"] >= 0)
-        & (f["idle_start_ts"] + 1e-6 >= f["first_data_ts_c2s"])
-        & (f["first_data_ts_c2s"] > 0)
+    f["stalled_after_request"] = (f["first_data_ts_c2s"] > 0) & (
+        f["idle_start_ts"] + 1e-6 >= f["first_data_ts_c2s"]
     )
     # after the longest stall the server went on with clearly smaller segments, for at least two of them:
     # the fingerprint of packetization-layer PMTU probing (RFC 4821)
