@@ -58,7 +58,7 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
                 (mss + hdr, f"the host's own SYN advertises MSS {mss}, so its uplink MTU is {mss + hdr}")
             )
     low, low_why = _largest_delivered(ctx, ipv, signals)
-    high, high_why = _smallest_lost(ctx, ipv, signals)
+    high, high_why = _smallest_lost(ctx, ipv, signals, low)
     _pings(ctx, ipv, signals)
     for s in signals:
         if s["kind"] == "ping_reply" and (low is None or s["size"] > low):
@@ -98,7 +98,9 @@ def _largest_delivered(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int
     return best, why
 
 
-def _smallest_lost(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int | None, str]:
+def _smallest_lost(
+    ctx: Context, ipv: int, signals: list[dict], delivered: int | None
+) -> tuple[int | None, str]:
     """Full-size packets that never arrived while smaller ones did: the RFC 2923 black-hole pattern."""
     best, why = None, ""
     for role in ctx.captures:
@@ -121,7 +123,9 @@ def _smallest_lost(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int | N
         ]
         if role == "host":
             lost = lost[lost["host_own"]]
-        if len(lost):
+        # a download is only evidence while no packet that large ever arrived from the far side: if one did,
+        # the loss was not about size (other connections prove the path carries it)
+        if len(lost) and (delivered is None or int(lost["server_full"].min()) > delivered):
             size = int(lost["server_full"].min())
             if best is None or size < best:
                 best, why = size, f"{size}-byte packets to the {role} never arrived"

@@ -73,17 +73,28 @@ def download(ctx: Context):
             cand = cand[cand["host_own"]]
         for flow in cand.itertuples():
             path = ctx.path.get(int(flow.ipv))
-            bound = path and (
-                (path.value and path.value < flow.server_full)
-                or (path.high and path.high <= flow.server_full)
-            )
+            # only a path MTU pinned by an independent signal (a host's SYN, ICMP, DF pings, a stated MTU)
+            # counts here: a bracket built from this very stall would be circular
+            bound = path is not None and path.value is not None and path.value < flow.server_full
             reasons = []
             if flow.s2c_holes:
                 reasons.append("the client's ACKs show holes in the server's data")
             if bound:
-                reasons.append(
-                    f"the path carries at most {path.value or path.high - 1} bytes ({path.decided_by})"
-                )
+                reasons.append(f"the path carries at most {path.value} bytes ({path.decided_by})")
+            if (
+                flow.client_hello_len > 0
+                and not flow.server_hello
+                and flow.bytes_s2c == 0
+                and flow.pkts_s2c > 1
+            ):
+                # a TLS server answers a ClientHello at once with kilobytes (ServerHello, certificates); it
+                # acknowledged the hello, so it is alive and the small packets pass: its flight was lost
+                reasons.append("the server acknowledged the ClientHello but not one byte of its TLS handshake "
+                               "flight arrived")  # fmt: skip
+            twin = _host_twin(ctx, role, flow)
+            if twin is not None and twin["max_ip_len_s2c"] >= flow.server_full:
+                reasons.append(f"the host capture shows the server's {int(twin['max_ip_len_s2c'])}-byte packets, "
+                               "the container never got them")  # fmt: skip
             if not reasons:
                 continue  # a stall without size evidence: S001/T001 describe it, the verdict stays open
             p = conn_packets(ctx, role, int(flow.conn))
@@ -120,7 +131,7 @@ def download(ctx: Context):
 )
 def upload(ctx: Context):
     for role in ctx.container_roles:
-        f = ctx.flows(role)
+        f = f_all = ctx.flows(role)
         cand = f[
             f["handshake_ok"]
             & (f["client_full"] > 0)
@@ -138,11 +149,24 @@ def upload(ctx: Context):
                 )
             if flow.c2s_holes:
                 reasons.append("the server's ACKs show holes in the client's data")
-            if path and (
-                (path.value and path.value < flow.client_full)
-                or (path.high and path.high <= flow.client_full)
+            if (
+                flow.acked_c2s > 0
+                and flow.max_payload_c2s_before_idle + flow.hdr < flow.client_full
+                or (0 < flow.acked_c2s < flow.client_full - flow.hdr)
             ):
-                reasons.append(f"the path carries at most {path.value or path.high - 1} bytes")
+                # smaller data got through and was acknowledged; the full-size segments after it never were
+                reasons.append(f"the server acknowledged the client's first {int(flow.acked_c2s)} bytes but none "
+                               "of the full-size segments after them")  # fmt: skip
+            if path is not None and path.value is not None and path.value < flow.client_full:
+                reasons.append(f"the path carries at most {path.value} bytes ({path.decided_by})")
+            # the other connections to the same server: were their client packets acknowledged, and how big?
+            done = f_all[(f_all["server_ip"] == flow.server_ip) & (f_all["conn"] != flow.conn)
+                         & (f_all["sent_c2s"] > 0) & (f_all["acked_c2s"] >= f_all["sent_c2s"])]  # fmt: skip
+            if len(done) and done["max_ip_len_c2s"].max() >= flow.client_full:
+                continue  # full-size packets to this server do get through: not a size problem
+            if len(done):
+                reasons.append(f"other connections to {flow.server_ip} got their smaller packets (up to "
+                               f"{int(done['max_ip_len_c2s'].max())} bytes) acknowledged")  # fmt: skip
             icmp = ctx.captures[role].icmp
             if not reasons or (icmp["quoted_sport"] == flow.client_port).any():
                 continue
