@@ -7,14 +7,16 @@ of them is a false positive - the kind of mistake that sends an on-call engineer
 from __future__ import annotations
 
 import pytest
-from conftest import corpus_files
 
 import pcapmtu
+from conftest import corpus_files
 
 MTU_VERDICTS = {"mtu_blackhole", "mtu_blackhole_recovered"}
 
 
-@pytest.mark.parametrize("path", corpus_files("semantic", "format"), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path", corpus_files("semantic", "format"), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
 def test_no_false_black_hole_and_no_detector_crash(path):
     if path.suffix in (".md", ".tsv"):
         pytest.skip("not a capture")
