@@ -159,3 +159,12 @@ def handshake(client: str, server: str, cport: int, sport: int, *, t0: float = 1
                        opts=tcp_options(mss=mss_s, sack_perm=True))),
         (t0 + rtt + 0.0001, tcp(client, server, cport, sport, seq=isn_c + 1, ack=isn_s + 1)),
     ]  # fmt: skip
+
+
+def dns_answer(name: str, ip: str, txid: int = 7) -> bytes:
+    """A DNS response (QR set) answering `name` with one A record for `ip`."""
+    msg = dpkt.dns.DNS(id=txid)
+    msg.qr = 1
+    msg.qd = [dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_A)]
+    msg.an = [dpkt.dns.DNS.RR(name=name, type=dpkt.dns.DNS_A, ttl=60, rdata=socket.inet_aton(ip))]
+    return bytes(msg)

@@ -108,7 +108,7 @@ def test_rules_and_explain():
 def test_hostile_names_do_not_reach_the_terminal_raw(tmp_path):
     """A DNS name with terminal escapes and rich markup is shown inert."""
     evil = "\x1b[31mred[/]x[bold]y.example"
-    query = B.udp("172.17.0.2", "198.18.0.53", 5353, 53, _dns_response(evil, "198.18.0.10"))
+    query = B.udp("172.17.0.2", "198.18.0.53", 5353, 53, B.dns_answer(evil, "198.18.0.10"))
     pkts = [(999.0, query)] + B.handshake("172.17.0.2", "198.18.0.10", 40000, 443)
     path = tmp_path / "evil.pcap"
     B.write_pcap(path, [B.Record(t, B.ether(p)) for t, p in pkts])
@@ -116,18 +116,6 @@ def test_hostile_names_do_not_reach_the_terminal_raw(tmp_path):
     assert result.exit_code == 0, out
     assert "\x1b" not in result.output
     assert "\\x1b" in result.output and "[bold]y.example" in result.output
-
-
-def _dns_response(name: str, ip: str) -> bytes:
-    import socket
-
-    import dpkt
-
-    msg = dpkt.dns.DNS(id=7)
-    msg.qr = 1
-    msg.qd = [dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_A)]
-    msg.an = [dpkt.dns.DNS.RR(name=name, type=dpkt.dns.DNS_A, ttl=60, rdata=socket.inet_aton(ip))]
-    return bytes(msg)
 
 
 @pytest.mark.parametrize("args", [["--version"], ["inspect", str(BLACKHOLE / "container.pcap")]])

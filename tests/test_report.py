@@ -28,7 +28,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 
-import dpkt
 import pytest
 from typer.testing import CliRunner
 
@@ -68,14 +67,6 @@ HOSTILE_SNI = "<script>alert(2)</script>|`x`\x1b[2J[c](http://evil.example)"
 HOSTILE_HTTP = b"GET /<script>alert(3)</script>|a|b HTTP/1.1\r\nHost: \x1b[31mevil\r\n\r\n"
 
 
-def _dns_response(name: str, ip: str) -> bytes:
-    msg = dpkt.dns.DNS(id=7)
-    msg.qr = 1
-    msg.qd = [dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_A)]
-    msg.an = [dpkt.dns.DNS.RR(name=name, type=dpkt.dns.DNS_A, ttl=60, rdata=socket.inet_aton(ip))]
-    return bytes(msg)
-
-
 def _client_hello(sni: str) -> bytes:
     """A TLS 1.2 ClientHello record with one server_name extension (RFC 6066)."""
     name = sni.encode("latin-1")
@@ -104,7 +95,7 @@ def _request_then_reset(server: str, port: int, cport: int, t0: float, payload: 
 
 def _hostile_capture(path: Path) -> None:
     pkts = [
-        (999.0 + i * 0.01, B.udp("198.18.0.53", CLIENT, 53, 5353 + i, _dns_response(name, ip)))
+        (999.0 + i * 0.01, B.udp("198.18.0.53", CLIENT, 53, 5353 + i, B.dns_answer(name, ip)))
         for i, (ip, name) in enumerate(HOSTILE_DNS.items())
     ]
     syn = B.tcp_options(mss=1460)
