@@ -11,6 +11,7 @@ class Thresholds:
 
     stall_s: float = 1.0  # a silence this long inside a connection is a stall (Linux's initial RTO is 1 s)
     slow_response_s: float = 2.0  # request-to-first-byte this long with no loss: the server is slow
+    lossy_retrans_ratio: float = 0.005  # retransmitted share of a direction's packets that makes a link lossy
     offload_margin: int = 0  # bytes over the largest MTU before a packet counts as an offload super-packet
     pairing_window_s: float = 5.0  # a connection seen in two captures starts within this many seconds
     dup_copy_min: int = 10  # interface copies before the capture-quality finding is raised

@@ -24,8 +24,21 @@ def lossy(ctx: Context):
         f = ctx.flows(role)
         # the direction this capture receives: full-size packets in it crossed the path. (The sender's own
         # capture shows what it sent, not what arrived, so the client's side needs its transfer completed.)
-        received = (f["retrans_s2c"] >= 2) & f["full_delivered_s2c"]
-        sent = (f["retrans_c2s"] >= 2) & f["full_delivered_c2s"] & (f["state"] == "closed") & ~f["c2s_holes"]
+        # a rate, not a count: one retransmission in a short transfer is loss, two in a long one are noise
+        ratio = ctx.th.lossy_retrans_ratio
+        # and a single retransmission counts only with a hole the receiver saw (a tail-loss probe has none)
+        lossy_s2c = (
+            (f["retrans_s2c"] >= 1)
+            & (f["retrans_s2c"] >= ratio * f["pkts_s2c"])
+            & ((f["retrans_s2c"] >= 2) | f["s2c_holes"])
+        )
+        lossy_c2s = (
+            (f["retrans_c2s"] >= 1)
+            & (f["retrans_c2s"] >= ratio * f["pkts_c2s"])
+            & ((f["retrans_c2s"] >= 2) | f["c2s_holes"])
+        )
+        received = lossy_s2c & f["full_delivered_s2c"]
+        sent = lossy_c2s & f["full_delivered_c2s"] & (f["state"] == "closed") & ~f["c2s_holes"]
         cand = f[(received | sent) & (f["icmp_reports"] == 0)]
         if role == "host":
             cand = cand[cand["host_own"]]
