@@ -59,6 +59,12 @@ class Context:
             out.setdefault(("host", int(h)), (role, int(c)))
         return out
 
+    def judged(self, role: str) -> pd.DataFrame:
+        """The connections a detector judges in a capture: the host's copies of container connections are
+        judged once, on the container's side, so the host capture contributes only its own."""
+        f = self.flows(role)
+        return f[f["host_own"]] if role == "host" else f
+
     def flow(self, role: str, conn: int) -> pd.Series:
         """One connection's row (flows are numbered 0..n-1 in order, so this is a position lookup)."""
         row = self.flows(role).iloc[int(conn)]

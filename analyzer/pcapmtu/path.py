@@ -104,7 +104,7 @@ def _smallest_lost(
     """Full-size packets that never arrived while smaller ones did: the RFC 2923 black-hole pattern."""
     best, why = None, ""
     for role in ctx.captures:
-        f = ctx.flows(role)
+        f = ctx.judged(role)
         lost = f[
             (f["ipv"] == ipv)
             & f["handshake_ok"]
@@ -121,8 +121,6 @@ def _smallest_lost(
                 | (f["max_payload_s2c_after_idle"] < f["max_payload_s2c_before_idle"])
             )
         ]
-        if role == "host":
-            lost = lost[lost["host_own"]]
         # a download is only evidence while no packet that large ever arrived from the far side: if one did,
         # the loss was not about size (other connections prove the path carries it)
         if len(lost) and (delivered is None or int(lost["server_full"].min()) > delivered):

@@ -7,11 +7,6 @@ from . import Hit, rule
 from ._util import conn_packets, first_frames, flow_filter, service
 
 
-def _receiver_roles(ctx: Context) -> list[str]:
-    """Captures taken where the data is received: the containers, and the host for its own connections."""
-    return list(ctx.captures)
-
-
 def _host_twin(ctx: Context, role: str, flow):
     if role == "host" or ctx.host is None or flow.twin_conn < 0:
         return None
@@ -55,8 +50,8 @@ def _where_lost(ctx: Context, role: str, flow, direction: str) -> str:
     implies="mtu_blackhole",
 )
 def download(ctx: Context):
-    for role in _receiver_roles(ctx):
-        f = ctx.flows(role)
+    for role in ctx.captures:
+        f = ctx.judged(role)
         cand = f[
             f["handshake_ok"]
             & f["request_sent"]
@@ -69,8 +64,6 @@ def download(ctx: Context):
             & ~f["server_aborted"]
             & f["stalled_after_request"]
         ]
-        if role == "host":
-            cand = cand[cand["host_own"]]
         for flow in cand.itertuples():
             path = ctx.path.get(int(flow.ipv))
             # only a path MTU pinned by an independent signal (a host's SYN, ICMP, DF pings, a stated MTU)
@@ -195,8 +188,8 @@ def upload(ctx: Context):
     implies="mtu_blackhole_recovered",
 )
 def recovered(ctx: Context):
-    for role in _receiver_roles(ctx):
-        f = ctx.flows(role)
+    for role in ctx.captures:
+        f = ctx.judged(role)
         cand = f[
             f["handshake_ok"]
             & (f["server_full"] > 0)
@@ -204,8 +197,6 @@ def recovered(ctx: Context):
             & f["resumed_smaller"]
             & ~f["full_delivered_s2c"]
         ]
-        if role == "host":
-            cand = cand[cand["host_own"]]
         for flow in cand.itertuples():
             p = conn_packets(ctx, role, int(flow.conn))
             after = p[

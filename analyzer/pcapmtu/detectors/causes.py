@@ -21,7 +21,7 @@ from ._util import flow_filter, service
 )
 def lossy(ctx: Context):
     for role in ctx.captures:
-        f = ctx.flows(role)
+        f = ctx.judged(role)
         # the direction this capture receives: full-size packets in it crossed the path. (The sender's own
         # capture shows what it sent, not what arrived, so the client's side needs its transfer completed.)
         # a rate, not a count: one retransmission in a short transfer is loss, two in a long one are noise
@@ -40,8 +40,6 @@ def lossy(ctx: Context):
         received = lossy_s2c & f["full_delivered_s2c"]
         sent = lossy_c2s & f["full_delivered_c2s"] & (f["state"] == "closed") & ~f["c2s_holes"]
         cand = f[(received | sent) & (f["icmp_reports"] == 0)]
-        if role == "host":
-            cand = cand[cand["host_own"]]
         for flow in cand.itertuples():
             full = int(flow.server_full if flow.full_delivered_s2c else flow.client_full)
             yield Hit({"service": service(flow), "retrans": int(flow.retransmissions), "full": full}, capture=role,
@@ -61,7 +59,7 @@ def lossy(ctx: Context):
 )
 def slow(ctx: Context):
     for role in ctx.captures:
-        f = ctx.flows(role)
+        f = ctx.judged(role)
         wait = f["first_data_ts_s2c"] - f["first_data_ts_c2s"]
         cand = f[
             f["request_sent"]
@@ -72,8 +70,6 @@ def slow(ctx: Context):
             # full-size segments arrived, or the answer fits in one segment: size cannot be the problem
             & (f["full_delivered_s2c"] | (f["bytes_s2c"] < f["server_full"] - f["hdr"]))
         ]
-        if role == "host":
-            cand = cand[cand["host_own"]]
         for flow, w in zip(cand.itertuples(), wait[cand.index], strict=True):
             yield Hit({"service": service(flow), "wait": float(w)}, capture=role, conn=int(flow.conn),
                       wireshark_filter=flow_filter(flow))  # fmt: skip

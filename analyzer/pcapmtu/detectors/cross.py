@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from ..context import Context
 from . import Hit, rule
 from ._util import conn_packets, first_frames, flow_filter, service
@@ -56,20 +58,10 @@ def one_side(ctx: Context):
             only = a[[(s, n) not in keys for s, n in zip(a["rel_seq"], a["payload_len"], strict=True)]]
             if len(only):
                 role = "host" if seen == "host" else row.container
-                yield Hit({"service": _label(flow), "count": len(only), "what": what, "seen": seen,
+                yield Hit({"service": service(SimpleNamespace(**flow[["name", "server_ip", "server_port"]])), "count": len(only), "what": what, "seen": seen,
                            "size": int(only["ip_len"].max())}, capture=role,
                           conn=int(row.host_conn if seen == "host" else row.container_conn),
                           frames=first_frames(only["frame"]))  # fmt: skip
-
-
-def _label(flow) -> str:
-    class F:
-        pass
-
-    f = F()
-    for k in ("name", "server_ip", "server_port"):
-        setattr(f, k, flow[k])
-    return service(f)
 
 
 @rule(

@@ -20,10 +20,8 @@ from ._util import endpoint, first_frames, flow_filter, service
 )
 def interface_mtu(ctx: Context):
     for role in ctx.captures:
-        f = ctx.flows(role)
+        f = ctx.judged(role)
         f = f[(f["mss_client"] > 0)]
-        if role == "host":
-            f = f[f["host_own"]]
         for (client, ipv), group in f.groupby(["client_ip", "ipv"], sort=True):
             mss = int(group["mss_client"].mode().iloc[0])
             hdr = 40 if ipv == 4 else 60

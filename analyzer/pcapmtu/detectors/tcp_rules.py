@@ -88,10 +88,8 @@ def refused(ctx: Context):
 def _in_state(ctx: Context, state: str):
     """(role, flow) of every connection in `state`; the host's copies of container connections skipped."""
     for role in ctx.captures:
-        f = ctx.flows(role)
+        f = ctx.judged(role)
         f = f[f["state"] == state]
-        if role == "host":
-            f = f[f["host_own"]]
         yield from ((role, flow) for flow in f.itertuples())
 
 
@@ -105,11 +103,8 @@ def _in_state(ctx: Context, state: str):
 )
 def reset(ctx: Context):
     for role in ctx.captures:
-        f = ctx.flows(role)
+        f = ctx.judged(role)
         stalled = (f["stalled_s"] >= ctx.th.stall_s) | (f["bytes_s2c"] == 0)
-        if role == "host":
-            f = f[f["host_own"]]
-            stalled = stalled[f.index]
         for flow in f[(f["state"] == "reset") & f["handshake_ok"] & stalled].itertuples():
             who = flow.closed_by or "peer"
             yield Hit({"service": service(flow), "who": who, "duration": float(flow.duration)}, capture=role,

@@ -19,15 +19,13 @@ from ._util import conn_packets, first_frames, flow_filter, service
 )
 def tls_stalled(ctx: Context):
     for role in ctx.captures:
-        f = ctx.flows(role)
+        f = ctx.judged(role)
         cand = f[
             f["handshake_ok"]
             & (f["client_hello_len"].fillna(-1) > 0)
             & ~f["server_hello"].fillna(False).astype(bool)
             & ~f["client_second_flight"].fillna(False).astype(bool)
         ]
-        if role == "host":
-            cand = cand[cand["host_own"]]
         for flow in cand.itertuples():
             p = conn_packets(ctx, role, int(flow.conn))
             s2c = p[(p["dir"] == 1) & ((p["tcp_flags"] & 2) == 0)]
