@@ -13,11 +13,37 @@ The public API (guarded by tests/test_api.py; changes need a version bump):
 """
 
 from ._version import __version__
-from .analysis import Analysis, analyze
-from .capture import Capture, read
-from .config import KnownFacts, Thresholds
-from .errors import CaptureError, PcapmtuError, UsageError
-from .export import export
+
+# Names are imported on first use (PEP 562), so `import pcapmtu.cli` can start the command line without
+# loading pandas, matplotlib and the detectors before it knows which command runs.
+_EXPORTS = {
+    "Analysis": "analysis",
+    "analyze": "analysis",
+    "Capture": "capture",
+    "read": "capture",
+    "KnownFacts": "config",
+    "Thresholds": "config",
+    "CaptureError": "errors",
+    "PcapmtuError": "errors",
+    "UsageError": "errors",
+    "export": "parquet",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pcapmtu' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "Analysis",

@@ -15,7 +15,8 @@ import pandas as pd
 
 from . import decode, layers, names, schema, tcp
 from .formats import CaptureFile
-from .packets import build_packets
+from .memory import release_free_memory
+from .packets import PacketStats, build_packets
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Capture:
     sack: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
     skipped_bytes: int = 0
+    stats: PacketStats = field(default_factory=PacketStats)
 
     @property
     def name(self) -> str:
@@ -45,24 +47,24 @@ class Capture:
 
     @property
     def time_span(self) -> tuple[float | None, float | None]:
-        ts = self.packets["ts"]
-        return (float(ts.min()), float(ts.max())) if len(ts) else (None, None)
+        first, last = self.stats.first_ts_ns, self.stats.last_ts_ns
+        return (first / 1e9, last / 1e9) if first is not None and last is not None else (None, None)
 
     def summary(self) -> dict:
         """Facts about the file, JSON-ready (the `inspect --json` capture object minus its flows)."""
         start, end = self.time_span
-        status = self.packets["status"].value_counts()
+        status = self.stats.status
         return {
             "path": self.path,
             "format": self.format,
             "compression": self.compression or None,
             "link_types": self.link_types,
             "interfaces": self.interfaces,
-            "packets": int(len(self.packets)),
+            "packets": self.stats.packets,
             "first_ts": start,
             "last_ts": end,
             "duration": (end - start) if start is not None else None,
-            "truncated_packets": int(self.packets["truncated"].sum()),
+            "truncated_packets": self.stats.truncated,
             "undecodable_packets": {str(k): int(v) for k, v in status.items() if k != "ok" and v},
             "tcp_connections": int(len(self.flows)),
             "dns_messages": int(self.dns["frame"].nunique()) if len(self.dns) else 0,
@@ -72,26 +74,35 @@ class Capture:
         }
 
 
-def read(path: str | os.PathLike[str], tcp_config: tcp.TcpConfig | None = None, progress=None) -> Capture:
+def read(
+    path: str | os.PathLike[str],
+    tcp_config: tcp.TcpConfig | None = None,
+    progress=None,
+    keep_packets: bool = True,
+) -> Capture:
     """Read a pcap/pcapng (optionally compressed) file into a `Capture`. Raises CaptureError.
 
-    `progress(done_bytes, total_bytes)`, if given, is called as the file is read.
+    `progress(done_bytes, total_bytes)`, if given, is called as the file is read. `keep_packets=False`
+    leaves the `packets` table empty and keeps only what flows, dns and icmp need while reading: the same
+    flows for a fraction of the memory (what `pcapmtu inspect` does).
     """
     cap = CaptureFile.open(path)
     try:
-        raw = build_packets(cap, progress)
+        raw = build_packets(cap, progress, keep_packets=keep_packets)
+        release_free_memory()  # the reader's freed buffers, before the analysis needs room
         packets = raw.packets
-        analysis, flows = tcp.reconstruct(packets, raw.sack, tcp_config)
+        analysis, flows = tcp.reconstruct(packets, raw.sack, tcp_config, per_packet=keep_packets)
         for col, values in analysis.items():
             packets[col] = values
-        packets = packets[list(schema.PACKETS)]  # copy-on-write: a reordered view, no copy
+        if keep_packets:
+            packets = packets[list(schema.PACKETS)]  # copy-on-write: a reordered view, no copy
         dns = layers.dns_table(packets, raw.rare)
         icmp = layers.icmp_table(packets, raw.rare)
         tls = layers.tls_table(packets, lambda rows: _payloads(cap, packets, rows))
         flows = schema.typed(names.link_names(flows, dns, tls)[list(schema.FLOWS)], schema.FLOWS)
         dns = schema.typed(dns if len(dns) else schema.empty(schema.DNS), schema.DNS)
         icmp = schema.typed(icmp if len(icmp) else schema.empty(schema.ICMP), schema.ICMP)
-        warnings = list(cap.warnings) + _quality_warnings(packets)
+        warnings = list(cap.warnings) + _quality_warnings(raw.stats)
         return Capture(
             path=str(path),
             format=cap.format,
@@ -99,13 +110,14 @@ def read(path: str | os.PathLike[str], tcp_config: tcp.TcpConfig | None = None, 
             interfaces=[
                 {"linktype": i.linktype, "name": i.name, "snaplen": i.snaplen} for i in cap.interfaces
             ],
-            packets=packets,
+            packets=packets if keep_packets else schema.empty(schema.PACKETS),
             flows=flows,
             dns=dns,
             icmp=icmp,
             sack=raw.sack,
             warnings=warnings,
             skipped_bytes=cap.skipped_bytes,
+            stats=raw.stats,
         )
     finally:
         cap.close()
@@ -126,19 +138,17 @@ def _payloads(cap: CaptureFile, packets: pd.DataFrame, rows: np.ndarray) -> list
     return out
 
 
-def _quality_warnings(packets: pd.DataFrame) -> list[str]:
+def _quality_warnings(stats: PacketStats) -> list[str]:
     notes = []
-    if not len(packets):
+    if not stats.packets:
         notes.append("the capture holds no packets")
         return notes
-    bad = packets["status"].value_counts()
-    bad = bad[(bad.index != "ok") & (bad > 0)]
-    if len(bad):
+    bad = {k: v for k, v in stats.status.items() if k != "ok" and v > 0}
+    if bad:
         detail = ", ".join(f"{k}: {v}" for k, v in bad.items())
-        notes.append(f"{int(bad.sum())} packet(s) could not be fully decoded ({detail})")
-    backwards = int(np.count_nonzero(np.diff(packets["ts_ns"].to_numpy()) < 0))
-    if backwards:
+        notes.append(f"{sum(bad.values())} packet(s) could not be fully decoded ({detail})")
+    if stats.backwards:
         notes.append(
-            f"{backwards} packet(s) have a timestamp earlier than the packet before; file order is used"
+            f"{stats.backwards} packet(s) have a timestamp earlier than the packet before; file order is used"
         )
     return notes

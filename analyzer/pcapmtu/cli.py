@@ -9,7 +9,7 @@ import sys
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,12 +17,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .analysis import analyze as run_analysis
-from .capture import Capture, read
-from .detectors import RULES
 from .errors import PcapmtuError
-from .jsonout import analyze_document, dumps, inspect_json
 from .textsafe import printable
+
+if TYPE_CHECKING:
+    from .capture import Capture
+
+# The library modules (pandas, numpy, matplotlib, dpkt) are imported inside the commands that use them:
+# `--help`, `rules` and `explain` start instantly, and `inspect` never loads the analysis and plots.
 
 
 class Exit(IntEnum):
@@ -72,11 +74,14 @@ def inspect(
     debug: Annotated[bool, typer.Option(help="Show a traceback on internal errors.")] = False,
 ) -> None:
     """Show what each capture holds: format, link types, packets, time span and its TCP connections."""
+    from .capture import read
+    from .jsonout import inspect_json
+
     captures: list[Capture] = []
     failed = False
     for path in files:
         try:
-            captures.append(read(path))
+            captures.append(read(path, keep_packets=False))
         except PcapmtuError as exc:
             err.print(f"pcapmtu: {escape(printable(exc, 400))}")
             failed = True
@@ -129,6 +134,9 @@ def analyze(
 
     Exit code 0: nothing wrong found; 1: a problem found; 2: bad input or usage.
     """
+    from .analysis import analyze as run_analysis
+    from .jsonout import analyze_document, dumps
+
     positional = list(captures or [])
     hosts = [host] if host else []
     containers = list(container or [])
@@ -247,8 +255,8 @@ def export(
     findings: Annotated[bool, typer.Option(help="Also analyse each capture and export its findings.")] = True,
 ) -> None:
     """Write the packets, flows, dns, icmp (and findings) tables as Parquet, one row per packet/flow/answer."""
-    from .export import PartialExport
-    from .export import export as export_tables
+    from .parquet import PartialExport
+    from .parquet import export as export_tables
 
     code = Exit.OK
     try:
@@ -269,6 +277,8 @@ def export(
 @app.command()
 def rules() -> None:
     """List every detector code with its name and severity."""
+    from .detectors import RULES
+
     out = Console(highlight=False)
     table = Table(show_edge=False, header_style="bold")
     for col in ("code", "name", "severity", "verdict"):
@@ -284,6 +294,8 @@ def explain(
     code: Annotated[str, typer.Argument(help="A detector code, e.g. B001 (see `pcapmtu rules`).")],
 ) -> None:
     """What a detector code means, why it matters, and the fix."""
+    from .detectors import RULES
+
     r = RULES.get(code.upper())
     if r is None:
         err.print(f"pcapmtu: unknown code {escape(printable(code, 20))}; `pcapmtu rules` lists them")
@@ -338,8 +350,20 @@ def _endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def _without_arrow(args: list[str]) -> None:
+    """Keep pyarrow out of commands that do not write Parquet.
+
+    pandas imports pyarrow whenever it is installed (0.2 s and ~40 MiB, a tenth of `inspect` on a big
+    capture) to back its string columns; the command line's output is the same with Python strings.
+    """
+    command = next((a for a in args if not a.startswith("-")), "")
+    if command != "export" and "pandas" not in sys.modules:
+        sys.modules.setdefault("pyarrow", None)  # type: ignore[arg-type]  # None: "not installed"
+
+
 def main() -> None:
     """Console-script entry point: an unexpected error is one line and exit code 2 (--debug: traceback)."""
+    _without_arrow(sys.argv[1:])
     try:
         app()
     except Exception as exc:  # noqa: BLE001 - never a traceback for users

@@ -133,12 +133,18 @@ def _quoted_header(q: bytes) -> tuple:
     return (src, dst, proto, sport, dport, seq, total, df)
 
 
+def _addresses(column: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """Address text of a few rows of a categorical column (NaN where a packet has none)."""
+    names = np.append(column.cat.categories.to_numpy(dtype=object), np.nan)
+    return names[column.cat.codes.to_numpy()[rows]]  # code -1 picks the NaN at the end
+
+
 def _with_packet_columns(packets: pd.DataFrame, table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     rows = table["row"].to_numpy(dtype=np.int64)
-    table.insert(0, "frame", packets["frame"].to_numpy()[rows])
-    table.insert(1, "ts", packets["ts"].to_numpy()[rows])
-    table.insert(2, "src", packets["src"].astype(object).to_numpy()[rows])
-    table.insert(3, "dst", packets["dst"].astype(object).to_numpy()[rows])
+    table.insert(0, "frame", packets["frame"].to_numpy()[rows].astype(np.int64))
+    table.insert(1, "ts", packets["ts_ns"].to_numpy()[rows] / 1e9)
+    table.insert(2, "src", _addresses(packets["src"], rows))
+    table.insert(3, "dst", _addresses(packets["dst"], rows))
     if "sport" in columns:
         table.insert(4, "sport", packets["sport"].to_numpy()[rows].astype(np.int32))
         table.insert(5, "dport", packets["dport"].to_numpy()[rows].astype(np.int32))

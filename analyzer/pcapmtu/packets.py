@@ -13,8 +13,50 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import decode
+from . import decode, formats
 from .formats import CaptureFile
+
+# The columns the later stages read (TCP reconstruction, DNS/ICMP/TLS layers, payload re-reads): all a
+# capture keeps when its per-packet table is not wanted (`inspect` needs only the flows).
+LEAN_COLUMNS = (
+    "frame", "ts_ns", "caplen", "iface", "file_off", "src", "dst", "linktype", "ifindex", "outer_ip_len",
+    "ipv", "ip_len", "ip_id", "frag", "proto", "sport", "dport", "tcp_flags", "seq", "ack", "win",
+    "payload_len", "payload0", "payload_off", "mss", "wscale", "sack_perm", "tsval", "has_ts", "status",
+)  # fmt: skip
+
+
+@dataclass
+class PacketStats:
+    """Whole-capture facts gathered while reading, so they hold whether or not the packets table is kept."""
+
+    packets: int = 0
+    first_ts_ns: int | None = None  # smallest timestamp (file order may differ)
+    last_ts_ns: int | None = None  # largest timestamp
+    truncated: int = 0  # packets cut by the snap length
+    backwards: int = 0  # packets whose timestamp is earlier than the one before
+    status: dict[str, int] = field(default_factory=dict)  # packets per decode status, largest count first
+    _previous: int = field(default=0, repr=False)  # last timestamp of the batch before
+
+    def add(self, ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray, status: np.ndarray) -> None:
+        if not len(ts_ns):
+            return
+        lo, hi = int(ts_ns.min()), int(ts_ns.max())
+        self.first_ts_ns = lo if self.first_ts_ns is None else min(self.first_ts_ns, lo)
+        self.last_ts_ns = hi if self.last_ts_ns is None else max(self.last_ts_ns, hi)
+        self.backwards += int(np.count_nonzero(ts_ns[1:] < ts_ns[:-1]))
+        if self.packets and int(ts_ns[0]) < self._previous:
+            self.backwards += 1
+        self._previous = int(ts_ns[-1])
+        self.packets += len(ts_ns)
+        self.truncated += int(np.count_nonzero(caplen < wirelen))
+        counts = np.bincount(status, minlength=len(decode.STATUS_NAMES))
+        for name, count in zip(decode.STATUS_NAMES, counts.tolist(), strict=False):
+            self.status[name] = self.status.get(name, 0) + count
+
+    def finish(self) -> None:
+        """Order the status counts like `value_counts()`: largest first, ties in category order."""
+        names = list(decode.STATUS_NAMES)
+        self.status = dict(sorted(self.status.items(), key=lambda kv: (-kv[1], names.index(kv[0]))))
 
 
 @dataclass
@@ -24,6 +66,7 @@ class RawTables:
     packets: pd.DataFrame
     sack: pd.DataFrame  # one row per SACK block: frame, left, right
     rare: list[tuple[int, bytes]] = field(default_factory=list)  # (row, L4 bytes) of DNS and ICMP errors
+    stats: PacketStats = field(default_factory=PacketStats)
 
 
 class _AddressTable:
@@ -56,66 +99,130 @@ class _AddressTable:
         return mapping
 
 
+class _ColumnStore:
+    """Columns filled batch by batch into one growing array each.
+
+    Why not a list of per-batch arrays joined at the end: those small arrays sit in the heap between the
+    decoder's freed temporaries, and the fragmented heap then holds about twice the live data. One big
+    allocation per column is mapped lazily, so room reserved ahead costs address space, not memory.
+    """
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self.rows = 0
+
+    def append(self, values: dict[str, np.ndarray], expected: int) -> None:
+        """Add one batch; `expected` is the caller's estimate of the final row count."""
+        k = len(next(iter(values.values())))
+        if not k:
+            return
+        need = self.rows + k
+        capacity = len(next(iter(self.arrays.values()))) if self.arrays else 0
+        if need > capacity:
+            self._grow(max(need, expected + expected // 4 + 4096, capacity + capacity // 2), values)
+        for name, v in values.items():
+            self.arrays[name][self.rows : need] = v
+        self.rows = need
+
+    def _grow(self, capacity: int, like: dict[str, np.ndarray]) -> None:
+        for name, v in like.items():
+            bigger = np.empty(capacity, dtype=v.dtype)
+            if name in self.arrays:
+                bigger[: self.rows] = self.arrays[name][: self.rows]
+            self.arrays[name] = bigger
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """The filled part of each column (a view: the unused tail was never touched, so costs nothing)."""
+        return {name: arr[: self.rows] for name, arr in self.arrays.items()}
+
+
 def _address_text(hi: int, lo: int) -> str:
     if hi == 0 and (lo >> 32) == 0xFFFF:
         return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
-def build_packets(cap: CaptureFile, progress=None) -> RawTables:
+def build_packets(cap: CaptureFile, progress=None, keep_packets: bool = True) -> RawTables:
     """Read every record of `cap` into columns (see docs/tables.md for the schema).
 
-    `progress(done_bytes, total_bytes)` is called after each chunk, for a progress bar.
+    `progress(done_bytes, total_bytes)` is called after each chunk, for a progress bar. With
+    `keep_packets=False` only TCP packets and the DNS/ICMP rows are kept, with `LEAN_COLUMNS` only: what
+    the flows, dns and icmp tables need, at a fraction of the memory.
     """
     total = cap.readable_size()
-    parts: dict[str, list[np.ndarray]] = {
-        name: []
-        for name in ("ts_ns", "caplen", "wirelen", "iface", "file_off", "src", "dst", *decode.COLUMNS)
-    }
+    wanted = ("frame", "ts_ns", "caplen", "wirelen", "iface", "file_off", "src", "dst", *decode.COLUMNS)
+    if not keep_packets:
+        wanted = tuple(name for name in wanted if name in LEAN_COLUMNS)
+    store = _ColumnStore()
     sack_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     rare: list[tuple[int, bytes]] = []
     addresses = _AddressTable()
-    base = 0
-    for batch in cap.batches():
+    stats = PacketStats()
+    base = 0  # rows kept so far
+    for batch in cap.batches(formats.CHUNK_BYTES):
         linktypes = np.array([i.linktype for i in cap.interfaces], dtype=np.int64)[batch.iface]
         dec = decode.decode_batch(batch.buf, batch.data_off, batch.caplen, linktypes)
-        for name, arr in dec.cols.items():
-            parts[name].append(arr)
-        parts["ts_ns"].append(batch.ts_ns)
-        parts["caplen"].append(batch.caplen.astype(np.uint32))
-        parts["wirelen"].append(batch.wirelen.astype(np.uint32))
-        parts["iface"].append(batch.iface.astype(np.uint16))
-        parts["file_off"].append(batch.file_off)
+        stats.add(batch.ts_ns, batch.caplen, batch.wirelen, dec.cols["status"])
+        n = len(batch.data_off)
+        columns = {
+            **dec.cols,
+            "frame": np.arange(stats.packets - n + 1, stats.packets + 1, dtype=np.int64),
+            "ts_ns": batch.ts_ns,
+            "caplen": batch.caplen.astype(np.uint32),
+            "wirelen": batch.wirelen.astype(np.uint32),
+            "iface": batch.iface.astype(np.uint16),
+            "file_off": batch.file_off,
+        }
+        rare_rows = np.asarray(dec.rare_rows, dtype=np.int64)
+        sack_rows = dec.sack_rows
+        kept = None
+        if not keep_packets:  # TCP packets and the few DNS/ICMP rows; new row numbers for both
+            keep = dec.cols["proto"] == 6
+            keep[rare_rows] = True
+            kept = np.flatnonzero(keep)
+            renumber = np.cumsum(keep) - 1
+            rare_rows, sack_rows = renumber[rare_rows], renumber[sack_rows]
         has_ip = dec.cols["ipv"] > 0
-        parts["src"].append(addresses.intern(dec.addr[:, 0], dec.addr[:, 1], has_ip))
-        parts["dst"].append(addresses.intern(dec.addr[:, 2], dec.addr[:, 3], has_ip))
-        if len(dec.sack_rows):
-            sack_parts.append((dec.sack_rows + base, dec.sack_left, dec.sack_right))
-        rare.extend((row + base, data) for row, data in zip(dec.rare_rows, dec.rare_bytes, strict=True))
-        base += len(batch.data_off)
+        for name, side in (("src", 0), ("dst", 2)):
+            hi, lo = dec.addr[:, side], dec.addr[:, side + 1]
+            if kept is not None:
+                hi, lo, valid = hi[kept], lo[kept], has_ip[kept]
+            else:
+                valid = has_ip
+            columns[name] = addresses.intern(hi, lo, valid)
+        done = int(batch.file_off[-1]) if len(batch.file_off) else total
+        store.append(
+            {
+                name: columns[name] if kept is None or name in ("src", "dst") else columns[name][kept]
+                for name in wanted
+            },
+            expected=(base + (n if kept is None else len(kept))) * total // max(done, 1),
+        )
+        if len(sack_rows):
+            sack_parts.append((sack_rows + base, dec.sack_left, dec.sack_right))
+        rare.extend((row + base, data) for row, data in zip(rare_rows.tolist(), dec.rare_bytes, strict=True))
+        base += n if kept is None else len(kept)
         if progress is not None and len(batch.file_off):
-            progress(int(batch.file_off[-1]), total)
-        del batch, dec
+            progress(done, total)
+        del batch, dec, columns
+    stats.finish()
     if progress is not None:
         progress(total, total)
 
-    columns: dict[str, object] = {"frame": np.arange(1, base + 1, dtype=np.int64)}
-    for name in list(parts):
-        chunks = parts.pop(name)
-        dtype = decode.COLUMNS.get(name)
-        if chunks:
-            columns[name] = np.concatenate(chunks)
-        else:
-            columns[name] = np.zeros(0, dtype=dtype or (np.int32 if name in ("src", "dst") else np.int64))
-        del chunks
+    columns: dict[str, object] = store.finish()
+    for name in wanted:
+        if name not in columns:  # no packets at all
+            dtype = decode.COLUMNS.get(name) or (np.int32 if name in ("src", "dst") else np.int64)
+            columns[name] = np.zeros(0, dtype=dtype)
     categories = pd.Index(addresses.names, dtype=object)
     for name in ("src", "dst"):
         columns[name] = pd.Categorical.from_codes(columns[name], categories=categories)
-    columns["ts"] = columns["ts_ns"] / 1e9
-    columns["truncated"] = columns["caplen"] < columns["wirelen"]
-    columns["encap"] = pd.Categorical.from_codes(
-        columns["encap"].astype(np.int8), categories=decode.ENCAP_NAMES
-    )
+    if keep_packets:
+        columns["ts"] = columns["ts_ns"] / 1e9
+        columns["truncated"] = columns["caplen"] < columns["wirelen"]
+        columns["encap"] = pd.Categorical.from_codes(
+            columns["encap"].astype(np.int8), categories=decode.ENCAP_NAMES
+        )
     columns["status"] = pd.Categorical.from_codes(
         columns["status"].astype(np.int8), categories=decode.STATUS_NAMES
     )
@@ -132,4 +239,4 @@ def build_packets(cap: CaptureFile, progress=None) -> RawTables:
         sack = pd.DataFrame(
             {"row": np.zeros(0, np.int64), "left": np.zeros(0, np.uint32), "right": np.zeros(0, np.uint32)}
         )
-    return RawTables(packets=packets, sack=sack, rare=rare)
+    return RawTables(packets=packets, sack=sack, rare=rare, stats=stats)

@@ -33,7 +33,8 @@ class TcpConfig:
     fast_retrans_window_ns: int = 20_000_000  # a retransmission within 20 ms of the 2nd dup ACK
     dup_copy_window_ns: int = 1_000_000_000  # same packet on another interface within this time
     sll_copy_window_ns: int = 2_000_000  # same packet again within this time when interfaces are unknown
-    slice_rows: int = 1 << 17  # packets analysed at once (whole connections): bounds temporary memory
+    slice_rows: int = 1 << 15  # packets analysed at once (whole connections): bounds temporary memory
+    block_rows: int = 1 << 16  # packets whose 5-tuples are interned at once
 
 
 PACKET_ANALYSIS_COLUMNS = {
@@ -76,11 +77,35 @@ def _group_shift(values: np.ndarray, starts_mask: np.ndarray, fill) -> np.ndarra
     return out
 
 
-def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None = None):
-    """Return (per-packet analysis columns, flows table). See docs/tables.md for every column."""
+# what the TLS layer reads per packet when the rest of the per-packet analysis is not kept
+ESSENTIAL_COLUMNS = ("conn", "dir", "rel_seq")
+# packet columns read only at the start of the reconstruction (copied into its own sorted arrays)
+GATHERED_COLUMNS = (
+    "tcp_flags",
+    "seq",
+    "ack",
+    "win",
+    "ip_id",
+    "tsval",
+    "ifindex",
+    "iface",
+    "linktype",
+    "frag",
+)
+
+
+def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None = None, per_packet=True):
+    """Return (per-packet analysis columns, flows table). See docs/tables.md for every column.
+
+    `per_packet=False` returns only `ESSENTIAL_COLUMNS` per packet (same flows, less memory) and removes
+    `GATHERED_COLUMNS` from `packets` once they are read: for a table the caller does not keep.
+    """
     cfg = cfg or TcpConfig()
     n_all = len(packets)
-    cols = {name: np.zeros(n_all, dtype=dt) for name, dt in PACKET_ANALYSIS_COLUMNS.items()}
+    wanted = (
+        PACKET_ANALYSIS_COLUMNS if per_packet else {k: PACKET_ANALYSIS_COLUMNS[k] for k in ESSENTIAL_COLUMNS}
+    )
+    cols = {name: np.zeros(n_all, dtype=dt) for name, dt in wanted.items()}
     cols["conn"][:] = -1
     cols["dir"][:] = -1
     status_ok = packets["status"].cat.codes.to_numpy() == 0
@@ -94,13 +119,7 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     # 32-bit positions); the wide per-connection arithmetic happens slice by slice below.
     if len(rows) < 2**31:
         rows = rows.astype(np.int32)
-    a_is_src, key_lo, key_hi = _endpoint_keys(packets, rows)
-    c_lo, _ = pd.factorize(key_lo)
-    c_hi, _ = pd.factorize(key_hi)
-    del key_lo, key_hi
-    tup, _ = pd.factorize(c_lo.astype(np.int64) * (int(c_hi.max()) + 1) + c_hi)
-    tup = tup.astype(np.int32)
-    del c_lo, c_hi
+    a_is_src, tup = _tuple_ids(packets, rows, cfg.block_rows)
 
     def column(name, dtype):
         return packets[name].to_numpy()[rows].astype(dtype, copy=False)
@@ -108,14 +127,30 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
     flags, plen, win = column("tcp_flags", np.int16), column("payload_len", np.int32), column("win", np.int32)
     seq, ack, ts = column("seq", np.uint32), column("ack", np.uint32), column("ts_ns", np.int64)
     dup_copy = _interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, ts, cfg)
-    cols["dup_copy"][rows] = dup_copy
+    if "dup_copy" in cols:
+        cols["dup_copy"][rows] = dup_copy
+    holes = _SackHoles(packets, sack)
+    if "sack_hole" in cols:
+        cols["sack_hole"][holes.rows] = holes.size
+    if not per_packet:  # nothing after this point reads them: let their memory go
+        for name in GATHERED_COLUMNS:
+            if name in packets.columns:
+                del packets[name]
 
     # ---- S order: by 5-tuple, file order inside; interface copies left out
     kept = np.flatnonzero(~dup_copy)
     order = kept[np.argsort(tup[kept], kind="stable")]
     del kept, dup_copy
-    rows, tup, a_is_src = rows[order], tup[order], a_is_src[order]
-    flags, seq, ack, plen, ts, win = flags[order], seq[order], ack[order], plen[order], ts[order], win[order]
+    # one array at a time, so only one capture-wide copy exists at any moment
+    rows = rows[order]
+    tup = tup[order]
+    a_is_src = a_is_src[order]
+    flags = flags[order]
+    seq = seq[order]
+    ack = ack[order]
+    plen = plen[order]
+    ts = ts[order]
+    win = win[order]
     del order
     n = len(rows)
     syn = (flags & SYN) > 0
@@ -139,7 +174,6 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
         first_in_tuple[1:] = ~same_tuple
         new_syn &= ~(first_in_tuple & _answered_earlier(syn_pos, tup, seq, ack, synack, start))
         start[syn_pos[new_syn]] = True
-    cols["sack_hole"][:] = _sack_holes(packets, sack)
     # ---- analyse in slices of whole connections: temporaries stay bounded whatever the capture size
     first_all = np.flatnonzero(start)
     rank = np.empty(len(first_all), dtype=np.int64)  # number connections by first frame, like tcp.stream
@@ -155,7 +189,7 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
         flows.append(
             _analyze_slice(
                 packets,
-                sack,
+                holes,
                 cfg,
                 cols,
                 rank,
@@ -173,12 +207,26 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
             )  # fmt: skip
         )
         lo = hi
-    table = pd.concat(flows, ignore_index=True) if len(flows) > 1 else flows[0]
-    return cols, table.sort_values("conn", kind="stable").reset_index(drop=True)
+    return cols, _joined(flows)
 
 
-def _analyze_slice(packets, sack, cfg, cols, rank, conn_base, rows, a_is_src, key_lo, key_hi, flags, seq, ack,
-                   plen, ts, win, start) -> pd.DataFrame:  # fmt: skip
+def _joined(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """One flows table from the slices' columns, in connection order, built one column at a time."""
+    order = np.argsort(np.concatenate([p["conn"] for p in parts]), kind="stable")
+    columns = {}
+    for name in list(parts[0]):
+        values = [p.pop(name) for p in parts]
+        if isinstance(values[0], pd.Categorical):
+            columns[name] = pd.Categorical(np.concatenate([np.asarray(v) for v in values])[order],
+                                           categories=values[0].categories)  # fmt: skip
+        else:
+            columns[name] = np.concatenate(values)[order]
+        del values
+    return pd.DataFrame(columns, copy=False)
+
+
+def _analyze_slice(packets, holes, cfg, cols, rank, conn_base, rows, a_is_src, key_lo, key_hi, flags, seq, ack,
+                   plen, ts, win, start) -> dict[str, np.ndarray]:  # fmt: skip
     """Per-segment analysis and per-connection aggregates for a run of whole connections (S order)."""
     n = len(rows)
     pos = np.arange(n)
@@ -306,20 +354,27 @@ def _analyze_slice(packets, sack, cfg, cols, rank, conn_base, rows, a_is_src, ke
     base_by_dir[conn[dorder][d_first], dirn[dorder][d_first]] = isn_raw
     rel_ack = np.where(ackf, seq_diff(ack, base_by_dir[conn, 1 - dirn]), 0)
 
-    # ---- write per-packet columns
-    cols["conn"][rows] = rank[conn]
-    cols["dir"][rows] = dirn
-    cols["rel_seq"][rows] = rel_s
-    cols["rel_ack"][rows] = rel_ack
-    cols["retrans"][rows] = retrans
-    cols["fast_retrans"][rows] = fast
-    cols["spurious_retrans"][rows] = spurious
-    cols["out_of_order"][rows] = ooo
-    cols["lost_before"][rows] = lost_before[inv]
-    cols["dup_ack"][rows] = dup_ack[inv]
-    cols["zero_window"][rows] = zero_window[inv]
-    cols["keepalive"][rows] = keepalive[inv]
-    hole = cols["sack_hole"][rows]
+    per_packet = {
+        "retrans": retrans,
+        "fast_retrans": fast,
+        "spurious_retrans": spurious,
+        "out_of_order": ooo,
+        "lost_before": lost_before[inv],
+        "dup_ack": dup_ack[inv],
+        "zero_window": zero_window[inv],
+        "keepalive": keepalive[inv],
+    }
+    # ---- write the per-packet columns the caller asked for
+    for name, values in {
+        "conn": rank[conn],
+        "dir": dirn,
+        "rel_seq": rel_s,
+        "rel_ack": rel_ack,
+        **per_packet,
+    }.items():
+        if name in cols:
+            cols[name][rows] = values
+    hole = holes.at(rows)
 
     return _flows(
         packets,
@@ -341,28 +396,46 @@ def _analyze_slice(packets, sack, cfg, cols, rank, conn_base, rows, a_is_src, ke
         first_synack=first_synack,
         irtt=irtt,
         has_rtt=has_rtt,
-        per_packet={
-            "retrans": retrans,
-            "fast_retrans": fast,
-            "spurious_retrans": spurious,
-            "out_of_order": ooo,
-            "lost_before": lost_before[inv],
-            "dup_ack": dup_ack[inv],
-            "zero_window": zero_window[inv],
-            "keepalive": keepalive[inv],
-        },
+        per_packet=per_packet,
         hole=hole,
     )
+
+
+def _tuple_ids(packets, rows, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a_is_src, 5-tuple id) per row; ids number the tuples in order of first appearance.
+
+    Interned a block of rows at a time: a hash table over every packet of a big capture would be the
+    largest allocation of the whole analysis, while the distinct tuples are few.
+    """
+    a_is_src = np.empty(len(rows), dtype=bool)
+    tup = np.empty(len(rows), dtype=np.int32)
+    known: dict[tuple[int, int], int] = {}
+    for lo in range(0, len(rows), step):
+        part = slice(lo, lo + step)
+        a_is_src[part], key_lo, key_hi = _endpoint_keys(packets, rows[part])
+        c_lo, u_lo = pd.factorize(key_lo)
+        c_hi, u_hi = pd.factorize(key_hi)
+        local, pairs = pd.factorize(c_lo.astype(np.int64) * len(u_hi) + c_hi)
+        ids = np.empty(len(pairs), dtype=np.int32)
+        for i, (a, b) in enumerate(
+            zip(u_lo[pairs // len(u_hi)].tolist(), u_hi[pairs % len(u_hi)].tolist(), strict=True)
+        ):
+            ids[i] = known.setdefault((a, b), len(known))
+        tup[part] = ids[local]
+    return a_is_src, tup
 
 
 def _endpoint_keys(packets, rows):
     """Direction-free 5-tuple: endpoint A is the lower (address code, port); keys are code << 16 | port."""
     src = packets["src"].cat.codes.to_numpy()[rows].astype(np.int64)
+    src <<= 16  # in place: these arrays can span every TCP packet of the capture
+    src |= packets["sport"].to_numpy()[rows]
     dst = packets["dst"].cat.codes.to_numpy()[rows].astype(np.int64)
-    src = (src << 16) | packets["sport"].to_numpy()[rows]
-    dst = (dst << 16) | packets["dport"].to_numpy()[rows]
+    dst <<= 16
+    dst |= packets["dport"].to_numpy()[rows]
     a_is_src = src <= dst
-    return a_is_src, np.minimum(src, dst), np.maximum(src, dst)
+    key_lo = np.minimum(src, dst)
+    return a_is_src, key_lo, np.maximum(src, dst, out=src)
 
 
 def _answered_earlier(syn_pos, tup, seq, ack, synack, start) -> np.ndarray:
@@ -388,12 +461,14 @@ def _interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, 
     cooked v1 has no interface id, so there a copy must follow within `sll_copy_window_ns` - a real
     retransmission takes at least an RTO or an RTT and gets a new IP ID.
     """
-    iface = packets["iface"].to_numpy()[rows].astype(np.int64)
-    ifindex = packets["ifindex"].to_numpy()[rows].astype(np.int64)
-    where_seen = (iface << 32) | (ifindex & 0xFFFFFFFF)
+    iface = packets["iface"].to_numpy()[rows]
+    ifindex = packets["ifindex"].to_numpy()[rows]
     blind = packets["linktype"].to_numpy()[rows] == 113  # SLL v1: which interface is unknown
-    if len(np.unique(where_seen)) < 2 and not blind.any():
+    one_place = len(rows) == 0 or (iface.min() == iface.max() and ifindex.min() == ifindex.max())
+    if one_place and not blind.any():  # the common case, checked without a capture-wide sort
         return np.zeros(len(rows), dtype=bool)
+    where_seen = (iface.astype(np.int64) << 32) | (ifindex.astype(np.int64) & 0xFFFFFFFF)
+    del iface, ifindex
     ip_id = packets["ip_id"].to_numpy()[rows]
     tsval = packets["tsval"].to_numpy()[rows]
     ident = pd.DataFrame(
@@ -420,20 +495,32 @@ def _last_reverse(pos, dirn, first, conn) -> np.ndarray:
     return out
 
 
-def _sack_holes(packets, sack) -> np.ndarray:
+class _SackHoles:
     """Per packet: bytes between the cumulative ACK and the lowest SACK block above it (RFC 2018).
 
-    Blocks at or below the cumulative ACK are D-SACKs (RFC 2883) and say nothing about a hole.
+    Blocks at or below the cumulative ACK are D-SACKs (RFC 2883) and say nothing about a hole. Kept
+    sparse (only packets that report a hole), since most packets carry no SACK block at all.
     """
-    holes = np.zeros(len(packets), dtype=np.int64)
-    if not len(sack):
-        return holes
-    sack_rows = sack["row"].to_numpy()
-    gap = seq_diff(sack["left"].to_numpy(), packets["ack"].to_numpy()[sack_rows])
-    above = gap > 0
-    lowest = pd.Series(gap[above]).groupby(sack_rows[above]).min()
-    holes[lowest.index.to_numpy()] = lowest.to_numpy()
-    return holes
+
+    def __init__(self, packets, sack) -> None:
+        self.rows = np.zeros(0, dtype=np.int64)
+        self.size = np.zeros(0, dtype=np.int64)
+        if not len(sack):
+            return
+        sack_rows = sack["row"].to_numpy()
+        gap = seq_diff(sack["left"].to_numpy(), packets["ack"].to_numpy()[sack_rows])
+        above = gap > 0
+        lowest = pd.Series(gap[above]).groupby(sack_rows[above]).min()  # sorted by row
+        self.rows, self.size = lowest.index.to_numpy(dtype=np.int64), lowest.to_numpy(dtype=np.int64)
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        """The hole each of `rows` reports (0: none)."""
+        out = np.zeros(len(rows), dtype=np.int64)
+        if len(self.rows):
+            i = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
+            hit = self.rows[i] == rows
+            out[hit] = self.size[i[hit]]
+        return out
 
 
 HISTORY_LETTERS = (
@@ -442,7 +529,7 @@ HISTORY_LETTERS = (
 
 
 def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, plen, ts, client_is_a, key_lo, key_hi,
-           first_syn, first_synack, irtt, has_rtt, per_packet, hole) -> pd.DataFrame:  # fmt: skip
+           first_syn, first_synack, irtt, has_rtt, per_packet, hole) -> dict[str, np.ndarray]:  # fmt: skip
     n = len(rows)
     n_conn = len(first)
     pos = np.arange(n)
@@ -600,8 +687,7 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
          per_packet["lost_before"]],
     )  # fmt: skip
     out["duration"] = out["last_ts"] - out["first_ts"]
-    flows = pd.DataFrame(out)
-    return flows
+    return out
 
 
 def _history(n_conn, first, pos, dirn, masks) -> np.ndarray:
