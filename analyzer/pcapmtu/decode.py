@@ -148,17 +148,30 @@ class _Bytes:
     def ok(self, rows: np.ndarray, off: np.ndarray, size: int) -> np.ndarray:
         return (off >= 0) & (off + size <= self.end[rows])
 
+    # Each read has a fast path for the common case where every row is in bounds: half the numpy calls.
     def u8(self, off: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        if valid.all():
+            return self.buf[off].astype(np.int64)
         return np.where(valid, self.buf[np.where(valid, off, 0)], 0).astype(np.int64)
 
     def u16(self, off: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        b = self.buf
+        if valid.all():
+            return (b[off].astype(np.int64) << 8) | b[off + 1]
         o = np.where(valid, off, 0)
-        v = (self.buf[o].astype(np.int64) << 8) | self.buf[o + 1 * valid]
+        v = (b[o].astype(np.int64) << 8) | b[o + 1 * valid]
         return np.where(valid, v, 0)
 
     def u32(self, off: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        o = np.where(valid, off, 0)
         b = self.buf
+        if valid.all():
+            return (
+                (b[off].astype(np.int64) << 24)
+                | (b[off + 1].astype(np.int64) << 16)
+                | (b[off + 2].astype(np.int64) << 8)
+                | b[off + 3]
+            )
+        o = np.where(valid, off, 0)
         v = (
             (b[o].astype(np.int64) << 24)
             | (b[o + 1 * valid].astype(np.int64) << 16)
