@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .errors import CaptureError
 
@@ -267,7 +268,10 @@ class CaptureFile:
     def _pcap_batch(self, chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap=NOT_SWAPPED) -> RecordBatch:
         buf = np.frombuffer(chunk, dtype=np.uint8)
         starts = np.asarray(offs, dtype=np.int64)
-        hdr = buf[starts[:, None] + np.arange(16)].copy().view(dtype).astype(np.int64)
+        rows16 = as_strided(
+            buf, shape=(len(buf) - 15, 16), strides=(1, 1), writeable=False
+        )  # row i: buf[i:i+16]
+        hdr = rows16[starts].view(dtype).astype(np.int64)  # the four header fields of every record
         sec, frac, caplen, wirelen = hdr[:, 0], hdr[:, 1], hdr[:, 2], hdr[:, 3]
         if swap == SWAPPED:
             caplen, wirelen = wirelen, caplen
