@@ -96,7 +96,8 @@ class Context:
                 flows["twin_conn"] = (
                     flows["conn"].map(pairs.set_index("container_conn")["host_conn"]).fillna(-1).astype(int)
                 )
-                _sizes(flows)
+        for flows in out.values():  # sizes last: they depend on the MSS the server really received
+            _sizes(flows)
         return out
 
 
@@ -128,7 +129,6 @@ def _derive(flows: pd.DataFrame) -> pd.DataFrame:
     # holes in the server's data, as the client's ACKs show them (gap seen or SACK hole reported)
     f["s2c_holes"] = (f["lost_before_s2c"] > 0) | (f["sack_acks_c2s"] > 0)
     f["c2s_holes"] = (f["lost_before_c2s"] > 0) | (f["sack_acks_s2c"] > 0)
-    _sizes(f)
     return f
 
 
