@@ -331,6 +331,50 @@ def test_pcapng_skips_unknown_blocks(tmp_path):
     assert len(cap.packets) == 1 and cap.skipped_bytes == 0
 
 
+def test_pcapng_block_types_interleaved_with_packet_runs(tmp_path):
+    """Runs of enhanced packet blocks are read in bulk; other blocks between them keep their order."""
+    ng = Pcapng().shb().idb(1, 6)
+    for i in range(5):
+        ng.epb(0, 1_000 + i, pb.ether(seg(seq=i)))
+    ng.idb(1, 9)  # a second interface, in nanoseconds, after packets already came
+    ng.spb(pb.ether(seg(seq=5)))
+    ng.block(5, b"\x00" * 24)  # interface statistics
+    for i in range(6, 9):
+        ng.epb(1, 2_000_000_000 + i, pb.ether(seg(seq=i)))
+    ng.pb(0, 3_000, pb.ether(seg(seq=9)))
+    ng.epb(0, 4_000, pb.ether(seg(seq=10)))
+    cap = read_bytes(tmp_path, ng.bytes(), "mixed.pcapng")
+    p = cap.packets
+    assert p["seq"].tolist() == list(range(11))
+    assert p["iface"].tolist() == [0] * 6 + [1] * 3 + [0, 0]
+    assert p["ts_ns"].tolist()[:5] == [(1_000 + i) * 1_000 for i in range(5)]
+    assert p["ts_ns"].tolist()[6:9] == [2_000_000_000 + i for i in range(6, 9)]
+    assert cap.skipped_bytes == 0 and not any("stopped" in w for w in cap.warnings)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [("iface", "refers to interface 7, which was never described"), ("caplen", "holds a packet longer")],
+)
+def test_pcapng_damaged_block_inside_a_run_of_packets(tmp_path, damage, message):
+    """The packets before a damaged block are kept, the damage is reported, nothing after it is read."""
+    ng = Pcapng().shb().idb(1, 6)
+    for i in range(4):
+        ng.epb(0, 10 + i, pb.ether(seg(seq=i)))
+    frame = pb.ether(seg(seq=4))
+    if damage == "iface":
+        ng.epb(7, 14, frame)
+    else:
+        head = struct.pack("<IIIII", 0, 0, 14, len(frame) + 64, len(frame))
+        ng.block(6, head + frame)
+    for i in range(5, 8):
+        ng.epb(0, 10 + i, pb.ether(seg(seq=i)))
+    cap = read_bytes(tmp_path, ng.bytes(), "damaged.pcapng")
+    assert cap.packets["seq"].tolist() == [0, 1, 2, 3]
+    assert any(message in w for w in cap.warnings), cap.warnings
+    assert cap.skipped_bytes > 0
+
+
 @pytest.mark.parametrize("tsresol", [0x7F, 0xFF, 0x3F, 0xBF, 0x80, 0])
 def test_pcapng_absurd_resolutions_do_not_break_the_reader(tmp_path, tsresol):
     ng = Pcapng().shb().idb(1, tsresol).epb(0, (1 << 61) + 12345, pb.ether(seg())).epb(0, 7, pb.ether(seg()))
