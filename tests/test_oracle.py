@@ -19,10 +19,6 @@ FLAGS = ["retrans", "fast_retrans", "spurious_retrans", "out_of_order", "lost_be
 
 # file name -> (checks that are allowed to differ, why)
 KNOWN_DIFFERENCES = {
-    "dpkt__nb6-http.pcap": (
-        {"streams", "mss"},
-        "one IPv6 connection travels inside L2TP (UDP/1701) + PPP; pcapmtu does not decapsulate L2TP",
-    ),
     "suricata__base64-decode-5885.pcap": (
         {"retrans", "out_of_order"},
         "a new SYN reuses the 5-tuple of a connection that never closed: tshark keeps that SYN in the old "

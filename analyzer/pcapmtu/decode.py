@@ -3,7 +3,7 @@
 Every field is gathered with numpy fancy indexing over the batch's byte array, guarded by the captured
 length, so a hostile or truncated packet yields a status code on its row instead of an exception.
 Rare layers whose shape varies (DNS, ICMP quotes, TLS) are not decoded here: their bytes are copied out
-for `layers`, which uses dpkt. Overlays (VXLAN, Geneve, GRE, IP-in-IP) are decapsulated so the row
+for `layers`, which uses dpkt. Overlays (VXLAN, Geneve, GRE, IP-in-IP, Teredo, L2TP) are decapsulated so the row
 describes the inner packet, with the outer IP length kept beside it.
 """
 
@@ -39,9 +39,10 @@ GENEVE_PORT = 6081
 DNS_PORT = 53
 
 # Encapsulation codes (column `encap`)
-ENCAP_NAMES = ["", "vxlan", "geneve", "gre", "ipip", "teredo"]
-ENC_NONE, ENC_VXLAN, ENC_GENEVE, ENC_GRE, ENC_IPIP, ENC_TEREDO = range(6)
+ENCAP_NAMES = ["", "vxlan", "geneve", "gre", "ipip", "teredo", "l2tp"]
+ENC_NONE, ENC_VXLAN, ENC_GENEVE, ENC_GRE, ENC_IPIP, ENC_TEREDO, ENC_L2TP = range(7)
 TEREDO_PORT = 3544
+L2TP_PORT = 1701
 
 # Decode status codes (column `status`); 0 = decoded as far as the protocols go
 STATUS_NAMES = [
@@ -571,6 +572,33 @@ def _copy_rare(rd: _Bytes, out: Decoded, rows, start, stop) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- overlays
+def _l2tp(rd: _Bytes, rows, l4, cand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """L2TPv2 data messages (RFC 2661 3.1) carrying PPP with IPv4 or IPv6: (which, inner offset, ethertype).
+
+    Control messages (T bit), other versions (L2TPv3 has its own header) and PPP control protocols (LCP,
+    IPCP) stay plain UDP.
+    """
+    none = np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows), np.int64)
+    cand = cand & rd.ok(rows, l4, 8 + 6)
+    if not cand.any():
+        return none
+    flags = rd.u16(l4 + 8, cand)
+    cand &= ((flags & 0x000F) == 2) & ((flags & 0x8000) == 0)  # version 2, data message
+    hdr = l4 + 8 + 2 + 2 * ((flags & 0x4000) > 0) + 4 + 4 * ((flags & 0x0800) > 0)  # length, ids, Ns/Nr
+    has_offset = cand & ((flags & 0x0200) > 0) & rd.ok(rows, hdr, 2)
+    hdr = hdr + np.where(has_offset, 2 + rd.u16(hdr, has_offset), 0)
+    cand &= rd.ok(rows, hdr, 2)
+    acf = cand & (rd.u16(hdr, cand) == 0xFF03)  # PPP address and control, unless compressed away
+    ppp = np.where(acf, hdr + 2, hdr)
+    cand &= rd.ok(rows, ppp, 2)
+    first = rd.u8(ppp, cand)
+    short = (first & 1) == 1  # protocol-field compression: one byte
+    proto = np.where(short, first, rd.u16(ppp, cand))
+    et = np.where(proto == 0x21, ET_IPV4, np.where(proto == 0x57, ET_IPV6, 0))
+    which = cand & (et > 0)
+    return which, ppp + np.where(short, 1, 2), et
+
+
 def _decapsulate(rd: _Bytes, out: Decoded, rows, l4, proto, sack) -> None:
     """Re-decode overlay payloads in place; the outer IP length is kept in `outer_ip_len`."""
     cols = out.cols
@@ -590,7 +618,8 @@ def _decapsulate(rd: _Bytes, out: Decoded, rows, l4, proto, sack) -> None:
         origin = teredo & (rd.u16(l4 + 8, teredo) == 0) & rd.ok(rows, l4, 16 + 40)
         teredo_hdr = np.where(origin, 16, 8)
         teredo &= (rd.u8(l4 + teredo_hdr, teredo) >> 4) == 6
-    if not (vx.any() or gen.any() or gre.any() or ipip.any() or teredo.any()):
+    l2tp, l2tp_l3, l2tp_et = _l2tp(rd, rows, l4, udp & ((dport == L2TP_PORT) | (sport == L2TP_PORT)))
+    if not (vx.any() or gen.any() or gre.any() or ipip.any() or teredo.any() or l2tp.any()):
         return
 
     def mark(sel, kind):
@@ -631,6 +660,9 @@ def _decapsulate(rd: _Bytes, out: Decoded, rows, l4, proto, sack) -> None:
     if teredo.any():
         r = mark(teredo, ENC_TEREDO)
         _network(rd, out, r, (l4 + teredo_hdr)[teredo], np.full(len(r), ET_IPV6), sack, depth=1)
+    if l2tp.any():
+        r = mark(l2tp, ENC_L2TP)
+        _network(rd, out, r, l2tp_l3[l2tp], l2tp_et[l2tp], sack, depth=1)
     if ipip.any():
         r = mark(ipip, ENC_IPIP)
         et = np.where(proto[ipip] == PROTO_IPIP, ET_IPV4, ET_IPV6)

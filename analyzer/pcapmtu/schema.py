@@ -20,7 +20,10 @@ PACKETS = {
     "linktype": ("uint16", "link-layer type of the interface (1 Ethernet, 113 SLL, 276 SLL2, ...)"),
     "ifindex": ("int32", "Linux interface index from an SLL2 header (`tcpdump -i any`), else -1"),
     "pkttype": ("int8", "SLL/SLL2 packet type (0 to us, 4 outgoing, ...), else -1"),
-    "encap": ("category", "overlay the packet was carried in: vxlan, geneve, gre, ipip, teredo or empty"),
+    "encap": (
+        "category",
+        "overlay the packet was carried in: vxlan, geneve, gre, ipip, teredo, l2tp or empty",
+    ),
     "outer_ip_len": ("uint32", "IP total length of the outer (overlay) packet, 0 when not encapsulated"),
     "ipv": ("uint8", "IP version of the (inner) packet: 4, 6, or 0 for non-IP"),
     "src": ("category", "source address"),
