@@ -25,6 +25,22 @@ def test_public_surface_is_exactly_documented():
         assert hasattr(pcapmtu, name), name
 
 
+def test_names_are_the_documented_objects_whatever_was_imported_first():
+    """`import pcapmtu` is lazy; importing the modules behind the names must not shadow them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pcapmtu.parquet, pcapmtu.cli, pcapmtu.analysis, pcapmtu.capture, sys, pcapmtu\n"
+        "assert callable(pcapmtu.export) and pcapmtu.export.__module__ == 'pcapmtu.parquet'\n"
+        "assert callable(pcapmtu.analyze) and callable(pcapmtu.read)\n"
+        "assert isinstance(pcapmtu.Capture, type) and issubclass(pcapmtu.CaptureError, pcapmtu.PcapmtuError)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    light = "import sys, pcapmtu; assert 'pandas' not in sys.modules; print(pcapmtu.__version__)"
+    assert subprocess.run([sys.executable, "-c", light], check=True, capture_output=True, text=True).stdout
+
+
 def test_read_reports_progress_up_to_the_file_size(tmp_path):
     from conftest import SAMPLES
 
