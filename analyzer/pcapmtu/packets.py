@@ -174,13 +174,15 @@ def build_packets(cap: CaptureFile, progress=None, keep_packets: bool = True) ->
             "file_off": batch.file_off,
         }
         rare_rows = np.asarray(dec.rare_rows, dtype=np.int64)
-        sack_rows = dec.sack_rows
+        sack_rows, sack_left, sack_right = dec.sack_rows, dec.sack_left, dec.sack_right
         kept = None
         if not keep_packets:  # TCP packets and the few DNS/ICMP rows; new row numbers for both
             keep = dec.cols["proto"] == 6
             keep[rare_rows] = True
             kept = np.flatnonzero(keep)
             renumber = np.cumsum(keep) - 1
+            on_kept = keep[sack_rows]  # SACK blocks come from TCP options: all of them, in practice
+            sack_rows, sack_left, sack_right = sack_rows[on_kept], sack_left[on_kept], sack_right[on_kept]
             rare_rows, sack_rows = renumber[rare_rows], renumber[sack_rows]
         has_ip = dec.cols["ipv"] > 0
         for name, side in (("src", 0), ("dst", 2)):
@@ -199,7 +201,7 @@ def build_packets(cap: CaptureFile, progress=None, keep_packets: bool = True) ->
             expected=(base + (n if kept is None else len(kept))) * total // max(done, 1),
         )
         if len(sack_rows):
-            sack_parts.append((sack_rows + base, dec.sack_left, dec.sack_right))
+            sack_parts.append((sack_rows + base, sack_left, sack_right))
         rare.extend((row + base, data) for row, data in zip(rare_rows.tolist(), dec.rare_bytes, strict=True))
         base += n if kept is None else len(kept)
         if progress is not None and len(batch.file_off):
