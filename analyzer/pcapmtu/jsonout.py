@@ -49,11 +49,24 @@ def plain(value: Any) -> Any:
 
 
 def records(frame: pd.DataFrame, fields: list[str]) -> list[dict]:
+    """Rows as JSON-ready dicts. Column by column: `tolist()` already gives Python ints, floats and bools,
+    so only floats (NaN, inf) and text or object columns (NA, numpy scalars) need `plain()`."""
     present = [f for f in fields if f in frame.columns]
-    return [
-        {k: plain(v) for k, v in zip(present, row, strict=True)}
-        for row in frame[present].itertuples(index=False)
-    ]
+    if not present:
+        return [{} for _ in range(len(frame))]
+    columns = []
+    for name in present:
+        col = frame[name]
+        values = col.tolist()
+        numpy_dtype = isinstance(col.dtype, np.dtype)  # not a pandas extension type that may hold NA
+        if numpy_dtype and col.dtype.kind in "iub":
+            pass
+        elif numpy_dtype and col.dtype.kind == "f":
+            values = [v if math.isfinite(v) else None for v in values]
+        else:
+            values = [plain(v) for v in values]
+        columns.append(values)
+    return [dict(zip(present, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def inspect_document(captures: list[Capture]) -> dict:
