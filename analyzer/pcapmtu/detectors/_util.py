@@ -28,8 +28,9 @@ def flow_filter(flow) -> str:
     )
 
 
-def conn_packets(ctx: Context, role: str, conn: int) -> pd.DataFrame:
-    """The packets of one connection (cached index per capture)."""
+def conn_packets(ctx: Context, role: str, conn: int, columns: list[str] | None = None) -> pd.DataFrame:
+    """The packets of one connection (cached index per capture). Naming the `columns` a caller reads
+    makes this several times cheaper on a wide table, for rules that look at many connections."""
     cache = ctx.__dict__.setdefault("_conn_index", {})
     if role not in cache:
         conns = ctx.captures[role].packets["conn"].to_numpy()
@@ -37,7 +38,8 @@ def conn_packets(ctx: Context, role: str, conn: int) -> pd.DataFrame:
         cache[role] = (order, conns[order])
     order, sorted_conns = cache[role]
     lo, hi = np.searchsorted(sorted_conns, [conn, conn + 1])
-    return ctx.captures[role].packets.iloc[order[lo:hi]]
+    packets = ctx.captures[role].packets
+    return (packets if columns is None else packets[columns]).iloc[order[lo:hi]]
 
 
 def first_frames(frames, limit: int = 12) -> tuple[int, ...]:

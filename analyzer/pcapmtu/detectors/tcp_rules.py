@@ -32,7 +32,9 @@ def backoff(ctx: Context):
             ]
             flows = flows[more]
         for flow in flows.itertuples():
-            p = conn_packets(ctx, role, int(flow.conn))
+            p = conn_packets(
+                ctx, role, int(flow.conn), ["payload_len", "dir", "rel_seq", "frame", "ts", "ip_len"]
+            )
             data = p[p["payload_len"] > 0]  # SYN retries are T002's business
             for d, sender in ((1, "server"), (0, "client")):
                 seg = data[data["dir"] == d]
