@@ -53,6 +53,16 @@ def test_lean_read_gives_the_same_tables(path: Path, monkeypatch):
     # address categories are numbered in order of appearance per batch, so their order may differ
 
 
+def test_a_lean_capture_is_refused_where_packets_are_needed(tmp_path):
+    import pcapmtu
+
+    lean = capture.read(SAMPLES / "blackhole_tls12" / "container.pcap", keep_packets=False)
+    with pytest.raises(pcapmtu.UsageError, match="keep_packets=False"):
+        pcapmtu.analyze(container=lean)
+    with pytest.raises(pcapmtu.UsageError, match="keep_packets=False"):
+        pcapmtu.export([lean], to=tmp_path)
+
+
 def test_timestamps_going_back_across_batches_are_counted(tmp_path, monkeypatch):
     import pcapbuild as B
 

@@ -177,6 +177,8 @@ def analyze(
         raise UsageError("give at least one capture (host and/or container)")
     captures = {}
     for role, src in roles.items():
+        if isinstance(src, Capture) and not src.packets_kept:
+            raise UsageError(f"{src.name} was read with keep_packets=False; the diagnosis needs its packets")
         tick = (lambda done, total, role=role: progress(role, done, total)) if progress else None
         captures[role] = src if isinstance(src, Capture) else read(src, progress=tick)
     ctx = Context(captures, KnownFacts(host_mtu, container_mtu), thresholds or Thresholds())

@@ -35,6 +35,7 @@ class Capture:
     warnings: list[str] = field(default_factory=list)
     skipped_bytes: int = 0
     stats: PacketStats = field(default_factory=PacketStats)
+    packets_kept: bool = True  # False after read(keep_packets=False): `packets` is empty on purpose
 
     @property
     def name(self) -> str:
@@ -84,7 +85,8 @@ def read(
 
     `progress(done_bytes, total_bytes)`, if given, is called as the file is read. `keep_packets=False`
     leaves the `packets` table empty and keeps only what flows, dns and icmp need while reading: the same
-    flows for a fraction of the memory (what `pcapmtu inspect` does).
+    flows for a fraction of the memory (what `pcapmtu inspect` does). `analyze()` and `export()` refuse
+    such a capture (`Capture.packets_kept` is False).
     """
     cap = CaptureFile.open(path)
     try:
@@ -118,6 +120,7 @@ def read(
             warnings=warnings,
             skipped_bytes=cap.skipped_bytes,
             stats=raw.stats,
+            packets_kept=keep_packets,
         )
     finally:
         cap.close()

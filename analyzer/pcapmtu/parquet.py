@@ -28,6 +28,8 @@ def export(
     seen: set[str] = set()
     failed: list[str] = []
     for src in sources:
+        if isinstance(src, Capture) and not src.packets_kept:
+            raise UsageError(f"{src.name} was read with keep_packets=False; export needs its packets")
         try:
             cap = src if isinstance(src, Capture) else read(src)
         except CaptureError as exc:
