@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import pcapmtu
 
 PUBLIC = [
@@ -65,3 +67,43 @@ def test_cli_progress_only_on_a_terminal():
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "reading" not in proc.stderr and "\r" not in proc.stderr
+    piped = subprocess.run(
+        [sys.executable, "-m", "pcapmtu", "inspect", str(d / "container.pcap")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["inspect", "analyze"])
+def test_cli_progress_on_a_terminal(command):
+    """On a terminal (stderr is a tty) the capture being read is shown with a progress bar."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from conftest import SAMPLES
+
+    path = SAMPLES / "lossy_link" / "container.pcap"
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pcapmtu", command, str(path)],
+            stdout=subprocess.DEVNULL, stderr=follower, timeout=120, env={**os.environ, "COLUMNS": "120"},
+        )  # fmt: skip
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and everything was read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    assert proc.returncode in (0, 1)
+    assert f"reading {path.name}" in shown.decode(errors="replace") or "reading" in shown.decode(
+        errors="replace"
+    )

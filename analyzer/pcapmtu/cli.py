@@ -71,6 +71,7 @@ def inspect(
         bool, typer.Option("--json", help="Print one JSON document on stdout (docs/json.md).")
     ] = False,
     limit: Annotated[int, typer.Option(help="Connections shown per capture in the terminal (0 = all).")] = 40,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     debug: Annotated[bool, typer.Option(help="Show a traceback on internal errors.")] = False,
 ) -> None:
     """Show what each capture holds: format, link types, packets, time span and its TCP connections."""
@@ -81,7 +82,9 @@ def inspect(
     failed = False
     for path in files:
         try:
-            captures.append(read(path, keep_packets=False))
+            with _progress(quiet or as_json) as bar:
+                tick = lambda done, total, name=path.name: bar(name, done, total)  # noqa: E731
+                captures.append(read(path, keep_packets=False, progress=tick))
         except PcapmtuError as exc:
             err.print(f"pcapmtu: {escape(printable(exc, 400))}")
             failed = True
