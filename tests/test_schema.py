@@ -22,6 +22,13 @@ def test_empty_capture_tables_match_schema():
         assert list(getattr(cap, name).columns) == list(table), name
 
 
+def test_cli_doc_is_generated_from_the_commands():
+    from pcapmtu import clidoc
+
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    assert doc == clidoc.markdown(), "docs/cli.md is stale: run python -m pcapmtu.clidoc > docs/cli.md"
+
+
 def test_tables_doc_is_generated_from_schema():
     doc = (ROOT / "docs" / "tables.md").read_text()
     assert doc == schema.markdown(), "docs/tables.md is stale: run python -m pcapmtu.schema > docs/tables.md"

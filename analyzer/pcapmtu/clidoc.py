@@ -1,0 +1,54 @@
+"""docs/cli.md, generated from the command line's own definitions: `python -m pcapmtu.clidoc > docs/cli.md`.
+
+A test compares the file with this output, so the reference cannot drift from `--help`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .cli import Exit, app
+
+EXIT_MEANINGS = {
+    Exit.OK: "nothing wrong found (`analyze`), or every capture was read (`inspect`, `export`)",
+    Exit.PROBLEM: "`analyze` found a problem (any verdict other than healthy)",
+    Exit.BAD_INPUT: "bad input or usage: a capture could not be read, a wrong option, an internal error "
+    "(one line on stderr, never a traceback unless `--debug`)",
+}
+
+
+def markdown() -> str:
+    group = typer.main.get_command(app)
+    lines = [
+        "# Command line",
+        "",
+        "Generated from `analyzer/pcapmtu/cli.py` by `python -m pcapmtu.clidoc`; do not edit by hand.",
+        "",
+        "`pcapmtu --version` prints the version; `pcapmtu COMMAND --help` shows the same as below.",
+        "",
+        "## Exit codes",
+        "",
+        "| code | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| {int(code)} | {text} |" for code, text in EXIT_MEANINGS.items()]
+    lines.append("")
+    for name, command in group.commands.items():
+        args = [p for p in command.params if p.param_type_name == "argument"]
+        usage = " ".join(a.name.upper() + ("..." if a.nargs == -1 else "") for a in args)
+        lines += [f"## `pcapmtu {name}{' ' + usage if usage else ''}`", "", (command.help or "").strip(), ""]
+        if command.params:
+            lines += ["| argument or option | default | meaning |", "|---|---|---|"]
+        for p in command.params:
+            names = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
+            if p.param_type_name == "argument":
+                names = f"`{p.name.upper()}`"
+            default = "" if p.required or p.default in (None, False) else f"`{p.default}`"
+            text = (getattr(p, "help", None) or "").replace("|", "\\|")
+            lines.append(f"| {names} | {default} | {text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
