@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
@@ -508,6 +509,44 @@ def test_mutated_captures_read_or_refuse(base, ops, gz):
         path = Path(tmp) / "mutated.pcap"
         path.write_bytes(data)
         read_or_capture_error(path)
+
+
+def _outcome(path) -> tuple:
+    try:
+        cap = pcapmtu.read(path)
+    except pcapmtu.CaptureError as exc:
+        return ("error", str(exc))
+    return ("read", cap.packets, cap.warnings, cap.skipped_bytes)
+
+
+@settings(
+    max_examples=FUZZ_EXAMPLES // 2,
+    deadline=10000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(base=st.sampled_from(range(len(BASES))), ops=st.lists(mutation, min_size=1, max_size=6))
+def test_bulk_walks_read_damaged_files_exactly_like_the_plain_walks(base, ops):
+    """The fast record walks must agree with the record-by-record walks on every damaged file: the same
+    packets, the same warnings, the same skipped bytes, or the same error."""
+    from pcapmtu import formats
+
+    with tempfile.TemporaryDirectory(prefix="pcapmtu-fuzz-") as tmp:
+        path = Path(tmp) / "mutated.pcap"
+        path.write_bytes(_mutate(BASES[base], ops))
+        bulk = _outcome(path)
+        formats.BULK_WALKS = False
+        try:
+            plain = _outcome(path)
+        finally:
+            formats.BULK_WALKS = True
+    assert bulk[0] == plain[0], (bulk[:1] + bulk[2:] if bulk[0] == "read" else bulk, plain[0])
+    if bulk[0] == "error":
+        assert bulk == plain
+    else:
+        pd.testing.assert_frame_equal(bulk[1], plain[1])
+        assert bulk[2:] == plain[2:]
 
 
 @settings(
