@@ -563,26 +563,27 @@ BLACKHOLE_CONCLUSION = (
 )
 
 
+def _blackhole(name: str, description: str, checks, **options) -> Scenario:
+    """The incident itself (container HTTPS hangs, host works), taken one way or another."""
+    return Scenario(
+        name, description, BLACKHOLE_CONCLUSION, "mtu_blackhole", BLACKHOLE_FLOWS, checks, **options
+    )
+
+
 def _catalog() -> list[Scenario]:
     bh = blackhole_checks("https")
     return [
-        Scenario(
+        _blackhole(
             "blackhole_tls12",
             "The incident with TLS 1.2: container HTTPS hangs after the ClientHello, small HTTP works, the "
             "host's own HTTPS works; an engineer's DF pings at 1422 and 1472 bytes at the end.",
-            BLACKHOLE_CONCLUSION,
-            "mtu_blackhole",
-            BLACKHOLE_FLOWS,
             bh,
             tls_version="1.2",
             pings=True,
         ),
-        Scenario(
+        _blackhole(
             "blackhole_tls13",
             "The incident with TLS 1.3 (certificate in the encrypted flight): same symptoms as TLS 1.2.",
-            BLACKHOLE_CONCLUSION,
-            "mtu_blackhole",
-            BLACKHOLE_FLOWS,
             bh,
             pings=True,
         ),
@@ -692,50 +693,35 @@ def _catalog() -> list[Scenario]:
             bh,
             ipv6=True,
         ),
-        Scenario(
+        _blackhole(
             "vxlan_overlay",
             "The incident where the host uplink is a real VXLAN device (VNI 4242, UDP 4789) over a 1500 "
             "underlay veth; host.pcap is taken on the underlay, so every packet is VXLAN-encapsulated.",
-            BLACKHOLE_CONCLUSION,
-            "mtu_blackhole",
-            BLACKHOLE_FLOWS,
             bh,
             vxlan=True,
         ),
-        Scenario(
+        _blackhole(
             "any_sll2",
             "blackhole_tls13 with the host captured by `tcpdump -i any` (Linux cooked v2, LINUX_SLL2): each "
             "container packet appears on the veth, docker0 (pre-NAT) and the uplink (post-NAT).",
-            BLACKHOLE_CONCLUSION,
-            "mtu_blackhole",
-            BLACKHOLE_FLOWS,
             format_checks(bh, {"encapsulation": "linux-sll2"}, {"encapsulation": "ether"}),
             host_capture="any",
         ),
-        Scenario(
+        _blackhole(
             "sll_v1",
             "blackhole_tls13 with the host captured by `tcpdump -i any -y LINUX_SLL` (Linux cooked v1).",
-            BLACKHOLE_CONCLUSION,
-            "mtu_blackhole",
-            BLACKHOLE_FLOWS,
             format_checks(bh, {"encapsulation": "linux-sll"}, {"encapsulation": "ether"}),
             host_capture="any_sll",
         ),
-        Scenario(
+        _blackhole(
             "pcapng",
             "blackhole_tls13 captured with dumpcap (pcapng; the files keep the .pcap name).",
-            BLACKHOLE_CONCLUSION,
-            "mtu_blackhole",
-            BLACKHOLE_FLOWS,
             format_checks(bh, {"file_type": "pcapng"}, {"file_type": "pcapng"}),
             capture_format="pcapng",
         ),
-        Scenario(
+        _blackhole(
             "nanosecond",
             "blackhole_tls13 captured with `tcpdump --time-stamp-precision=nano` (pcap, nanosecond magic).",
-            BLACKHOLE_CONCLUSION,
-            "mtu_blackhole",
-            BLACKHOLE_FLOWS,
             format_checks(
                 bh,
                 {"file_type": "nsecpcap", "time_precision": "nanoseconds"},
