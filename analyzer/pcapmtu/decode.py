@@ -165,14 +165,6 @@ class _Bytes:
             self._windows[size] = view
         return view
 
-    def _read(self, off: np.ndarray, valid: np.ndarray, size: int, dtype: str) -> np.ndarray:
-        if valid.all():
-            return self.windows(size)[off].view(dtype).reshape(-1).astype(np.int64)
-        if not valid.any():
-            return np.zeros(len(off), dtype=np.int64)
-        values = self.windows(size)[np.where(valid, off, 0)].view(dtype).reshape(-1).astype(np.int64)
-        return np.where(valid, values, 0)
-
     def block(self, off: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
         """The `size` bytes at each row's offset as an (n, size) array, zeros where not `valid`: a header
         read in one call, its fields then sliced out with `header_field()`."""
@@ -184,13 +176,13 @@ class _Bytes:
         return out
 
     def u8(self, off: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return self._read(off, valid, 1, "u1")
+        return header_field(self.block(off, valid, 1), 0, 1)
 
     def u16(self, off: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return self._read(off, valid, 2, ">u2")
+        return header_field(self.block(off, valid, 2), 0, 2)
 
     def u32(self, off: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return self._read(off, valid, 4, ">u4")
+        return header_field(self.block(off, valid, 4), 0, 4)
 
     def u64(self, off: np.ndarray) -> np.ndarray:
         """Eight bytes as uint64 (caller guarantees bounds)."""
@@ -282,6 +274,11 @@ def _link(
     return _with_status(out, rows, ok, off, et)
 
 
+def _ppp_ethertype(proto: np.ndarray) -> np.ndarray:
+    """PPP protocol numbers of IPv4 (0x21) and IPv6 (0x57) as Ethertypes; 0 for anything else."""
+    return np.where(proto == 0x21, ET_IPV4, np.where(proto == 0x57, ET_IPV6, 0))
+
+
 def _with_status(out: Decoded, rows, ok, l3, et):
     out.cols["status"][rows[~ok]] = ST_LINK_TRUNC
     return np.where(ok, l3, -1), np.where(ok, et, 0)
@@ -303,7 +300,7 @@ def _ethernet(rd: _Bytes, out: Decoded, rows: np.ndarray, off: np.ndarray):
     if pppoe.any():
         good = pppoe & rd.ok(rows, off + hdr, 8)
         proto = rd.u16(off + hdr + 6, good)
-        et = np.where(pppoe, np.where(proto == 0x21, ET_IPV4, np.where(proto == 0x57, ET_IPV6, 0)), et)
+        et = np.where(pppoe, _ppp_ethertype(proto), et)
         hdr = np.where(pppoe, hdr + 8, hdr)
         ok &= ~pppoe | good
     mpls = ok & np.isin(et, (0x8847, 0x8848))
@@ -594,7 +591,7 @@ def _l2tp(rd: _Bytes, rows, l4, cand) -> tuple[np.ndarray, np.ndarray, np.ndarra
     first = rd.u8(ppp, cand)
     short = (first & 1) == 1  # protocol-field compression: one byte
     proto = np.where(short, first, rd.u16(ppp, cand))
-    et = np.where(proto == 0x21, ET_IPV4, np.where(proto == 0x57, ET_IPV6, 0))
+    et = _ppp_ethertype(proto)
     which = cand & (et > 0)
     return which, ppp + np.where(short, 1, 2), et
 
