@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+def _find_corpus() -> Path:
+    """The public corpus sits in ../shared/corpus beside the project. A clone made elsewhere (CI clones main
+    into a temporary directory) finds it beside the repository it was cloned from; PCAPMTU_CORPUS wins."""
+    if os.environ.get("PCAPMTU_CORPUS"):
+        return Path(os.environ["PCAPMTU_CORPUS"])
+    candidates = [ROOT.parent / "shared" / "corpus"]
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(ROOT), "remote", "get-url", "origin"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        origin = ""
+    if origin and "://" not in origin and Path(origin).is_dir():  # a local clone: look beside its source
+        candidates.append(Path(origin).resolve().parent / "shared" / "corpus")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+CORPUS = _find_corpus()
 SAMPLES = ROOT / "sample_pcaps"
 IN_CI = os.environ.get("CI") == "true"
 
