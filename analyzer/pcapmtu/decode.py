@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .native import core as _native
+
 # Link types (https://www.tcpdump.org/linktypes.html)
 LT_NULL, LT_ETHERNET, LT_RAW_OLD, LT_RAW_BSD, LT_RAW = 0, 1, 12, 14, 101
 LT_LOOP, LT_SLL, LT_IPV4, LT_IPV6, LT_SLL2 = 108, 113, 228, 229, 276
@@ -126,6 +128,17 @@ COLUMNS: dict[str, str] = {
 }
 
 
+def _native_usable() -> bool:
+    """The C core is there and writes exactly this module's columns (a stale build does not)."""
+    if _native is None:
+        return False
+    return ",".join(f"{name}:{dtype}" for name, dtype in COLUMNS.items()) == _native.COLUMN_LAYOUT
+
+
+# Decode with the C core when it is there; tests switch it off to compare both paths.
+NATIVE = _native_usable()
+
+
 @dataclass
 class Decoded:
     """Columns for one batch plus the sparse extras (addresses, SACK blocks, rare payloads)."""
@@ -196,17 +209,64 @@ def header_field(block: np.ndarray, at: int, size: int) -> np.ndarray:
 
 
 def decode_batch(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray) -> Decoded:
-    """Decode every record of a batch into columns. Never raises on packet contents."""
-    n = len(data_off)
+    """Decode every record of a batch into columns. Never raises on packet contents.
+
+    With the C core (`NATIVE`), C decodes the common shapes and hands back the rows it leaves to numpy;
+    the result is the same either way (tests/test_native.py).
+    """
+    if not NATIVE or not len(data_off):
+        return _decode_numpy(buf, data_off, caplen, linktype)
+    out = _new_decoded(len(data_off), linktype)
+    data_off = np.ascontiguousarray(data_off, dtype=np.int64)
+    caplen = np.ascontiguousarray(caplen, dtype=np.int64)
+    linktype = np.ascontiguousarray(linktype, dtype=np.int64)
+    fallback, sack_rows, sack_left, sack_right, rare_rows, rare_bytes = _native.decode(
+        buf, data_off, caplen, linktype, tuple(out.cols.values()), out.addr
+    )
+    out.sack_rows = np.frombuffer(sack_rows, dtype=np.int64)
+    out.sack_left = np.frombuffer(sack_left, dtype=np.uint32)
+    out.sack_right = np.frombuffer(sack_right, dtype=np.uint32)
+    out.rare_rows = np.frombuffer(rare_rows, dtype=np.int64).tolist()
+    out.rare_bytes = rare_bytes
+    rows = np.frombuffer(fallback, dtype=np.int64)
+    if len(rows):  # the rows C left to numpy: decode them alone, then put them in place
+        sub = _decode_numpy(buf, data_off[rows], caplen[rows], linktype[rows])
+        for name, column in out.cols.items():
+            column[rows] = sub.cols[name]
+        out.addr[rows] = sub.addr
+        _merge_sparse(out, rows, sub)
+    return out
+
+
+def _new_decoded(n: int, linktype: np.ndarray) -> Decoded:
+    """Columns of `n` rows at their "nothing decoded" values."""
     cols = {name: np.zeros(n, dtype=dt) for name, dt in COLUMNS.items()}
     cols["linktype"][:] = linktype
-    cols["ifindex"][:] = -1
-    cols["pkttype"][:] = -1
-    cols["wscale"][:] = -1
-    cols["payload0"][:] = -1
-    cols["icmp_type"][:] = -1
-    cols["icmp_code"][:] = -1
-    out = Decoded(cols=cols, addr=np.zeros((n, 4), dtype=np.uint64))
+    for name in ("ifindex", "pkttype", "wscale", "payload0", "icmp_type", "icmp_code"):
+        cols[name][:] = -1
+    return Decoded(cols=cols, addr=np.zeros((n, 4), dtype=np.uint64))
+
+
+def _merge_sparse(out: Decoded, rows: np.ndarray, sub: Decoded) -> None:
+    """Add the SACK blocks and rare payloads of `sub` (rows `rows` of `out`), keeping both sorted by row."""
+    sack_rows = np.concatenate([out.sack_rows, rows[sub.sack_rows]])
+    order = np.argsort(sack_rows, kind="stable")
+    out.sack_rows = sack_rows[order]
+    out.sack_left = np.concatenate([out.sack_left, sub.sack_left])[order]
+    out.sack_right = np.concatenate([out.sack_right, sub.sack_right])[order]
+    if sub.rare_rows:
+        rare_rows = out.rare_rows + rows[np.asarray(sub.rare_rows, dtype=np.int64)].tolist()
+        rare_bytes = out.rare_bytes + sub.rare_bytes
+        order = np.argsort(rare_rows, kind="stable").tolist()
+        out.rare_rows = [rare_rows[i] for i in order]
+        out.rare_bytes = [rare_bytes[i] for i in order]
+
+
+def _decode_numpy(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray) -> Decoded:
+    """The pure numpy decoder: every shape, one layer at a time over all rows."""
+    n = len(data_off)
+    out = _new_decoded(n, linktype)
+    cols = out.cols
     rd = _Bytes(buf, data_off, data_off + caplen)
     rows = np.arange(n, dtype=np.int64)
     sack: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -227,6 +287,10 @@ def decode_batch(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, link
             out.sack_left[order],
             out.sack_right[order],
         )
+    if out.rare_rows:  # in row order (frame order), whichever layer copied them
+        order = np.argsort(out.rare_rows, kind="stable").tolist()
+        out.rare_rows = [out.rare_rows[i] for i in order]
+        out.rare_bytes = [out.rare_bytes[i] for i in order]
     return out
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .errors import CaptureError
+from .native import core as _native
 
 CHUNK_BYTES = 16 * 1024 * 1024
 MAX_RECORD = 16 * 1024 * 1024  # a record claiming more than this is corrupt (pcap's own cap is 256 KiB)
@@ -99,6 +100,8 @@ _LITTLE_U32 = struct.Struct("<I").unpack_from
 # The bulk walks (pcap lengths through uint32 views, pcapng runs of packet blocks) must give exactly what
 # the plain record-by-record walks give; tests switch them off to compare the two on damaged files.
 BULK_WALKS = True
+# The pcap record walk in C (the optional core); tests switch it off to compare it with the Python walks.
+NATIVE_WALK = _native is not None
 
 # pcapng block types (draft-ietf-opsawg-pcapng)
 SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
@@ -263,7 +266,9 @@ class CaptureFile:
 
         def walk(chunk, file_base):
             offs, pos, problem = _walk_pcap(chunk, caplen_at, rec_hdr, swap)
-            batch = self._pcap_batch(chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap) if offs else None
+            batch = (
+                self._pcap_batch(chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap) if len(offs) else None
+            )
             return batch, pos, problem
 
         yield from self._walk_chunks(fh, _Chunks(fh, chunk_bytes, start=24), walk, "record")
@@ -355,21 +360,27 @@ class _Chunks:
         return bool(self.eof and rest)
 
 
-def _walk_pcap(chunk, caplen_at, rec_hdr: int, swap: int = 0) -> tuple[list[int], int, str | None]:
+def _walk_pcap(
+    chunk, caplen_at, rec_hdr: int, swap: int = 0
+) -> tuple[list[int] | np.ndarray, int, str | None]:
     """Record starts fully inside `chunk`; the loop is the only per-record Python work for pcap."""
     at = 12 if swap == SWAPPED else 8
     if swap == MAYBE_SWAPPED:
         return _walk_pcap_either(chunk, caplen_at, rec_hdr)
-    if BULK_WALKS and caplen_at is _LITTLE_U32 and sys.byteorder == "little":
+    offs: list[int] | np.ndarray
+    if NATIVE_WALK:
+        starts, pos = _native.walk_pcap(chunk, rec_hdr, at, caplen_at is not _LITTLE_U32)
+        offs = np.frombuffer(starts, dtype=np.int64)
+    elif BULK_WALKS and caplen_at is _LITTLE_U32 and sys.byteorder == "little":
         offs, pos = _walk_native(chunk, rec_hdr, at)
     else:
         offs, pos = _walk_struct(chunk, caplen_at, rec_hdr, at)
-    if offs and len(chunk) - rec_hdr > MAX_RECORD:  # a chunk with room for a record longer than allowed
+    if len(offs) and len(chunk) - rec_hdr > MAX_RECORD:  # a chunk with room for a record longer than allowed
         raw = np.frombuffer(chunk, dtype=np.uint8)[np.asarray(offs)[:, None] + at + np.arange(4)]
         lengths = raw.copy().view("<u4" if caplen_at is _LITTLE_U32 else ">u4").reshape(-1)
         bad = np.flatnonzero(lengths > MAX_RECORD)
         if len(bad):
-            offs, pos = offs[: bad[0]], offs[bad[0]]
+            offs, pos = offs[: bad[0]], int(offs[bad[0]])
     # a length that does not fit the chunk ended the walk: absurd, or just cut by the chunk's end
     if pos + rec_hdr <= len(chunk) and (caplen := caplen_at(chunk, pos + at)[0]) > MAX_RECORD:
         return offs, pos, f"claims an absurd captured length ({caplen} bytes)"

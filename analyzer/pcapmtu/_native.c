@@ -1,0 +1,465 @@
+/*
+ * pcapmtu._native: the per-record hot loops in C, optional.
+ *
+ * Why: on a real one-million-packet capture the columnar numpy decoder spends most of its time in call
+ * overhead on small arrays, and the pcap record walk is a sequential loop numpy cannot vectorize. These
+ * two loops are what keeps pcapmtu slower than tcptrace. Nothing here decides anything new: every rule is
+ * the one in decode.py/formats.py, and tests/test_native.py checks that both give identical tables on
+ * every capture and on fuzzed packets. The package works without this module (pure numpy); see
+ * decode.NATIVE.
+ *
+ * The decoder takes the common shapes only (Ethernet with VLAN tags, Linux cooked v1/v2, raw IP; sound
+ * IPv4 or IPv6 without extension headers; TCP, UDP, ICMP). A row with anything else (an error status,
+ * an overlay, IPv6 extension headers, PPPoE, MPLS, NULL/LOOP) is returned as a "fallback" row, which
+ * decode.py decodes with numpy, so rare and hostile shapes keep exactly one implementation.
+ *
+ * No numpy C API: arrays arrive as buffers, variable-length results leave as bytes objects.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The column order and dtypes this file writes; decode.py checks it against decode.COLUMNS. */
+#define COLUMN_LAYOUT                                                                                    \
+    "linktype:u2,ifindex:i4,pkttype:i1,encap:u1,outer_ip_len:u4,ipv:u1,ip_len:u4,ip_id:u4,df:?,frag:?,"  \
+    "frag_off:u2,ttl:u1,proto:u1,sport:u2,dport:u2,tcp_flags:u2,seq:u4,ack:u4,win:u2,tcp_hdr_len:u1,"    \
+    "payload_len:i4,payload0:i2,payload_off:u2,mss:u2,wscale:i1,sack_perm:?,sack_blocks:u1,tsval:u4,"   \
+    "tsecr:u4,has_ts:?,icmp_type:i2,icmp_code:i2,status:u1"
+
+enum {
+    C_LINKTYPE, C_IFINDEX, C_PKTTYPE, C_ENCAP, C_OUTER_IP_LEN, C_IPV, C_IP_LEN, C_IP_ID, C_DF, C_FRAG,
+    C_FRAG_OFF, C_TTL, C_PROTO, C_SPORT, C_DPORT, C_TCP_FLAGS, C_SEQ, C_ACK, C_WIN, C_TCP_HDR_LEN,
+    C_PAYLOAD_LEN, C_PAYLOAD0, C_PAYLOAD_OFF, C_MSS, C_WSCALE, C_SACK_PERM, C_SACK_BLOCKS, C_TSVAL,
+    C_TSECR, C_HAS_TS, C_ICMP_TYPE, C_ICMP_CODE, C_STATUS, N_COLUMNS
+};
+static const Py_ssize_t ITEMSIZE[N_COLUMNS] = {
+    2, 4, 1, 1, 4, 1, 4, 4, 1, 1, 2, 1, 1, 2, 2, 2, 4, 4, 2, 1, 4, 2, 2, 2, 1, 1, 1, 4, 4, 1, 2, 2, 1,
+};
+
+#define ET_IPV4 0x0800
+#define ET_IPV6 0x86DD
+
+static inline uint32_t be16(const uint8_t *p) { return ((uint32_t)p[0] << 8) | p[1]; }
+static inline uint32_t be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t be64(const uint8_t *p) { return ((uint64_t)be32(p) << 32) | be32(p + 4); }
+
+/* A growable array of fixed-size items, handed to Python as one bytes object. */
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap, item;
+} Vec;
+
+static int vec_push(Vec *v, const void *item)
+{
+    if (v->len == v->cap) {
+        Py_ssize_t cap = v->cap ? v->cap * 2 : 256;
+        char *data = PyMem_Realloc(v->data, (size_t)(cap * v->item));
+        if (!data) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        v->data = data;
+        v->cap = cap;
+    }
+    memcpy(v->data + v->len * v->item, item, (size_t)v->item);
+    v->len++;
+    return 0;
+}
+
+static PyObject *vec_bytes(Vec *v)
+{
+    PyObject *out = PyBytes_FromStringAndSize(v->data ? v->data : "", v->len * v->item);
+    PyMem_Free(v->data);
+    v->data = NULL;
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------ pcap record walk */
+/* Record starts fully inside buf: the loop of formats._walk_native/_walk_struct. Returns (starts, pos). */
+static PyObject *walk_pcap(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t rec_hdr, at;
+    int big;
+    if (!PyArg_ParseTuple(args, "y*nnp", &view, &rec_hdr, &at, &big))
+        return NULL;
+    const uint8_t *b = view.buf;
+    int64_t n = view.len, pos = 0, limit = n - rec_hdr;
+    Vec starts = {NULL, 0, 0, sizeof(int64_t)};
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (pos <= limit) {
+        const uint8_t *p = b + pos + at;
+        uint32_t len = big ? be32(p) : ((uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+                                        ((uint32_t)p[3] << 24));
+        int64_t end = pos + rec_hdr + (int64_t)len;
+        if (end > n)
+            break;
+        if (starts.len == starts.cap) {
+            Py_ssize_t cap = starts.cap ? starts.cap * 2 : 4096;
+            char *data = realloc(starts.data, (size_t)cap * sizeof(int64_t)); /* no GIL: plain realloc */
+            if (!data) {
+                failed = 1;
+                break;
+            }
+            starts.data = data;
+            starts.cap = cap;
+        }
+        ((int64_t *)starts.data)[starts.len++] = pos;
+        pos = end;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (failed) {
+        free(starts.data);
+        return PyErr_NoMemory();
+    }
+    PyObject *data = PyBytes_FromStringAndSize(starts.data ? starts.data : "", starts.len * 8);
+    free(starts.data);
+    if (!data)
+        return NULL;
+    return Py_BuildValue("(NL)", data, (long long)pos);
+}
+
+/* ------------------------------------------------------------------------------------------- decoding */
+typedef struct {
+    const uint8_t *b;
+    char *col[N_COLUMNS];
+    uint64_t *addr; /* (n, 4) */
+    Vec fallback, sack_rows, sack_left, sack_right, rare_rows;
+    PyObject *rare_bytes; /* list */
+} Decoder;
+
+#define SET(type, c, i, v) (((type *)d->col[c])[i] = (type)(v))
+
+typedef struct {
+    int64_t row;
+    int n;
+    uint32_t left[4], right[4];
+} SackSeen;
+
+/* TCP options (RFC 9293 3.1), as decode._tcp_options walks them: at most 40 options, malformed ends it. */
+static void tcp_options(Decoder *d, int64_t i, int64_t c, int64_t oend, SackSeen *sk)
+{
+    const uint8_t *b = d->b;
+    for (int step = 0; step < 40 && c < oend; step++) {
+        uint8_t kind = b[c];
+        if (kind == 1) { /* NOP */
+            c += 1;
+            continue;
+        }
+        if (kind == 0 || c + 1 >= oend)
+            break;
+        int64_t ln = b[c + 1];
+        if (ln < 2 || c + ln > oend)
+            break;
+        if (kind == 2 && ln == 4) {
+            SET(uint16_t, C_MSS, i, be16(b + c + 2));
+        } else if (kind == 3 && ln == 3) {
+            SET(int8_t, C_WSCALE, i, b[c + 2] < 127 ? b[c + 2] : 127);
+        } else if (kind == 8 && ln == 10) {
+            SET(uint32_t, C_TSVAL, i, be32(b + c + 2));
+            SET(uint32_t, C_TSECR, i, be32(b + c + 6));
+            SET(uint8_t, C_HAS_TS, i, 1);
+        } else if (kind == 4) {
+            SET(uint8_t, C_SACK_PERM, i, 1);
+        } else if (kind == 5 && ln >= 10) {
+            int nb = (int)((ln - 2) / 8);
+            if (nb > 4)
+                nb = 4;
+            SET(uint8_t, C_SACK_BLOCKS, i, nb);
+            for (int k = 0; k < nb && sk->n < 4; k++) { /* 40 option bytes hold at most 4 blocks */
+                sk->left[sk->n] = be32(b + c + 2 + 8 * k);
+                sk->right[sk->n] = be32(b + c + 6 + 8 * k);
+                sk->n++;
+            }
+        }
+        c += ln;
+    }
+}
+
+/* One row; returns 1 when the row needs the numpy decoder, 0 when done, -1 on a Python error. */
+static int decode_row(Decoder *d, int64_t i, int64_t s, int64_t e, int64_t lt, SackSeen *sk,
+                      int64_t *rare_a, int64_t *rare_b)
+{
+    const uint8_t *b = d->b;
+    int64_t l3;
+    uint32_t et;
+    *rare_a = *rare_b = -1;
+    switch (lt) {
+    case 1: { /* Ethernet, up to three VLAN tags (802.1Q, 802.1ad) */
+        if (s + 14 > e)
+            return 1;
+        et = be16(b + s + 12);
+        int64_t hdr = 14;
+        for (int k = 0; k < 3; k++) {
+            if (et != 0x8100 && et != 0x88A8 && et != 0x9100)
+                break;
+            if (s + hdr + 4 > e)
+                return 1;
+            et = be16(b + s + hdr + 2);
+            hdr += 4;
+        }
+        if (et == 0x8864 || et == 0x8847 || et == 0x8848) /* PPPoE, MPLS */
+            return 1;
+        l3 = s + hdr;
+        break;
+    }
+    case 113: /* Linux cooked v1 */
+        if (s + 16 > e)
+            return 1;
+        SET(int8_t, C_PKTTYPE, i, (uint8_t)be16(b + s));
+        et = be16(b + s + 14);
+        l3 = s + 16;
+        break;
+    case 276: /* Linux cooked v2 */
+        if (s + 20 > e)
+            return 1;
+        SET(int32_t, C_IFINDEX, i, be32(b + s + 4));
+        SET(int8_t, C_PKTTYPE, i, b[s + 10]);
+        et = be16(b + s);
+        l3 = s + 20;
+        break;
+    case 12:
+    case 14:
+    case 101: /* raw IP: the version nibble says which */
+        if (s + 1 > e)
+            return 1;
+        et = (b[s] >> 4) == 4 ? ET_IPV4 : (b[s] >> 4) == 6 ? ET_IPV6 : 0;
+        l3 = s;
+        break;
+    case 228:
+    case 229:
+        if (s + 1 > e)
+            return 1;
+        et = lt == 228 ? ET_IPV4 : ET_IPV6;
+        l3 = s;
+        break;
+    default: /* NULL/LOOP and unsupported link types */
+        return 1;
+    }
+
+    int64_t l4, l4_len;
+    uint32_t proto;
+    if (et == ET_IPV4) {
+        if (l3 + 20 > e)
+            return 1;
+        const uint8_t *h = b + l3;
+        int64_t ihl = (h[0] & 0x0F) * 4, total = be16(h + 2);
+        if (total == 0)
+            total = e - l3; /* TSO/GSO super-packet */
+        if ((h[0] >> 4) != 4 || ihl < 20 || total < ihl)
+            return 1;
+        uint32_t flags = be16(h + 6), frag_off = (flags & 0x1FFF) * 8;
+        proto = h[9];
+        SET(uint8_t, C_IPV, i, 4);
+        SET(uint32_t, C_IP_LEN, i, total);
+        SET(uint32_t, C_IP_ID, i, be16(h + 4));
+        SET(uint8_t, C_DF, i, (flags & 0x4000) != 0);
+        SET(uint8_t, C_FRAG, i, (flags & 0x2000) != 0 || frag_off > 0);
+        SET(uint16_t, C_FRAG_OFF, i, frag_off);
+        SET(uint8_t, C_TTL, i, h[8]);
+        SET(uint8_t, C_PROTO, i, proto);
+        uint64_t *a = d->addr + 4 * i;
+        a[0] = 0;
+        a[1] = be32(h + 12) | 0xFFFF00000000ULL;
+        a[2] = 0;
+        a[3] = be32(h + 16) | 0xFFFF00000000ULL;
+        if (frag_off != 0 || total <= ihl)
+            return 0;
+        l4 = l3 + ihl;
+        l4_len = total - ihl;
+    } else if (et == ET_IPV6) {
+        if (l3 + 40 > e)
+            return 1;
+        const uint8_t *h = b + l3;
+        if ((h[0] >> 4) != 6)
+            return 1;
+        int64_t plen = be16(h + 4);
+        if (plen == 0)
+            plen = e - l3 - 40 > 0 ? e - l3 - 40 : 0; /* jumbogram / TSO */
+        proto = h[6];
+        switch (proto) { /* extension headers: the numpy decoder walks them */
+        case 0: case 43: case 44: case 51: case 60: case 135: case 139: case 140:
+            return 1;
+        }
+        SET(uint8_t, C_IPV, i, 6);
+        SET(uint32_t, C_IP_LEN, i, plen + 40);
+        SET(uint8_t, C_TTL, i, h[7]);
+        SET(uint8_t, C_PROTO, i, proto);
+        uint64_t *a = d->addr + 4 * i;
+        a[0] = be64(h + 8);
+        a[1] = be64(h + 16);
+        a[2] = be64(h + 24);
+        a[3] = be64(h + 32);
+        if (proto == 59 || plen <= 0)
+            return 0;
+        l4 = l3 + 40;
+        l4_len = plen;
+    } else {
+        return 0; /* not IP: link columns only */
+    }
+
+    const uint8_t *t = b + l4;
+    if (proto == 6) {
+        if (l4 + 20 > e)
+            return 1;
+        int64_t doff = (t[12] >> 4) * 4;
+        if (doff < 20 || doff > l4_len)
+            return 1;
+        int64_t payload = l4_len - doff;
+        SET(uint16_t, C_SPORT, i, be16(t));
+        SET(uint16_t, C_DPORT, i, be16(t + 2));
+        SET(uint32_t, C_SEQ, i, be32(t + 4));
+        SET(uint32_t, C_ACK, i, be32(t + 8));
+        SET(uint16_t, C_TCP_FLAGS, i, be16(t + 12) & 0x0FFF);
+        SET(uint16_t, C_WIN, i, be16(t + 14));
+        SET(uint8_t, C_TCP_HDR_LEN, i, doff);
+        SET(int32_t, C_PAYLOAD_LEN, i, payload);
+        SET(int16_t, C_PAYLOAD0, i, payload > 0 && l4 + doff + 1 <= e ? (int16_t)t[doff] : -1);
+        SET(uint16_t, C_PAYLOAD_OFF, i, l4 + doff - s < 65535 ? l4 + doff - s : 65535);
+        tcp_options(d, i, l4 + 20, l4 + doff < e ? l4 + doff : e, sk);
+    } else if (proto == 17) {
+        if (l4 + 8 > e)
+            return 1;
+        uint32_t sport = be16(t), dport = be16(t + 2);
+        if (dport == 4789 || dport == 8472 || dport == 6081 || sport == 3544 || dport == 3544 ||
+            sport == 1701 || dport == 1701)
+            return 1; /* possibly an overlay: VXLAN, Geneve, Teredo, L2TP */
+        SET(uint16_t, C_SPORT, i, sport);
+        SET(uint16_t, C_DPORT, i, dport);
+        SET(int32_t, C_PAYLOAD_LEN, i, l4_len > 8 ? l4_len - 8 : 0);
+        if (sport == 53 || dport == 53) {
+            *rare_a = l4;
+            *rare_b = l4 + l4_len < e ? l4 + l4_len : e;
+        }
+    } else if (proto == 1 || proto == 58) {
+        if (l4 + 4 > e || l4_len < 4)
+            return 1;
+        uint32_t typ = t[0];
+        SET(int16_t, C_ICMP_TYPE, i, typ);
+        SET(int16_t, C_ICMP_CODE, i, t[1]);
+        SET(int32_t, C_PAYLOAD_LEN, i, l4_len > 8 ? l4_len - 8 : 0);
+        int quoting = proto == 1 ? (typ == 3 || typ == 11) : (typ == 1 || typ == 2 || typ == 3);
+        if (quoting) {
+            *rare_a = l4;
+            *rare_b = l4 + l4_len < e ? l4 + l4_len : e;
+        }
+    } else if (proto == 47 || proto == 4 || proto == 41) {
+        return 1; /* GRE, IP-in-IP */
+    }
+    return 0;
+}
+
+/* decode(buf, data_off, caplen, linktype, columns, addr) ->
+ *   (fallback rows, sack rows, sack left, sack right, rare rows, rare bytes list) */
+static PyObject *decode(PyObject *self, PyObject *args)
+{
+    Py_buffer buf, off, cap, lts, addr;
+    PyObject *columns;
+    Py_buffer cols[N_COLUMNS];
+    int ncols = 0;
+    PyObject *result = NULL;
+    memset(&buf, 0, sizeof buf);
+    if (!PyArg_ParseTuple(args, "y*y*y*y*O!w*", &buf, &off, &cap, &lts, &PyTuple_Type, &columns, &addr))
+        return NULL;
+    Py_ssize_t n = off.len / 8;
+    Decoder d;
+    memset(&d, 0, sizeof d);
+    d.fallback.item = d.sack_rows.item = d.rare_rows.item = sizeof(int64_t);
+    d.sack_left.item = d.sack_right.item = sizeof(uint32_t);
+    if (off.len != n * 8 || cap.len != n * 8 || lts.len != n * 8 || addr.len != n * 32 ||
+        PyTuple_GET_SIZE(columns) != N_COLUMNS) {
+        PyErr_SetString(PyExc_ValueError, "decode: arrays do not match the batch");
+        goto done;
+    }
+    for (; ncols < N_COLUMNS; ncols++) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(columns, ncols), &cols[ncols], PyBUF_WRITABLE) < 0)
+            goto done;
+        if (cols[ncols].len != n * ITEMSIZE[ncols]) {
+            ncols++;
+            PyErr_Format(PyExc_ValueError, "decode: column %d has the wrong size", ncols - 1);
+            goto done;
+        }
+        d.col[ncols] = cols[ncols].buf;
+    }
+    d.b = buf.buf;
+    d.addr = addr.buf;
+    d.rare_bytes = PyList_New(0);
+    if (!d.rare_bytes)
+        goto done;
+    const int64_t *offs = off.buf, *caps = cap.buf, *ltv = lts.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t s = offs[i], e = s + caps[i], ra, rb;
+        SackSeen sk;
+        sk.n = 0;
+        int status = 1;
+        if (s >= 0 && caps[i] >= 0 && e <= buf.len)
+            status = decode_row(&d, i, s, e, ltv[i], &sk, &ra, &rb);
+        if (status) {
+            int64_t row = i;
+            if (vec_push(&d.fallback, &row) < 0)
+                goto done;
+            continue;
+        }
+        for (int k = 0; k < sk.n; k++) {
+            int64_t row = i;
+            if (vec_push(&d.sack_rows, &row) < 0 || vec_push(&d.sack_left, &sk.left[k]) < 0 ||
+                vec_push(&d.sack_right, &sk.right[k]) < 0)
+                goto done;
+        }
+        if (ra >= 0) {
+            int64_t row = i;
+            PyObject *bytes = PyBytes_FromStringAndSize((const char *)d.b + ra, rb > ra ? rb - ra : 0);
+            if (!bytes || vec_push(&d.rare_rows, &row) < 0 || PyList_Append(d.rare_bytes, bytes) < 0) {
+                Py_XDECREF(bytes);
+                goto done;
+            }
+            Py_DECREF(bytes);
+        }
+    }
+    result = Py_BuildValue("(NNNNNO)", vec_bytes(&d.fallback), vec_bytes(&d.sack_rows),
+                           vec_bytes(&d.sack_left), vec_bytes(&d.sack_right), vec_bytes(&d.rare_rows),
+                           d.rare_bytes);
+done:
+    PyMem_Free(d.fallback.data);
+    PyMem_Free(d.sack_rows.data);
+    PyMem_Free(d.sack_left.data);
+    PyMem_Free(d.sack_right.data);
+    PyMem_Free(d.rare_rows.data);
+    Py_XDECREF(d.rare_bytes);
+    for (int k = 0; k < ncols; k++)
+        PyBuffer_Release(&cols[k]);
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&off);
+    PyBuffer_Release(&cap);
+    PyBuffer_Release(&lts);
+    PyBuffer_Release(&addr);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"walk_pcap", walk_pcap, METH_VARARGS,
+     "walk_pcap(buf, rec_hdr, at, big_endian) -> (int64 record starts as bytes, stop position)"},
+    {"decode", decode, METH_VARARGS,
+     "decode(buf, data_off, caplen, linktype, columns, addr) -> (fallback rows, sack rows, sack left, "
+     "sack right, rare rows, rare bytes)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pcapmtu._native",
+                                    "The per-record hot loops of pcapmtu in C (optional).", -1, methods};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddStringConstant(m, "COLUMN_LAYOUT", COLUMN_LAYOUT) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

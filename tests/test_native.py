@@ -1,0 +1,227 @@
+"""The optional C core (`pcapmtu._native`) gives exactly what the numpy paths give.
+
+C decodes the common shapes and hands every other row back to numpy, and walks pcap records. Both must
+be invisible in the results: the same columns, SACK blocks and rare payloads for every packet of every
+real capture, of hand-made frames of every layer, and of those frames damaged at random; the same
+records, warnings and skipped bytes from every damaged file.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pcapbuild as pb
+from conftest import IN_CI, SAMPLES, corpus_files
+from pcapmtu import capture, decode, formats, native
+from pcapmtu.errors import CaptureError
+from test_bad_input import BASES, FRAMES, FUZZ_EXAMPLES, _mutate, mutation
+
+needs_core = pytest.mark.skipif(native.core is None, reason="the C core is not built here")
+CAPTURES = sorted(SAMPLES.glob("*/*.pcap*")) + corpus_files("semantic", "format", "malformed")
+
+
+def test_the_c_core_is_built_where_tests_run_in_ci():
+    """CI must test the C core, not silently fall back to numpy everywhere."""
+    if not IN_CI and native.core is None:
+        pytest.skip("no C compiler here: the pure numpy path is what runs")
+    assert native.core is not None
+    assert decode.NATIVE, "the built C core writes other columns than decode.COLUMNS (a stale build?)"
+    assert formats.NATIVE_WALK
+
+
+def _both(buf, data_off, caplen, linktype) -> tuple[decode.Decoded, decode.Decoded]:
+    data_off = np.asarray(data_off, dtype=np.int64)
+    caplen = np.asarray(caplen, dtype=np.int64)
+    linktype = np.asarray(linktype, dtype=np.int64)
+    return decode.decode_batch(buf, data_off, caplen, linktype), decode._decode_numpy(
+        buf, data_off, caplen, linktype
+    )
+
+
+def _assert_same(fast: decode.Decoded, pure: decode.Decoded) -> None:
+    for name in decode.COLUMNS:
+        np.testing.assert_array_equal(fast.cols[name], pure.cols[name], err_msg=name)
+        assert fast.cols[name].dtype == pure.cols[name].dtype, name
+    np.testing.assert_array_equal(fast.addr, pure.addr, err_msg="addr")
+    np.testing.assert_array_equal(fast.sack_rows, pure.sack_rows, err_msg="sack_rows")
+    np.testing.assert_array_equal(fast.sack_left, pure.sack_left, err_msg="sack_left")
+    np.testing.assert_array_equal(fast.sack_right, pure.sack_right, err_msg="sack_right")
+    assert list(fast.rare_rows) == list(pure.rare_rows)
+    assert list(fast.rare_bytes) == list(pure.rare_bytes)
+
+
+@needs_core
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_same_columns_for_every_packet_of_real_captures(path: Path):
+    try:
+        cap = formats.CaptureFile.open(path)
+    except CaptureError:
+        pytest.skip("not a readable capture")
+    try:
+        for batch in cap.batches():
+            linktype = np.array([i.linktype for i in cap.interfaces], dtype=np.int64)[batch.iface]
+            _assert_same(*_both(batch.buf, batch.data_off, batch.caplen, linktype))
+    except CaptureError:
+        pass  # damage after some batches: those were compared
+    finally:
+        cap.close()
+
+
+def _extra_frames() -> list[tuple[int, bytes]]:
+    """Shapes FRAMES leaves out: option variety, IPv6 on cooked links, overlay ports, raw IPv4/IPv6."""
+    c, s, c6, s6 = "10.66.0.2", "10.66.0.3", "fd00::2", "fd00::3"
+    odd_opts = bytes([1, 2, 4, 5, 180, 3, 3, 14, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0])  # ends in END
+    sack4 = pb.tcp_options(sack=[(1, 2), (3, 4), (5, 6), (7, 8)])
+    frames = [
+        pb.tcp(c, s, 1, 2, seq=7, ack=9, payload=b"data", opts=odd_opts[:20]),
+        pb.tcp(c, s, 1, 2, seq=7, ack=9, payload=b"", opts=sack4),
+        pb.tcp(c6, s6, 1, 2, seq=7, ack=9, payload=b"v6 data", opts=pb.tcp_options(mss=1220)),
+        pb.udp(c, s, 40000, 3544, b"\x00" * 60),  # Teredo port
+        pb.udp(c, s, 1701, 1701, b"\x00\x02" + b"\x00" * 40),  # L2TP port
+        pb.udp(c, s, 5353, 53, b"\x12\x34" + b"\x00" * 10),  # DNS port, short message
+        pb.udp(c6, s6, 53, 5353, b"\x12\x34\x81\x80" + b"\x00" * 8),
+    ]
+    out = [(1, pb.ether(f)) for f in frames]
+    out += [(113, pb.sll(frames[2])), (276, pb.sll2(frames[0], ifindex=0x80000001)), (228, frames[0])]
+    out += [(229, frames[2]), (12, frames[1]), (14, frames[2]), (108, struct.pack(">I", 2) + frames[0])]
+    out += [(1, pb.ether(frames[0], vlans=[1, 2, 3, 4]))]  # a fourth tag stays unread
+    # TSO/GSO super-packets: IPv4 total length 0, IPv6 payload length 0 (lengths come from the capture)
+    out += [
+        (228, frames[0][:2] + b"\x00\x00" + frames[0][4:]),
+        (229, frames[2][:4] + b"\x00\x00" + frames[2][6:]),
+    ]
+    return out
+
+
+ALL_FRAMES = FRAMES + _extra_frames()
+
+
+@needs_core
+def test_same_columns_for_hand_made_frames_of_every_layer():
+    buf = b"".join(f for _lt, f in ALL_FRAMES)
+    lengths = [len(f) for _lt, f in ALL_FRAMES]
+    offsets = np.cumsum([0, *lengths[:-1]])
+    fast, pure = _both(np.frombuffer(buf, np.uint8), offsets, lengths, [lt for lt, _f in ALL_FRAMES])
+    _assert_same(fast, pure)
+    assert pure.cols["status"].max() == 0  # the frames are sound; damage comes in the next test
+    assert len(pure.sack_rows) >= 6 and len(pure.rare_rows) >= 4
+
+
+@needs_core
+@settings(
+    max_examples=FUZZ_EXAMPLES * 2,
+    deadline=5000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    frames=st.lists(
+        st.tuples(
+            st.sampled_from(range(len(ALL_FRAMES))),
+            st.lists(
+                st.tuples(
+                    st.integers(0, 90),  # headers: where damage changes which path decodes the row
+                    st.sampled_from([0, 1, 2, 4, 5, 6, 8, 10, 17, 20, 40, 47, 53, 0x45, 0x60, 0x80, 0xFF]),
+                ),
+                max_size=5,
+            ),
+            st.integers(0, 200),
+            st.sampled_from([None, 0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 9999]),
+        ),
+        min_size=1,
+        max_size=16,
+    ),
+)
+def test_same_columns_for_damaged_frames(frames):
+    parts, linktypes, lengths = [], [], []
+    for which, pokes, cut, linktype in frames:
+        lt, frame = ALL_FRAMES[which]
+        frame = bytearray(frame)
+        for where, value in pokes:
+            frame[where % len(frame)] = value
+        parts.append(bytes(frame[:cut]))
+        lengths.append(min(cut, len(frame)))
+        linktypes.append(lt if linktype is None else linktype)
+    buf = np.frombuffer(b"".join(parts) or b"\x00", np.uint8)
+    offsets = np.cumsum([0, *lengths[:-1]])
+    _assert_same(*_both(buf, offsets, lengths, linktypes))
+
+
+OPTION = st.one_of(
+    st.binary(max_size=6),  # anything, including lengths of 0 and 1 and lengths past the end
+    st.sampled_from([b"\x01", b"\x00", b"\x04\x02", b"\x04\x01", b"\x03\x03\xff", b"\x02\x04\x05\xb4"]),
+    st.builds(lambda v: b"\x08\x0a" + v, st.binary(min_size=8, max_size=8)),
+    st.builds(
+        lambda n, v: bytes([5, 2 + 8 * n]) + v[: 8 * n],
+        st.integers(0, 5),
+        st.binary(min_size=40, max_size=40),
+    ),
+)
+
+
+@needs_core
+@settings(max_examples=FUZZ_EXAMPLES * 2, deadline=5000, derandomize=True, database=None)
+@given(options=st.lists(OPTION, max_size=12), cut=st.integers(40, 140))
+def test_same_tcp_options_whatever_their_bytes(options, cut):
+    """The option walk: malformed lengths end it, NOPs step, repeated options overwrite, SACK blocks."""
+    opts = b"".join(options)[:40]
+    opts += b"\x00" * (-len(opts) % 4)
+    frame = pb.ether(pb.tcp("10.66.0.2", "10.66.0.3", 1, 2, seq=3, ack=4, payload=b"x" * 20, opts=opts))
+    frame = frame[: 14 + cut]
+    _assert_same(*_both(np.frombuffer(frame, np.uint8), [0], [len(frame)], [1]))
+
+
+def _outcome(path) -> tuple:
+    try:
+        cap = capture.read(path)
+    except CaptureError as exc:
+        return ("error", str(exc))
+    return ("read", cap.packets, cap.warnings, cap.skipped_bytes)
+
+
+@needs_core
+@settings(
+    max_examples=FUZZ_EXAMPLES // 2,
+    deadline=10000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(base=st.sampled_from(range(len(BASES))), ops=st.lists(mutation, min_size=1, max_size=6))
+def test_the_c_walk_reads_damaged_files_exactly_like_the_python_walk(base, ops):
+    with tempfile.TemporaryDirectory(prefix="pcapmtu-fuzz-") as tmp:
+        path = Path(tmp) / "mutated.pcap"
+        path.write_bytes(_mutate(BASES[base], ops))
+        fast = _outcome(path)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(formats, "NATIVE_WALK", False)
+            m.setattr(decode, "NATIVE", False)
+            pure = _outcome(path)
+    assert fast[0] == pure[0]
+    if fast[0] == "error":
+        assert fast == pure
+    else:
+        pd.testing.assert_frame_equal(fast[1], pure[1])
+        assert fast[2:] == pure[2:]
+
+
+@needs_core
+@pytest.mark.parametrize("path", CAPTURES[:: max(1, len(CAPTURES) // 25)], ids=lambda p: p.name)
+def test_whole_read_is_the_same_without_the_c_core(path: Path, monkeypatch):
+    fast = _outcome(path)
+    monkeypatch.setattr(formats, "NATIVE_WALK", False)
+    monkeypatch.setattr(decode, "NATIVE", False)
+    pure = _outcome(path)
+    assert fast[0] == pure[0]
+    if fast[0] == "read":
+        pd.testing.assert_frame_equal(fast[1], pure[1])
+        assert fast[2:] == pure[2:]
