@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import pcapbuild as pb
 from conftest import IN_CI, SAMPLES, corpus_files
-from pcapmtu import capture, decode, formats, native
+from pcapmtu import capture, decode, formats, native, packets, tcp
 from pcapmtu.errors import CaptureError
 from test_bad_input import BASES, FRAMES, FUZZ_EXAMPLES, _mutate, mutation
 
@@ -35,6 +35,7 @@ def test_the_c_core_is_built_where_tests_run_in_ci():
     assert native.core is not None
     assert decode.NATIVE, "the built C core writes other columns than decode.COLUMNS (a stale build?)"
     assert formats.NATIVE_WALK
+    assert tcp.NATIVE
 
 
 def _both(buf, data_off, caplen, linktype) -> tuple[decode.Decoded, decode.Decoded]:
@@ -225,3 +226,79 @@ def test_whole_read_is_the_same_without_the_c_core(path: Path, monkeypatch):
     if fast[0] == "read":
         pd.testing.assert_frame_equal(fast[1], pure[1])
         assert fast[2:] == pure[2:]
+
+
+# ------------------------------------------------------------------------------ TCP segment analysis
+def _assert_same_reconstruction(raw: packets.RawTables, cfg: tcp.TcpConfig | None = None) -> pd.DataFrame:
+    fast_cols, fast_flows = tcp.reconstruct(raw.packets.copy(), raw.sack, cfg)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(tcp, "NATIVE", False)
+        pure_cols, pure_flows = tcp.reconstruct(raw.packets.copy(), raw.sack, cfg)
+    assert fast_cols.keys() == pure_cols.keys()
+    for name in pure_cols:
+        np.testing.assert_array_equal(fast_cols[name], pure_cols[name], err_msg=name)
+        assert fast_cols[name].dtype == pure_cols[name].dtype, name
+    pd.testing.assert_frame_equal(fast_flows, pure_flows)
+    return pure_flows
+
+
+@needs_core
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_same_tcp_analysis_on_real_captures(path: Path):
+    try:
+        cap = formats.CaptureFile.open(path)
+    except CaptureError:
+        pytest.skip("not a readable capture")
+    try:
+        raw = packets.build_packets(cap)
+    except CaptureError:
+        pytest.skip("not a readable capture")
+    finally:
+        cap.close()
+    _assert_same_reconstruction(raw)
+    _assert_same_reconstruction(raw, tcp.TcpConfig(slice_rows=64, block_rows=50))  # many slices
+
+
+SEGMENT = st.tuples(
+    st.integers(0, 2),  # which of three connections (two share a 5-tuple, so SYNs split them)
+    st.booleans(),  # from the client
+    st.sampled_from([0x02, 0x12, 0x10, 0x18, 0x11, 0x04, 0x14, 0x19, 0x00, 0x03]),  # flags
+    st.one_of(st.integers(-3, 3000), st.sampled_from([-(1 << 31), 1 << 31, (1 << 32) - 5])),  # seq offset
+    st.one_of(st.integers(-3, 3000), st.just(0)),  # ack offset
+    st.sampled_from([0, 0, 1, 2, 10, 100, 1448]),  # payload bytes
+    st.sampled_from([0, 1, 512, 65535]),  # window
+    st.sampled_from([0, 1_000, 500_000, 2_000_000, 4_000_000, 30_000_000, 300_000_000]),  # ns after the last
+)
+
+
+@needs_core
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=10000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(segments=st.lists(SEGMENT, min_size=1, max_size=40), isn=st.sampled_from([0, 7, (1 << 32) - 100]))
+def test_same_tcp_analysis_for_any_sequence_of_segments(segments, isn, tmp_path_factory):
+    """Retransmissions, out-of-order, duplicate ACKs, keep-alives, zero windows, wraparound, reused tuples."""
+    ends = [("10.66.0.2", 40000, "10.66.0.3", 443), ("10.66.0.2", 40000, "10.66.0.3", 443),
+            ("fd00::2", 50000, "fd00::3", 80)]  # fmt: skip
+    records, t = [], 1_000_000_000
+    for conn, from_client, flags, seq_off, ack_off, size, win, gap in segments:
+        cip, cport, sip, sport = ends[conn]
+        base_c, base_s = isn + 1000 * conn, isn + 777_000 + 1000 * conn
+        mine, theirs = (base_c, base_s) if from_client else (base_s, base_c)
+        src, sp, dst, dp = (cip, cport, sip, sport) if from_client else (sip, sport, cip, cport)
+        ip = pb.tcp(src, dst, sp, dp, seq=mine + seq_off, ack=theirs + ack_off, flags=flags, payload=b"x" * size,
+                    win=win, ip_id=len(records))  # fmt: skip
+        t += gap
+        records.append(pb.Record(t / 1e9, pb.ether(ip)))
+    path = tmp_path_factory.mktemp("tcp") / "segments.pcap"
+    pb.write_pcap(path, records, nano=True)
+    cap = formats.CaptureFile.open(path)
+    try:
+        raw = packets.build_packets(cap)
+    finally:
+        cap.close()
+    _assert_same_reconstruction(raw)

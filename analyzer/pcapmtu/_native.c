@@ -18,6 +18,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 /* The column order and dtypes this file writes; decode.py checks it against decode.COLUMNS. */
@@ -442,12 +443,250 @@ done:
     return result;
 }
 
+
+/* ------------------------------------------------------------------------------ TCP segment analysis */
+/* tcp._segments_numpy as one pass per connection; the rules and their order are documented there. */
+#define NONE INT64_MAX
+#define F_FIN 0x01
+#define F_SYN 0x02
+#define F_RST 0x04
+#define F_ACK 0x10
+
+static inline int64_t seq_diff(int64_t a, int64_t b) { return (int64_t)(int32_t)(uint32_t)(uint64_t)(a - b); }
+
+typedef struct {
+    const int64_t *key_lo, *key_hi, *flags, *seq, *ack, *plen, *ts, *win;
+    const uint8_t *a_is_src;
+    int64_t ooo_ns, fast_ns;
+    int64_t *dirn, *rel, *rel_ack;
+    uint8_t *retrans, *fast, *spurious, *ooo, *lost, *dup_ack, *zero_window, *keepalive;
+    int64_t *first_syn, *first_synack, *irtt;
+    uint8_t *client_is_a, *has_rtt;
+    int64_t *nextseq, *dupack_run; /* scratch, per packet */
+    double *nextseq_ts;            /* scratch: NaN where unknown */
+} Tcp;
+
+static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
+{
+    const int64_t *flags = t->flags;
+    /* orientation: the SYN sender is the client; else the SYN-ACK receiver; else the higher port */
+    int64_t syn = NONE, synack = NONE;
+    for (int64_t p = lo; p < hi && (syn == NONE || synack == NONE); p++) {
+        if ((flags[p] & F_SYN) && !(flags[p] & F_ACK) && syn == NONE)
+            syn = p;
+        if ((flags[p] & F_SYN) && (flags[p] & F_ACK) && synack == NONE)
+            synack = p;
+    }
+    int64_t port_a = t->key_lo[lo] & 0xFFFF, port_b = t->key_hi[lo] & 0xFFFF;
+    int client_is_a = port_a == port_b ? t->a_is_src[lo] != 0 : port_a > port_b;
+    if (synack != NONE)
+        client_is_a = !t->a_is_src[synack];
+    if (syn != NONE)
+        client_is_a = t->a_is_src[syn] != 0;
+    int64_t hs_ack = NONE;
+    for (int64_t p = lo; p < hi; p++) {
+        int64_t d = (t->a_is_src[p] != 0) == client_is_a ? 0 : 1;
+        t->dirn[p] = d;
+        if (hs_ack == NONE && d == 0 && (flags[p] & F_ACK) && !(flags[p] & F_SYN) && synack != NONE && p > synack)
+            hs_ack = p;
+    }
+    int has_rtt = syn != NONE && hs_ack != NONE;
+    int64_t irtt = has_rtt ? t->ts[hs_ack] - t->ts[syn] : 0;
+    t->first_syn[c] = syn;
+    t->first_synack[c] = synack;
+    t->client_is_a[c] = (uint8_t)client_is_a;
+    t->irtt[c] = irtt;
+    t->has_rtt[c] = (uint8_t)has_rtt;
+
+    /* per direction: unwrap sequence numbers (pass 1), then the running state (pass 2) */
+    int64_t isn[2] = {0, 0};
+    for (int d = 0; d < 2; d++) {
+        int64_t prev = -1, unwrapped = 0, base = 0;
+        int has_base = 0;
+        for (int64_t p = lo; p < hi; p++) {
+            if (t->dirn[p] != d)
+                continue;
+            unwrapped = prev < 0 ? 0 : unwrapped + seq_diff(t->seq[p], t->seq[prev]);
+            t->rel[p] = unwrapped;
+            if (!has_base && (flags[p] & F_SYN)) {
+                base = unwrapped;
+                has_base = 1;
+            }
+            prev = p;
+        }
+        int64_t max_end = 0, first = -1;
+        double adv_ts = 0.0;
+        prev = -1;
+        for (int64_t p = lo; p < hi; p++) {
+            if (t->dirn[p] != d)
+                continue;
+            int64_t f = flags[p], rel = t->rel[p] - base;
+            t->rel[p] = rel;
+            if (first < 0) {
+                first = p;
+                isn[d] = (int64_t)(uint32_t)(uint64_t)(t->seq[p] + base);
+            }
+            int64_t seglen = t->plen[p] + ((f & F_SYN) != 0) + ((f & F_FIN) != 0), seg_end = rel + seglen;
+            int known = prev >= 0;
+            int64_t nextseq = known ? max_end : NONE;
+            int advanced = !known || seg_end > nextseq;
+            t->nextseq[p] = nextseq;
+            t->nextseq_ts[p] = known ? adv_ts : NAN;
+            if (advanced)
+                adv_ts = (double)t->ts[p];
+            max_end = known && max_end > seg_end ? max_end : seg_end;
+            int control = (f & (F_SYN | F_FIN | F_RST)) != 0;
+            int64_t prev_ack = known ? t->ack[prev] : -1, prev_win = known ? t->win[prev] : -1;
+            t->dup_ack[p] = t->plen[p] == 0 && t->win[p] > 0 && t->win[p] == prev_win && known && rel == nextseq &&
+                            t->ack[p] == prev_ack && !control;
+            t->keepalive[p] = seglen <= 1 && !control && known && rel == nextseq - 1;
+            t->zero_window[p] = t->win[p] == 0 && !control;
+            t->lost[p] = known && rel > nextseq && !(f & F_RST);
+            prev = p;
+        }
+    }
+
+    /* in capture order: the other direction's latest segment, duplicate-ACK runs, retransmissions */
+    int64_t last[2] = {-1, -1}, run[2] = {0, 0}, prev_ack[2] = {-1, -1};
+    int seen[2] = {0, 0};
+    int64_t thres = irtt > 0 ? irtt : t->ooo_ns;
+    for (int64_t p = lo; p < hi; p++) {
+        int64_t d = t->dirn[p], rv = last[1 - d], f = flags[p], plen = t->plen[p];
+        int has_rev = rv >= 0;
+        if (has_rev && t->keepalive[rv]) /* the ACK of a keep-alive repeats the ACK: not a duplicate */
+            t->dup_ack[p] = 0;
+        if (!seen[d] || t->ack[p] != prev_ack[d])
+            run[d] = 0;
+        run[d] += t->dup_ack[p];
+        t->dupack_run[p] = run[d];
+        seen[d] = 1;
+        prev_ack[d] = t->ack[p];
+        int64_t rev_ack = has_rev ? t->ack[rv] : 0, rev_ack_ts = has_rev ? t->ts[rv] : 0;
+        int64_t rev_dupacks = has_rev ? t->dupack_run[rv] : 0;
+        int64_t rel = t->rel[p], nextseq = t->nextseq[p];
+        int64_t seglen = plen + ((f & F_SYN) != 0) + ((f & F_FIN) != 0);
+        int carries = (plen > 0 || (f & (F_SYN | F_FIN))) && !t->keepalive[p];
+        int not_advanced = nextseq != NONE && rel < nextseq && !(plen > 1 && rel == nextseq - 1);
+        int fast = carries && not_advanced && rev_dupacks >= 2 && rev_ack == t->seq[p] &&
+                   t->ts[p] - rev_ack_ts < t->fast_ns;
+        double nts = t->nextseq_ts[p];
+        int recent = !isnan(nts) && ((double)t->ts[p] - nts) < (double)thres;
+        int spurious = carries && !fast && plen > 0 && rev_ack != 0 && seq_diff(t->seq[p] + plen, rev_ack) <= 0;
+        int ooo = carries && not_advanced && !fast && !spurious && recent && nextseq != rel + seglen;
+        int plain = carries && not_advanced && !fast && !ooo && !spurious;
+        t->fast[p] = (uint8_t)fast;
+        t->spurious[p] = (uint8_t)spurious;
+        t->ooo[p] = (uint8_t)ooo;
+        t->retrans[p] = (uint8_t)(fast || spurious || plain);
+        t->rel_ack[p] = (f & F_ACK) ? seq_diff(t->ack[p], isn[1 - d]) : 0;
+        last[d] = p;
+    }
+}
+
+static int get_buffers(PyObject *tuple, Py_buffer *views, int count, Py_ssize_t n, const Py_ssize_t *itemsize)
+{
+    if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != count) {
+        PyErr_SetString(PyExc_ValueError, "tcp_segments: wrong number of output arrays");
+        return -1;
+    }
+    for (int k = 0; k < count; k++) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(tuple, k), &views[k], PyBUF_WRITABLE) < 0 ||
+            views[k].len != n * itemsize[k]) {
+            if (!PyErr_Occurred()) {
+                PyBuffer_Release(&views[k]);
+                PyErr_Format(PyExc_ValueError, "tcp_segments: output %d has the wrong size", k);
+            }
+            for (int j = 0; j < k; j++)
+                PyBuffer_Release(&views[j]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* tcp_segments(first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, ooo_ns, fast_ns,
+ *              (dirn, rel, rel_ack, retrans, fast, spurious, ooo, lost, dup_ack, zero_window, keepalive),
+ *              (first_syn, first_synack, client_is_a, irtt, has_rtt)) */
+static PyObject *tcp_segments(PyObject *self, PyObject *args)
+{
+    Py_buffer in[10], out[11], conn[5];
+    PyObject *outs, *conns;
+    long long ooo_ns, fast_ns;
+    static const Py_ssize_t out_size[11] = {8, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1};
+    static const Py_ssize_t conn_size[5] = {8, 8, 1, 8, 1};
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*LLO!O!", &in[0], &in[1], &in[2], &in[3], &in[4], &in[5],
+                          &in[6], &in[7], &in[8], &in[9], &ooo_ns, &fast_ns, &PyTuple_Type, &outs, &PyTuple_Type,
+                          &conns))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n_conn = in[0].len / 8, n = in[1].len;
+    int have_out = 0, have_conn = 0;
+    int64_t *scratch = NULL;
+    for (int k = 2; k < 10; k++) {
+        if (in[k].len != n * 8) {
+            PyErr_SetString(PyExc_ValueError, "tcp_segments: input arrays differ in length");
+            goto done;
+        }
+    }
+    if (get_buffers(outs, out, 11, n, out_size) < 0)
+        goto done;
+    have_out = 1;
+    if (get_buffers(conns, conn, 5, n_conn, conn_size) < 0)
+        goto done;
+    have_conn = 1;
+    scratch = PyMem_Malloc((size_t)(n ? n : 1) * 3 * sizeof(int64_t));
+    if (!scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const int64_t *first = in[0].buf;
+    for (Py_ssize_t c = 0; c < n_conn; c++) {
+        if (first[c] < 0 || first[c] >= n || (c && first[c] <= first[c - 1]) || (c == 0 && first[c] != 0)) {
+            PyErr_SetString(PyExc_ValueError, "tcp_segments: connection starts are not increasing");
+            goto done;
+        }
+    }
+    if (n && !n_conn) {
+        PyErr_SetString(PyExc_ValueError, "tcp_segments: packets without connections");
+        goto done;
+    }
+    Tcp t = {
+        .a_is_src = in[1].buf, .key_lo = in[2].buf, .key_hi = in[3].buf, .flags = in[4].buf,
+        .seq = in[5].buf, .ack = in[6].buf, .plen = in[7].buf, .ts = in[8].buf, .win = in[9].buf,
+        .ooo_ns = ooo_ns, .fast_ns = fast_ns,
+        .dirn = out[0].buf, .rel = out[1].buf, .rel_ack = out[2].buf, .retrans = out[3].buf,
+        .fast = out[4].buf, .spurious = out[5].buf, .ooo = out[6].buf, .lost = out[7].buf,
+        .dup_ack = out[8].buf, .zero_window = out[9].buf, .keepalive = out[10].buf,
+        .first_syn = conn[0].buf, .first_synack = conn[1].buf, .client_is_a = conn[2].buf,
+        .irtt = conn[3].buf, .has_rtt = conn[4].buf,
+        .nextseq = scratch, .dupack_run = scratch + n, .nextseq_ts = (double *)(scratch + 2 * n),
+    };
+    for (Py_ssize_t c = 0; c < n_conn; c++)
+        tcp_connection(&t, c, first[c], c + 1 < n_conn ? first[c + 1] : n);
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(scratch);
+    if (have_out)
+        for (int k = 0; k < 11; k++)
+            PyBuffer_Release(&out[k]);
+    if (have_conn)
+        for (int k = 0; k < 5; k++)
+            PyBuffer_Release(&conn[k]);
+    for (int k = 0; k < 10; k++)
+        PyBuffer_Release(&in[k]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buf, rec_hdr, at, big_endian) -> (int64 record starts as bytes, stop position)"},
     {"decode", decode, METH_VARARGS,
      "decode(buf, data_off, caplen, linktype, columns, addr) -> (fallback rows, sack rows, sack left, "
      "sack right, rare rows, rare bytes)"},
+    {"tcp_segments", tcp_segments, METH_VARARGS,
+     "tcp_segments(first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, ooo_ns, fast_ns, "
+     "per-packet outputs, per-connection outputs): tcp._segments_numpy, one connection at a time"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,10 +19,13 @@ import numpy as np
 import pandas as pd
 
 from . import schema
+from .native import core as _native
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 SEQ_MOD = 1 << 32
 NONE = np.iinfo(np.int64).max
+# Per-segment analysis in C (the optional core); tests switch it off to compare it with numpy.
+NATIVE = _native is not None
 
 
 @dataclass(frozen=True)
@@ -228,16 +231,69 @@ def _joined(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
 def _analyze_slice(packets, holes, cfg, cols, rank, conn_base, rows, a_is_src, key_lo, key_hi, flags, seq, ack,
                    plen, ts, win, start) -> dict[str, np.ndarray]:  # fmt: skip
     """Per-segment analysis and per-connection aggregates for a run of whole connections (S order)."""
-    n = len(rows)
+    conn = np.cumsum(start) - 1
+    first = np.flatnonzero(start)
+    rank = rank[conn_base : conn_base + len(first)]
+    segments = _segments_native if NATIVE else _segments_numpy
+    seg = segments(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, start)
+    dirn, rel_s, rel_ack = seg["dirn"], seg["rel"], seg["rel_ack"]
+    per_packet = {name: seg[name] for name in PER_SEGMENT_FLAGS}
+    # ---- write the per-packet columns the caller asked for
+    for name, values in {
+        "conn": rank[conn],
+        "dir": dirn,
+        "rel_seq": rel_s,
+        "rel_ack": rel_ack,
+        **per_packet,
+    }.items():
+        if name in cols:
+            cols[name][rows] = values
+    hole = holes.at(rows)
+
+    return _flows(
+        packets,
+        rows=rows,
+        first=first,
+        conn=conn,
+        rank=rank,
+        dirn=dirn,
+        flags=flags,
+        seq=seq,
+        rel=rel_s,
+        rel_ack=rel_ack,
+        plen=plen,
+        ts=ts,
+        client_is_a=seg["client_is_a"],
+        key_lo=key_lo,
+        key_hi=key_hi,
+        first_syn=seg["first_syn"],
+        first_synack=seg["first_synack"],
+        irtt=seg["irtt"],
+        has_rtt=seg["has_rtt"],
+        per_packet=per_packet,
+        hole=hole,
+    )
+
+
+PER_SEGMENT_FLAGS = ("retrans", "fast_retrans", "spurious_retrans", "out_of_order", "lost_before", "dup_ack",
+                     "zero_window", "keepalive")  # fmt: skip
+
+
+def _segments_numpy(
+    cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, start
+) -> dict:
+    """Orientation, relative sequence numbers and the per-segment flags of whole connections, vectorized.
+
+    Returns per packet `dirn`, `rel`, `rel_ack` and `PER_SEGMENT_FLAGS`; per connection `first_syn`,
+    `first_synack` (positions, NONE if absent), `client_is_a`, `irtt`, `has_rtt`.
+    """
+    n = len(flags)
     pos = np.arange(n)
     syn = (flags & SYN) > 0
     ackf = (flags & ACK) > 0
     syn_only = syn & ~ackf
     synack = syn & ackf
-    conn = np.cumsum(start) - 1
-    first = np.flatnonzero(start)
     n_conn = len(first)
-    rank = rank[conn_base : conn_base + n_conn]
 
     # ---- orientation: the SYN sender is the client; else the SYN-ACK receiver; else the higher port
     first_syn = _segments(np.where(syn_only, pos, NONE), first, np.minimum)
@@ -354,7 +410,10 @@ def _analyze_slice(packets, holes, cfg, cols, rank, conn_base, rows, a_is_src, k
     base_by_dir[conn[dorder][d_first], dirn[dorder][d_first]] = isn_raw
     rel_ack = np.where(ackf, seq_diff(ack, base_by_dir[conn, 1 - dirn]), 0)
 
-    per_packet = {
+    return {
+        "dirn": dirn,
+        "rel": rel_s,
+        "rel_ack": rel_ack,
         "retrans": retrans,
         "fast_retrans": fast,
         "spurious_retrans": spurious,
@@ -363,42 +422,36 @@ def _analyze_slice(packets, holes, cfg, cols, rank, conn_base, rows, a_is_src, k
         "dup_ack": dup_ack[inv],
         "zero_window": zero_window[inv],
         "keepalive": keepalive[inv],
+        "first_syn": first_syn,
+        "first_synack": first_synack,
+        "client_is_a": client_is_a,
+        "irtt": irtt,
+        "has_rtt": has_rtt,
     }
-    # ---- write the per-packet columns the caller asked for
-    for name, values in {
-        "conn": rank[conn],
-        "dir": dirn,
-        "rel_seq": rel_s,
-        "rel_ack": rel_ack,
-        **per_packet,
-    }.items():
-        if name in cols:
-            cols[name][rows] = values
-    hole = holes.at(rows)
 
-    return _flows(
-        packets,
-        rows=rows,
-        first=first,
-        conn=conn,
-        rank=rank,
-        dirn=dirn,
-        flags=flags,
-        seq=seq,
-        rel=rel_s,
-        rel_ack=rel_ack,
-        plen=plen,
-        ts=ts,
-        client_is_a=client_is_a,
-        key_lo=key_lo,
-        key_hi=key_hi,
-        first_syn=first_syn,
-        first_synack=first_synack,
-        irtt=irtt,
-        has_rtt=has_rtt,
-        per_packet=per_packet,
-        hole=hole,
-    )
+
+def _segments_native(
+    cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, start
+) -> dict:
+    """`_segments_numpy` in C: one pass per connection instead of ~150 array operations per slice."""
+    n, n_conn = len(flags), len(first)
+    out = {"dirn": np.empty(n, np.int64), "rel": np.empty(n, np.int64), "rel_ack": np.empty(n, np.int64)}
+    for name in PER_SEGMENT_FLAGS:
+        out[name] = np.empty(n, np.bool_)
+    for name, dtype in (("first_syn", np.int64), ("first_synack", np.int64), ("client_is_a", np.bool_),
+                        ("irtt", np.int64), ("has_rtt", np.bool_)):  # fmt: skip
+        out[name] = np.empty(n_conn, dtype)
+
+    def i64(values):
+        return np.ascontiguousarray(values, dtype=np.int64)
+
+    _native.tcp_segments(
+        i64(first), np.ascontiguousarray(a_is_src, dtype=np.bool_), i64(key_lo), i64(key_hi), i64(flags),
+        i64(seq), i64(ack), i64(plen), i64(ts), i64(win), cfg.ooo_threshold_ns, cfg.fast_retrans_window_ns,
+        tuple(out[name] for name in ("dirn", "rel", "rel_ack", *PER_SEGMENT_FLAGS)),
+        tuple(out[name] for name in ("first_syn", "first_synack", "client_is_a", "irtt", "has_rtt")),
+    )  # fmt: skip
+    return out
 
 
 def _tuple_ids(packets, rows, step: int) -> tuple[np.ndarray, np.ndarray]:
