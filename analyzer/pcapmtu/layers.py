@@ -33,22 +33,41 @@ ICMP_COLUMNS = [
 def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFrame:
     """One row per A/AAAA/CNAME answer, or one row per message that carries none."""
     proto = packets["proto"].to_numpy()
-    records: list[tuple] = []
     # Real traffic repeats the same questions and answers; a message's rows depend only on its bytes
     # after the 2-byte transaction id, so each distinct message is parsed once (dpkt is ~90 us/message)
-    parsed: dict[bytes, list[tuple]] = {}
+    # and the table is then assembled column by column from the distinct messages' rows.
+    known: dict[bytes, int] = {}
+    distinct: list[list[tuple]] = []
+    msg_row, msg_txid, msg_kind = [], [], []
     for row, data in rare:
         if proto[row] != 17:
             continue
         payload = data[8:]
-        key = payload[2:]
-        rows = parsed.get(key)
-        if rows is None:
-            rows = parsed[key] = _dns_rows(payload)
-        txid = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else -1
-        records.extend((row, txid if r[0] >= 0 else -1, *r[1:]) for r in rows)
-    table = pd.DataFrame.from_records(records, columns=["row", *DNS_COLUMNS[6:]])
-    return _with_packet_columns(packets, table, DNS_COLUMNS)
+        kind = known.get(payload[2:])
+        if kind is None:
+            kind = known[payload[2:]] = len(distinct)
+            distinct.append(_dns_rows(payload))
+        msg_row.append(row)
+        msg_txid.append(int.from_bytes(payload[:2], "big") if len(payload) >= 2 else -1)
+        msg_kind.append(kind)
+    if not msg_row:
+        return _with_packet_columns(packets, pd.DataFrame(columns=["row", *DNS_COLUMNS[6:]]), DNS_COLUMNS)
+    flat = [r for rows in distinct for r in rows]  # rows of every distinct message, one after another
+    per_kind = np.array([len(rows) for rows in distinct], dtype=np.int64)
+    kind_start = np.cumsum(per_kind) - per_kind
+    kinds = np.asarray(msg_kind, dtype=np.int64)
+    counts = per_kind[kinds]
+    message = np.repeat(np.arange(len(kinds)), counts)  # the message of each output row
+    within = np.arange(len(message)) - np.repeat(np.cumsum(counts) - counts, counts)
+    pick = kind_start[kinds][message] + within  # its row among the distinct messages' rows
+    columns = list(zip(*flat, strict=True))
+    table = {"row": np.asarray(msg_row, dtype=np.int64)[message]}
+    parsed = np.asarray(columns[0], dtype=np.int64)[pick] >= 0  # txid -1: the message did not parse
+    table["txid"] = np.where(parsed, np.asarray(msg_txid, dtype=np.int64)[message], -1)
+    for name, values in zip(DNS_COLUMNS[7:], columns[1:], strict=True):
+        values = np.asarray(values, dtype=object if name not in ("response", "ttl") else None)
+        table[name] = values[pick]
+    return _with_packet_columns(packets, pd.DataFrame(table), DNS_COLUMNS)
 
 
 def _dns_rows(payload: bytes) -> list[tuple]:
