@@ -126,6 +126,38 @@ static PyObject *walk_pcap(PyObject *self, PyObject *args)
     return Py_BuildValue("(NL)", data, (long long)pos);
 }
 
+
+/* Consecutive little-endian enhanced packet blocks from pos: the loop of formats._PcapngWalker._epb_run.
+ * epb_run(buf, pos, max_record) -> (int64 block starts as bytes, stop position) */
+static PyObject *epb_run(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos;
+    long long max_record;
+    if (!PyArg_ParseTuple(args, "y*nL", &view, &pos, &max_record))
+        return NULL;
+    const uint8_t *b = view.buf;
+    int64_t n = view.len;
+    Vec starts = {NULL, 0, 0, sizeof(int64_t)};
+    PyObject *result = NULL;
+    while (pos >= 0 && pos + 32 <= n) {
+        const uint8_t *p = b + pos;
+        uint32_t type = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+        uint32_t blen = (uint32_t)p[4] | ((uint32_t)p[5] << 8) | ((uint32_t)p[6] << 16) | ((uint32_t)p[7] << 24);
+        if (type != 6 || blen < 32 || (blen & 3) || (long long)blen > max_record || pos + (int64_t)blen > n)
+            break;
+        int64_t at = pos;
+        if (vec_push(&starts, &at) < 0)
+            goto done;
+        pos += blen;
+    }
+    result = Py_BuildValue("(Nn)", vec_bytes(&starts), pos);
+done:
+    PyMem_Free(starts.data);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 /* ------------------------------------------------------------------------------------------- decoding */
 typedef struct {
     const uint8_t *b;
@@ -681,6 +713,8 @@ done:
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buf, rec_hdr, at, big_endian) -> (int64 record starts as bytes, stop position)"},
+    {"epb_run", epb_run, METH_VARARGS,
+     "epb_run(buf, pos, max_record) -> (int64 starts of consecutive enhanced packet blocks, stop position)"},
     {"decode", decode, METH_VARARGS,
      "decode(buf, data_off, caplen, linktype, columns, addr) -> (fallback rows, sack rows, sack left, "
      "sack right, rare rows, rare bytes)"},

@@ -368,7 +368,7 @@ def _walk_pcap(
     if swap == MAYBE_SWAPPED:
         return _walk_pcap_either(chunk, caplen_at, rec_hdr)
     offs: list[int] | np.ndarray
-    if NATIVE_WALK:
+    if BULK_WALKS and NATIVE_WALK:
         starts, pos = _native.walk_pcap(chunk, rec_hdr, at, caplen_at is not _LITTLE_U32)
         offs = np.frombuffer(starts, dtype=np.int64)
     elif BULK_WALKS and caplen_at is _LITTLE_U32 and sys.byteorder == "little":
@@ -555,18 +555,23 @@ class _PcapngWalker:
         that block, with its checks and messages. Little-endian sections only (nearly all captures).
         """
         n = len(chunk)
-        starts: list[int] = []
-        append = starts.append
-        while pos + 32 <= n:
-            i = pos >> 2
-            if words[i] != EPB:
-                break
-            blen = words[i + 1]
-            if blen < 32 or blen & 3 or blen > MAX_RECORD or pos + blen > n:
-                break
-            append(pos)
-            pos += blen
-        if not starts:
+        starts: list[int] | np.ndarray
+        if NATIVE_WALK:
+            found, pos = _native.epb_run(chunk, pos, MAX_RECORD)
+            starts = np.frombuffer(found, dtype=np.int64)
+        else:
+            starts = []
+            append = starts.append
+            while pos + 32 <= n:
+                i = pos >> 2
+                if words[i] != EPB:
+                    break
+                blen = words[i + 1]
+                if blen < 32 or blen & 3 or blen > MAX_RECORD or pos + blen > n:
+                    break
+                append(pos)
+                pos += blen
+        if not len(starts):
             return None, pos
         at = np.asarray(starts, dtype=np.int64)
         idx = at >> 2
@@ -577,7 +582,7 @@ class _PcapngWalker:
         if len(bad):  # end the run there; the block-by-block walk reports that block
             k = int(bad[0])
             at, idx, iface, clen, wlen = at[:k], idx[:k], iface[:k], clen[:k], wlen[:k]
-            pos = starts[k]
+            pos = int(starts[k])
             if not k:
                 return None, pos
         ts = (u32[idx + 3].astype(np.uint64) << np.uint64(32)) | u32[idx + 4].astype(np.uint64)
