@@ -52,7 +52,8 @@ GNU_TIME = "/usr/bin/time"
 TOOLS = ("pcapmtu", "tshark", "tcptrace")
 # Optional extra: tshark without TCP reassembly. By default tshark's HTTP dissector reassembles every
 # response body (tens of MB for a bulk download), which dominates its time and memory on such captures.
-EXTRA_TOOLS = ("tshark-noreasm",)
+# pcapmtu-pure: pcapmtu with its C core switched off (PCAPMTU_PURE=1), the numpy baseline, side by side.
+EXTRA_TOOLS = ("tshark-noreasm", "pcapmtu-pure")
 TSHARK_FIELDS = [
     "frame.time_epoch",
     "ip.src",
@@ -64,7 +65,7 @@ TSHARK_FIELDS = [
     "tcp.analysis.retransmission",
 ]
 # pcapmtu exits 1 when it found problems in the capture (see the Makefile's demo target): still a run.
-OK_CODES = {"pcapmtu": {0, 1}, "tshark": {0}, "tcptrace": {0}, "tshark-noreasm": {0}}
+OK_CODES = {"pcapmtu": {0, 1}, "tshark": {0}, "tcptrace": {0}, "tshark-noreasm": {0}, "pcapmtu-pure": {0, 1}}
 
 
 def log(msg: str) -> None:
@@ -267,6 +268,11 @@ def tool_commands(pcapmtu: str | None) -> dict[str, dict]:
                 "argv": None,
                 "note": f"not installed: {venv.relative_to(REPO)} missing (run `make install`, or --pcapmtu CMD)",
             }
+    base = tools["pcapmtu"]["argv"]
+    tools["pcapmtu-pure"] = {
+        "argv": ["env", "PCAPMTU_PURE=1", *base] if base else None,
+        "note": tools["pcapmtu"]["note"],
+    }
     for name in ("tshark", "tcptrace", "tshark-noreasm"):
         path = shutil.which(name.split("-")[0])
         tools[name] = {
@@ -277,7 +283,7 @@ def tool_commands(pcapmtu: str | None) -> dict[str, dict]:
 
 
 def command_for(name: str, base: list[str], capture: Path) -> list[str]:
-    if name == "pcapmtu":
+    if name.startswith("pcapmtu"):
         return [*base, "inspect", "--json", str(capture)]
     if name.startswith("tshark"):
         reasm = ["-o", "tcp.desegment_tcp_streams:FALSE"] if name == "tshark-noreasm" else []
@@ -470,7 +476,10 @@ def render(report: dict, markdown: bool) -> str:
     for label, key in (
         ("pcapmtu / tcptrace", "pcapmtu_over_tcptrace"),
         ("tshark / pcapmtu", "tshark_over_pcapmtu"),
+        ("pcapmtu-pure / pcapmtu", "pure_over_pcapmtu"),
     ):
+        if key not in rt or (key == "pure_over_pcapmtu" and "pcapmtu-pure" not in report["results"]):
+            continue  # the baseline runs only when asked for (--tools ...,pcapmtu-pure)
         t, cpu, mem = rt[key]["time"], rt[key].get("cpu"), rt[key]["rss"]
         if t is None:
             out.append(f"{bullet}{label}: n/a (a tool was skipped or failed)")
@@ -551,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         report["ratios"] = {
             "pcapmtu_over_tcptrace": ratios(res.get("pcapmtu", {}), res.get("tcptrace", {})),
             "tshark_over_pcapmtu": ratios(res.get("tshark", {}), res.get("pcapmtu", {})),
+            "pure_over_pcapmtu": ratios(res.get("pcapmtu-pure", {}), res.get("pcapmtu", {})),
         }
         print(json.dumps(report, indent=2) if a.json else render(report, a.markdown))
         return 0
@@ -600,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": {
             "pcapmtu_over_tcptrace": ratios(results.get("pcapmtu", {}), results.get("tcptrace", {})),
             "tshark_over_pcapmtu": ratios(results.get("tshark", {}), results.get("pcapmtu", {})),
+            "pure_over_pcapmtu": ratios(results.get("pcapmtu-pure", {}), results.get("pcapmtu", {})),
         },
     }
     if a.scale:

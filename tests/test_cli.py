@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import pcapbuild as B
 from conftest import ROOT, SAMPLES
-from pcapmtu import __version__
+from pcapmtu import __version__, native
 from pcapmtu.cli import app
 from pcapmtu.jsonout import FLOW_FIELDS
 
@@ -28,6 +28,7 @@ def invoke(*args):
 def test_version_and_help():
     result, out = invoke("--version")
     assert result.exit_code == 0 and __version__ in result.output, out
+    assert ("C core" in result.output) == (native.core is not None), out  # which implementation runs
     result, out = invoke("--help")
     assert result.exit_code == 0 and "inspect" in result.output and "analyze" in result.output, out
 

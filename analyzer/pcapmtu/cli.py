@@ -51,7 +51,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per erro
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"pcapmtu {__version__}")
+        from .native import describe
+
+        typer.echo(f"pcapmtu {__version__} ({describe()})")
         raise typer.Exit()
 
 

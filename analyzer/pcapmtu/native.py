@@ -12,6 +12,9 @@ try:
     from . import _native as core
 except ImportError:  # pragma: no cover - depends on the install
     core = None
+    _WHY = "no C core built"
+else:
+    _WHY = "PCAPMTU_PURE is set"
 
 if os.environ.get("PCAPMTU_PURE", "") not in ("", "0"):
     core = None
@@ -19,4 +22,4 @@ if os.environ.get("PCAPMTU_PURE", "") not in ("", "0"):
 
 def describe() -> str:
     """One phrase for `--version`: which implementation runs."""
-    return "C core" if core is not None else "pure numpy (no C core built)"
+    return "C core" if core is not None else f"pure numpy: {_WHY}"
