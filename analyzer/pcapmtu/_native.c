@@ -710,6 +710,182 @@ done:
     return result;
 }
 
+/* Per-connection aggregates for the flows table: tcp._aggregates_numpy, one pass per connection.
+ * Row layout: tcp.CONN_AGGREGATES, then tcp.DIR_AGGREGATES for c2s, then for s2c. */
+enum { A_IPV, A_FIRST_FRAME, A_LAST_FRAME, A_FIRST_TS, A_LAST_TS, A_MAX_GAP, A_IDLE_END, N_CONN_AGG };
+enum {
+    D_PKTS, D_BYTES, D_MAX_PAYLOAD, D_MAX_IP_LEN, D_MAX_OUTER, D_FLAGS, /* 8 per-segment flag counts */
+    D_SACK_ACKS = D_FLAGS + 8, D_MAX_SACK_HOLE, D_FIRST_POS, D_FIRST_DATA_POS, D_LAST_DATA_POS, D_SENT,
+    D_ACKED, D_BYTES_AFTER, D_MAX_AFTER, D_MAX_BEFORE, D_SYN_POS, D_SYNACK_POS, D_PURE_ACK_POS, D_DATA_POS,
+    D_FIN_POS, D_RST_POS, D_RETRANS_POS, D_ZERO_WINDOW_POS, D_LOST_POS, N_DIR_AGG
+};
+#define N_AGG (N_CONN_AGG + 2 * N_DIR_AGG)
+#define BIT_RETRANS 0
+#define BIT_LOST 4
+#define BIT_ZERO_WINDOW 6
+
+static inline void keep_max(int64_t *slot, int64_t v) { if (v > *slot) *slot = v; }
+static inline void keep_first(int64_t *slot, int64_t p) { if (*slot == NONE) *slot = p; }
+
+/* numpy's "largest" is the maximum over all rows of the connection with 0 for the rows outside the mask:
+ * 0 or more, unless every row is inside (values that can be negative: sent, acked). */
+typedef struct {
+    int64_t max, n;
+} MaskedMax;
+static inline void masked_add(MaskedMax *m, int64_t v)
+{
+    if (!m->n || v > m->max)
+        m->max = v;
+    m->n++;
+}
+static inline int64_t masked_result(const MaskedMax *m, int64_t rows)
+{
+    if (m->n == rows)
+        return m->max;
+    return m->n && m->max > 0 ? m->max : 0;
+}
+
+static void tcp_aggregate_connection(const int64_t *const *col, const uint8_t *bits, int64_t lo, int64_t hi,
+                                     int64_t *row)
+{
+    const int64_t *dirn = col[0], *flags = col[1], *rel = col[2], *rel_ack = col[3], *plen = col[4],
+                  *ts = col[5], *frame = col[6], *ip_len = col[7], *outer = col[8], *ipv = col[9], *hole = col[10];
+    int64_t max_gap = 0, idle_end = NONE;
+    for (int64_t p = lo + 1; p < hi; p++) {
+        int64_t gap = ts[p] - ts[p - 1];
+        if (gap > max_gap)
+            max_gap = gap;
+    }
+    for (int64_t p = lo + 1; p < hi && max_gap > 0; p++) {
+        if (ts[p] - ts[p - 1] == max_gap) {
+            idle_end = p;
+            break;
+        }
+    }
+    row[A_IPV] = ipv[lo];
+    row[A_FIRST_FRAME] = row[A_LAST_FRAME] = frame[lo];
+    row[A_FIRST_TS] = row[A_LAST_TS] = ts[lo];
+    row[A_MAX_GAP] = max_gap;
+    row[A_IDLE_END] = idle_end;
+    for (int d = 0; d < 2; d++) {
+        int64_t *a = row + N_CONN_AGG + d * N_DIR_AGG;
+        for (int k = 0; k < N_DIR_AGG; k++)
+            a[k] = 0;
+        for (int k = D_FIRST_POS; k <= D_LAST_DATA_POS; k++)
+            a[k] = NONE;
+        for (int k = D_SYN_POS; k <= D_LOST_POS; k++)
+            a[k] = NONE;
+    }
+    MaskedMax sent[2] = {{0, 0}, {0, 0}}, acked[2] = {{0, 0}, {0, 0}};
+    for (int64_t p = lo; p < hi; p++) {
+        int64_t d = dirn[p], f = flags[p], len = plen[p];
+        int64_t *a = row + N_CONN_AGG + d * N_DIR_AGG;
+        keep_max(&row[A_IPV], ipv[p]);
+        if (frame[p] < row[A_FIRST_FRAME])
+            row[A_FIRST_FRAME] = frame[p];
+        keep_max(&row[A_LAST_FRAME], frame[p]);
+        if (ts[p] < row[A_FIRST_TS])
+            row[A_FIRST_TS] = ts[p];
+        keep_max(&row[A_LAST_TS], ts[p]);
+        a[D_PKTS] += 1;
+        a[D_BYTES] += len;
+        keep_max(&a[D_MAX_PAYLOAD], len);
+        keep_max(&a[D_MAX_IP_LEN], ip_len[p]);
+        keep_max(&a[D_MAX_OUTER], outer[p]);
+        for (int k = 0; k < 8; k++)
+            a[D_FLAGS + k] += (bits[p] >> k) & 1;
+        if (hole[p] > 0)
+            a[D_SACK_ACKS] += 1;
+        keep_max(&a[D_MAX_SACK_HOLE], hole[p]);
+        keep_first(&a[D_FIRST_POS], p);
+        if (len > 0) {
+            keep_first(&a[D_FIRST_DATA_POS], p);
+            a[D_LAST_DATA_POS] = p;
+            masked_add(&sent[d], rel[p] + len);
+            keep_first(&a[D_DATA_POS], p);
+        }
+        if (f & F_ACK)
+            masked_add(&acked[1 - d], rel_ack[p] - 1);
+        if (idle_end != NONE && p >= idle_end) {
+            a[D_BYTES_AFTER] += len;
+            keep_max(&a[D_MAX_AFTER], len);
+        } else {
+            keep_max(&a[D_MAX_BEFORE], len);
+        }
+        if ((f & F_SYN) && !(f & F_ACK))
+            keep_first(&a[D_SYN_POS], p);
+        if ((f & F_SYN) && (f & F_ACK))
+            keep_first(&a[D_SYNACK_POS], p);
+        if ((f & F_ACK) && len == 0 && !(f & (F_SYN | F_FIN | F_RST)))
+            keep_first(&a[D_PURE_ACK_POS], p);
+        if (f & F_FIN)
+            keep_first(&a[D_FIN_POS], p);
+        if (f & F_RST)
+            keep_first(&a[D_RST_POS], p);
+        if ((bits[p] >> BIT_RETRANS) & 1)
+            keep_first(&a[D_RETRANS_POS], p);
+        if ((bits[p] >> BIT_ZERO_WINDOW) & 1)
+            keep_first(&a[D_ZERO_WINDOW_POS], p);
+        if ((bits[p] >> BIT_LOST) & 1)
+            keep_first(&a[D_LOST_POS], p);
+    }
+    for (int d = 0; d < 2; d++) {
+        int64_t *a = row + N_CONN_AGG + d * N_DIR_AGG;
+        a[D_SENT] = masked_result(&sent[d], hi - lo);
+        a[D_ACKED] = masked_result(&acked[d], hi - lo);
+    }
+}
+
+/* tcp_aggregates(first, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole, bits, table) */
+static PyObject *tcp_aggregates(PyObject *self, PyObject *args)
+{
+    Py_buffer in[13], table;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*y*y*y*w*", &in[0], &in[1], &in[2], &in[3], &in[4], &in[5],
+                          &in[6], &in[7], &in[8], &in[9], &in[10], &in[11], &in[12], &table))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n_conn = in[0].len / 8, n = in[1].len / 8;
+    const int64_t *first = in[0].buf;
+    const int64_t *cols[11];
+    for (int k = 1; k < 12; k++) {
+        if (in[k].len != n * 8) {
+            PyErr_SetString(PyExc_ValueError, "tcp_aggregates: input arrays differ in length");
+            goto done;
+        }
+        cols[k - 1] = in[k].buf;
+    }
+    if (in[12].len != n || table.len != n_conn * N_AGG * 8) {
+        PyErr_SetString(PyExc_ValueError, "tcp_aggregates: wrong size of the flag bits or of the table");
+        goto done;
+    }
+    for (Py_ssize_t c = 0; c < n_conn; c++) {
+        if ((c == 0 && first[c] != 0) || (c && first[c] <= first[c - 1]) || first[c] >= n) {
+            PyErr_SetString(PyExc_ValueError, "tcp_aggregates: connection starts are not increasing");
+            goto done;
+        }
+    }
+    for (Py_ssize_t p = 0; p < n; p++) {
+        if (cols[0][p] != 0 && cols[0][p] != 1) {
+            PyErr_SetString(PyExc_ValueError, "tcp_aggregates: a direction is not 0 or 1");
+            goto done;
+        }
+    }
+    if (n && !n_conn) {
+        PyErr_SetString(PyExc_ValueError, "tcp_aggregates: packets without connections");
+        goto done;
+    }
+    for (Py_ssize_t c = 0; c < n_conn; c++)
+        tcp_aggregate_connection(cols, in[12].buf, first[c], c + 1 < n_conn ? first[c + 1] : n,
+                                 (int64_t *)table.buf + c * N_AGG);
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (int k = 0; k < 13; k++)
+        PyBuffer_Release(&in[k]);
+    PyBuffer_Release(&table);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buf, rec_hdr, at, big_endian) -> (int64 record starts as bytes, stop position)"},
@@ -721,6 +897,9 @@ static PyMethodDef methods[] = {
     {"tcp_segments", tcp_segments, METH_VARARGS,
      "tcp_segments(first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, ooo_ns, fast_ns, "
      "per-packet outputs, per-connection outputs): tcp._segments_numpy, one connection at a time"},
+    {"tcp_aggregates", tcp_aggregates, METH_VARARGS,
+     "tcp_aggregates(first, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole, flag bits, "
+     "table): tcp._aggregates_numpy, one connection at a time"},
     {NULL, NULL, 0, NULL},
 };
 

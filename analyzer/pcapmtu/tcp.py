@@ -581,20 +581,34 @@ HISTORY_LETTERS = (
 )
 
 
-def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, plen, ts, client_is_a, key_lo, key_hi,
-           first_syn, first_synack, irtt, has_rtt, per_packet, hole) -> dict[str, np.ndarray]:  # fmt: skip
-    n = len(rows)
-    n_conn = len(first)
+# Per-connection sums, maxima and positions that `_flows` builds the table from; per direction they are
+# named `{name}_c2s` / `{name}_s2c`. "Largest" values are never below 0 (as with no packet at all); a
+# position is NONE where no packet qualifies.
+CONN_AGGREGATES = ("ipv", "first_frame", "last_frame", "first_ts", "last_ts", "max_gap", "idle_end")
+DIR_AGGREGATES = (
+    "pkts", "bytes", "max_payload", "max_ip_len", "max_outer_len", *PER_SEGMENT_FLAGS, "sack_acks",
+    "max_sack_hole", "first_pos", "first_data_pos", "last_data_pos", "sent", "acked", "bytes_after_idle",
+    "max_payload_after_idle", "max_payload_before_idle", "syn_pos", "synack_pos", "pure_ack_pos", "data_pos",
+    "fin_pos", "rst_pos", "retrans_pos", "zero_window_pos", "lost_pos",
+)  # fmt: skip
+HISTORY_POSITIONS = (
+    "syn_pos",
+    "synack_pos",
+    "pure_ack_pos",
+    "data_pos",
+    "fin_pos",
+    "rst_pos",
+    "retrans_pos",
+    "zero_window_pos",
+    "lost_pos",
+)  # fmt: skip, in HISTORY_LETTERS order
+
+
+def _aggregates_numpy(first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole,
+                      per_packet) -> dict[str, np.ndarray]:  # fmt: skip
+    """`CONN_AGGREGATES` and `DIR_AGGREGATES` of a slice, vectorized."""
+    n = len(dirn)
     pos = np.arange(n)
-    c2s, s2c = dirn == 0, dirn == 1
-    frame = packets["frame"].to_numpy()[rows]
-    ip_len = packets["ip_len"].to_numpy()[rows].astype(np.int64)
-    mss = packets["mss"].to_numpy()[rows].astype(np.int64)
-    wscale = packets["wscale"].to_numpy()[rows].astype(np.int64)
-    sack_ok = packets["sack_perm"].to_numpy()[rows]
-    has_ts = packets["has_ts"].to_numpy()[rows]
-    outer = packets["outer_ip_len"].to_numpy()[rows].astype(np.int64)
-    ipv = packets["ipv"].to_numpy()[rows]
 
     def total(v):
         return _segments(v.astype(np.int64), first, np.add)
@@ -604,6 +618,87 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
 
     def earliest(mask):
         return _segments(np.where(mask, pos, NONE), first, np.minimum)
+
+    def latest(mask):
+        last = _segments(np.where(mask, pos, -1), first, np.maximum)
+        return np.where(last >= 0, last, NONE)
+
+    out = {
+        "ipv": _segments(ipv.astype(np.int64), first, np.maximum),
+        "first_frame": _segments(frame, first, np.minimum),
+        "last_frame": _segments(frame, first, np.maximum),
+        "first_ts": _segments(ts, first, np.minimum),
+        "last_ts": _segments(ts, first, np.maximum),
+    }
+    gap = np.zeros(n, dtype=np.int64)
+    gap[1:] = np.maximum(ts[1:] - ts[:-1], 0)
+    gap[first] = 0
+    max_gap = _segments(gap, first, np.maximum)
+    idle_end = earliest((gap == max_gap[conn]) & (gap > 0))
+    out["max_gap"], out["idle_end"] = max_gap, idle_end
+    after = pos >= np.where(idle_end == NONE, n, idle_end)[conn]
+    data = plen > 0
+    syn, ackf = (flags & SYN) > 0, (flags & ACK) > 0
+    fin, rst = (flags & FIN) > 0, (flags & RST) > 0
+    pure_ack = ackf & (plen == 0) & ((flags & (SYN | FIN | RST)) == 0)
+    for d, tag in ((0, "c2s"), (1, "s2c")):
+        mask, other = dirn == d, dirn == 1 - d
+        out[f"pkts_{tag}"] = total(mask)
+        out[f"bytes_{tag}"] = total(np.where(mask, plen, 0))
+        out[f"max_payload_{tag}"] = biggest(plen, mask)
+        out[f"max_ip_len_{tag}"] = biggest(ip_len, mask)
+        out[f"max_outer_len_{tag}"] = biggest(outer, mask)
+        for name, values in per_packet.items():
+            out[f"{name}_{tag}"] = total(values & mask)
+        out[f"sack_acks_{tag}"] = total((hole > 0) & mask)
+        out[f"max_sack_hole_{tag}"] = biggest(hole, mask)
+        out[f"first_pos_{tag}"] = earliest(mask)
+        out[f"first_data_pos_{tag}"] = earliest(mask & data)
+        out[f"last_data_pos_{tag}"] = latest(mask & data)
+        out[f"sent_{tag}"] = biggest(rel + plen, mask & data)
+        out[f"acked_{tag}"] = biggest(rel_ack - 1, other & ackf)
+        out[f"bytes_after_idle_{tag}"] = total(np.where(after & mask, plen, 0))
+        out[f"max_payload_after_idle_{tag}"] = biggest(plen, after & mask)
+        out[f"max_payload_before_idle_{tag}"] = biggest(plen, ~after & mask)
+        for name, m in zip(HISTORY_POSITIONS, (syn & ~ackf, syn & ackf, pure_ack, data, fin, rst,
+                                               per_packet["retrans"], per_packet["zero_window"],
+                                               per_packet["lost_before"]), strict=True):  # fmt: skip
+            out[f"{name}_{tag}"] = earliest(m & mask)
+    return out
+
+
+def _aggregates_native(first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole,
+                       per_packet) -> dict[str, np.ndarray]:  # fmt: skip
+    """`_aggregates_numpy` in C: one pass over each connection's packets."""
+    bits = np.zeros(len(dirn), dtype=np.uint8)
+    for k, name in enumerate(PER_SEGMENT_FLAGS):
+        bits |= per_packet[name].view(np.uint8) << k
+    table = np.empty((len(first), len(CONN_AGGREGATES) + 2 * len(DIR_AGGREGATES)), dtype=np.int64)
+
+    def i64(values):
+        return np.ascontiguousarray(values, dtype=np.int64)
+
+    _native.tcp_aggregates(
+        i64(first), i64(dirn), i64(flags), i64(rel), i64(rel_ack), i64(plen), i64(ts), i64(frame), i64(ip_len),
+        i64(outer), i64(ipv), i64(hole), bits, table,
+    )  # fmt: skip
+    names = [*CONN_AGGREGATES] + [f"{name}_{tag}" for tag in ("c2s", "s2c") for name in DIR_AGGREGATES]
+    return {name: table[:, k] for k, name in enumerate(names)}
+
+
+def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, plen, ts, client_is_a, key_lo, key_hi,
+           first_syn, first_synack, irtt, has_rtt, per_packet, hole) -> dict[str, np.ndarray]:  # fmt: skip
+    n_conn = len(first)
+    frame = packets["frame"].to_numpy()[rows]
+    mss = packets["mss"].to_numpy()[rows]
+    wscale = packets["wscale"].to_numpy()[rows]
+    sack_ok = packets["sack_perm"].to_numpy()[rows]
+    has_ts = packets["has_ts"].to_numpy()[rows]
+    aggregates = _aggregates_native if NATIVE else _aggregates_numpy
+    agg = aggregates(
+        first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, packets["ip_len"].to_numpy()[rows],
+        packets["outer_ip_len"].to_numpy()[rows], packets["ipv"].to_numpy()[rows], hole, per_packet,
+    )  # fmt: skip
 
     def at(position, values, missing):
         ok = position != NONE
@@ -615,10 +710,6 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
     c_addr = np.where(client_is_a, lo_addr[cf], hi_addr[cf])
     s_addr = np.where(client_is_a, hi_addr[cf], lo_addr[cf])
     names = packets["src"].cat.categories.to_numpy()
-    syn_only = ((flags & SYN) > 0) & ((flags & ACK) == 0)
-    synack = ((flags & SYN) > 0) & ((flags & ACK) > 0)
-    fin, rst = (flags & FIN) > 0, (flags & RST) > 0
-    pure_ack = ((flags & ACK) > 0) & (plen == 0) & ((flags & (SYN | FIN | RST)) == 0)
 
     out: dict[str, object] = {
         "conn": rank,
@@ -626,11 +717,11 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
         "client_port": np.where(client_is_a, lo_port[cf], hi_port[cf]).astype(np.int32),
         "server_ip": names[s_addr],
         "server_port": np.where(client_is_a, hi_port[cf], lo_port[cf]).astype(np.int32),
-        "ipv": _segments(ipv.astype(np.int64), first, np.maximum).astype(np.int8),
-        "first_frame": _segments(frame, first, np.minimum),
-        "last_frame": _segments(frame, first, np.maximum),
-        "first_ts": _segments(ts, first, np.minimum) / 1e9,
-        "last_ts": _segments(ts, first, np.maximum) / 1e9,
+        "ipv": agg["ipv"].astype(np.int8),
+        "first_frame": agg["first_frame"],
+        "last_frame": agg["last_frame"],
+        "first_ts": agg["first_ts"] / 1e9,
+        "last_ts": agg["last_ts"] / 1e9,
         "syn_frame": at(first_syn, frame, -1),
         "synack_frame": at(first_synack, frame, -1),
         "handshake_rtt": np.where(has_rtt, irtt / 1e9, np.nan),
@@ -643,61 +734,47 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
         "ts_client": at(first_syn, has_ts, False).astype(bool),
         "ts_server": at(first_synack, has_ts, False).astype(bool),
     }
-    for tag, mask in (("c2s", c2s), ("s2c", s2c)):
-        out[f"pkts_{tag}"] = total(mask)
-        out[f"bytes_{tag}"] = total(np.where(mask, plen, 0))
-        out[f"max_payload_{tag}"] = biggest(plen, mask)
-        out[f"max_ip_len_{tag}"] = biggest(ip_len, mask)
-        out[f"max_outer_len_{tag}"] = biggest(outer, mask)
-    for name, values in per_packet.items():
-        for tag, mask in (("c2s", c2s), ("s2c", s2c)):
-            out[f"{name}_{tag}"] = total(values & mask)
+    for tag in ("c2s", "s2c"):
+        for name in ("pkts", "bytes", "max_payload", "max_ip_len", "max_outer_len"):
+            out[f"{name}_{tag}"] = agg[f"{name}_{tag}"]
+    for name in per_packet:
+        for tag in ("c2s", "s2c"):
+            out[f"{name}_{tag}"] = agg[f"{name}_{tag}"]
     out["retransmissions"] = out["retrans_c2s"] + out["retrans_s2c"]
-    out["sack_acks_c2s"] = total((hole > 0) & c2s)
-    out["max_sack_hole_c2s"] = biggest(hole, c2s)
-    out["sack_acks_s2c"] = total((hole > 0) & s2c)
-    out["max_sack_hole_s2c"] = biggest(hole, s2c)
+    for tag in ("c2s", "s2c"):
+        out[f"sack_acks_{tag}"] = agg[f"sack_acks_{tag}"]
+        out[f"max_sack_hole_{tag}"] = agg[f"max_sack_hole_{tag}"]
 
     out["isn_client"] = at(first_syn, seq, -1)
     out["isn_server"] = at(first_synack, seq, -1)
-    out["first_seq_c2s"] = at(earliest(c2s), seq, -1)
-    out["first_seq_s2c"] = at(earliest(s2c), seq, -1)
-    data = plen > 0
-    for tag, mask in (("c2s", c2s), ("s2c", s2c)):
-        out[f"first_data_ts_{tag}"] = at(earliest(mask & data), ts, -1) / 1e9
-        out[f"last_data_ts_{tag}"] = (
-            at(_segments(np.where(mask & data, pos, -1), first, np.maximum), ts, -1) / 1e9
-        )
+    out["first_seq_c2s"] = at(agg["first_pos_c2s"], seq, -1)
+    out["first_seq_s2c"] = at(agg["first_pos_s2c"], seq, -1)
+    for tag in ("c2s", "s2c"):
+        out[f"first_data_ts_{tag}"] = at(agg[f"first_data_pos_{tag}"], ts, -1) / 1e9
+        out[f"last_data_ts_{tag}"] = at(agg[f"last_data_pos_{tag}"], ts, -1) / 1e9
     # the longest silence inside the connection, and what the server sent after it (recovery by probing)
-    gap = np.zeros(n, dtype=np.int64)
-    gap[1:] = np.maximum(ts[1:] - ts[:-1], 0)
-    gap[first] = 0
-    max_gap = _segments(gap, first, np.maximum)
-    idle_end = earliest((gap == max_gap[conn]) & (gap > 0))
-    after = pos >= np.where(idle_end == NONE, n, idle_end)[conn]
+    max_gap, idle_end = agg["max_gap"], agg["idle_end"]
     out["max_idle"] = max_gap / 1e9
     out["idle_start_ts"] = np.where(idle_end != NONE, at(idle_end, ts, 0) - max_gap, 0) / 1e9
-    out["bytes_s2c_after_idle"] = total(np.where(after & s2c, plen, 0))
-    out["max_payload_s2c_after_idle"] = biggest(plen, after & s2c)
-    out["max_payload_s2c_before_idle"] = biggest(plen, ~after & s2c)
-    out["bytes_c2s_after_idle"] = total(np.where(after & c2s, plen, 0))
-    out["max_payload_c2s_after_idle"] = biggest(plen, after & c2s)
-    out["max_payload_c2s_before_idle"] = biggest(plen, ~after & c2s)
+    for tag in ("s2c", "c2s"):
+        out[f"bytes_{tag}_after_idle"] = agg[f"bytes_after_idle_{tag}"]
+        out[f"max_payload_{tag}_after_idle"] = agg[f"max_payload_after_idle_{tag}"]
+        out[f"max_payload_{tag}_before_idle"] = agg[f"max_payload_before_idle_{tag}"]
     # how far each side's data got, and how far the other side acknowledged it
-    acking = (flags & ACK) > 0
-    for tag, mask, other in (("c2s", c2s, s2c), ("s2c", s2c, c2s)):
-        out[f"sent_{tag}"] = biggest(rel + plen, mask & data)
-        out[f"acked_{tag}"] = biggest(rel_ack - 1, other & acking)
-    out["fin_client"] = earliest(fin & c2s) != NONE
-    out["fin_server"] = earliest(fin & s2c) != NONE
-    end_c, end_s = earliest((fin | rst) & c2s), earliest((fin | rst) & s2c)
+    for tag in ("c2s", "s2c"):
+        out[f"sent_{tag}"] = agg[f"sent_{tag}"]
+        out[f"acked_{tag}"] = agg[f"acked_{tag}"]
+    fin_c, fin_s = agg["fin_pos_c2s"] != NONE, agg["fin_pos_s2c"] != NONE
+    out["fin_client"] = fin_c
+    out["fin_server"] = fin_s
+    end_c = np.minimum(agg["fin_pos_c2s"], agg["rst_pos_c2s"])
+    end_s = np.minimum(agg["fin_pos_s2c"], agg["rst_pos_s2c"])
     out["closed_by"] = np.select([(end_c < end_s), (end_s < end_c)], ["client", "server"], default="")
 
     has_syn = first_syn != NONE
     has_synack = first_synack != NONE
-    first_rst_c, first_rst_s = earliest(rst & c2s), earliest(rst & s2c)
+    first_rst_c, first_rst_s = agg["rst_pos_c2s"], agg["rst_pos_s2c"]
     rst_c, rst_s = first_rst_c != NONE, first_rst_s != NONE
-    fin_c, fin_s = earliest(fin & c2s) != NONE, earliest(fin & s2c) != NONE
     rst_by_client_first = rst_c & (first_rst_c <= first_rst_s)
     conn_state = np.select(
         [
@@ -732,23 +809,17 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
     out["conn_state"] = conn_state
     out["midstream"] = ~has_syn & ~has_synack
     out["history"] = _history(
-        n_conn,
-        first,
-        pos,
-        dirn,
-        [syn_only, synack, pure_ack, plen > 0, fin, rst, per_packet["retrans"], per_packet["zero_window"],
-         per_packet["lost_before"]],
-    )  # fmt: skip
+        n_conn, [(agg[f"{name}_c2s"], agg[f"{name}_s2c"]) for name in HISTORY_POSITIONS]
+    )
     out["duration"] = out["last_ts"] - out["first_ts"]
     return out
 
 
-def _history(n_conn, first, pos, dirn, masks) -> np.ndarray:
+def _history(n_conn, positions: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Zeek-style history: one letter per event kind and side, in order of first occurrence."""
     conns, places, letters = [], [], []
-    for letter, mask in zip(HISTORY_LETTERS, masks, strict=True):
-        for d, ch in ((0, letter), (1, letter.lower())):
-            where = _segments(np.where(mask & (dirn == d), pos, NONE), first, np.minimum)
+    for letter, where_both in zip(HISTORY_LETTERS, positions, strict=True):
+        for where, ch in zip(where_both, (letter, letter.lower()), strict=True):
             seen = np.flatnonzero(where != NONE)
             conns.append(seen)
             places.append(where[seen])
