@@ -12,6 +12,7 @@ pcapng reader only honours the first interface block; we need columns, every int
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import lzma
 import os
@@ -20,6 +21,7 @@ import struct
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -100,6 +102,8 @@ _LITTLE_U32 = struct.Struct("<I").unpack_from
 # The bulk walks (pcap lengths through uint32 views, pcapng runs of packet blocks) must give exactly what
 # the plain record-by-record walks give; tests switch them off to compare the two on damaged files.
 BULK_WALKS = True
+# The next chunk is read by a helper thread while the current one is decoded; tests compare both ways.
+READ_AHEAD = True
 # The pcap record walk in C (the optional core); tests switch it off to compare it with the Python walks.
 NATIVE_WALK = _native is not None
 
@@ -271,7 +275,7 @@ class CaptureFile:
             )
             return batch, pos, problem
 
-        yield from self._walk_chunks(fh, _Chunks(fh, chunk_bytes, start=24), walk, "record")
+        yield from self._walk_chunks(_chunks(fh, chunk_bytes, start=24), walk, "record")
 
     def _pcap_batch(self, chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap=NOT_SWAPPED) -> RecordBatch:
         buf = np.frombuffer(chunk, dtype=np.uint8)
@@ -303,25 +307,32 @@ class CaptureFile:
     def _pcapng_batches(self, fh: BinaryIO, chunk_bytes: int) -> Iterator[RecordBatch]:
         self.format = "pcapng"
         walker = _PcapngWalker(self)
-        yield from self._walk_chunks(fh, _Chunks(fh, chunk_bytes, start=0), walker.walk, "block")
+        yield from self._walk_chunks(_chunks(fh, chunk_bytes, start=0), walker.walk, "block")
 
-    def _walk_chunks(self, fh: BinaryIO, reader: _Chunks, walk, unit: str) -> Iterator[RecordBatch]:
+    def _walk_chunks(self, reader: _Chunks, walk, unit: str) -> Iterator[RecordBatch]:
         """Feed chunks to `walk(chunk, file_base) -> (batch, consumed, problem)`; stop at damage with a warning."""
-        while (chunk := reader.fill()) is not None:
-            batch, pos, problem = walk(chunk, reader.file_base)
-            if batch is not None:
-                yield batch
-            if problem:
-                rest = len(chunk) - pos + _remaining(fh)
-                self._stop(f"{unit} at offset {reader.file_base + pos} {problem}", rest)
-                return
-            if reader.consume(pos, len(chunk)):
-                self._stop(f"file ends inside a {unit} at offset {reader.file_base}", reader.have)
-                return
+        try:
+            while (chunk := reader.fill()) is not None:
+                batch, pos, problem = walk(chunk, reader.file_base)
+                if batch is not None:
+                    yield batch
+                if problem:
+                    rest = len(chunk) - pos + reader.remaining()
+                    self._stop(f"{unit} at offset {reader.file_base + pos} {problem}", rest)
+                    return
+                if reader.consume(pos, len(chunk)):
+                    self._stop(f"file ends inside a {unit} at offset {reader.file_base}", reader.have)
+                    return
+        finally:
+            reader.close()
 
     def _stop(self, why: str, skipped: int) -> None:
         self.skipped_bytes += skipped
         self.warnings.append(f"{why}; stopped reading there, {skipped} byte(s) skipped")
+
+
+def _chunks(fh: BinaryIO, chunk_bytes: int, start: int) -> _Chunks:
+    return _ReadAheadChunks(fh, chunk_bytes, start) if READ_AHEAD else _Chunks(fh, chunk_bytes, start)
 
 
 class _Chunks:
@@ -358,6 +369,87 @@ class _Chunks:
         self.have = rest
         self.file_base += pos
         return bool(self.eof and rest)
+
+    def remaining(self) -> int:
+        """Bytes of the file after the last chunk `fill()` returned."""
+        return _remaining(self.fh)
+
+    def close(self) -> None:
+        """Nothing runs in the background here."""
+
+
+class _ReadAheadChunks(_Chunks):
+    """The same chunks, with the next one read by a helper thread while the current one is decoded.
+
+    `readinto` releases the GIL, so copying the file out of the page cache (a third of a second per GB)
+    overlaps the work on the chunk before. Two buffers take turns; the bytes of a record cut by a chunk's
+    end are copied into the room kept in front of the next buffer.
+    """
+
+    ROOM = 1 << 20  # in front of each buffer, for carried-over bytes (a longer carry gets its own buffer)
+
+    def __init__(self, fh: BinaryIO, chunk_bytes: int, start: int) -> None:
+        self.fh = fh
+        self.size = chunk_bytes
+        self.have = 0
+        self.file_base = start
+        self.eof = False
+        self.end = start  # file offset just after the last chunk returned
+        self.carry = self.current = memoryview(b"")
+        self.bufs = [bytearray(self.ROOM + chunk_bytes), bytearray(self.ROOM + chunk_bytes)]
+        self.turn = 0  # the buffer the pending read fills
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcapmtu-read")
+        self.pending: Future[int] | None = self.pool.submit(self._read, 0)
+
+    def _read(self, k: int) -> int:
+        return self.fh.readinto(memoryview(self.bufs[k])[self.ROOM : self.ROOM + self.size])
+
+    def fill(self) -> memoryview | None:
+        if self.eof or self.pending is None:
+            return None
+        got = self.pending.result()
+        self.pending = None
+        self.eof = got == 0
+        n = self.have + got
+        if not n or (self.eof and not self.have):
+            return None
+        buf, room = self.bufs[self.turn], self.ROOM
+        if self.have <= room:
+            buf[room - self.have : room] = self.carry
+            view = memoryview(buf)[room - self.have : room + got]
+        else:  # a record longer than the room in front: join it with the new bytes in a buffer of its own
+            joined = bytearray(n)
+            joined[: self.have] = self.carry
+            joined[self.have :] = memoryview(buf)[room : room + got]
+            view = memoryview(joined)
+        self.carry = memoryview(b"")
+        if not self.eof:  # the other buffer held the chunk before, which is done with
+            self.turn ^= 1
+            self.pending = self.pool.submit(self._read, self.turn)
+        self.current = view
+        self.end = self.file_base + n
+        return view
+
+    def consume(self, pos: int, n: int) -> bool:
+        self.carry = self.current[pos:n]  # copied into the next buffer before its old bytes are replaced
+        self.have = n - pos
+        self.file_base += pos
+        return bool(self.eof and self.have)
+
+    def remaining(self) -> int:
+        self._settle()
+        return os.fstat(self.fh.fileno()).st_size - self.end
+
+    def close(self) -> None:
+        self._settle()
+        self.pool.shutdown(wait=True)
+
+    def _settle(self) -> None:
+        """Wait for the read in flight, if any, so the file is left to one thread."""
+        if self.pending is not None:
+            with contextlib.suppress(Exception):  # the reader reports errors where it waits, not here
+                self.pending.result()
+            self.pending = None
 
 
 def _walk_pcap(
