@@ -224,6 +224,8 @@ def typed(frame: pd.DataFrame, table: dict) -> pd.DataFrame:
         if name not in frame.columns or dt == "category":
             continue
         col = frame[name]
+        if dt not in ("str", "object") and col.dtype == dt:  # numbers and flags cannot hold a gap
+            continue
         if dt in ("str", "object"):
             frame[name] = col.where(col.notna(), "").astype(str).astype(object)
         elif dt == "bool":
