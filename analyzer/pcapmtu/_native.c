@@ -886,6 +886,106 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------------- 5-tuple interning */
+/* tcp._tuple_ids in one pass: direction-free keys (address code << 16 | port, lower endpoint first) and
+ * ids numbered in order of first appearance, from an open-addressing table over the distinct tuples. */
+typedef struct {
+    int64_t lo, hi;
+    int32_t id; /* -1: empty slot */
+} TupleSlot;
+
+static inline uint64_t tuple_hash(int64_t lo, int64_t hi)
+{
+    uint64_t h = (uint64_t)lo * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)hi + 0x632BE59BD9B4E019ULL) * 0xC2B2AE3D27D4EB4FULL;
+    return h ^ (h >> 29);
+}
+
+/* tuple_ids(src_code int32[], sport uint16[], dst_code int32[], dport uint16[], rows int32[], a_is_src out,
+ *           tup out int32) -> number of distinct tuples */
+static PyObject *tuple_ids(PyObject *self, PyObject *args)
+{
+    Py_buffer src, sport, dst, dport, rows, a_is_src, tup;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*w*", &src, &sport, &dst, &dport, &rows, &a_is_src, &tup))
+        return NULL;
+    PyObject *result = NULL;
+    TupleSlot *table = NULL;
+    Py_ssize_t n_all = src.len / 4, n = rows.len / 4;
+    if (sport.len != n_all * 2 || dst.len != n_all * 4 || dport.len != n_all * 2 || a_is_src.len != n ||
+        tup.len != n * 4) {
+        PyErr_SetString(PyExc_ValueError, "tuple_ids: arrays do not match");
+        goto done;
+    }
+    const int32_t *sc = src.buf, *dc = dst.buf, *rv = rows.buf;
+    const uint16_t *sp = sport.buf, *dp = dport.buf;
+    uint8_t *is_src = a_is_src.buf;
+    int32_t *ids = tup.buf;
+    size_t cap = 1024, used = 0;
+    table = PyMem_Malloc(cap * sizeof(TupleSlot));
+    if (!table) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t k = 0; k < cap; k++)
+        table[k].id = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t r = rv[i];
+        if (r < 0 || r >= n_all) {
+            PyErr_SetString(PyExc_ValueError, "tuple_ids: a row is out of range");
+            goto done;
+        }
+        /* code << 16 | port, as numpy computes it in int64 (a code of -1, "no address", stays negative) */
+        int64_t a = (int64_t)((uint64_t)(int64_t)sc[r] << 16) | sp[r];
+        int64_t b = (int64_t)((uint64_t)(int64_t)dc[r] << 16) | dp[r];
+        is_src[i] = a <= b;
+        int64_t lo = a <= b ? a : b, hi = a <= b ? b : a;
+        if (2 * (used + 1) > cap) { /* keep the table at most half full */
+            size_t bigger = cap * 2;
+            TupleSlot *grown = PyMem_Malloc(bigger * sizeof(TupleSlot));
+            if (!grown) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            for (size_t k = 0; k < bigger; k++)
+                grown[k].id = -1;
+            for (size_t k = 0; k < cap; k++) {
+                if (table[k].id < 0)
+                    continue;
+                size_t j = tuple_hash(table[k].lo, table[k].hi) & (bigger - 1);
+                while (grown[j].id >= 0)
+                    j = (j + 1) & (bigger - 1);
+                grown[j] = table[k];
+            }
+            PyMem_Free(table);
+            table = grown;
+            cap = bigger;
+        }
+        size_t j = tuple_hash(lo, hi) & (cap - 1);
+        while (table[j].id >= 0 && (table[j].lo != lo || table[j].hi != hi))
+            j = (j + 1) & (cap - 1);
+        if (table[j].id < 0) {
+            if (used >= INT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "tuple_ids: too many distinct tuples");
+                goto done;
+            }
+            table[j].lo = lo;
+            table[j].hi = hi;
+            table[j].id = (int32_t)used++;
+        }
+        ids[i] = table[j].id;
+    }
+    result = PyLong_FromSize_t(used);
+done:
+    PyMem_Free(table);
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&sport);
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&dport);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&a_is_src);
+    PyBuffer_Release(&tup);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buf, rec_hdr, at, big_endian) -> (int64 record starts as bytes, stop position)"},
@@ -900,6 +1000,9 @@ static PyMethodDef methods[] = {
     {"tcp_aggregates", tcp_aggregates, METH_VARARGS,
      "tcp_aggregates(first, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole, flag bits, "
      "table): tcp._aggregates_numpy, one connection at a time"},
+    {"tuple_ids", tuple_ids, METH_VARARGS,
+     "tuple_ids(src codes, sports, dst codes, dports, rows, a_is_src out, ids out) -> distinct tuples: "
+     "tcp._tuple_ids in one pass"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -462,6 +462,17 @@ def _tuple_ids(packets, rows, step: int) -> tuple[np.ndarray, np.ndarray]:
     """
     a_is_src = np.empty(len(rows), dtype=bool)
     tup = np.empty(len(rows), dtype=np.int32)
+    if NATIVE and rows.dtype == np.int32:  # one pass in C, with a hash table over the distinct tuples only
+        _native.tuple_ids(
+            packets["src"].cat.codes.to_numpy().astype(np.int32, copy=False),
+            np.ascontiguousarray(packets["sport"].to_numpy(), dtype=np.uint16),
+            packets["dst"].cat.codes.to_numpy().astype(np.int32, copy=False),
+            np.ascontiguousarray(packets["dport"].to_numpy(), dtype=np.uint16),
+            np.ascontiguousarray(rows),
+            a_is_src,
+            tup,
+        )
+        return a_is_src, tup
     known: dict[tuple[int, int], int] = {}
     for lo in range(0, len(rows), step):
         part = slice(lo, lo + step)
