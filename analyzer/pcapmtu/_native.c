@@ -509,7 +509,7 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
         if ((flags[p] & F_SYN) && (flags[p] & F_ACK) && synack == NONE)
             synack = p;
     }
-    int64_t port_a = t->key_lo[lo] & 0xFFFF, port_b = t->key_hi[lo] & 0xFFFF;
+    int64_t port_a = t->key_lo[c] & 0xFFFF, port_b = t->key_hi[c] & 0xFFFF; /* keys are per connection */
     int client_is_a = port_a == port_b ? t->a_is_src[lo] != 0 : port_a > port_b;
     if (synack != NONE)
         client_is_a = !t->a_is_src[synack];
@@ -636,7 +636,7 @@ static int get_buffers(PyObject *tuple, Py_buffer *views, int count, Py_ssize_t 
     return 0;
 }
 
-/* tcp_segments(first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, ooo_ns, fast_ns,
+/* tcp_segments(first, a_is_src, key_lo, key_hi (per connection), flags, seq, ack, plen, ts, win, ooo_ns, fast_ns,
  *              (dirn, rel, rel_ack, retrans, fast, spurious, ooo, lost, dup_ack, zero_window, keepalive),
  *              (first_syn, first_synack, client_is_a, irtt, has_rtt)) */
 static PyObject *tcp_segments(PyObject *self, PyObject *args)
@@ -655,7 +655,7 @@ static PyObject *tcp_segments(PyObject *self, PyObject *args)
     int have_out = 0, have_conn = 0;
     int64_t *scratch = NULL;
     for (int k = 2; k < 10; k++) {
-        if (in[k].len != n * 8) {
+        if (in[k].len != (k < 4 ? n_conn : n) * 8) {
             PyErr_SetString(PyExc_ValueError, "tcp_segments: input arrays differ in length");
             goto done;
         }

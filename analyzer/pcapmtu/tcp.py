@@ -199,7 +199,6 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
                 conn_base,
                 rows[sl].astype(np.int64),
                 a_is_src[sl],
-                *_endpoint_keys(packets, rows[sl])[1:],
                 flags[sl].astype(np.int64),
                 seq[sl].astype(np.int64),
                 ack[sl].astype(np.int64),
@@ -228,11 +227,12 @@ def _joined(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     return pd.DataFrame(columns, copy=False)
 
 
-def _analyze_slice(packets, holes, cfg, cols, rank, conn_base, rows, a_is_src, key_lo, key_hi, flags, seq, ack,
-                   plen, ts, win, start) -> dict[str, np.ndarray]:  # fmt: skip
+def _analyze_slice(packets, holes, cfg, cols, rank, conn_base, rows, a_is_src, flags, seq, ack, plen, ts, win,
+                   start) -> dict[str, np.ndarray]:  # fmt: skip
     """Per-segment analysis and per-connection aggregates for a run of whole connections (S order)."""
     conn = np.cumsum(start) - 1
     first = np.flatnonzero(start)
+    _, key_lo, key_hi = _endpoint_keys(packets, rows[first])  # per connection: its 5-tuple
     rank = rank[conn_base : conn_base + len(first)]
     segments = _segments_native if NATIVE else _segments_numpy
     seg = segments(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, start)
@@ -298,8 +298,8 @@ def _segments_numpy(
     # ---- orientation: the SYN sender is the client; else the SYN-ACK receiver; else the higher port
     first_syn = _segments(np.where(syn_only, pos, NONE), first, np.minimum)
     first_synack = _segments(np.where(synack, pos, NONE), first, np.minimum)
-    port_a = key_lo[first] & 0xFFFF
-    port_b = key_hi[first] & 0xFFFF
+    port_a = key_lo & 0xFFFF
+    port_b = key_hi & 0xFFFF
     client_is_a = np.where(port_a == port_b, a_is_src[first], port_a > port_b)
     has_synack = first_synack != NONE
     client_is_a = np.where(has_synack, ~a_is_src[np.where(has_synack, first_synack, 0)], client_is_a)
@@ -717,17 +717,16 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
 
     lo_addr, lo_port = key_lo >> 16, key_lo & 0xFFFF
     hi_addr, hi_port = key_hi >> 16, key_hi & 0xFFFF
-    cf = first
-    c_addr = np.where(client_is_a, lo_addr[cf], hi_addr[cf])
-    s_addr = np.where(client_is_a, hi_addr[cf], lo_addr[cf])
+    c_addr = np.where(client_is_a, lo_addr, hi_addr)
+    s_addr = np.where(client_is_a, hi_addr, lo_addr)
     names = packets["src"].cat.categories.to_numpy()
 
     out: dict[str, object] = {
         "conn": rank,
         "client_ip": names[c_addr],
-        "client_port": np.where(client_is_a, lo_port[cf], hi_port[cf]).astype(np.int32),
+        "client_port": np.where(client_is_a, lo_port, hi_port).astype(np.int32),
         "server_ip": names[s_addr],
-        "server_port": np.where(client_is_a, hi_port[cf], lo_port[cf]).astype(np.int32),
+        "server_port": np.where(client_is_a, hi_port, lo_port).astype(np.int32),
         "ipv": agg["ipv"].astype(np.int8),
         "first_frame": agg["first_frame"],
         "last_frame": agg["last_frame"],
