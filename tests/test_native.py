@@ -302,3 +302,19 @@ def test_same_tcp_analysis_for_any_sequence_of_segments(segments, isn, tmp_path_
     finally:
         cap.close()
     _assert_same_reconstruction(raw)
+
+
+@needs_core
+@pytest.mark.parametrize("big", [False, True])
+def test_the_c_walk_stops_at_an_absurd_length_like_the_python_walk(big, monkeypatch):
+    """A record claiming more than MAX_RECORD bytes that still fits the chunk: the Python walks trim their
+    list there afterwards, the C walk stops there; both then report it."""
+    order = ">" if big else "<"
+    records = b"".join(struct.pack(order + "IIII", 1, 0, n, n) + b"x" * n for n in (10, 20, 300, 5, 7))
+    caplen_at = struct.Struct(order + "I").unpack_from if big else formats._LITTLE_U32
+    monkeypatch.setattr(formats, "MAX_RECORD", 100)
+    fast = formats._walk_pcap(memoryview(records), caplen_at, 16)
+    monkeypatch.setattr(formats, "NATIVE_WALK", False)
+    pure = formats._walk_pcap(memoryview(records), caplen_at, 16)
+    assert list(fast[0]) == list(pure[0]) == [0, 26] and fast[1:] == pure[1:]
+    assert fast[1] == 62 and "absurd captured length (300 bytes)" in fast[2]

@@ -80,13 +80,15 @@ static PyObject *vec_bytes(Vec *v)
 }
 
 /* ------------------------------------------------------------------------------------ pcap record walk */
-/* Record starts fully inside buf: the loop of formats._walk_native/_walk_struct. Returns (starts, pos). */
+/* Record starts fully inside buf: the loop of formats._walk_native/_walk_struct, which also stops before a
+ * record claiming more than max_record bytes (there the Python walks trim afterwards). (starts, pos). */
 static PyObject *walk_pcap(PyObject *self, PyObject *args)
 {
     Py_buffer view;
     Py_ssize_t rec_hdr, at;
     int big;
-    if (!PyArg_ParseTuple(args, "y*nnp", &view, &rec_hdr, &at, &big))
+    long long max_record;
+    if (!PyArg_ParseTuple(args, "y*nnpL", &view, &rec_hdr, &at, &big, &max_record))
         return NULL;
     const uint8_t *b = view.buf;
     int64_t n = view.len, pos = 0, limit = n - rec_hdr;
@@ -98,7 +100,7 @@ static PyObject *walk_pcap(PyObject *self, PyObject *args)
         uint32_t len = big ? be32(p) : ((uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
                                         ((uint32_t)p[3] << 24));
         int64_t end = pos + rec_hdr + (int64_t)len;
-        if (end > n)
+        if (end > n || (long long)len > max_record) /* cut by the chunk's end, or absurd: the caller judges */
             break;
         if (starts.len == starts.cap) {
             Py_ssize_t cap = starts.cap ? starts.cap * 2 : 4096;
@@ -988,7 +990,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
-     "walk_pcap(buf, rec_hdr, at, big_endian) -> (int64 record starts as bytes, stop position)"},
+     "walk_pcap(buf, rec_hdr, at, big_endian, max_record) -> (int64 record starts as bytes, stop position)"},
     {"epb_run", epb_run, METH_VARARGS,
      "epb_run(buf, pos, max_record) -> (int64 starts of consecutive enhanced packet blocks, stop position)"},
     {"decode", decode, METH_VARARGS,
