@@ -107,3 +107,23 @@ def test_cli_progress_on_a_terminal(command):
     assert f"reading {path.name}" in shown.decode(errors="replace") or "reading" in shown.decode(
         errors="replace"
     )
+
+
+def test_read_leaves_the_garbage_collector_as_it_found_it():
+    import gc
+
+    from conftest import SAMPLES
+
+    path = SAMPLES / "blackhole_tls12" / "container.pcap"
+    assert gc.isenabled()
+    pcapmtu.read(path)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        pcapmtu.read(path)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(pcapmtu.CaptureError):
+        pcapmtu.read(path.with_name("missing.pcap"))
+    assert gc.isenabled()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import decode, layers, names, schema, tcp
 from .formats import CaptureFile
-from .memory import release_free_memory
+from .memory import collector_paused, release_free_memory
 from .packets import PacketStats, build_packets
 
 
@@ -88,6 +88,11 @@ def read(
     flows for a fraction of the memory (what `pcapmtu inspect` does). `analyze()` and `export()` refuse
     such a capture (`Capture.packets_kept` is False).
     """
+    with collector_paused():
+        return _read(path, tcp_config, progress, keep_packets)
+
+
+def _read(path, tcp_config, progress, keep_packets: bool) -> Capture:
     cap = CaptureFile.open(path)
     try:
         raw = build_packets(cap, progress, keep_packets=keep_packets)

@@ -1,4 +1,4 @@
-"""Give freed heap memory back to the operating system between pipeline stages.
+"""Memory housekeeping around the bulk read: the C heap between stages, the cyclic garbage collector.
 
 numpy's per-batch temporaries come from the C heap; once freed, glibc keeps the pages for reuse, so a
 stage's peak would stay resident while the next stage runs. `malloc_trim(0)` returns them. Where the C
@@ -8,7 +8,27 @@ library is not glibc this does nothing.
 from __future__ import annotations
 
 import ctypes
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector, and restore it as it was.
+
+    The reader creates many small containers (DNS rows, per-batch lists) that die by reference counting,
+    yet each batch of allocations makes the collector rescan the whole live heap (pandas, numpy, typer):
+    about 4 % of an `inspect` run. Cycles made meanwhile are collected once it runs again.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @cache
