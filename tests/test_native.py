@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 import pcapbuild as pb
 from conftest import IN_CI, SAMPLES, corpus_files
-from pcapmtu import capture, decode, formats, native, packets, tcp
+from pcapmtu import decode, formats, native, packets, tcp
 from pcapmtu.errors import CaptureError
-from test_bad_input import BASES, FRAMES, FUZZ_EXAMPLES, _mutate, mutation
+from test_bad_input import BASES, FRAMES, FUZZ_EXAMPLES, _mutate, _outcome, mutation
 
 needs_core = pytest.mark.skipif(native.core is None, reason="the C core is not built here")
 CAPTURES = sorted(SAMPLES.glob("*/*.pcap*")) + corpus_files("semantic", "format", "malformed")
@@ -36,6 +36,13 @@ def test_the_c_core_is_built_where_tests_run_in_ci():
     assert decode.NATIVE, "the built C core writes other columns than decode.COLUMNS (a stale build?)"
     assert formats.NATIVE_WALK
     assert tcp.NATIVE
+
+
+def _open_or_skip(path: Path) -> formats.CaptureFile:
+    try:
+        return formats.CaptureFile.open(path)
+    except CaptureError:
+        pytest.skip("not a readable capture")
 
 
 def _both(buf, data_off, caplen, linktype) -> tuple[decode.Decoded, decode.Decoded]:
@@ -62,10 +69,7 @@ def _assert_same(fast: decode.Decoded, pure: decode.Decoded) -> None:
 @needs_core
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_same_columns_for_every_packet_of_real_captures(path: Path):
-    try:
-        cap = formats.CaptureFile.open(path)
-    except CaptureError:
-        pytest.skip("not a readable capture")
+    cap = _open_or_skip(path)
     try:
         for batch in cap.batches():
             linktype = np.array([i.linktype for i in cap.interfaces], dtype=np.int64)[batch.iface]
@@ -181,14 +185,6 @@ def test_same_tcp_options_whatever_their_bytes(options, cut):
     _assert_same(*_both(np.frombuffer(frame, np.uint8), [0], [len(frame)], [1]))
 
 
-def _outcome(path) -> tuple:
-    try:
-        cap = capture.read(path)
-    except CaptureError as exc:
-        return ("error", str(exc))
-    return ("read", cap.packets, cap.warnings, cap.skipped_bytes)
-
-
 @needs_core
 @settings(
     max_examples=FUZZ_EXAMPLES // 2,
@@ -245,10 +241,7 @@ def _assert_same_reconstruction(raw: packets.RawTables, cfg: tcp.TcpConfig | Non
 @needs_core
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_same_tcp_analysis_on_real_captures(path: Path):
-    try:
-        cap = formats.CaptureFile.open(path)
-    except CaptureError:
-        pytest.skip("not a readable capture")
+    cap = _open_or_skip(path)
     try:
         raw = packets.build_packets(cap)
     except CaptureError:
