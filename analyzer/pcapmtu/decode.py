@@ -249,17 +249,28 @@ def _new_decoded(n: int, linktype: np.ndarray) -> Decoded:
 
 def _merge_sparse(out: Decoded, rows: np.ndarray, sub: Decoded) -> None:
     """Add the SACK blocks and rare payloads of `sub` (rows `rows` of `out`), keeping both sorted by row."""
-    sack_rows = np.concatenate([out.sack_rows, rows[sub.sack_rows]])
-    order = np.argsort(sack_rows, kind="stable")
-    out.sack_rows = sack_rows[order]
-    out.sack_left = np.concatenate([out.sack_left, sub.sack_left])[order]
-    out.sack_right = np.concatenate([out.sack_right, sub.sack_right])[order]
+    _set_sack_by_row(
+        out,
+        np.concatenate([out.sack_rows, rows[sub.sack_rows]]),
+        np.concatenate([out.sack_left, sub.sack_left]),
+        np.concatenate([out.sack_right, sub.sack_right]),
+    )
     if sub.rare_rows:
-        rare_rows = out.rare_rows + rows[np.asarray(sub.rare_rows, dtype=np.int64)].tolist()
-        rare_bytes = out.rare_bytes + sub.rare_bytes
-        order = np.argsort(rare_rows, kind="stable").tolist()
-        out.rare_rows = [rare_rows[i] for i in order]
-        out.rare_bytes = [rare_bytes[i] for i in order]
+        sub_rows = rows[np.asarray(sub.rare_rows, dtype=np.int64)].tolist()
+        _set_rare_by_row(out, out.rare_rows + sub_rows, out.rare_bytes + sub.rare_bytes)
+
+
+def _set_sack_by_row(out: Decoded, rows: np.ndarray, left: np.ndarray, right: np.ndarray) -> None:
+    """SACK blocks ordered by row; a row's own blocks keep their order in its options."""
+    order = np.argsort(rows, kind="stable")
+    out.sack_rows, out.sack_left, out.sack_right = rows[order], left[order], right[order]
+
+
+def _set_rare_by_row(out: Decoded, rows: list[int], payloads: list[bytes]) -> None:
+    """Rare payloads in row (frame) order, whichever layer copied them."""
+    order = np.argsort(rows, kind="stable").tolist()
+    out.rare_rows = [rows[i] for i in order]
+    out.rare_bytes = [payloads[i] for i in order]
 
 
 def _decode_numpy(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray) -> Decoded:
@@ -278,19 +289,14 @@ def _decode_numpy(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, lin
         l3, et = _link(rd, out, int(lt), sel, data_off[sel])
         _network(rd, out, sel, l3, et, sack, depth=0)
     if sack:
-        out.sack_rows = np.concatenate([s[0] for s in sack])
-        out.sack_left = np.concatenate([s[1] for s in sack]).astype(np.uint32)
-        out.sack_right = np.concatenate([s[2] for s in sack]).astype(np.uint32)
-        order = np.argsort(out.sack_rows, kind="stable")
-        out.sack_rows, out.sack_left, out.sack_right = (
-            out.sack_rows[order],
-            out.sack_left[order],
-            out.sack_right[order],
+        _set_sack_by_row(
+            out,
+            np.concatenate([s[0] for s in sack]),
+            np.concatenate([s[1] for s in sack]).astype(np.uint32),
+            np.concatenate([s[2] for s in sack]).astype(np.uint32),
         )
-    if out.rare_rows:  # in row order (frame order), whichever layer copied them
-        order = np.argsort(out.rare_rows, kind="stable").tolist()
-        out.rare_rows = [out.rare_rows[i] for i in order]
-        out.rare_bytes = [out.rare_bytes[i] for i in order]
+    if out.rare_rows:
+        _set_rare_by_row(out, out.rare_rows, out.rare_bytes)
     return out
 
 

@@ -460,7 +460,8 @@ def _walk_pcap(
     if swap == MAYBE_SWAPPED:
         return _walk_pcap_either(chunk, caplen_at, rec_hdr)
     offs: list[int] | np.ndarray
-    if BULK_WALKS and NATIVE_WALK:  # stops at an absurd length itself: no trimming needed below
+    native = BULK_WALKS and NATIVE_WALK
+    if native:  # stops at an absurd length itself: no trimming needed below
         starts, pos = _native.walk_pcap(chunk, rec_hdr, at, caplen_at is not _LITTLE_U32, MAX_RECORD)
         offs = np.frombuffer(starts, dtype=np.int64)
     elif BULK_WALKS and caplen_at is _LITTLE_U32 and sys.byteorder == "little":
@@ -468,7 +469,7 @@ def _walk_pcap(
     else:
         offs, pos = _walk_struct(chunk, caplen_at, rec_hdr, at)
     if (
-        not (BULK_WALKS and NATIVE_WALK) and len(offs) and len(chunk) - rec_hdr > MAX_RECORD
+        not native and len(offs) and len(chunk) - rec_hdr > MAX_RECORD
     ):  # a chunk with room for a record longer than allowed
         raw = np.frombuffer(chunk, dtype=np.uint8)[np.asarray(offs)[:, None] + at + np.arange(4)]
         lengths = raw.copy().view("<u4" if caplen_at is _LITTLE_U32 else ">u4").reshape(-1)

@@ -235,7 +235,7 @@ def _analyze_slice(packets, holes, cfg, cols, rank, conn_base, rows, a_is_src, f
     _, key_lo, key_hi = _endpoint_keys(packets, rows[first])  # per connection: its 5-tuple
     rank = rank[conn_base : conn_base + len(first)]
     segments = _segments_native if NATIVE else _segments_numpy
-    seg = segments(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, start)
+    seg = segments(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win)
     dirn, rel_s, rel_ack = seg["dirn"], seg["rel"], seg["rel_ack"]
     per_packet = {name: seg[name] for name in PER_SEGMENT_FLAGS}
     # ---- write the per-packet columns the caller asked for
@@ -279,9 +279,7 @@ PER_SEGMENT_FLAGS = ("retrans", "fast_retrans", "spurious_retrans", "out_of_orde
                      "zero_window", "keepalive")  # fmt: skip
 
 
-def _segments_numpy(
-    cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, start
-) -> dict:
+def _segments_numpy(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win) -> dict:
     """Orientation, relative sequence numbers and the per-segment flags of whole connections, vectorized.
 
     Returns per packet `dirn`, `rel`, `rel_ack` and `PER_SEGMENT_FLAGS`; per connection `first_syn`,
@@ -430,9 +428,12 @@ def _segments_numpy(
     }
 
 
-def _segments_native(
-    cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, start
-) -> dict:
+def _i64(values) -> np.ndarray:
+    """The contiguous int64 array the C core reads (no copy when it already is one)."""
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+def _segments_native(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win) -> dict:
     """`_segments_numpy` in C: one pass per connection instead of ~150 array operations per slice."""
     n, n_conn = len(flags), len(first)
     out = {"dirn": np.empty(n, np.int64), "rel": np.empty(n, np.int64), "rel_ack": np.empty(n, np.int64)}
@@ -442,12 +443,9 @@ def _segments_native(
                         ("irtt", np.int64), ("has_rtt", np.bool_)):  # fmt: skip
         out[name] = np.empty(n_conn, dtype)
 
-    def i64(values):
-        return np.ascontiguousarray(values, dtype=np.int64)
-
     _native.tcp_segments(
-        i64(first), np.ascontiguousarray(a_is_src, dtype=np.bool_), i64(key_lo), i64(key_hi), i64(flags),
-        i64(seq), i64(ack), i64(plen), i64(ts), i64(win), cfg.ooo_threshold_ns, cfg.fast_retrans_window_ns,
+        _i64(first), np.ascontiguousarray(a_is_src, dtype=np.bool_), _i64(key_lo), _i64(key_hi), _i64(flags),
+        _i64(seq), _i64(ack), _i64(plen), _i64(ts), _i64(win), cfg.ooo_threshold_ns, cfg.fast_retrans_window_ns,
         tuple(out[name] for name in ("dirn", "rel", "rel_ack", *PER_SEGMENT_FLAGS)),
         tuple(out[name] for name in ("first_syn", "first_synack", "client_is_a", "irtt", "has_rtt")),
     )  # fmt: skip
@@ -686,12 +684,9 @@ def _aggregates_native(first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, 
         bits |= per_packet[name].view(np.uint8) << k
     table = np.empty((len(first), len(CONN_AGGREGATES) + 2 * len(DIR_AGGREGATES)), dtype=np.int64)
 
-    def i64(values):
-        return np.ascontiguousarray(values, dtype=np.int64)
-
     _native.tcp_aggregates(
-        i64(first), i64(dirn), i64(flags), i64(rel), i64(rel_ack), i64(plen), i64(ts), i64(frame), i64(ip_len),
-        i64(outer), i64(ipv), i64(hole), bits, table,
+        _i64(first), _i64(dirn), _i64(flags), _i64(rel), _i64(rel_ack), _i64(plen), _i64(ts), _i64(frame), _i64(ip_len),
+        _i64(outer), _i64(ipv), _i64(hole), bits, table,
     )  # fmt: skip
     names = [*CONN_AGGREGATES] + [f"{name}_{tag}" for tag in ("c2s", "s2c") for name in DIR_AGGREGATES]
     return {name: table[:, k] for k, name in enumerate(names)}
