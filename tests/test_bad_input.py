@@ -519,6 +519,25 @@ def _outcome(path) -> tuple:
     return ("read", cap.packets, cap.warnings, cap.skipped_bytes)
 
 
+def assert_same_reading_without(data: bytes, *switches: tuple[object, str]) -> None:
+    """Read `data` as a capture as it is, then with each (module, flag) of `switches` set to False: the
+    same packets, warnings and skipped bytes, or the same error."""
+    with tempfile.TemporaryDirectory(prefix="pcapmtu-fuzz-") as tmp:
+        path = Path(tmp) / "mutated.pcap"
+        path.write_bytes(data)
+        fast = _outcome(path)
+        with pytest.MonkeyPatch.context() as m:
+            for module, flag in switches:
+                m.setattr(module, flag, False)
+            plain = _outcome(path)
+    assert fast[0] == plain[0], (fast[:1] + fast[2:] if fast[0] == "read" else fast, plain[0])
+    if fast[0] == "error":
+        assert fast == plain
+    else:
+        pd.testing.assert_frame_equal(fast[1], plain[1])
+        assert fast[2:] == plain[2:]
+
+
 @settings(
     max_examples=FUZZ_EXAMPLES // 2,
     deadline=10000,
@@ -532,21 +551,7 @@ def test_bulk_walks_read_damaged_files_exactly_like_the_plain_walks(base, ops):
     one buffer on every damaged file: the same packets, warnings and skipped bytes, or the same error."""
     from pcapmtu import formats
 
-    with tempfile.TemporaryDirectory(prefix="pcapmtu-fuzz-") as tmp:
-        path = Path(tmp) / "mutated.pcap"
-        path.write_bytes(_mutate(BASES[base], ops))
-        bulk = _outcome(path)
-        formats.BULK_WALKS = formats.READ_AHEAD = False
-        try:
-            plain = _outcome(path)
-        finally:
-            formats.BULK_WALKS = formats.READ_AHEAD = True
-    assert bulk[0] == plain[0], (bulk[:1] + bulk[2:] if bulk[0] == "read" else bulk, plain[0])
-    if bulk[0] == "error":
-        assert bulk == plain
-    else:
-        pd.testing.assert_frame_equal(bulk[1], plain[1])
-        assert bulk[2:] == plain[2:]
+    assert_same_reading_without(_mutate(BASES[base], ops), (formats, "BULK_WALKS"), (formats, "READ_AHEAD"))
 
 
 @settings(

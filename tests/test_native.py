@@ -9,7 +9,6 @@ records, warnings and skipped bytes from every damaged file.
 from __future__ import annotations
 
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,15 @@ import pcapbuild as pb
 from conftest import IN_CI, SAMPLES, corpus_files
 from pcapmtu import decode, formats, native, packets, tcp
 from pcapmtu.errors import CaptureError
-from test_bad_input import BASES, FRAMES, FUZZ_EXAMPLES, _mutate, _outcome, mutation
+from test_bad_input import (
+    BASES,
+    FRAMES,
+    FUZZ_EXAMPLES,
+    _mutate,
+    _outcome,
+    assert_same_reading_without,
+    mutation,
+)
 
 needs_core = pytest.mark.skipif(native.core is None, reason="the C core is not built here")
 CAPTURES = sorted(SAMPLES.glob("*/*.pcap*")) + corpus_files("semantic", "format", "malformed")
@@ -195,20 +202,7 @@ def test_same_tcp_options_whatever_their_bytes(options, cut):
 )
 @given(base=st.sampled_from(range(len(BASES))), ops=st.lists(mutation, min_size=1, max_size=6))
 def test_the_c_walk_reads_damaged_files_exactly_like_the_python_walk(base, ops):
-    with tempfile.TemporaryDirectory(prefix="pcapmtu-fuzz-") as tmp:
-        path = Path(tmp) / "mutated.pcap"
-        path.write_bytes(_mutate(BASES[base], ops))
-        fast = _outcome(path)
-        with pytest.MonkeyPatch.context() as m:
-            m.setattr(formats, "NATIVE_WALK", False)
-            m.setattr(decode, "NATIVE", False)
-            pure = _outcome(path)
-    assert fast[0] == pure[0]
-    if fast[0] == "error":
-        assert fast == pure
-    else:
-        pd.testing.assert_frame_equal(fast[1], pure[1])
-        assert fast[2:] == pure[2:]
+    assert_same_reading_without(_mutate(BASES[base], ops), (formats, "NATIVE_WALK"), (decode, "NATIVE"))
 
 
 @needs_core
