@@ -43,6 +43,7 @@ def test_the_c_core_is_built_where_tests_run_in_ci():
     assert decode.NATIVE, "the built C core writes other columns than decode.COLUMNS (a stale build?)"
     assert formats.NATIVE_WALK
     assert tcp.NATIVE
+    assert packets.NATIVE
 
 
 def _open_or_skip(path: Path) -> formats.CaptureFile:
@@ -202,7 +203,9 @@ def test_same_tcp_options_whatever_their_bytes(options, cut):
 )
 @given(base=st.sampled_from(range(len(BASES))), ops=st.lists(mutation, min_size=1, max_size=6))
 def test_the_c_walk_reads_damaged_files_exactly_like_the_python_walk(base, ops):
-    assert_same_reading_without(_mutate(BASES[base], ops), (formats, "NATIVE_WALK"), (decode, "NATIVE"))
+    assert_same_reading_without(
+        _mutate(BASES[base], ops), (formats, "NATIVE_WALK"), (decode, "NATIVE"), (packets, "NATIVE")
+    )
 
 
 @needs_core
@@ -211,11 +214,66 @@ def test_whole_read_is_the_same_without_the_c_core(path: Path, monkeypatch):
     fast = _outcome(path)
     monkeypatch.setattr(formats, "NATIVE_WALK", False)
     monkeypatch.setattr(decode, "NATIVE", False)
+    monkeypatch.setattr(packets, "NATIVE", False)
     pure = _outcome(path)
     assert fast[0] == pure[0]
     if fast[0] == "read":
         pd.testing.assert_frame_equal(fast[1], pure[1])
         assert fast[2:] == pure[2:]
+
+
+# ------------------------------------------------------------------------------ address interning
+ADDRESSES = [
+    (0, 0xFFFF_0A42_0002), (0, 0xFFFF_0A42_0003), (0, 0xFFFF_C612_0001), (0, 0xFFFF_0000_0000),
+    (0, 1),  # ::1: high word 0 but not IPv4-mapped
+    (0xFD00_0000_0000_0000, 2), (0xFD00_0000_0000_0000, 3), (0x2001_0DB8_0000_0000, 2),
+    (0xFE80_0000_0000_0000, 0xFFFF_FFFF_FFFF_FFFF), (1, 0),
+]  # fmt: skip
+BATCH = st.lists(
+    st.tuples(
+        st.integers(0, len(ADDRESSES) - 1), st.integers(0, len(ADDRESSES) - 1), st.booleans(), st.booleans()
+    ),
+    max_size=30,
+)
+
+
+@needs_core
+@settings(max_examples=FUZZ_EXAMPLES, deadline=5000, derandomize=True, database=None)
+@given(batches=st.lists(st.tuples(BATCH, st.booleans()), min_size=1, max_size=5))
+def test_same_address_codes_for_any_batches(batches):
+    """Codes and their order (IPv4 by first appearance, then IPv6 sorted as unsigned words), batch by
+    batch, with rows that have no address and rows a lean read leaves out."""
+    tables = {True: packets._AddressTable(), False: packets._AddressTable()}
+    for rows, lean in batches:
+        addr = np.array([[*ADDRESSES[s], *ADDRESSES[d]] for s, d, _, _ in rows], dtype=np.uint64).reshape(
+            -1, 4
+        )
+        valid = np.array([v for _, _, v, _ in rows], dtype=bool)
+        keep = np.array([k for _, _, _, k in rows], dtype=bool) if lean else None
+        for side in (0, 2):
+            got = {}
+            for native_on, table in tables.items():
+                with pytest.MonkeyPatch.context() as m:
+                    m.setattr(packets, "NATIVE", native_on)
+                    got[native_on] = table.intern(addr, side, keep, valid)
+            np.testing.assert_array_equal(got[True], got[False])
+            assert got[True].dtype == got[False].dtype == np.int32
+    assert tables[True].names == tables[False].names
+
+
+@needs_core
+def test_address_interning_refuses_arrays_that_do_not_match():
+    addr = np.zeros((3, 4), dtype=np.uint64)
+    valid = np.ones(3, dtype=np.uint8)
+    for args in [
+        (addr, 0, b"", valid, np.empty(2, np.int32)),  # fewer codes than rows
+        (addr, 0, b"", valid, np.empty(4, np.int32)),  # more codes than rows
+        (addr, 1, b"", valid, np.empty(3, np.int32)),  # a side that is not 0 or 2
+        (addr, 0, b"\x01", valid, np.empty(3, np.int32)),  # keep of the wrong length
+        (addr[:2], 0, b"", valid, np.empty(3, np.int32)),
+    ]:
+        with pytest.raises(ValueError):
+            native.core.factorize_addresses(*args)
 
 
 # ------------------------------------------------------------------------------ TCP segment analysis

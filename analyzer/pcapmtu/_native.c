@@ -988,6 +988,156 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------------ address interning */
+/* One side (source or destination) of a batch of decoded addresses, factorized: packets._AddressTable's
+ * numpy path in one pass. Codes index the returned keys; the keys come in that path's order: IPv4-mapped
+ * addresses (high word 0) in order of first appearance (pd.factorize), then the others sorted by
+ * (high, low) (np.unique). A row that is not valid gets -1; a row not kept (keep given) gets no code.
+ * factorize_addresses(addr uint64[n][4], side 0|2, keep bool[n] or b"", valid bool[n], codes out int32[kept])
+ *   -> keys as bytes: (high, low) uint64 pairs */
+typedef struct {
+    uint64_t hi, lo;
+} Address;
+
+static int address_order(const void *a, const void *b)
+{
+    const Address *x = a, *y = b;
+    if (x->hi != y->hi)
+        return x->hi < y->hi ? -1 : 1;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static PyObject *factorize_addresses(PyObject *self, PyObject *args)
+{
+    Py_buffer addr, keep, valid, codes;
+    int side;
+    if (!PyArg_ParseTuple(args, "y*iy*y*w*", &addr, &side, &keep, &valid, &codes))
+        return NULL;
+    PyObject *result = NULL;
+    TupleSlot *table = NULL;
+    Address *keys = NULL, *sorted = NULL;
+    int32_t *final = NULL;
+    Py_ssize_t n = valid.len, m = codes.len / 4, used = 0, key_cap = 64;
+    size_t cap = 64;
+    if (addr.len != n * 32 || (keep.len != 0 && keep.len != n) || (side != 0 && side != 2) ||
+        codes.len != m * 4) {
+        PyErr_SetString(PyExc_ValueError, "factorize_addresses: arrays do not match");
+        goto done;
+    }
+    const uint64_t *a = addr.buf;
+    const uint8_t *kp = keep.len ? keep.buf : NULL, *ok = valid.buf;
+    int32_t *out = codes.buf;
+    table = PyMem_Malloc(cap * sizeof(TupleSlot));
+    keys = PyMem_Malloc((size_t)key_cap * sizeof(Address));
+    if (!table || !keys) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t k = 0; k < cap; k++)
+        table[k].id = -1;
+    Py_ssize_t j = 0; /* output row */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (kp && !kp[i])
+            continue;
+        if (j >= m) {
+            PyErr_SetString(PyExc_ValueError, "factorize_addresses: more rows kept than codes");
+            goto done;
+        }
+        if (!ok[i]) {
+            out[j++] = -1;
+            continue;
+        }
+        uint64_t hi = a[4 * i + side], lo = a[4 * i + side + 1];
+        if (2 * ((size_t)used + 1) > cap) { /* keep the table at most half full */
+            size_t bigger = cap * 2;
+            TupleSlot *grown = PyMem_Malloc(bigger * sizeof(TupleSlot));
+            if (!grown) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            for (size_t k = 0; k < bigger; k++)
+                grown[k].id = -1;
+            for (size_t k = 0; k < cap; k++) {
+                if (table[k].id < 0)
+                    continue;
+                size_t h = tuple_hash(table[k].lo, table[k].hi) & (bigger - 1);
+                while (grown[h].id >= 0)
+                    h = (h + 1) & (bigger - 1);
+                grown[h] = table[k];
+            }
+            PyMem_Free(table);
+            table = grown;
+            cap = bigger;
+        }
+        size_t h = tuple_hash((int64_t)lo, (int64_t)hi) & (cap - 1);
+        while (table[h].id >= 0 && ((uint64_t)table[h].lo != lo || (uint64_t)table[h].hi != hi))
+            h = (h + 1) & (cap - 1);
+        if (table[h].id < 0) {
+            if (used == key_cap) {
+                Address *grown = PyMem_Realloc(keys, (size_t)key_cap * 2 * sizeof(Address));
+                if (!grown) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                keys = grown;
+                key_cap *= 2;
+            }
+            table[h].lo = (int64_t)lo;
+            table[h].hi = (int64_t)hi;
+            table[h].id = (int32_t)used;
+            keys[used].hi = hi;
+            keys[used].lo = lo;
+            used++;
+        }
+        out[j++] = table[h].id;
+    }
+    if (j != m) {
+        PyErr_SetString(PyExc_ValueError, "factorize_addresses: fewer rows kept than codes");
+        goto done;
+    }
+    /* first-seen ids -> final ids: IPv4-mapped in first-seen order, then the rest sorted */
+    sorted = PyMem_Malloc((size_t)(used ? used : 1) * sizeof(Address));
+    final = PyMem_Malloc((size_t)(used ? used : 1) * sizeof(int32_t));
+    if (!sorted || !final) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t n4 = 0, n6 = 0;
+    for (Py_ssize_t k = 0; k < used; k++) {
+        if (keys[k].hi == 0) {
+            final[k] = (int32_t)n4;
+            sorted[n4++] = keys[k];
+        }
+    }
+    Address *rest = sorted + n4;
+    for (Py_ssize_t k = 0; k < used; k++) {
+        if (keys[k].hi != 0)
+            rest[n6++] = keys[k];
+    }
+    qsort(rest, (size_t)n6, sizeof(Address), address_order);
+    for (Py_ssize_t k = 0; k < used; k++) {
+        if (keys[k].hi == 0)
+            continue;
+        Address *at = bsearch(&keys[k], rest, (size_t)n6, sizeof(Address), address_order);
+        final[k] = (int32_t)(n4 + (at - rest));
+    }
+    for (Py_ssize_t k = 0; k < m; k++) {
+        if (out[k] >= 0)
+            out[k] = final[out[k]];
+    }
+    result = PyBytes_FromStringAndSize((const char *)sorted, used * (Py_ssize_t)sizeof(Address));
+done:
+    PyMem_Free(table);
+    PyMem_Free(keys);
+    PyMem_Free(sorted);
+    PyMem_Free(final);
+    PyBuffer_Release(&addr);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&valid);
+    PyBuffer_Release(&codes);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buf, rec_hdr, at, big_endian, max_record) -> (int64 record starts as bytes, stop position)"},
@@ -1005,6 +1155,9 @@ static PyMethodDef methods[] = {
     {"tuple_ids", tuple_ids, METH_VARARGS,
      "tuple_ids(src codes, sports, dst codes, dports, rows, a_is_src out, ids out) -> distinct tuples: "
      "tcp._tuple_ids in one pass"},
+    {"factorize_addresses", factorize_addresses, METH_VARARGS,
+     "factorize_addresses(addr, side, keep, valid, codes out) -> keys: one address side of a batch, "
+     "factorized in packets._AddressTable's order"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,6 +15,9 @@ import pandas as pd
 
 from . import decode, formats
 from .formats import CaptureFile
+from .native import core as _native
+
+NATIVE = _native is not None  # C interns addresses; tests switch it off to compare with numpy
 
 # The columns the later stages read (TCP reconstruction, DNS/ICMP/TLS layers, payload re-reads): all a
 # capture keeps when its per-packet table is not wanted (`inspect` needs only the flows).
@@ -76,7 +79,22 @@ class _AddressTable:
         self.codes: dict[tuple[int, int], int] = {}
         self.names: list[str] = []
 
-    def intern(self, hi: np.ndarray, lo: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def intern(self, addr: np.ndarray, side: int, keep: np.ndarray | None, valid: np.ndarray) -> np.ndarray:
+        """Codes of one side of a batch's addresses (`addr[:, side]` high, `side + 1` low word).
+
+        Rows not `valid` get -1; with `keep`, only the kept rows get a code. Codes are handed out in the
+        order IPv4 addresses first appear, then the IPv6 ones sorted, batch by batch.
+        """
+        if NATIVE:
+            codes = np.empty(len(valid) if keep is None else int(np.count_nonzero(keep)), dtype=np.int32)
+            keys = _native.factorize_addresses(
+                addr, side, b"" if keep is None else keep.view(np.uint8), valid.view(np.uint8), codes
+            )
+            pairs = np.frombuffer(keys, dtype=np.uint64).reshape(-1, 2).tolist()
+            return np.append(self._codes([(hi, lo) for hi, lo in pairs]), np.int32(-1))[codes]
+        hi, lo = addr[:, side], addr[:, side + 1]
+        if keep is not None:
+            hi, lo, valid = hi[keep], lo[keep], valid[keep]  # a mask selects faster than positions
         out = np.full(len(hi), -1, dtype=np.int32)
         v4 = valid & (hi == 0)  # IPv4-mapped (and the rare ::/64 IPv6 address): the low word is the key
         if v4.any():
@@ -187,12 +205,7 @@ def build_packets(cap: CaptureFile, progress=None, keep_packets: bool = True) ->
             rare_rows, sack_rows = renumber[rare_rows], renumber[sack_rows]
         has_ip = dec.cols["ipv"] > 0
         for name, side in (("src", 0), ("dst", 2)):
-            hi, lo = dec.addr[:, side], dec.addr[:, side + 1]
-            if keep is not None:
-                hi, lo, valid = hi[keep], lo[keep], has_ip[keep]  # a mask selects faster than positions
-            else:
-                valid = has_ip
-            columns[name] = addresses.intern(hi, lo, valid)
+            columns[name] = addresses.intern(dec.addr, side, keep, has_ip)
         done = int(batch.file_off[-1]) if len(batch.file_off) else total
         store.append(
             {
