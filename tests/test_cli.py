@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -126,6 +127,53 @@ def test_console_script_runs(args):
     proc = subprocess.run(cmd + args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+START_UP_PROBE = """
+import gc, os, sys
+from pcapmtu.cli import main
+sys.argv = ["pcapmtu", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print("collector", gc.isenabled(), gc.get_freeze_count() > 0, os.environ.get("OPENBLAS_NUM_THREADS"), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["inspect", "--json", str(BLACKHOLE / "container.pcap")],
+        ["analyze", "--json", str(BLACKHOLE / "host.pcap"), str(BLACKHOLE / "container.pcap")],
+        ["rules"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_commands_collect_garbage_again_once_their_libraries_are_loaded(args):
+    """The collector rests while a command loads pandas and friends (start-up), then works as usual, with
+    the start-up objects frozen out of its sight; numpy's BLAS gets one thread."""
+    proc = subprocess.run(
+        [sys.executable, "-c", START_UP_PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"},
+    )
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "collector True True 1"
+
+
+def test_the_users_blas_threads_and_disabled_collector_are_kept():
+    probe = "import gc; gc.disable();" + START_UP_PROBE
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "rules"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "2"},
+    )
+    assert proc.stderr.strip().splitlines()[-1] == "collector False False 2"
 
 
 def test_analyze_several_containers_and_stated_facts():

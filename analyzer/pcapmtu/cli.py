@@ -5,6 +5,7 @@ Exit codes (docs/cli.md): 0 = nothing wrong found, 1 = a problem found, 2 = bad 
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from enum import IntEnum
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import PcapmtuError
+from .memory import pause_collector_for_start_up, start_up_done
 from .textsafe import printable
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ def inspect(
     from .capture import read
     from .jsonout import inspect_json
 
+    start_up_done()
     captures: list[Capture] = []
     failed = False
     for path in files:
@@ -142,6 +145,7 @@ def analyze(
     from .analysis import analyze as run_analysis
     from .jsonout import analyze_document, dumps
 
+    start_up_done()
     positional = list(captures or [])
     hosts = [host] if host else []
     containers = list(container or [])
@@ -263,6 +267,7 @@ def export(
     from .parquet import PartialExport
     from .parquet import export as export_tables
 
+    start_up_done()
     code = Exit.OK
     try:
         written = export_tables(list(files), to, findings=findings)
@@ -284,6 +289,7 @@ def rules() -> None:
     """List every detector code with its name and severity."""
     from .detectors import RULES
 
+    start_up_done()
     out = Console(highlight=False)
     table = Table(show_edge=False, header_style="bold")
     for col in ("code", "name", "severity", "verdict"):
@@ -301,6 +307,7 @@ def explain(
     """What a detector code means, why it matters, and the fix."""
     from .detectors import RULES
 
+    start_up_done()
     r = RULES.get(code.upper())
     if r is None:
         err.print(f"pcapmtu: unknown code {escape(printable(code, 20))}; `pcapmtu rules` lists them")
@@ -355,20 +362,29 @@ def _endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def _without_arrow(args: list[str]) -> None:
-    """Keep pyarrow out of commands that do not write Parquet.
+def _start_up(args: list[str]) -> None:
+    """Process settings of the command line (not of `import pcapmtu`): what a command needs loaded, fast.
 
-    pandas imports pyarrow whenever it is installed (0.2 s and ~40 MiB, a tenth of `inspect` on a big
-    capture) to back its string columns; the command line's output is the same with Python strings.
+    - pyarrow stays out of commands that do not write Parquet. pandas imports it whenever it is
+      installed (0.2 s and ~40 MiB, a tenth of `inspect` on a big capture) to back its string columns;
+      the command line's output is the same with Python strings.
+    - numpy's OpenBLAS gets one thread: pcapmtu does no linear algebra, and the threads it would start
+      on every core spin while they wait for work (~3 % of an `inspect` run's CPU). `OPENBLAS_NUM_THREADS`
+      set by the user wins.
+    - The garbage collector rests while the libraries load (`memory.pause_collector_for_start_up`); each
+      command calls `start_up_done()` once its imports are in.
     """
     command = next((a for a in args if not a.startswith("-")), "")
     if command != "export" and "pandas" not in sys.modules:
         sys.modules.setdefault("pyarrow", None)  # type: ignore[arg-type]  # None: "not installed"
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    pause_collector_for_start_up()
 
 
 def main() -> None:
     """Console-script entry point: an unexpected error is one line and exit code 2 (--debug: traceback)."""
-    _without_arrow(sys.argv[1:])
+    _start_up(sys.argv[1:])
     try:
         app()
     except Exception as exc:  # noqa: BLE001 - never a traceback for users

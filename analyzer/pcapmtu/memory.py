@@ -1,4 +1,4 @@
-"""Memory housekeeping around the bulk read: the C heap between stages, the cyclic garbage collector.
+"""Memory housekeeping: the C heap between stages, the cyclic garbage collector at start-up and in reads.
 
 numpy's per-batch temporaries come from the C heap; once freed, glibc keeps the pages for reuse, so a
 stage's peak would stay resident while the next stage runs. `malloc_trim(0)` returns them. Where the C
@@ -29,6 +29,31 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+_paused_for_start_up = False
+
+
+def pause_collector_for_start_up() -> None:
+    """Pause the cyclic garbage collector while a command loads its libraries; `start_up_done()` ends it.
+
+    pandas, numpy, typer and pydantic create a few hundred thousand objects as they load, none of them
+    garbage, and the collector rescans them over and over meanwhile: ~0.08 s of every command (207
+    collections measured on `inspect`).
+    """
+    global _paused_for_start_up
+    if gc.isenabled():
+        gc.disable()
+        _paused_for_start_up = True
+
+
+def start_up_done() -> None:
+    """Collect as usual again, with what loading made moved out of the collector's sight (`gc.freeze`)."""
+    global _paused_for_start_up
+    if _paused_for_start_up:
+        gc.freeze()
+        gc.enable()
+        _paused_for_start_up = False
 
 
 @cache
