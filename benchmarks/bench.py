@@ -53,7 +53,8 @@ TOOLS = ("pcapmtu", "tshark", "tcptrace")
 # Optional extra: tshark without TCP reassembly. By default tshark's HTTP dissector reassembles every
 # response body (tens of MB for a bulk download), which dominates its time and memory on such captures.
 # pcapmtu-pure: pcapmtu with its C core switched off (PCAPMTU_PURE=1), the numpy baseline, side by side.
-EXTRA_TOOLS = ("tshark-noreasm", "pcapmtu-pure")
+# pcapmtu-baseline: another pcapmtu (--baseline CMD, e.g. an install of the last release), side by side.
+EXTRA_TOOLS = ("tshark-noreasm", "pcapmtu-pure", "pcapmtu-baseline")
 TSHARK_FIELDS = [
     "frame.time_epoch",
     "ip.src",
@@ -65,7 +66,15 @@ TSHARK_FIELDS = [
     "tcp.analysis.retransmission",
 ]
 # pcapmtu exits 1 when it found problems in the capture (see the Makefile's demo target): still a run.
-OK_CODES = {"pcapmtu": {0, 1}, "tshark": {0}, "tcptrace": {0}, "tshark-noreasm": {0}, "pcapmtu-pure": {0, 1}}
+OK_CODES = {"pcapmtu": {0, 1}, "tshark": {0}, "tcptrace": {0}, "tshark-noreasm": {0}, "pcapmtu-pure": {0, 1},
+            "pcapmtu-baseline": {0, 1}}  # fmt: skip
+# (label, key, numerator tool, denominator tool) of the ratios printed; a ratio needs both tools' runs
+RATIOS = (
+    ("pcapmtu / tcptrace", "pcapmtu_over_tcptrace", "pcapmtu", "tcptrace"),
+    ("tshark / pcapmtu", "tshark_over_pcapmtu", "tshark", "pcapmtu"),
+    ("pcapmtu-pure / pcapmtu", "pure_over_pcapmtu", "pcapmtu-pure", "pcapmtu"),
+    ("pcapmtu-baseline / pcapmtu", "baseline_over_pcapmtu", "pcapmtu-baseline", "pcapmtu"),
+)
 
 
 def log(msg: str) -> None:
@@ -249,7 +258,7 @@ def measure(cmd: list[str], timeout: float) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
-def tool_commands(pcapmtu: str | None) -> dict[str, dict]:
+def tool_commands(pcapmtu: str | None, baseline: str | None = None) -> dict[str, dict]:
     """name -> {"argv": [...] or None, "note": why not}."""
     tools: dict[str, dict] = {}
     if pcapmtu:
@@ -273,6 +282,12 @@ def tool_commands(pcapmtu: str | None) -> dict[str, dict]:
         "argv": ["env", "PCAPMTU_PURE=1", *base] if base else None,
         "note": tools["pcapmtu"]["note"],
     }
+    argv = shlex.split(baseline) if baseline else []
+    found = bool(argv) and (shutil.which(argv[0]) or os.access(argv[0], os.X_OK))
+    tools["pcapmtu-baseline"] = {
+        "argv": argv if found else None,
+        "note": None if found else (f"not found: {argv[0]}" if argv else "no --baseline CMD given"),
+    }
     for name in ("tshark", "tcptrace", "tshark-noreasm"):
         path = shutil.which(name.split("-")[0])
         tools[name] = {
@@ -289,13 +304,15 @@ def warm_bytecode(tools: dict[str, dict]) -> None:
     unless PYTHONDONTWRITEBYTECODE is set (as in some sandboxes), when every run compiles pcapmtu's
     modules again. The timed runs should measure the installed tool, not the compiler.
     """
-    argv = tools.get("pcapmtu", {}).get("argv")
     sample = REPO / "sample_pcaps" / "blackhole_tls12" / "container.pcap"
-    if not argv or not sample.exists():
-        return
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([*argv, "inspect", "--json", str(sample)], env=env, capture_output=True, check=False)
-    log("pcapmtu ran once untimed, so its bytecode is compiled as in a regular install")
+    for name in ("pcapmtu", "pcapmtu-baseline"):
+        argv = tools.get(name, {}).get("argv")
+        if argv and sample.exists():
+            subprocess.run(
+                [*argv, "inspect", "--json", str(sample)], env=env, capture_output=True, check=False
+            )
+            log(f"{name} ran once untimed, so its bytecode is compiled as in a regular install")
 
 
 def command_for(name: str, base: list[str], capture: Path) -> list[str]:
@@ -489,13 +506,9 @@ def render(report: dict, markdown: bool) -> str:
     rt = report["ratios"]
     bullet = "- " if markdown else "  "
     out += ["Ratios (time = median wall time, CPU = median user+sys time, memory = peak RSS):", ""]
-    for label, key in (
-        ("pcapmtu / tcptrace", "pcapmtu_over_tcptrace"),
-        ("tshark / pcapmtu", "tshark_over_pcapmtu"),
-        ("pcapmtu-pure / pcapmtu", "pure_over_pcapmtu"),
-    ):
-        if key not in rt or (key == "pure_over_pcapmtu" and "pcapmtu-pure" not in report["results"]):
-            continue  # the baseline runs only when asked for (--tools ...,pcapmtu-pure)
+    for label, key, top, bottom in RATIOS:
+        if key not in rt or not {top, bottom} <= set(report["results"]):
+            continue  # pcapmtu-pure and pcapmtu-baseline run only when asked for
         t, cpu, mem = rt[key]["time"], rt[key].get("cpu"), rt[key]["rss"]
         if t is None:
             out.append(f"{bullet}{label}: n/a (a tool was skipped or failed)")
@@ -530,6 +543,10 @@ def render(report: dict, markdown: bool) -> str:
     return "\n".join(out)
 
 
+def all_ratios(results: dict) -> dict:
+    return {key: ratios(results.get(top, {}), results.get(bottom, {})) for _, key, top, bottom in RATIOS}
+
+
 def growth_verdict(full: dict, pre: dict, n_full: int, n_pre: int) -> str:
     if "error" in full or "error" in pre or "peak_rss_bytes" not in full or "peak_rss_bytes" not in pre:
         return "n/a"
@@ -557,9 +574,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="repetitions per tool; the median is reported (3)")
     p.add_argument("--pcapmtu", help="command to run pcapmtu (default: .venv/bin/pcapmtu under the repo)")
     p.add_argument(
+        "--baseline",
+        help="command to run another pcapmtu, timed as the tool pcapmtu-baseline (added to --tools) "
+        "in the same run, e.g. an install of the last release",
+    )
+    p.add_argument(
         "--tools",
         default=",".join(TOOLS),
-        help="comma-separated, from pcapmtu,tshark,tcptrace (default) and tshark-noreasm",
+        help="comma-separated, from pcapmtu,tshark,tcptrace (default) and tshark-noreasm, pcapmtu-pure",
     )
     p.add_argument("--scale", action="store_true", help="also run on a prefix of the capture, compare RSS")
     p.add_argument("--scale-fraction", type=float, default=0.25, help="prefix size for --scale (0.25)")
@@ -572,15 +594,12 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.from_json:
         report = json.loads(a.from_json.read_text())
-        res = report["results"]  # recompute ratios: older reports lack the CPU one
-        report["ratios"] = {
-            "pcapmtu_over_tcptrace": ratios(res.get("pcapmtu", {}), res.get("tcptrace", {})),
-            "tshark_over_pcapmtu": ratios(res.get("tshark", {}), res.get("pcapmtu", {})),
-            "pure_over_pcapmtu": ratios(res.get("pcapmtu-pure", {}), res.get("pcapmtu", {})),
-        }
+        report["ratios"] = all_ratios(report["results"])  # recomputed: older reports lack the CPU one
         print(json.dumps(report, indent=2) if a.json else render(report, a.markdown))
         return 0
     names = [n.strip() for n in a.tools.split(",") if n.strip()]
+    if a.baseline and "pcapmtu-baseline" not in names:
+        names.append("pcapmtu-baseline")
     if bad := [n for n in names if n not in TOOLS + EXTRA_TOOLS]:
         p.error(f"unknown tool(s): {', '.join(bad)}")
     if a.repeat < 1 or not 0 < a.scale_fraction < 1:
@@ -605,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     secs = warm_cache(capture)
     log(f"page cache warmed (read in {secs:.2f} s)")
 
-    tools = tool_commands(a.pcapmtu)
+    tools = tool_commands(a.pcapmtu, a.baseline)
     warm_bytecode(tools)
     runnable = []
     results: dict[str, dict] = {}
@@ -624,11 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "versions": {n: tool_version(n, tools[n]["argv"]) for n in names},
         "results": results,
-        "ratios": {
-            "pcapmtu_over_tcptrace": ratios(results.get("pcapmtu", {}), results.get("tcptrace", {})),
-            "tshark_over_pcapmtu": ratios(results.get("tshark", {}), results.get("pcapmtu", {})),
-            "pure_over_pcapmtu": ratios(results.get("pcapmtu-pure", {}), results.get("pcapmtu", {})),
-        },
+        "ratios": all_ratios(results),
     }
     if a.scale:
         prefix, n_pre = write_prefix(capture, a.scale_fraction, packets)
