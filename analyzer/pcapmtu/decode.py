@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from .native import core as _native
 
@@ -155,8 +154,9 @@ class Decoded:
 class _Bytes:
     """Bounds-checked big-endian reads over one batch buffer.
 
-    A read of `size` bytes at one offset per row indexes a strided view whose row i is buf[i:i+size]:
-    one fancy-indexing call copies each row's bytes, instead of one call per byte plus shifts.
+    A read of `size` bytes at one offset per row indexes a view whose item i is the `size` bytes at
+    buf[i]: one fancy-indexing call copies each row's bytes (one memcpy-like item each), instead of one
+    call per byte plus shifts.
     """
 
     def __init__(self, buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
@@ -169,23 +169,29 @@ class _Bytes:
         return (off >= 0) & (off + size <= self.end[rows])
 
     def windows(self, size: int) -> np.ndarray:
-        """Read-only (len(buf) - size + 1, size) view: row i holds bytes i .. i+size-1."""
+        """Read-only view of len(buf) - size + 1 items of `size` bytes: item i holds bytes i .. i+size-1."""
         view = self._windows.get(size)
         if view is None:
-            step = self.buf.strides[0]
-            rows = max(len(self.buf) - size + 1, 0)
-            view = as_strided(self.buf, shape=(rows, size), strides=(step, step), writeable=False)
+            items = max(len(self.buf) - size + 1, 0)
+            view = np.ndarray(
+                shape=(items,), dtype=np.dtype((np.void, size)), buffer=self.buf, strides=self.buf.strides
+            )
+            view.flags.writeable = False
             self._windows[size] = view
         return view
+
+    def rows(self, off: np.ndarray, size: int) -> np.ndarray:
+        """The `size` bytes at each offset as an (n, size) uint8 array (caller guarantees bounds)."""
+        return self.windows(size)[off].view(np.uint8).reshape(-1, size)
 
     def block(self, off: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
         """The `size` bytes at each row's offset as an (n, size) array, zeros where not `valid`: a header
         read in one call, its fields then sliced out with `header_field()`."""
         if valid.all():
-            return self.windows(size)[off]
+            return self.rows(off, size)
         out = np.zeros((len(off), size), dtype=np.uint8)
         if valid.any():
-            out[valid] = self.windows(size)[off[valid]]
+            out[valid] = self.rows(off[valid], size)
         return out
 
     def u8(self, off: np.ndarray, valid: np.ndarray) -> np.ndarray:
