@@ -696,10 +696,6 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
            first_syn, first_synack, irtt, has_rtt, per_packet, hole) -> dict[str, np.ndarray]:  # fmt: skip
     n_conn = len(first)
     frame = packets["frame"].to_numpy()[rows]
-    mss = packets["mss"].to_numpy()[rows]
-    wscale = packets["wscale"].to_numpy()[rows]
-    sack_ok = packets["sack_perm"].to_numpy()[rows]
-    has_ts = packets["has_ts"].to_numpy()[rows]
     aggregates = _aggregates_native if NATIVE else _aggregates_numpy
     agg = aggregates(
         first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, packets["ip_len"].to_numpy()[rows],
@@ -709,6 +705,10 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
     def at(position, values, missing):
         ok = position != NONE
         return np.where(ok, values[np.where(ok, position, 0)], missing)
+
+    def option(position, name, missing):  # a handshake option: read at one packet per connection
+        ok = position != NONE
+        return np.where(ok, packets[name].to_numpy()[rows[np.where(ok, position, 0)]], missing)
 
     lo_addr, lo_port = key_lo >> 16, key_lo & 0xFFFF
     hi_addr, hi_port = key_hi >> 16, key_hi & 0xFFFF
@@ -730,14 +730,14 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
         "syn_frame": at(first_syn, frame, -1),
         "synack_frame": at(first_synack, frame, -1),
         "handshake_rtt": np.where(has_rtt, irtt / 1e9, np.nan),
-        "mss_client": at(first_syn, mss, 0).astype(np.int32),
-        "mss_server": at(first_synack, mss, 0).astype(np.int32),
-        "wscale_client": at(first_syn, wscale, -1).astype(np.int8),
-        "wscale_server": at(first_synack, wscale, -1).astype(np.int8),
-        "sack_perm_client": at(first_syn, sack_ok, False).astype(bool),
-        "sack_perm_server": at(first_synack, sack_ok, False).astype(bool),
-        "ts_client": at(first_syn, has_ts, False).astype(bool),
-        "ts_server": at(first_synack, has_ts, False).astype(bool),
+        "mss_client": option(first_syn, "mss", 0).astype(np.int32),
+        "mss_server": option(first_synack, "mss", 0).astype(np.int32),
+        "wscale_client": option(first_syn, "wscale", -1).astype(np.int8),
+        "wscale_server": option(first_synack, "wscale", -1).astype(np.int8),
+        "sack_perm_client": option(first_syn, "sack_perm", False).astype(bool),
+        "sack_perm_server": option(first_synack, "sack_perm", False).astype(bool),
+        "ts_client": option(first_syn, "has_ts", False).astype(bool),
+        "ts_server": option(first_synack, "has_ts", False).astype(bool),
     }
     for tag in ("c2s", "s2c"):
         for name in ("pkts", "bytes", "max_payload", "max_ip_len", "max_outer_len"):
