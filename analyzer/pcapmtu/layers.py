@@ -33,37 +33,30 @@ ICMP_COLUMNS = [
 def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFrame:
     """One row per A/AAAA/CNAME answer, or one row per message that carries none."""
     proto = packets["proto"].to_numpy()
+    rows = np.fromiter((row for row, _ in rare), dtype=np.int64, count=len(rare))
+    is_udp = proto[rows] == 17 if len(rows) else np.zeros(0, dtype=bool)
+    messages = [data[8:] for (_, data), udp in zip(rare, is_udp.tolist(), strict=True) if udp]
+    if not messages:
+        return _with_packet_columns(packets, pd.DataFrame(columns=["row", *DNS_COLUMNS[6:]]), DNS_COLUMNS)
     # Real traffic repeats the same questions and answers; a message's rows depend only on its bytes
     # after the 2-byte transaction id, so each distinct message is parsed once (dpkt is ~90 us/message)
     # and the table is then assembled column by column from the distinct messages' rows.
-    known: dict[bytes, int] = {}
-    distinct: list[list[tuple]] = []
-    msg_row, msg_txid, msg_kind = [], [], []
-    for row, data in rare:
-        if proto[row] != 17:
-            continue
-        payload = data[8:]
-        kind = known.get(payload[2:])
-        if kind is None:
-            kind = known[payload[2:]] = len(distinct)
-            distinct.append(_dns_rows(payload))
-        msg_row.append(row)
-        msg_txid.append(int.from_bytes(payload[:2], "big") if len(payload) >= 2 else -1)
-        msg_kind.append(kind)
-    if not msg_row:
-        return _with_packet_columns(packets, pd.DataFrame(columns=["row", *DNS_COLUMNS[6:]]), DNS_COLUMNS)
-    flat = [r for rows in distinct for r in rows]  # rows of every distinct message, one after another
-    per_kind = np.array([len(rows) for rows in distinct], dtype=np.int64)
+    kinds, _ = pd.factorize(np.array([m[2:] for m in messages], dtype=object))  # numbered by first sight
+    _, first = np.unique(kinds, return_index=True)  # the first message of each kind
+    distinct = [_dns_rows(messages[i]) for i in first.tolist()]
+    flat = [r for kind_rows in distinct for r in kind_rows]  # every distinct message's rows, in turn
+    per_kind = np.array([len(kind_rows) for kind_rows in distinct], dtype=np.int64)
     kind_start = np.cumsum(per_kind) - per_kind
-    kinds = np.asarray(msg_kind, dtype=np.int64)
+    kinds = kinds.astype(np.int64)
     counts = per_kind[kinds]
     message = np.repeat(np.arange(len(kinds)), counts)  # the message of each output row
     within = np.arange(len(message)) - np.repeat(np.cumsum(counts) - counts, counts)
     pick = kind_start[kinds][message] + within  # its row among the distinct messages' rows
     columns = list(zip(*flat, strict=True))
-    table = {"row": np.asarray(msg_row, dtype=np.int64)[message]}
+    table = {"row": rows[is_udp][message]}
     parsed = np.asarray(columns[0], dtype=np.int64)[pick] >= 0  # txid -1: the message did not parse
-    table["txid"] = np.where(parsed, np.asarray(msg_txid, dtype=np.int64)[message], -1)
+    txid = np.array([int.from_bytes(m[:2], "big") if len(m) >= 2 else -1 for m in messages], dtype=np.int64)
+    table["txid"] = np.where(parsed, txid[message], -1)
     for name, values in zip(DNS_COLUMNS[7:], columns[1:], strict=True):
         values = np.asarray(values, dtype=object if name not in ("response", "ttl") else None)
         table[name] = values[pick]
