@@ -7,6 +7,7 @@ tables really have these columns and that the doc is current. c2s = client to se
 from __future__ import annotations
 
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 PACKETS = {
     "frame": ("int64", "1-based position in the file, as Wireshark numbers frames"),
@@ -226,6 +227,8 @@ def typed(frame: pd.DataFrame, table: dict) -> pd.DataFrame:
         col = frame[name]
         if dt not in ("str", "object") and col.dtype == dt:  # numbers and flags cannot hold a gap
             continue
+        if dt in ("str", "object") and col.dtype == object and infer_dtype(col, skipna=False) == "string":
+            continue  # text already, without a gap (one C pass, where the conversion below takes three)
         if dt in ("str", "object"):
             frame[name] = col.where(col.notna(), "").astype(str).astype(object)
         elif dt == "bool":
