@@ -91,7 +91,8 @@ class _AddressTable:
                 addr, side, b"" if keep is None else keep.view(np.uint8), valid.view(np.uint8), codes
             )
             pairs = np.frombuffer(keys, dtype=np.uint64).reshape(-1, 2).tolist()
-            return np.append(self._codes([(hi, lo) for hi, lo in pairs]), np.int32(-1))[codes]
+            to_table = np.append(self._codes([(hi, lo) for hi, lo in pairs]), np.int32(-1))  # -1 stays -1
+            return to_table[codes]
         hi, lo = addr[:, side], addr[:, side + 1]
         if keep is not None:
             hi, lo, valid = hi[keep], lo[keep], valid[keep]  # a mask selects faster than positions
