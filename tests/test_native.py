@@ -262,6 +262,52 @@ def test_same_address_codes_for_any_batches(batches):
 
 
 @needs_core
+def test_same_codes_for_thousands_of_distinct_addresses_and_tuples():
+    """Enough distinct keys that the C hash tables grow several times (addresses from 64 slots, 5-tuples
+    from 1024): the codes and their order stay those of the numpy paths."""
+    rng = np.random.default_rng(7)
+    n = 40_000
+    v6 = rng.random(n) < 0.3
+    hi = np.where(v6, np.uint64(0xFD00_0000_0000_0000) | rng.integers(0, 50, n).astype(np.uint64), 0)
+    lo = np.where(v6, rng.integers(0, 2000, n), 0xFFFF_0000_0000 | rng.integers(0, 4000, n)).astype(np.uint64)
+    other = rng.permutation(n)  # destinations: the same addresses in another order
+    addr = np.stack([hi, lo, hi[other], lo[other]], axis=1).astype(np.uint64)
+    valid = rng.random(n) < 0.97
+    keep = rng.random(n) < 0.9
+    tables = {True: packets._AddressTable(), False: packets._AddressTable()}
+    for native_on, table in tables.items():
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(packets, "NATIVE", native_on)
+            got = [table.intern(addr, side, k, valid) for side in (0, 2) for k in (None, keep)]
+        tables[native_on] = (table.names, got)
+    assert tables[True][0] == tables[False][0] and len(tables[True][0]) > 5000
+    for fast, pure in zip(tables[True][1], tables[False][1], strict=True):
+        np.testing.assert_array_equal(fast, pure)
+
+    names = pd.Index([f"a{i}" for i in range(3000)])
+    pool = rng.integers(0, 6000, n)  # each of ~6000 tuples seen several times, in both directions
+    src, dst = rng.integers(-1, 3000, 6000)[pool], rng.integers(-1, 3000, 6000)[pool]
+    sport, dport = rng.integers(0, 65536, 6000)[pool], rng.choice([80, 443, 53], 6000)[pool]
+    turn = rng.random(n) < 0.5
+    frame = pd.DataFrame(
+        {
+            "src": pd.Categorical.from_codes(np.where(turn, dst, src), categories=names),
+            "dst": pd.Categorical.from_codes(np.where(turn, src, dst), categories=names),
+            "sport": np.where(turn, dport, sport).astype(np.uint16),
+            "dport": np.where(turn, sport, dport).astype(np.uint16),
+        }
+    )
+    rows = np.flatnonzero(rng.random(n) < 0.8).astype(np.int32)
+    fast = tcp._tuple_ids(frame, rows, 1 << 16)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(tcp, "NATIVE", False)
+        pure = tcp._tuple_ids(frame, rows, 4096)
+    np.testing.assert_array_equal(fast[0], pure[0])
+    np.testing.assert_array_equal(fast[1], pure[1])
+    assert 5000 < fast[1].max() < 6000
+
+
+@needs_core
 def test_address_interning_refuses_arrays_that_do_not_match():
     addr = np.zeros((3, 4), dtype=np.uint64)
     valid = np.ones(3, dtype=np.uint8)

@@ -902,6 +902,66 @@ static inline uint64_t tuple_hash(int64_t lo, int64_t hi)
     return h ^ (h >> 29);
 }
 
+/* Ids for pairs of 64-bit words, numbered in order of first appearance: open addressing, at most half full. */
+typedef struct {
+    TupleSlot *slots;
+    size_t cap, used;
+} PairTable;
+
+static int pair_table_init(PairTable *t, size_t cap) /* cap: a power of two */
+{
+    t->slots = PyMem_Malloc(cap * sizeof(TupleSlot));
+    t->cap = cap;
+    t->used = 0;
+    if (!t->slots) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t k = 0; k < cap; k++)
+        t->slots[k].id = -1;
+    return 0;
+}
+
+/* The id of (lo, hi), the next one if it is new (*is_new then 1); -1 with an exception set on failure. */
+static int64_t pair_table_id(PairTable *t, int64_t lo, int64_t hi, int *is_new)
+{
+    if (2 * (t->used + 1) > t->cap) {
+        size_t bigger = t->cap * 2;
+        TupleSlot *grown = PyMem_Malloc(bigger * sizeof(TupleSlot));
+        if (!grown) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t k = 0; k < bigger; k++)
+            grown[k].id = -1;
+        for (size_t k = 0; k < t->cap; k++) {
+            if (t->slots[k].id < 0)
+                continue;
+            size_t j = tuple_hash(t->slots[k].lo, t->slots[k].hi) & (bigger - 1);
+            while (grown[j].id >= 0)
+                j = (j + 1) & (bigger - 1);
+            grown[j] = t->slots[k];
+        }
+        PyMem_Free(t->slots);
+        t->slots = grown;
+        t->cap = bigger;
+    }
+    size_t j = tuple_hash(lo, hi) & (t->cap - 1);
+    while (t->slots[j].id >= 0 && (t->slots[j].lo != lo || t->slots[j].hi != hi))
+        j = (j + 1) & (t->cap - 1);
+    *is_new = t->slots[j].id < 0;
+    if (*is_new) {
+        if (t->used >= INT32_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "too many distinct values to number");
+            return -1;
+        }
+        t->slots[j].lo = lo;
+        t->slots[j].hi = hi;
+        t->slots[j].id = (int32_t)t->used++;
+    }
+    return t->slots[j].id;
+}
+
 /* tuple_ids(src_code int32[], sport uint16[], dst_code int32[], dport uint16[], rows int32[], a_is_src out,
  *           tup out int32) -> number of distinct tuples */
 static PyObject *tuple_ids(PyObject *self, PyObject *args)
@@ -910,7 +970,7 @@ static PyObject *tuple_ids(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*w*", &src, &sport, &dst, &dport, &rows, &a_is_src, &tup))
         return NULL;
     PyObject *result = NULL;
-    TupleSlot *table = NULL;
+    PairTable table = {NULL, 0, 0};
     Py_ssize_t n_all = src.len / 4, n = rows.len / 4;
     if (sport.len != n_all * 2 || dst.len != n_all * 4 || dport.len != n_all * 2 || a_is_src.len != n ||
         tup.len != n * 4) {
@@ -921,14 +981,8 @@ static PyObject *tuple_ids(PyObject *self, PyObject *args)
     const uint16_t *sp = sport.buf, *dp = dport.buf;
     uint8_t *is_src = a_is_src.buf;
     int32_t *ids = tup.buf;
-    size_t cap = 1024, used = 0;
-    table = PyMem_Malloc(cap * sizeof(TupleSlot));
-    if (!table) {
-        PyErr_NoMemory();
+    if (pair_table_init(&table, 1024) < 0)
         goto done;
-    }
-    for (size_t k = 0; k < cap; k++)
-        table[k].id = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t r = rv[i];
         if (r < 0 || r >= n_all) {
@@ -939,45 +993,15 @@ static PyObject *tuple_ids(PyObject *self, PyObject *args)
         int64_t a = (int64_t)((uint64_t)(int64_t)sc[r] << 16) | sp[r];
         int64_t b = (int64_t)((uint64_t)(int64_t)dc[r] << 16) | dp[r];
         is_src[i] = a <= b;
-        int64_t lo = a <= b ? a : b, hi = a <= b ? b : a;
-        if (2 * (used + 1) > cap) { /* keep the table at most half full */
-            size_t bigger = cap * 2;
-            TupleSlot *grown = PyMem_Malloc(bigger * sizeof(TupleSlot));
-            if (!grown) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            for (size_t k = 0; k < bigger; k++)
-                grown[k].id = -1;
-            for (size_t k = 0; k < cap; k++) {
-                if (table[k].id < 0)
-                    continue;
-                size_t j = tuple_hash(table[k].lo, table[k].hi) & (bigger - 1);
-                while (grown[j].id >= 0)
-                    j = (j + 1) & (bigger - 1);
-                grown[j] = table[k];
-            }
-            PyMem_Free(table);
-            table = grown;
-            cap = bigger;
-        }
-        size_t j = tuple_hash(lo, hi) & (cap - 1);
-        while (table[j].id >= 0 && (table[j].lo != lo || table[j].hi != hi))
-            j = (j + 1) & (cap - 1);
-        if (table[j].id < 0) {
-            if (used >= INT32_MAX) {
-                PyErr_SetString(PyExc_OverflowError, "tuple_ids: too many distinct tuples");
-                goto done;
-            }
-            table[j].lo = lo;
-            table[j].hi = hi;
-            table[j].id = (int32_t)used++;
-        }
-        ids[i] = table[j].id;
+        int is_new;
+        int64_t id = pair_table_id(&table, a <= b ? a : b, a <= b ? b : a, &is_new);
+        if (id < 0)
+            goto done;
+        ids[i] = (int32_t)id;
     }
-    result = PyLong_FromSize_t(used);
+    result = PyLong_FromSize_t(table.used);
 done:
-    PyMem_Free(table);
+    PyMem_Free(table.slots);
     PyBuffer_Release(&src);
     PyBuffer_Release(&sport);
     PyBuffer_Release(&dst);
@@ -1014,11 +1038,10 @@ static PyObject *factorize_addresses(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*iy*y*w*", &addr, &side, &keep, &valid, &codes))
         return NULL;
     PyObject *result = NULL;
-    TupleSlot *table = NULL;
+    PairTable table = {NULL, 0, 0};
     Address *keys = NULL, *sorted = NULL;
     int32_t *final = NULL;
-    Py_ssize_t n = valid.len, m = codes.len / 4, used = 0, key_cap = 64;
-    size_t cap = 64;
+    Py_ssize_t n = valid.len, m = codes.len / 4, key_cap = 64;
     if (addr.len != n * 32 || (keep.len != 0 && keep.len != n) || (side != 0 && side != 2) ||
         codes.len != m * 4) {
         PyErr_SetString(PyExc_ValueError, "factorize_addresses: arrays do not match");
@@ -1027,14 +1050,13 @@ static PyObject *factorize_addresses(PyObject *self, PyObject *args)
     const uint64_t *a = addr.buf;
     const uint8_t *kp = keep.len ? keep.buf : NULL, *ok = valid.buf;
     int32_t *out = codes.buf;
-    table = PyMem_Malloc(cap * sizeof(TupleSlot));
     keys = PyMem_Malloc((size_t)key_cap * sizeof(Address));
-    if (!table || !keys) {
+    if (!keys) {
         PyErr_NoMemory();
         goto done;
     }
-    for (size_t k = 0; k < cap; k++)
-        table[k].id = -1;
+    if (pair_table_init(&table, 64) < 0)
+        goto done;
     Py_ssize_t j = 0; /* output row */
     for (Py_ssize_t i = 0; i < n; i++) {
         if (kp && !kp[i])
@@ -1048,32 +1070,12 @@ static PyObject *factorize_addresses(PyObject *self, PyObject *args)
             continue;
         }
         uint64_t hi = a[4 * i + side], lo = a[4 * i + side + 1];
-        if (2 * ((size_t)used + 1) > cap) { /* keep the table at most half full */
-            size_t bigger = cap * 2;
-            TupleSlot *grown = PyMem_Malloc(bigger * sizeof(TupleSlot));
-            if (!grown) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            for (size_t k = 0; k < bigger; k++)
-                grown[k].id = -1;
-            for (size_t k = 0; k < cap; k++) {
-                if (table[k].id < 0)
-                    continue;
-                size_t h = tuple_hash(table[k].lo, table[k].hi) & (bigger - 1);
-                while (grown[h].id >= 0)
-                    h = (h + 1) & (bigger - 1);
-                grown[h] = table[k];
-            }
-            PyMem_Free(table);
-            table = grown;
-            cap = bigger;
-        }
-        size_t h = tuple_hash((int64_t)lo, (int64_t)hi) & (cap - 1);
-        while (table[h].id >= 0 && ((uint64_t)table[h].lo != lo || (uint64_t)table[h].hi != hi))
-            h = (h + 1) & (cap - 1);
-        if (table[h].id < 0) {
-            if (used == key_cap) {
+        int is_new;
+        int64_t id = pair_table_id(&table, (int64_t)lo, (int64_t)hi, &is_new);
+        if (id < 0)
+            goto done;
+        if (is_new) {
+            if (id == key_cap) {
                 Address *grown = PyMem_Realloc(keys, (size_t)key_cap * 2 * sizeof(Address));
                 if (!grown) {
                     PyErr_NoMemory();
@@ -1082,20 +1084,17 @@ static PyObject *factorize_addresses(PyObject *self, PyObject *args)
                 keys = grown;
                 key_cap *= 2;
             }
-            table[h].lo = (int64_t)lo;
-            table[h].hi = (int64_t)hi;
-            table[h].id = (int32_t)used;
-            keys[used].hi = hi;
-            keys[used].lo = lo;
-            used++;
+            keys[id].hi = hi;
+            keys[id].lo = lo;
         }
-        out[j++] = table[h].id;
+        out[j++] = (int32_t)id;
     }
     if (j != m) {
         PyErr_SetString(PyExc_ValueError, "factorize_addresses: fewer rows kept than codes");
         goto done;
     }
     /* first-seen ids -> final ids: IPv4-mapped in first-seen order, then the rest sorted */
+    Py_ssize_t used = (Py_ssize_t)table.used;
     sorted = PyMem_Malloc((size_t)(used ? used : 1) * sizeof(Address));
     final = PyMem_Malloc((size_t)(used ? used : 1) * sizeof(int32_t));
     if (!sorted || !final) {
@@ -1127,7 +1126,7 @@ static PyObject *factorize_addresses(PyObject *self, PyObject *args)
     }
     result = PyBytes_FromStringAndSize((const char *)sorted, used * (Py_ssize_t)sizeof(Address));
 done:
-    PyMem_Free(table);
+    PyMem_Free(table.slots);
     PyMem_Free(keys);
     PyMem_Free(sorted);
     PyMem_Free(final);
