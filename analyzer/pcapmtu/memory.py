@@ -37,8 +37,8 @@ _paused_for_start_up = False
 def pause_collector_for_start_up() -> None:
     """Pause the cyclic garbage collector while a command loads its libraries; `start_up_done()` ends it.
 
-    pandas, numpy, typer and pydantic create a few hundred thousand objects as they load, none of them
-    garbage, and the collector rescans them over and over meanwhile: ~0.08 s of every command (207
+    pandas, numpy, typer and pydantic leave ~77,000 tracked objects as they load (~1,700 of them
+    garbage), and the collector rescans them over and over meanwhile: ~0.08 s of every command (207
     collections measured on `inspect`).
     """
     global _paused_for_start_up
