@@ -258,16 +258,18 @@ def measure(cmd: list[str], timeout: float) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
+def _given_command(cmd: str) -> dict:
+    """{"argv", "note"} for a command line given as an option: runnable if its program is found."""
+    argv = shlex.split(cmd)
+    found = bool(argv) and (shutil.which(argv[0]) or os.access(argv[0], os.X_OK))
+    return {"argv": argv if found else None, "note": None if found else f"not found: {cmd}"}
+
+
 def tool_commands(pcapmtu: str | None, baseline: str | None = None) -> dict[str, dict]:
     """name -> {"argv": [...] or None, "note": why not}."""
     tools: dict[str, dict] = {}
     if pcapmtu:
-        argv = shlex.split(pcapmtu)
-        found = shutil.which(argv[0]) or (os.access(argv[0], os.X_OK) and argv[0])
-        tools["pcapmtu"] = {
-            "argv": argv if found else None,
-            "note": None if found else f"not found: {argv[0]}",
-        }
+        tools["pcapmtu"] = _given_command(pcapmtu)
     else:
         venv = REPO / ".venv" / "bin" / "pcapmtu"
         if os.access(venv, os.X_OK):
@@ -282,12 +284,9 @@ def tool_commands(pcapmtu: str | None, baseline: str | None = None) -> dict[str,
         "argv": ["env", "PCAPMTU_PURE=1", *base] if base else None,
         "note": tools["pcapmtu"]["note"],
     }
-    argv = shlex.split(baseline) if baseline else []
-    found = bool(argv) and (shutil.which(argv[0]) or os.access(argv[0], os.X_OK))
-    tools["pcapmtu-baseline"] = {
-        "argv": argv if found else None,
-        "note": None if found else (f"not found: {argv[0]}" if argv else "no --baseline CMD given"),
-    }
+    tools["pcapmtu-baseline"] = (
+        _given_command(baseline) if baseline else {"argv": None, "note": "no --baseline CMD given"}
+    )
     for name in ("tshark", "tcptrace", "tshark-noreasm"):
         path = shutil.which(name.split("-")[0])
         tools[name] = {
