@@ -512,7 +512,8 @@ def render(report: dict, markdown: bool) -> str:
         if t is None:
             out.append(f"{bullet}{label}: n/a (a tool was skipped or failed)")
         else:
-            out.append(f"{bullet}{label}: time {t:.2f}x, CPU {_fmt(cpu, '.2f', 'n/a')}x, memory {mem:.2f}x")
+            cpu_text = "n/a" if cpu is None else f"{cpu:.2f}x"
+            out.append(f"{bullet}{label}: time {t:.2f}x, CPU {cpu_text}, memory {mem:.2f}x")
     loads = [
         (n, r["other_load_max"])
         for res in (report["results"], (report.get("scale") or {}).get("results", {}))
