@@ -93,3 +93,62 @@ def test_known_differences_still_differ():
         for flag in allowed & set(FLAGS):
             differs |= set(ref["frame"][ref[flag]]) != set(mine.index[mine[flag].to_numpy()])
         assert differs, f"{name} now agrees with tshark: drop it from KNOWN_DIFFERENCES"
+
+
+# ---------------------------------------------------------------------------- handshake RTT (iRTT)
+def _handshake_variant(kind: str) -> list:
+    """A connection whose server flight loses one segment, refilled 6 ms after the segment behind it.
+
+    Whether tshark calls the refill out-of-order or a retransmission depends on its iRTT, from the
+    latest SYN to the first segment with ACK and without SYN: `retried_syn` sends the SYN again a second
+    later (the iRTT then starts at the second SYN), `same_time_ack` gives the first ACK the SYN's own
+    timestamp (a zero iRTT, which tshark ignores until the next such segment), `no_synack` has no SYN-ACK
+    in the capture at all, and `slow_handshake` has a 20 ms iRTT (the refill is then out-of-order).
+    """
+    import pcapbuild as pb
+
+    c, s, cp, sp, ci, si = "10.66.0.2", "10.66.0.3", 40000, 443, 1000, 5000
+    syn_ack_gap = {"slow_handshake": 0.02}.get(kind, 0.0001)
+    t0 = 1.0 if kind == "retried_syn" else 0.0
+    records = [(0.0, pb.tcp(c, s, cp, sp, seq=ci, flags=pb.SYN))]
+    if kind == "retried_syn":
+        records.append((t0, pb.tcp(c, s, cp, sp, seq=ci, flags=pb.SYN)))
+    if kind != "no_synack":
+        records.append(
+            (t0 + syn_ack_gap / 2, pb.tcp(s, c, sp, cp, seq=si, ack=ci + 1, flags=pb.SYN | pb.ACK))
+        )
+    ack_at = t0 if kind == "same_time_ack" else t0 + syn_ack_gap
+    records.append((ack_at, pb.tcp(c, s, cp, sp, seq=ci + 1, ack=si + 1)))
+    records.append(
+        (t0 + syn_ack_gap + 0.0001, pb.tcp(c, s, cp, sp, seq=ci + 1, ack=si + 1, payload=b"q" * 100))
+    )
+    base = t0 + syn_ack_gap + 0.01
+    for k, (dt, n) in enumerate([(0, 0), (0.0001, 2), (0.0061, 1)]):  # segment 1 is late by 6 ms
+        records.append((base + dt, pb.tcp(s, c, sp, cp, seq=si + 1 + 1448 * n, ack=ci + 101, payload=b"r" * 1448,
+                                          ip_id=10 + k)))  # fmt: skip
+    epoch = 1_700_000_000.0  # tshark takes a time of 0 for "no SYN seen"
+    return [pb.Record(epoch + t, pb.ether(p)) for t, p in sorted(records, key=lambda r: r[0])]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("kind", ["retried_syn", "same_time_ack", "no_synack", "slow_handshake"])
+def test_handshake_rtt_and_refills_agree_with_tshark(kind, tmp_path):
+    import subprocess
+
+    import pcapbuild as pb
+
+    require_tool("tshark")
+    path = tmp_path / f"{kind}.pcap"
+    pb.write_pcap(path, _handshake_variant(kind), nano=True)
+    cap = pcapmtu.read(path)
+    ref = tshark_oracle.tcp_frames(path)
+    mine = cap.packets.set_index("frame")
+    for flag in ("retrans", "out_of_order"):
+        assert set(mine.index[mine[flag].to_numpy()]) == set(ref["frame"][ref[flag]]), flag
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "tcp.analysis.initial_rtt"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    theirs = float(out[-1]) if out else float("nan")
+    ours = float(cap.flows["handshake_rtt"].iloc[0])
+    assert ours == pytest.approx(theirs, abs=1e-6) or (ours != ours and theirs != theirs), (ours, theirs)

@@ -517,15 +517,21 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
         client_is_a = !t->a_is_src[synack];
     if (syn != NONE)
         client_is_a = t->a_is_src[syn] != 0;
-    int64_t hs_ack = NONE;
+    /* handshake RTT as Wireshark's iRTT: the latest SYN to the first later segment with ACK and without
+     * SYN, either direction, a zero difference not counting (tcp._segments_numpy) */
+    int64_t hs_ack = NONE, last_syn = NONE, irtt = 0;
     for (int64_t p = lo; p < hi; p++) {
         int64_t d = (t->a_is_src[p] != 0) == client_is_a ? 0 : 1;
         t->dirn[p] = d;
-        if (hs_ack == NONE && d == 0 && (flags[p] & F_ACK) && !(flags[p] & F_SYN) && synack != NONE && p > synack)
+        if ((flags[p] & F_SYN) && !(flags[p] & F_ACK))
+            last_syn = p;
+        else if (hs_ack == NONE && (flags[p] & F_ACK) && !(flags[p] & F_SYN) && last_syn != NONE &&
+                 t->ts[p] != t->ts[last_syn]) {
             hs_ack = p;
+            irtt = t->ts[p] - t->ts[last_syn];
+        }
     }
-    int has_rtt = syn != NONE && hs_ack != NONE;
-    int64_t irtt = has_rtt ? t->ts[hs_ack] - t->ts[syn] : 0;
+    int has_rtt = hs_ack != NONE;
     t->first_syn[c] = syn;
     t->first_synack[c] = synack;
     t->client_is_a[c] = (uint8_t)client_is_a;
@@ -583,8 +589,8 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
     /* in capture order: the other direction's latest segment, duplicate-ACK runs, retransmissions */
     int64_t last[2] = {-1, -1}, run[2] = {0, 0}, prev_ack[2] = {-1, -1};
     int seen[2] = {0, 0};
-    int64_t thres = irtt > 0 ? irtt : t->ooo_ns;
     for (int64_t p = lo; p < hi; p++) {
+        int64_t thres = irtt > 0 && p >= hs_ack ? irtt : t->ooo_ns;
         int64_t d = t->dirn[p], rv = last[1 - d], f = flags[p], plen = t->plen[p];
         int has_rev = rv >= 0;
         if (has_rev && t->keepalive[rv]) /* the ACK of a keep-alive repeats the ACK: not a duplicate */

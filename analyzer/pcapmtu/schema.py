@@ -88,7 +88,10 @@ FLOWS = {
     "last_ts": ("float64", "latest timestamp"),
     "syn_frame": ("int64", "frame of the client's SYN, -1 if not captured"),
     "synack_frame": ("int64", "frame of the server's SYN-ACK, -1 if not captured"),
-    "handshake_rtt": ("float64", "SYN to the ACK of the SYN-ACK, seconds (Wireshark's iRTT)"),
+    "handshake_rtt": (
+        "float64",
+        "latest SYN to the first later segment with ACK and without SYN, seconds (Wireshark's iRTT); NaN without one",
+    ),
     "mss_client": ("int32", "MSS the client advertised in its SYN (0 = none seen)"),
     "mss_server": ("int32", "MSS the server advertised in its SYN-ACK"),
     "wscale_client": ("int8", "window scale in the SYN, -1 none"),

@@ -305,11 +305,17 @@ def _segments_numpy(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack,
     client_is_a = np.where(has_syn, a_is_src[np.where(has_syn, first_syn, 0)], client_is_a)
     dirn = np.where(a_is_src == client_is_a[conn], 0, 1).astype(np.int64)
 
-    # handshake RTT: SYN to the client's first ACK after the SYN-ACK (Wireshark's iRTT)
-    after_synack = (dirn == 0) & ackf & ~syn & (pos > first_synack[conn])
-    hs_ack = _segments(np.where(after_synack, pos, NONE), first, np.minimum)
-    has_rtt = has_syn & (hs_ack != NONE)
-    irtt = np.where(has_rtt, ts[np.where(has_rtt, hs_ack, 0)] - ts[np.where(has_syn, first_syn, 0)], 0)
+    # handshake RTT as Wireshark's iRTT: from the latest SYN to the first segment after it with ACK and
+    # without SYN, in either direction (a SYN sent again restarts it; a SYN-ACK is not needed). A zero
+    # difference does not count: Wireshark then takes the next such segment. Segments before that one
+    # judge out-of-order against the default threshold.
+    last_syn = np.maximum.accumulate(np.where(syn_only, pos, -1))  # at or before each position
+    after_syn = last_syn >= first[conn]  # ... in this connection
+    syn_ts = ts[np.where(after_syn, last_syn, 0)]
+    hs_ack = _segments(np.where(after_syn & ackf & ~syn & (ts != syn_ts), pos, NONE), first, np.minimum)
+    has_rtt = hs_ack != NONE
+    hs_at = np.where(has_rtt, hs_ack, 0)
+    irtt = np.where(has_rtt, ts[hs_at] - syn_ts[hs_at], 0)
 
     # ---- per direction (D order): unwrap sequence numbers, running state
     dkey = conn * 2 + dirn
@@ -393,7 +399,7 @@ def _segments_numpy(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack,
         & (rev_ack == seq)
         & (ts - rev_ack_ts < cfg.fast_retrans_window_ns)
     )
-    thres = np.where(irtt[conn] > 0, irtt[conn], cfg.ooo_threshold_ns)
+    thres = np.where((irtt[conn] > 0) & (pos >= hs_ack[conn]), irtt[conn], cfg.ooo_threshold_ns)
     since_adv = ts - np.nan_to_num(nextseq_ts[inv], nan=-1e30)
     spurious = carries & ~fast & (plen_s > 0) & (rev_ack != 0) & (seq_diff(seq + plen_s, rev_ack) <= 0)
     ooo = (
