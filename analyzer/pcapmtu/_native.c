@@ -518,7 +518,7 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
     if (syn != NONE)
         client_is_a = t->a_is_src[syn] != 0;
     /* handshake RTT as Wireshark's iRTT: the latest SYN to the first later segment with ACK and without
-     * SYN, either direction, a zero difference not counting (tcp._segments_numpy) */
+     * SYN, either direction, a difference that is not positive not counting (tcp._segments_numpy) */
     int64_t hs_ack = NONE, last_syn = NONE, irtt = 0;
     for (int64_t p = lo; p < hi; p++) {
         int64_t d = (t->a_is_src[p] != 0) == client_is_a ? 0 : 1;
@@ -526,7 +526,7 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
         if ((flags[p] & F_SYN) && !(flags[p] & F_ACK))
             last_syn = p;
         else if (hs_ack == NONE && (flags[p] & F_ACK) && !(flags[p] & F_SYN) && last_syn != NONE &&
-                 t->ts[p] != t->ts[last_syn]) {
+                 t->ts[p] > t->ts[last_syn]) {
             hs_ack = p;
             irtt = t->ts[p] - t->ts[last_syn];
         }

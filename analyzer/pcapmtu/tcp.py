@@ -307,12 +307,13 @@ def _segments_numpy(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack,
 
     # handshake RTT as Wireshark's iRTT: from the latest SYN to the first segment after it with ACK and
     # without SYN, in either direction (a SYN sent again restarts it; a SYN-ACK is not needed). A zero
-    # difference does not count: Wireshark then takes the next such segment. Segments before that one
-    # judge out-of-order against the default threshold.
+    # difference does not count: Wireshark then takes the next such segment; a negative one (timestamps
+    # going backwards, where Wireshark would keep it) is skipped the same way, so the RTT is never below
+    # zero. Segments before that one judge out-of-order against the default threshold.
     last_syn = np.maximum.accumulate(np.where(syn_only, pos, -1))  # at or before each position
     after_syn = last_syn >= first[conn]  # ... in this connection
     syn_ts = ts[np.where(after_syn, last_syn, 0)]
-    hs_ack = _segments(np.where(after_syn & ackf & ~syn & (ts != syn_ts), pos, NONE), first, np.minimum)
+    hs_ack = _segments(np.where(after_syn & ackf & ~syn & (ts > syn_ts), pos, NONE), first, np.minimum)
     has_rtt = hs_ack != NONE
     hs_at = np.where(has_rtt, hs_ack, 0)
     irtt = np.where(has_rtt, ts[hs_at] - syn_ts[hs_at], 0)
