@@ -103,12 +103,14 @@ def _handshake_variant(kind: str) -> list:
     latest SYN to the first segment with ACK and without SYN: `retried_syn` sends the SYN again a second
     later (the iRTT then starts at the second SYN), `same_time_ack` gives the first ACK the SYN's own
     timestamp (a zero iRTT, which tshark ignores until the next such segment), `no_synack` has no SYN-ACK
-    in the capture at all, and `slow_handshake` has a 20 ms iRTT (the refill is then out-of-order).
+    in the capture at all, `slow_handshake` has a 20 ms iRTT (the refill is then out-of-order), and
+    `refill_at_irtt` refills exactly one iRTT later (not below the threshold: a retransmission; exact
+    nanoseconds matter there).
     """
     import pcapbuild as pb
 
     c, s, cp, sp, ci, si = "10.66.0.2", "10.66.0.3", 40000, 443, 1000, 5000
-    syn_ack_gap = {"slow_handshake": 0.02}.get(kind, 0.0001)
+    syn_ack_gap = {"slow_handshake": 0.02, "refill_at_irtt": 0.000122}.get(kind, 0.0001)
     t0 = 1.0 if kind == "retried_syn" else 0.0
     records = [(0.0, pb.tcp(c, s, cp, sp, seq=ci, flags=pb.SYN))]
     if kind == "retried_syn":
@@ -123,7 +125,8 @@ def _handshake_variant(kind: str) -> list:
         (t0 + syn_ack_gap + 0.0001, pb.tcp(c, s, cp, sp, seq=ci + 1, ack=si + 1, payload=b"q" * 100))
     )
     base = t0 + syn_ack_gap + 0.01
-    for k, (dt, n) in enumerate([(0, 0), (0.0001, 2), (0.0061, 1)]):  # segment 1 is late by 6 ms
+    late = syn_ack_gap if kind == "refill_at_irtt" else 0.006  # exactly the iRTT: not out-of-order
+    for k, (dt, n) in enumerate([(0, 0), (0.0001, 2), (0.0001 + late, 1)]):  # segment 1 comes late
         records.append((base + dt, pb.tcp(s, c, sp, cp, seq=si + 1 + 1448 * n, ack=ci + 101, payload=b"r" * 1448,
                                           ip_id=10 + k)))  # fmt: skip
     epoch = 1_700_000_000.0  # tshark takes a time of 0 for "no SYN seen"
@@ -131,7 +134,9 @@ def _handshake_variant(kind: str) -> list:
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("kind", ["retried_syn", "same_time_ack", "no_synack", "slow_handshake"])
+@pytest.mark.parametrize(
+    "kind", ["retried_syn", "same_time_ack", "no_synack", "slow_handshake", "refill_at_irtt"]
+)
 def test_handshake_rtt_and_refills_agree_with_tshark(kind, tmp_path):
     import subprocess
 

@@ -481,6 +481,7 @@ done:
 /* ------------------------------------------------------------------------------ TCP segment analysis */
 /* tcp._segments_numpy as one pass per connection; the rules and their order are documented there. */
 #define NONE INT64_MAX
+#define UNKNOWN_TS INT64_MIN
 #define F_FIN 0x01
 #define F_SYN 0x02
 #define F_RST 0x04
@@ -497,7 +498,7 @@ typedef struct {
     int64_t *first_syn, *first_synack, *irtt;
     uint8_t *client_is_a, *has_rtt;
     int64_t *nextseq, *dupack_run; /* scratch, per packet */
-    double *nextseq_ts;            /* scratch: NaN where unknown */
+    int64_t *nextseq_ts;           /* scratch: UNKNOWN_TS where unknown (exact ns: no float rounding) */
 } Tcp;
 
 static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
@@ -555,7 +556,7 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
             prev = p;
         }
         int64_t max_end = 0, first = -1;
-        double adv_ts = 0.0;
+        int64_t adv_ts = 0;
         prev = -1;
         for (int64_t p = lo; p < hi; p++) {
             if (t->dirn[p] != d)
@@ -571,9 +572,9 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
             int64_t nextseq = known ? max_end : NONE;
             int advanced = !known || seg_end > nextseq;
             t->nextseq[p] = nextseq;
-            t->nextseq_ts[p] = known ? adv_ts : NAN;
+            t->nextseq_ts[p] = known ? adv_ts : UNKNOWN_TS;
             if (advanced)
-                adv_ts = (double)t->ts[p];
+                adv_ts = t->ts[p];
             max_end = known && max_end > seg_end ? max_end : seg_end;
             int control = (f & (F_SYN | F_FIN | F_RST)) != 0;
             int64_t prev_ack = known ? t->ack[prev] : -1, prev_win = known ? t->win[prev] : -1;
@@ -609,8 +610,8 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
         int not_advanced = nextseq != NONE && rel < nextseq && !(plen > 1 && rel == nextseq - 1);
         int fast = carries && not_advanced && rev_dupacks >= 2 && rev_ack == t->seq[p] &&
                    t->ts[p] - rev_ack_ts < t->fast_ns;
-        double nts = t->nextseq_ts[p];
-        int recent = !isnan(nts) && ((double)t->ts[p] - nts) < (double)thres;
+        int64_t nts = t->nextseq_ts[p];
+        int recent = nts != UNKNOWN_TS && t->ts[p] - nts < thres;
         int spurious = carries && !fast && plen > 0 && rev_ack != 0 && seq_diff(t->seq[p] + plen, rev_ack) <= 0;
         int ooo = carries && not_advanced && !fast && !spurious && recent && nextseq != rel + seglen;
         int plain = carries && not_advanced && !fast && !ooo && !spurious;
@@ -699,7 +700,7 @@ static PyObject *tcp_segments(PyObject *self, PyObject *args)
         .dup_ack = out[8].buf, .zero_window = out[9].buf, .keepalive = out[10].buf,
         .first_syn = conn[0].buf, .first_synack = conn[1].buf, .client_is_a = conn[2].buf,
         .irtt = conn[3].buf, .has_rtt = conn[4].buf,
-        .nextseq = scratch, .dupack_run = scratch + n, .nextseq_ts = (double *)(scratch + 2 * n),
+        .nextseq = scratch, .dupack_run = scratch + n, .nextseq_ts = scratch + 2 * n,
     };
     for (Py_ssize_t c = 0; c < n_conn; c++)
         tcp_connection(&t, c, first[c], c + 1 < n_conn ? first[c + 1] : n);

@@ -70,6 +70,9 @@ def _segments(values: np.ndarray, starts: np.ndarray, ufunc) -> np.ndarray:
     return ufunc.reduceat(values, starts)
 
 
+UNKNOWN_TS = np.iinfo(np.int64).min  # no segment has advanced the sequence yet
+
+
 def _group_shift(values: np.ndarray, starts_mask: np.ndarray, fill) -> np.ndarray:
     """Value of the previous row within the same contiguous group (fill at group starts)."""
     out = np.empty_like(values)
@@ -348,8 +351,11 @@ def _segments_numpy(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack,
     nextseq = _group_shift(prev_max, d_start, NONE)  # highest sequence end before this segment
     known = nextseq != NONE
     advanced = ~known | (seg_end > nextseq)
-    adv_ts = pd.Series(np.where(advanced, dts, np.nan)).groupby(d_gid).ffill().to_numpy()
-    nextseq_ts = _group_shift(adv_ts, d_start, np.nan)
+    # time of the latest segment that advanced the sequence, in exact integer ns (float64 rounds epoch
+    # nanoseconds to ~256 ns, which flipped out-of-order vs retransmission right at the threshold); a
+    # direction's first segment always advances, so the running maximum never leaves its direction
+    adv_ts = dts[np.maximum.accumulate(np.where(advanced, np.arange(n), -1))]
+    nextseq_ts = _group_shift(adv_ts, d_start, UNKNOWN_TS)
     prev_ack = _group_shift(dack, d_start, -1)
     prev_win = _group_shift(dwin, d_start, -1)
     rst = (dflags & RST) > 0
@@ -401,7 +407,8 @@ def _segments_numpy(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack,
         & (ts - rev_ack_ts < cfg.fast_retrans_window_ns)
     )
     thres = np.where((irtt[conn] > 0) & (pos >= hs_ack[conn]), irtt[conn], cfg.ooo_threshold_ns)
-    since_adv = ts - np.nan_to_num(nextseq_ts[inv], nan=-1e30)
+    nts = nextseq_ts[inv]
+    since_adv = np.where(nts != UNKNOWN_TS, ts - np.where(nts != UNKNOWN_TS, nts, 0), np.iinfo(np.int64).max)
     spurious = carries & ~fast & (plen_s > 0) & (rev_ack != 0) & (seq_diff(seq + plen_s, rev_ack) <= 0)
     ooo = (
         carries & not_advanced & ~fast & ~spurious & (since_adv < thres) & (nextseq_s != rel_s + seglen[inv])
