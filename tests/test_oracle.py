@@ -7,10 +7,12 @@ Where pcapmtu differs by design, KNOWN_DIFFERENCES names the case and why; every
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+import pcapbuild as pb
 import pcapmtu
 import tshark_oracle
 from conftest import SAMPLES, corpus_files, require_tool
@@ -107,8 +109,6 @@ def _handshake_variant(kind: str) -> list:
     `refill_at_irtt` refills exactly one iRTT later (not below the threshold: a retransmission; exact
     nanoseconds matter there).
     """
-    import pcapbuild as pb
-
     c, s, cp, sp, ci, si = "10.66.0.2", "10.66.0.3", 40000, 443, 1000, 5000
     syn_ack_gap = {"slow_handshake": 0.02, "refill_at_irtt": 0.000122}.get(kind, 0.0001)
     t0 = 1.0 if kind == "retried_syn" else 0.0
@@ -138,10 +138,6 @@ def _handshake_variant(kind: str) -> list:
     "kind", ["retried_syn", "same_time_ack", "no_synack", "slow_handshake", "refill_at_irtt"]
 )
 def test_handshake_rtt_and_refills_agree_with_tshark(kind, tmp_path):
-    import subprocess
-
-    import pcapbuild as pb
-
     require_tool("tshark")
     path = tmp_path / f"{kind}.pcap"
     pb.write_pcap(path, _handshake_variant(kind), nano=True)

@@ -481,7 +481,6 @@ done:
 /* ------------------------------------------------------------------------------ TCP segment analysis */
 /* tcp._segments_numpy as one pass per connection; the rules and their order are documented there. */
 #define NONE INT64_MAX
-#define UNKNOWN_TS INT64_MIN
 #define F_FIN 0x01
 #define F_SYN 0x02
 #define F_RST 0x04
@@ -498,7 +497,7 @@ typedef struct {
     int64_t *first_syn, *first_synack, *irtt;
     uint8_t *client_is_a, *has_rtt;
     int64_t *nextseq, *dupack_run; /* scratch, per packet */
-    int64_t *nextseq_ts;           /* scratch: UNKNOWN_TS where unknown (exact ns: no float rounding) */
+    int64_t *nextseq_ts;           /* scratch: exact ns, where nextseq is known */
 } Tcp;
 
 static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
@@ -572,7 +571,7 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
             int64_t nextseq = known ? max_end : NONE;
             int advanced = !known || seg_end > nextseq;
             t->nextseq[p] = nextseq;
-            t->nextseq_ts[p] = known ? adv_ts : UNKNOWN_TS;
+            t->nextseq_ts[p] = adv_ts;
             if (advanced)
                 adv_ts = t->ts[p];
             max_end = known && max_end > seg_end ? max_end : seg_end;
@@ -610,8 +609,7 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
         int not_advanced = nextseq != NONE && rel < nextseq && !(plen > 1 && rel == nextseq - 1);
         int fast = carries && not_advanced && rev_dupacks >= 2 && rev_ack == t->seq[p] &&
                    t->ts[p] - rev_ack_ts < t->fast_ns;
-        int64_t nts = t->nextseq_ts[p];
-        int recent = nts != UNKNOWN_TS && t->ts[p] - nts < thres;
+        int recent = nextseq != NONE && t->ts[p] - t->nextseq_ts[p] < thres;
         int spurious = carries && !fast && plen > 0 && rev_ack != 0 && seq_diff(t->seq[p] + plen, rev_ack) <= 0;
         int ooo = carries && not_advanced && !fast && !spurious && recent && nextseq != rel + seglen;
         int plain = carries && not_advanced && !fast && !ooo && !spurious;
@@ -929,8 +927,8 @@ static int pair_table_init(PairTable *t, size_t cap) /* cap: a power of two */
     return 0;
 }
 
-/* The id of (lo, hi), the next one if it is new (*is_new then 1); -1 with an exception set on failure. */
-static int64_t pair_table_id(PairTable *t, int64_t lo, int64_t hi, int *is_new)
+/* The id of (lo, hi), the next one if it is new; -1 with an exception set on failure. */
+static int64_t pair_table_id(PairTable *t, int64_t lo, int64_t hi)
 {
     if (2 * (t->used + 1) > t->cap) {
         size_t bigger = t->cap * 2;
@@ -956,8 +954,7 @@ static int64_t pair_table_id(PairTable *t, int64_t lo, int64_t hi, int *is_new)
     size_t j = tuple_hash(lo, hi) & (t->cap - 1);
     while (t->slots[j].id >= 0 && (t->slots[j].lo != lo || t->slots[j].hi != hi))
         j = (j + 1) & (t->cap - 1);
-    *is_new = t->slots[j].id < 0;
-    if (*is_new) {
+    if (t->slots[j].id < 0) {
         if (t->used >= INT32_MAX) {
             PyErr_SetString(PyExc_OverflowError, "too many distinct values to number");
             return -1;
@@ -1000,8 +997,7 @@ static PyObject *tuple_ids(PyObject *self, PyObject *args)
         int64_t a = (int64_t)((uint64_t)(int64_t)sc[r] << 16) | sp[r];
         int64_t b = (int64_t)((uint64_t)(int64_t)dc[r] << 16) | dp[r];
         is_src[i] = a <= b;
-        int is_new;
-        int64_t id = pair_table_id(&table, a <= b ? a : b, a <= b ? b : a, &is_new);
+        int64_t id = pair_table_id(&table, a <= b ? a : b, a <= b ? b : a);
         if (id < 0)
             goto done;
         ids[i] = (int32_t)id;
@@ -1048,7 +1044,7 @@ static PyObject *factorize_addresses(PyObject *self, PyObject *args)
     PairTable table = {NULL, 0, 0};
     Address *keys = NULL, *sorted = NULL;
     int32_t *final = NULL;
-    Py_ssize_t n = valid.len, m = codes.len / 4, key_cap = 64;
+    Py_ssize_t n = valid.len, m = codes.len / 4;
     if (addr.len != n * 32 || (keep.len != 0 && keep.len != n) || (side != 0 && side != 2) ||
         codes.len != m * 4) {
         PyErr_SetString(PyExc_ValueError, "factorize_addresses: arrays do not match");
@@ -1057,11 +1053,6 @@ static PyObject *factorize_addresses(PyObject *self, PyObject *args)
     const uint64_t *a = addr.buf;
     const uint8_t *kp = keep.len ? keep.buf : NULL, *ok = valid.buf;
     int32_t *out = codes.buf;
-    keys = PyMem_Malloc((size_t)key_cap * sizeof(Address));
-    if (!keys) {
-        PyErr_NoMemory();
-        goto done;
-    }
     if (pair_table_init(&table, 64) < 0)
         goto done;
     Py_ssize_t j = 0; /* output row */
@@ -1077,23 +1068,9 @@ static PyObject *factorize_addresses(PyObject *self, PyObject *args)
             continue;
         }
         uint64_t hi = a[4 * i + side], lo = a[4 * i + side + 1];
-        int is_new;
-        int64_t id = pair_table_id(&table, (int64_t)lo, (int64_t)hi, &is_new);
+        int64_t id = pair_table_id(&table, (int64_t)lo, (int64_t)hi);
         if (id < 0)
             goto done;
-        if (is_new) {
-            if (id == key_cap) {
-                Address *grown = PyMem_Realloc(keys, (size_t)key_cap * 2 * sizeof(Address));
-                if (!grown) {
-                    PyErr_NoMemory();
-                    goto done;
-                }
-                keys = grown;
-                key_cap *= 2;
-            }
-            keys[id].hi = hi;
-            keys[id].lo = lo;
-        }
         out[j++] = (int32_t)id;
     }
     if (j != m) {
@@ -1102,11 +1079,18 @@ static PyObject *factorize_addresses(PyObject *self, PyObject *args)
     }
     /* first-seen ids -> final ids: IPv4-mapped in first-seen order, then the rest sorted */
     Py_ssize_t used = (Py_ssize_t)table.used;
+    keys = PyMem_Malloc((size_t)(used ? used : 1) * sizeof(Address));
     sorted = PyMem_Malloc((size_t)(used ? used : 1) * sizeof(Address));
     final = PyMem_Malloc((size_t)(used ? used : 1) * sizeof(int32_t));
-    if (!sorted || !final) {
+    if (!keys || !sorted || !final) {
         PyErr_NoMemory();
         goto done;
+    }
+    for (size_t k = 0; k < table.cap; k++) { /* the distinct addresses, by first-seen id */
+        if (table.slots[k].id >= 0) {
+            keys[table.slots[k].id].hi = (uint64_t)table.slots[k].hi;
+            keys[table.slots[k].id].lo = (uint64_t)table.slots[k].lo;
+        }
     }
     Py_ssize_t n4 = 0, n6 = 0;
     for (Py_ssize_t k = 0; k < used; k++) {

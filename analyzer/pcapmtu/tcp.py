@@ -70,9 +70,6 @@ def _segments(values: np.ndarray, starts: np.ndarray, ufunc) -> np.ndarray:
     return ufunc.reduceat(values, starts)
 
 
-UNKNOWN_TS = np.iinfo(np.int64).min  # no segment has advanced the sequence yet
-
-
 def _group_shift(values: np.ndarray, starts_mask: np.ndarray, fill) -> np.ndarray:
     """Value of the previous row within the same contiguous group (fill at group starts)."""
     out = np.empty_like(values)
@@ -353,9 +350,10 @@ def _segments_numpy(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack,
     advanced = ~known | (seg_end > nextseq)
     # time of the latest segment that advanced the sequence, in exact integer ns (float64 rounds epoch
     # nanoseconds to ~256 ns, which flipped out-of-order vs retransmission right at the threshold); a
-    # direction's first segment always advances, so the running maximum never leaves its direction
+    # direction's first segment always advances, so the running maximum never leaves its direction;
+    # it is known exactly where `nextseq` is
     adv_ts = dts[np.maximum.accumulate(np.where(advanced, np.arange(n), -1))]
-    nextseq_ts = _group_shift(adv_ts, d_start, UNKNOWN_TS)
+    nextseq_ts = _group_shift(adv_ts, d_start, 0)
     prev_ack = _group_shift(dack, d_start, -1)
     prev_win = _group_shift(dwin, d_start, -1)
     rst = (dflags & RST) > 0
@@ -407,12 +405,9 @@ def _segments_numpy(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack,
         & (ts - rev_ack_ts < cfg.fast_retrans_window_ns)
     )
     thres = np.where((irtt[conn] > 0) & (pos >= hs_ack[conn]), irtt[conn], cfg.ooo_threshold_ns)
-    nts = nextseq_ts[inv]
-    since_adv = np.where(nts != UNKNOWN_TS, ts - np.where(nts != UNKNOWN_TS, nts, 0), np.iinfo(np.int64).max)
+    recent = (nextseq_s != NONE) & (ts - nextseq_ts[inv] < thres)  # since the sequence last advanced
     spurious = carries & ~fast & (plen_s > 0) & (rev_ack != 0) & (seq_diff(seq + plen_s, rev_ack) <= 0)
-    ooo = (
-        carries & not_advanced & ~fast & ~spurious & (since_adv < thres) & (nextseq_s != rel_s + seglen[inv])
-    )
+    ooo = carries & not_advanced & ~fast & ~spurious & recent & (nextseq_s != rel_s + seglen[inv])
     plain = carries & not_advanced & ~fast & ~ooo & ~spurious
     retrans = fast | spurious | plain  # Wireshark marks fast and spurious ones as retransmissions too
 
