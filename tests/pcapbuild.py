@@ -56,21 +56,21 @@ def ip_packet(
 
 
 def tcp(src: str, dst: str, sport: int, dport: int, *, seq: int = 0, ack: int = 0, flags: int = ACK,
-        payload: bytes = b"", win: int = 65535, opts: bytes = b"", ip_id: int = 1) -> bytes:  # fmt: skip
-    """An IP packet carrying one TCP segment."""
+        payload: bytes = b"", win: int = 65535, opts: bytes = b"", ip_id: int = 1, ttl: int = 64) -> bytes:  # fmt: skip
+    """An IP packet carrying one TCP segment (`ttl`: the IPv4 TTL or IPv6 hop limit)."""
     seg = dpkt.tcp.TCP(
         sport=sport, dport=dport, seq=seq % (1 << 32), ack=ack % (1 << 32), flags=flags, win=win
     )
     seg.opts = opts
     seg.off = (20 + len(opts)) // 4
     seg.data = payload
-    return ip_packet(src, dst, bytes(seg), 6, ip_id=ip_id)
+    return ip_packet(src, dst, bytes(seg), 6, ip_id=ip_id, ttl=ttl)
 
 
-def udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+def udp(src: str, dst: str, sport: int, dport: int, payload: bytes, *, ttl: int = 64) -> bytes:
     u = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
     u.ulen = 8 + len(payload)
-    return ip_packet(src, dst, bytes(u), 17)
+    return ip_packet(src, dst, bytes(u), 17, ttl=ttl)
 
 
 def ether(ip_bytes: bytes, vlans: Sequence[int] = ()) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pcapbuild as B
 import pcapmtu
@@ -24,6 +25,13 @@ REQ = b"GET /download HTTP/1.1\r\nHost: api.example\r\n\r\n"
 R = len(REQ)
 
 
+SERVER_ROUTER = "198.18.0.1"  # a router on the servers' side of the path (its ICMP reaches the servers)
+
+# Where a capture can be taken, in path order: inside the container (the client), on the docker host's uplink
+# (after MASQUERADE), on the server. A packet is captured where it was sent and wherever it got to.
+VANTAGES = ("container", "host", "server")
+
+
 # --------------------------------------------------------------------------------------------- builders
 @dataclass
 class Ev:
@@ -34,13 +42,25 @@ class Ev:
     flags: int
     payload: bytes = b""
     mss: int | None = None
-    sack: tuple = ()  # (left, right) blocks of the server's data, relative
-    where: str = "both"  # which capture saw it: "both", "container" or "host"
+    sack: tuple = ()  # (left, right) blocks of the other side's data, relative
+    # which captures saw it: "both" (every capture on the path), a role, or a tuple of roles; the capture
+    # at the sender always has it (it was sent), so a packet the path dropped is still in the sender's capture
+    where: str | tuple[str, ...] = "both"
 
 
 @dataclass
 class Conn:
-    """One TCP connection as events; `render()` writes it as the container or (after NAT) the host saw it."""
+    """One TCP connection as events; `render()` writes it as the container, the docker host's uplink (after
+    NAT) or the server saw it.
+
+    An event's time is on the sender's side (the container's or, for a host's own connection, the host's
+    for the client; the server's for the server). With the default zero one-way delays every capture shows
+    the same times; `owd_inner` (container <-> host uplink) and `owd_outer` (host uplink <-> server) make
+    each capture see a packet when it passed there, so the handshake RTT splits differently at each
+    vantage. `hops` (routers between the host and the server) turns on realistic TTLs: a packet leaves
+    with `ttl_c`/`ttl_s` (64, Linux) and loses one per router on the way, the docker host counting as one
+    for the container's traffic; None keeps every TTL at 64. Realistic TTLs also number the IP IDs per
+    direction (a retransmission is a new packet with a new ID; NAT keeps it)."""
 
     server: str = S
     sport: int = 443
@@ -48,6 +68,21 @@ class Conn:
     isn_c: int = 1_000_000
     isn_s: int = 7_000_000
     ev: list[Ev] = field(default_factory=list)
+    client_at: str = "container"  # "host" for a connection of the docker host itself
+    owd_inner: float = 0.0
+    owd_outer: float = 0.0
+    hops: int | None = None
+    ttl_c: int = 64
+    ttl_s: int = 64
+
+    @property
+    def ow(self) -> float:
+        """One-way delay client -> server (and back)."""
+        return (self.owd_inner if self.client_at == "container" else 0.0) + self.owd_outer
+
+    @property
+    def rtt(self) -> float:
+        return 2 * self.ow
 
     def hs(self, t: float, mss_c: int | None = 1460, mss_s: int | None = 1460, rtt: float = 0.01):
         self.ev += [
@@ -56,6 +91,20 @@ class Conn:
             Ev(t + rtt + 0.0002, 0, 1, 1, ACK),
         ]
         return self
+
+    def open(
+        self, t: float, mss_c: int | None = 1460, mss_s: int | None = 1460, think: float = 0.00005
+    ) -> float:
+        """SYN sent at `t` (client clock), SYN-ACK `think` s after it arrived, the client's ACK as soon as the
+        SYN-ACK arrives; timed by the one-way delays. Returns the time the client sent its ACK."""
+        synack = t + self.ow + think
+        ack = synack + self.ow + 0.00002
+        self.ev += [
+            Ev(t, 0, 0, 0, SYN, mss=mss_c),
+            Ev(synack, 1, 0, 1, SYN | ACK, mss=mss_s),
+            Ev(ack, 0, 1, 1, ACK),
+        ]
+        return ack
 
     def c(self, t, seq, ack, n=0, flags=None, payload=None, **kw):
         payload = payload if payload is not None else b"q" * n
@@ -75,40 +124,105 @@ class Conn:
         self.s(t + 0.01, sseq, cseq + 1, flags=FIN | ACK)
         return self.c(t + 0.0102, cseq + 1, sseq + 1)
 
+    def closed(self, t, cseq, sseq):
+        """`close()` timed by the one-way delays: client FIN at `t`, the server's FIN-ACK when it arrives,
+        the client's last ACK when that arrives."""
+        self.c(t, cseq, sseq, flags=FIN | ACK)
+        self.s(t + self.ow + 0.00005, sseq, cseq + 1, flags=FIN | ACK)
+        return self.c(t + self.rtt + 0.0001, cseq + 1, sseq + 1)
+
+    # ------------------------------------------------------------------------------ what each vantage saw
+    def _pos(self, role: str) -> int:
+        return VANTAGES.index(role)
+
+    def _sender(self, e: Ev) -> str:
+        return self.client_at if e.d == 0 else "server"
+
+    def seen(self, e: Ev, role: str) -> bool:
+        """Whether the `role` capture holds event `e`: its sender's always does."""
+        if self.client_at == "host" and role == "container":
+            return False
+        if role == self._sender(e) or e.where == "both":
+            return True
+        return role in ((e.where,) if isinstance(e.where, str) else e.where)
+
+    def _between(self, e: Ev, role: str) -> tuple[int, int]:
+        """(1 if the docker host forwarded it on the way, routers beyond the host) from sender to `role`."""
+        a, b = sorted((self._pos(self._sender(e)), self._pos(role)))
+        return int(a == 0 and b >= 1), int(a <= 1 and b == 2)
+
+    def when(self, e: Ev, role: str) -> float:
+        inner, outer = self._between(e, role)
+        return e.t + inner * self.owd_inner + outer * self.owd_outer
+
+    def ttl(self, e: Ev, role: str) -> int:
+        if self.hops is None:
+            return 64
+        inner, outer = self._between(e, role)
+        return (self.ttl_c if e.d == 0 else self.ttl_s) - inner - outer * self.hops
+
+    def packet(self, e: Ev, role: str = "container", client: str | None = None, cport: int | None = None,
+               syn_mss: int | None = None, ip_id: int = 1) -> bytes:  # fmt: skip
+        """Event `e` as an IP packet in the `role` capture (see `render`)."""
+        v6 = ":" in self.server
+        nat = self.client_at == "container" and role != "container"
+        client = client or ((NAT6 if v6 else NAT) if role != "container" else (C6 if v6 else C))
+        cport = cport or self.cport
+        mss = e.mss
+        if e.flags == SYN and mss is not None and nat and syn_mss:
+            mss = syn_mss
+        base = self.isn_s if e.d == 0 else self.isn_c
+        sack = [(base + a, base + b) for a, b in e.sack]
+        opts = B.tcp_options(mss=mss, sack_perm=bool(e.flags & SYN), sack=sack)
+        ttl = self.ttl(e, role)
+        if e.d == 0:
+            seq, ack = self.isn_c + e.seq, (self.isn_s + e.ack) if e.flags & ACK else 0
+            return B.tcp(client, self.server, cport, self.sport, seq=seq, ack=ack, flags=e.flags,
+                         payload=e.payload, opts=opts, ip_id=ip_id, ttl=ttl)  # fmt: skip
+        seq, ack = self.isn_s + e.seq, self.isn_c + e.ack
+        return B.tcp(self.server, client, self.sport, cport, seq=seq, ack=ack, flags=e.flags,
+                     payload=e.payload, opts=opts, ip_id=ip_id, ttl=ttl)  # fmt: skip
+
+    def _ip_ids(self) -> list[int]:
+        if self.hops is None:
+            return [1] * len(self.ev)
+        nxt = [(self.isn_c >> 3) & 0xFFFF, (self.isn_s >> 3) & 0xFFFF]
+        out = []
+        for e in sorted(range(len(self.ev)), key=lambda i: self.ev[i].t):
+            out.append((e, nxt[self.ev[e].d]))
+            nxt[self.ev[e].d] = (nxt[self.ev[e].d] + 1) & 0xFFFF
+        return [i for _, i in sorted(out)]
+
     def render(self, role: str = "container", client: str | None = None, cport: int | None = None,
                syn_mss: int | None = None) -> list[tuple[float, bytes]]:  # fmt: skip
-        """(time, IP packet) as the `role` capture saw them: on the host the client is the NAT address
-        (maybe with another port) and `syn_mss` is what an MSS clamp on the host wrote into the SYN."""
-        v6 = ":" in self.server
-        client = client or ((C6 if v6 else C) if role == "container" else (NAT6 if v6 else NAT))
-        cport = cport or self.cport
-        out = []
-        for e in self.ev:
-            if e.where not in ("both", role):
-                continue
-            mss = e.mss
-            if e.flags == SYN and mss is not None and role == "host" and syn_mss:
-                mss = syn_mss
-            sack = [(self.isn_s + a, self.isn_s + b) for a, b in e.sack]
-            opts = B.tcp_options(mss=mss, sack_perm=bool(e.flags & SYN), sack=sack)
-            if e.d == 0:
-                seq, ack = self.isn_c + e.seq, (self.isn_s + e.ack) if e.flags & ACK else 0
-                pkt = B.tcp(client, self.server, cport, self.sport, seq=seq, ack=ack, flags=e.flags,
-                            payload=e.payload, opts=opts)  # fmt: skip
-            else:
-                seq, ack = self.isn_s + e.seq, self.isn_c + e.ack
-                pkt = B.tcp(self.server, client, self.sport, cport, seq=seq, ack=ack, flags=e.flags,
-                            payload=e.payload, opts=opts)  # fmt: skip
-            out.append((e.t, pkt))
-        return out
+        """(time, IP packet) as the `role` capture saw them: on the host and at the server the client is the
+        NAT address (maybe with another port; for a host's own connection, the host's) and `syn_mss` is what
+        an MSS clamp on the host wrote into the SYN."""
+        ids = self._ip_ids()
+        return [
+            (self.when(e, role), self.packet(e, role, client, cport, syn_mss, ip_id))
+            for e, ip_id in zip(self.ev, ids, strict=True)
+            if self.seen(e, role)
+        ]
 
 
-def capture(tmp_path, name: str, *parts):
-    """Write (time, IP packet) lists, merged in time order, as an Ethernet pcap and read it back."""
+def shifted(part, dt: float) -> list[tuple[float, bytes]]:
+    """(time, packet) pairs with the clock moved by `dt` seconds (a capture host whose clock is off)."""
+    return [(t + dt, p) for t, p in part]
+
+
+def write(tmp_path, name: str, *parts, shift: float = 0.0) -> Path:
+    """Write (time, IP packet) lists, merged in time order, as an Ethernet pcap `name`.pcap; `shift` moves
+    the capture's clock (seconds). Returns the path."""
     pkts = sorted((p for part in parts for p in part), key=lambda x: x[0])
     path = tmp_path / f"{name}.pcap"
-    B.write_pcap(path, [B.Record(t, B.ether(p)) for t, p in pkts])
-    return pcapmtu.read(path)
+    B.write_pcap(path, [B.Record(t + shift, B.ether(p)) for t, p in pkts])
+    return path
+
+
+def capture(tmp_path, name: str, *parts, shift: float = 0.0):
+    """Write (time, IP packet) lists, merged in time order, as an Ethernet pcap and read it back."""
+    return pcapmtu.read(write(tmp_path, name, *parts, shift=shift))
 
 
 def checksum(data: bytes) -> int:
@@ -119,15 +233,16 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def icmp4(src: str, dst: str, typ: int, code: int, rest: bytes, body: bytes, *, df: bool = False) -> bytes:
+def icmp4(src: str, dst: str, typ: int, code: int, rest: bytes, body: bytes, *, df: bool = False,
+          ttl: int = 64) -> bytes:  # fmt: skip
     msg = struct.pack(">BBH", typ, code, 0) + rest + body
     msg = msg[:2] + struct.pack(">H", checksum(msg)) + msg[4:]
-    return B.ip_packet(src, dst, msg, 1, df=df)
+    return B.ip_packet(src, dst, msg, 1, df=df, ttl=ttl)
 
 
-def frag_needed(router: str, to: str, quoted: bytes, mtu: int) -> bytes:
+def frag_needed(router: str, to: str, quoted: bytes, mtu: int, *, ttl: int = 64) -> bytes:
     """ICMP type 3 code 4 with the next-hop MTU (RFC 1191), quoting the IP header + 8 bytes of `quoted`."""
-    return icmp4(router, to, 3, 4, struct.pack(">HH", 0, mtu), quoted[:28])
+    return icmp4(router, to, 3, 4, struct.pack(">HH", 0, mtu), quoted[:28], ttl=ttl)
 
 
 def port_unreachable(router: str, to: str, quoted: bytes) -> bytes:
@@ -148,6 +263,12 @@ def tls_record(msg_type: int, n: int) -> bytes:
     """A TLS handshake record with one message of type `msg_type` (1 ClientHello, 2 ServerHello), n bytes."""
     msg = bytes([msg_type]) + n.to_bytes(3, "big") + b"\x03\x03" + b"h" * (n - 2)
     return b"\x16\x03\x01" + len(msg).to_bytes(2, "big") + msg
+
+
+def tls_bytes(content_type: int, n: int, fill: bytes = b"e") -> bytes:
+    """One TLS 1.2 record of content type `content_type` (20 change cipher spec, 21 alert, 22 handshake,
+    23 application data), `n` bytes long with its 5-byte header."""
+    return bytes([content_type]) + b"\x03\x03" + (n - 5).to_bytes(2, "big") + fill * (n - 5)
 
 
 CLIENT_HELLO = tls_record(1, 508)  # 517 bytes of TCP payload, like curl's
