@@ -1082,7 +1082,7 @@ def test_L001_negative_full_size_reached_the_host_only(inner_hop):
     container: the host's copy of a forwarded connection is no proof that full-size packets pass."""
     r = inner_hop
     twin = r.context.flows("host").iloc[0]
-    assert twin["retrans_s2c"] >= 2 and twin["full_delivered_s2c"]
+    assert twin["retrans_s2c"] >= 2 and twin["full_sent_s2c"] and not twin["full_delivered_s2c"]
     assert not found(r, "L001")
     assert r.verdict == "mtu_blackhole"
 

@@ -15,8 +15,10 @@ import pandas as pd
 
 from .capture import Capture
 from .config import KnownFacts, Thresholds
+from .delivery import DELIVERY_COLUMNS, delivery
 from .pairing import PAIR_COLUMNS, match_flows
 from .results import PathMTU
+from .turns import TURN_COLUMNS, turns
 
 
 @dataclass
@@ -76,7 +78,7 @@ class Context:
 
     @cached_property
     def _flows(self) -> dict[str, pd.DataFrame]:
-        out = {role: _derive(cap.flows) for role, cap in self.captures.items()}
+        out = {role: _derive(cap) for role, cap in self.captures.items()}
         for role, cap in self.captures.items():
             out[role]["icmp_reports"] = _icmp_reports(out[role], cap.icmp)
         if "host" in out:
@@ -117,8 +119,13 @@ def _icmp_reports(flows: pd.DataFrame, icmp: pd.DataFrame) -> np.ndarray:
     return (up + down).astype(np.int64)
 
 
-def _derive(flows: pd.DataFrame) -> pd.DataFrame:
-    f = flows.copy()
+def _derive(cap: Capture) -> pd.DataFrame:
+    f = cap.flows.copy()
+    if len(f):
+        f = pd.concat([f, delivery(cap.packets, cap.sack, len(f)), turns(cap.packets, f)], axis=1)
+    else:
+        for name in [*(f"{c}_{d}" for c in DELIVERY_COLUMNS for d in ("c2s", "s2c")), *TURN_COLUMNS]:
+            f[name] = pd.Series(dtype="int64" if name != "idle_turn" else "object")
     f["hdr"] = np.where(f["ipv"] == 6, 60, 40)
     f["mss_at_server"] = f["mss_client"]
     f["twin_conn"] = -1
@@ -137,10 +144,21 @@ def _sizes(f: pd.DataFrame) -> None:
     both = (f["mss_at_server"] > 0) & (f["mss_server"] > 0)
     f["server_full"] = np.where(both, f["hdr"] + np.minimum(f["mss_at_server"], f["mss_server"]), 0)
     f["client_full"] = np.where(both, f["hdr"] + np.minimum(f["mss_client"], f["mss_server"]), 0)
-    f["full_delivered_s2c"] = (f["server_full"] > 0) & (f["max_ip_len_s2c"] >= f["server_full"])
-    f["full_delivered_c2s"] = (f["client_full"] > 0) & (f["max_ip_len_c2s"] >= f["client_full"])
+    # delivered means acknowledged by the receiver (delivery.py); only where this capture holds none of the
+    # receiver's ACKs does presence stand in for it
+    for d, full in (("s2c", "server_full"), ("c2s", "client_full")):
+        f[f"largest_delivered_{d}"] = np.where(
+            f[f"acks_seen_{d}"] > 0, f[f"delivered_max_ip_{d}"], f[f"max_ip_len_{d}"]
+        )
+        f[f"full_delivered_{d}"] = (f[full] > 0) & (f[f"largest_delivered_{d}"] >= f[full])
+        f[f"full_sent_{d}"] = (f[full] > 0) & (f[f"max_ip_len_{d}"] >= f[full])
+        # full-size segments re-sent and never acknowledged while smaller ones were: loss by size
+        f[f"full_lost_{d}"] = (
+            (f[full] > 0) & (f[f"lost_max_ip_{d}"] >= f[full]) & ~f[f"full_delivered_{d}"]
+            & (f[f"lost_not_larger_{d}"] == 0)
+        )  # fmt: skip
     # the client was sending full-size data that stayed unacknowledged: an upload stall, not a download one
-    f["upload_stall"] = f["full_delivered_c2s"] & (f["retrans_c2s"] >= 2) & (f["acked_c2s"] < f["sent_c2s"])
+    f["upload_stall"] = f["full_sent_c2s"] & (f["retrans_c2s"] >= 2) & (f["acked_c2s"] < f["sent_c2s"])
     # the server itself aborted (RST) with no sign of loss: an application reset, not a path problem
     f["server_aborted"] = (f["closed_by"] == "server") & (f["state"] == "reset") & ~f["s2c_holes"]
     # the server answered and closed, and the client got every byte: it had nothing more to send

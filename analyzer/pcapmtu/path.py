@@ -79,20 +79,24 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
 
 
 def _largest_delivered(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int | None, str]:
-    """Largest packet that crossed the path from the far side (offload super-packets excluded)."""
+    """Largest packet the receiver acknowledged, either way (offload super-packets excluded)."""
     best, why = None, ""
     for role in ctx.captures:
-        f = ctx.flows(role)
-        f = f[(f["ipv"] == ipv) & (f["max_ip_len_s2c"] > 0)]
-        # a packet larger than the sender's own MSS allows was merged by offload after the wire: not evidence
-        sane = f[(f["server_full"] == 0) | (f["max_ip_len_s2c"] <= f["server_full"])]
-        if not len(sane):
-            continue
-        i = sane["max_ip_len_s2c"].idxmax()
-        size = int(sane.loc[i, "max_ip_len_s2c"])
-        if best is None or size > best:
-            best = size
-            why = f"{size}-byte packets from {sane.loc[i, 'server_ip']} reached the {role} capture"
+        for d, full, sender in (("s2c", "server_full", "server_ip"), ("c2s", "client_full", "client_ip")):
+            f = ctx.flows(role)
+            col = f"largest_delivered_{d}"
+            f = f[(f["ipv"] == ipv) & (f[col] > 0)]
+            # a packet larger than the sender's own MSS allows was merged by offload: not evidence
+            sane = f[(f[full] == 0) | (f[col] <= f[full])]
+            if not len(sane):
+                continue
+            i = sane[col].idxmax()
+            size = int(sane.loc[i, col])
+            if best is None or size > best:
+                best = size
+                acked = sane.loc[i, f"acks_seen_{d}"] > 0
+                why = (f"{size}-byte packets from {sane.loc[i, sender]} were "
+                       + (f"acknowledged by the receiver ({role} capture)" if acked else f"seen in the {role} capture"))  # fmt: skip
     if best is not None:
         signals.append({"kind": "largest_delivered", "size": best, "why": why})
     return best, why

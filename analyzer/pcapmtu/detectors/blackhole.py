@@ -72,6 +72,12 @@ def download(ctx: Context):
             reasons = []
             if flow.s2c_holes:
                 reasons.append("the client's ACKs show holes in the server's data")
+            if flow.full_lost_s2c:
+                reasons.append(f"the server's {int(flow.lost_max_ip_s2c)}-byte segments were sent again and again "
+                               f"and never acknowledged, while {int(flow.largest_delivered_s2c)}-byte ones were"
+                               if flow.largest_delivered_s2c else
+                               f"the server's {int(flow.lost_max_ip_s2c)}-byte segments were sent again and again "
+                               "and never acknowledged")  # fmt: skip
             if bound:
                 reasons.append(f"the path carries at most {path.value} bytes ({path.decided_by})")
             if (
@@ -92,6 +98,9 @@ def download(ctx: Context):
                 continue  # a stall without size evidence: S001/T001 describe it, the verdict stays open
             p = conn_packets(ctx, role, int(flow.conn))
             s2c = p[p["dir"] == 1]
+            # what got through: acknowledged data, and the packets without data (the handshake completed)
+            bare = s2c.loc[s2c["payload_len"] == 0, "ip_len"]
+            largest = max(int(flow.largest_delivered_s2c), int(bare.max()) if len(bare) else 0)
             limit = (
                 path.value
                 if path and path.value
@@ -99,12 +108,12 @@ def download(ctx: Context):
             )
             yield Hit(
                 {"service": service(flow), "full": int(flow.server_full), "role": role,
-                 "largest": int(flow.max_ip_len_s2c), "fix_mss": int(limit - flow.hdr), "path": int(limit)},
+                 "largest": largest, "fix_mss": int(limit - flow.hdr), "path": int(limit)},
                 capture=role, conn=int(flow.conn), frames=first_frames(s2c["frame"]),
                 wireshark_filter=flow_filter(flow),
                 evidence={"mss_client": int(flow.mss_client), "mss_at_server": int(flow.mss_at_server),
                           "mss_server": int(flow.mss_server), "server_full": int(flow.server_full),
-                          "largest_delivered": int(flow.max_ip_len_s2c), "stall_s": round(float(flow.stalled_s), 3),
+                          "largest_delivered": largest, "stall_s": round(float(flow.stalled_s), 3),
                           "because": reasons, "where": _where_lost(ctx, role, flow, "s2c"),
                           "max_sack_hole": int(flow.max_sack_hole_c2s)},
             )  # fmt: skip
@@ -128,7 +137,8 @@ def upload(ctx: Context):
         cand = f[
             f["handshake_ok"]
             & (f["client_full"] > 0)
-            & f["full_delivered_c2s"]
+            & f["full_sent_c2s"]
+            & ~f["full_delivered_c2s"]
             & (f["retrans_c2s"] >= 2)
             & (f["stalled_s"] >= ctx.th.stall_s)
         ]
@@ -155,11 +165,11 @@ def upload(ctx: Context):
             # the other connections to the same server: were their client packets acknowledged, and how big?
             done = f_all[(f_all["server_ip"] == flow.server_ip) & (f_all["conn"] != flow.conn)
                          & (f_all["sent_c2s"] > 0) & (f_all["acked_c2s"] >= f_all["sent_c2s"])]  # fmt: skip
-            if len(done) and done["max_ip_len_c2s"].max() >= flow.client_full:
+            if len(done) and done["largest_delivered_c2s"].max() >= flow.client_full:
                 continue  # full-size packets to this server do get through: not a size problem
             if len(done):
                 reasons.append(f"other connections to {flow.server_ip} got their smaller packets (up to "
-                               f"{int(done['max_ip_len_c2s'].max())} bytes) acknowledged")  # fmt: skip
+                               f"{int(done['largest_delivered_c2s'].max())} bytes) acknowledged")  # fmt: skip
             icmp = ctx.captures[role].icmp
             if not reasons or (icmp["quoted_sport"] == flow.client_port).any():
                 continue
@@ -203,7 +213,7 @@ def recovered(ctx: Context):
                 (p["dir"] == 1) & (p["ts"] >= flow.idle_start_ts + flow.stalled_s) & (p["payload_len"] > 0)
             ]
             path = ctx.path.get(int(flow.ipv))
-            limit = path.value if path and path.value else int(flow.max_ip_len_s2c)
+            limit = path.value if path and path.value else int(flow.largest_delivered_s2c)
             yield Hit(
                 {"service": service(flow), "stall": float(flow.stalled_s), "after": int(flow.max_payload_s2c_after_idle),
                  "full": int(flow.server_full - flow.hdr), "fix_mss": int(limit - flow.hdr)},
