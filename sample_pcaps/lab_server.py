@@ -10,6 +10,10 @@ Endpoints (same on both ports):
     GET  /slow?s=N      waits N seconds, then answers a small page
     POST /upload        reads and discards the body, answers {"received": N}
 
+Every answer says "Connection: close" and the server closes, unless it runs with --keep-alive: then a
+connection stays open for further requests (HTTP/1.1 persistent connections) until the client closes it or
+it has been idle for CONNECTION_TIMEOUT_S.
+
 The TLS handshake runs in the per-connection thread, not in the accept loop: a handshake stuck in an
 MTU black hole must not stop the server from accepting the next client.
 """
@@ -47,6 +51,7 @@ class LabHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pcapmtu-lab/1"
     sys_version = ""
+    keep_alive = False  # set by --keep-alive
 
     def log_message(self, format: str, *args: object) -> None:
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
@@ -55,11 +60,13 @@ class LabHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
+        if not self.keep_alive:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.close_connection = True
+        if not self.keep_alive:
+            self.close_connection = True
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -137,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cert", help="PEM chain: leaf first, then intermediates")
     parser.add_argument("--key", help="PEM private key of the leaf")
     parser.add_argument("--tls", choices=["1.2", "1.3"], default="1.3")
+    parser.add_argument("--keep-alive", action="store_true", help="persistent connections (HTTP/1.1)")
     args = parser.parse_args(argv)
+    LabHandler.keep_alive = args.keep_alive
 
     servers = [LabServer(("::", args.http_port), LabHandler)]
     if args.https_port:
