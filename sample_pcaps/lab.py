@@ -3,12 +3,16 @@
 
 Per scenario it builds four namespaces -- container, dockerhost (docker0 bridge + NAT + uplink), router,
 server ("internet": dnsmasq + HTTP/HTTPS) --, runs curl (and pings) by host name, captures on the
-container's eth0 and on the host's uplink at the same time, and writes
+container's eth0 and on the host's uplink at the same time (and in some scenarios on the server's link to
+the router), and writes
 
     <outdir>/<scenario>/container.pcap   <outdir>/<scenario>/host.pcap   <outdir>/<scenario>/truth.json
+    <outdir>/<scenario>/server.pcap      (scenarios with a server capture)
+    <outdir>/<scenario>/host_shifted.pcap, container_midstream.pcap   (derived variants, lab_derive.py)
 
-truth.json holds the configuration, the curl results, the tshark facts of both captures and the checks
-that prove the capture shows what the scenario claims. A scenario whose checks fail is an error.
+truth.json holds the configuration, the curl results, the tshark facts of the captures, the checks that
+prove the capture shows what the scenario claims, and `analyses`: how the analyzer is run on these files
+and what it must conclude. A scenario whose checks fail is an error.
 
 Needs root, Python 3.11 stdlib, iproute2, iptables, ethtool, tcpdump, tshark, dnsmasq, curl, openssl, ping.
 Every namespace and link is named pml-<run id>-*; only namespaces this process created are ever deleted.
@@ -34,6 +38,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import lab_derive
 import lab_oracle
 import lab_scenarios as cat
 from lab_run import ScenarioRun, Settings
@@ -54,16 +59,56 @@ PLAN_FIELDS = (
     "uplink_net6",
     "internet_net6",
 )
-OUTPUTS = ("container.pcap", "host.pcap", "truth.json")
+
+
+def outputs(s: Scenario) -> list[str]:
+    """The files a scenario writes into <outdir>/<scenario>/."""
+    return [f"{role}.pcap" for role in (*s.captures, *s.derive)] + ["truth.json"]
+
+
+def derive(s: Scenario, flows: list[dict], staging: Path) -> dict:
+    """Write the scenario's derived variants (lab_derive.py) into staging; their truth.json `derived`."""
+    out = {}
+    if "host_shifted" in s.derive:
+        summary = lab_derive.shift_timestamps(
+            staging / "host.pcap", staging / "host_shifted.pcap", cat.HOST_SHIFT_S
+        )
+        out["host_shifted"] = {"file": "host_shifted.pcap", "source": "host.pcap", **summary}
+    if "container_midstream" in s.derive:
+        hanging = next(f for f in flows if f["client"] == "container" and f["expected"] == "failed")
+        if hanging["client_port"] is None:
+            raise LabError(f"{s.name}: curl did not report the local port of {hanging['name']}")
+        summary = lab_derive.cut_midstream(
+            staging / "container.pcap",
+            staging / "container_midstream.pcap",
+            hanging["server_ip"],
+            hanging["server_port"],
+            hanging["client_port"],
+        )
+        out["container_midstream"] = {
+            "file": "container_midstream.pcap",
+            "source": "container.pcap",
+            "connection": {
+                "flow": hanging["name"],
+                "client_port": hanging["client_port"],
+                "server_ip": hanging["server_ip"],
+                "server_port": hanging["server_port"],
+            },
+            "cut": "every packet up to and including the client's ACK of this connection's SYN-ACK",
+            **summary,
+        }
+    return out
 
 
 def build_truth(run: ScenarioRun, result: dict, staging: Path, attempt: int, versions: dict) -> dict:
     """Configuration, client results, tshark facts and evaluated checks of one finished run."""
     s, p, a = run.s, run.plan, run.addr
-    captures = {role: staging / f"{role}.pcap" for role in ("container", "host")}
+    derived = derive(s, result["flows"], staging)
+    captures = {role: staging / f"{role}.pcap" for role in s.captures}
     facts = {role: lab_oracle.measure(path) for role, path in captures.items()}
     checks = [{k: v for k, v in dataclasses.asdict(c).items() if v is not None} for c in s.checks(s, p)]
-    checks = lab_oracle.evaluate_checks(captures, checks, facts)
+    files = captures | {name: staging / f"{name}.pcap" for name in derived}
+    checks = lab_oracle.evaluate_checks(files, checks, facts)
     v6 = "_6" if s.ipv6 else ""
     clamp = None
     if s.clamp:
@@ -82,6 +127,8 @@ def build_truth(run: ScenarioRun, result: dict, staging: Path, attempt: int, ver
             "tls_version": s.tls_version,
             "router_drops_icmp_too_big": s.drop_icmp,
             "server_tcp_mtu_probing": s.server_mtu_probing,
+            "server_drops_icmp_too_big": s.server_drop_icmp,
+            "server_keep_alive": s.server_keepalive,
             "offloads": "on (TSO/GSO default, GRO on)" if s.offloads else "off (tso gso gro tx)",
             "loss_probability": s.loss_probability,
             "https_listener": s.https_listener,
@@ -100,6 +147,8 @@ def build_truth(run: ScenarioRun, result: dict, staging: Path, attempt: int, ver
         "pings": result["pings"],
         "facts": facts,
         "checks": checks,
+        "analyses": cat.analyses(s),
+        "derived": derived,
         "generation": {"attempt": attempt, "duration_s": result["duration_s"], "tools": versions},
     }
 
@@ -125,7 +174,7 @@ def run_scenario(scenario: Scenario, settings: Settings, pki: dict, versions: di
             final = settings.outdir / scenario.name
             shutil.rmtree(final, ignore_errors=True)
             final.mkdir(parents=True)
-            for name in OUTPUTS:
+            for name in outputs(scenario):
                 shutil.copyfile(staging / name, final / name)
             shutil.rmtree(workdir, ignore_errors=True)
             return truth
@@ -242,11 +291,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"[{s.name}] FAILED after {time.monotonic() - t0:.0f} s: {exc}", file=sys.stderr, flush=True
             )
             return
-        size = {r: (settings.outdir / s.name / f"{r}.pcap").stat().st_size for r in ("container", "host")}
+        sizes = ", ".join(
+            f"{name} {(settings.outdir / s.name / name).stat().st_size} B"
+            for name in outputs(s)
+            if name.endswith(".pcap")
+        )
         exits = ", ".join(f"{f['name']}={f['curl_exit_code']}" for f in truth["flows"])
         print(
             f"[{s.name}] ok in {time.monotonic() - t0:.0f} s (attempt {truth['generation']['attempt']}); "
-            f"container.pcap {size['container']} B, host.pcap {size['host']} B; curl exit codes: {exits}",
+            f"{sizes}; curl exit codes: {exits}",
             flush=True,
         )
 

@@ -8,13 +8,15 @@ Topology (every netns and link is named pml-<rid>-*; addresses in lab_scenarios.
                        optional TCPMSS clamp                     frag-needed / PTB         HTTP :80, HTTPS :443
 
 container.pcap is taken on the container's eth0, host.pcap on the dockerhost uplink (the VXLAN underlay
-veth in the VXLAN scenario, `any` in the cooked-capture scenarios).
+veth in the VXLAN scenario, `any` in the cooked-capture scenarios), server.pcap (scenarios with
+server_capture) in the server namespace on its link to the router: one capture for every server address.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import re
 import signal
 import subprocess
@@ -28,6 +30,7 @@ from lab_scenarios import Flow, Plan, Scenario, bare
 from lab_system import ETC_NETNS, PREFIX, RES, LabError, execute, new_run_id, wait_for
 
 LAB_DIR = Path(__file__).resolve().parent
+HELD_IDLE_S = 1.5  # idle time of connections left open before the captures stop
 ICMP_ECHO_OVERHEAD = 28  # IPv4 header 20 + ICMP header 8: ping -s N sends N + 28 bytes of IP
 VXLAN_VNI = 4242
 VXLAN_PORT = 4789  # IANA VXLAN port (RFC 7348)
@@ -229,6 +232,12 @@ class ScenarioRun:
                 "router",
                 f"{ipt} -A FORWARD -p tcp -m statistic --mode random --probability {s.loss_probability} -j DROP",
             )
+        if s.server_drop_icmp:
+            # The server's own firewall: the router's ICMP reaches its interface (and tcpdump) but never TCP.
+            if s.ipv6:
+                self.rule("server", "ip6tables -A INPUT -p icmpv6 --icmpv6-type packet-too-big -j DROP")
+            else:
+                self.rule("server", "iptables -A INPUT -p icmp --icmp-type fragmentation-needed -j DROP")
 
     def _offloads(self) -> None:
         d = self.dev
@@ -278,6 +287,8 @@ class ScenarioRun:
         server = [sys.executable, str(LAB_DIR / "lab_server.py"), "--http-port", str(p.http_port)]
         server += ["--https-port", str(p.https_port if s.https_listener else 0), "--tls", s.tls_version]
         server += ["--cert", str(self.pki["chain"]), "--key", str(self.pki["key"])]
+        if s.server_keepalive:
+            server.append("--keep-alive")
         self._spawn(server, "server", "ready")
 
     def _spawn(self, cmd: list[str], name: str, ready_marker: str) -> None:
@@ -296,7 +307,10 @@ class ScenarioRun:
         s, d = self.s, self.dev
         host_if = {"uplink": d["underlay"] if s.vxlan else d["uplink"], "any": "any", "any_sll": "any"}
         out = {}
-        for role, iface in (("container", d["eth0"]), ("host", host_if[s.host_capture])):
+        points = [("container", d["eth0"]), ("host", host_if[s.host_capture])]
+        if s.server_capture:
+            points.append(("server", d["server"]))
+        for role, iface in points:
             path = str(staging / f"{role}.pcap")
             if s.capture_format == "pcapng":
                 # tcpdump 4.99 cannot write pcapng; dumpcap (what tshark captures with) writes it by default.
@@ -385,7 +399,7 @@ class ScenarioRun:
         max_time = flow.max_time or self.settings.curl_timeout
         cmd = ["curl", "-sS", "-o", "/dev/null", "--noproxy", "*", "-6" if s.ipv6 else "-4"]
         cmd += ["--max-time", f"{max_time:g}", "--cacert", str(self.pki["root"])]
-        cmd += ["-w", "%{http_code} %{size_download} %{size_upload} %{time_total} %{remote_ip}"]
+        cmd += ["-w", "%{http_code} %{size_download} %{size_upload} %{time_total} %{remote_ip} %{local_port}"]
         if flow.upload_bytes:
             upload_file.write_bytes(b"u" * flow.upload_bytes)
             # "Expect:" off: the body follows the headers at once, as most clients do.
@@ -400,7 +414,7 @@ class ScenarioRun:
         started = time.monotonic()
         proc = execute([*cmd, url], ns=self.ns[flow.client], check=False, timeout=max_time + 15)
         elapsed = time.monotonic() - started
-        code, down, up, total, remote = (proc.stdout.split() + [""] * 5)[:5]
+        code, down, up, total, remote, local_port = (proc.stdout.split() + [""] * 6)[:6]
         server_role = ("jenkins" if flow.host == cat.NAMES["jenkins"] else "api") + ("_6" if s.ipv6 else "")
         result = {
             "name": flow.name,
@@ -410,6 +424,7 @@ class ScenarioRun:
             "upload_bytes": flow.upload_bytes,
             "server_ip": remote or bare(self.addr[server_role]),
             "server_port": port,
+            "client_port": int(local_port) if local_port.isdigit() and local_port != "0" else None,
             "expected": flow.expected,
             "curl_exit_code": proc.returncode,
             "http_code": int(code) if code.isdigit() else None,
@@ -420,6 +435,91 @@ class ScenarioRun:
         }
         result["ok"] = lab_oracle.flow_ok(result)
         return result
+
+    def _client_plan(self, flows: list[Flow]) -> list[str]:
+        """lab_client.py command line for keep-alive connections (see its docstring)."""
+        p = self.plan
+        connections = []
+        for flow in flows:
+            connections.append(
+                {
+                    "name": flow.name,
+                    "scheme": flow.scheme,
+                    "host": flow.host,
+                    "port": p.https_port if flow.scheme == "https" else p.http_port,
+                    "paths": [flow.path, *flow.more_paths],
+                    "pause_s": flow.pause_s,
+                    "hold": flow.hold_open,
+                }
+            )
+        cmd = [sys.executable, str(LAB_DIR / "lab_client.py"), "--cafile", str(self.pki["root"])]
+        return [
+            *cmd,
+            "--timeout",
+            f"{self.settings.curl_timeout:g}",
+            json.dumps({"connections": connections}),
+        ]
+
+    def _client_results(self, flows: list[Flow], lines: list[str], exit_code: int | None) -> list[dict]:
+        """One row per keep-alive connection, with the keys of a curl row (curl_exit_code 0: all 2xx)."""
+        rows = {}
+        for line in lines:
+            if line.startswith("{"):
+                row = json.loads(line)
+                rows[row["name"]] = row
+        out = []
+        for flow in flows:
+            row = rows.get(flow.name)
+            statuses = row["statuses"] if row else []
+            all_ok = row is not None and not row["error"] and len(statuses) == 1 + len(flow.more_paths)
+            all_ok = all_ok and all(200 <= c < 300 for c in statuses)
+            result = {
+                "name": flow.name,
+                "client": flow.client,
+                "url": row["url"] if row else None,
+                "method": "GET",
+                "upload_bytes": 0,
+                "server_ip": row["server_ip"] if row else None,
+                "server_port": self.plan.https_port if flow.scheme == "https" else self.plan.http_port,
+                "client_port": row["client_port"] if row else None,
+                "expected": flow.expected,
+                "curl_exit_code": 0 if all_ok else (exit_code or 1),
+                "http_code": statuses[-1] if statuses else None,
+                "bytes_downloaded": row["bytes"] if row else None,
+                "bytes_uploaded": 0,
+                "curl_time_s": float(row["time_s"]) if row else 0.0,
+                "curl_error": (row["error"] if row else "no result from lab_client.py"),
+                "tool": "lab_client.py (http.client keep-alive)",
+                "requests": [flow.path, *flow.more_paths],
+                "statuses": statuses,
+                "pause_s": flow.pause_s,
+                "left_open": flow.hold_open,
+            }
+            result["ok"] = lab_oracle.flow_ok(result)
+            out.append(result)
+        return out
+
+    def keepalive(self, flows: list[Flow]) -> list[dict]:
+        """Keep-alive connections that finish (closed by the client), run to completion one after another."""
+        timeout = sum(f.pause_s * len(f.more_paths) for f in flows) + 30 * len(flows)
+        proc = execute(self._client_plan(flows), ns=self.ns["container"], check=False, timeout=timeout)
+        if proc.stderr.strip():
+            (self.workdir / "client.log").write_text(proc.stderr)
+        return self._client_results(flows, proc.stdout.splitlines(), proc.returncode)
+
+    def hold_open(self, flows: list[Flow]) -> tuple[subprocess.Popen, list[dict]]:
+        """Open connections that get their answers and then stay idle; the caller kills the client (by PID)."""
+        log = self.workdir / "client-hold.log"
+        with log.open("w") as fh:
+            proc = RES.popen(
+                ["ip", "netns", "exec", self.ns["container"], *self._client_plan(flows)],
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        self.services.append(proc)  # teardown stops it if anything goes wrong before the caller does
+        wait_for(log, "holding", proc, "lab_client.py (held connections)")
+        return proc, self._client_results(flows, log.read_text().splitlines(), None)
 
     def ping(self, payload: int) -> dict:
         """An engineer's DF ping from the container (by name, so DNS shows up too)."""
@@ -447,8 +547,19 @@ class ScenarioRun:
             flows = []
             for flow in s.flows:
                 RES.check()
-                flows.append(self.curl(flow, self.workdir / "upload.bin"))
+                if flow.hold_open:
+                    continue
+                if flow.keepalive:
+                    flows += self.keepalive([flow])
+                else:
+                    flows.append(self.curl(flow, self.workdir / "upload.bin"))
                 time.sleep(0.3)
+            holder = None
+            held = [f for f in s.flows if f.hold_open]
+            if held:
+                holder, rows = self.hold_open(held)
+                flows += rows
+                time.sleep(HELD_IDLE_S)  # the held connections sit idle in the captures
             pings = []
             if s.pings:
                 # After the curls: a DF ping teaches the container the path MTU, which would lower its MSS.
@@ -458,6 +569,8 @@ class ScenarioRun:
                 ]
             time.sleep(0.5)
             self.stop_captures()
+            if holder is not None:
+                RES.stop(holder)  # after the captures: its connections end open and idle in them
         finally:
             self.teardown()
         return {"flows": flows, "pings": pings, "duration_s": round(time.monotonic() - started, 1)}

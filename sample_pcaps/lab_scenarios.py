@@ -22,6 +22,11 @@ IPV4_TCP_OVERHEAD = 40  # IPv4 + TCP headers without options: MSS = MTU - 40 (RF
 IPV6_TCP_OVERHEAD = 60
 IPV6_HEADER = 40
 UNCLAMPED = 1500  # Ethernet MTU everywhere the scenario does not narrow it
+MTU_VERDICTS = ("mtu_blackhole", "mtu_blackhole_recovered")
+# Derived variants (lab_derive.py): host.pcap with every timestamp moved by this much (a host clock that is
+# off by 1 h 2 min 3.25 s), and container.pcap cut so that the hanging connection starts mid-stream.
+HOST_SHIFT_S = 3723.25
+DERIVED = {"host_shifted": "host", "container_midstream": "container"}  # derived variant -> its source
 
 
 class CatalogError(ValueError):
@@ -101,7 +106,13 @@ def bare(addr: str) -> str:
 
 @dataclass(frozen=True)
 class Flow:
-    """One curl run. `expected`: failed (nonzero exit), succeeded, or slow (succeeded after >= 2 s)."""
+    """One curl run. `expected`: failed (nonzero exit), succeeded, or slow (succeeded after >= 2 s).
+
+    With `more_paths` or `hold_open` the flow is one keep-alive connection of lab_client.py instead (curl
+    cannot pause between the requests of one connection): `path`, then each of `more_paths`, with
+    `pause_s` of idle time before each further request; a `hold_open` connection stays open and idle past
+    the end of the captures.
+    """
 
     name: str
     client: str  # "container" | "host"
@@ -111,13 +122,20 @@ class Flow:
     upload_bytes: int = 0
     expected: str = "succeeded"
     max_time: float | None = None  # None: the lab's --curl-timeout
+    more_paths: tuple[str, ...] = ()
+    pause_s: float = 0.0
+    hold_open: bool = False
+
+    @property
+    def keepalive(self) -> bool:
+        return bool(self.more_paths) or self.hold_open
 
 
 @dataclass(frozen=True)
 class Check:
     """Either `filter` with min/max frame counts, or `fact` (dotted path in the capture's facts) == `equals`."""
 
-    capture: str  # "container" | "host"
+    capture: str  # "container" | "host" | "server" | a derived variant ("container_midstream")
     why: str
     filter: str | None = None
     min: int | None = None
@@ -154,6 +172,14 @@ class Scenario:
     host_capture: str = "uplink"  # "uplink" | "any" (tcpdump -i any) | "any_sll" (-y LINUX_SLL)
     capture_format: str = "pcap"  # "pcap" | "pcap-nsec" | "pcapng"
     pings: bool = False
+    server_capture: bool = False  # also tcpdump in the servers' namespace, on its link to the router
+    server_drop_icmp: bool = False  # the server's own INPUT firewall drops ICMP frag-needed / packet-too-big
+    server_keepalive: bool = False  # the web server keeps connections open (lab_server.py --keep-alive)
+    derive: tuple[str, ...] = ()  # derived variants written after the run (keys of DERIVED)
+    # analyses: False where no capture pins the path MTU (nothing of the narrow size arrives, no ICMP says
+    # it); the analyzer may then leave it open, but must not name another number.
+    path_mtu_evident: bool = True
+    healthy_path_mtu: bool = False  # a healthy verdict that still knows the path MTU (from ICMP)
     # A failed verification is retried once: on a busy 2-core machine a spurious RTO can break a timing
     # check. Scenarios whose effect is random (loss) get more attempts. Retries are printed and recorded.
     attempts: int = 2
@@ -169,6 +195,73 @@ class Scenario:
     @property
     def tcp_overhead(self) -> int:
         return IPV6_TCP_OVERHEAD if self.ipv6 else IPV4_TCP_OVERHEAD
+
+    @property
+    def path_mtu(self) -> int:
+        """The narrowest hop between the host and the server, either direction (the container excluded)."""
+        hops = [self.host_mtu, self.router_host_mtu or self.host_mtu, UNCLAMPED]
+        return min(hops + [m for m in (self.route_mtu_to_server, self.route_mtu_to_host) if m])
+
+    @property
+    def captures(self) -> tuple[str, ...]:
+        return ("container", "host", "server") if self.server_capture else ("container", "host")
+
+
+# --- how the analyzer is run on a scenario's files, and what it must conclude ---------------------------
+
+VANTAGE = {"container": "client", "host": "middle", "server": "server"}
+
+
+def analyses(s: Scenario) -> list[dict]:
+    """truth.json `analyses`: one entry per way of running the analyzer on this scenario's captures."""
+    mtu = s.path_mtu if (s.verdict in MTU_VERDICTS or s.healthy_path_mtu) else None
+
+    def entry(inputs: dict, files: dict[str, str], **extra) -> dict:
+        out = {
+            "inputs": inputs,
+            "expected_verdict": s.verdict,
+            "not_mtu_reason": s.not_mtu_reason,
+            "path_mtu": mtu,
+        }
+        if mtu is not None and not s.path_mtu_evident:
+            out["path_mtu_evident"] = False
+        out["vantage"] = {file: VANTAGE[role] for file, role in files.items()}
+        return out | extra
+
+    pair = {"host": "host.pcap", "container": "container.pcap"}
+    entries = [entry(pair, {"host.pcap": "host", "container.pcap": "container"})]
+    if s.server_capture:
+        entries += [
+            entry({"server": "server.pcap"}, {"server.pcap": "server"}),
+            entry(
+                {"container": "container.pcap", "server": "server.pcap"},
+                {"container.pcap": "container", "server.pcap": "server"},
+            ),
+            entry({"captures": ["server.pcap"]}, {"server.pcap": "server"}),
+        ]
+    if "host_shifted" in s.derive:
+        entries.append(
+            entry(
+                {"host": "host_shifted.pcap", "container": "container.pcap"},
+                {"host_shifted.pcap": "host", "container.pcap": "container"},
+                clock_offset_s=HOST_SHIFT_S,
+            )
+        )
+    if "container_midstream" in s.derive:
+        # The handshake is gone, so the MSS is unknown: a black hole may still be recognised from the
+        # retransmitted data, or the analyzer may say it cannot tell; it must never call the capture healthy.
+        midstream = entry(
+            {"container": "container_midstream.pcap"}, {"container_midstream.pcap": "container"}
+        )
+        midstream |= {
+            "expected_verdict": None,
+            "not_healthy": True,
+            "acceptable_verdicts": ["mtu_blackhole", "inconclusive"],
+            "path_mtu": None,
+        }
+        midstream.pop("path_mtu_evident", None)
+        entries.append(midstream)
+    return entries
 
 
 # --- check builders -------------------------------------------------------------------------------------
@@ -281,9 +374,80 @@ def blackhole_checks(scheme: str) -> Callable[[Scenario, Plan], list[Check]]:
                 ),
                 Check("host", "-i any also sees the NATed address (uplink)", _ip_is(s, p, "host_uplink"), 1),
             ]
+        if s.server_capture:
+            checks += _blackhole_server_checks(s, p, port)
+        if "container_midstream" in s.derive:
+            checks += [
+                Check(
+                    "container_midstream",
+                    "the cut capture holds no handshake to the port (the hanging connection starts mid-stream)",
+                    syn(port),
+                    max=0,
+                ),
+                Check(
+                    "container_midstream",
+                    "...but the hanging connection's later packets from the server are kept",
+                    from_server(s, port),
+                    1,
+                ),
+                Check(
+                    "container_midstream",
+                    "...and the container's retransmissions or requests toward it",
+                    to_server(s, port),
+                    1,
+                ),
+            ]
         return checks
 
     return build
+
+
+def _blackhole_server_checks(s: Scenario, p: Plan, port: int) -> list[Check]:
+    """server.pcap of a download black hole: full-size segments leave and are never acknowledged."""
+    full, router = UNCLAMPED, address(p, s, "router_internet")
+    icmp = ptb() if s.ipv6 else frag_needed()
+    checks = [
+        Check("server", "the server sends full-size segments", from_server(s, port, "==", full), 1),
+        Check(
+            "server",
+            "...and retransmits them: they are never acknowledged",
+            f"tcp.analysis.retransmission && {from_server(s, port, '==', full)}",
+            1,
+        ),
+        Check(
+            "server",
+            "the host's own SYN (MSS of its uplink) reaches the server",
+            syn(port, s.host_mtu - s.tcp_overhead),
+            1,
+        ),
+        Check(
+            "server",
+            "the host's own flow gets full path-MTU segments from the server",
+            from_server(s, port, "==", s.path_mtu),
+            1,
+        ),
+    ]
+    if s.drop_icmp:
+        checks.append(
+            Check("server", "no ICMP frag-needed reaches the server (the router drops it)", icmp, max=0)
+        )
+    else:
+        field = "ipv6.src" if s.ipv6 else "ip.src"
+        checks += [
+            Check(
+                "server",
+                f"the router's frag-needed (mtu {s.path_mtu}) does reach the server's interface",
+                f"{ptb(s.path_mtu) if s.ipv6 else frag_needed(s.path_mtu)} && {field}=={router}",
+                1,
+            ),
+            Check(
+                "server",
+                "the frag-needed quotes the server's own full-size segment",
+                f"{frag_needed()} && tcp.srcport=={port} && ip.len#2=={full}",
+                1,
+            ),
+        ]
+    return checks
 
 
 def address(p: Plan, s: Scenario, role: str) -> str:
@@ -326,7 +490,28 @@ def recovered_checks(s: Scenario, p: Plan) -> list[Check]:
             1,
         ),
         Check("host", "no ICMP frag-needed reaches the host", frag_needed(), max=0),
-    ]
+    ] + (
+        [
+            Check(
+                "server", "the server's first flight is full-size", from_server(s, port, "==", UNCLAMPED), 1
+            ),
+            Check(
+                "server",
+                "after the stall it sends smaller data segments (MTU probing)",
+                f"{from_server(s, port, '<', narrow)} && tcp.len>0",
+                20,
+            ),
+            Check(
+                "server",
+                "a stall of >= 1 s in its sending (retransmission timeouts)",
+                f"{from_server(s, port)} && tcp.time_delta>=1",
+                1,
+            ),
+            Check("server", "no ICMP frag-needed reaches the server", frag_needed(), max=0),
+        ]
+        if s.server_capture
+        else []
+    )
 
 
 def upload_checks(s: Scenario, p: Plan) -> list[Check]:
@@ -359,7 +544,26 @@ def upload_checks(s: Scenario, p: Plan) -> list[Check]:
             from_server(s, port, "==", UNCLAMPED),
             1,
         ),
-    ]
+    ] + (
+        [
+            Check(
+                "server",
+                f"no segment larger than the {narrow}-byte hop reaches the server",
+                to_server(s, port, ">", narrow),
+                max=0,
+            ),
+            Check("server", "the upload's first small segments (SYN, headers) do arrive", syn(port), 1),
+            Check("server", "no ICMP frag-needed at the server", frag_needed(), max=0),
+            Check(
+                "server",
+                "the server's downloads leave at full size",
+                from_server(s, port, "==", UNCLAMPED),
+                1,
+            ),
+        ]
+        if s.server_capture
+        else []
+    )
 
 
 def pmtud_checks(s: Scenario, p: Plan) -> list[Check]:
@@ -391,7 +595,30 @@ def pmtud_checks(s: Scenario, p: Plan) -> list[Check]:
             from_server(s, p.http_port, ">", narrow),
             max=0,
         ),
-    ]
+    ] + (
+        [
+            Check(
+                "server",
+                f"the router's frag-needed (mtu {narrow}) for the downloads reaches the server",
+                f"{frag_needed(narrow)} && ip.src=={address(p, s, 'router_internet')}",
+                1,
+            ),
+            Check(
+                "server",
+                "...drawn by the server's own full-size segment (quoted in the ICMP)",
+                f"{frag_needed()} && ip.len#2=={UNCLAMPED}",
+                1,
+            ),
+            Check(
+                "server",
+                f"after it the server sends {narrow}-byte segments",
+                from_server(s, p.http_port, "==", narrow),
+                1,
+            ),
+        ]
+        if s.server_capture
+        else []
+    )
 
 
 def clamp_checks(s: Scenario, p: Plan) -> list[Check]:
@@ -501,29 +728,121 @@ def lossy_checks(s: Scenario, p: Plan) -> list[Check]:
     ]
 
 
-def slow_checks(s: Scenario, p: Plan) -> list[Check]:
-    return [
+def slow_checks(*slow_schemes: str) -> Callable[[Scenario, Plan], list[Check]]:
+    """The server answers the requests of `slow_schemes` >= 3 s late; anything else promptly."""
+
+    def build(s: Scenario, p: Plan) -> list[Check]:
+        late = "tcp.len>0 && tcp.time_delta>=3"
+        roles = ("container", "server") if s.server_capture else ("container",)
+        checks = []
+        for role in roles:
+            for scheme in ("http", "https"):
+                port = _port(p, scheme)
+                if scheme in slow_schemes:
+                    what = scheme.upper()
+                    checks.append(
+                        Check(
+                            role,
+                            f"the {what} answer comes >= 3 s after the request",
+                            f"tcp.srcport=={port} && {late}",
+                            1,
+                        )
+                    )
+                else:
+                    checks.append(
+                        Check(
+                            role,
+                            f"the {scheme.upper()} answer is prompt",
+                            f"tcp.srcport=={port} && {late}",
+                            max=0,
+                        )
+                    )
+                    checks.append(
+                        Check(role, "...and it is answered", f"tcp.srcport=={port} && tcp.len>0", 1)
+                    )
+            checks += [
+                Check(
+                    role,
+                    "the TLS handshake is prompt: ServerHello within 1 s of the SYN",
+                    f"tcp.srcport=={p.https_port} && tls.handshake.type==2 && tcp.time_relative<1",
+                    1,
+                ),
+                Check(
+                    role,
+                    "full-size TLS handshake packets",
+                    from_server(s, p.https_port, "==", UNCLAMPED),
+                    1,
+                ),
+                # No loss: at most a spurious RTO retransmission or two when the machine is busy.
+                Check(role, "no loss: (almost) no retransmissions", "tcp.analysis.retransmission", max=2),
+                Check(role, "no ICMP frag-needed", frag_needed(), max=0),
+            ]
+        return checks
+
+    return build
+
+
+def keepalive_checks(s: Scenario, p: Plan) -> list[Check]:
+    """Busy but healthy: keep-alive connections with idle pauses, two of them still open at the end."""
+    http, https = p.http_port, p.https_port
+    checks = []
+    for role in ("container", "host"):
+        for port in (http, https):
+            checks += [
+                Check(role, f"two connections to port {port}", syn(port), 2, 2),
+                Check(
+                    role,
+                    f"one of them is closed by the client (one FIN to {port}) ...",
+                    f"tcp.flags.fin==1 && tcp.dstport=={port}",
+                    1,
+                    1,
+                ),
+                Check(
+                    role,
+                    "... and by the server in turn; the other stays open and idle",
+                    f"tcp.flags.fin==1 && tcp.srcport=={port}",
+                    1,
+                    1,
+                ),
+            ]
+        checks += [
+            Check(role, "no RST", "tcp.flags.reset==1", max=0),
+            Check(role, "no ICMP frag-needed", frag_needed(), max=0),
+            Check(role, "no loss: (almost) no retransmissions", "tcp.analysis.retransmission", max=2),
+        ]
+    checks += [
         Check(
             "container",
-            "the HTTP answer comes >= 3 s after the request",
-            f"tcp.srcport=={p.http_port} && tcp.len>0 && tcp.time_delta>=3",
+            "several HTTP requests on one connection (keep-alive)",
+            "http.request && http.prev_request_in",
+            2,
+        ),
+        Check(
+            "container",
+            "the client pauses >= 1 s before its next request (HTTP)",
+            f"http.request && tcp.dstport=={http} && tcp.time_delta>=1",
+            2,
+        ),
+        Check(
+            "container",
+            "... and on the HTTPS connection (an encrypted request after >= 1 s of quiet)",
+            f"tls.app_data && tcp.dstport=={https} && tcp.time_delta>=1",
+            2,
+        ),
+        Check(
+            "container",
+            "full-size 1500-byte segments arrive over HTTP",
+            from_server(s, http, "==", UNCLAMPED),
             1,
         ),
         Check(
             "container",
-            "the HTTPS answer comes >= 3 s after the request (the handshake itself was quick)",
-            f"tcp.srcport=={p.https_port} && tcp.len>0 && tcp.time_delta>=3",
+            "... and over HTTPS",
+            from_server(s, https, "==", UNCLAMPED),
             1,
         ),
-        Check(
-            "container",
-            "full-size TLS handshake packets arrive",
-            from_server(s, p.https_port, "==", UNCLAMPED),
-            1,
-        ),
-        # No loss: at most a spurious RTO retransmission or two when the machine is busy.
-        Check("container", "no loss: (almost) no retransmissions", "tcp.analysis.retransmission", max=2),
     ]
+    return checks
 
 
 def format_checks(
@@ -580,12 +899,15 @@ def _catalog() -> list[Scenario]:
             bh,
             tls_version="1.2",
             pings=True,
+            derive=("host_shifted", "container_midstream"),
         ),
         _blackhole(
             "blackhole_tls13",
-            "The incident with TLS 1.3 (certificate in the encrypted flight): same symptoms as TLS 1.2.",
+            "The incident with TLS 1.3 (certificate in the encrypted flight): same symptoms as TLS 1.2; "
+            "also captured on the server.",
             bh,
             pings=True,
+            server_capture=True,
         ),
         Scenario(
             "blackhole_recovered",
@@ -608,6 +930,7 @@ def _catalog() -> list[Scenario]:
             ),
             recovered_checks,
             server_mtu_probing=True,
+            server_capture=True,
         ),
         Scenario(
             "blackhole_http_large",
@@ -621,6 +944,7 @@ def _catalog() -> list[Scenario]:
                 Flow("host_http_big", "host", "http", "/big?bytes=60000"),
             ),
             blackhole_checks("http"),
+            derive=("host_shifted", "container_midstream"),
         ),
         Scenario(
             "blackhole_upload",
@@ -640,6 +964,8 @@ def _catalog() -> list[Scenario]:
             upload_checks,
             host_mtu=UNCLAMPED,
             route_mtu_to_server=1450,
+            server_capture=True,
+            path_mtu_evident=False,  # nothing of 1450 bytes crosses, no ICMP says 1450: only "< 1500" shows
         ),
         Scenario(
             "fixed_clamp_setmss",
@@ -682,6 +1008,8 @@ def _catalog() -> list[Scenario]:
             route_mtu_to_server=1450,
             route_mtu_to_host=1450,
             drop_icmp=False,
+            server_capture=True,
+            healthy_path_mtu=True,
         ),
         Scenario(
             "ipv6_blackhole",
@@ -784,8 +1112,71 @@ def _catalog() -> list[Scenario]:
                 Flow("container_http_slow", "container", "http", "/slow?s=4", expected="slow"),
                 Flow("container_https_slow", "container", "https", "/slow?s=4", expected="slow"),
             ),
-            slow_checks,
+            slow_checks("http", "https"),
             not_mtu_reason="server_slow",
+            server_capture=True,
+            **HEALTHY_NET,
+        ),
+        Scenario(
+            "slow_tls_server",
+            "Negative control: all MTUs 1500, no loss; HTTPS from the container: the TLS handshake is prompt, "
+            "then the server waits 4 s after the HTTP request before it answers; a small HTTP page is prompt.",
+            "Not MTU: the server is slow to answer inside TLS; the handshake and full-size packets are fine.",
+            "not_mtu",
+            (C_HTTP_SMALL, Flow("container_https_slow", "container", "https", "/slow?s=4", expected="slow")),
+            slow_checks("https"),
+            not_mtu_reason="server_slow",
+            server_capture=True,
+            **HEALTHY_NET,
+        ),
+        Scenario(
+            "icmp_ignored",
+            "The incident, but the router does send ICMP frag-needed (mtu 1450) and the server's own INPUT "
+            "firewall drops it: tcpdump on the server sees the ICMP arrive while the server's TCP keeps "
+            "sending full-size segments. Container HTTPS hangs, the host's own HTTPS works.",
+            "MTU black hole: the path MTU is 1450 (the router says so in frag-needed that reaches the server's "
+            "interface), but the server's firewall drops the ICMP, so it never lowers its segment size. Fix: "
+            "clamp MSS on the docker host, or let ICMP type 3 code 4 in on the server.",
+            "mtu_blackhole",
+            BLACKHOLE_FLOWS,
+            bh,
+            drop_icmp=False,
+            server_drop_icmp=True,
+            server_capture=True,
+        ),
+        Scenario(
+            "busy_keepalive",
+            "Healthy 1500 path, busy client: keep-alive HTTP and HTTPS connections serve three requests each "
+            "(one of 20 KB) with 1.5-2 s of idle time between them; two more connections get one answer each "
+            "and are still open and idle when the captures stop.",
+            "Healthy: idle pauses and connections left open are the client's doing; every request is answered "
+            "promptly in full-size segments.",
+            "healthy",
+            (
+                Flow(
+                    "container_http_keepalive",
+                    "container",
+                    "http",
+                    "/",
+                    more_paths=("/big?bytes=20000", "/"),
+                    pause_s=1.5,
+                ),
+                Flow(
+                    "container_https_keepalive",
+                    "container",
+                    "https",
+                    "/",
+                    host=NAMES["jenkins"],
+                    more_paths=("/big?bytes=20000", "/"),
+                    pause_s=2.0,
+                ),
+                Flow("container_http_idle", "container", "http", "/", hold_open=True),
+                Flow(
+                    "container_https_idle", "container", "https", "/", host=NAMES["jenkins"], hold_open=True
+                ),
+            ),
+            keepalive_checks,
+            server_keepalive=True,
             **HEALTHY_NET,
         ),
     ]
