@@ -6,17 +6,20 @@ This is the one code path behind both the CLI (`pcapmtu analyze`) and notebooks 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
 import pandas as pd
 
 from . import detectors, diagnosis, path
+from . import roles as roles_mod
 from .capture import Capture, read
 from .config import KnownFacts, Thresholds
 from .context import Context
 from .errors import UsageError
 from .results import Diagnosis, Finding
+from .vantage import Vantage
 
 Source = str | os.PathLike[str] | Capture
 
@@ -33,6 +36,16 @@ class Analysis:
     @property
     def captures(self) -> dict[str, Capture]:
         return self.context.captures
+
+    @property
+    def vantage(self) -> dict[str, Vantage]:
+        """Where each capture was taken (role -> Vantage: client, server, middle or unknown, with reasons)."""
+        return self.context.vantage
+
+    @property
+    def role_changes(self) -> list[str]:
+        """Roles given wrongly (or not at all) and how they were placed, in words."""
+        return self.context.role_changes
 
     @property
     def verdict(self) -> str:
@@ -112,7 +125,7 @@ class Analysis:
                 raise ValueError("no suspect connection to plot; pass (capture, conn)")
             flow = worst[0]
         if isinstance(flow, int):
-            flow = (next(r for r in self.captures if r != "host"), flow)
+            flow = (self.context.container_roles[0], flow)
         return plots.time_sequence(self, *flow)
 
     def plot_timeline(self):
@@ -156,14 +169,19 @@ def analyze(
     host: Source | None = None,
     container: Source | None = None,
     *more: Source,
+    server: Source | None = None,
+    captures: Iterable[Source] = (),
     host_mtu: int | None = None,
     container_mtu: int | None = None,
     thresholds: Thresholds | None = None,
     progress=None,
 ) -> Analysis:
-    """Diagnose MTU/MSS trouble from a host capture, a container capture, or both (plus more containers).
+    """Diagnose MTU/MSS trouble from captures taken anywhere on the path.
 
-    With one capture the verdict rests on that side alone and says so through a lower confidence.
+    `host` is the docker host's uplink, `container` (and `more`) inside containers, `server` the server's
+    own capture, `captures` any capture of unknown role: each is placed by where it was taken (vantage.py),
+    and given roles that contradict the evidence are corrected (`Analysis.role_changes` says so). With one
+    capture the verdict rests on that side alone and says so through a lower confidence.
     `progress(role, done_bytes, total_bytes)` is called while each capture is read.
     """
     roles: dict[str, Source] = {}
@@ -173,15 +191,22 @@ def analyze(
         roles["container"] = container
     for i, extra in enumerate(more, start=2):
         roles[f"container{i}"] = extra
+    if server is not None:
+        roles["server"] = server
+    unplaced = list(captures)
+    for i, extra in enumerate(unplaced):
+        roles[f"capture{i + 1}"] = extra
     if not roles:
         raise UsageError("give at least one capture (host and/or container)")
-    captures = {}
+    read_in = {}
     for role, src in roles.items():
         if isinstance(src, Capture) and not src.packets_kept:
             raise UsageError(f"{src.name} was read with keep_packets=False; the diagnosis needs its packets")
         tick = (lambda done, total, role=role: progress(role, done, total)) if progress else None
-        captures[role] = src if isinstance(src, Capture) else read(src, progress=tick)
-    ctx = Context(captures, KnownFacts(host_mtu, container_mtu), thresholds or Thresholds())
+        read_in[role] = src if isinstance(src, Capture) else read(src, progress=tick)
+    placed, vantage, changes = roles_mod.place(read_in)
+    ctx = Context(placed, KnownFacts(host_mtu, container_mtu), thresholds or Thresholds(), vantage=vantage,
+                  role_changes=changes)  # fmt: skip
     ctx.path = path.infer(ctx)
     findings = detectors.run(ctx)
     table = diagnosis.verdicts(ctx, findings)

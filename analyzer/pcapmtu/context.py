@@ -19,31 +19,50 @@ from .delivery import DELIVERY_COLUMNS, delivery
 from .pairing import PAIR_COLUMNS, match_flows
 from .results import PathMTU
 from .turns import TURN_COLUMNS, turns
+from .vantage import Vantage
+
+FAR_ROLES = ("host", "server")
 
 
 @dataclass
 class Context:
-    captures: dict[str, Capture]  # role -> capture: "host", "container", "container2", ... or "capture"
+    captures: dict[str, Capture]  # role -> capture: "container", "container2", ..., "host", "server"
     facts: KnownFacts = field(default_factory=KnownFacts)
     th: Thresholds = field(default_factory=Thresholds)
     path: dict[int, PathMTU] = field(default_factory=dict)  # filled by path.infer before detectors run
+    vantage: dict[str, Vantage] = field(default_factory=dict)  # role -> where it was taken
+    role_changes: list[str] = field(default_factory=list)  # roles given wrongly and corrected, in words
 
     @property
-    def host(self) -> Capture | None:
-        return self.captures.get("host")
+    def far_role(self) -> str | None:
+        """The capture the client-side captures are paired with: the docker host's, else the server's."""
+        if len(self.captures) < 2:
+            return None
+        return next((r for r in FAR_ROLES if r in self.captures), None)
+
+    @property
+    def far(self) -> Capture | None:
+        return self.captures[self.far_role] if self.far_role else None
 
     @property
     def container_roles(self) -> list[str]:
-        return [r for r in self.captures if r != "host"]
+        """The captures nearest the clients (every capture but the far one)."""
+        return [r for r in self.captures if r != self.far_role]
+
+    def clock_offset(self, role: str) -> float:
+        """This capture's clock minus the client-side captures' clock, seconds (0 where not measured)."""
+        if role != self.far_role or not len(self.pairs):
+            return 0.0
+        offsets = self.pairs["clock_offset_s"].dropna()
+        return float(offsets.median()) if len(offsets) else 0.0
 
     @cached_property
     def pairs(self) -> pd.DataFrame:
-        """Container connection <-> host connection, for every container capture."""
-        if self.host is None:
+        """Container connection <-> far-capture connection, for every container capture."""
+        if self.far is None:
             return pd.DataFrame(columns=PAIR_COLUMNS)
         parts = [
-            match_flows(self.host, self.captures[r], r, self.th.pairing_window_s)
-            for r in self.container_roles
+            match_flows(self.far, self.captures[r], r, self.th.pairing_window_s) for r in self.container_roles
         ]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIR_COLUMNS)
 
@@ -57,15 +76,15 @@ class Context:
         for role, c, h in zip(
             self.pairs["container"], self.pairs["container_conn"], self.pairs["host_conn"], strict=True
         ):
-            out[(role, int(c))] = ("host", int(h))
-            out.setdefault(("host", int(h)), (role, int(c)))
+            out[(role, int(c))] = (self.far_role, int(h))
+            out.setdefault((self.far_role, int(h)), (role, int(c)))
         return out
 
     def judged(self, role: str) -> pd.DataFrame:
-        """The connections a detector judges in a capture: the host's copies of container connections are
-        judged once, on the container's side, so the host capture contributes only its own."""
+        """The connections a detector judges in a capture: the far capture's copies of container connections
+        are judged once, on the container's side, so the far capture contributes only its own."""
         f = self.flows(role)
-        return f[f["host_own"]] if role == "host" else f
+        return f[f["host_own"]] if role == self.far_role else f
 
     def flow(self, role: str, conn: int) -> pd.Series:
         """One connection's row (flows are numbered 0..n-1 in order, so this is a position lookup)."""
@@ -81,8 +100,8 @@ class Context:
         out = {role: _derive(cap) for role, cap in self.captures.items()}
         for role, cap in self.captures.items():
             out[role]["icmp_reports"] = _icmp_reports(out[role], cap.icmp)
-        if "host" in out:
-            host = out["host"]
+        if self.far_role:
+            host = out[self.far_role]
             copies = {c for group in self.pairs["host_copies"] for c in group} if len(self.pairs) else set()
             host["host_own"] = ~host["conn"].isin(copies)
             # what the server really received: the host-side SYN (after any MSS clamp on the host)

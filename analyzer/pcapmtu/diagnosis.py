@@ -46,15 +46,13 @@ def verdicts(ctx: Context, findings: list[Finding]) -> pd.DataFrame:
         if f.conn >= 0:
             by_flow.setdefault((f.capture, f.conn), []).append(f)
     rows = []
-    for role in [r for r in ctx.captures if r != "host"] + (["host"] if ctx.host is not None else []):
-        flows = ctx.flows(role)
-        if role == "host":
-            flows = flows[flows["host_own"]]
+    for role in ctx.container_roles + ([ctx.far_role] if ctx.far_role else []):
+        flows = ctx.judged(role)
         for flow in flows.itertuples():
             own = by_flow.get((role, int(flow.conn)), [])
             twin = (
-                by_flow.get(("host", int(flow.twin_conn)), [])
-                if role != "host" and flow.twin_conn >= 0
+                by_flow.get((ctx.far_role, int(flow.twin_conn)), [])
+                if role != ctx.far_role and flow.twin_conn >= 0
                 else []
             )
             verdict, reason, codes = _judge(flow, own + twin, ctx)
@@ -128,7 +126,7 @@ def _clamp_after(findings: list[Finding]) -> int | None:
 
 
 def _confidence(ctx: Context, verdict: str, codes: set[str], chosen: pd.DataFrame) -> float:
-    two_sides = ctx.host is not None and len(ctx.captures) > 1
+    two_sides = ctx.far is not None
     if verdict in ("mtu_blackhole", "mtu_blackhole_recovered"):
         score = 0.6 + 0.1 * len(codes & {"S001", "T001", "M001", "M004", "X002"}) + (0.1 if two_sides else 0)
         return round(min(score, 0.97 if two_sides else 0.8), 2)
@@ -183,7 +181,7 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
     parts.append(f"Affected: {listing} ({len(chosen)} of {n_total} connections).")
     healthy = table[table["verdict"] == "healthy"]
     if len(healthy):
-        who = {"host": "from the host itself"}
+        who = {"host": "from the host itself", "server": "to the server, from other clients"}
         working = sorted(
             {
                 f"{s} ({who.get(c, 'from the ' + c)})"

@@ -1,35 +1,53 @@
-"""Stage 4: the same connection seen in two captures, across NAT.
+"""Stage 4: the same connection seen in two captures, across NAT and clock offsets.
 
 Docker's MASQUERADE rewrites the client address (and maybe the port) but never the TCP sequence numbers,
-so a container connection and its host-side twin share the server endpoint and the client's initial
-sequence number, and start at about the same time. Without the SYN, the server's initial sequence number
-(SYN-ACK) matches instead; without either, the first sequence numbers seen. Host connections left unmatched are the host's own traffic.
+so a container connection and its twin in the other capture share the server endpoint and the client's
+initial sequence number. 32 random bits plus the endpoint are a strong key, so no time window is needed:
+the two captures may come from machines whose clocks differ by minutes. Without the SYN, the server's
+initial sequence number (SYN-ACK) matches instead; without either, the first sequence numbers seen (these
+weaker keys must also start together once the clock offset measured on the stronger ones is taken out).
+Connections of the far capture left unmatched are its own traffic.
+
+The clock offset and the one-way delay between the two capture points come from the segments both saw:
+a client-to-server packet reaches the far point `offset + delay` later by the two clocks, a server-to-client
+packet `offset - delay`; the smallest of the first and the largest of the second bound both (as NTP does
+with its four timestamps).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .capture import Capture
 
-PAIR_COLUMNS = ["container", "container_conn", "host_conn", "matched_by", "nat_client", "host_copies"]
+PAIR_COLUMNS = [
+    "container", "container_conn", "host_conn", "matched_by", "nat_client", "host_copies", "clock_offset_s",
+    "one_way_delay_s",
+]  # fmt: skip
+ISN_KEYS = ("isn_client", "isn_server")
 
 
 def match_flows(
     host: Capture, container: Capture, role: str = "container", window_s: float = 5.0
 ) -> pd.DataFrame:
-    """One row per container connection found in the host capture."""
+    """One row per container connection found in the far (`host`) capture, with the two points' clocks."""
     h, c = host.flows, container.flows
     found = []
+    offset = None
     # strongest first: the SYN, the SYN-ACK, then (captures that start mid-connection) the first sequence
-    # number each side was seen with, which matches when both captures started at the same moment
+    # number each side was seen with, which matches only when both captures started at the same moment
     for key in ("isn_client", "isn_server", "first_seq_s2c", "first_seq_c2s"):
         left = c[c[key] >= 0][["conn", "server_ip", "server_port", key, "first_ts"]]
         right = h[h[key] >= 0][
             ["conn", "server_ip", "server_port", key, "first_ts", "client_ip", "client_port"]
         ]
         hit = left.merge(right, on=["server_ip", "server_port", key], suffixes=("_c", "_h"))
-        hit = hit[(hit["first_ts_c"] - hit["first_ts_h"]).abs() <= window_s]
+        if key not in ISN_KEYS:
+            if offset is None:  # the clocks as measured on the connections the handshake matched
+                strong = pd.concat(found, ignore_index=True) if found else hit.iloc[:0]
+                offset = float((strong["first_ts_h"] - strong["first_ts_c"]).median()) if len(strong) else 0.0
+            hit = hit[(hit["first_ts_h"] - hit["first_ts_c"] - offset).abs() <= window_s]
         how = {"isn_client": "client initial sequence number", "isn_server": "server initial sequence number",
                "first_seq_s2c": "server sequence number (no handshake captured)",
                "first_seq_c2s": "client sequence number (no handshake captured)"}[key]  # fmt: skip
@@ -49,4 +67,36 @@ def match_flows(
     pairs["nat_client"] = pairs["client_ip"].astype(str) + ":" + pairs["client_port"].astype(str)
     out = pairs.rename(columns={"conn_c": "container_conn", "conn_h": "host_conn"})
     out.insert(0, "container", role)
+    out["clock_offset_s"], out["one_way_delay_s"] = clocks(container, host, out)
     return out[PAIR_COLUMNS].sort_values("container_conn").reset_index(drop=True)
+
+
+def clocks(near: Capture, far: Capture, pairs: pd.DataFrame) -> tuple[float, float]:
+    """(far clock minus near clock, one-way delay from near to far), seconds, from segments both captured.
+
+    NaN when no segment was seen in both directions at both points."""
+    keys = ["pair", "dir", "seq", "payload_len", "tcp_flags"]
+
+    def firsts(cap: Capture, conns: pd.Series) -> pd.DataFrame:
+        p = cap.packets
+        pair_of = pd.Series(np.arange(len(conns)), index=conns.to_numpy())
+        sel = p[p["conn"].isin(pair_of.index) & ~p["dup_copy"]]
+        t = sel[["dir", "seq", "payload_len", "tcp_flags", "ts_ns"]].assign(
+            pair=pair_of.reindex(sel["conn"]).to_numpy()
+        )
+        return t.drop_duplicates(keys, keep="first")
+
+    if not len(pairs):
+        return float("nan"), float("nan")
+    both = firsts(near, pairs["container_conn"]).merge(
+        firsts(far, pairs["host_conn"]), on=keys, suffixes=("_n", "_f")
+    )
+    delta = (both["ts_ns_f"] - both["ts_ns_n"]).to_numpy(dtype=np.float64) / 1e9
+    forward, backward = delta[both["dir"].to_numpy() == 0], delta[both["dir"].to_numpy() == 1]
+    if not len(forward) or not len(backward):
+        return float("nan"), float("nan")
+    ahead, behind = (
+        float(forward.min()),
+        float(backward.max()),
+    )  # offset + delay >= ahead; offset - delay <= behind
+    return (ahead + behind) / 2, (ahead - behind) / 2

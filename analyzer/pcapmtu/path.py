@@ -47,9 +47,9 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
     if ctx.facts.container_mtu:
         # the container's own interface bounds what it can receive: a path wider than it is not the problem
         signals.append({"kind": "stated_container_mtu", "mtu": ctx.facts.container_mtu})
-    if ctx.host is not None:
-        own = ctx.flows("host")
-        own = own[own["host_own"] & (own["ipv"] == ipv) & (own["mss_client"] > 0)]
+    if "host" in ctx.captures:
+        own = ctx.judged("host")
+        own = own[(own["ipv"] == ipv) & (own["mss_client"] > 0)]
         if len(own):
             mss = int(own["mss_client"].mode().iloc[0])
             signals.append({"kind": "host_syn_mss", "capture": "host", "mss": mss, "mtu": mss + hdr,
@@ -133,7 +133,7 @@ def _smallest_lost(
                 best, why = size, f"{size}-byte packets to the {role} never arrived"
         # uploads: full-size packets the client sent and re-sent and that were never acknowledged
         up = f[(f["ipv"] == ipv) & f["handshake_ok"] & f["upload_stall"] & (f["stalled_s"] >= ctx.th.stall_s)]
-        if role != "host" and len(up):
+        if role != ctx.far_role and len(up):
             size = int(up["client_full"].min())
             if best is None or size < best:
                 best, why = size, f"{size}-byte packets from the {role} were never acknowledged"

@@ -8,9 +8,9 @@ from ._util import conn_packets, first_frames, flow_filter, service
 
 
 def _host_twin(ctx: Context, role: str, flow):
-    if role == "host" or ctx.host is None or flow.twin_conn < 0:
+    if role == ctx.far_role or ctx.far is None or flow.twin_conn < 0:
         return None
-    host = ctx.flows("host")
+    host = ctx.flows(ctx.far_role)
     hit = host[host["conn"] == flow.twin_conn]
     return hit.iloc[0] if len(hit) else None
 

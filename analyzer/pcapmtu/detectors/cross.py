@@ -21,9 +21,9 @@ from ._util import conn_packets, first_frames, flow_filter, service
     "is recognised on both sides by its server endpoint and initial sequence number.",
 )
 def matched(ctx: Context):
-    if ctx.host is None:
+    if ctx.far is None:
         return
-    own = int(ctx.flows("host")["host_own"].sum())
+    own = int(ctx.flows(ctx.far_role)["host_own"].sum())
     for role in ctx.container_roles:
         p = ctx.pairs[ctx.pairs["container"] == role]
         how = ", ".join(sorted(set(p["matched_by"]))) or "nothing"
@@ -42,25 +42,26 @@ def matched(ctx: Context):
     "numbers); segments present on one side only died between the two interfaces.",
 )
 def one_side(ctx: Context):
-    if ctx.host is None:
+    if ctx.far is None:
         return
+    far = ctx.far_role
     for row in ctx.pairs.itertuples():
         flow = ctx.flow(row.container, int(row.container_conn))
         trouble = flow["stalled_s"] >= ctx.th.stall_s or flow["retransmissions"] > 0
         if not (trouble or flow["s2c_holes"] or flow["c2s_holes"]):
             continue  # a clean connection loses nothing between the two capture points
         c = conn_packets(ctx, row.container, int(row.container_conn))
-        h = conn_packets(ctx, "host", int(row.host_conn))
-        for d, what, src, dst, seen in ((1, "server", h, c, "host"), (0, "client", c, h, "container")):
+        h = conn_packets(ctx, far, int(row.host_conn))
+        for d, what, src, dst, seen in ((1, "server", h, c, far), (0, "client", c, h, row.container)):
             a = src[(src["dir"] == d) & (src["payload_len"] > 0)]
             b = dst[(dst["dir"] == d) & (dst["payload_len"] > 0)]
             keys = set(zip(b["rel_seq"], b["payload_len"], strict=True))
             only = a[[(s, n) not in keys for s, n in zip(a["rel_seq"], a["payload_len"], strict=True)]]
             if len(only):
-                role = "host" if seen == "host" else row.container
+                role = seen
                 yield Hit({"service": service(SimpleNamespace(**flow[["name", "server_ip", "server_port"]])), "count": len(only), "what": what, "seen": seen,
                            "size": int(only["ip_len"].max())}, capture=role,
-                          conn=int(row.host_conn if seen == "host" else row.container_conn),
+                          conn=int(row.host_conn if seen == far else row.container_conn),
                           frames=first_frames(only["frame"]))  # fmt: skip
 
 
@@ -74,7 +75,7 @@ def one_side(ctx: Context):
     "interface or happened outside the host capture's time window.",
 )
 def missing(ctx: Context):
-    if ctx.host is None:
+    if ctx.far is None:
         return
     for role in ctx.container_roles:
         f = ctx.flows(role)

@@ -41,9 +41,9 @@ def interface_mtu(ctx: Context):
     "MSS option compared; a smaller value on the host side means a TCPMSS rule rewrote it.",
 )
 def clamp(ctx: Context):
-    if ctx.host is None or not len(ctx.pairs):
+    if ctx.far is None or not len(ctx.pairs):
         return
-    host = ctx.flows("host").set_index("conn")
+    host = ctx.flows(ctx.far_role).set_index("conn")
     for role in ctx.container_roles:
         f = ctx.flows(role)
         f = f[(f["twin_conn"] >= 0) & (f["mss_client"] > 0)]
@@ -82,7 +82,7 @@ def icmp_reports(ctx: Context):
                 about = f"{qsrc} -> {qdst} ({size}-byte packets)"
             reached = ""
             nat_ips = {str(n).rsplit(":", 1)[0] for n in ctx.pairs["nat_client"]} if len(ctx.pairs) else set()
-            if role == "host" and "container" in ctx.captures and str(qsrc) in nat_ips:
+            if role == ctx.far_role and "container" in ctx.captures and str(qsrc) in nat_ips:
                 # addressed to a NATed container connection: did the host pass it on to the container?
                 seen = ctx.captures["container"].icmp
                 got = seen[(seen["kind"] == kind_code) & seen["quoted_seq"].isin(group["quoted_seq"])]

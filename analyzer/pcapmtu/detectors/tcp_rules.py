@@ -23,9 +23,9 @@ def backoff(ctx: Context):
     for role in ctx.captures:
         flows = ctx.flows(role)
         flows = flows[flows["retransmissions"] >= 2]
-        if role == "host":
-            # a host copy of a container connection only when the host saw more than the container did
-            twins = {h: ctx.twin("host", h) for h in flows["conn"]}
+        if role == ctx.far_role:
+            # a far copy of a container connection only when the far capture saw more than the container did
+            twins = {h: ctx.twin(role, h) for h in flows["conn"]}
             more = [
                 own or (t is not None and ctx.flow(*t)["retransmissions"] < r)
                 for own, t, r in zip(flows["host_own"], twins.values(), flows["retransmissions"], strict=True)

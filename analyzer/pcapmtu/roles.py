@@ -1,0 +1,76 @@
+"""The roles of the captures: checked against where each was taken, and found for those given without one.
+
+Roles given on the command line are a claim. A host capture that holds only the client's own traffic, at
+its initial TTL, while the "container" capture shows the same connections forwarded, was given the other
+way round; the analysis uses the right roles and says so. A capture given without a role (`--capture`, a
+lone positional) is placed by its vantage point: near the client it is a container's, in between the
+docker host's, at the server the server's.
+"""
+
+from __future__ import annotations
+
+from .capture import Capture
+from .vantage import Vantage, infer
+
+NEAR_FIRST = {"client": 0, "middle": 1, "server": 2}
+ROLE_FOR = {"client": "container", "middle": "host", "server": "server", "unknown": "container"}
+WHAT = {
+    "container": "a container's capture",
+    "host": "the docker host's capture",
+    "server": "the server's capture",
+}
+
+
+def place(given: dict[str, Capture]) -> tuple[dict[str, Capture], dict[str, Vantage], list[str]]:
+    """(captures by their final role, each one's vantage, the changes made, in words)."""
+    vantage = {role: infer(cap) for role, cap in given.items()}
+    captures = dict(given)
+    changes: list[str] = []
+    for near, far in (("container", "host"), ("container", "server"), ("host", "server")):
+        if near in captures and far in captures and _reversed(vantage[near], vantage[far]):
+            captures[near], captures[far] = captures[far], captures[near]
+            vantage[near], vantage[far] = vantage[far], vantage[near]
+            changes.append(
+                f"{captures[near].name} and {captures[far].name} were given the other way round: "
+                f"{captures[near].name} was taken nearer the client ({_why(vantage[near])}), so it is analysed "
+                f"as the {near} capture and {captures[far].name} as the {far} capture"
+            )
+    for role in [r for r in captures if r.startswith("capture")]:
+        cap, v = captures.pop(role), vantage.pop(role)
+        new = _free(captures, ROLE_FOR[v.position])
+        captures[new], vantage[new] = cap, v
+        where = {"client": "near the client", "middle": "between client and server", "server": "at the server",
+                 "unknown": "at a place its packets do not tell"}[v.position]  # fmt: skip
+        changes.append(
+            f"{cap.name} (no role given) was taken {where}: analysed as {WHAT.get(new.rstrip('0123456789'), new)}"
+        )
+    return captures, {r: vantage[r] for r in captures}, changes
+
+
+def _reversed(near: Vantage, far: Vantage) -> bool:
+    """Whether the capture given as the nearer one to the client is really the farther one."""
+    if near.position in NEAR_FIRST and far.position in NEAR_FIRST:
+        if NEAR_FIRST[near.position] > NEAR_FIRST[far.position]:
+            return True
+        if NEAR_FIRST[near.position] < NEAR_FIRST[far.position]:
+            return False
+    if near.client_hops is not None and far.client_hops is not None:
+        return near.client_hops > far.client_hops
+    return False
+
+
+def _free(captures: dict[str, Capture], role: str) -> str:
+    if role not in captures:
+        return role
+    if role != "container":
+        role = "container"
+        if role not in captures:
+            return role
+    i = 2
+    while f"container{i}" in captures:
+        i += 1
+    return f"container{i}"
+
+
+def _why(v: Vantage) -> str:
+    return v.reasons[0] if v.reasons else v.position
