@@ -559,6 +559,16 @@ def shifted_pair(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def client_server_shifted(tmp_path_factory):
+    """The classic black hole captured in the container and at the server, whose clock is 47.125 s behind."""
+    tmp = tmp_path_factory.mktemp("client_server")
+    bh = classic_blackhole()
+    write(tmp, "container", view(bh, "container"))
+    write(tmp, "server", view(bh, "server"), shift=-47.125)
+    return run(container=tmp / "container.pcap", server=tmp / "server.pcap")
+
+
+@pytest.fixture(scope="module")
 def midstream_files(tmp_path_factory):
     """(e) container and host captures both started after the handshake and the request."""
     tmp = tmp_path_factory.mktemp("midstream")
@@ -655,6 +665,13 @@ def test_scene_ttls_count_the_hops(classic):
     assert ttl["container"] == {C: 64, S: 64 - HOPS - 1}
     assert ttl["host"]["10.66.0.2"] == 64 and ttl["host"][S] == 64 - HOPS and ttl["host"][S2] == 64 - HOPS
     assert ttl["server"] == {"10.66.0.2": 64 - HOPS - 1, S: 64}
+
+
+def test_scene_dropped_packets_are_only_in_the_senders_capture(classic):
+    """The server's 1500-byte flight, probe and re-sends died beyond the docker host: only the server has them."""
+    big = {name: int((pcapmtu.read(classic / f"{name}.pcap").packets["ip_len"] == 1500).sum()) for name in
+           ("container", "host", "server")}  # fmt: skip
+    assert big == {"container": 0, "host": 0, "server": len(FLIGHT) + 1 + 5}
 
 
 def test_scene_handshake_rtt_splits_by_vantage(classic):
@@ -795,6 +812,23 @@ def test_d_json_confidence_factors(classic_pair):
     for f in factors:
         assert isinstance(f["why"], str) and f["why"], f
         assert isinstance(f["delta"], int | float) and not isinstance(f["delta"], bool), f
+
+
+def test_d_container_and_server_pair_measures_the_offset(client_server_shifted):
+    """Paired across the whole path (container and server): the server's clock minus the container's."""
+    offsets = client_server_shifted.pairs["clock_offset_s"].astype(float)
+    assert len(offsets) >= 1 and (offsets + 47.125).abs().max() <= 0.010, offsets.tolist()
+
+
+def test_d_container_and_server_pair_one_way_delay(client_server_shifted):
+    """The symmetric path's one-way delay container -> server is 20.05 ms."""
+    delays = client_server_shifted.pairs["one_way_delay_s"].astype(float)
+    assert len(delays) >= 1 and (delays - (OW_IN + OW_OUT)).abs().max() <= 0.005, delays.tolist()
+
+
+def test_d_container_and_server_pair_is_the_blackhole(client_server_shifted):
+    r = client_server_shifted
+    assert r.verdict == "mtu_blackhole", (r.verdict, r.diagnosis.reason, r.explanation)
 
 
 def test_d_three_vantages_agree(three_sides):
