@@ -1152,6 +1152,44 @@ def test_verdict_ipv6_fix_headline_uses_the_ipv6_mss(blackhole_v6):
     assert "1390" in r.fix.summary
 
 
+# --------------------------------------------------------------------- connections without a handshake
+def midstream(t: float, cport: int, *, completes: bool) -> Conn:
+    """A download already running when the capture began (no SYN, no SYN-ACK): the client's request went
+    out before; 1448-byte segments arrive, two of them are lost on the way and the client SACKs what came
+    after. It either recovers and closes, or stalls and the client gives up 6 s later with a FIN."""
+    c = Conn(cport=cport)
+    c.s(t, 1, 1 + R, n=1448)
+    c.c(t + 0.0005, 1 + R, 1449)
+    c.s(t + 0.001, 4345, 1 + R, n=1448)  # 1449..4345 never arrived
+    c.c(t + 0.0015, 1 + R, 1449, sack=((4345, 5793),))
+    if completes:
+        c.s(t + 0.2, 1449, 1 + R, n=1448)
+        c.s(t + 0.2005, 2897, 1 + R, n=1448)
+        c.c(t + 0.201, 1 + R, 5793)
+        return c.close(t + 0.3, 1 + R, 5793)
+    c.c(t + 6.0, 1 + R, 1449, flags=FIN | ACK, sack=((4345, 5793),))
+    return c.s(t + 6.05, 5793, 2 + R)
+
+
+@pytest.fixture(scope="module")
+def midstreams(tmp_path_factory):
+    """Container capture started mid-transfer: conn 0 stalls with a SACK hole, conn 1 recovers and closes."""
+    conns = [midstream(T0, 40000, completes=False), midstream(T0 + 20, 40001, completes=True)]
+    return run(container=capture(tmp_path_factory.mktemp("mid"), "c", *(c.render() for c in conns)))
+
+
+def test_T005_positive_stall_with_a_sack_hole_and_no_handshake(midstreams):
+    f = one(midstreams, "T005", "container", 0)
+    assert f.frames and "2896 bytes of the server's data missing" in f.message
+    assert verdict_of(midstreams, "container", 0)[0] == "inconclusive"
+    assert not (midstreams.verdict == "healthy" and midstreams.confidence > 0.5)
+
+
+def test_T005_negative_recovered_loss_without_handshake(midstreams):
+    assert not found(midstreams, "T005", "container", 1)
+    assert verdict_of(midstreams, "container", 1)[0] != "inconclusive"
+
+
 # ------------------------------------------------------------------------------------------- registry
 def test_registry_codes_are_unique_and_well_formed():
     assert len(RULES) >= 23
@@ -1162,7 +1200,7 @@ def test_registry_codes_are_unique_and_well_formed():
         assert rule.severity in ("info", "warning", "error"), code
         assert rule.func is not None, code
         if rule.implies:
-            assert rule.implies in ("mtu_blackhole", "mtu_blackhole_recovered", "not_mtu"), code
+            assert rule.implies in pcapmtu.results.VERDICTS and rule.implies != "healthy", code
             assert bool(rule.reason) == (rule.implies == "not_mtu"), code
     assert len({r.name for r in RULES.values()}) == len(RULES)
     with pytest.raises(ValueError, match="registered twice"):

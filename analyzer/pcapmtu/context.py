@@ -152,6 +152,14 @@ def _derive(cap: Capture) -> pd.DataFrame:
     f["handshake_ok"] = (f["syn_frame"] >= 0) & (f["synack_frame"] >= 0)
     f["request_sent"] = f["bytes_c2s"] > 0
     f["stalled_s"] = f["max_idle"]
+    # a silence counts as a stall only when somebody owed the other side something (turns.py): an idle
+    # keep-alive connection (the client's turn) is not one
+    f["owed_stall"] = f["idle_turn"].isin(["network", "server"])
+    # still open at the end of the capture, long silent, and the network or the server owed the next packet:
+    # a request that was never answered (a connection idle on the client's turn is a keep-alive)
+    end = float(cap.packets["ts"].max()) if len(cap.packets) else 0.0
+    f["tail_idle_s"] = np.maximum(end - f["last_ts"], 0.0)
+    f["unanswered"] = (f["state"] == "open") & f["end_turn"].isin(["network", "server"]) & f["request_sent"]
     # holes in the server's data, as the client's ACKs show them (gap seen or SACK hole reported)
     f["s2c_holes"] = (f["lost_before_s2c"] > 0) | (f["sack_acks_c2s"] > 0)
     f["c2s_holes"] = (f["lost_before_c2s"] > 0) | (f["sack_acks_s2c"] > 0)
@@ -159,10 +167,17 @@ def _derive(cap: Capture) -> pd.DataFrame:
 
 
 def _sizes(f: pd.DataFrame) -> None:
-    """Full-size packets each way: header + the smaller of the MSS the receiver offered and the sender's own."""
+    """Full-size packets each way: header + the smaller of the MSS the receiver offered and the sender's own.
+
+    Without the handshake the MSS is unknown: the full size is then estimated as the largest packet seen
+    either way (`full_estimated`), which a sender-side capture shows and a receiver-side one may not."""
     both = (f["mss_at_server"] > 0) & (f["mss_server"] > 0)
     f["server_full"] = np.where(both, f["hdr"] + np.minimum(f["mss_at_server"], f["mss_server"]), 0)
     f["client_full"] = np.where(both, f["hdr"] + np.minimum(f["mss_client"], f["mss_server"]), 0)
+    largest = np.maximum(f["max_ip_len_s2c"], f["max_ip_len_c2s"])
+    f["full_estimated"] = f["midstream"] & (largest > f["hdr"] + 536)
+    f.loc[f["full_estimated"], "server_full"] = largest[f["full_estimated"]]
+    f.loc[f["full_estimated"], "client_full"] = largest[f["full_estimated"]]
     # delivered means acknowledged by the receiver (delivery.py); only where this capture holds none of the
     # receiver's ACKs does presence stand in for it
     for d, full in (("s2c", "server_full"), ("c2s", "client_full")):

@@ -108,7 +108,7 @@ def _fates(packets: pd.DataFrame, sack: pd.DataFrame, d: int) -> tuple[np.ndarra
     t = ts[rows]
     acked_at = _first_cumulative_ack(packets, c, end, d)
     sacked = _sack_covered(packets, sack, c, start, end, d)
-    copied_at = _first_later_copy(packets["retrans"].to_numpy()[rows], c, start, end, t)
+    copied_at = _first_later_copy(c, start, end, t)
     delivered = ((acked_at < NO_TIME) & (copied_at >= acked_at)) | (sacked & (copied_at == NO_TIME))
     lost = ~delivered & (copied_at < NO_TIME) & (copied_at < acked_at)
     return rows, delivered, lost
@@ -195,17 +195,19 @@ def _sack_covered(packets, sack, c, start, end, d) -> np.ndarray:
     return out
 
 
-def _first_later_copy(retrans, c, start, end, t) -> np.ndarray:
-    """Time of the first later retransmission that re-sends any byte of each segment; NO_TIME if none."""
+def _first_later_copy(c, start, end, t) -> np.ndarray:
+    """Time of the first later segment that sends any byte of each segment again; NO_TIME if none.
+
+    Every segment is looked at, not only those flagged as retransmissions: a sender that lowers its MSS
+    after an ICMP size report re-sends the lost range as new, smaller segments, which Wireshark's analysis
+    does not always flag."""
     out = np.full(len(c), NO_TIME, dtype=np.int64)
-    later = np.flatnonzero(retrans)
-    if not len(later):
-        return out
+    later = np.arange(len(c))
     order = np.lexsort((start, c))
     axis = _Axis(c[order], start[order])
     longest = np.zeros(len(axis.base), dtype=np.int64)
     np.maximum.at(longest, c, end - start)
-    # a segment overlapping retransmission j starts in [start_j - longest, end_j) of j's connection
+    # a segment overlapping a later segment j starts in [start_j - longest, end_j) of j's connection
     q_lo, _ = axis.query(c[later], start[later] - longest[c[later]])
     q_hi, _ = axis.query(c[later], end[later])
     lo = np.searchsorted(axis.keys, q_lo, side="left")

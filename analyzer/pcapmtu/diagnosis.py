@@ -82,9 +82,12 @@ def _judge(flow, found: list[Finding], ctx: Context) -> tuple[str, str, list[str
         flow.handshake_ok
         and flow.request_sent
         and flow.stalled_s >= ctx.th.stall_s
+        and flow.owed_stall  # an idle keep-alive connection owes nothing: not a stall
         and flow.state != "closed"
+        and not flow.response_complete
     )
-    if trouble or stalled:
+    unanswered = flow.handshake_ok and flow.unanswered and flow.tail_idle_s >= ctx.th.stall_s
+    if trouble or stalled or unanswered:
         return "inconclusive", "", sorted(set(trouble))
     return "healthy", "", []
 
@@ -108,10 +111,10 @@ def overall(ctx: Context, table: pd.DataFrame, findings: list[Finding]) -> Diagn
     clamp = _clamp_after(findings)
     direction = "upload" if any(f.code == "B002" for f in findings) else "download"
     fix = fixes.compute(verdict, path_mtu if verdict.startswith("mtu") else None, ipv, clamp, direction)
-    confidence = _confidence(ctx, verdict, codes, chosen)
+    confidence, factors = _confidence(ctx, verdict, codes, chosen)
     text = _explain(ctx, verdict, reason, chosen, table, findings, path, clamp)
     mss = (path_mtu - (40 if ipv == 4 else 60)) if (path_mtu and verdict.startswith("mtu")) else None
-    return Diagnosis(verdict, confidence, reason, text, path_mtu, mss, fix)
+    return Diagnosis(verdict, confidence, reason, text, path_mtu, mss, fix, tuple(factors))
 
 
 def _ipv(ctx: Context, row) -> int:
@@ -125,16 +128,74 @@ def _clamp_after(findings: list[Finding]) -> int | None:
     return None
 
 
-def _confidence(ctx: Context, verdict: str, codes: set[str], chosen: pd.DataFrame) -> float:
+CORROBORATING = ("S001", "T001", "M001", "M004", "X002", "B005")
+HEALTHY_CAP_AFTER_STALL = 0.5  # healthy is never above this while a request went unanswered
+
+
+def _confidence(
+    ctx: Context, verdict: str, codes: set[str], chosen: pd.DataFrame
+) -> tuple[float, list[dict]]:
+    """The confidence and what raised and lowered it, as {"why", "delta"} items that add up to it."""
     two_sides = ctx.far is not None
+    factors: list[tuple[str, float]] = []
+    sides = "two capture points of the same connections" if two_sides else "one capture point only"
     if verdict in ("mtu_blackhole", "mtu_blackhole_recovered"):
-        score = 0.6 + 0.1 * len(codes & {"S001", "T001", "M001", "M004", "X002"}) + (0.1 if two_sides else 0)
-        return round(min(score, 0.97 if two_sides else 0.8), 2)
-    if verdict == "not_mtu":
-        return 0.85 if two_sides else 0.75
+        factors.append(("size evidence of an MTU failure", 0.6))
+        factors += [(f"{c} ({RULES[c].name}) agrees", 0.1) for c in CORROBORATING if c in codes]
+        factors.append((sides, 0.1 if two_sides else 0.0))
+        cap = 0.97 if two_sides else 0.8
+    elif verdict == "not_mtu":
+        factors += [
+            ("a cause other than size explains the failures", 0.75),
+            (sides, 0.1 if two_sides else 0.0),
+        ]
+        cap = 0.85
+    elif verdict == "healthy":
+        factors += [("every connection completed or is idle with nothing owed", 0.7),
+                    (sides, 0.2 if two_sides else 0.0)]  # fmt: skip
+        cap = 0.9
+    else:
+        factors.append(("a stall the captures cannot explain", 0.3))
+        cap = 0.3
+    rows = [ctx.flow(r, c) for r, c in zip(chosen["capture"], chosen["conn"], strict=True)]
+    if verdict != "inconclusive" and any(bool(f["full_estimated"]) for f in rows):
+        factors.append(("judged without the handshake: MSS and full size are estimates", -0.15))
+    damaged = [r for r, cap_ in ctx.captures.items() if cap_.skipped_bytes]
+    if damaged:
+        factors.append((f"the {', '.join(damaged)} capture is damaged", -0.1))
+    unplaced = [r for r, v in ctx.vantage.items() if v.position == "unknown"]
+    if unplaced and verdict != "inconclusive":
+        factors.append((f"where the {', '.join(unplaced)} capture was taken is unknown", -0.05))
     if verdict == "healthy":
-        return 0.9 if two_sides else 0.7
-    return 0.3
+        silent = sum(int(_silent_after_handshake(ctx.judged(r), ctx).sum()) for r in ctx.captures)
+        if silent:
+            factors.append((f"{silent} connection(s) opened and then fell silent before any data: from this "
+                            "capture point the cause cannot be seen", -0.2))  # fmt: skip
+        stalled = sum(int(_stalled_after_request(ctx.judged(r), ctx).sum()) for r in ctx.captures)
+        total = sum(d for _, d in factors)
+        if stalled and total > HEALTHY_CAP_AFTER_STALL:
+            factors.append((f"{stalled} connection(s) stalled after a request and never finished",
+                            HEALTHY_CAP_AFTER_STALL - total))  # fmt: skip
+    total = sum(d for _, d in factors)
+    if total > cap:
+        factors.append(("the most this kind of evidence supports", cap - total))
+    elif total < 0.05:
+        factors.append(("the least any verdict is given", 0.05 - total))
+    value = round(max(min(total, cap), 0.05), 2)
+    return value, [{"why": w, "delta": round(d, 2)} for w, d in factors]
+
+
+def _silent_after_handshake(f: pd.DataFrame, ctx: Context) -> pd.Series:
+    return (
+        f["handshake_ok"] & (f["state"] == "open") & (f["bytes_c2s"] == 0) & (f["bytes_s2c"] == 0)
+        & (f["tail_idle_s"] >= ctx.th.stall_s)
+    )  # fmt: skip
+
+
+def _stalled_after_request(f: pd.DataFrame, ctx: Context) -> pd.Series:
+    owed = f["owed_stall"] & (f["stalled_s"] >= ctx.th.stall_s) & f["stalled_after_request"]
+    unanswered = f["unanswered"] & (f["tail_idle_s"] >= ctx.th.stall_s)
+    return f["request_sent"] & (f["state"] != "closed") & ~f["response_complete"] & (owed | unanswered)
 
 
 def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:

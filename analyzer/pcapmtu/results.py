@@ -61,3 +61,4 @@ class Diagnosis:
     path_mtu: int | None
     recommended_mss: int | None
     fix: Fix | None
+    confidence_factors: tuple[dict, ...] = ()  # {"why": ..., "delta": ...}: what raised and lowered it

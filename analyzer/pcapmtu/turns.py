@@ -19,22 +19,31 @@ import numpy as np
 import pandas as pd
 
 ACK_FLAG = 0x10
+ALERT_BYTES = 64  # a TLS alert (close_notify) is 24-31 bytes: not an answer
 TURN_COLUMNS = {
     "idle_turn": "who owed the next packet when the longest silence began: network, server, client or ''",
     "idle_outstanding_c2s": "client bytes sent and not yet acknowledged when the silence began",
     "idle_outstanding_s2c": "server bytes sent and not yet acknowledged when the silence began",
+    "end_turn": "who owed the next packet when the capture ended (same values)",
 }
 
 
 def turns(packets: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
     """Per connection (rows in flows order): TURN_COLUMNS."""
+    out = _turn_at(packets, flows, flows["idle_start_ts"].to_numpy())
+    out["idle_turn"] = np.where(flows["max_idle"].to_numpy() <= 0, "", out.pop("turn"))
+    out["end_turn"] = _turn_at(packets, flows, np.full(len(flows), np.inf))["turn"]
+    return pd.DataFrame(out)
+
+
+def _turn_at(packets: pd.DataFrame, flows: pd.DataFrame, cut: np.ndarray) -> dict[str, np.ndarray]:
+    """At time `cut` of each connection: the bytes outstanding each way, and whose turn it was."""
     n = len(flows)
     conn = packets["conn"].to_numpy()
     keep = (conn >= 0) & ~packets["dup_copy"].to_numpy()
     rows = np.flatnonzero(keep)
     c = conn[rows].astype(np.int64)
-    idle_start = flows["idle_start_ts"].to_numpy()
-    before = packets["ts"].to_numpy()[rows] <= idle_start[c] + 1e-9
+    before = packets["ts"].to_numpy()[rows] <= cut[c] + 1e-9
     rows, c = rows[before], c[before]
     dirn = packets["dir"].to_numpy()[rows]
     plen = packets["payload_len"].to_numpy()[rows]
@@ -42,28 +51,42 @@ def turns(packets: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
     acked = packets["rel_ack"].to_numpy()[rows]
     is_ack = (packets["tcp_flags"].to_numpy()[rows] & ACK_FLAG) != 0
     data = plen > 0
+    low = np.iinfo(np.int64).min
     out = {}
     for d, tag in ((0, "c2s"), (1, "s2c")):
-        sent = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+        sent = np.full(n, low, dtype=np.int64)
         np.maximum.at(sent, c[data & (dirn == d)], end[data & (dirn == d)])
-        got = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+        got = np.full(n, low, dtype=np.int64)
         reverse = is_ack & (dirn == 1 - d)
         np.maximum.at(got, c[reverse], acked[reverse])
-        has_data = sent > np.iinfo(np.int64).min
-        has_ack = got > np.iinfo(np.int64).min
-        out[f"idle_outstanding_{tag}"] = np.where(
-            has_data, np.where(has_ack, np.maximum(sent - got, 0), sent), 0
-        )
-    # the direction of the last data segment before the silence
-    last_dir = np.full(n, -1, dtype=np.int64)
-    if data.any():
-        ts = packets["ts_ns"].to_numpy()[rows][data]
-        order = np.lexsort((ts, c[data]))
-        cd, dd = c[data][order], dirn[data][order]
-        last = np.r_[cd[1:] != cd[:-1], True]
-        last_dir[cd[last]] = dd[last]
+        missing = np.where(got > low, np.maximum(sent - got, 0), sent)
+        out[f"idle_outstanding_{tag}"] = np.where(sent > low, missing, 0)
+    last_dir = _edge_data(packets, rows[data], c[data], n, last=True)[0]
+    # after the cut: who spoke first, and with how much
+    after = np.flatnonzero(keep)
+    after = after[packets["ts"].to_numpy()[after] > cut[conn[after]] + 1e-9]
+    after = after[packets["payload_len"].to_numpy()[after] > 0]
+    next_dir, next_len = _edge_data(packets, after, conn[after].astype(np.int64), n, last=False)
     outstanding = (out["idle_outstanding_c2s"] > 0) | (out["idle_outstanding_s2c"] > 0)
-    turn = np.where(outstanding, "network", np.where(last_dir == 0, "server", "client"))
-    silent = flows["max_idle"].to_numpy() <= 0
-    out["idle_turn"] = np.where(silent, "", turn)
-    return pd.DataFrame(out)
+    # the server spoke first after the silence with more than a TLS alert: it had owed that answer (after
+    # TLS 1.3 its session tickets may follow the request, so the last data before the silence cannot say)
+    answered = (next_dir == 1) & (next_len > ALERT_BYTES)
+    out["turn"] = np.select(
+        [outstanding, answered, next_dir == 0, last_dir == 0],
+        ["network", "server", "client", "server"],
+        "client",
+    )
+    return out
+
+
+def _edge_data(packets: pd.DataFrame, rows: np.ndarray, c: np.ndarray, n: int, last: bool):
+    """Per connection: direction and payload length of its first (or last) data segment among `rows`."""
+    dirs = np.full(n, -1, dtype=np.int64)
+    lens = np.zeros(n, dtype=np.int64)
+    if len(rows):
+        order = np.lexsort((packets["ts_ns"].to_numpy()[rows], c))
+        cs, rs = c[order], rows[order]
+        edge = np.r_[cs[1:] != cs[:-1], True] if last else np.r_[True, cs[1:] != cs[:-1]]
+        dirs[cs[edge]] = packets["dir"].to_numpy()[rs[edge]]
+        lens[cs[edge]] = packets["payload_len"].to_numpy()[rs[edge]]
+    return dirs, lens

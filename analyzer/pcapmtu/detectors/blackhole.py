@@ -53,8 +53,8 @@ def download(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         cand = f[
-            f["handshake_ok"]
-            & f["request_sent"]
+            (f["handshake_ok"] | f["full_estimated"])
+            & (f["request_sent"] | f["full_estimated"])
             & (f["server_full"] > 0)
             & ~f["full_delivered_s2c"]
             & (f["stalled_s"] >= ctx.th.stall_s)
@@ -62,7 +62,7 @@ def download(ctx: Context):
             & ~f["upload_stall"]
             & ~f["response_complete"]
             & ~f["server_aborted"]
-            & f["stalled_after_request"]
+            & (f["stalled_after_request"] | f["full_estimated"])
         ]
         for flow in cand.itertuples():
             path = ctx.path.get(int(flow.ipv))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..context import Context
 from . import Hit, rule
 from ._util import flow_filter, service
@@ -37,7 +39,10 @@ def lossy(ctx: Context):
             & (f["retrans_c2s"] >= ratio * f["pkts_c2s"])
             & ((f["retrans_c2s"] >= 2) | f["c2s_holes"])
         )
-        received = lossy_s2c & f["full_delivered_s2c"]
+        # where this capture saw segments lost (at the sender or upstream of the loss), some of them must be
+        # no larger than one that was delivered: loss that spares no size
+        size_blind_s2c = (f["lost_segments_s2c"] == 0) | (f["lost_not_larger_s2c"] > 0)
+        received = lossy_s2c & f["full_delivered_s2c"] & size_blind_s2c
         sent = lossy_c2s & f["full_delivered_c2s"] & (f["state"] == "closed") & ~f["c2s_holes"]
         cand = f[(received | sent) & (f["icmp_reports"] == 0)]
         for flow in cand.itertuples():
@@ -53,19 +58,25 @@ def lossy(ctx: Context):
     "{service}: the server took {wait:.1f} s to answer the request, with no loss",
     "The server (or something behind it) is slow; the network delivered everything.",
     "A long pause with no retransmission, after which data of every size arrives, is the application "
-    "thinking, not the path dropping.",
+    "thinking, not the path dropping. The pause counts when the server had acknowledged the request and "
+    "owed the answer (after TLS, the request is the first application data after the handshake), so a "
+    "quick handshake does not hide a slow answer.",
     implies="not_mtu",
     reason="server_slow",
 )
 def slow(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
-        wait = f["first_data_ts_s2c"] - f["first_data_ts_c2s"]
+        first = f["first_data_ts_s2c"] - f["first_data_ts_c2s"]
+        # the longest silence, when the server owed the answer to an acknowledged request and then gave it
+        owed = f["max_idle"].where((f["idle_turn"] == "server") & (f["bytes_s2c_after_idle"] > 0), 0.0)
+        wait = np.maximum(first, owed)
         cand = f[
             f["request_sent"]
             & (f["first_data_ts_s2c"] > 0)
             & (wait >= ctx.th.slow_response_s)
             & (f["retransmissions"] == 0)
+            & (f["lost_segments_s2c"] == 0)
             & ~f["s2c_holes"]
             # full-size segments arrived, or the answer fits in one segment: size cannot be the problem
             & (f["full_delivered_s2c"] | (f["bytes_s2c"] < f["server_full"] - f["hdr"]))

@@ -87,6 +87,36 @@ def refused(ctx: Context):
                   wireshark_filter=flow_filter(flow))  # fmt: skip
 
 
+@rule(
+    "T005",
+    "stall-without-handshake",
+    "warning",
+    "{service}: captured without its handshake, stalled {stall:.1f} s with {what} and never completed",
+    "Capture from before the connection starts, on both sides, so that its MSS and the sizes of what is "
+    "lost are known; with the handshake pcapmtu can tell a black hole from other loss.",
+    "A connection already open when the capture began has no SYN to tell its MSS: a stall with holes in "
+    "the data is trouble, but which kind the capture cannot say. It is never judged healthy.",
+    implies="inconclusive",
+)
+def midstream_stall(ctx: Context):
+    for role in ctx.captures:
+        f = ctx.judged(role)
+        holes = f["s2c_holes"] | f["c2s_holes"] | (f["lost_segments_s2c"] > 0) | (f["lost_segments_c2s"] > 0)
+        cand = f[f["midstream"] & holes & (f["stalled_s"] >= ctx.th.stall_s) & (f["state"] != "closed")
+                 & ~f["response_complete"]]  # fmt: skip
+        for flow in cand.itertuples():
+            if flow.max_sack_hole_c2s > 0:
+                what = (
+                    f"{int(flow.max_sack_hole_c2s)} bytes of the server's data missing (the client's SACKs)"
+                )
+            elif flow.s2c_holes:
+                what = "holes in the server's data"
+            else:
+                what = "segments re-sent and never acknowledged"
+            yield Hit({"service": service(flow), "stall": float(flow.stalled_s), "what": what}, capture=role,
+                      conn=int(flow.conn), frames=(int(flow.first_frame),), wireshark_filter=flow_filter(flow))  # fmt: skip
+
+
 def _in_state(ctx: Context, state: str):
     """(role, flow) of every connection in `state`; the host's copies of container connections skipped."""
     for role in ctx.captures:
