@@ -228,7 +228,8 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
         if main.code == "B001":
             mtu_c = ctx.facts.container_mtu or (ev["mss_client"] + 40 if ev.get("mss_client") else None)
             parts.append(
-                f"The container advertised MSS {ev['mss_client']}"
+                f"The {'container' if main.capture in ctx.container_roles and main.capture != 'server' else 'client'} "
+                f"advertised MSS {ev['mss_client']}"
                 + (f" (interface MTU {mtu_c})" if mtu_c else "")
                 + (f", the server saw MSS {ev['mss_at_server']}" if ev["mss_at_server"] != ev["mss_client"] else "")
                 + f", so the server sends {ev['server_full']}-byte packets; "

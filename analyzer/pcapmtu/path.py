@@ -74,8 +74,28 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
             return PathMTU(ipv, mtu, low, high, why, tuple(signals))
     if low is not None and high is not None and high == low + 1:
         return PathMTU(ipv, low, low, high, f"{low_why}; {high_why}", tuple(signals))
+    if low is not None and high is not None:
+        # the path carried `low` and not `high`; a SYN somewhere advertising exactly `low` - hdr names an
+        # interface of that MTU on the path: the bracket's floor is then the value
+        mss = _syn_mss_values(ctx, ipv)
+        if low - hdr in mss:
+            why = (f"{low_why}; {high_why}; a SYN in the {mss[low - hdr]} capture advertises MSS {low - hdr}, "
+                   f"an interface MTU of exactly {low}")  # fmt: skip
+            return PathMTU(ipv, low, low, high, why, tuple(signals))
     why = "; ".join(w for w in (low_why, high_why) if w) or "no size signal in the captures"
     return PathMTU(ipv, None, low, high, why, tuple(signals))
+
+
+def _syn_mss_values(ctx: Context, ipv: int) -> dict[int, str]:
+    """Every MSS a SYN or SYN-ACK advertised, with the capture it is in."""
+    out: dict[int, str] = {}
+    for role in ctx.captures:
+        f = ctx.flows(role)
+        f = f[f["ipv"] == ipv]
+        for col in ("mss_client", "mss_server"):
+            for mss in f.loc[f[col] > 0, col].unique():
+                out.setdefault(int(mss), role)
+    return out
 
 
 def _largest_delivered(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int | None, str]:
@@ -121,6 +141,7 @@ def _smallest_lost(
             & f["stalled_after_request"]
             & (
                 f["s2c_holes"]
+                | f["full_lost_s2c"]
                 | (f["bytes_s2c"] == 0)
                 | (f["max_payload_s2c_after_idle"] < f["max_payload_s2c_before_idle"])
             )
@@ -130,13 +151,19 @@ def _smallest_lost(
         if len(lost) and (delivered is None or int(lost["server_full"].min()) > delivered):
             size = int(lost["server_full"].min())
             if best is None or size < best:
-                best, why = size, f"{size}-byte packets to the {role} never arrived"
+                sender_side = lost["full_lost_s2c"].any()
+                best, why = size, (f"{size}-byte packets from the server were re-sent and never acknowledged "
+                                   f"({role} capture)" if sender_side else
+                                   f"{size}-byte packets from the server never reached the {role} capture")  # fmt: skip
         # uploads: full-size packets the client sent and re-sent and that were never acknowledged
         up = f[(f["ipv"] == ipv) & f["handshake_ok"] & f["upload_stall"] & (f["stalled_s"] >= ctx.th.stall_s)]
         if role != ctx.far_role and len(up):
             size = int(up["client_full"].min())
             if best is None or size < best:
-                best, why = size, f"{size}-byte packets from the {role} were never acknowledged"
+                best, why = (
+                    size,
+                    f"{size}-byte packets from the client were never acknowledged ({role} capture)",
+                )
     if best is not None:
         signals.append({"kind": "smallest_lost", "size": best, "why": why})
     return best, why

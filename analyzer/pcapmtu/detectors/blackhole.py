@@ -25,10 +25,18 @@ def _known_limit(path) -> int | None:
 
 def _where_lost(ctx: Context, role: str, flow, direction: str) -> str:
     twin = _host_twin(ctx, role, flow)
+    at_server = _receiver(ctx, role) == "client"
+    if at_server:
+        return ("after they left the server, on the way to the client (this capture, taken at the server, shows "
+                "what was sent; the client's ACKs show what arrived)" if direction == "s2c" else
+                "before they reached the server: the client's ACKed data stops short of them")  # fmt: skip
     if role == "host":
         return "upstream of the host's uplink (on the path or overlay)"
     if twin is None:
         return "somewhere between the server and the container (no host capture of this connection)"
+    if ctx.far_role == "server":
+        return ("between the server and the container: the server sent them, the container never got them"
+                if direction == "s2c" else "between the container and the server: they never reached it")  # fmt: skip
     if direction == "s2c":
         if twin["max_ip_len_s2c"] >= flow.server_full:
             return "between the host's uplink and the container (bridge, veth or inside the container)"
@@ -36,6 +44,13 @@ def _where_lost(ctx: Context, role: str, flow, direction: str) -> str:
     if twin["max_ip_len_c2s"] >= flow.client_full:
         return "after the host's uplink, on the path"
     return "inside the docker host: the container sent them, the host's uplink never did"
+
+
+def _receiver(ctx: Context, role: str) -> str:
+    """Who the server's packets were meant for, as seen from this capture: its role, or the client when
+    the capture was taken at the server (it holds what was sent, not what arrived)."""
+    v = ctx.vantage.get(role)
+    return "client" if v is not None and v.position == "server" else role
 
 
 @rule(
@@ -107,7 +122,7 @@ def download(ctx: Context):
                 else (path.high - 1 if path and path.high else flow.server_full - 1)
             )
             yield Hit(
-                {"service": service(flow), "full": int(flow.server_full), "role": role,
+                {"service": service(flow), "full": int(flow.server_full), "role": _receiver(ctx, role),
                  "largest": largest, "fix_mss": int(limit - flow.hdr), "path": int(limit)},
                 capture=role, conn=int(flow.conn), frames=first_frames(s2c["frame"]),
                 wireshark_filter=flow_filter(flow),
