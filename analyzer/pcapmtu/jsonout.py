@@ -14,7 +14,7 @@ from . import __version__
 from .capture import Capture
 
 INSPECT_SCHEMA_VERSION = 1
-ANALYZE_SCHEMA_VERSION = 1
+ANALYZE_SCHEMA_VERSION = 2
 
 # Flow fields in `inspect --json`, in order. Adding a field is compatible; renaming or removing one is not.
 FLOW_FIELDS = [
@@ -115,6 +115,7 @@ def analyze_document(analysis) -> dict:
         "tool": {"name": "pcapmtu", "version": __version__},
         "verdict": d.verdict,
         "confidence": d.confidence,
+        "confidence_factors": [_jsonable(f) for f in d.confidence_factors],
         "reason": d.reason or None,
         "explanation": d.explanation,
         "path_mtu": d.path_mtu,
@@ -123,8 +124,33 @@ def analyze_document(analysis) -> dict:
         "fix": _jsonable(asdict(d.fix)) if d.fix else None,
         "findings": [_jsonable(asdict(f)) for f in analysis.findings_list],
         "flows": flows,
-        "captures": [{"role": role, **cap.summary()} for role, cap in analysis.captures.items()],
+        "captures": [
+            {"role": role, **cap.summary(), "vantage": _vantage(analysis, role)}
+            for role, cap in analysis.captures.items()
+        ],
+        "role_changes": list(analysis.role_changes),
+        "pairing": _pairing(analysis),
     }
+
+
+def _vantage(analysis, role: str) -> dict | None:
+    v = analysis.vantage.get(role)
+    return v.to_json() if v is not None else None
+
+
+PAIRING_FIELDS = ["matched_by", "nat_client", "clock_offset_s", "one_way_delay_s"]
+
+
+def _pairing(analysis) -> list[dict]:
+    """One item per connection seen at two capture points: which, how matched, the two clocks."""
+    far = analysis.context.far_role
+    out = []
+    for row in analysis.pairs.itertuples(index=False):
+        item = {"capture": row.container, "conn": int(row.container_conn), "far_capture": far,
+                "far_conn": int(row.host_conn)}  # fmt: skip
+        item.update({k: plain(getattr(row, k)) for k in PAIRING_FIELDS})
+        out.append(item)
+    return out
 
 
 def _path(p) -> dict:
