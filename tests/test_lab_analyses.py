@@ -99,6 +99,8 @@ def test_analysis_entry(scenario: Path, entry: dict) -> None:
         assert result.verdict != "healthy", what
     if entry.get("acceptable_verdicts"):
         assert result.verdict in entry["acceptable_verdicts"], what
+    if result.verdict == "healthy" and "healthy_confidence_at_most" in entry:
+        assert result.confidence <= entry["healthy_confidence_at_most"], what
 
     true_mtu = entry.get("path_mtu")
     if true_mtu is not None:

@@ -119,6 +119,12 @@ HEADLINES = [
     ("lossy_link", "container", "tcp.analysis.retransmission", 1, None),
     ("lossy_link", "container", "tcp.srcport==80 && ip.len==1500", 10, None),
     ("slow_server", "container", "tcp.analysis.retransmission", 0, 2),
+    ("slow_tls_server", "container", "tcp.srcport==443 && tcp.len>0 && tcp.time_delta>=3", 1, None),
+    ("slow_tls_server", "container", "tcp.srcport==80 && tcp.len>0 && tcp.time_delta>=3", 0, 0),
+    ("icmp_ignored", "container", "tcp.srcport==443 && ip.len>1450 && !icmp", 0, 0),
+    ("icmp_ignored", "host", "icmp.type==3 && icmp.code==4", 0, 0),
+    ("busy_keepalive", "container", "http.request && http.prev_request_in", 2, None),
+    ("busy_keepalive", "container", "tcp.flags.reset==1", 0, 0),
 ]
 
 # File header expectations, read with struct (independent of tshark): scenario -> capture -> (format, link).

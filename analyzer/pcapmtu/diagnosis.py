@@ -169,8 +169,8 @@ def _confidence(
     if verdict == "healthy":
         silent = sum(int(_silent_after_handshake(ctx.judged(r), ctx).sum()) for r in ctx.captures)
         if silent:
-            factors.append((f"{silent} connection(s) opened and then fell silent before any data: from this "
-                            "capture point the cause cannot be seen", -0.2))  # fmt: skip
+            factors.append((f"{silent} connection(s) completed the handshake and carried no data before the "
+                            "capture ended: unused, or their first data never arrived here", -0.2))  # fmt: skip
         stalled = sum(int(_stalled_after_request(ctx.judged(r), ctx).sum()) for r in ctx.captures)
         total = sum(d for _, d in factors)
         if stalled and total > HEALTHY_CAP_AFTER_STALL:
@@ -186,10 +186,8 @@ def _confidence(
 
 
 def _silent_after_handshake(f: pd.DataFrame, ctx: Context) -> pd.Series:
-    return (
-        f["handshake_ok"] & (f["state"] == "open") & (f["bytes_c2s"] == 0) & (f["bytes_s2c"] == 0)
-        & (f["tail_idle_s"] >= ctx.th.stall_s)
-    )  # fmt: skip
+    """Open connections that carried no data at all: unused, or their first data never arrived here."""
+    return f["handshake_ok"] & (f["state"] == "open") & (f["bytes_c2s"] == 0) & (f["bytes_s2c"] == 0)
 
 
 def _stalled_after_request(f: pd.DataFrame, ctx: Context) -> pd.Series:
