@@ -1152,6 +1152,57 @@ def test_verdict_ipv6_fix_headline_uses_the_ipv6_mss(blackhole_v6):
     assert "1390" in r.fix.summary
 
 
+# ------------------------------------------------------------------- what a sender did with an ICMP report
+def download_icmp_ignored(t: float = T0) -> tuple[Conn, list]:
+    """The server's own capture: a GET answered with 1500-byte segments; a router's frag-needed (MTU 1450)
+    about each reaches the server's interface, yet its TCP re-sends 1500 bytes with backoff (its firewall drops
+    the ICMP); the client only ever acknowledges the request. The client gives up after 7 s."""
+    c = Conn(sport=80).hs(t)
+    c.c(t + 0.02, 1, 1, payload=REQ)
+    c.s(t + 0.021, 1, 1 + R)
+    icmp = []
+    for when in (0.022, 0.23, 0.65, 1.5, 3.2):
+        c.s(t + when, 1, 1 + R, n=1460)
+        quoted = B.tcp(S, NAT, c.sport, c.cport, seq=c.isn_s + 1, ack=c.isn_c + 1 + R, payload=b"r" * 1460)
+        icmp.append((t + when + 0.0005, frag_needed(ROUTER, S, quoted, 1450)))
+    c.c(t + 7.0, 1 + R, 1, flags=FIN | ACK)
+    return c, icmp
+
+
+@pytest.fixture(scope="module")
+def icmp_ignored(tmp_path_factory):
+    c, icmp = download_icmp_ignored()
+    return run(server=capture(tmp_path_factory.mktemp("ignored"), "server", c.render("host"), icmp))
+
+
+def test_B004_positive_icmp_then_smaller_segments_acknowledged(pmtud_upload):
+    f = one(pmtud_upload, "B004", "container", 0)
+    assert f.evidence["mtu"] == 1450 and f.evidence["sender"] == "client"
+    assert f.evidence["resent_ip_len"] == 1450 and 0 <= f.evidence["cost_s"] < 0.01
+    assert "PMTUD works" in f.message
+    assert pmtud_upload.verdict == "healthy" and pmtud_upload.path_mtu == 1450
+
+
+def test_B004_negative_icmp_ignored_by_the_sender(icmp_ignored):
+    assert not found(icmp_ignored, "B004")
+
+
+def test_B005_positive_full_size_goes_on_after_the_report(icmp_ignored):
+    f = one(icmp_ignored, "B005", "server", 0)
+    assert (
+        f.evidence["mtu"] == 1450
+        and f.evidence["sender"] == "server"
+        and f.evidence["full_after_report"] == 4
+    )
+    assert "went on sending 1500-byte packets" in f.message
+    assert icmp_ignored.verdict == "mtu_blackhole" and icmp_ignored.path_mtu == 1450
+    assert icmp_ignored.fix.mss == 1410
+
+
+def test_B005_negative_sender_obeys_the_report(pmtud_upload):
+    assert not found(pmtud_upload, "B005")
+
+
 # --------------------------------------------------------------------- connections without a handshake
 def midstream(t: float, cport: int, *, completes: bool) -> Conn:
     """A download already running when the capture began (no SYN, no SYN-ACK): the client's request went

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .capture import Capture
 from .config import KnownFacts, Thresholds
-from .delivery import DELIVERY_COLUMNS, delivery
+from .delivery import DELIVERY_COLUMNS, delivery, segment_fate
 from .pairing import PAIR_COLUMNS, match_flows
 from .results import PathMTU
 from .turns import TURN_COLUMNS, turns
@@ -91,6 +91,14 @@ class Context:
         row = self.flows(role).iloc[int(conn)]
         assert row["conn"] == conn
         return row
+
+    def fate(self, role: str) -> np.ndarray:
+        """Per packet of a capture: 1 delivered, -1 lost, 0 unresolved or no data (delivery.py)."""
+        cache = self.__dict__.setdefault("_fates", {})
+        if role not in cache:
+            cap = self.captures[role]
+            cache[role] = segment_fate(cap.packets, cap.sack)
+        return cache[role]
 
     def flows(self, role: str) -> pd.DataFrame:
         return self._flows[role]

@@ -77,12 +77,15 @@ def _judge(flow, found: list[Finding], ctx: Context) -> tuple[str, str, list[str
             best, reason = rule.implies, rule.reason
     if best:
         return best, reason, sorted(set(codes))
-    trouble = [f.code for f in found if f.code in ("S001", "T001")]
+    # a stall that PMTUD itself cost (B004: the sender re-sent smaller and was acknowledged) is explained
+    explained = any(f.code == "B004" for f in found)
+    trouble = [f.code for f in found if f.code in ("S001", "T001") and not explained]
     stalled = (
         flow.handshake_ok
         and flow.request_sent
         and flow.stalled_s >= ctx.th.stall_s
         and flow.owed_stall  # an idle keep-alive connection owes nothing: not a stall
+        and not explained
         and flow.state != "closed"
         and not flow.response_complete
     )
@@ -204,9 +207,12 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
         extra = (
             f" An MSS clamp to {clamp} on the docker host keeps packets within the path MTU." if clamp else ""
         )
+        works = [f for f in findings if f.code == "B004"]
         icmp = [f for f in findings if f.code == "M003"]
-        if icmp:
-            extra += f" Path MTU discovery works: {icmp[0].message}."
+        if works:
+            extra += f" Path MTU discovery works: {works[0].message}."
+        elif icmp:
+            extra += f" ICMP size reports are seen: {icmp[0].message}."
         return f"No MTU problem: all {n_total} connections completed or are healthy.{extra}"
     if verdict == "not_mtu":
         return (f"Not an MTU problem: {REASON_TEXT.get(reason, reason)} ({listing}). Packet sizes are not "

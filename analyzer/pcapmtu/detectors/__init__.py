@@ -107,7 +107,7 @@ def _finding(r: Rule, h: Hit) -> Finding:
 
 def load_all() -> None:
     """Import every detector module (explicit list: no plugin discovery)."""
-    from . import blackhole, causes, cross, mss, quality, tcp_rules, tls  # noqa: F401
+    from . import blackhole, causes, cross, mss, pmtud, quality, tcp_rules, tls  # noqa: F401
 
 
 load_all()

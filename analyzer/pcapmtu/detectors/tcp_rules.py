@@ -8,6 +8,8 @@ from ..context import Context
 from . import Hit, rule
 from ._util import conn_packets, first_frames, flow_filter, service
 
+MIN_RTO_S = 0.1  # below any stack's minimum RTO (Linux 200 ms, RFC 6298 1 s): copies, not timeouts
+
 
 @rule(
     "T001",
@@ -45,7 +47,8 @@ def backoff(ctx: Context):
                 same = seg[seg["rel_seq"] == rel]
                 t = same["ts"].to_numpy()
                 gaps = np.diff(t)
-                if len(gaps) >= 2 and np.all(gaps[1:] >= gaps[:-1] * 1.4):
+                # timeouts, not copies: the smallest retransmission timeout of common stacks is 200 ms
+                if len(gaps) >= 2 and gaps[0] >= MIN_RTO_S and np.all(gaps[1:] >= gaps[:-1] * 1.4):
                     yield Hit({"service": service(flow), "sender": sender, "times": len(same),
                                "gaps": ", ".join(f"{g:.1f}s" for g in gaps)}, capture=role, conn=int(flow.conn),
                               frames=first_frames(same["frame"]), wireshark_filter=flow_filter(flow),
