@@ -216,3 +216,35 @@ def test_pairing_without_the_handshake(tmp_path):
     assert len(pairs) == 1
     assert pairs.iloc[0]["nat_client"] == "10.66.0.2:33000"
     assert "no handshake" in pairs.iloc[0]["matched_by"]
+
+
+SERVER_SIDE = SAMPLES / "blackhole_tls13"
+
+
+def test_analyze_server_capture_alone_by_option_and_by_position():
+    """The server's own tcpdump: given with --server, or alone with no role, it is placed at the server and the
+    verdict rests on what the client acknowledged, not on what the server sent."""
+    for args in (("--server", SERVER_SIDE / "server.pcap"), (SERVER_SIDE / "server.pcap",),
+                 ("--capture", SERVER_SIDE / "server.pcap")):  # fmt: skip
+        result, out = invoke("analyze", "--json", *args)
+        assert result.exit_code == 1, out
+        doc = json.loads(result.stdout)
+        assert doc["verdict"] == "mtu_blackhole" and doc["path_mtu"] == 1450, out
+        assert [(c["role"], c["vantage"]["position"]) for c in doc["captures"]] == [("server", "server")]
+        assert bool(doc["role_changes"]) == (args[0] != "--server"), doc["role_changes"]
+
+
+def test_analyze_swapped_roles_are_said_and_corrected():
+    result, out = invoke("analyze", BLACKHOLE / "container.pcap", BLACKHOLE / "host.pcap")
+    assert result.exit_code == 1, out
+    assert "roles: container.pcap and host.pcap were given the other way round" in result.output, out
+    assert "capture host (host.pcap): taken between client and server" in result.output, out
+    assert "capture container (container.pcap): taken near the client" in result.output, out
+
+
+def test_analyze_bracket_when_the_path_mtu_is_not_pinned():
+    result, out = invoke("analyze", SAMPLES / "blackhole_upload" / "container.pcap")
+    assert result.exit_code == 1, out
+    # the upload died at 1500 while downloads of 1500 arrived: only the upper bound holds for the uplink path
+    assert "path MTU (IPv4): less than 1500 bytes" in result.output, out
+    assert "ping -M do" in result.output, out

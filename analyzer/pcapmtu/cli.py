@@ -115,7 +115,8 @@ def analyze(
     captures: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="HOST CONTAINER [MORE CONTAINERS...]: the host's uplink capture first, then the container's."
+            help="HOST CONTAINER [MORE CONTAINERS...]: the host's uplink capture first, then the container's. "
+            "A single capture is placed by where it was taken (like --capture)."
         ),
     ] = None,
     host: Annotated[
@@ -123,6 +124,16 @@ def analyze(
     ] = None,
     container: Annotated[
         list[Path] | None, typer.Option("--container", help="Capture taken inside a container (repeatable).")
+    ] = None,
+    server: Annotated[
+        Path | None, typer.Option("--server", help="Capture taken on the server (its own tcpdump).")
+    ] = None,
+    capture: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--capture",
+            help="A capture of unknown role, placed by where it was taken: client, docker host or server (repeatable).",
+        ),
     ] = None,
     host_mtu: Annotated[
         int | None, typer.Option(help="Known MTU of the host's uplink (sharpens the verdict).")
@@ -149,11 +160,14 @@ def analyze(
     positional = list(captures or [])
     hosts = [host] if host else []
     containers = list(container or [])
-    # positional: HOST CONTAINER [MORE...]; a lone positional capture is judged as the container's side
+    unplaced = list(capture or [])
+    # positional: HOST CONTAINER [MORE...]; a lone positional capture is placed by its vantage point
+    if len(positional) == 1 and not hosts and not containers:
+        unplaced, positional = positional + unplaced, []
     if len(positional) > 1 and not hosts:
         hosts, positional = positional[:1], positional[1:]
     containers = positional + containers
-    if not hosts and not containers:
+    if not hosts and not containers and not server and not unplaced:
         err.print("pcapmtu: give the host capture and the container capture (pcapmtu analyze HOST CONTAINER)")
         raise typer.Exit(Exit.BAD_INPUT)
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
@@ -165,6 +179,8 @@ def analyze(
                 hosts[0] if hosts else None,
                 containers[0] if containers else None,
                 *containers[1:],
+                server=server,
+                captures=unplaced,
                 host_mtu=host_mtu,
                 container_mtu=container_mtu,
                 progress=bar,
@@ -225,6 +241,18 @@ def _print_analysis(out: Console, a) -> None:
     out.print(f"[{style}]verdict: {d.verdict}{reason}[/{style}]  confidence {d.confidence:.0%}")
     if d.path_mtu:
         out.print(f"path MTU: {d.path_mtu}   recommended MSS: {d.recommended_mss}")
+    else:
+        _print_bracket(out, a)
+    for change in a.role_changes:
+        out.print(f"[yellow]roles:[/yellow] {escape(printable(change, 600))}")
+    for role, v in a.vantage.items():
+        cap = a.captures[role]
+        why = "; ".join(v.reasons[:2])
+        out.print(f"capture {escape(role)} ({escape(printable(cap.name, 120))}): taken {WHERE[v.position]}"
+                  f" - {escape(printable(why, 300))}")  # fmt: skip
+    lowered = [f for f in d.confidence_factors if f["delta"] < 0]
+    if lowered:
+        out.print("confidence lowered by: " + "; ".join(escape(printable(f["why"], 200)) for f in lowered))
     out.print()
     out.print(escape(printable(d.explanation, 4000)))
     if d.fix:
@@ -250,6 +278,19 @@ def _print_analysis(out: Console, a) -> None:
         out.print(f"  {f.code} [{f.severity}] {escape(where)}: {escape(printable(f.message, 600))}")
         if f.wireshark_filter:
             out.print(f"       wireshark: {escape(printable(f.wireshark_filter, 400))}")
+
+
+WHERE = {"client": "near the client", "middle": "between client and server", "server": "at the server",
+         "unknown": "at an unknown point"}  # fmt: skip
+
+
+def _print_bracket(out: Console, a) -> None:
+    """No single path MTU: say what the captures do prove, when they prove anything."""
+    for ipv, p in a.context.path.items():
+        if p.low or p.high:
+            low = f"at least {p.low}" if p.low else ""
+            high = f"less than {p.high}" if p.high else ""
+            out.print(f"path MTU (IPv{ipv}): {' and '.join(x for x in (low, high) if x)} bytes")
 
 
 @app.command()

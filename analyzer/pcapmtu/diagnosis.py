@@ -113,7 +113,9 @@ def overall(ctx: Context, table: pd.DataFrame, findings: list[Finding]) -> Diagn
     path_mtu = path.value if path else None
     clamp = _clamp_after(findings)
     direction = "upload" if any(f.code == "B002" for f in findings) else "download"
-    fix = fixes.compute(verdict, path_mtu if verdict.startswith("mtu") else None, ipv, clamp, direction)
+    mtu_verdict = verdict.startswith("mtu")
+    fix = fixes.compute(verdict, path_mtu if mtu_verdict else None, ipv, clamp, direction,
+                        path.low if path and mtu_verdict else None, path.high if path and mtu_verdict else None)  # fmt: skip
     confidence, factors = _confidence(ctx, verdict, codes, chosen)
     text = _explain(ctx, verdict, reason, chosen, table, findings, path, clamp)
     mss = (path_mtu - (40 if ipv == 4 else 60)) if (path_mtu and verdict.startswith("mtu")) else None
@@ -199,6 +201,37 @@ def _stalled_after_request(f: pd.DataFrame, ctx: Context) -> pd.Series:
     return f["request_sent"] & (f["state"] != "closed") & ~f["response_complete"] & (owed | unanswered)
 
 
+def _unexplained(ctx: Context, row, findings: list[Finding]) -> str:
+    """What went wrong on one inconclusive connection, in a sentence."""
+    flow = ctx.flow(row.capture, row.conn)
+    own = {f.code: f for f in findings if f.capture == row.capture and f.conn == row.conn}
+    for code in ("T005", "S001", "T001"):
+        if code in own:
+            return own[code].message
+    if flow["unanswered"]:
+        return (f"{row.service}: the request was acknowledged and still had no answer "
+                f"{float(flow['tail_idle_s']):.1f} s later, when the capture ended")  # fmt: skip
+    owed = {"network": "data was in flight and unacknowledged", "server": "the server owed the answer"}
+    return (f"{row.service}: stalled {float(flow['stalled_s']):.1f} s while "
+            f"{owed.get(flow['idle_turn'], 'nothing moved')}, and never finished")  # fmt: skip
+
+
+def _next_step(ctx: Context, chosen: pd.DataFrame) -> str:
+    """The capture to take next, from what these captures lack."""
+    steps = []
+    if any(bool(ctx.flow(r, c)["midstream"]) for r, c in zip(chosen["capture"], chosen["conn"], strict=True)):
+        steps.append(
+            "start the captures before the failing connection opens, so its handshake (the MSS) is in them"
+        )
+    where = {v.position for v in ctx.vantage.values()}
+    missing = [w for p, w in (("client", "in the container (or on the client)"), ("middle", "on the docker "
+               "host's uplink"), ("server", "on the server (if you can)")) if p not in where]  # fmt: skip
+    if missing:
+        steps.append("capture at the same time " + " and ".join(missing))
+    steps.append("let the failing request run into its timeout while the captures run")
+    return "; ".join(steps) + "."
+
+
 def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
     n_total = len(table)
     services = sorted(set(chosen["service"]))
@@ -218,9 +251,10 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
         return (f"Not an MTU problem: {REASON_TEXT.get(reason, reason)} ({listing}). Packet sizes are not "
                 "what separates the failing connections from the working ones.")  # fmt: skip
     if verdict == "inconclusive":
-        return (f"Something is wrong with {listing}, but the captures do not show why: connections stall "
-                "without evidence about packet sizes. Capture on both the host uplink and in the container, "
-                "and let the failing request run into its timeout.")  # fmt: skip
+        seen = [_unexplained(ctx, row, findings) for row in chosen.itertuples(index=False)]
+        more = f" and {len(seen) - 3} more" if len(seen) > 3 else ""
+        return (f"Something is wrong that the captures cannot explain: {'; '.join(seen[:3])}{more}. "
+                f"Next: {_next_step(ctx, chosen)}")  # fmt: skip
     key = "B003" if verdict == "mtu_blackhole_recovered" else None
     main = next(
         (f for f in findings if (f.code == key) or (key is None and f.code in ("B001", "B002"))), None

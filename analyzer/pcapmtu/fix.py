@@ -6,7 +6,13 @@ from .results import Fix
 
 
 def compute(
-    verdict: str, path_mtu: int | None, ipv: int, clamp_seen: int | None, direction: str
+    verdict: str,
+    path_mtu: int | None,
+    ipv: int,
+    clamp_seen: int | None,
+    direction: str,
+    low: int | None = None,
+    high: int | None = None,
 ) -> Fix | None:
     """Commands with numbers for an MTU verdict; a note when a clamp is already in effect."""
     if verdict not in ("mtu_blackhole", "mtu_blackhole_recovered"):
@@ -14,9 +20,18 @@ def compute(
             return Fix(f"An MSS clamp to {clamp_seen} is already in effect on the docker host; nothing to change.",
                        clamp_seen, None, (), ("The clamp is the fix working: keep it in the host's firewall rules.",))  # fmt: skip
         return None
+    if not path_mtu and low:
+        # the path carried `low`-byte packets (acknowledged): clamping to them is safe, if not the largest
+        fix = compute(verdict, low, ipv, clamp_seen, direction)
+        bound = f"less than {high}" if high else "not known"
+        note = (f"The captures pin no single path MTU: packets of {low} bytes were acknowledged, so MSS "
+                f"{low - (40 if ipv == 4 else 60)} is safe; the largest that fits is {bound}. Measure it with "
+                "ping -M do -s SIZE from the host to clamp exactly.")  # fmt: skip
+        return Fix(fix.summary, fix.mss, fix.mtu, fix.commands, (note, *fix.notes[1:]))
     if not path_mtu:
+        below = f" (it is below {high}: {high}-byte packets do not pass)" if high else ""
         return Fix(
-            "Lower the MSS on the docker host; the captures do not pin the path MTU, so measure it first "
+            f"Lower the MSS on the docker host; the captures do not pin the path MTU{below}, so measure it first "
             "(ping -M do -s SIZE from the host) and clamp to MTU - 40.",
             None, None,
             ({"what": "clamp to the route MTU (needs the host's uplink MTU to be the path MTU)",

@@ -23,6 +23,7 @@ from .capture import Capture
 POSITIONS = ("client", "server", "middle", "unknown")
 INITIAL_TTLS = np.array([32, 64, 128, 255])
 SPLIT_CLEAR = 0.8  # a share of the handshake time this large on one side says which end is here
+MIN_RTT_S = 0.002  # below this the timestamps' jitter decides the split, not the path
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,15 @@ def infer(cap: Capture) -> Vantage:
     if counts["middle"]:
         reasons.append(f"{counts['middle']} connection(s) are forwarded through this point: the client is "
                        f"{_mode(ch[between])} hop(s) away, the server {_mode(sh[between])}")  # fmt: skip
-    split = _handshake_split(cap)
-    if split is not None:
-        reasons.append(f"the handshake's round trip is {split:.0%} between SYN and SYN-ACK here "
-                       "(the client's side sees nearly all of it, the server's nearly none)")  # fmt: skip
+    timing = _handshake_split(cap)
+    split = None
+    if timing is not None:
+        share, first, second = timing
+        telling = first + second >= MIN_RTT_S
+        split = share if telling else None
+        reasons.append(f"SYN to SYN-ACK took {first * 1e3:.3g} ms here and SYN-ACK to ACK {second * 1e3:.3g} ms "
+                       "(median): " + ("the client's side sees nearly all of the round trip, the server's nearly "
+                       "none" if telling else "too short a round trip to tell the sides apart"))  # fmt: skip
     # forwarded traffic puts the capture on a router or docker host, whatever its own connections are
     if counts["middle"] and counts["middle"] >= counts["server"]:
         position = "middle"
@@ -117,8 +123,9 @@ def _mode(values: np.ndarray) -> int:
     return int(vals[np.argmax(n)])
 
 
-def _handshake_split(cap: Capture) -> float | None:
-    """Median share of the handshake round trip spent between the SYN and the SYN-ACK at this point."""
+def _handshake_split(cap: Capture) -> tuple[float, float, float] | None:
+    """Median share of the handshake round trip spent between the SYN and the SYN-ACK at this point, and the
+    median times of the two halves (seconds)."""
     f = cap.flows
     f = f[(f["syn_frame"] >= 0) & (f["synack_frame"] >= 0) & (f["handshake_rtt"] > 0)]
     if not len(f):
@@ -132,6 +139,12 @@ def _handshake_split(cap: Capture) -> float | None:
         return ts[i]
 
     first = at(f["synack_frame"]) - at(f["syn_frame"])
-    share = first / f["handshake_rtt"].to_numpy()
-    share = share[(share >= 0) & (share <= 1.0 + 1e-6)]
-    return float(np.median(share)) if len(share) else None
+    rtt = f["handshake_rtt"].to_numpy()
+    ok = (first >= 0) & (first <= rtt * (1.0 + 1e-6))
+    if not ok.any():
+        return None
+    return (
+        float(np.median(first[ok] / rtt[ok])),
+        float(np.median(first[ok])),
+        float(np.median(rtt[ok] - first[ok])),
+    )

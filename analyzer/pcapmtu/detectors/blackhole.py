@@ -15,12 +15,20 @@ def _host_twin(ctx: Context, role: str, flow):
     return hit.iloc[0] if len(hit) else None
 
 
-def _known_limit(path) -> int | None:
-    if path is None:
-        return None
-    if path.value:
-        return path.value
-    return path.high - 1 if path.high else None
+def _clamp(path, hdr: int) -> dict[str, str]:
+    """The fix's numbers as phrases, only as exact as the evidence: the MTU when pinned, the largest size
+    acknowledged when only a bracket is known (always safe), else a bound and how to measure."""
+    measure = "; measure it first with ping -M do -s SIZE"
+    if path is not None and path.value:
+        return {"fix_mss": f"to {path.value - hdr}", "path": f"to {path.value}"}
+    if path is not None and path.low and path.high:
+        return {"fix_mss": f"to {path.low - hdr} (the path carries {path.low} bytes, not {path.high})",
+                "path": f"to {path.low}"}  # fmt: skip
+    if path is not None and path.high:
+        return {"fix_mss": f"below {path.high - hdr} (the path does not carry {path.high}-byte packets{measure})",
+                "path": f"below {path.high}"}  # fmt: skip
+    return {"fix_mss": f"to the path MTU minus {hdr} (the captures do not show it{measure})",
+            "path": "to the path MTU"}  # fmt: skip
 
 
 def _where_lost(ctx: Context, role: str, flow, direction: str) -> str:
@@ -59,7 +67,7 @@ def _receiver(ctx: Context, role: str) -> str:
     "error",
     "{service}: PMTUD black hole - the server's {full}-byte packets never reached the {role}; the largest "
     "that did was {largest} bytes, and no ICMP size report came back",
-    "Clamp the MSS to {fix_mss} on the docker host, or set the container MTU to {path}.",
+    "Clamp the MSS {fix_mss} on the docker host, or set the container MTU {path}.",
     "RFC 2923: when ICMP 'fragmentation needed' is filtered, a sender keeps sending full-size DF packets that "
     "a smaller-MTU hop drops; handshake and small replies pass, every full-size segment is lost and re-lost.",
     implies="mtu_blackhole",
@@ -116,14 +124,9 @@ def download(ctx: Context):
             # what got through: acknowledged data, and the packets without data (the handshake completed)
             bare = s2c.loc[s2c["payload_len"] == 0, "ip_len"]
             largest = max(int(flow.largest_delivered_s2c), int(bare.max()) if len(bare) else 0)
-            limit = (
-                path.value
-                if path and path.value
-                else (path.high - 1 if path and path.high else flow.server_full - 1)
-            )
             yield Hit(
                 {"service": service(flow), "full": int(flow.server_full), "role": _receiver(ctx, role),
-                 "largest": largest, "fix_mss": int(limit - flow.hdr), "path": int(limit)},
+                 "largest": largest, **_clamp(path, int(flow.hdr))},
                 capture=role, conn=int(flow.conn), frames=first_frames(s2c["frame"]),
                 wireshark_filter=flow_filter(flow),
                 evidence={"mss_client": int(flow.mss_client), "mss_at_server": int(flow.mss_at_server),
@@ -140,8 +143,8 @@ def download(ctx: Context):
     "error",
     "{service}: PMTUD black hole on upload - the client's {full}-byte packets are sent and re-sent but never "
     "acknowledged; lost {where}",
-    "Clamp the MSS to {fix_mss} on the docker host (it rewrites the server's SYN-ACK too), or set the "
-    "container MTU to {path}.",
+    "Clamp the MSS {fix_mss} on the docker host (it rewrites the server's SYN-ACK too), or set the "
+    "container MTU {path}.",
     "The same RFC 2923 failure with the container as the sender: its full-size segments die at a smaller-MTU "
     "hop and the ICMP that would tell it never arrives.",
     implies="mtu_blackhole",
@@ -190,12 +193,9 @@ def upload(ctx: Context):
                 continue
             p = conn_packets(ctx, role, int(flow.conn))
             lost = p[(p["dir"] == 0) & p["retrans"] & (p["ip_len"] >= flow.client_full)]
-            limit = _known_limit(path) or (int(twin["max_ip_len_c2s"]) if twin is not None else 0)
-            if not limit:
-                continue
             yield Hit(
                 {"service": service(flow), "full": int(flow.client_full), "where": _where_lost(ctx, role, flow, "c2s"),
-                 "fix_mss": int(limit - flow.hdr), "path": int(limit)},
+                 **_clamp(path, int(flow.hdr))},
                 capture=role, conn=int(flow.conn), frames=first_frames(lost["frame"]), wireshark_filter=flow_filter(flow),
                 evidence={"client_full": int(flow.client_full), "retrans_c2s": int(flow.retrans_c2s), "because": reasons},
             )  # fmt: skip
@@ -207,7 +207,7 @@ def upload(ctx: Context):
     "warning",
     "{service}: stalled {stall:.1f} s, then the server continued with {after}-byte segments instead of "
     "{full}-byte ones - packetization-layer PMTU probing got around a black hole",
-    "It works, slowly: clamp the MSS to {fix_mss} so no connection has to stall first.",
+    "It works, slowly: clamp the MSS {fix_mss} so no connection has to stall first.",
     "RFC 4821 / Linux tcp_mtu_probing: a sender that sees repeated timeouts retries with smaller segments; "
     "the stall followed by smaller segments is the fingerprint of a black hole it worked around.",
     implies="mtu_blackhole_recovered",
@@ -228,10 +228,9 @@ def recovered(ctx: Context):
                 (p["dir"] == 1) & (p["ts"] >= flow.idle_start_ts + flow.stalled_s) & (p["payload_len"] > 0)
             ]
             path = ctx.path.get(int(flow.ipv))
-            limit = path.value if path and path.value else int(flow.largest_delivered_s2c)
             yield Hit(
                 {"service": service(flow), "stall": float(flow.stalled_s), "after": int(flow.max_payload_s2c_after_idle),
-                 "full": int(flow.server_full - flow.hdr), "fix_mss": int(limit - flow.hdr)},
+                 "full": int(flow.server_full - flow.hdr), "fix_mss": _clamp(path, int(flow.hdr))["fix_mss"]},
                 capture=role, conn=int(flow.conn), frames=first_frames(after["frame"]), wireshark_filter=flow_filter(flow),
                 evidence={"stall_s": round(float(flow.stalled_s), 3), "payload_after": int(flow.max_payload_s2c_after_idle)},
             )  # fmt: skip
