@@ -928,3 +928,20 @@ def test_browser_shows_hostile_text_as_text(browser, hostile):
     assert "<script>alert(1)</script>.a|b|c.example" in text
     assert "<img src=x onerror=alert(1)>.[click](http://evil.example)" in text
     assert "\\x1b[31mred\\x00nul\\x0d\\x0aCRLF.&#27;[1m&lt;b&gt;--><x>.example" in text
+
+
+def test_plots_put_a_clock_shifted_capture_on_the_client_side_clock():
+    """The host capture's clock is 3723.25 s ahead (lab derived copy): pairing measures the offset, and the
+    time-sequence graph and the timeline draw both captures' packets on one time axis."""
+    from matplotlib.collections import LineCollection
+
+    scenario = SAMPLES / "blackhole_tls12"
+    r = pcapmtu.analyze(host=scenario / "host_shifted.pcap", container=scenario / "container.pcap")
+    assert abs(r.context.clock_offset("host") - 3723.25) < 0.01
+    conn = int(r.findings[r.findings["code"] == "B001"]["conn"].iloc[0])
+    fig = r.plot_time_sequence(("container", conn))
+    xs = [x for c in fig.axes[0].collections if isinstance(c, LineCollection)
+          for seg in c.get_segments() for x in seg[:, 0]]  # fmt: skip
+    assert xs and min(xs) > -1 and max(xs) < 60, (min(xs), max(xs))
+    bars = [p.get_x() for p in r.plot_timeline().axes[0].patches]
+    assert bars and min(bars) >= 0 and max(bars) < 60, bars

@@ -51,7 +51,9 @@ def time_sequence(analysis, role: str, conn: int) -> Figure:
         p = conn_packets(ctx, view_role, view_conn)
         color = ROLE_COLORS.get(view_role, "#1f77b4")
         data = p[(p["dir"] == direction) & (p["payload_len"] > 0)]
-        t = data["ts"].to_numpy() - t0
+        # on this capture's clock: the other capture's times less the offset pairing measured
+        shift = t0 + ctx.clock_offset(view_role) - ctx.clock_offset(role)
+        t = data["ts"].to_numpy() - shift
         lo = data["rel_seq"].to_numpy()
         hi = lo + data["payload_len"].to_numpy()
         retrans = data["retrans"].to_numpy()
@@ -63,7 +65,7 @@ def time_sequence(analysis, role: str, conn: int) -> Figure:
             ax.scatter(t[retrans], hi[retrans], marker="x", color="#d62728", zorder=3,
                        label=f"retransmission ({view_role})")  # fmt: skip
         acks = p[(p["dir"] == 1 - direction) & ((p["tcp_flags"] & 0x10) > 0)]
-        ax.step(acks["ts"].to_numpy() - t0, acks["rel_ack"].to_numpy(), where="post", color=color, alpha=0.5,
+        ax.step(acks["ts"].to_numpy() - shift, acks["rel_ack"].to_numpy(), where="post", color=color, alpha=0.5,
                 linestyle="--", label=f"ACKs seen in {view_role} capture")  # fmt: skip
         sack = ctx.captures[view_role].sack
         if len(sack):
@@ -71,7 +73,7 @@ def time_sequence(analysis, role: str, conn: int) -> Figure:
             blocks = sack[sack["row"].isin(rows)]
             if len(blocks):
                 isn = int(flow["isn_server"] if direction == 1 else flow["isn_client"])
-                bt = ctx.captures[view_role].packets["ts"].to_numpy()[blocks["row"].to_numpy()] - t0
+                bt = ctx.captures[view_role].packets["ts"].to_numpy()[blocks["row"].to_numpy()] - shift
                 left = (blocks["left"].to_numpy().astype(np.int64) - isn) % (1 << 32)
                 right = (blocks["right"].to_numpy().astype(np.int64) - isn) % (1 << 32)
                 ax.vlines(bt, left, right, colors="#17becf", linewidth=7, alpha=0.35, zorder=1,
@@ -103,8 +105,11 @@ def timeline(analysis) -> Figure:
     rows = []
     for role, group in analysis.verdicts.groupby("capture", sort=False):
         f = analysis.context.flows(role).iloc[group["conn"].to_numpy()]  # flows are numbered 0..n-1 in order
+        shift = analysis.context.clock_offset(role)  # every capture on the client-side captures' clock
         for v, start, end in zip(group.itertuples(index=False), f["first_ts"], f["last_ts"], strict=True):
-            rows.append((float(start), float(end), f"{v.capture} #{v.conn} {v.service}", v.verdict))
+            rows.append(
+                (float(start) - shift, float(end) - shift, f"{v.capture} #{v.conn} {v.service}", v.verdict)
+            )
     rows.sort()
     if len(rows) > 60:  # keep the ones that matter: every non-healthy connection, then the earliest others
         bad = [r for r in rows if r[3] != "healthy"]

@@ -128,8 +128,37 @@ def _capture_rows(analysis) -> list[dict]:
             "link types": ", ".join(s["link_types"]), "packets": s["packets"],
             "time span": (f"{datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M:%S} UTC + {end - start:.1f} s" if start else "-"),
             "truncated": s["truncated_packets"], "warnings": "; ".join(s["warnings"]) or "-",
+            "taken": _where(analysis, role), "clock": _clock(analysis, role),
         })  # fmt: skip
     return rows
+
+
+WHERE = {"client": "near the client", "middle": "between client and server", "server": "at the server",
+         "unknown": "unknown"}  # fmt: skip
+
+
+def _where(analysis, role: str) -> str:
+    v = analysis.vantage.get(role)
+    return f"{WHERE[v.position]} ({'; '.join(v.reasons[:2])})" if v else "-"
+
+
+def _clock(analysis, role: str) -> str:
+    """The far capture's clock against the client-side captures', as measured by pairing."""
+    ctx = analysis.context
+    if role != ctx.far_role or not len(ctx.pairs) or ctx.pairs["clock_offset_s"].isna().all():
+        return "-"
+    delay = float(ctx.pairs["one_way_delay_s"].median())
+    return f"{ctx.clock_offset(role):+.6f} s (one-way delay {delay * 1e3:.3f} ms)"
+
+
+def _notes(analysis) -> list[str]:
+    """Roles corrected, and what raised and lowered the confidence: sentences for the report."""
+    out = [f"Roles: {c}" for c in analysis.role_changes]
+    factors = analysis.diagnosis.confidence_factors
+    if factors:
+        out.append("Confidence " + f"{analysis.diagnosis.confidence:.0%}: "
+                   + "; ".join(f"{f['why']} ({f['delta']:+.2f})" for f in factors))  # fmt: skip
+    return out
 
 
 def _num(value: int | None) -> str:
@@ -186,7 +215,8 @@ def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: s
             f"- {key}: value {_num(p['value'])}, bracket [{_num(p['low'])}, {_num(p['high'])}), decided by: {markdown(p['decided_by'], 300)}"
         )
         lines += [f"  - {markdown(_signal_text(s), 300)}" for s in p["signals"][:20]]
-    lines += ["", "## Captures", "", *_md_table(_capture_rows(analysis)), "", "## Plots", ""]
+    lines += ["", "## Captures", "", *_md_table(_capture_rows(analysis)), ""]
+    lines += [f"- {markdown(n, 2000)}" for n in _notes(analysis)] + ["", "## Plots", ""]
     for name, title in titles:
         lines += [f"### {markdown(title)}", "", f"![{markdown(title)}](plots/{name}.png)", ""]
     lines += [f"Generated at {stamp} by pcapmtu {__version__}.", ""]
@@ -264,7 +294,9 @@ def render_html(
         parts.append(f"<li>{e(key)}: value {_num(p['value'])}, bracket [{_num(p['low'])}, {_num(p['high'])}), "
                      f"decided by: {e(p['decided_by'], 300)}<ul>{signals}</ul></li>")  # fmt: skip
     parts.append("</ul>")
-    parts += ["<h2>Captures</h2>", _html_table(_capture_rows(analysis)), "<h2>Plots</h2>"]
+    parts += ["<h2>Captures</h2>", _html_table(_capture_rows(analysis))]
+    parts.append("<ul>" + "".join(f"<li>{e(n, 2000)}</li>" for n in _notes(analysis)) + "</ul>")
+    parts.append("<h2>Plots</h2>")
     for name, title in titles:
         data = base64.b64encode(images[name]).decode()
         parts.append(f'<figure><img alt="{e(title)}" src="data:image/png;base64,{data}">'
