@@ -1152,6 +1152,27 @@ def test_verdict_ipv6_fix_headline_uses_the_ipv6_mss(blackhole_v6):
     assert "1390" in r.fix.summary
 
 
+# ---------------------------------------------------------------------------- SYN-ACK MSS between points
+@pytest.fixture(scope="module")
+def synack_clamped(tmp_path_factory):
+    """A clamp acting on the SYN-ACK on its way in: MSS 1460 at the host's uplink, 1410 in the container."""
+    tmp = tmp_path_factory.mktemp("synack")
+    far = download(sport=443, sizes=(1410, 1410, 300), mss_s=1460)
+    near = download(sport=443, sizes=(1410, 1410, 300), mss_s=1410)
+    return run(host=capture(tmp, "host", far.render("host", cport=61000)),
+               container=capture(tmp, "container", near.render("container")))  # fmt: skip
+
+
+def test_M006_positive_synack_mss_rewritten_between_the_points(synack_clamped):
+    f = one(synack_clamped, "M006", "container")
+    assert f.evidence["mss_far"] == 1460 and f.evidence["mss_near"] == 1410
+    assert "1460 in the host capture and 1410 in the container capture" in f.message
+
+
+def test_M006_negative_only_the_syn_is_clamped(clamped):
+    assert not found(clamped, "M006")
+
+
 # ------------------------------------------------------------------- what a sender did with an ICMP report
 def download_icmp_ignored(t: float = T0) -> tuple[Conn, list]:
     """The server's own capture: a GET answered with 1500-byte segments; a router's frag-needed (MTU 1450)

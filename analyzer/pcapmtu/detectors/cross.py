@@ -37,7 +37,7 @@ def matched(ctx: Context):
     "warning",
     "{service}: {count} {what} segments were captured on the {seen} side only (largest {size} bytes) - "
     "they were lost between the two capture points",
-    "The loss is inside the docker host: check the bridge/veth MTUs and the host's firewall for dropped ICMP.",
+    "The loss is {between}: check the MTUs of the links there and any firewall that drops ICMP.",
     "Both captures of one connection should hold the same segments (NAT changes addresses, not sequence "
     "numbers); segments present on one side only died between the two interfaces.",
 )
@@ -59,8 +59,10 @@ def one_side(ctx: Context):
             only = a[[(s, n) not in keys for s, n in zip(a["rel_seq"], a["payload_len"], strict=True)]]
             if len(only):
                 role = seen
+                between = ("inside the docker host (bridge, veth)" if far == "host"
+                           else f"on the path between the {row.container} and the {far}")  # fmt: skip
                 yield Hit({"service": service(SimpleNamespace(**flow[["name", "server_ip", "server_port"]])), "count": len(only), "what": what, "seen": seen,
-                           "size": int(only["ip_len"].max())}, capture=role,
+                           "size": int(only["ip_len"].max()), "between": between}, capture=role,
                           conn=int(row.host_conn if seen == far else row.container_conn),
                           frames=first_frames(only["frame"]))  # fmt: skip
 

@@ -59,6 +59,34 @@ def clamp(ctx: Context):
 
 
 @rule(
+    "M006",
+    "synack-mss-rewritten",
+    "info",
+    "the SYN-ACK's MSS is {far_mss} in the {far} capture and {near_mss} in the {role} capture ({count} "
+    "connections): something between the two points rewrites the server's MSS",
+    "A clamp on the SYN-ACK protects downloads only if the SYN is clamped too (M002): check both directions.",
+    "A TCPMSS rule can match one direction only; comparing the same SYN-ACK on both sides of the NAT shows "
+    "whether the server's advertised MSS was lowered on its way in.",
+)
+def synack_clamp(ctx: Context):
+    if ctx.far is None or not len(ctx.pairs):
+        return
+    far = ctx.flows(ctx.far_role).set_index("conn")
+    for role in ctx.container_roles:
+        f = ctx.flows(role)
+        f = f[(f["twin_conn"] >= 0) & (f["mss_server"] > 0)]
+        there = far["mss_server"].reindex(f["twin_conn"]).to_numpy()
+        changed = f[(there > 0) & (there != f["mss_server"].to_numpy())]
+        if len(changed):
+            at_far = far["mss_server"].reindex(changed["twin_conn"])
+            yield Hit({"far_mss": int(at_far.mode().iloc[0]), "near_mss": int(changed["mss_server"].mode().iloc[0]),
+                       "far": ctx.far_role, "role": role, "count": len(changed)}, capture=role,
+                      frames=first_frames(changed["synack_frame"]),
+                      evidence={"mss_far": int(at_far.mode().iloc[0]), "mss_near": int(changed["mss_server"].mode().iloc[0]),
+                                "synack_frames": [int(x) for x in changed["synack_frame"][:10]]})  # fmt: skip
+
+
+@rule(
     "M003",
     "icmp-size-report",
     "info",
