@@ -14,6 +14,7 @@ PUBLIC = [
     "PcapmtuError",
     "Thresholds",
     "UsageError",
+    "Vantage",
     "__version__",
     "analyze",
     "export",

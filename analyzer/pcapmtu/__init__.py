@@ -5,8 +5,9 @@ The public API (guarded by tests/test_api.py; changes need a version bump):
     capture = pcapmtu.read("container.pcap")
     capture.packets, capture.flows, capture.dns, capture.icmp   # pandas tables, see docs/tables.md
 
-    result = pcapmtu.analyze(host="host.pcap", container="container.pcap")
+    result = pcapmtu.analyze(host="host.pcap", container="container.pcap")   # also server=, captures=[...]
     result.verdict, result.confidence, result.explanation, result.fix, result.findings, result.pairs
+    result.vantage, result.role_changes        # where each capture was taken (Vantage), roles corrected
     result.save("report/")                      # the same report as `pcapmtu analyze --out report/`
 
     pcapmtu.export(["a.pcap", "b.pcap"], to="parquet/")   # tables as Parquet for DuckDB/Spark
@@ -26,6 +27,7 @@ _EXPORTS = {
     "CaptureError": "errors",
     "PcapmtuError": "errors",
     "UsageError": "errors",
+    "Vantage": "vantage",
     "export": "parquet",
 }
 
@@ -53,6 +55,7 @@ __all__ = [
     "PcapmtuError",
     "Thresholds",
     "UsageError",
+    "Vantage",
     "__version__",
     "analyze",
     "export",
