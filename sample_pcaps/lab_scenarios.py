@@ -246,6 +246,10 @@ def analyses(s: Scenario) -> list[dict]:
                 {"container.pcap": "container", "server.pcap": "server"},
             ),
             entry({"captures": ["server.pcap"]}, {"server.pcap": "server"}, **blind),
+            entry(
+                {"host": "host.pcap", "container": "container.pcap", "server": "server.pcap"},
+                {"host.pcap": "host", "container.pcap": "container", "server.pcap": "server"},
+            ),
         ]
     if "host_shifted" in s.derive:
         entries.append(

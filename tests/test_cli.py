@@ -248,3 +248,10 @@ def test_analyze_bracket_when_the_path_mtu_is_not_pinned():
     # the upload died at 1500 while downloads of 1500 arrived: only the upper bound holds for the uplink path
     assert "path MTU (IPv4): less than 1500 bytes" in result.output, out
     assert "ping -M do" in result.output, out
+
+
+def test_analyze_a_role_the_capture_contradicts_is_said():
+    result, out = invoke("analyze", "--container", SERVER_SIDE / "server.pcap")
+    assert (
+        "server.pcap was given as the container capture, but it looks taken at the server" in result.output
+    ), out

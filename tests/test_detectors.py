@@ -1015,7 +1015,7 @@ def test_X001_positive_matched_across_nat(blackhole):
     x = one(r, "X001", "container")
     assert x.message == (
         "1 of 1 connections in the container capture were found in the host capture (matched by client "
-        "initial sequence number); 1 host connections are the host's own"
+        "initial sequence number); 1 connections there are the host's own"
     )
     assert x.evidence == {"nat_clients": ["10.66.0.2:61000"]}
     assert list(r.pairs[["container_conn", "host_conn"]].itertuples(index=False, name=None)) == [(0, 0)]

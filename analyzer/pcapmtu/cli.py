@@ -240,7 +240,8 @@ def _print_analysis(out: Console, a) -> None:
     reason = f" ({d.reason})" if d.reason else ""
     out.print(f"[{style}]verdict: {d.verdict}{reason}[/{style}]  confidence {d.confidence:.0%}")
     if d.path_mtu:
-        out.print(f"path MTU: {d.path_mtu}   recommended MSS: {d.recommended_mss}")
+        mss = f"   recommended MSS: {d.recommended_mss}" if d.recommended_mss else ""
+        out.print(f"path MTU: {d.path_mtu}{mss}")
     else:
         _print_bracket(out, a)
     for change in a.role_changes:
@@ -250,7 +251,9 @@ def _print_analysis(out: Console, a) -> None:
         why = "; ".join(v.reasons[:2])
         out.print(f"capture {escape(role)} ({escape(printable(cap.name, 120))}): taken {WHERE[v.position]}"
                   f" - {escape(printable(why, 300))}")  # fmt: skip
-    lowered = [f for f in d.confidence_factors if f["delta"] < 0]
+    from .diagnosis import CAP_WHY  # loaded already by the analysis
+
+    lowered = [f for f in d.confidence_factors if f["delta"] < 0 and f["why"] != CAP_WHY]
     if lowered:
         out.print("confidence lowered by: " + "; ".join(escape(printable(f["why"], 200)) for f in lowered))
     out.print()

@@ -46,8 +46,14 @@ class Context:
 
     @property
     def container_roles(self) -> list[str]:
-        """The captures nearest the clients (every capture but the far one)."""
-        return [r for r in self.captures if r != self.far_role]
+        """The captures nearest the clients, paired with the far one."""
+        return [r for r in self.captures if r != self.far_role and r not in self.extra_roles]
+
+    @property
+    def extra_roles(self) -> list[str]:
+        """A server capture beside the docker host's: not paired; its copies of connections other captures
+        hold are judged there, so it contributes only connections no other capture has."""
+        return ["server"] if self.far_role == "host" and "server" in self.captures else []
 
     def clock_offset(self, role: str) -> float:
         """This capture's clock minus the client-side captures' clock, seconds (0 where not measured)."""
@@ -84,7 +90,19 @@ class Context:
         """The connections a detector judges in a capture: the far capture's copies of container connections
         are judged once, on the container's side, so the far capture contributes only its own."""
         f = self.flows(role)
+        if role in self.extra_roles:
+            return f[~self._seen_elsewhere(role)]
         return f[f["host_own"]] if role == self.far_role else f
+
+    def _seen_elsewhere(self, role: str) -> pd.Series:
+        """Connections of `role` that another capture holds too (same server endpoint and client ISN)."""
+        f = self.flows(role)
+        others = [self.flows(r) for r in self.captures if r != role]
+        keys = {
+            k for o in others for k in zip(o["server_ip"], o["server_port"], o["isn_client"], strict=True)
+        }
+        mine = zip(f["server_ip"], f["server_port"], f["isn_client"], strict=True)
+        return pd.Series([k[2] >= 0 and k in keys for k in mine], index=f.index, dtype=bool)
 
     def flow(self, role: str, conn: int) -> pd.Series:
         """One connection's row (flows are numbered 0..n-1 in order, so this is a position lookup)."""

@@ -46,7 +46,7 @@ def verdicts(ctx: Context, findings: list[Finding]) -> pd.DataFrame:
         if f.conn >= 0:
             by_flow.setdefault((f.capture, f.conn), []).append(f)
     rows = []
-    for role in ctx.container_roles + ([ctx.far_role] if ctx.far_role else []):
+    for role in ctx.container_roles + ctx.extra_roles + ([ctx.far_role] if ctx.far_role else []):
         flows = ctx.judged(role)
         for flow in flows.itertuples():
             own = by_flow.get((role, int(flow.conn)), [])
@@ -134,6 +134,7 @@ def _clamp_after(findings: list[Finding]) -> int | None:
 
 
 CORROBORATING = ("S001", "T001", "M001", "M004", "X002", "B005")
+CAP_WHY = "the most this kind of evidence supports"  # a ceiling, not a doubt
 HEALTHY_CAP_AFTER_STALL = 0.5  # healthy is never above this while a request went unanswered
 
 
@@ -183,7 +184,7 @@ def _confidence(
                             HEALTHY_CAP_AFTER_STALL - total))  # fmt: skip
     total = sum(d for _, d in factors)
     if total > cap:
-        factors.append(("the most this kind of evidence supports", cap - total))
+        factors.append((CAP_WHY, cap - total))
     elif total < 0.05:
         factors.append(("the least any verdict is given", 0.05 - total))
     value = round(max(min(total, cap), 0.05), 2)
@@ -257,12 +258,16 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
                 f"Next: {_next_step(ctx, chosen)}")  # fmt: skip
     key = "B003" if verdict == "mtu_blackhole_recovered" else None
     main = next(
-        (f for f in findings if (f.code == key) or (key is None and f.code in ("B001", "B002"))), None
+        (f for f in findings if (f.code == key) or (key is None and f.code in ("B001", "B002", "B005"))), None
     )
     parts = []
     if main is not None:
         ev = main.evidence
         parts.append(f"{main.message}.")
+        if main.code == "B005":
+            parts.append(
+                f"The path carries at most {main.evidence['mtu']} bytes, as the ICMP says; {main.hint}"
+            )
         if main.code == "B001":
             mtu_c = ctx.facts.container_mtu or (ev["mss_client"] + 40 if ev.get("mss_client") else None)
             parts.append(

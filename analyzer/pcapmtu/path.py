@@ -73,7 +73,7 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
         if (low is None or mtu >= low) and (high is None or mtu < high):
             return PathMTU(ipv, mtu, low, high, why, tuple(signals))
     if low is not None and high is not None and high == low + 1:
-        return PathMTU(ipv, low, low, high, f"{low_why}; {high_why}", tuple(signals))
+        return PathMTU(ipv, low, low, high, f"{low_why}; {high_why}", tuple(signals), independent=False)
     if low is not None and high is not None:
         # the path carried `low` and not `high`; a SYN somewhere advertising exactly `low` - hdr names an
         # interface of that MTU on the path: the bracket's floor is then the value
@@ -81,7 +81,7 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
         if low - hdr in mss:
             why = (f"{low_why}; {high_why}; a SYN in the {mss[low - hdr]} capture advertises MSS {low - hdr}, "
                    f"an interface MTU of exactly {low}")  # fmt: skip
-            return PathMTU(ipv, low, low, high, why, tuple(signals))
+            return PathMTU(ipv, low, low, high, why, tuple(signals), independent=False)
     why = "; ".join(w for w in (low_why, high_why) if w) or "no size signal in the captures"
     return PathMTU(ipv, None, low, high, why, tuple(signals))
 

@@ -182,7 +182,8 @@ def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: s
         "",
     ]
     if d.path_mtu:
-        lines += [f"Path MTU **{d.path_mtu}**, recommended MSS **{d.recommended_mss}**.", ""]
+        mss = f", recommended MSS **{d.recommended_mss}**" if d.recommended_mss else ""
+        lines += [f"Path MTU **{d.path_mtu}**{mss}.", ""]
     lines += [markdown(d.explanation, 6000), ""]
     if d.fix:
         lines += ["## Fix", "", markdown(d.fix.summary, 500), ""]
@@ -267,7 +268,8 @@ def render_html(
         + (f" ({e(d.reason)})" if d.reason else "")
         + f"</span> &nbsp;confidence {d.confidence:.0%}"
         + (
-            f" &nbsp;|&nbsp; path MTU <b>{d.path_mtu}</b>, recommended MSS <b>{d.recommended_mss}</b>"
+            f" &nbsp;|&nbsp; path MTU <b>{d.path_mtu}</b>"
+            + (f", recommended MSS <b>{d.recommended_mss}</b>" if d.recommended_mss else "")
             if d.path_mtu
             else ""
         )

@@ -39,6 +39,9 @@ class PathMTU:
     high: int | None  # ... and did not carry packets this large (exclusive upper bound - 1)
     decided_by: str
     signals: tuple[dict, ...] = ()
+    independent: bool = (
+        True  # pinned by a signal of its own (ICMP, a SYN MSS, pings, stated), not by the bracket
+    )
 
 
 @dataclass(frozen=True)

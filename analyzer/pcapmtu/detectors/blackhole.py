@@ -86,12 +86,18 @@ def download(ctx: Context):
             & ~f["response_complete"]
             & ~f["server_aborted"]
             & (f["stalled_after_request"] | f["full_estimated"])
+            & (f["icmp_reports"] == 0)  # with a size report in the capture, B004/B005 tell what became of it
         ]
         for flow in cand.itertuples():
             path = ctx.path.get(int(flow.ipv))
             # only a path MTU pinned by an independent signal (a host's SYN, ICMP, DF pings, a stated MTU)
             # counts here: a bracket built from this very stall would be circular
-            bound = path is not None and path.value is not None and path.value < flow.server_full
+            bound = (
+                path is not None
+                and path.value is not None
+                and path.independent
+                and path.value < flow.server_full
+            )
             reasons = []
             if flow.s2c_holes:
                 reasons.append("the client's ACKs show holes in the server's data")

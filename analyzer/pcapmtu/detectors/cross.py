@@ -13,8 +13,8 @@ from ._util import conn_packets, first_frames, flow_filter, service
     "X001",
     "matched-across-nat",
     "info",
-    "{matched} of {total} connections in the {role} capture were found in the host capture "
-    "(matched by {how}); {own} host connections are the host's own",
+    "{matched} of {total} connections in the {role} capture were found in the {far} capture "
+    "(matched by {how}); {own} connections there are the {far}'s own",
     "Container connections missing from the host capture are listed by X003; if none matched, check that "
     "both captures cover the same time and that the host capture is on the uplink the traffic leaves by.",
     "MASQUERADE changes the client address and port but never the sequence numbers, so the same connection "
@@ -27,7 +27,8 @@ def matched(ctx: Context):
     for role in ctx.container_roles:
         p = ctx.pairs[ctx.pairs["container"] == role]
         how = ", ".join(sorted(set(p["matched_by"]))) or "nothing"
-        yield Hit({"matched": len(p), "total": len(ctx.flows(role)), "role": role, "how": how, "own": own},
+        yield Hit({"matched": len(p), "total": len(ctx.flows(role)), "role": role, "how": how, "own": own,
+                   "far": ctx.far_role},
                   capture=role, evidence={"nat_clients": sorted(set(p["nat_client"]))[:10]})  # fmt: skip
 
 
