@@ -233,6 +233,13 @@ def analyses(s: Scenario) -> list[dict]:
 
     pair = {"host": "host.pcap", "container": "container.pcap"}
     entries = [entry(pair, {"host.pcap": "host", "container.pcap": "container"})]
+    # each side alone: the client's side may leave the path MTU as a bracket (nothing of the narrow size
+    # reaches it), never name another number
+    alone = {"path_mtu_evident": False} if mtu is not None else {}
+    entries += [
+        entry({"container": "container.pcap"}, {"container.pcap": "container"}, **alone),
+        entry({"host": "host.pcap"}, {"host.pcap": "host"}),
+    ]
     if s.server_capture:
         blind = {}
         if not s.server_sees_failure:
