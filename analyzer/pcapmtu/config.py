@@ -13,7 +13,9 @@ class Thresholds:
     slow_response_s: float = 2.0  # request-to-first-byte this long with no loss: the server is slow
     lossy_retrans_ratio: float = 0.005  # retransmitted share of a direction's packets that makes a link lossy
     offload_margin: int = 0  # bytes over the largest MTU before a packet counts as an offload super-packet
-    pairing_window_s: float = 5.0  # a connection seen in two captures starts within this many seconds
+    # a connection captured without its handshake, seen in two captures, starts within this many seconds
+    # of the other once the clock offset is taken out (handshakes pair by sequence number alone)
+    pairing_window_s: float = 5.0
     dup_copy_min: int = 10  # interface copies before the capture-quality finding is raised
 
 
