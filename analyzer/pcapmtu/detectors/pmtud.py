@@ -27,7 +27,16 @@ def _outcomes(ctx: Context):
         if not len(icmp):
             continue
         f = ctx.judged(role)
-        fate = ctx.fate(role)
+        quoted = set(zip(icmp["quoted_src"].astype(str), icmp["quoted_sport"], strict=True))
+        ends = zip(
+            f["client_ip"].astype(str),
+            f["client_port"],
+            f["server_ip"].astype(str),
+            f["server_port"],
+            strict=True,
+        )
+        f = f[[(c, cp) in quoted or (s_, sp) in quoted for c, cp, s_, sp in ends]]  # only connections quoted
+        fate = ctx.fate(role) if len(f) else None
         for flow in f.itertuples():
             for d, sender, src, sport, dst, dport in (
                 (0, "client", flow.client_ip, flow.client_port, flow.server_ip, flow.server_port),
