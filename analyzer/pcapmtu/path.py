@@ -191,4 +191,5 @@ def _pings(ctx: Context, ipv: int, signals: list[dict]) -> None:
 def frames_filter(frames: list[int] | np.ndarray | pd.Series) -> str:
     """A Wireshark display filter that selects exactly these frames."""
     values = sorted({int(x) for x in frames})
-    return "frame.number in {" + " ".join(map(str, values)) + "}" if values else ""
+    # set members are comma-separated: Wireshark 4.0 and later reject the old space-separated form
+    return "frame.number in {" + ", ".join(map(str, values)) + "}" if values else ""
