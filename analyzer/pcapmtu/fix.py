@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .results import Fix
 
+NFT_TABLE = "pcapmtu"  # a table of its own: nftables creates none by default, and ours is easy to remove
+
 
 def compute(
     verdict: str,
@@ -32,32 +34,43 @@ def compute(
         below = f" (it is below {high}: {high}-byte packets do not pass)" if high else ""
         return Fix(
             f"Lower the MSS on the docker host; the captures do not pin the path MTU{below}, so measure it first "
-            "(ping -M do -s SIZE from the host) and clamp to MTU - 40.",
+            f"(ping -M do -s SIZE from the host) and clamp to MTU - {40 if ipv == 4 else 60}.",
             None, None,
             ({"what": "clamp to the route MTU (needs the host's uplink MTU to be the path MTU)",
-              "command": "iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"},),
+              "command": f"{'iptables' if ipv == 4 else 'ip6tables'} -t mangle -A FORWARD -p tcp "
+                         "--tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"},),
         )  # fmt: skip
     mss4, mss6 = path_mtu - 40, path_mtu - 60
     mtu = path_mtu
+    iptables = f"iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {mss4}"
+    ip6tables = f"ip6tables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {mss6}"
+    own, other = (
+        ((iptables, "IPv4"), (ip6tables, "IPv6")) if ipv == 4 else ((ip6tables, "IPv6"), (iptables, "IPv4"))
+    )
+    tool = "iptables" if ipv == 4 else "ip6tables"
     commands = [
-        {"what": "clamp the MSS of forwarded connections (IPv4)",
-         "command": f"iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {mss4}"},
-        {"what": "or clamp to the MTU of the outgoing route (right when the host's uplink MTU is the bottleneck)",
-         "command": "iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"},
-        {"what": "the same with nftables",
-         "command": f"nft add rule inet mangle forward tcp flags syn tcp option maxseg size set {mss4}"},
-        {"what": "IPv6 (60 bytes of headers)",
-         "command": f"ip6tables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {mss6}"},
-        {"what": "or give containers an MTU that fits: /etc/docker/daemon.json (default bridge), then restart docker",
-         "command": f'{{"mtu": {mtu}}}'},
-        {"what": "the dockerd flag for every new network",
+        {"what": f"recommended: clamp the MSS of forwarded connections ({own[1]}, the failing traffic)",
+         "command": own[0]},
+        {"what": f"the same for {other[1]}, if it takes this path too", "command": other[0]},
+        {"what": "or with nftables: a table and a forward chain at the mangle priority (once) ...",
+         "command": f"nft add table inet {NFT_TABLE} && nft add chain inet {NFT_TABLE} forward "
+                    "'{ type filter hook forward priority mangle; }'"},
+        {"what": "... and the clamp, each family with its own MSS",
+         "command": f"nft add rule inet {NFT_TABLE} forward meta nfproto ipv4 tcp flags syn / syn,rst "
+                    f"tcp option maxseg size set {mss4} && nft add rule inet {NFT_TABLE} forward meta nfproto ipv6 "
+                    f"tcp flags syn / syn,rst tcp option maxseg size set {mss6}"},
+        {"what": "or clamp to the MTU of the outgoing route (right only when the host's uplink MTU is the narrow hop)",
+         "command": f"{tool} -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"},
+        {"what": "or give new docker networks an MTU that fits (dockerd flag)",
          "command": f"dockerd --default-network-opt=bridge=com.docker.network.driver.mtu={mtu}"},
-        {"what": "a user-defined network",
+        {"what": "or a user-defined network with that MTU",
          "command": f"docker network create -o com.docker.network.driver.mtu={mtu} NAME"},
     ]  # fmt: skip
     notes = [
         f"Path MTU {path_mtu}: MSS {mss4} for IPv4, {mss6} for IPv6.",
         "The clamp rewrites SYN and SYN-ACK of forwarded connections, so it fixes downloads and uploads alike.",
+        f'The default bridge takes its MTU from /etc/docker/daemon.json: set "mtu": {mtu} there and restart '
+        "docker (a file to edit, not a command).",
     ]
     if direction == "download":
         notes.append(
