@@ -103,6 +103,7 @@ def test_rules_and_explain():
     assert result.exit_code == 0 and "B001" in result.output and "pmtud-blackhole" in result.output, out
     result, out = invoke("explain", "b001")
     assert result.exit_code == 0 and "RFC 2923" in result.output, out
+    assert "{" not in result.output and "<full size>-byte" in result.output, out  # placeholders read as words
     result, out = invoke("explain", "Z999")
     assert result.exit_code == 2, out
 

@@ -1280,6 +1280,31 @@ def test_registry_codes_are_unique_and_well_formed():
     assert RULES["B001"].name == "pmtud-blackhole"
 
 
+def test_registry_every_placeholder_reads_as_words():
+    """`pcapmtu explain` and docs/detectors.md show templates as sentences: no placeholder is left undescribed."""
+    import string
+
+    for rule in [*RULES.values(), detectors.CRASH]:
+        for template in (rule.message, rule.hint):
+            names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+            assert names <= set(detectors.PLACEHOLDERS), (rule.code, names - set(detectors.PLACEHOLDERS))
+            shown = detectors.readable(template)
+            assert "{" not in shown and "}" not in shown, (rule.code, shown)
+
+
+def test_registry_a_message_its_values_cannot_fill_is_a_finding_not_a_crash(blackhole):
+    r, _ = blackhole
+    detectors.rule("Z998", "broken-template", "info", "{missing} thing", "h", "w")(
+        lambda ctx: [detectors.Hit({"other": 1})]
+    )
+    try:
+        found = detectors.run(r.context)
+    finally:
+        del detectors.RULES["Z998"]
+    crash = [f for f in found if f.code == "E900" and "Z998" in f.message]
+    assert crash and "cannot be filled" in crash[0].message, [f.message for f in found if f.code == "E900"]
+
+
 def test_registry_every_code_has_a_hint():
     missing = sorted(code for code, rule in RULES.items() if not rule.hint.strip())
     assert missing == [], missing

@@ -349,18 +349,18 @@ def explain(
     code: Annotated[str, typer.Argument(help="A detector code, e.g. B001 (see `pcapmtu rules`).")],
 ) -> None:
     """What a detector code means, why it matters, and the fix."""
-    from .detectors import RULES
+    from .detectors import RULES, readable
 
     start_up_done()
     r = RULES.get(code.upper())
     if r is None:
         err.print(f"pcapmtu: unknown code {escape(printable(code, 20))}; `pcapmtu rules` lists them")
         raise typer.Exit(Exit.BAD_INPUT)
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)  # the terminal wraps; rich would split mid-word
     out.print(f"[bold]{r.code} {r.name}[/bold] ({r.severity})")
-    out.print(f"message: {escape(r.message)}")
+    out.print(f"message: {escape(readable(r.message))}")
     out.print(f"why: {escape(r.why)}")
-    out.print(f"fix: {escape(r.hint)}")
+    out.print(f"fix: {escape(readable(r.hint))}")
     if r.implies:
         out.print(f"verdict for the connection: {r.implies}" + (f" ({r.reason})" if r.reason else ""))
 

@@ -76,6 +76,37 @@ CRASH = Rule(
 )
 
 
+# What each placeholder of a message or hint stands for, so `pcapmtu explain` and docs/detectors.md read as
+# sentences: "{full}-byte packets" is shown as "<full size>-byte packets". Every placeholder a rule uses must be
+# here (tests/test_detectors.py checks it).
+PLACEHOLDERS = {
+    "about": "the connection the ICMP quotes", "after": "size after", "before": "size before",
+    "between": "where, between the two capture points", "big": "full size", "caplen": "bytes",
+    "code": "code", "cost_ms": "milliseconds", "count": "N", "detail": "problems",
+    "duration": "seconds", "error": "error", "examples": "services", "far": "far capture",
+    "far_mss": "MSS", "fix_mss": "to the path MTU minus headers", "full": "full size", "gaps": "gaps",
+    "how": "key", "icmp_name": "ICMP type", "kind": "ICMP kind", "largest": "largest size",
+    "late": "N", "matched": "N", "mss": "MSS", "mtu": "MTU", "near_mss": "MSS", "own": "N",
+    "path": "to the path MTU", "port": "port", "reached": "(whether it reached the container)",
+    "result": "reply or not", "retrans": "N", "role": "capture", "router": "router", "seen": "side",
+    "sender": "client or server", "server": "server", "service": "service (name and address)",
+    "size": "size", "stall": "seconds", "syns": "N", "target": "address", "times": "N", "total": "N",
+    "wait": "seconds", "warning": "warning", "what": "what", "where": "where", "who": "who",
+}  # fmt: skip
+
+
+def readable(template: str) -> str:
+    """A message template with each placeholder shown as what it stands for: "<full size>-byte"."""
+    import string
+
+    parts = []
+    for text, name, _spec, _conv in string.Formatter().parse(template):
+        parts.append(text)
+        if name:
+            parts.append(f"<{PLACEHOLDERS.get(name, name.replace('_', ' '))}>")
+    return "".join(parts)
+
+
 def run(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     for code in sorted(RULES):
@@ -86,7 +117,12 @@ def run(ctx: Context) -> list[Finding]:
             tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
             findings.append(_finding(CRASH, Hit({"code": code, "error": tb})))
             continue
-        findings.extend(_finding(r, h) for h in hits)
+        for h in hits:
+            try:
+                findings.append(_finding(r, h))
+            except (KeyError, IndexError, ValueError) as exc:  # a message its values cannot fill: a bug
+                error = f"{r.code}'s message cannot be filled: {type(exc).__name__}: {exc}"
+                findings.append(_finding(CRASH, Hit({"code": code, "error": error})))
     return findings
 
 
@@ -250,9 +286,9 @@ def markdown() -> str:
             "",
             f"**{r.name}** ({r.severity})",
             "",
-            f"- Message: `{r.message}`",
+            f"- Message: {readable(r.message)}",
             f"- Why it matters: {r.why}",
-            f"- Fix: {r.hint or '-'}",
+            f"- Fix: {readable(r.hint) or '-'}",
         ]
         if r.implies:
             lines.append(
