@@ -31,6 +31,21 @@ def interface_mtu(ctx: Context):
                       evidence={"client": client, "mss": mss, "mtu": mss + hdr, "ipv": int(ipv)})  # fmt: skip
 
 
+def _rewritten(ctx: Context, column: str, differs):
+    """(role, connections, far capture's values) where the same handshake packet carried another MSS
+    option at the far capture point; `differs(far, near)` says which difference counts."""
+    if ctx.far is None or not len(ctx.pairs):
+        return
+    far = ctx.flows(ctx.far_role).set_index("conn")
+    for role in ctx.container_roles:
+        f = ctx.flows(role)
+        f = f[(f["twin_conn"] >= 0) & (f[column] > 0)]
+        there = far[column].reindex(f["twin_conn"]).to_numpy()
+        changed = f[(there > 0) & differs(there, f[column].to_numpy())]
+        if len(changed):
+            yield role, changed, far[column].reindex(changed["twin_conn"]), far
+
+
 @rule(
     "M002",
     "mss-clamp-in-effect",
@@ -41,21 +56,12 @@ def interface_mtu(ctx: Context):
     "MSS option compared; a smaller value on the host side means a TCPMSS rule rewrote it.",
 )
 def clamp(ctx: Context):
-    if ctx.far is None or not len(ctx.pairs):
-        return
-    host = ctx.flows(ctx.far_role).set_index("conn")
-    for role in ctx.container_roles:
-        f = ctx.flows(role)
-        f = f[(f["twin_conn"] >= 0) & (f["mss_client"] > 0)]
-        after = host["mss_client"].reindex(f["twin_conn"]).to_numpy()
-        changed = f[(after > 0) & (after < f["mss_client"].to_numpy())]
-        if len(changed):
-            new = host["mss_client"].reindex(changed["twin_conn"])
-            yield Hit({"before": int(changed["mss_client"].mode().iloc[0]), "after": int(new.mode().iloc[0]),
-                       "count": len(changed)}, capture=role, frames=first_frames(changed["syn_frame"]),
-                      evidence={"mss_before": int(changed["mss_client"].mode().iloc[0]), "mss_after": int(new.mode().iloc[0]),
-                                "container_syn_frames": [int(x) for x in changed["syn_frame"][:10]],
-                                "host_syn_frames": [int(x) for x in host["syn_frame"].reindex(changed["twin_conn"])[:10]]})  # fmt: skip
+    for role, changed, new, host in _rewritten(ctx, "mss_client", lambda far, near: far < near):
+        yield Hit({"before": int(changed["mss_client"].mode().iloc[0]), "after": int(new.mode().iloc[0]),
+                   "count": len(changed)}, capture=role, frames=first_frames(changed["syn_frame"]),
+                  evidence={"mss_before": int(changed["mss_client"].mode().iloc[0]), "mss_after": int(new.mode().iloc[0]),
+                            "container_syn_frames": [int(x) for x in changed["syn_frame"][:10]],
+                            "host_syn_frames": [int(x) for x in host["syn_frame"].reindex(changed["twin_conn"])[:10]]})  # fmt: skip
 
 
 @rule(
@@ -69,21 +75,12 @@ def clamp(ctx: Context):
     "whether the server's advertised MSS was lowered on its way in.",
 )
 def synack_clamp(ctx: Context):
-    if ctx.far is None or not len(ctx.pairs):
-        return
-    far = ctx.flows(ctx.far_role).set_index("conn")
-    for role in ctx.container_roles:
-        f = ctx.flows(role)
-        f = f[(f["twin_conn"] >= 0) & (f["mss_server"] > 0)]
-        there = far["mss_server"].reindex(f["twin_conn"]).to_numpy()
-        changed = f[(there > 0) & (there != f["mss_server"].to_numpy())]
-        if len(changed):
-            at_far = far["mss_server"].reindex(changed["twin_conn"])
-            yield Hit({"far_mss": int(at_far.mode().iloc[0]), "near_mss": int(changed["mss_server"].mode().iloc[0]),
-                       "far": ctx.far_role, "role": role, "count": len(changed)}, capture=role,
-                      frames=first_frames(changed["synack_frame"]),
-                      evidence={"mss_far": int(at_far.mode().iloc[0]), "mss_near": int(changed["mss_server"].mode().iloc[0]),
-                                "synack_frames": [int(x) for x in changed["synack_frame"][:10]]})  # fmt: skip
+    for role, changed, at_far, _far in _rewritten(ctx, "mss_server", lambda far, near: far != near):
+        yield Hit({"far_mss": int(at_far.mode().iloc[0]), "near_mss": int(changed["mss_server"].mode().iloc[0]),
+                   "far": ctx.far_role, "role": role, "count": len(changed)}, capture=role,
+                  frames=first_frames(changed["synack_frame"]),
+                  evidence={"mss_far": int(at_far.mode().iloc[0]), "mss_near": int(changed["mss_server"].mode().iloc[0]),
+                            "synack_frames": [int(x) for x in changed["synack_frame"][:10]]})  # fmt: skip
 
 
 @rule(
