@@ -48,6 +48,16 @@ def require_tool(name: str) -> None:
     pytest.skip(f"{name} not installed")
 
 
+def lab_scenarios() -> list[Path]:
+    """Every lab scenario directory: the committed ones, and the freshly built ones when PCAPMTU_LAB_DIR
+    points at a directory `sample_pcaps/lab.py --all --outdir DIR` wrote (CI does this)."""
+    dirs = sorted(p.parent for p in SAMPLES.glob("*/truth.json"))
+    fresh = os.environ.get("PCAPMTU_LAB_DIR")
+    if fresh:
+        dirs += sorted(p.parent for p in Path(fresh).glob("*/truth.json"))
+    return dirs
+
+
 def corpus_files(*categories: str) -> list[Path]:
     if not CORPUS.is_dir():
         if IN_CI:

@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 
 import pcapmtu
-from conftest import SAMPLES
+from conftest import lab_scenarios
 
 CLOCK_TOLERANCE_S = 0.010
 KEYWORD_ROLES = ("host", "container", "server")
 
 
 def _scenarios() -> list[Path]:
-    dirs = sorted(p.parent for p in SAMPLES.glob("*/truth.json"))
-    fresh = os.environ.get("PCAPMTU_LAB_DIR")
-    if fresh:
-        dirs += sorted(p.parent for p in Path(fresh).glob("*/truth.json"))
-    return dirs
+    return lab_scenarios()
 
 
 def _label(inputs: dict) -> str:

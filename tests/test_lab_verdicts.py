@@ -7,23 +7,18 @@ PCAPMTU_LAB_DIR points at a directory `sample_pcaps/lab.py --all --outdir DIR` w
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 import pcapmtu
-from conftest import SAMPLES
+from conftest import lab_scenarios
 
 MTU_VERDICTS = {"mtu_blackhole", "mtu_blackhole_recovered"}
 
 
 def _scenarios() -> list[Path]:
-    dirs = sorted(p.parent for p in SAMPLES.glob("*/truth.json"))
-    fresh = os.environ.get("PCAPMTU_LAB_DIR")
-    if fresh:
-        dirs += sorted(p.parent for p in Path(fresh).glob("*/truth.json"))
-    return dirs
+    return lab_scenarios()
 
 
 @pytest.mark.parametrize("scenario", _scenarios(), ids=lambda p: f"{p.parent.name}/{p.name}")
