@@ -104,7 +104,7 @@ def test_cli_progress_on_a_terminal(command):
             shown += chunk
     finally:
         os.close(leader)
-    assert proc.returncode in (0, 1)
+    assert proc.returncode in (0, 1, 3)  # healthy, MTU problem, another problem
     assert f"reading {path.name}" in shown.decode(errors="replace") or "reading" in shown.decode(
         errors="replace"
     )

@@ -256,3 +256,32 @@ def test_analyze_a_role_the_capture_contradicts_is_said():
     assert (
         "server.pcap was given as the container capture, but it looks taken at the server" in result.output
     ), out
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        ((HEALTHY / "host.pcap", HEALTHY / "container.pcap"), 0),
+        ((BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap"), 1),
+        ((SAMPLES / "filtered_443" / "host.pcap", SAMPLES / "filtered_443" / "container.pcap"), 3),
+        ((BLACKHOLE / "container_midstream.pcap",), 3),
+        ((BLACKHOLE / "missing.pcap",), 2),
+    ],
+    ids=["healthy", "mtu_blackhole", "not_mtu", "inconclusive", "bad-input"],
+)
+def test_analyze_exit_codes_say_what_was_found(args, code):
+    """0 healthy, 1 an MTU problem, 3 another problem or inconclusive, 2 bad input (docs/cli.md)."""
+    result, out = invoke("analyze", "--quiet", *args)
+    assert result.exit_code == code, out
+
+
+def test_an_internal_error_is_one_line_and_exit_4(monkeypatch):
+    import pcapmtu.analysis
+
+    def broken(*_args, **_kw):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(pcapmtu.analysis, "analyze", broken)
+    result, out = invoke("analyze", BLACKHOLE / "container.pcap")
+    assert result.exit_code == 4, out
+    assert "internal error: a bug" in result.output and "Traceback" not in result.output, out

@@ -30,9 +30,35 @@ if TYPE_CHECKING:
 
 
 class Exit(IntEnum):
+    """Exit codes, a contract (docs/cli.md): scripts and CI branch on them."""
+
     OK = 0
-    PROBLEM = 1
-    BAD_INPUT = 2
+    MTU_PROBLEM = 1  # analyze: mtu_blackhole or mtu_blackhole_recovered
+    BAD_INPUT = 2  # a capture that cannot be read, a wrong option
+    OTHER_PROBLEM = 3  # analyze: not_mtu or inconclusive - something is wrong, and it is not the MTU
+    INTERNAL = 4  # a bug in pcapmtu (one line on stderr; --debug shows the traceback)
+
+
+VERDICT_EXIT = {"healthy": Exit.OK, "mtu_blackhole": Exit.MTU_PROBLEM, "mtu_blackhole_recovered": Exit.MTU_PROBLEM,
+                "not_mtu": Exit.OTHER_PROBLEM, "inconclusive": Exit.OTHER_PROBLEM}  # fmt: skip
+
+
+@contextmanager
+def _errors(debug: bool, what: str = ""):
+    """The one error boundary: bad input is exit 2 with its one line, anything else a bug: exit 4."""
+    try:
+        yield
+    except PcapmtuError as exc:
+        err.print(f"pcapmtu: {escape(printable(exc, 400))}")
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback
+        if debug:
+            raise
+        where = f" {what}" if what else ""
+        err.print(f"pcapmtu: internal error{where}: {escape(printable(exc, 300))} (--debug for details)")
+        raise typer.Exit(Exit.INTERNAL) from None
 
 
 app = typer.Typer(
@@ -84,22 +110,14 @@ def inspect(
 
     start_up_done()
     captures: list[Capture] = []
-    failed = False
+    failed = Exit.OK
     for path in files:
-        try:
-            with _progress(quiet or as_json) as bar:
+        try:  # every file is tried; the exit code is the worst outcome
+            with _errors(debug, f"reading {printable(path)}"), _progress(quiet or as_json) as bar:
                 tick = lambda done, total, name=path.name: bar(name, done, total)  # noqa: E731
                 captures.append(read(path, keep_packets=False, progress=tick))
-        except PcapmtuError as exc:
-            err.print(f"pcapmtu: {escape(printable(exc, 400))}")
-            failed = True
-        except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback
-            if debug:
-                raise
-            err.print(
-                f"pcapmtu: internal error reading {escape(printable(path))}: {escape(printable(exc))} (--debug for details)"
-            )
-            failed = True
+        except typer.Exit as exc:
+            failed = max(failed, Exit(exc.exit_code))
     if as_json:
         sys.stdout.write(inspect_json(captures))
         sys.stdout.write("\n")
@@ -107,7 +125,7 @@ def inspect(
         out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
         for cap in captures:
             _print_capture(out, cap, limit)
-    raise typer.Exit(Exit.BAD_INPUT if failed else Exit.OK)
+    raise typer.Exit(failed)
 
 
 @app.command()
@@ -151,7 +169,7 @@ def analyze(
 ) -> None:
     """Diagnose MTU/MSS black holes: verdict, evidence (frames, Wireshark filters) and the computed fix.
 
-    Exit code 0: nothing wrong found; 1: a problem found; 2: bad input or usage.
+    Exit code 0: healthy; 1: an MTU problem; 3: another problem or inconclusive; 2: bad input; 4: a bug.
     """
     from .analysis import analyze as run_analysis
     from .jsonout import analyze_document, dumps
@@ -173,41 +191,33 @@ def analyze(
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         err.print(f"pcapmtu: {escape(printable(out))} exists and is not empty; use --force to write into it")
         raise typer.Exit(Exit.BAD_INPUT)
-    try:
-        with _progress(quiet or as_json) as bar:
-            result = run_analysis(
-                hosts[0] if hosts else None,
-                containers[0] if containers else None,
-                *containers[1:],
-                server=server,
-                captures=unplaced,
-                host_mtu=host_mtu,
-                container_mtu=container_mtu,
-                progress=bar,
-            )
-            written = []
-            if out is not None:
-                from .report import write_report  # matplotlib only when a report is asked for
+    with _errors(debug), _progress(quiet or as_json) as bar:
+        result = run_analysis(
+            hosts[0] if hosts else None,
+            containers[0] if containers else None,
+            *containers[1:],
+            server=server,
+            captures=unplaced,
+            host_mtu=host_mtu,
+            container_mtu=container_mtu,
+            progress=bar,
+        )
+        written = []
+        if out is not None:
+            from .report import write_report  # matplotlib only when a report is asked for
 
-                bar("writing the report", 0, 0)
-                written = write_report(result, out, force=force)
-    except PcapmtuError as exc:
-        err.print(f"pcapmtu: {escape(printable(exc, 400))}")
-        raise typer.Exit(Exit.BAD_INPUT) from None
-    except Exception as exc:  # noqa: BLE001
-        if debug:
-            raise
-        err.print(f"pcapmtu: internal error: {escape(printable(exc))} (--debug for details)")
-        raise typer.Exit(Exit.BAD_INPUT) from None
-    if as_json:
-        sys.stdout.write(dumps(analyze_document(result)))
-        sys.stdout.write("\n")
-    else:
-        _print_analysis(Console(highlight=False, width=None if sys.stdout.isatty() else 160), result)
+            bar("writing the report", 0, 0)
+            written = write_report(result, out, force=force)
+    with _errors(debug):
+        if as_json:
+            sys.stdout.write(dumps(analyze_document(result)))
+            sys.stdout.write("\n")
+        else:
+            _print_analysis(Console(highlight=False, width=None if sys.stdout.isatty() else 160), result)
     if written:
         report_out = err if as_json else Console(highlight=False, soft_wrap=True)
         report_out.print(f"report: {escape(str(out / 'report.html'))} (and report.md, report.json, plots/)")
-    raise typer.Exit(Exit.OK if result.verdict == "healthy" else Exit.PROBLEM)
+    raise typer.Exit(VERDICT_EXIT[result.verdict])
 
 
 @contextmanager
@@ -313,15 +323,13 @@ def export(
 
     start_up_done()
     code = Exit.OK
-    try:
-        written = export_tables(list(files), to, findings=findings)
-    except PartialExport as exc:
-        for problem in exc.failed:
-            err.print(f"pcapmtu: {escape(printable(problem, 400))}")
-        written, code = exc.written, Exit.BAD_INPUT
-    except PcapmtuError as exc:
-        err.print(f"pcapmtu: {escape(printable(exc, 400))}")
-        raise typer.Exit(Exit.BAD_INPUT) from None
+    with _errors(False):
+        try:
+            written = export_tables(list(files), to, findings=findings)
+        except PartialExport as exc:  # the captures that could be read were written
+            for problem in exc.failed:
+                err.print(f"pcapmtu: {escape(printable(problem, 400))}")
+            written, code = exc.written, Exit.BAD_INPUT
     Console(highlight=False, soft_wrap=True).print(
         f"wrote {len(written)} Parquet files under {escape(str(to))}"
     )
@@ -427,7 +435,7 @@ def _start_up(args: list[str]) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: an unexpected error is one line and exit code 2 (--debug: traceback)."""
+    """Console-script entry point: an unexpected error is one line and exit code 4 (--debug: traceback)."""
     _start_up(sys.argv[1:])
     try:
         app()
@@ -435,7 +443,7 @@ def main() -> None:
         if "--debug" in sys.argv:
             raise
         err.print(f"pcapmtu: internal error: {escape(printable(exc, 300))} (run with --debug for details)")
-        sys.exit(Exit.BAD_INPUT)
+        sys.exit(Exit.INTERNAL)
 
 
 if __name__ == "__main__":

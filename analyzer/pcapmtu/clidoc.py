@@ -10,10 +10,11 @@ import typer
 from .cli import Exit, app
 
 EXIT_MEANINGS = {
-    Exit.OK: "nothing wrong found (`analyze`), or every capture was read (`inspect`, `export`)",
-    Exit.PROBLEM: "`analyze` found a problem (any verdict other than healthy)",
-    Exit.BAD_INPUT: "bad input or usage: a capture could not be read, a wrong option, an internal error "
-    "(one line on stderr, never a traceback unless `--debug`)",
+    Exit.OK: "nothing wrong found (`analyze`: healthy), or every capture was read (`inspect`, `export`)",
+    Exit.MTU_PROBLEM: "`analyze` found an MTU problem: `mtu_blackhole` or `mtu_blackhole_recovered`",
+    Exit.BAD_INPUT: "bad input or usage: a capture could not be read, a wrong option (one line on stderr)",
+    Exit.OTHER_PROBLEM: "`analyze` found another problem (`not_mtu`) or could not tell (`inconclusive`)",
+    Exit.INTERNAL: "a bug in pcapmtu: one line on stderr, never a traceback unless `--debug`; please report it",
 }
 
 
