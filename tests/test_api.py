@@ -128,3 +128,19 @@ def test_read_leaves_the_garbage_collector_as_it_found_it():
     with pytest.raises(pcapmtu.CaptureError):
         pcapmtu.read(path.with_name("missing.pcap"))
     assert gc.isenabled()
+
+
+def test_reprs_are_summaries_not_table_dumps():
+    """In a notebook `cap` or `result` alone shows what it is in a line (or a small HTML table), not every
+    DataFrame; capture text in the HTML is escaped."""
+    from conftest import SAMPLES
+
+    cap = pcapmtu.read(SAMPLES / "blackhole_tls12" / "container.pcap")
+    text = repr(cap)
+    assert (
+        text.startswith("Capture('container.pcap', pcap, 39 packets") and "\n" not in text and len(text) < 300
+    )
+    html = cap._repr_html_()
+    assert "<table>" in html and "tcp_connections" in html and "DataFrame" in html and len(html) < 3000
+    result = pcapmtu.analyze(container=cap)
+    assert repr(result).startswith("Analysis(mtu_blackhole, confidence") and len(repr(result)) < 300

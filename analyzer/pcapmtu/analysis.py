@@ -24,7 +24,7 @@ from .vantage import Vantage
 Source = str | os.PathLike[str] | Capture
 
 
-@dataclass
+@dataclass(repr=False)
 class Analysis:
     """Everything `analyze()` concluded. Tables are pandas DataFrames; see docs/report-format.md."""
 
@@ -142,6 +142,12 @@ class Analysis:
         from . import plots
 
         return plots.mss_summary(self)
+
+    def __repr__(self) -> str:
+        d = self.diagnosis
+        reason = f" ({d.reason})" if d.reason else ""
+        return (f"Analysis({d.verdict}{reason}, confidence {d.confidence:.0%}, path MTU {d.path_mtu}, "
+                f"captures {', '.join(f'{r}={c.name!r}' for r, c in self.captures.items())})")  # fmt: skip
 
     def _repr_markdown_(self) -> str:
         from .textsafe import markdown

@@ -17,9 +17,10 @@ from . import decode, layers, names, schema, tcp
 from .formats import CaptureFile
 from .memory import collector_paused, release_free_memory
 from .packets import PacketStats, build_packets
+from .textsafe import html_text, printable
 
 
-@dataclass
+@dataclass(repr=False)
 class Capture:
     """A capture file read into tables. Columns are documented in docs/tables.md."""
 
@@ -73,6 +74,22 @@ class Capture:
             "skipped_bytes": self.skipped_bytes,
             "warnings": list(self.warnings),
         }
+
+    def __repr__(self) -> str:
+        """One line of facts, not every table (a notebook shows the tables when asked: cap.flows)."""
+        s = self.summary()
+        span = f", {s['duration']:.3f} s" if s["duration"] is not None else ""
+        return (f"Capture({printable(self.name, 120)!r}, {s['format']}, {s['packets']} packets{span}, "
+                f"{s['tcp_connections']} TCP connections, {s['dns_messages']} DNS messages, "
+                f"{s['icmp_errors']} ICMP errors{', ' + str(len(self.warnings)) + ' warnings' if self.warnings else ''})")  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        """The summary as a small table in Jupyter; the tables themselves stay one attribute away."""
+        rows = {k: v for k, v in self.summary().items() if k not in ("interfaces", "path")}
+        rows["tables"] = "packets, flows, dns, icmp, sack (pandas DataFrames)"
+        cells = "".join(f"<tr><th style='text-align:left'>{html_text(k)}</th><td style='text-align:left'>"
+                        f"{html_text(v, 400)}</td></tr>" for k, v in rows.items())  # fmt: skip
+        return f"<div><b>pcapmtu capture</b> {html_text(self.name, 200)}<table>{cells}</table></div>"
 
 
 def read(
