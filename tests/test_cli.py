@@ -285,3 +285,29 @@ def test_an_internal_error_is_one_line_and_exit_4(monkeypatch):
     result, out = invoke("analyze", BLACKHOLE / "container.pcap")
     assert result.exit_code == 4, out
     assert "internal error: a bug" in result.output and "Traceback" not in result.output, out
+
+
+def test_an_80_column_terminal_keeps_tokens_and_commands_whole():
+    """What an engineer copies from a narrow terminal is whole: a command or a filter on one line (the terminal
+    wraps it, not a newline), and addresses:ports and codes in the table never cut inside."""
+    import io
+
+    from rich.console import Console
+
+    import pcapmtu
+    from pcapmtu.cli import _print_analysis
+
+    r = pcapmtu.analyze(host=BLACKHOLE / "host.pcap", container=BLACKHOLE / "container.pcap")
+    buf = io.StringIO()
+    _print_analysis(Console(file=buf, width=80, highlight=False), r)
+    lines = buf.getvalue().splitlines()
+    for cmd in r.fix.commands:
+        assert any(line.strip() == cmd["command"] for line in lines), cmd["command"]
+    for f in r.findings_list:
+        if f.wireshark_filter:
+            assert any(line.strip() == f"wireshark: {f.wireshark_filter}" for line in lines), (
+                f.wireshark_filter
+            )
+    table = "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith("connections")) :])
+    for client in r.verdicts["client"]:
+        assert client in table, client

@@ -945,3 +945,13 @@ def test_plots_put_a_clock_shifted_capture_on_the_client_side_clock():
     assert xs and min(xs) > -1 and max(xs) < 60, (min(xs), max(xs))
     bars = [p.get_x() for p in r.plot_timeline().axes[0].patches]
     assert bars and min(bars) >= 0 and max(bars) < 60, bars
+
+
+def test_html_table_cells_of_tokens_are_never_broken_inside(demo):
+    """Addresses:ports, MSS pairs and codes are cells that do not wrap (`172.17.0.2:5648|8` was seen); the
+    long text columns still wrap."""
+    html = (demo.a / "report.html").read_text()
+    assert "td.tok{white-space:nowrap;overflow-wrap:normal}" in html
+    cells = re.findall(r'<td class="tok">([^<]*)</td>', html)
+    assert any(re.fullmatch(r"\d+\.\d+\.\d+\.\d+:\d+", c) for c in cells), cells[:20]
+    assert any(re.fullmatch(r"\d+/\d+", c) for c in cells), cells[:20]

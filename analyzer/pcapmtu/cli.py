@@ -273,12 +273,13 @@ def _print_analysis(out: Console, a) -> None:
         out.print(f"[bold]fix:[/bold] {escape(d.fix.summary)}")
         for cmd in d.fix.commands:
             out.print(f"  # {escape(cmd['what'])}")
-            out.print(f"  {escape(cmd['command'])}")
+            out.print(f"  {escape(cmd['command'])}", soft_wrap=True)  # one line: pasted into a shell
         for note in d.fix.notes:
             out.print(f"  - {escape(note)}")
     table = Table(title="connections", show_edge=False, header_style="bold", title_justify="left")
     for col in ("capture", "#", "service", "client", "verdict", "codes"):
-        table.add_column(col, overflow="fold")
+        # tokens an engineer copies (address:port, codes) are never cut; the service name wraps at spaces
+        table.add_column(col, overflow="fold", no_wrap=col != "service")
     for row in a.verdicts.itertuples(index=False):
         table.add_row(row.capture, str(row.conn), escape(printable(row.service, 80)), escape(row.client),
                       row.verdict + (f" ({row.reason})" if row.reason else ""), row.codes)  # fmt: skip
@@ -290,7 +291,7 @@ def _print_analysis(out: Console, a) -> None:
         where = f"{f.capture}" + (f" #{f.conn}" if f.conn >= 0 else "")
         out.print(f"  {f.code} [{f.severity}] {escape(where)}: {escape(printable(f.message, 600))}")
         if f.wireshark_filter:
-            out.print(f"       wireshark: {escape(printable(f.wireshark_filter, 400))}")
+            out.print(f"       wireshark: {escape(printable(f.wireshark_filter, 400))}", soft_wrap=True)
 
 
 WHERE = {"client": "near the client", "middle": "between client and server", "server": "at the server",

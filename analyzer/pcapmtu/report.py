@@ -244,7 +244,7 @@ h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin
 .explain{font-size:1.05em;background:#f6f8fa;border-left:4px solid #888;padding:.8em 1em}
 table{border-collapse:collapse;width:100%;font-size:12.5px;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
-th{background:#f0f0f0}pre{background:#f6f8fa;padding:.6em;overflow-x:auto;white-space:pre-wrap}
+th{background:#f0f0f0}td.tok{white-space:nowrap;overflow-wrap:normal}pre{background:#f6f8fa;padding:.6em;overflow-x:auto;white-space:pre-wrap}
 code{font-family:ui-monospace,Menlo,Consolas,monospace}
 .sev-error{color:#c62828;font-weight:600}.sev-warning{color:#ef6c00}.sev-info{color:#555}
 figure{margin:1em 0;page-break-inside:avoid}figure img{max-width:100%;height:auto;border:1px solid #eee}
@@ -307,6 +307,11 @@ def render_html(
     return "\n".join(parts) + "\n"
 
 
+# Columns of tokens an engineer copies whole (addresses:ports, numbers, codes): never broken inside
+TOKEN_COLUMNS = {"capture", "#", "client", "server", "MSS c/s", "max IP s>c / c>s", "retrans", "state",
+                 "other side", "verdict", "codes", "code", "severity", "role", "packets", "truncated"}  # fmt: skip
+
+
 def _html_table(rows: list[dict], severity_col: str | None = None) -> str:
     if not rows:
         return "<p>(none)</p>"
@@ -315,7 +320,10 @@ def _html_table(rows: list[dict], severity_col: str | None = None) -> str:
     for r in rows:
         cells = []
         for h in head:
-            cls = f' class="sev-{html_text(r[h])}"' if h == severity_col else ""
+            classes = ([f"sev-{html_text(r[h])}"] if h == severity_col else []) + (
+                ["tok"] if h in TOKEN_COLUMNS else []
+            )
+            cls = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f"<td{cls}>{html_text(r[h], 400)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
