@@ -311,3 +311,15 @@ def test_an_80_column_terminal_keeps_tokens_and_commands_whole():
     table = "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith("connections")) :])
     for client in r.verdicts["client"]:
         assert client in table, client
+
+
+def test_help_names_what_options_take_and_agrees_with_errors():
+    """Metavars say what an option takes (FILE, DIR, BYTES), flags have no --no- twin, and the usage line and
+    the missing-argument error use the same name."""
+    result, out = invoke("analyze", "--help")
+    assert result.exit_code == 0, out
+    assert "--no-force" not in result.output and "--no-debug" not in result.output, out
+    assert "FILE" in result.output and "BYTES" in result.output and "<path>" not in result.output, out
+    assert "[CAPTURE]..." in result.output, out
+    result, out = invoke("inspect")
+    assert result.exit_code == 2 and "CAPTURE" in result.output, out

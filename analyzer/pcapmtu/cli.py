@@ -88,7 +88,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, metavar="", help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Offline forensic analysis of pcap/pcapng captures."""
@@ -96,13 +99,20 @@ def main_options(
 
 @app.command()
 def inspect(
-    files: Annotated[list[Path], typer.Argument(help="Capture files (pcap, pcapng; gzip/bz2/xz/zstd ok).")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(metavar="CAPTURE", help="Capture files (pcap, pcapng; gzip/bz2/xz/zstd ok)."),
+    ],
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document on stdout (docs/json.md).")
+        bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout (docs/json.md).")
     ] = False,
-    limit: Annotated[int, typer.Option(help="Connections shown per capture in the terminal (0 = all).")] = 40,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-    debug: Annotated[bool, typer.Option(help="Show a traceback on internal errors.")] = False,
+    limit: Annotated[
+        int, typer.Option(metavar="N", help="Connections shown per capture in the terminal (0 = all).")
+    ] = 40,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress display.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", metavar="", help="Show a traceback on internal errors.")
+    ] = False,
 ) -> None:
     """Show what each capture holds: format, link types, packets, time span and its TCP connections."""
     from .capture import read
@@ -133,39 +143,53 @@ def analyze(
     captures: Annotated[
         list[Path] | None,
         typer.Argument(
+            metavar="CAPTURE",
             help="HOST CONTAINER [MORE CONTAINERS...]: the host's uplink capture first, then the container's. "
-            "A single capture is placed by where it was taken (like --capture)."
+            "A single capture is placed by where it was taken (like --capture).",
         ),
     ] = None,
     host: Annotated[
-        Path | None, typer.Option("--host", help="Capture taken on the docker host's uplink.")
+        Path | None, typer.Option("--host", metavar="FILE", help="Capture taken on the docker host's uplink.")
     ] = None,
     container: Annotated[
-        list[Path] | None, typer.Option("--container", help="Capture taken inside a container (repeatable).")
+        list[Path] | None,
+        typer.Option("--container", metavar="FILE", help="Capture taken inside a container (repeatable)."),
     ] = None,
     server: Annotated[
-        Path | None, typer.Option("--server", help="Capture taken on the server (its own tcpdump).")
+        Path | None,
+        typer.Option("--server", metavar="FILE", help="Capture taken on the server (its own tcpdump)."),
     ] = None,
     capture: Annotated[
         list[Path] | None,
         typer.Option(
             "--capture",
+            metavar="FILE",
             help="A capture of unknown role, placed by where it was taken: client, docker host or server (repeatable).",
         ),
     ] = None,
     host_mtu: Annotated[
-        int | None, typer.Option(help="Known MTU of the host's uplink (sharpens the verdict).")
+        int | None,
+        typer.Option(metavar="BYTES", help="Known MTU of the host's uplink (sharpens the verdict)."),
     ] = None,
-    container_mtu: Annotated[int | None, typer.Option(help="Known MTU of the container's interface.")] = None,
+    container_mtu: Annotated[
+        int | None, typer.Option(metavar="BYTES", help="Known MTU of the container's interface.")
+    ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the whole report as one JSON document.")
+        bool, typer.Option("--json", metavar="", help="Print the whole report as one JSON document.")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write report.html, report.md, report.json and plots/ here.")
+        Path | None,
+        typer.Option(
+            "--out", metavar="DIR", help="Write report.html, report.md, report.json and plots/ here."
+        ),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Allow --out to write into a non-empty directory.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-    debug: Annotated[bool, typer.Option(help="Show a traceback on internal errors.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", metavar="", help="Allow --out to write into a non-empty directory.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress display.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", metavar="", help="Show a traceback on internal errors.")
+    ] = False,
 ) -> None:
     """Diagnose MTU/MSS black holes: verdict, evidence (frames, Wireshark filters) and the computed fix.
 
@@ -309,14 +333,21 @@ def _print_bracket(out: Console, a) -> None:
 
 @app.command()
 def export(
-    files: Annotated[list[Path], typer.Argument(help="Capture files to export.")],
+    files: Annotated[list[Path], typer.Argument(metavar="CAPTURE", help="Capture files to export.")],
     to: Annotated[
         Path,
         typer.Option(
-            "--to", help="Directory to write into: one folder per table, one Parquet file per capture."
+            "--to",
+            metavar="DIR",
+            help="Directory to write into: one folder per table, one Parquet file per capture.",
         ),
     ],
-    findings: Annotated[bool, typer.Option(help="Also analyse each capture and export its findings.")] = True,
+    findings: Annotated[
+        bool,
+        typer.Option(
+            metavar="", help="Also analyse each capture and export its findings (or --no-findings)."
+        ),
+    ] = True,
 ) -> None:
     """Write the packets, flows, dns, icmp (and findings) tables as Parquet, one row per packet/flow/answer."""
     from .parquet import PartialExport
@@ -355,7 +386,9 @@ def rules() -> None:
 
 @app.command()
 def explain(
-    code: Annotated[str, typer.Argument(help="A detector code, e.g. B001 (see `pcapmtu rules`).")],
+    code: Annotated[
+        str, typer.Argument(metavar="CODE", help="A detector code, e.g. B001 (see `pcapmtu rules`).")
+    ],
 ) -> None:
     """What a detector code means, why it matters, and the fix."""
     from .detectors import RULES, readable

@@ -36,14 +36,15 @@ def markdown() -> str:
     lines.append("")
     for name, command in group.commands.items():
         args = [p for p in command.params if p.param_type_name == "argument"]
-        usage = " ".join(a.name.upper() + ("..." if a.nargs == -1 else "") for a in args)
+        usage = " ".join((a.metavar or a.name.upper()) + ("..." if a.nargs == -1 else "") for a in args)
         lines += [f"## `pcapmtu {name}{' ' + usage if usage else ''}`", "", (command.help or "").strip(), ""]
         if command.params:
             lines += ["| argument or option | default | meaning |", "|---|---|---|"]
         for p in command.params:
-            names = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
+            value = f" {p.metavar}" if getattr(p, "metavar", None) else ""  # what the option takes
+            names = ", ".join(f"`{o}{value}`" for o in p.opts) + "".join(f", `{o}`" for o in p.secondary_opts)
             if p.param_type_name == "argument":
-                names = f"`{p.name.upper()}`"
+                names = f"`{p.metavar or p.name.upper()}`"
             default = "" if p.required or p.default in (None, False) else f"`{p.default}`"
             text = (getattr(p, "help", None) or "").replace("|", "\\|")
             lines.append(f"| {names} | {default} | {text} |")
