@@ -955,3 +955,23 @@ def test_html_table_cells_of_tokens_are_never_broken_inside(demo):
     cells = re.findall(r'<td class="tok">([^<]*)</td>', html)
     assert any(re.fullmatch(r"\d+\.\d+\.\d+\.\d+:\d+", c) for c in cells), cells[:20]
     assert any(re.fullmatch(r"\d+/\d+", c) for c in cells), cells[:20]
+
+
+def test_plots_keep_legends_off_the_data_and_axes_readable():
+    """The time-sequence legend sits beside the axes, the never-received range is a bar at the right edge
+    (not a band over the data), and the size plot's log axis has more than one labelled tick."""
+    scenario = SAMPLES / "blackhole_tls12"
+    r = pcapmtu.analyze(host=scenario / "host.pcap", container=scenario / "container.pcap")
+    conn = int(r.findings[r.findings["code"] == "B001"]["conn"].iloc[0])
+    fig = r.plot_time_sequence(("container", conn))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1, "the legend overlaps the data"
+    never = [p for p in ax.patches if p.get_label().startswith("never received")]
+    assert never and all(p.get_x() >= 0.9 for p in never), [p.get_x() for p in never]
+    sizes = r.plot_sizes()
+    sizes.canvas.draw()
+    for axis in sizes.axes:
+        labels = [t.get_text() for t in axis.get_yticklabels() if t.get_text()]
+        assert len(labels) >= 2, labels

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .detectors._util import conn_packets
 from .textsafe import printable
@@ -37,7 +37,7 @@ def _label(text: object, limit: int = 48) -> str:
 def time_sequence(analysis, role: str, conn: int) -> Figure:
     """Sequence number vs time of one connection; the host's view of the same connection overlaid."""
     ctx = analysis.context
-    fig = Figure(figsize=(10, 5.2), dpi=100)
+    fig = Figure(figsize=(12, 5.2), dpi=100)
     ax = fig.subplots()
     flow = ctx.flow(role, conn)
     views = [(role, conn)]
@@ -82,7 +82,9 @@ def time_sequence(analysis, role: str, conn: int) -> Figure:
                 hole_top = int(left[blocks.index.get_indexer([first])[0]]) if first is not None else 0
                 ack_at = acks["rel_ack"].to_numpy()
                 if view_role == role and len(ack_at) and hole_top > ack_at.max():
-                    ax.axhspan(ack_at.max(), hole_top, color="#d62728", alpha=0.12,
+                    # a bar at the right edge marks the range of sequence numbers that never arrived, so the
+                    # data drawn over it stays readable
+                    ax.axhspan(ack_at.max(), hole_top, xmin=0.97, xmax=1.0, color="#d62728", alpha=0.5,
                                label=f"never received: {hole_top - int(ack_at.max())} bytes")  # fmt: skip
     if flow["stalled_s"] >= ctx.th.stall_s:
         start = float(flow["idle_start_ts"]) - t0
@@ -143,7 +145,7 @@ def timeline(analysis) -> Figure:
 def sizes(analysis) -> Figure:
     """IP packet sizes per capture and direction, against the path MTU and each side's MTU."""
     caps = list(analysis.captures.items())
-    fig = Figure(figsize=(10, 2.6 * len(caps) + 0.8), dpi=100)
+    fig = Figure(figsize=(12, 2.6 * len(caps) + 0.8), dpi=100)
     axes = fig.subplots(len(caps), 1, squeeze=False)
     path = analysis.diagnosis.path_mtu
     for ax, (role, cap) in zip(axes[:, 0], caps, strict=True):
@@ -165,12 +167,14 @@ def sizes(analysis) -> Figure:
             mtu = int(implied.mode().iloc[0])
             ax.axvline(mtu, color="#2ca02c", linestyle="--", label=f"client MTU {mtu} (from SYN MSS)")
         ax.set_yscale("log")
+        # ticks at 1, 2, 5, 10, 20, 50 ...: a log axis over one decade would otherwise show a single tick
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0f}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel("packets")
         ax.set_title(_label(f"{role} capture: sizes of TCP data packets"), fontsize=10)
         if ax.get_legend_handles_labels()[0]:  # nothing to label (no data, no MTU line): no empty legend
-            ax.legend(fontsize=8, loc="upper left")
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("IP packet size (bytes)")
     fig.suptitle(_label(_size_headline(analysis), 110), fontsize=11)
@@ -231,7 +235,9 @@ def _dedup_legend(ax) -> None:
     for h, label in zip(handles, labels, strict=True):
         seen.setdefault(label, h)
     if seen:
-        ax.legend(seen.values(), seen.keys(), fontsize=8, loc="center right", framealpha=0.9)
+        # beside the axes, never over the data
+        ax.legend(seen.values(), seen.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0)  # fmt: skip
 
 
 def suspects(analysis, limit: int = 4) -> list[tuple[str, int]]:
