@@ -311,7 +311,7 @@ def _compared(path: str) -> tuple[Oracle, pd.DataFrame, np.ndarray, pd.DataFrame
         return pkts
     cap = pcapmtu.read(path)
     fate = segment_fate(cap.packets, cap.sack)
-    facts = delivery(cap.packets, cap.sack, len(cap.flows))
+    facts = delivery(cap.packets, fate, len(cap.flows))
     copies = set(cap.packets["frame"][cap.packets["dup_copy"]].tolist())  # interface copies: left out
     return _oracle(pkts, copies), cap.packets, fate, facts
 

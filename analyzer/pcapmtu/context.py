@@ -123,7 +123,7 @@ class Context:
 
     @cached_property
     def _flows(self) -> dict[str, pd.DataFrame]:
-        out = {role: _derive(cap) for role, cap in self.captures.items()}
+        out = {role: _derive(cap, self.fate(role)) for role, cap in self.captures.items()}
         for role, cap in self.captures.items():
             out[role]["icmp_reports"] = _icmp_reports(out[role], cap.icmp)
         if self.far_role:
@@ -164,10 +164,10 @@ def _icmp_reports(flows: pd.DataFrame, icmp: pd.DataFrame) -> np.ndarray:
     return (up + down).astype(np.int64)
 
 
-def _derive(cap: Capture) -> pd.DataFrame:
+def _derive(cap: Capture, fate: np.ndarray) -> pd.DataFrame:
     f = cap.flows.copy()
     if len(f):
-        f = pd.concat([f, delivery(cap.packets, cap.sack, len(f)), turns(cap.packets, f)], axis=1)
+        f = pd.concat([f, delivery(cap.packets, fate, len(f)), turns(cap.packets, f)], axis=1)
     else:
         for name in [*(f"{c}_{d}" for c in DELIVERY_COLUMNS for d in ("c2s", "s2c")), *TURN_COLUMNS]:
             f[name] = pd.Series(dtype="int64" if name != "idle_turn" else "object")

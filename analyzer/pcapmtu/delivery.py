@@ -39,11 +39,12 @@ DELIVERY_COLUMNS = {
 }
 
 
-def delivery(packets: pd.DataFrame, sack: pd.DataFrame, n_flows: int) -> pd.DataFrame:
-    """Per connection (rows 0..n_flows-1): the DELIVERY_COLUMNS for each direction (`_c2s`, `_s2c`)."""
+def delivery(packets: pd.DataFrame, fate: np.ndarray, n_flows: int) -> pd.DataFrame:
+    """Per connection (rows 0..n_flows-1): the DELIVERY_COLUMNS for each direction (`_c2s`, `_s2c`), from
+    the per-packet `segment_fate` (computed once per capture, also read by detectors for evidence)."""
     out = {}
     for d, tag in ((0, "c2s"), (1, "s2c")):
-        for name, values in _direction(packets, sack, n_flows, d).items():
+        for name, values in _direction(packets, fate, n_flows, d).items():
             out[f"{name}_{tag}"] = values
     return pd.DataFrame(out)
 
@@ -58,8 +59,9 @@ def segment_fate(packets: pd.DataFrame, sack: pd.DataFrame) -> np.ndarray:
     return fate
 
 
-def _direction(packets: pd.DataFrame, sack: pd.DataFrame, n_flows: int, d: int) -> dict[str, np.ndarray]:
-    rows, delivered, lost = _fates(packets, sack, d)
+def _direction(packets: pd.DataFrame, fate: np.ndarray, n_flows: int, d: int) -> dict[str, np.ndarray]:
+    rows = _data_rows(packets, d)
+    delivered, lost = fate[rows] == 1, fate[rows] == -1
     conn = packets["conn"].to_numpy()
     flags = packets["tcp_flags"].to_numpy()
     dirn = packets["dir"].to_numpy()
@@ -93,11 +95,9 @@ def _direction(packets: pd.DataFrame, sack: pd.DataFrame, n_flows: int, d: int) 
 
 def _fates(packets: pd.DataFrame, sack: pd.DataFrame, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows of direction `d`'s data segments, and which of them were delivered / lost."""
+    rows = _data_rows(packets, d)
     conn = packets["conn"].to_numpy()
-    dirn = packets["dir"].to_numpy()
     plen = packets["payload_len"].to_numpy()
-    copies = packets["dup_copy"].to_numpy()
-    rows = np.flatnonzero((conn >= 0) & (dirn == d) & (plen > 0) & ~copies)
     if not len(rows):
         empty = np.zeros(0, dtype=bool)
         return rows, empty, empty
@@ -112,6 +112,13 @@ def _fates(packets: pd.DataFrame, sack: pd.DataFrame, d: int) -> tuple[np.ndarra
     delivered = ((acked_at < NO_TIME) & (copied_at >= acked_at)) | (sacked & (copied_at == NO_TIME))
     lost = ~delivered & (copied_at < NO_TIME) & (copied_at < acked_at)
     return rows, delivered, lost
+
+
+def _data_rows(packets: pd.DataFrame, d: int) -> np.ndarray:
+    """Rows of direction `d`'s data segments (interface copies of `-i any` left out)."""
+    conn, dirn = packets["conn"].to_numpy(), packets["dir"].to_numpy()
+    plen, copies = packets["payload_len"].to_numpy(), packets["dup_copy"].to_numpy()
+    return np.flatnonzero((conn >= 0) & (dirn == d) & (plen > 0) & ~copies)
 
 
 class _Axis:
@@ -213,9 +220,11 @@ def _first_later_copy(c, start, end, t) -> np.ndarray:
     lo = np.searchsorted(axis.keys, q_lo, side="left")
     hi = np.searchsorted(axis.keys, q_hi, side="left")
     counts = np.maximum(hi - lo, 0)
+    reach = np.cumsum(counts)
     done = 0
     while done < len(later):  # in chunks, so a lossy capture's pairs stay within PAIR_BUDGET
-        stop = done + max(1, int(np.searchsorted(np.cumsum(counts[done:]), PAIR_BUDGET)))
+        before = int(reach[done - 1]) if done else 0
+        stop = max(done + 1, int(np.searchsorted(reach, before + PAIR_BUDGET, side="right")))
         n = counts[done:stop]
         j = np.repeat(later[done:stop], n)
         offset = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
