@@ -283,7 +283,7 @@ def _print_analysis(out: Console, a) -> None:
     for role, v in a.vantage.items():
         cap = a.captures[role]
         why = "; ".join(v.reasons[:2])
-        out.print(f"capture {escape(role)} ({escape(printable(cap.name, 120))}): taken {WHERE[v.position]}"
+        out.print(f"capture {escape(role)} ({escape(printable(cap.name, 120))}): taken {v.where}"
                   f" - {escape(printable(why, 300))}")  # fmt: skip
     from .diagnosis import CAP_WHY  # loaded already by the analysis
 
@@ -316,10 +316,6 @@ def _print_analysis(out: Console, a) -> None:
         out.print(f"  {f.code} [{f.severity}] {escape(where)}: {escape(printable(f.message, 600))}")
         if f.wireshark_filter:
             out.print(f"       wireshark: {escape(printable(f.wireshark_filter, 400))}", soft_wrap=True)
-
-
-WHERE = {"client": "near the client", "middle": "between client and server", "server": "at the server",
-         "unknown": "at an unknown point"}  # fmt: skip
 
 
 def _print_bracket(out: Console, a) -> None:

@@ -133,13 +133,9 @@ def _capture_rows(analysis) -> list[dict]:
     return rows
 
 
-WHERE = {"client": "near the client", "middle": "between client and server", "server": "at the server",
-         "unknown": "unknown"}  # fmt: skip
-
-
 def _where(analysis, role: str) -> str:
     v = analysis.vantage.get(role)
-    return f"{WHERE[v.position]} ({'; '.join(v.reasons[:2])})" if v else "-"
+    return f"{v.where} ({'; '.join(v.reasons[:2])})" if v else "-"
 
 
 def _clock(analysis, role: str) -> str:

@@ -14,8 +14,6 @@ from .vantage import Vantage, infer
 
 NEAR_FIRST = {"client": 0, "middle": 1, "server": 2}
 ROLE_FOR = {"client": "container", "middle": "host", "server": "server", "unknown": "container"}
-WHERE = {"client": "near the client", "middle": "between client and server", "server": "at the server",
-         "unknown": "at a place its packets do not tell"}  # fmt: skip
 # positions that a role given on the command line cannot have (a docker host's capture holds its own
 # connections too, so "client" does not contradict "host")
 CONTRADICTS = {"container": ("server",), "host": ("server",), "server": ("client", "middle")}
@@ -44,14 +42,13 @@ def place(given: dict[str, Capture]) -> tuple[dict[str, Capture], dict[str, Vant
         v = vantage[role]
         if not role.startswith("capture") and v.position in CONTRADICTS.get(role.rstrip("0123456789"), ()):
             changes.append(f"{cap.name} was given as the {role} capture, but it looks taken "
-                           f"{WHERE[v.position]} ({_why(v)}); analysed as given: check the roles")  # fmt: skip
+                           f"{v.where} ({_why(v)}); analysed as given: check the roles")  # fmt: skip
     for role in [r for r in captures if r.startswith("capture")]:
         cap, v = captures.pop(role), vantage.pop(role)
         new = _free(captures, ROLE_FOR[v.position])
         captures[new], vantage[new] = cap, v
-        where = WHERE[v.position]
         changes.append(
-            f"{cap.name} (no role given) was taken {where}: analysed as {WHAT.get(new.rstrip('0123456789'), new)}"
+            f"{cap.name} (no role given) was taken {v.where}: analysed as {WHAT.get(new.rstrip('0123456789'), new)}"
         )
     return captures, {r: vantage[r] for r in captures}, changes
 

@@ -21,6 +21,8 @@ import pandas as pd
 from .capture import Capture
 
 POSITIONS = ("client", "server", "middle", "unknown")
+WHERE = {"client": "near the client", "middle": "between client and server", "server": "at the server",
+         "unknown": "at a point its packets do not tell"}  # fmt: skip
 INITIAL_TTLS = np.array([32, 64, 128, 255])
 SPLIT_CLEAR = 0.8  # a share of the handshake time this large on one side says which end is here
 MIN_RTT_S = 0.002  # below this the timestamps' jitter decides the split, not the path
@@ -35,6 +37,11 @@ class Vantage:
     client_hops: int | None = None  # hops from the clients to the capture point (most common value)
     server_hops: int | None = None
     forwarded: int = 0  # connections neither of whose ends is on the capturing machine
+
+    @property
+    def where(self) -> str:
+        """The position in words, for sentences: "taken near the client"."""
+        return WHERE[self.position]
 
     def to_json(self) -> dict:
         return {"position": self.position, "reasons": list(self.reasons), "client_hops": self.client_hops,
