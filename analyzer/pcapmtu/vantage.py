@@ -62,12 +62,13 @@ def side_hops(cap: Capture) -> pd.DataFrame:
     p = cap.packets
     if not n or not len(p):
         return out
-    sel = p[(p["conn"] >= 0) & ~p["dup_copy"] & (p["ttl"] > 0)]
-    top = sel.groupby(["conn", "dir"], observed=True)["ttl"].max()
+    conn, dirn, ttl = p["conn"].to_numpy(), p["dir"].to_numpy(), p["ttl"].to_numpy().astype(np.int64)
+    keep = (conn >= 0) & (dirn >= 0) & ~p["dup_copy"].to_numpy() & (ttl > 0)
+    top = np.zeros(2 * n, dtype=np.int64)  # the largest TTL per (connection, direction): the nearest copy
+    np.maximum.at(top, conn[keep].astype(np.int64) * 2 + dirn[keep], ttl[keep])
     for d, col in ((0, "client_hops"), (1, "server_hops")):
-        part = top[top.index.get_level_values("dir") == d]
-        conns = part.index.get_level_values("conn").to_numpy()
-        out.loc[conns, col] = hops(part.to_numpy())
+        seen = top[d::2] > 0
+        out.loc[seen, col] = hops(top[d::2][seen])
     return out
 
 
