@@ -266,12 +266,12 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
         parts.append(f"{main.message}.")
         if main.code == "B005":
             parts.append(
-                f"The path carries at most {main.evidence['mtu']} bytes, as the ICMP says; {main.hint}"
+                f"The path carries at most {main.evidence['mtu']} bytes, as the ICMP says. {main.hint}"
             )
         if main.code == "B001":
             mtu_c = ctx.facts.container_mtu or (ev["mss_client"] + 40 if ev.get("mss_client") else None)
             parts.append(
-                f"The {'container' if main.capture in ctx.container_roles and main.capture != 'server' else 'client'} "
+                f"The {'container' if main.capture.startswith('container') else 'client'} "
                 f"advertised MSS {ev['mss_client']}"
                 + (f" (interface MTU {mtu_c})" if mtu_c else "")
                 + (f", the server saw MSS {ev['mss_at_server']}" if ev["mss_at_server"] != ev["mss_client"] else "")

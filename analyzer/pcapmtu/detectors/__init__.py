@@ -11,6 +11,7 @@ X cross-capture, L other causes. `pcapmtu rules` lists them, `pcapmtu explain CO
 
 from __future__ import annotations
 
+import string
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -97,8 +98,6 @@ PLACEHOLDERS = {
 
 def readable(template: str) -> str:
     """A message template with each placeholder shown as what it stands for: "<full size>-byte"."""
-    import string
-
     parts = []
     for text, name, _spec, _conv in string.Formatter().parse(template):
         parts.append(text)
