@@ -323,3 +323,24 @@ def test_help_names_what_options_take_and_agrees_with_errors():
     assert "[CAPTURE]..." in result.output, out
     result, out = invoke("inspect")
     assert result.exit_code == 2 and "CAPTURE" in result.output, out
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("analyze", "--quiet", BLACKHOLE / "container_midstream.pcap"), 3),
+        (("analyze", "--quiet", "--json", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap"), 1),
+        (("inspect", BLACKHOLE / "container.pcap"), 0),
+    ],
+    ids=["analyze-inconclusive", "analyze-json-blackhole", "inspect"],
+)
+def test_a_reader_that_stops_reading_does_not_change_the_exit_code(args, code):
+    """`pcapmtu analyze ... | head` exits with what was found, not rich's 1 for a closed pipe (1 means an MTU
+    problem) nor a traceback. The pipe is closed before pcapmtu writes anything, so every write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.run([sys.executable, "-m", "pcapmtu", *map(str, args)], stdout=write_end,
+                          stderr=subprocess.PIPE, text=True, timeout=120, check=False)  # fmt: skip
+    os.close(write_end)
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr

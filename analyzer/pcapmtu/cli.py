@@ -77,6 +77,31 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, never wrapped
 
 
+def _stop_writing() -> None:
+    """The reader of standard output went away (`| head`): what is left goes nowhere, and the exit code
+    still says what was found (rich's default exits 1, which here means an MTU problem)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+class Out(Console):
+    """Standard output for people: a closed pipe ends the output, not the command."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _stop_writing()
+
+
+def _write(text: str) -> None:
+    """A document on standard output (--json), with the same closed-pipe rule."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stop_writing()
+
+
 def _version(value: bool) -> None:
     if value:
         from .native import describe
@@ -129,10 +154,9 @@ def inspect(
         except typer.Exit as exc:
             failed = max(failed, Exit(exc.exit_code))
     if as_json:
-        sys.stdout.write(inspect_json(captures))
-        sys.stdout.write("\n")
+        _write(inspect_json(captures) + "\n")
     else:
-        out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+        out = Out(highlight=False, width=None if sys.stdout.isatty() else 160)
         for cap in captures:
             _print_capture(out, cap, limit)
     raise typer.Exit(failed)
@@ -234,12 +258,11 @@ def analyze(
             written = write_report(result, out, force=force)
     with _errors(debug):
         if as_json:
-            sys.stdout.write(dumps(analyze_document(result)))
-            sys.stdout.write("\n")
+            _write(dumps(analyze_document(result)) + "\n")
         else:
-            _print_analysis(Console(highlight=False, width=None if sys.stdout.isatty() else 160), result)
+            _print_analysis(Out(highlight=False, width=None if sys.stdout.isatty() else 160), result)
     if written:
-        report_out = err if as_json else Console(highlight=False, soft_wrap=True)
+        report_out = err if as_json else Out(highlight=False, soft_wrap=True)
         report_out.print(f"report: {escape(str(out / 'report.html'))} (and report.md, report.json, plots/)")
     raise typer.Exit(VERDICT_EXIT[result.verdict])
 
@@ -358,9 +381,7 @@ def export(
             for problem in exc.failed:
                 err.print(f"pcapmtu: {escape(printable(problem, 400))}")
             written, code = exc.written, Exit.BAD_INPUT
-    Console(highlight=False, soft_wrap=True).print(
-        f"wrote {len(written)} Parquet files under {escape(str(to))}"
-    )
+    Out(highlight=False, soft_wrap=True).print(f"wrote {len(written)} Parquet files under {escape(str(to))}")
     raise typer.Exit(code)
 
 
@@ -370,7 +391,7 @@ def rules() -> None:
     from .detectors import RULES
 
     start_up_done()
-    out = Console(highlight=False)
+    out = Out(highlight=False)
     table = Table(show_edge=False, header_style="bold")
     for col in ("code", "name", "severity", "verdict"):
         table.add_column(col)
@@ -394,7 +415,7 @@ def explain(
     if r is None:
         err.print(f"pcapmtu: unknown code {escape(printable(code, 20))}; `pcapmtu rules` lists them")
         raise typer.Exit(Exit.BAD_INPUT)
-    out = Console(highlight=False, soft_wrap=True)  # the terminal wraps; rich would split mid-word
+    out = Out(highlight=False, soft_wrap=True)  # the terminal wraps; rich would split mid-word
     out.print(f"[bold]{r.code} {r.name}[/bold] ({r.severity})")
     out.print(f"message: {escape(readable(r.message))}")
     out.print(f"why: {escape(r.why)}")
