@@ -344,3 +344,13 @@ def test_a_reader_that_stops_reading_does_not_change_the_exit_code(args, code):
     os.close(write_end)
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+
+
+def test_container_and_server_given_as_host_and_container_are_placed():
+    """`pcapmtu analyze container.pcap server.pcap` (the HOST CONTAINER order, with the server's capture): the two
+    are swapped, and the far one is called the server's capture, not the docker host's."""
+    result, out = invoke("analyze", SERVER_SIDE / "container.pcap", SERVER_SIDE / "server.pcap")
+    assert result.exit_code == 1, out
+    assert "server.pcap was taken at the server: analysed as the server's capture" in result.output, out
+    assert "capture server (server.pcap): taken at the server" in result.output, out
+    assert "host capture shows" not in result.output, out

@@ -38,6 +38,11 @@ def place(given: dict[str, Capture]) -> tuple[dict[str, Capture], dict[str, Vant
                 f"{captures[near].name} was taken nearer the client ({_why(vantage[near])}), so it is analysed "
                 f"as the {near} capture and {captures[far].name} as the {far} capture"
             )
+    if "host" in captures and "server" not in captures and vantage["host"].position == "server":
+        # HOST CONTAINER given as CONTAINER SERVER: after the swap the far capture is the server's own
+        captures["server"], vantage["server"] = captures.pop("host"), vantage.pop("host")
+        changes.append(f"{captures['server'].name} was taken {vantage['server'].where}: analysed as "
+                       "the server's capture, not the docker host's")  # fmt: skip
     for role, cap in captures.items():
         v = vantage[role]
         if not role.startswith("capture") and v.position in CONTRADICTS.get(role.rstrip("0123456789"), ()):

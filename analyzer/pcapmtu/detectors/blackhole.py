@@ -121,7 +121,7 @@ def download(ctx: Context):
                                "flight arrived")  # fmt: skip
             twin = _host_twin(ctx, role, flow)
             if twin is not None and twin["max_ip_len_s2c"] >= flow.server_full:
-                reasons.append(f"the host capture shows the server's {int(twin['max_ip_len_s2c'])}-byte packets, "
+                reasons.append(f"the {ctx.far_role} capture shows the server's {int(twin['max_ip_len_s2c'])}-byte packets, "
                                "the container never got them")  # fmt: skip
             if not reasons:
                 continue  # a stall without size evidence: S001/T001 describe it, the verdict stays open
@@ -172,7 +172,7 @@ def upload(ctx: Context):
             reasons = []
             if twin is not None and twin["max_ip_len_c2s"] < flow.client_full:
                 reasons.append(
-                    f"the host capture never shows them (largest there: {int(twin['max_ip_len_c2s'])} bytes)"
+                    f"the {ctx.far_role} capture never shows them (largest there: {int(twin['max_ip_len_c2s'])} bytes)"
                 )
             if flow.c2s_holes:
                 reasons.append("the server's ACKs show holes in the client's data")

@@ -72,7 +72,7 @@ def one_side(ctx: Context):
     "X003",
     "missing-from-host",
     "info",
-    "{count} connections of the {role} capture are not in the host capture ({examples})",
+    "{count} connections of the {role} capture are not in the {far} capture ({examples})",
     "Start both captures before reproducing, and capture on the interface the traffic leaves by.",
     "A connection the container made that never appears on the host's uplink either left by another "
     "interface or happened outside the host capture's time window.",
@@ -85,6 +85,6 @@ def missing(ctx: Context):
         lone = f[f["twin_conn"] < 0]
         if len(lone):
             examples = ", ".join(service(x) for x in lone.head(3).itertuples())
-            yield Hit({"count": len(lone), "role": role, "examples": examples}, capture=role,
+            yield Hit({"count": len(lone), "role": role, "examples": examples, "far": ctx.far_role}, capture=role,
                       frames=first_frames(lone["first_frame"]),
                       wireshark_filter=" || ".join(f"({flow_filter(x)})" for x in lone.head(3).itertuples()))  # fmt: skip
