@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -91,6 +92,10 @@ def test_analyze_terminal_shows_fix_and_filters():
     assert result.exit_code == 1, out
     assert "--set-mss 1410" in result.output
     assert "wireshark: ip.addr==" in result.output
+    # each finding says its severity (rich once swallowed "[error]" as markup) and names its connection
+    # as Wireshark numbers it
+    assert re.search(r"^  B001 \[error\] container #1 \(tcp\.stream eq 1\): ", result.output, re.M), out
+    assert re.search(r"^  M001 \[info\] host: ", result.output, re.M), out
 
 
 def test_analyze_without_captures_is_usage_error():

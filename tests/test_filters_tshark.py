@@ -1,4 +1,5 @@
-"""Every Wireshark filter pcapmtu prints is one tshark accepts and that selects the evidence it names.
+"""Every Wireshark filter pcapmtu prints is one tshark accepts and that selects the evidence it names, and
+`tcp.stream eq N` of each finding selects its connection.
 
 An on-call engineer pastes these filters into Wireshark: a filter tshark rejects (Wireshark 4.0 wants commas
 between set members) or one that misses the frames it points at sends them the wrong way. Each finding of
@@ -59,9 +60,15 @@ def test_every_emitted_filter_is_valid_and_selects_its_evidence(scenario: Path, 
         assert frames, f"{f.code}: {f.wireshark_filter!r} selects nothing in {path.name}"
         missing = set(f.frames) - frames
         assert not missing, f"{f.code}: {f.wireshark_filter!r} misses its own frames {sorted(missing)}"
-        if f.conn >= 0:  # a connection's filter holds every packet pcapmtu counts in that connection
+        if (
+            f.conn >= 0 and f.tcp_stream >= 0
+        ):  # a connection's filter holds every packet pcapmtu counts in that connection
             p = result.captures[f.capture].packets
             own = set(p.loc[p["conn"] == f.conn, "frame"].astype(int))
             assert own <= frames or f.code in ("S001", "L001"), (f.code, sorted(own - frames)[:10])
+            # ... and `tcp.stream eq N` holds them too, and nothing else but their interface copies
+            code, stream, err = _selected(path, f"tcp.stream eq {f.tcp_stream} && !icmp && !icmpv6")
+            copies = set(p.loc[p["dup_copy"], "frame"].astype(int))
+            assert code == 0 and own <= stream and stream - own <= copies, (f.code, f.tcp_stream, err)
         checked += 1
     assert checked or not any(f.wireshark_filter for f in result.findings_list)

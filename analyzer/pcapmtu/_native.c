@@ -379,7 +379,8 @@ static int decode_row(Decoder *d, int64_t i, int64_t s, int64_t e, int64_t lt, S
         SET(int16_t, C_ICMP_TYPE, i, typ);
         SET(int16_t, C_ICMP_CODE, i, t[1]);
         SET(int32_t, C_PAYLOAD_LEN, i, l4_len > 8 ? l4_len - 8 : 0);
-        int quoting = proto == 1 ? (typ == 3 || typ == 11) : (typ == 1 || typ == 2 || typ == 3);
+        /* errors that quote the offending packet, as decode.py's _icmp */
+        int quoting = proto == 1 ? (typ == 3 || typ == 4 || typ == 11 || typ == 12) : (typ >= 1 && typ <= 4);
         if (quoting) {
             *rare_a = l4;
             *rare_b = l4 + l4_len < e ? l4 + l4_len : e;

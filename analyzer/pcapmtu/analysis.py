@@ -83,6 +83,7 @@ class Analysis:
             "hint",
             "capture",
             "conn",
+            "tcp_stream",
             "frames",
             "wireshark_filter",
             "evidence",

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import decode, layers, names, schema, tcp
+from . import decode, layers, names, schema, streams, tcp
 from .formats import CaptureFile
 from .memory import collector_paused, release_free_memory
 from .packets import PacketStats, build_packets
@@ -123,9 +123,11 @@ def _read(path, tcp_config, progress, keep_packets: bool) -> Capture:
         dns = layers.dns_table(packets, raw.rare)
         icmp = layers.icmp_table(packets, raw.rare)
         tls = layers.tls_table(packets, lambda rows: _payloads(cap, packets, rows))
-        flows = schema.typed(names.link_names(flows, dns, tls)[list(schema.FLOWS)], schema.FLOWS)
+        flows = names.link_names(flows, dns, tls)
         dns = schema.typed(dns if len(dns) else schema.empty(schema.DNS), schema.DNS)
         icmp = schema.typed(icmp if len(icmp) else schema.empty(schema.ICMP), schema.ICMP)
+        flows["tcp_stream"] = streams.tcp_streams(flows, icmp, raw.stats.first_sflow_frame)
+        flows = schema.typed(flows[list(schema.FLOWS)], schema.FLOWS)
         warnings = list(cap.warnings) + _quality_warnings(raw.stats)
         return Capture(
             path=str(path),

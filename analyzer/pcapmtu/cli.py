@@ -336,7 +336,10 @@ def _print_analysis(out: Console, a) -> None:
     out.print("[bold]findings[/bold]")
     for f in a.findings_list:
         where = f"{f.capture}" + (f" #{f.conn}" if f.conn >= 0 else "")
-        out.print(f"  {f.code} [{f.severity}] {escape(where)}: {escape(printable(f.message, 600))}")
+        where += f" (tcp.stream eq {f.tcp_stream})" if f.tcp_stream >= 0 else ""
+        out.print(
+            f"  {f.code} {escape('[' + f.severity + ']')} {escape(where)}: {escape(printable(f.message, 600))}"
+        )
         if f.wireshark_filter:
             out.print(f"       wireshark: {escape(printable(f.wireshark_filter, 400))}", soft_wrap=True)
 

@@ -627,9 +627,10 @@ def _icmp(rd: _Bytes, out: Decoded, rows, off, seg_len, proto) -> None:
     cols["icmp_type"][rows] = np.where(ok, typ, -1)
     cols["icmp_code"][rows] = np.where(ok, code, -1)
     cols["payload_len"][rows] = np.where(ok, np.maximum(seg_len - 8, 0), 0)
-    # errors that quote the offending packet: v4 unreachable/time exceeded, v6 unreachable/too big/time exceeded
+    # errors that quote the offending packet (RFC 792, RFC 4443): v4 unreachable, source quench, time exceeded,
+    # parameter problem; v6 unreachable, too big, time exceeded, parameter problem
     v4 = proto == PROTO_ICMP
-    quoting = ok & ((v4 & np.isin(typ, (3, 11))) | (~v4 & np.isin(typ, (1, 2, 3))))
+    quoting = ok & ((v4 & np.isin(typ, (3, 4, 11, 12))) | (~v4 & np.isin(typ, (1, 2, 3, 4))))
     _copy_rare(rd, out, rows[quoting], off[quoting], off[quoting] + seg_len[quoting])
 
 

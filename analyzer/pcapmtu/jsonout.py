@@ -18,7 +18,7 @@ ANALYZE_SCHEMA_VERSION = 2
 
 # Flow fields in `inspect --json`, in order. Adding a field is compatible; renaming or removing one is not.
 FLOW_FIELDS = [
-    "conn", "client_ip", "client_port", "server_ip", "server_port", "ipv", "name", "name_source", "sni",
+    "conn", "tcp_stream", "client_ip", "client_port", "server_ip", "server_port", "ipv", "name", "name_source", "sni",
     "tls_version", "mss_client", "mss_server", "wscale_client", "wscale_server", "sack_perm_client",
     "sack_perm_server", "pkts_c2s", "pkts_s2c", "bytes_c2s", "bytes_s2c", "max_payload_c2s", "max_payload_s2c",
     "max_ip_len_c2s", "max_ip_len_s2c", "retransmissions", "retrans_c2s", "retrans_s2c", "fast_retrans_c2s",

@@ -25,7 +25,8 @@ DNS_COLUMNS = [
 ]  # fmt: skip
 ICMP_COLUMNS = [
     "frame", "ts", "src", "dst", "ipv", "icmp_type", "icmp_code", "kind", "mtu", "quoted_src", "quoted_dst",
-    "quoted_proto", "quoted_sport", "quoted_dport", "quoted_seq", "quoted_ip_len", "quoted_df", "status",
+    "quoted_proto", "quoted_sport", "quoted_dport", "quoted_seq", "quoted_ip_len", "quoted_df", "quoted_l4_bytes",
+    "status",
 ]  # fmt: skip
 
 
@@ -109,12 +110,16 @@ def _icmp_row(row: int, data: bytes, proto: int) -> tuple:
     ipv = 4 if proto == 1 else 6
     mtu = -1
     if ipv == 4:
-        kind = {3: "unreachable", 11: "time_exceeded"}.get(typ, "other")
+        kind = {3: "unreachable", 4: "source_quench", 11: "time_exceeded", 12: "parameter_problem"}.get(
+            typ, "other"
+        )
         if typ == 3 and code == 4:
             kind = "frag_needed"
             mtu = struct.unpack_from(">H", data, 6)[0] if len(data) >= 8 else -1  # RFC 1191
     else:
-        kind = {1: "unreachable", 2: "packet_too_big", 3: "time_exceeded"}.get(typ, "other")
+        kind = {1: "unreachable", 2: "packet_too_big", 3: "time_exceeded", 4: "parameter_problem"}.get(
+            typ, "other"
+        )
         if typ == 2 and len(data) >= 8:
             mtu = struct.unpack_from(">I", data, 4)[0]  # RFC 4443 3.2
     quoted = _quoted_header(data[8:])
@@ -123,8 +128,8 @@ def _icmp_row(row: int, data: bytes, proto: int) -> tuple:
 
 
 def _quoted_header(q: bytes) -> tuple:
-    """(src, dst, proto, sport, dport, seq, ip_len, df) of the packet an ICMP error quotes."""
-    empty = ("", "", -1, -1, -1, -1, -1, False)
+    """(src, dst, proto, sport, dport, seq, ip_len, df, l4_bytes) of the packet an ICMP error quotes."""
+    empty = ("", "", -1, -1, -1, -1, -1, False, 0)
     if len(q) >= 20 and q[0] >> 4 == 4:
         ihl = (q[0] & 0x0F) * 4
         total, flags = struct.unpack_from(">H", q, 2)[0], struct.unpack_from(">H", q, 6)[0]
@@ -142,7 +147,7 @@ def _quoted_header(q: bytes) -> tuple:
         sport, dport = struct.unpack_from(">HH", l4, 0)
     if proto == 6 and len(l4) >= 8:
         seq = struct.unpack_from(">I", l4, 4)[0]
-    return (src, dst, proto, sport, dport, seq, total, df)
+    return (src, dst, proto, sport, dport, seq, total, df, len(l4))
 
 
 def _addresses(column: pd.Series, rows: np.ndarray) -> np.ndarray:

@@ -28,6 +28,9 @@ LEAN_COLUMNS = (
 )  # fmt: skip
 
 
+SFLOW_PORT = 6343
+
+
 @dataclass
 class PacketStats:
     """Whole-capture facts gathered while reading, so they hold whether or not the packets table is kept."""
@@ -38,6 +41,7 @@ class PacketStats:
     truncated: int = 0  # packets cut by the snap length
     backwards: int = 0  # packets whose timestamp is earlier than the one before
     status: dict[str, int] = field(default_factory=dict)  # packets per decode status, largest count first
+    first_sflow_frame: int | None = None  # sFlow samples quote TCP headers that Wireshark numbers as streams
     _previous: int = field(default=0, repr=False)  # last timestamp of the batch before
 
     def add(self, ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray, status: np.ndarray) -> None:
@@ -183,6 +187,13 @@ def build_packets(cap: CaptureFile, progress=None, keep_packets: bool = True) ->
         dec = decode.decode_batch(batch.buf, batch.data_off, batch.caplen, linktypes)
         stats.add(batch.ts_ns, batch.caplen, batch.wirelen, dec.cols["status"])
         n = len(batch.data_off)
+        if stats.first_sflow_frame is None:
+            udp = dec.cols["proto"] == 17
+            sflow = np.flatnonzero(
+                udp & ((dec.cols["sport"] == SFLOW_PORT) | (dec.cols["dport"] == SFLOW_PORT))
+            )
+            if len(sflow):
+                stats.first_sflow_frame = stats.packets - n + 1 + int(sflow[0])
         columns = {
             **dec.cols,
             "frame": np.arange(stats.packets - n + 1, stats.packets + 1, dtype=np.int64),

@@ -27,6 +27,7 @@ class Finding:
     frames: tuple[int, ...] = ()
     wireshark_filter: str = ""
     evidence: dict = field(default_factory=dict)
+    tcp_stream: int = -1  # Wireshark's tcp.stream of that connection, -1 when none or unknown
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,11 @@ PACKETS = {
 }
 
 FLOWS = {
-    "conn": ("int64", "connection id, numbered by first frame like tcp.stream"),
+    "conn": ("int64", "connection id, numbered by first frame"),
+    "tcp_stream": (
+        "int64",
+        "Wireshark's tcp.stream of the connection (differs from conn after ICMP-quoted TCP)",
+    ),
     "client_ip": ("str", "client address (sender of the SYN; see docs/tables.md for the fallback)"),
     "client_port": ("int32", "client port"),
     "server_ip": ("str", "server address"),
@@ -199,7 +203,10 @@ ICMP = {
     "ipv": ("int64", "4 for ICMP, 6 for ICMPv6"),
     "icmp_type": ("int64", "type"),
     "icmp_code": ("int64", "code"),
-    "kind": ("str", "frag_needed, packet_too_big, unreachable, time_exceeded"),
+    "kind": (
+        "str",
+        "frag_needed, packet_too_big, unreachable, time_exceeded, source_quench, parameter_problem",
+    ),
     "mtu": ("int64", "next-hop MTU (RFC 1191 / RFC 4443), -1 if none"),
     "quoted_src": ("str", "source of the quoted packet"),
     "quoted_dst": ("str", "destination of the quoted packet"),
@@ -209,6 +216,7 @@ ICMP = {
     "quoted_seq": ("int64", "quoted TCP sequence number (links the error to its connection)"),
     "quoted_ip_len": ("int64", "IP length of the packet that did not fit"),
     "quoted_df": ("bool", "quoted packet had DF set"),
+    "quoted_l4_bytes": ("int64", "bytes of the quoted packet's transport header (and data) in the quote"),
     "status": ("str", "ok or truncated-quote"),
 }
 

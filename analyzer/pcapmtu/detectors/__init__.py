@@ -108,6 +108,7 @@ def readable(template: str) -> str:
 
 def run(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
+    streams = {role: cap.flows["tcp_stream"].to_numpy() for role, cap in ctx.captures.items()}
     for code in sorted(RULES):
         r = RULES[code]
         try:
@@ -118,14 +119,15 @@ def run(ctx: Context) -> list[Finding]:
             continue
         for h in hits:
             try:
-                findings.append(_finding(r, h))
+                stream = streams[h.capture][h.conn] if h.conn >= 0 and h.capture in streams else -1
+                findings.append(_finding(r, h, int(stream)))
             except (KeyError, IndexError, ValueError) as exc:  # a message its values cannot fill: a bug
                 error = f"{r.code}'s message cannot be filled: {type(exc).__name__}: {exc}"
                 findings.append(_finding(CRASH, Hit({"code": code, "error": error})))
     return findings
 
 
-def _finding(r: Rule, h: Hit) -> Finding:
+def _finding(r: Rule, h: Hit, tcp_stream: int = -1) -> Finding:
     return Finding(
         code=r.code,
         name=r.name,
@@ -137,6 +139,7 @@ def _finding(r: Rule, h: Hit) -> Finding:
         frames=tuple(int(x) for x in h.frames),
         wireshark_filter=h.wireshark_filter,
         evidence=h.evidence,
+        tcp_stream=tcp_stream,
     )
 
 
