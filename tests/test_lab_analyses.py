@@ -104,6 +104,8 @@ def test_analysis_entry(scenario: Path, entry: dict) -> None:
         else:  # no capture pins it: leaving it open is right, another number is wrong
             assert result.path_mtu in (None, true_mtu), what
 
+    _cites_only_its_own_server(result)
+
     roles = _roles_by_file(result, inputs)
     for file, position in entry["vantage"].items():
         role = roles[file]
@@ -114,3 +116,22 @@ def test_analysis_entry(scenario: Path, entry: dict) -> None:
         assert offsets, f"{scenario.name}: no clock offset found"
         for offset in offsets:
             assert abs(offset - entry["clock_offset_s"]) <= CLOCK_TOLERANCE_S, f"{scenario.name}: {offsets}"
+
+
+def _cites_only_its_own_server(result) -> None:
+    """An explanation of a connection never cites an ICMP about packets to another server: it would read
+    "no ICMP size report came back" and then quote one (the ICMP belonged to a DF ping to a different host)."""
+    chosen = result.verdicts[result.verdicts["verdict"] == result.verdict]
+    pairs = zip(chosen["capture"], chosen["conn"], strict=True)
+    servers = {str(result.context.flow(role, conn)["server_ip"]) for role, conn in pairs}
+    for role, cap in result.captures.items():
+        sizes = cap.icmp[cap.icmp["kind"].isin(["frag_needed", "packet_too_big"])]
+        for frame, target in zip(sizes["frame"], sizes["quoted_dst"].astype(str), strict=True):
+            cited = f"{role} frame {frame}"
+            if target not in servers:
+                assert cited not in result.explanation, (cited, target, result.explanation)
+            for f in result.findings_list:
+                if f.conn >= 0 and f.code.startswith("B"):
+                    server = str(result.context.flow(f.capture, f.conn)["server_ip"])
+                    text = f.message + " " + " ".join(map(str, f.evidence.get("because", ())))
+                    assert target == server or cited not in text, (f.code, cited, target, text)

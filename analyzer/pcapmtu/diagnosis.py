@@ -14,6 +14,7 @@ from . import fix as fixes
 from .context import Context
 from .detectors import RULES
 from .detectors._util import endpoint, service
+from .path import cited_for
 from .results import Diagnosis, Finding
 
 RANK = {"mtu_blackhole": 5, "mtu_blackhole_recovered": 4, "not_mtu": 3, "inconclusive": 2, "healthy": 1}
@@ -270,17 +271,20 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
             )
         if main.code == "B001":
             mtu_c = ctx.facts.container_mtu or (ev["mss_client"] + 40 if ev.get("mss_client") else None)
+            server_ip = ctx.flow(main.capture, main.conn)["server_ip"]
+            # evidence about this connection's server only: an ICMP about another server is not cited here
+            cite_path = cited_for(path, server_ip) if path is not None else ""
             parts.append(
                 f"The {'container' if main.capture.startswith('container') else 'client'} "
                 f"advertised MSS {ev['mss_client']}"
                 + (f" (interface MTU {mtu_c})" if mtu_c else "")
                 + (f", the server saw MSS {ev['mss_at_server']}" if ev["mss_at_server"] != ev["mss_client"] else "")
                 + f", so the server sends {ev['server_full']}-byte packets; "
-                + (f"the path carries at most {path.value} bytes ({path.decided_by})." if path and path.value
+                + (f"the path carries at most {path.value} bytes ({cite_path})." if cite_path
                    else f"the largest packet that got through was {ev['largest_delivered']} bytes.")
             )  # fmt: skip
             parts.append(f"The packets die {ev['where']}.")
-            said = path is not None and path.value
+            said = cite_path
             because = [b for b in ev["because"] if not (said and b.startswith("the path carries"))]
             parts.append(f"Why this is MTU: {'; '.join(because or ev['because'])}.")
     parts.append(f"Affected: {listing} ({len(chosen)} of {n_total} connections).")

@@ -33,17 +33,16 @@ def _has_ipv(ctx: Context, ipv: int) -> bool:
 def _infer(ctx: Context, ipv: int) -> PathMTU:
     hdr = 40 if ipv == 4 else 60
     signals: list[dict] = []
-    exact: list[tuple[int, str]] = []  # (mtu, why), strongest first
     for role, cap in ctx.captures.items():
         icmp = cap.icmp[(cap.icmp["ipv"] == ipv) & cap.icmp["kind"].isin(["frag_needed", "packet_too_big"])]
-        for mtu, frame in zip(icmp["mtu"], icmp["frame"], strict=True):
+        for mtu, frame, target in zip(
+            icmp["mtu"], icmp["frame"], icmp["quoted_dst"].astype(str), strict=True
+        ):
             if mtu >= 68:
-                signals.append({"kind": "icmp", "capture": role, "frame": int(frame), "mtu": int(mtu)})
-                exact.append((int(mtu), f"ICMP {'fragmentation needed' if ipv == 4 else 'packet too big'} "
-                                        f"(next-hop MTU {int(mtu)}) in {role} frame {int(frame)}"))  # fmt: skip
+                signal = {"kind": "icmp", "capture": role, "frame": int(frame), "mtu": int(mtu)}
+                signals.append(signal | ({"target": target} if target else {}))  # no target: quote cut short
     if ctx.facts.host_mtu:  # an interface MTU is the same number for IPv4 and IPv6
         signals.append({"kind": "stated_host_mtu", "mtu": ctx.facts.host_mtu})
-        exact.append((ctx.facts.host_mtu, f"--host-mtu {ctx.facts.host_mtu}"))
     if ctx.facts.container_mtu:
         # the container's own interface bounds what it can receive: a path wider than it is not the problem
         signals.append({"kind": "stated_container_mtu", "mtu": ctx.facts.container_mtu})
@@ -54,9 +53,7 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
             mss = int(own["mss_client"].mode().iloc[0])
             signals.append({"kind": "host_syn_mss", "capture": "host", "mss": mss, "mtu": mss + hdr,
                             "frame": int(own.loc[own["mss_client"] == mss, "syn_frame"].iloc[0])})  # fmt: skip
-            exact.append(
-                (mss + hdr, f"the host's own SYN advertises MSS {mss}, so its uplink MTU is {mss + hdr}")
-            )
+    exact = [s for s in signals if s["kind"] in EXACT]  # strongest first: ICMP, stated, the host's SYN
     low, low_why = _largest_delivered(ctx, ipv, signals)
     high, high_why = _smallest_lost(ctx, ipv, signals, low)
     _pings(ctx, ipv, signals)
@@ -69,9 +66,11 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
         # the two directions disagree (an asymmetric path): what was lost is what matters for the failure
         signals.append({"kind": "asymmetric", "carried": low, "lost": high})
         low, low_why = None, ""
-    for mtu, why in exact:
+    for signal in exact:
+        mtu = signal["mtu"]
         if (low is None or mtu >= low) and (high is None or mtu < high):
-            return PathMTU(ipv, mtu, low, high, why, tuple(signals))
+            signal["decided"] = True
+            return PathMTU(ipv, mtu, low, high, signal_words(signal, ipv), tuple(signals))
     if low is not None and high is not None and high == low + 1:
         return PathMTU(ipv, low, low, high, f"{low_why}; {high_why}", tuple(signals), independent=False)
     if low is not None and high is not None:
@@ -186,6 +185,35 @@ def _pings(ctx: Context, ipv: int, signals: list[dict]) -> None:
             kind = "ping_reply" if (dst, size) in replied else "ping_lost"
             signals.append({"kind": kind, "capture": role, "size": int(size), "target": dst,
                             "frames": [int(x) for x in group["frame"].to_numpy()[:5]]})  # fmt: skip
+
+
+EXACT = ("icmp", "stated_host_mtu", "host_syn_mss")  # signals that state one MTU, strongest first
+
+
+def signal_words(signal: dict, ipv: int) -> str:
+    """An exact signal, in words."""
+    if signal["kind"] == "icmp":
+        what = "fragmentation needed" if ipv == 4 else "packet too big"
+        about = f" about packets to {signal['target']}" if signal.get("target") else ""
+        return f"ICMP {what} (next-hop MTU {signal['mtu']}){about} in {signal['capture']} frame {signal['frame']}"
+    if signal["kind"] == "stated_host_mtu":
+        return f"--host-mtu {signal['mtu']}"
+    return f"the host's own SYN advertises MSS {signal['mss']}, so its uplink MTU is {signal['mtu']}"
+
+
+def cited_for(path: PathMTU, server_ip: str) -> str:
+    """Why `path.value` holds, in words that cite no other server's packets: the signal that decided it, else
+    one that states the same MTU about the host or this server; "" when only another server's ICMP pins it.
+    An explanation of one connection cites this, so it never says "no ICMP came back" and then quotes an
+    ICMP that was about a different server."""
+    if path.value is None:
+        return ""
+    same = [s for s in path.signals if s["kind"] in EXACT and s["mtu"] == path.value]
+    same.sort(key=lambda s: not s.get("decided"))
+    for s in same:
+        if s.get("target", str(server_ip)) == str(server_ip):
+            return path.decided_by if s.get("decided") else signal_words(s, path.ipv)
+    return ""
 
 
 def frames_filter(frames: list[int] | np.ndarray | pd.Series) -> str:

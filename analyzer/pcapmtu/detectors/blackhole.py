@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..context import Context
+from ..path import cited_for
 from . import Hit, rule
 from ._util import conn_packets, first_frames, flow_filter, service
 
@@ -92,6 +93,8 @@ def download(ctx: Context):
             path = ctx.path.get(int(flow.ipv))
             # only a path MTU pinned by an independent signal (a host's SYN, ICMP, DF pings, a stated MTU)
             # counts here: a bracket built from this very stall would be circular
+            # ... and only in words that cite no other server's packets
+            said = cited_for(path, flow.server_ip) if path is not None else ""
             bound = (
                 path is not None
                 and path.value is not None
@@ -107,8 +110,8 @@ def download(ctx: Context):
                                if flow.largest_delivered_s2c else
                                f"the server's {int(flow.lost_max_ip_s2c)}-byte segments were sent again and again "
                                "and never acknowledged")  # fmt: skip
-            if bound:
-                reasons.append(f"the path carries at most {path.value} bytes ({path.decided_by})")
+            if bound and said:
+                reasons.append(f"the path carries at most {path.value} bytes ({said})")
             if (
                 flow.client_hello_len > 0
                 and not flow.server_hello
@@ -184,8 +187,9 @@ def upload(ctx: Context):
                 # smaller data got through and was acknowledged; the full-size segments after it never were
                 reasons.append(f"the server acknowledged the client's first {int(flow.acked_c2s)} bytes but none "
                                "of the full-size segments after them")  # fmt: skip
-            if path is not None and path.value is not None and path.value < flow.client_full:
-                reasons.append(f"the path carries at most {path.value} bytes ({path.decided_by})")
+            said = cited_for(path, flow.server_ip) if path is not None else ""  # no other server's packets
+            if said and path.value < flow.client_full:
+                reasons.append(f"the path carries at most {path.value} bytes ({said})")
             # the other connections to the same server: were their client packets acknowledged, and how big?
             done = f_all[(f_all["server_ip"] == flow.server_ip) & (f_all["conn"] != flow.conn)
                          & (f_all["sent_c2s"] > 0) & (f_all["acked_c2s"] >= f_all["sent_c2s"])]  # fmt: skip
