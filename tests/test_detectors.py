@@ -785,6 +785,21 @@ def test_T004_positive_server_resets_after_a_stall(stalled_tls):
     assert t.frames == (stalled_tls.context.flows("container").loc[1, "last_frame"],)
 
 
+def test_T004_names_who_sent_the_rst_not_who_closed_first(tmp_path):
+    """The client gives up with a FIN after the stall and the server answers with RST: the server reset it
+    (T004 once said "the client", from who closed first, and cited the client's FIN frame)."""
+    c = Conn(cport=40009, isn_c=2_000_000).hs(T0)
+    c.c(T0 + 0.02, 1, 1, payload=CLIENT_HELLO)
+    c.s(T0 + 0.03, 1, 1 + CH)
+    c.c(T0 + 3.0, 1 + CH, 1, flags=FIN | ACK)
+    c.s(T0 + 3.01, 1, 2 + CH, flags=RST | ACK)
+    r = run(container=capture(tmp_path, "c", c.render()))
+    t = one(r, "T004", "container", 0)
+    assert t.message == "198.18.0.10:443: the server reset the connection after 3.0 s"
+    p = r.captures["container"].packets
+    assert t.frames == (int(p.loc[(p["tcp_flags"] & 4) != 0, "frame"].iloc[0]),)
+
+
 def test_T004_negative_reset_right_after_a_complete_answer(quiet):
     assert quiet.context.flows("container").loc[1, "state"] == "reset"
     assert not found(quiet, "T004")

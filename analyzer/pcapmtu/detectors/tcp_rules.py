@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..context import Context
+from ..tcp import RST as RST_FLAG
 from . import Hit, rule
 from ._util import conn_packets, first_frames, flow_filter, service
 
@@ -141,6 +142,12 @@ def reset(ctx: Context):
         f = ctx.judged(role)
         stalled = (f["stalled_s"] >= ctx.th.stall_s) | (f["bytes_s2c"] == 0)
         for flow in f[(f["state"] == "reset") & f["handshake_ok"] & stalled].itertuples():
-            who = flow.closed_by or "peer"
+            # who sent the RST, and its frame: not who closed first (a client's FIN answered by the server's
+            # RST is the server's reset)
+            p = conn_packets(ctx, role, int(flow.conn), ["frame", "dir", "tcp_flags"])
+            rst = p[(p["tcp_flags"].to_numpy() & RST_FLAG) != 0]
+            if not len(rst):
+                continue
+            who = "server" if int(rst["dir"].iloc[0]) == 1 else "client"
             yield Hit({"service": service(flow), "who": who, "duration": float(flow.duration)}, capture=role,
-                      conn=int(flow.conn), frames=(int(flow.last_frame),), wireshark_filter=flow_filter(flow))  # fmt: skip
+                      conn=int(flow.conn), frames=(int(rst["frame"].iloc[0]),), wireshark_filter=flow_filter(flow))  # fmt: skip
