@@ -359,3 +359,21 @@ def test_container_and_server_given_as_host_and_container_are_placed():
     assert "server.pcap was taken at the server: analysed as the server's capture" in result.output, out
     assert "capture server (server.pcap): taken at the server" in result.output, out
     assert "host capture shows" not in result.output, out
+
+
+def test_inspect_and_the_report_show_the_same_measures_in_the_same_order(tmp_path):
+    """One connection, two views: the same column names in the same order, and the same cells."""
+    result, out = invoke("inspect", BLACKHOLE / "container.pcap")
+    assert result.exit_code == 0, out
+    header = next(line for line in result.output.splitlines() if "MSS c/s" in line)
+    names = ["MSS c/s", "max IP c>s / s>c", "retrans", "state"]
+    assert [header.index(n) for n in names] == sorted(header.index(n) for n in names)
+    row = next(line for line in result.output.splitlines() if ":57056" in line)
+    assert "569 / 1252" in row and "closing (S2)" in row  # the client's FIN alone: closing, not open
+    result, out = invoke(
+        "analyze", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap", "--out", tmp_path / "r"
+    )
+    html = (tmp_path / "r" / "report.html").read_text()
+    heads = [html.index(f"<th>{n.replace('>', '&gt;')}</th>") for n in names]
+    assert heads == sorted(heads)
+    assert "569 / 1252" in html and "closing (S2)" in html

@@ -428,6 +428,9 @@ def explain(
 
 
 def _print_capture(out: Console, cap: Capture, limit: int) -> None:
+    from .measures import COLUMNS as MEASURES
+    from .measures import measures
+
     info = cap.summary()
     start, end = cap.time_span
     span = f"{end - start:.3f} s" if start is not None else "empty"
@@ -444,19 +447,17 @@ def _print_capture(out: Console, cap: Capture, limit: int) -> None:
         out.print()
         return
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
-    for col in ("#", "client", "server", "name", "MSS c/s", "max payload c>s / s>c", "retrans", "state"):
+    for col in ("#", "client", "server", "name", *MEASURES):
         table.add_column(col, overflow="fold")
     shown = flows if limit <= 0 else flows.head(limit)
-    for row in shown.itertuples(index=False):
+    cells = measures(shown)
+    for i, row in enumerate(shown.itertuples(index=False)):
         table.add_row(
             str(row.conn),
             escape(_endpoint(row.client_ip, row.client_port)),
             escape(_endpoint(row.server_ip, row.server_port)),
             escape(printable(row.name, 60)),
-            f"{row.mss_client or '-'}/{row.mss_server or '-'}",
-            f"{row.max_payload_c2s} / {row.max_payload_s2c}",
-            str(row.retransmissions),
-            f"{row.state} ({row.conn_state})",
+            *(cells[name][i] for name in MEASURES),
         )
     out.print(table)
     if len(shown) < len(flows):

@@ -185,7 +185,9 @@ def _derive(cap: Capture, fate: np.ndarray) -> pd.DataFrame:
     # a request that was never answered (a connection idle on the client's turn is a keep-alive)
     end = float(cap.packets["ts"].max()) if len(cap.packets) else 0.0
     f["tail_idle_s"] = np.maximum(end - f["last_ts"], 0.0)
-    f["unanswered"] = (f["state"] == "open") & f["end_turn"].isin(["network", "server"]) & f["request_sent"]
+    f["unanswered"] = (
+        f["state"].isin(["open", "closing"]) & f["end_turn"].isin(["network", "server"]) & f["request_sent"]
+    )
     # holes in the server's data, as the client's ACKs show them (gap seen or SACK hole reported)
     f["s2c_holes"] = (f["lost_before_s2c"] > 0) | (f["sack_acks_c2s"] > 0)
     f["c2s_holes"] = (f["lost_before_c2s"] > 0) | (f["sack_acks_s2c"] > 0)

@@ -194,7 +194,12 @@ def _confidence(
 
 def _silent_after_handshake(f: pd.DataFrame, ctx: Context) -> pd.Series:
     """Open connections that carried no data at all: unused, or their first data never arrived here."""
-    return f["handshake_ok"] & (f["state"] == "open") & (f["bytes_c2s"] == 0) & (f["bytes_s2c"] == 0)
+    return (
+        f["handshake_ok"]
+        & f["state"].isin(["open", "closing"])
+        & (f["bytes_c2s"] == 0)
+        & (f["bytes_s2c"] == 0)
+    )
 
 
 def _stalled_after_request(f: pd.DataFrame, ctx: Context) -> pd.Series:

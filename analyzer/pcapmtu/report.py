@@ -21,6 +21,8 @@ from . import plots
 from ._version import __version__
 from .errors import UsageError
 from .jsonout import analyze_document, dumps
+from .measures import COLUMNS as MEASURES
+from .measures import measures
 from .textsafe import html_text, markdown, printable
 
 matplotlib.rcParams["svg.hashsalt"] = "pcapmtu"  # stable SVG ids, so reports diff cleanly
@@ -93,15 +95,12 @@ def _connection_rows(analysis) -> list[dict]:
     rows = []
     for role, group in v.groupby("capture", sort=False):
         f = analysis.context.flows(role).iloc[group["conn"].to_numpy()]  # flows are numbered 0..n-1 in order
-        for g, mss_c, mss_s, big_s, big_c, retrans, state in zip(
-            group.itertuples(index=False), f["mss_client"], f["mss_server"], f["max_ip_len_s2c"],
-            f["max_ip_len_c2s"], f["retransmissions"], f["state"], strict=True,
-        ):  # fmt: skip
+        cells = measures(f)
+        for i, g in enumerate(group.itertuples(index=False)):
             twin = analysis.context.twin(g.capture, g.conn)
             rows.append({
                 "capture": g.capture, "#": g.conn, "service": g.service, "client": g.client, "server": g.server,
-                "MSS c/s": f"{int(mss_c) or '-'}/{int(mss_s) or '-'}", "max IP s>c / c>s": f"{int(big_s)} / {int(big_c)}",
-                "retrans": int(retrans), "state": str(state), "other side": f"{twin[0]} #{twin[1]}" if twin else "",
+                **{name: cells[name][i] for name in MEASURES}, "other side": f"{twin[0]} #{twin[1]}" if twin else "",
                 "verdict": g.verdict + (f" ({g.reason})" if g.reason else ""), "codes": g.codes,
                 "_rank": g.rank,
             })  # fmt: skip
@@ -304,7 +303,7 @@ def render_html(
 
 
 # Columns of tokens an engineer copies whole (addresses:ports, numbers, codes): never broken inside
-TOKEN_COLUMNS = {"capture", "#", "client", "server", "MSS c/s", "max IP s>c / c>s", "retrans", "state",
+TOKEN_COLUMNS = {"capture", "#", "client", "server", *MEASURES,
                  "other side", "verdict", "codes", "code", "severity", "role", "packets", "truncated"}  # fmt: skip
 
 

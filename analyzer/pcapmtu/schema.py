@@ -126,7 +126,11 @@ FLOWS.update(
         "max_sack_hole_c2s": ("int64", "largest hole the client's SACKs report, bytes"),
         "sack_acks_s2c": ("int64", "server ACKs that report a SACK hole"),
         "max_sack_hole_s2c": ("int64", "largest hole the server's SACKs report, bytes"),
-        "state": ("category", "closed, reset, refused, no_answer or open (still open or timed out)"),
+        "state": (
+            "category",
+            "closed (both FINs), closing (one side's FIN), reset, refused, no_answer or open (still open or "
+            "timed out); derived from conn_state",
+        ),
         "conn_state": (
             "str",
             "Zeek conn_state: S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH",
