@@ -354,3 +354,116 @@ def test_container_and_server_given_as_host_and_container_are_placed():
     assert "server.pcap was taken at the server: analysed as the server's capture" in result.output, out
     assert "capture server (server.pcap): taken at the server" in result.output, out
     assert "host capture shows" not in result.output, out
+
+
+# ====================================================== the directory rule: analyze --out, export --to
+def _snapshot(directory):
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.rglob("*") if p.is_file()}
+
+
+def _analyze_into(out, *extra):
+    return invoke("analyze", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap", "--out", out, *extra)
+
+
+def _export_into(out, *extra, capture=BLACKHOLE / "host.pcap"):
+    return invoke("export", capture, "--to", out, "--no-findings", *extra)
+
+
+WRITERS = {  # command -> (run it into a directory, a file it writes there, its exit code on the demo)
+    "analyze": (_analyze_into, "report.md", 1),
+    "export": (_export_into, "flows/blackhole_tls12-host.parquet", 0),
+}
+
+
+@pytest.mark.parametrize("command", WRITERS)
+def test_out_into_a_directory_that_holds_other_files_needs_no_force(tmp_path, command):
+    """The captures' own folder, or one with notes in it, is a fine place for the output (0.4.0's analyze
+    refused any non-empty directory); nothing of the user's is touched."""
+    run, name, code = WRITERS[command]
+    (tmp_path / "notes.txt").write_text("mine\n")
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "whiteboard.png").write_bytes(b"\x89PNG mine")
+    mine = _snapshot(tmp_path)
+    result, out = run(tmp_path)
+    assert result.exit_code == code, out
+    assert (tmp_path / name).stat().st_size > 0, out
+    assert {p: v for p, v in _snapshot(tmp_path).items() if p in mine} == mine
+
+
+@pytest.mark.parametrize("command", WRITERS)
+def test_a_file_pcapmtu_would_replace_needs_force(tmp_path, command):
+    """Writing the same output twice: the second run refuses with one line naming a file it would replace
+    and exit 2, having written nothing (export replaced files silently in 0.4.0); --force replaces them."""
+    run, name, code = WRITERS[command]
+    result, out = run(tmp_path)
+    assert result.exit_code == code, out
+    before = _snapshot(tmp_path)
+    result, out = run(tmp_path)
+    assert result.exit_code == 2, out
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"pcapmtu: {tmp_path}{os.sep}") and " exists" in line and "--force" in line, line
+    assert result.stdout == "", out
+    assert _snapshot(tmp_path) == before
+    result, out = run(tmp_path, "--force")
+    assert result.exit_code == code, out
+    assert (tmp_path / name).stat().st_mtime_ns > before[tmp_path / name][1], out
+
+
+@pytest.mark.parametrize("command", WRITERS)
+def test_an_existing_file_named_as_the_directory_is_a_usage_error(tmp_path, command):
+    run, _name, _code = WRITERS[command]
+    target = tmp_path / "taken"
+    target.write_text("mine\n")
+    for extra in ((), ("--force",)):
+        result, out = run(target, *extra)
+        assert result.exit_code == 2, out
+        assert (
+            result.stderr.strip()
+            == f"pcapmtu: {'--out' if command == 'analyze' else '--to'} {target}: exists and is not a directory"
+        ), out
+        assert target.read_text() == "mine\n"
+
+
+def test_export_adds_other_captures_to_a_directory_and_takes_out_as_well(tmp_path):
+    """A fleet directory is filled over several runs: new captures need no --force."""
+    result, out = _export_into(tmp_path)
+    assert result.exit_code == 0, out
+    result, out = invoke("export", BLACKHOLE / "container.pcap", "--out", tmp_path, "--no-findings")
+    assert result.exit_code == 0 and "wrote 4 Parquet files" in result.stdout, out
+    assert sorted(p.name for p in (tmp_path / "flows").iterdir()) == [
+        "blackhole_tls12-container.parquet",
+        "blackhole_tls12-host.parquet",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("analyze", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap", "--out", "{dir}"), 1),
+        (("analyze", HEALTHY / "host.pcap", HEALTHY / "container.pcap"), 0),
+        (("export", BLACKHOLE / "host.pcap", "--to", "{dir}", "--no-findings"), 0),
+        (("inspect", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap"), 0),
+    ],
+    ids=["analyze-out", "analyze", "export", "inspect"],
+)
+def test_quiet_prints_nothing_on_success_and_the_exit_code_tells(tmp_path, args, code):
+    """--quiet: no report on the terminal, no 'report:' or 'wrote' line; the files are still written."""
+    loud, out = invoke(*[str(a).replace("{dir}", str(tmp_path / "loud")) for a in args])
+    assert loud.exit_code == code and loud.stdout.strip(), out
+    result, out = invoke(*[str(a).replace("{dir}", str(tmp_path / "quiet")) for a in args], "--quiet")
+    assert result.exit_code == code, out
+    assert result.stdout == "" and result.stderr == "", out
+    loud_files = sorted(p.relative_to(tmp_path / "loud") for p in (tmp_path / "loud").rglob("*"))
+    quiet_files = sorted(p.relative_to(tmp_path / "quiet") for p in (tmp_path / "quiet").rglob("*"))
+    assert quiet_files == loud_files
+
+
+def test_quiet_keeps_errors_and_the_json_document(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a capture")
+    result, out = invoke("inspect", "--quiet", bad)
+    assert result.exit_code == 2 and "not a capture file" in result.stderr and result.stdout == "", out
+    result, out = invoke(
+        "analyze", "--quiet", "--json", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap"
+    )
+    assert result.exit_code == 1 and json.loads(result.stdout)["verdict"] == "mtu_blackhole", out

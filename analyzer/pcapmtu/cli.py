@@ -1,6 +1,7 @@
 """The command line: parse, call the library, render, map errors to exit codes. Nothing else.
 
-Exit codes (docs/cli.md): 0 = nothing wrong found, 1 = a problem found, 2 = bad input or usage.
+Exit codes (docs/cli.md): 0 healthy, 1 an MTU problem, 3 another problem or inconclusive, 2 bad input or
+usage, 4 an internal error; `_errors` is the one boundary that decides them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import PcapmtuError
+from .errors import PcapmtuError, UsageError
 from .memory import pause_collector_for_start_up, start_up_done
 from .textsafe import printable
 
@@ -59,6 +60,32 @@ def _errors(debug: bool, what: str = ""):
         where = f" {what}" if what else ""
         err.print(f"pcapmtu: internal error{where}: {escape(printable(exc, 300))} (--debug for details)")
         raise typer.Exit(Exit.INTERNAL) from None
+
+
+# What `analyze --out DIR` writes (report.write_report): these names are pcapmtu's in any directory.
+REPORT_FILES = ("report.html", "report.md", "report.json")
+REPORT_PLOTS = ("plots/timeline.*", "plots/sizes.*", "plots/mss.*", "plots/tsg-*")
+
+
+QUIET_HELP = "Print nothing but errors; the exit code says how it went (--json still prints its document)."
+DEBUG_HELP = "Show a traceback on internal errors."
+FORCE_HELP = "Replace existing files of the names pcapmtu writes; other files are never touched."
+
+
+def _claim(out: Path, option: str, files: list[Path], force: bool, patterns: tuple[str, ...] = ()) -> None:
+    """The one rule for a directory pcapmtu writes into (`analyze --out`, `export --to`), docs/cli.md: a new
+    directory is created, an existing one may hold anything, and a file pcapmtu would replace needs --force.
+    Checked before any work, so a refusal has written nothing. `files` are exact names inside `out`,
+    `patterns` globs of names that are pcapmtu's."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{option} {out}: exists and is not a directory")
+    if force or not out.exists():
+        return
+    taken = [out / f for f in files if (out / f).exists() or (out / f).is_symlink()]
+    taken += [p for pattern in patterns for p in sorted(out.glob(pattern))]
+    if taken:
+        more = f" (and {len(taken) - 1} more pcapmtu would replace)" if len(taken) > 1 else ""
+        raise UsageError(f"{taken[0]} exists{more}; add --force to replace, or choose another {option}")
 
 
 app = typer.Typer(
@@ -134,10 +161,8 @@ def inspect(
     limit: Annotated[
         int, typer.Option(metavar="N", help="Connections shown per capture in the terminal (0 = all).")
     ] = 40,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress display.")] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", metavar="", help="Show a traceback on internal errors.")
-    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=QUIET_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Show what each capture holds: format, link types, packets, time span and its TCP connections."""
     from .capture import read
@@ -155,7 +180,7 @@ def inspect(
             failed = max(failed, Exit(exc.exit_code))
     if as_json:
         _write(inspect_json(captures) + "\n")
-    else:
+    elif not quiet:
         out = Out(highlight=False, width=None if sys.stdout.isatty() else 160)
         for cap in captures:
             _print_capture(out, cap, limit)
@@ -204,16 +229,15 @@ def analyze(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", metavar="DIR", help="Write report.html, report.md, report.json and plots/ here."
+            "--out",
+            metavar="DIR",
+            help="Write report.html, report.md, report.json and plots/ here (created if missing; "
+            "other files in it are left alone).",
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", metavar="", help="Allow --out to write into a non-empty directory.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress display.")] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", metavar="", help="Show a traceback on internal errors.")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", metavar="", help=FORCE_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=QUIET_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Diagnose MTU/MSS black holes: verdict, evidence (frames, Wireshark filters) and the computed fix.
 
@@ -233,12 +257,13 @@ def analyze(
     if len(positional) > 1 and not hosts:
         hosts, positional = positional[:1], positional[1:]
     containers = positional + containers
-    if not hosts and not containers and not server and not unplaced:
-        err.print("pcapmtu: give the host capture and the container capture (pcapmtu analyze HOST CONTAINER)")
-        raise typer.Exit(Exit.BAD_INPUT)
-    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        err.print(f"pcapmtu: {escape(printable(out))} exists and is not empty; use --force to write into it")
-        raise typer.Exit(Exit.BAD_INPUT)
+    with _errors(debug):
+        if not hosts and not containers and not server and not unplaced:
+            raise UsageError(
+                "give the host capture and the container capture (pcapmtu analyze HOST CONTAINER)"
+            )
+        if out is not None:
+            _claim(out, "--out", [Path(f) for f in REPORT_FILES], force, REPORT_PLOTS)
     with _errors(debug), _progress(quiet or as_json) as bar:
         result = run_analysis(
             hosts[0] if hosts else None,
@@ -255,13 +280,13 @@ def analyze(
             from .report import write_report  # matplotlib only when a report is asked for
 
             bar("writing the report", 0, 0)
-            written = write_report(result, out, force=force)
+            written = write_report(result, out, force=True)  # _claim has applied the rule
     with _errors(debug):
         if as_json:
             _write(dumps(analyze_document(result)) + "\n")
-        else:
+        elif not quiet:
             _print_analysis(Out(highlight=False, width=None if sys.stdout.isatty() else 160), result)
-    if written:
+    if written and not quiet:
         report_out = err if as_json else Out(highlight=False, soft_wrap=True)
         report_out.print(f"report: {escape(str(out / 'report.html'))} (and report.md, report.json, plots/)")
     raise typer.Exit(VERDICT_EXIT[result.verdict])
@@ -357,31 +382,40 @@ def export(
         Path,
         typer.Option(
             "--to",
+            "--out",
             metavar="DIR",
-            help="Directory to write into: one folder per table, one Parquet file per capture.",
+            help="Directory to write into: one folder per table, one Parquet file per capture (created if "
+            "missing; other files in it are left alone).",
         ),
     ],
-    findings: Annotated[
+    no_findings: Annotated[
         bool,
         typer.Option(
-            metavar="", help="Also analyse each capture and export its findings (or --no-findings)."
+            "--no-findings", metavar="", help="Only the capture tables: no analysis, no findings (faster)."
         ),
-    ] = True,
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", metavar="", help=FORCE_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=QUIET_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Write the packets, flows, dns, icmp (and findings) tables as Parquet, one row per packet/flow/answer."""
-    from .parquet import PartialExport
+    from .parquet import PartialExport, planned_files
     from .parquet import export as export_tables
 
     start_up_done()
     code = Exit.OK
-    with _errors(False):
+    with _errors(debug):
+        _claim(to, "--to", planned_files(list(files), findings=not no_findings), force)
         try:
-            written = export_tables(list(files), to, findings=findings)
+            written = export_tables(list(files), to, findings=not no_findings)
         except PartialExport as exc:  # the captures that could be read were written
             for problem in exc.failed:
                 err.print(f"pcapmtu: {escape(printable(problem, 400))}")
             written, code = exc.written, Exit.BAD_INPUT
-    Out(highlight=False, soft_wrap=True).print(f"wrote {len(written)} Parquet files under {escape(str(to))}")
+    if not quiet:
+        Out(highlight=False, soft_wrap=True).print(
+            f"wrote {len(written)} Parquet files under {escape(str(to))}"
+        )
     raise typer.Exit(code)
 
 
