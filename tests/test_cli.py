@@ -467,3 +467,54 @@ def test_quiet_keeps_errors_and_the_json_document(tmp_path):
         "analyze", "--quiet", "--json", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap"
     )
     assert result.exit_code == 1 and json.loads(result.stdout)["verdict"] == "mtu_blackhole", out
+
+
+# ============================================================================== help, usage and errors
+def _commands():
+    import typer
+
+    group = typer.main.get_command(app)
+    return group, dict(group.commands)
+
+
+COMMANDS = sorted(_commands()[1])
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+@pytest.mark.parametrize("width", ["80", "200"])
+def test_help_shows_no_type_placeholders_and_no_negative_twins(command, width):
+    """Every command's --help, at two widths: no `<list[Path]>`, `<bool>`, `<str>` beside an argument, an
+    option or --help, no `{CAPTURE}` braces, and no option with a `--no-` twin."""
+    import re
+
+    result = CliRunner(env={"COLUMNS": width}).invoke(app, [*([command] if command else []), "--help"])
+    text = result.output
+    assert result.exit_code == 0 and "Usage: pcapmtu" in text, text
+    assert not re.search(r"<[A-Za-z_][\w\[\], |.]*>", text), text
+    assert not re.search(r"\{[A-Z_]+\}", text), text
+    for negative in re.findall(r"--no-([a-z][\w-]*)", text):
+        assert f"--{negative}" not in text.replace(f"--no-{negative}", ""), (negative, text)
+    group, commands = _commands()
+    params = (commands[command] if command else group).params
+    assert not [p.secondary_opts for p in params if getattr(p, "secondary_opts", None)]
+
+
+@pytest.mark.parametrize(
+    "command", [c for c in COMMANDS if any(p.param_type_name == "argument" for p in _commands()[1][c].params)]
+)
+def test_argument_names_agree_in_usage_errors_and_docs(command):
+    """The usage line, the missing-argument error and docs/cli.md call an argument by one name."""
+    params = [p for p in _commands()[1][command].params if p.param_type_name == "argument"]
+    usage = " ".join(
+        (p.metavar if p.required else f"[{p.metavar}]") + ("..." if p.nargs != 1 else "") for p in params
+    )
+    result, out = invoke(command, "--help")
+    assert f"Usage: pcapmtu {command} [OPTIONS] {usage}" in result.output, out
+    docs = (ROOT / "docs" / "cli.md").read_text()
+    assert f"## `pcapmtu {command} {usage}`" in docs
+    required = [p for p in params if p.required]
+    if required:
+        result, out = invoke(command)
+        assert result.exit_code == 2, out
+        assert f"Usage: pcapmtu {command} [OPTIONS] {usage}" in result.output, out
+        assert f"Missing argument '{required[0].metavar}'" in result.output, out

@@ -67,7 +67,8 @@ REPORT_FILES = ("report.html", "report.md", "report.json")
 REPORT_PLOTS = ("plots/timeline.*", "plots/sizes.*", "plots/mss.*", "plots/tsg-*")
 
 
-QUIET_HELP = "Print nothing but errors; the exit code says how it went (--json still prints its document)."
+QUIET_HELP = "Print nothing but errors; the exit code says how it went."
+JSON_QUIET_HELP = QUIET_HELP + " --json still prints its document."
 DEBUG_HELP = "Show a traceback on internal errors."
 FORCE_HELP = "Replace existing files of the names pcapmtu writes; other files are never touched."
 
@@ -88,11 +89,48 @@ def _claim(out: Path, option: str, files: list[Path], force: bool, patterns: tup
         raise UsageError(f"{taken[0]} exists{more}; add --force to replace, or choose another {option}")
 
 
+class _Argument(typer.core.TyperArgument):
+    """An argument is its name: `CAPTURE...` in the usage line, the error and docs/cli.md; no `<list[Path]>`
+    type beside it in --help (typer shows the Python type, and braces around a required one)."""
+
+    def display_type_rich(self, ctx) -> None:
+        return None
+
+    def get_usage_pieces(self, ctx) -> list[str]:
+        name = self.metavar or self.name.upper()
+        return [(name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")]
+
+
+class _CleanHelp:
+    """--help without typer's `<bool>` beside it, arguments as `_Argument` (a test reads every command's help)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is typer.core.TyperArgument:
+                param.__class__ = _Argument
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # a flag takes nothing
+        return option
+
+
+class Command(_CleanHelp, typer.core.TyperCommand):
+    pass
+
+
+class Group(_CleanHelp, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=Group,
     name="pcapmtu",
     help=(
         "Find MTU/MSS black holes in packet captures of container networks.\n\n"
-        "Start with `pcapmtu inspect FILE` to see what a capture holds: its format, its TCP connections "
+        "Start with `pcapmtu inspect CAPTURE` to see what a capture holds: its format, its TCP connections "
         "with the service names DNS gave them, the MSS each side advertised, the largest packets that "
         "got through and the retransmissions."
     ),
@@ -149,7 +187,7 @@ def main_options(
     """Offline forensic analysis of pcap/pcapng captures."""
 
 
-@app.command()
+@app.command(cls=Command)
 def inspect(
     files: Annotated[
         list[Path],
@@ -161,7 +199,7 @@ def inspect(
     limit: Annotated[
         int, typer.Option(metavar="N", help="Connections shown per capture in the terminal (0 = all).")
     ] = 40,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=QUIET_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=JSON_QUIET_HELP)] = False,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Show what each capture holds: format, link types, packets, time span and its TCP connections."""
@@ -187,7 +225,7 @@ def inspect(
     raise typer.Exit(failed)
 
 
-@app.command()
+@app.command(cls=Command)
 def analyze(
     captures: Annotated[
         list[Path] | None,
@@ -236,7 +274,7 @@ def analyze(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", metavar="", help=FORCE_HELP)] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=QUIET_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=JSON_QUIET_HELP)] = False,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Diagnose MTU/MSS black holes: verdict, evidence (frames, Wireshark filters) and the computed fix.
@@ -375,7 +413,7 @@ def _print_bracket(out: Console, a) -> None:
             out.print(f"path MTU (IPv{ipv}): {' and '.join(x for x in (low, high) if x)} bytes")
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
     files: Annotated[list[Path], typer.Argument(metavar="CAPTURE", help="Capture files to export.")],
     to: Annotated[
@@ -419,7 +457,7 @@ def export(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=Command)
 def rules() -> None:
     """List every detector code with its name and severity."""
     from .detectors import RULES
@@ -435,7 +473,7 @@ def rules() -> None:
     out.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def explain(
     code: Annotated[
         str, typer.Argument(metavar="CODE", help="A detector code, e.g. B001 (see `pcapmtu rules`).")

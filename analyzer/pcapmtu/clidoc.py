@@ -5,6 +5,8 @@ A test compares the file with this output, so the reference cannot drift from `-
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import typer
 
 from .cli import Exit, app
@@ -34,8 +36,42 @@ OUTPUT_RULES = (
 )
 
 
-def markdown() -> str:
+@dataclass
+class Row:
+    names: list[str]  # `--out`, `-q`; an argument's metavar
+    takes: str  # the option's metavar (`DIR`), empty for flags and arguments
+    default: str
+    help: str
+
+
+@dataclass
+class Command:
+    name: str
+    usage: str  # what follows `pcapmtu NAME` in the usage line, without [OPTIONS]
+    help: str
+    rows: list[Row]
+
+
+def commands() -> list[Command]:
+    """Every command as --help shows it: the usage line's arguments, the help text, each parameter."""
     group = typer.main.get_command(app)
+    out = []
+    for name, command in group.commands.items():
+        ctx = typer.Context(command, info_name=name, parent=typer.Context(group, info_name="pcapmtu"))
+        args = [p for p in command.params if p.param_type_name == "argument"]
+        usage = " ".join(piece for p in args for piece in p.get_usage_pieces(ctx))
+        rows = []
+        for p in command.params:
+            if p.param_type_name == "argument":
+                rows.append(Row([p.metavar or p.name.upper()], "", "", p.help or ""))
+                continue
+            default = "" if p.required or p.default in (None, False) else str(p.default)
+            rows.append(Row([*p.opts, *p.secondary_opts], p.metavar or "", default, p.help or ""))
+        out.append(Command(name, usage, (command.help or "").strip(), rows))
+    return out
+
+
+def markdown() -> str:
     lines = [
         "# Command line",
         "",
@@ -52,20 +88,15 @@ def markdown() -> str:
     lines += ["", "## Output directories and --quiet", ""]
     lines += [f"- {rule}" for rule in OUTPUT_RULES]
     lines.append("")
-    for name, command in group.commands.items():
-        args = [p for p in command.params if p.param_type_name == "argument"]
-        usage = " ".join((a.metavar or a.name.upper()) + ("..." if a.nargs == -1 else "") for a in args)
-        lines += [f"## `pcapmtu {name}{' ' + usage if usage else ''}`", "", (command.help or "").strip(), ""]
-        if command.params:
+    for c in commands():
+        lines += [f"## `pcapmtu {c.name}{' ' + c.usage if c.usage else ''}`", "", c.help, ""]
+        if c.rows:
             lines += ["| argument or option | default | meaning |", "|---|---|---|"]
-        for p in command.params:
-            value = f" {p.metavar}" if getattr(p, "metavar", None) else ""  # what the option takes
-            names = ", ".join(f"`{o}{value}`" for o in p.opts) + "".join(f", `{o}`" for o in p.secondary_opts)
-            if p.param_type_name == "argument":
-                names = f"`{p.metavar or p.name.upper()}`"
-            default = "" if p.required or p.default in (None, False) else f"`{p.default}`"
-            text = (getattr(p, "help", None) or "").replace("|", "\\|")
-            lines.append(f"| {names} | {default} | {text} |")
+        for r in c.rows:
+            value = f" {r.takes}" if r.takes else ""
+            names = ", ".join(f"`{n}{value}`" for n in r.names)
+            default = f"`{r.default}`" if r.default else ""
+            lines.append(f"| {names} | {default} | {r.help.replace('|', chr(92) + '|')} |")
         lines.append("")
     return "\n".join(lines)
 
