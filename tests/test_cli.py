@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import pcapbuild as B
-from conftest import ROOT, SAMPLES
+from conftest import ROOT, SAMPLES, require_tool
 from pcapmtu import __version__, native
 from pcapmtu.cli import app
 from pcapmtu.jsonout import FLOW_FIELDS
@@ -518,3 +518,141 @@ def test_argument_names_agree_in_usage_errors_and_docs(command):
         assert result.exit_code == 2, out
         assert f"Usage: pcapmtu {command} [OPTIONS] {usage}" in result.output, out
         assert f"Missing argument '{required[0].metavar}'" in result.output, out
+
+
+# ===================================================================================== shell completion
+SHELL_CASES = [  # the line typed before TAB, and what completes it (in sample_pcaps/)
+    ("pcapmtu ana", ["analyze"]),
+    ("pcapmtu analyze --fo", ["--force"]),
+    ("pcapmtu analyze blackhole_tls12/host_s", ["blackhole_tls12/host_shifted.pcap"]),
+    (
+        "pcapmtu inspect blackhole_tls12/ho",
+        ["blackhole_tls12/host.pcap", "blackhole_tls12/host_shifted.pcap"],
+    ),
+    ("pcapmtu export x.pcap --to fixed_clamp_s", ["fixed_clamp_setmss/"]),
+    ("pcapmtu completion f", ["fish"]),
+]
+
+
+def _shell(name):
+    import shutil
+
+    require_tool(name)  # a skip here, a failure in CI (.ci/apt-packages.txt installs it)
+    exe = shutil.which(name)
+    pcapmtu = shutil.which("pcapmtu", path=str(ROOT / ".venv" / "bin")) or shutil.which(
+        "pcapmtu", path=os.path.dirname(sys.executable)
+    )
+    if pcapmtu is None:
+        pytest.skip("the pcapmtu console script is not installed (pip install -e .)")
+    env = {**os.environ, "PATH": os.path.dirname(pcapmtu) + os.pathsep + os.environ.get("PATH", "")}
+    return exe, env
+
+
+def test_completion_prints_each_script_and_refuses_other_shells():
+    from pcapmtu.completion import SCRIPTS
+
+    for shell, script in SCRIPTS.items():
+        result, out = invoke("completion", shell)
+        assert result.exit_code == 0 and result.stdout == script, out
+        assert "_PCAPMTU_COMPLETE=" + shell + "_complete" in script
+    result, out = invoke("completion", "tcsh")
+    assert result.exit_code == 2 and "SHELL" in result.output, out
+
+
+BASH_COMPLETE = """
+source <(pcapmtu completion bash) || exit 3
+complete -p pcapmtu || exit 4
+read -ra COMP_WORDS <<< "$1"
+[[ $1 == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+COMPREPLY=()
+_pcapmtu_completion pcapmtu
+printf '%s\\n' "${COMPREPLY[@]}"
+"""
+
+
+@pytest.mark.parametrize(("line", "expected"), SHELL_CASES, ids=[c[0] for c in SHELL_CASES])
+def test_bash_completes_commands_options_and_paths(line, expected):
+    """The script sourced in bash; its function called as bash would, with COMP_WORDS and COMP_CWORD set."""
+    bash, env = _shell("bash")
+    proc = subprocess.run([bash, "--norc", "--noprofile", "-c", BASH_COMPLETE, "bash", line], cwd=SAMPLES,
+                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "complete -o nosort -F _pcapmtu_completion pcapmtu", proc.stdout
+    # bash itself adds the / of a directory (compopt -o filenames)
+    assert sorted(proc.stdout.splitlines()[1:]) == [e.rstrip("/") for e in expected], (
+        proc.stdout + proc.stderr
+    )
+
+
+@pytest.mark.parametrize(("line", "expected"), SHELL_CASES, ids=[c[0] for c in SHELL_CASES])
+def test_fish_completes_commands_options_and_paths(line, expected):
+    """fish's own completion engine (`complete -C`) with the script loaded."""
+    fish, env = _shell("fish")
+    script = f"pcapmtu completion fish | source; complete -C {json.dumps(line)}"
+    proc = subprocess.run([fish, "--no-config", "-c", script], cwd=SAMPLES, env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(c.split("\t")[0] for c in proc.stdout.splitlines()) == expected, proc.stdout + proc.stderr
+
+
+ZSH_LOADS = """
+autoload -Uz compinit && compinit -u -D
+eval "$(pcapmtu completion zsh)" || exit 3
+print -r -- "$_comps[pcapmtu] $(whence -w _pcapmtu_completion)"
+"""
+
+# zsh completes only inside its line editor: type the line and TAB in an interactive zsh on a pseudo-terminal
+ZSH_TYPE_TAB = """
+setopt extendedglob
+zmodload zsh/zpty || exit 3
+zpty z 'zsh -f -i'
+zpty -w z 'autoload -Uz compinit; compinit -u -D; eval "$(pcapmtu completion zsh)"; PS1="ready> "'
+sleep 1
+while zpty -r -t z chunk; do :; done
+zpty -w -n z "$1"$'\\t'
+all=""
+for i in {1..50}; do
+  while zpty -r -t z chunk; do all+=$chunk; done
+  plain=${all//$'\\e'\\[[0-9;?]#[A-Za-z]/}  # without the terminal's colour and mode sequences
+  [[ $plain == *"$2"* ]] && break
+  sleep 0.2
+done
+zpty -d z
+print -r -- "$plain"
+"""
+
+
+def test_zsh_loads_the_script_and_the_protocol_answers():
+    zsh, env = _shell("zsh")
+    proc = subprocess.run([zsh, "-f", "-c", ZSH_LOADS], cwd=SAMPLES, env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.strip() == "_pcapmtu_completion _pcapmtu_completion: function", proc.stdout
+    for words, cword, answer in (("pcapmtu ana", "1", ["plain", "analyze"]),
+                                 ("pcapmtu analyze blackhole_tls12/ho", "2", ["file", "blackhole_tls12/ho", "_"]),
+                                 ("pcapmtu analyze --out fix", "3", ["dir", "fix", "_"])):  # fmt: skip
+        proc = subprocess.run(["pcapmtu"], env={**env, "_PCAPMTU_COMPLETE": "zsh_complete", "COMP_WORDS": words,
+                              "COMP_CWORD": cword}, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[: len(answer)] == answer and len(lines) % 3 == 0, proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [c for c in SHELL_CASES if len(c[1]) == 1],  # one candidate: TAB writes it into the line
+    ids=[c[0] for c in SHELL_CASES if len(c[1]) == 1],
+)
+def test_zsh_completes_commands_options_and_paths_on_tab(line, expected):
+    zsh, env = _shell("zsh")
+    proc = subprocess.run([zsh, "-f", "-c", ZSH_TYPE_TAB, "zsh", line, expected[0]], cwd=SAMPLES, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert expected[0] in proc.stdout, proc.stdout[-2000:] + proc.stderr
+
+
+def test_bad_completion_request_is_a_usage_error():
+    _bash, env = _shell("bash")
+    proc = subprocess.run(["pcapmtu"], env={**env, "_PCAPMTU_COMPLETE": "tcsh_complete"}, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == "" and "expected bash, zsh or fish" in proc.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -167,8 +167,8 @@ def _write(text: str) -> None:
         _stop_writing()
 
 
-def _version(value: bool) -> None:
-    if value:
+def _version(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:  # not while the shell asks for completions
         from .native import describe
 
         typer.echo(f"pcapmtu {__version__} ({describe()})")
@@ -496,6 +496,31 @@ def explain(
         out.print(f"verdict for the connection: {r.implies}" + (f" ({r.reason})" if r.reason else ""))
 
 
+class Shell(StrEnum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+def _completion_help() -> str:
+    from .completion import INSTALL
+
+    lines = ["Print the shell completion script: command names, options, and file paths for captures and "
+             "directories. Install it once (more ways: docs/cli.md, man pcapmtu):", ""]  # fmt: skip
+    lines += [f"* {shell}: `{ways[0][0]}` ({ways[0][1]})" for shell, ways in INSTALL.items()]
+    return "\n".join(lines)
+
+
+@app.command(cls=Command, help=_completion_help())
+def completion(
+    shell: Annotated[Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", case_sensitive=False)],
+) -> None:
+    from .completion import SCRIPTS
+
+    start_up_done()
+    _write(SCRIPTS[shell.value])
+
+
 def _print_capture(out: Console, cap: Capture, limit: int) -> None:
     info = cap.summary()
     start, end = cap.time_span
@@ -560,6 +585,10 @@ def _start_up(args: list[str]) -> None:
 def main() -> None:
     """Console-script entry point: an unexpected error is one line and exit code 4 (--debug: traceback)."""
     _start_up(sys.argv[1:])
+    if os.environ.get("_PCAPMTU_COMPLETE"):  # a completion script asks (completion.py), not typer's
+        from .completion import VAR, respond
+
+        sys.exit(respond(typer.main.get_command(app), os.environ[VAR]))
     try:
         app()
     except Exception as exc:  # noqa: BLE001 - never a traceback for users

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import typer
 
 from .cli import Exit, app
+from .completion import INSTALL
 
 EXIT_MEANINGS = {
     Exit.OK: "nothing wrong found (`analyze`: healthy), or every capture was read (`inspect`, `export`)",
@@ -87,7 +88,11 @@ def markdown() -> str:
     lines += [f"| {int(code)} | {text} |" for code, text in EXIT_MEANINGS.items()]
     lines += ["", "## Output directories and --quiet", ""]
     lines += [f"- {rule}" for rule in OUTPUT_RULES]
-    lines.append("")
+    lines += ["", "## Shell completion", "", COMPLETION_TEXT, ""]
+    for shell, ways in INSTALL.items():
+        lines += (
+            [f"{shell}:", "", "```sh"] + [f"{command:<78} # {where}" for command, where in ways] + ["```", ""]
+        )
     for c in commands():
         lines += [f"## `pcapmtu {c.name}{' ' + c.usage if c.usage else ''}`", "", c.help, ""]
         if c.rows:
@@ -99,6 +104,13 @@ def markdown() -> str:
             lines.append(f"| {names} | {default} | {r.help.replace('|', chr(92) + '|')} |")
         lines.append("")
     return "\n".join(lines)
+
+
+COMPLETION_TEXT = (
+    "`pcapmtu completion bash|zsh|fish` prints the completion script for that shell: command names, option "
+    "names, and file paths where a command takes captures (`CAPTURE`, `FILE`) or a directory (`DIR`). "
+    "Nothing guesses your shell. Install it once:"
+)
 
 
 if __name__ == "__main__":
