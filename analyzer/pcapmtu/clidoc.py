@@ -1,10 +1,15 @@
-"""docs/cli.md, generated from the command line's own definitions: `python -m pcapmtu.clidoc > docs/cli.md`.
+"""docs/cli.md and the man page, generated from the command line's own definitions:
 
-A test compares the file with this output, so the reference cannot drift from `--help`.
+    python -m pcapmtu.clidoc > docs/cli.md
+    python -m pcapmtu.clidoc --man > docs/pcapmtu.1
+
+Tests compare both files with this output, so neither reference can drift from `--help`.
 """
 
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass
 
 import typer
@@ -78,7 +83,8 @@ def markdown() -> str:
         "",
         "Generated from `analyzer/pcapmtu/cli.py` by `python -m pcapmtu.clidoc`; do not edit by hand.",
         "",
-        "`pcapmtu --version` prints the version; `pcapmtu COMMAND --help` shows the same as below.",
+        "`pcapmtu --version` prints the version; `pcapmtu COMMAND --help` shows the same as below, and so does "
+        "the man page [pcapmtu.1](pcapmtu.1) (`man -l docs/pcapmtu.1`).",
         "",
         "## Exit codes",
         "",
@@ -93,6 +99,7 @@ def markdown() -> str:
         lines += (
             [f"{shell}:", "", "```sh"] + [f"{command:<78} # {where}" for command, where in ways] + ["```", ""]
         )
+    lines += [MAN_TEXT, ""]
     for c in commands():
         lines += [f"## `pcapmtu {c.name}{' ' + c.usage if c.usage else ''}`", "", c.help, ""]
         if c.rows:
@@ -111,7 +118,88 @@ COMPLETION_TEXT = (
     "names, and file paths where a command takes captures (`CAPTURE`, `FILE`) or a directory (`DIR`). "
     "Nothing guesses your shell. Install it once:"
 )
+MAN_TEXT = (
+    "## Man page\n\n`docs/pcapmtu.1` is this page as a manual page: `man -l docs/pcapmtu.1`, or copy it to "
+    "`~/.local/share/man/man1/` (or `/usr/local/share/man/man1/`) for `man pcapmtu`."
+)
+
+
+# ----------------------------------------------------------------------------------------------- man page
+def _roff(text: str) -> str:
+    """Running text as roff: escapes, `code` in bold, dashes that paste as ASCII, no line starting with a dot."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    text = re.sub(r"`([^`]+)`", r"\\fB\1\\fR", text)
+    text = re.sub(r"[^\x00-\x7f]", lambda m: f"\\[u{ord(m.group()):04X}]", text)
+    return "\n".join("\\&" + line if line.startswith((".", "'")) else line for line in text.split("\n"))
+
+
+def _paragraphs(text: str) -> list[str]:
+    out = []
+    for para in text.split("\n\n"):
+        items = [line[2:] for line in para.split("\n") if line.startswith("* ")]
+        if items:
+            out += [f".IP \\(bu 2\n{_roff(item)}" for item in items]
+        else:
+            out += [".PP", _roff(" ".join(para.split()))]
+    return out
+
+
+def man() -> str:
+    group = typer.main.get_command(app)
+    lines = [
+        '.TH PCAPMTU 1 "" "pcapmtu" "User Commands"',
+        ".nh",  # option names, paths and commands are never hyphenated
+        ".ad l",
+        '.\\" Generated from analyzer/pcapmtu/cli.py by python -m pcapmtu.clidoc --man; do not edit by hand.',
+        ".SH NAME",
+        "pcapmtu \\- find MTU/MSS black holes in packet captures of container networks",
+        ".SH SYNOPSIS",
+        ".B pcapmtu",
+        ".I COMMAND",
+        "[\\fIOPTIONS\\fR] [\\fIARGS\\fR]...",
+        ".br",
+        ".B pcapmtu \\-\\-version",
+        ".SH DESCRIPTION",
+    ]
+    lines += _paragraphs((group.help or "").strip())
+    lines += [".SH COMMANDS"]
+    for c in commands():
+        lines += [f".SS pcapmtu {c.name} [OPTIONS]{' ' + _roff(c.usage) if c.usage else ''}"]
+        lines += _paragraphs(c.help)
+        if lines[-1].startswith(".IP") or lines[-2].startswith(".IP"):
+            lines.append(".PP")  # back to the standard indentation for the parameters
+        for r in c.rows:
+            names = ", ".join(
+                f"\\fB{_roff(n)}\\fR" + (f" \\fI{r.takes}\\fR" if r.takes else "") for n in r.names
+            )
+            default = f" (default: {_roff(r.default)})" if r.default else ""
+            lines += [".TP", names, _roff(r.help) + default]
+    lines += [".SH OUTPUT DIRECTORIES AND QUIET"]
+    lines += [f".IP \\(bu 2\n{_roff(rule)}" for rule in OUTPUT_RULES]
+    lines += [".SH SHELL COMPLETION"]
+    lines += _paragraphs(COMPLETION_TEXT)
+    for shell, ways in INSTALL.items():
+        lines += [f".SS {shell}"]
+        for command, where in ways:
+            lines += [
+                ".PP",
+                _roff(where[0].upper() + where[1:]) + ":",
+                ".RS",
+                ".nf",
+                _roff(command),
+                ".fi",
+                ".RE",
+            ]
+    lines += [".SH EXIT STATUS"]
+    for code, text in EXIT_MEANINGS.items():
+        lines += [".TP", f".B {int(code)}", _roff(text)]
+    lines += [
+        ".SH SEE ALSO",
+        "\\fBtcpdump\\fR(8), \\fBtshark\\fR(1), \\fBwireshark\\fR(1);",
+        "the documentation in the \\fBdocs/\\fR folder of pcapmtu's source.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    print(markdown(), end="")
+    print(man() if sys.argv[1:] == ["--man"] else markdown(), end="")
