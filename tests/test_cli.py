@@ -561,7 +561,7 @@ def test_completion_prints_each_script_and_refuses_other_shells():
 
 
 BASH_COMPLETE = """
-source <(pcapmtu completion bash) || exit 3
+eval "$(pcapmtu completion bash)" || exit 3
 complete -p pcapmtu || exit 4
 read -ra COMP_WORDS <<< "$1"
 [[ $1 == *" " ]] && COMP_WORDS+=("")
@@ -586,6 +586,20 @@ def test_bash_completes_commands_options_and_paths(line, expected):
     )
 
 
+def test_bash_completes_a_path_with_a_space(tmp_path):
+    """A word reaches pcapmtu as bash holds it, `sp\\ ace/a`; the file comes back whole."""
+    bash, env = _shell("bash")
+    (tmp_path / "sp ace").mkdir()
+    (tmp_path / "sp ace" / "a b.pcap").write_bytes(b"")
+    script = (
+        'eval "$(pcapmtu completion bash)"; COMP_WORDS=(pcapmtu inspect "sp\\ ace/a"); COMP_CWORD=2; '
+        'COMPREPLY=(); _pcapmtu_completion pcapmtu; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    proc = subprocess.run([bash, "--norc", "--noprofile", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert proc.stdout.splitlines() == ["sp ace/a b.pcap"], proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize(("line", "expected"), SHELL_CASES, ids=[c[0] for c in SHELL_CASES])
 def test_fish_completes_commands_options_and_paths(line, expected):
     """fish's own completion engine (`complete -C`) with the script loaded."""
@@ -608,7 +622,7 @@ ZSH_TYPE_TAB = """
 setopt extendedglob
 zmodload zsh/zpty || exit 3
 zpty z 'zsh -f -i'
-zpty -w z 'autoload -Uz compinit; compinit -u -D; eval "$(pcapmtu completion zsh)"; PS1="ready> "'
+zpty -w z "$3"'; PS1="ready> "'
 sleep 1
 while zpty -r -t z chunk; do :; done
 zpty -w -n z "$1"$'\\t'
@@ -647,9 +661,39 @@ def test_zsh_loads_the_script_and_the_protocol_answers():
 )
 def test_zsh_completes_commands_options_and_paths_on_tab(line, expected):
     zsh, env = _shell("zsh")
-    proc = subprocess.run([zsh, "-f", "-c", ZSH_TYPE_TAB, "zsh", line, expected[0]], cwd=SAMPLES, env=env,
+    setup = 'autoload -Uz compinit; compinit -u -D; eval "$(pcapmtu completion zsh)"'
+    proc = subprocess.run([zsh, "-f", "-c", ZSH_TYPE_TAB, "zsh", line, expected[0], setup], cwd=SAMPLES, env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert expected[0] in proc.stdout, proc.stdout[-2000:] + proc.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_the_documented_install_line_works_in_a_new_shell(tmp_path, shell):
+    """The 'once' install line of docs/cli.md, run in an empty home; then a new shell completes
+    `pcapmtu ana` without being told where the script is (bash-completion, zsh's fpath, fish: on demand)."""
+    from pcapmtu.completion import INSTALL
+
+    exe, env = _shell(shell)
+    env = {k: v for k, v in env.items() if not k.startswith("XDG_")} | {"HOME": str(tmp_path)}
+    command, _where = INSTALL[shell][-1]
+    subprocess.run(["sh", "-c", command], env=env, check=True, timeout=60)
+    if shell == "bash":
+        loader = "/usr/share/bash-completion/bash_completion"
+        if not os.path.exists(loader):
+            require_tool("bash-completion (its /usr/share/bash-completion/bash_completion)")
+        script = f"source {loader}; _completion_loader pcapmtu; " + BASH_COMPLETE.split("\n", 2)[2]
+        proc = subprocess.run([exe, "--norc", "--noprofile", "-c", script, "bash", "pcapmtu ana"], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.stdout.splitlines()[1:] == ["analyze"], proc.stdout + proc.stderr
+    elif shell == "zsh":
+        setup = "fpath=(~/.zfunc $fpath); autoload -Uz compinit; compinit -u -D"
+        proc = subprocess.run([exe, "-f", "-c", ZSH_TYPE_TAB, "zsh", "pcapmtu ana", "analyze", setup], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert "pcapmtu analyze" in proc.stdout, proc.stdout[-2000:] + proc.stderr
+    else:
+        proc = subprocess.run([exe, "-c", "complete -C 'pcapmtu ana'"], env=env, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        assert [c.split("\t")[0] for c in proc.stdout.splitlines()] == ["analyze"], proc.stdout + proc.stderr
 
 
 def test_bad_completion_request_is_a_usage_error():

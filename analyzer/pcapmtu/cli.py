@@ -507,7 +507,7 @@ def _completion_help() -> str:
 
     lines = ["Print the shell completion script: command names, options, and file paths for captures and "
              "directories. Install it once (more ways: docs/cli.md, man pcapmtu):", ""]  # fmt: skip
-    lines += [f"* {shell}: `{ways[0][0]}` ({ways[0][1]})" for shell, ways in INSTALL.items()]
+    lines += [f"* {shell} ({ways[0][1]}): `{ways[0][0]}`" for shell, ways in INSTALL.items()]
     return "\n".join(lines)
 
 

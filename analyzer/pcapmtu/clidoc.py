@@ -96,9 +96,9 @@ def markdown() -> str:
     lines += [f"- {rule}" for rule in OUTPUT_RULES]
     lines += ["", "## Shell completion", "", COMPLETION_TEXT, ""]
     for shell, ways in INSTALL.items():
-        lines += (
-            [f"{shell}:", "", "```sh"] + [f"{command:<78} # {where}" for command, where in ways] + ["```", ""]
-        )
+        lines += [f"{shell}:", "", "```sh"]
+        lines += [line for command, where in ways for line in (f"# {where}", *command.split(" && "))]
+        lines += ["```", ""]
     lines += [MAN_TEXT, ""]
     for c in commands():
         lines += [f"## `pcapmtu {c.name}{' ' + c.usage if c.usage else ''}`", "", c.help, ""]
@@ -186,7 +186,7 @@ def man() -> str:
                 _roff(where[0].upper() + where[1:]) + ":",
                 ".RS",
                 ".nf",
-                _roff(command),
+                *(_roff(step) for step in command.split(" && ")),
                 ".fi",
                 ".RE",
             ]

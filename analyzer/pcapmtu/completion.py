@@ -130,21 +130,23 @@ INSTALL = {
     "bash": [
         ('eval "$(pcapmtu completion bash)"', "in ~/.bashrc"),
         (
+            "mkdir -p ~/.local/share/bash-completion/completions && "
             "pcapmtu completion bash > ~/.local/share/bash-completion/completions/pcapmtu",
-            "or once, loaded on demand where the bash-completion package is installed",
+            "or once, where the bash-completion package is installed (loaded on demand)",
         ),
     ],
     "zsh": [
         ('eval "$(pcapmtu completion zsh)"', "in ~/.zshrc, after compinit"),
         (
-            'pcapmtu completion zsh > "${fpath[1]}/_pcapmtu"',
-            "or once, into a directory of $fpath; a new shell loads it",
+            "mkdir -p ~/.zfunc && pcapmtu completion zsh > ~/.zfunc/_pcapmtu",
+            "or once, with fpath=(~/.zfunc $fpath) before compinit in ~/.zshrc (loaded on demand)",
         ),
     ],
     "fish": [
         (
+            "mkdir -p ~/.config/fish/completions && "
             "pcapmtu completion fish > ~/.config/fish/completions/pcapmtu.fish",
-            "once; fish loads it on demand",
+            "once (fish loads it on demand)",
         ),
     ],
 }
