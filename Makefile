@@ -20,7 +20,7 @@ install: $(STAMP)
 DEMO := sample_pcaps/blackhole_tls12
 
 demo: $(STAMP)
-	$(BIN)/pcapmtu analyze $(DEMO)/host.pcap $(DEMO)/container.pcap --out report --force --quiet || test $$? -eq 1
+	$(BIN)/pcapmtu analyze $(DEMO)/host.pcap $(DEMO)/container.pcap --out report --force || test $$? -eq 1
 	@echo
 	@echo "demo report: $(CURDIR)/report/report.html"
 

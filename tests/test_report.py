@@ -342,7 +342,7 @@ def demo(tmp_path_factory):
     )
     b.mkdir()
     (b / "notes.txt").write_text("mine\n")
-    second = runner.invoke(app, ["analyze", host, container, "--out", str(b), "--force", "--quiet"])
+    second = runner.invoke(app, ["analyze", host, container, "--out", str(b), "--force"])
     return SimpleNamespace(a=a, b=b, first=first, second=second)
 
 

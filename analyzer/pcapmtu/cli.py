@@ -1,6 +1,7 @@
 """The command line: parse, call the library, render, map errors to exit codes. Nothing else.
 
-Exit codes (docs/cli.md): 0 = nothing wrong found, 1 = a problem found, 2 = bad input or usage.
+Exit codes (docs/cli.md): 0 healthy, 1 an MTU problem, 3 another problem or inconclusive, 2 bad input or
+usage, 4 an internal error; `_errors` is the one boundary that decides them.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import PcapmtuError
+from .errors import PcapmtuError, UsageError
 from .memory import pause_collector_for_start_up, start_up_done
 from .textsafe import printable
 
@@ -61,11 +62,75 @@ def _errors(debug: bool, what: str = ""):
         raise typer.Exit(Exit.INTERNAL) from None
 
 
+# What `analyze --out DIR` writes (report.write_report): these names are pcapmtu's in any directory.
+REPORT_FILES = ("report.html", "report.md", "report.json")
+REPORT_PLOTS = ("plots/timeline.*", "plots/sizes.*", "plots/mss.*", "plots/tsg-*")
+
+
+QUIET_HELP = "Print nothing but errors; the exit code says how it went."
+JSON_QUIET_HELP = QUIET_HELP + " --json still prints its document."
+DEBUG_HELP = "Show a traceback on internal errors."
+FORCE_HELP = "Replace existing files of the names pcapmtu writes; other files are never touched."
+
+
+def _claim(out: Path, option: str, files: list[Path], force: bool, patterns: tuple[str, ...] = ()) -> None:
+    """The one rule for a directory pcapmtu writes into (`analyze --out`, `export --to`), docs/cli.md: a new
+    directory is created, an existing one may hold anything, and a file pcapmtu would replace needs --force.
+    Checked before any work, so a refusal has written nothing. `files` are exact names inside `out`,
+    `patterns` globs of names that are pcapmtu's."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{option} {out}: exists and is not a directory")
+    if force or not out.exists():
+        return
+    taken = [out / f for f in files if (out / f).exists() or (out / f).is_symlink()]
+    taken += [p for pattern in patterns for p in sorted(out.glob(pattern))]
+    if taken:
+        more = f" (and {len(taken) - 1} more pcapmtu would replace)" if len(taken) > 1 else ""
+        raise UsageError(f"{taken[0]} exists{more}; add --force to replace, or choose another {option}")
+
+
+class _Argument(typer.core.TyperArgument):
+    """An argument is its name: `CAPTURE...` in the usage line, the error and docs/cli.md; no `<list[Path]>`
+    type beside it in --help (typer shows the Python type, and braces around a required one)."""
+
+    def display_type_rich(self, ctx) -> None:
+        return None
+
+    def get_usage_pieces(self, ctx) -> list[str]:
+        name = self.metavar or self.name.upper()
+        return [(name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")]
+
+
+class _CleanHelp:
+    """--help without typer's `<bool>` beside it, arguments as `_Argument` (a test reads every command's help)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is typer.core.TyperArgument:
+                param.__class__ = _Argument
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # a flag takes nothing
+        return option
+
+
+class Command(_CleanHelp, typer.core.TyperCommand):
+    pass
+
+
+class Group(_CleanHelp, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=Group,
     name="pcapmtu",
     help=(
         "Find MTU/MSS black holes in packet captures of container networks.\n\n"
-        "Start with `pcapmtu inspect FILE` to see what a capture holds: its format, its TCP connections "
+        "Start with `pcapmtu inspect CAPTURE` to see what a capture holds: its format, its TCP connections "
         "with the service names DNS gave them, the MSS each side advertised, the largest packets that "
         "got through and the retransmissions."
     ),
@@ -102,8 +167,8 @@ def _write(text: str) -> None:
         _stop_writing()
 
 
-def _version(value: bool) -> None:
-    if value:
+def _version(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:  # not while the shell asks for completions
         from .native import describe
 
         typer.echo(f"pcapmtu {__version__} ({describe()})")
@@ -122,7 +187,7 @@ def main_options(
     """Offline forensic analysis of pcap/pcapng captures."""
 
 
-@app.command()
+@app.command(cls=Command)
 def inspect(
     files: Annotated[
         list[Path],
@@ -134,10 +199,8 @@ def inspect(
     limit: Annotated[
         int, typer.Option(metavar="N", help="Connections shown per capture in the terminal (0 = all).")
     ] = 40,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress display.")] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", metavar="", help="Show a traceback on internal errors.")
-    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=JSON_QUIET_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Show what each capture holds: format, link types, packets, time span and its TCP connections."""
     from .capture import read
@@ -155,14 +218,14 @@ def inspect(
             failed = max(failed, Exit(exc.exit_code))
     if as_json:
         _write(inspect_json(captures) + "\n")
-    else:
+    elif not quiet:
         out = Out(highlight=False, width=None if sys.stdout.isatty() else 160)
         for cap in captures:
             _print_capture(out, cap, limit)
     raise typer.Exit(failed)
 
 
-@app.command()
+@app.command(cls=Command)
 def analyze(
     captures: Annotated[
         list[Path] | None,
@@ -204,16 +267,15 @@ def analyze(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", metavar="DIR", help="Write report.html, report.md, report.json and plots/ here."
+            "--out",
+            metavar="DIR",
+            help="Write report.html, report.md, report.json and plots/ here (created if missing; "
+            "other files in it are left alone).",
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", metavar="", help="Allow --out to write into a non-empty directory.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress display.")] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", metavar="", help="Show a traceback on internal errors.")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", metavar="", help=FORCE_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=JSON_QUIET_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Diagnose MTU/MSS black holes: verdict, evidence (frames, Wireshark filters) and the computed fix.
 
@@ -233,12 +295,13 @@ def analyze(
     if len(positional) > 1 and not hosts:
         hosts, positional = positional[:1], positional[1:]
     containers = positional + containers
-    if not hosts and not containers and not server and not unplaced:
-        err.print("pcapmtu: give the host capture and the container capture (pcapmtu analyze HOST CONTAINER)")
-        raise typer.Exit(Exit.BAD_INPUT)
-    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        err.print(f"pcapmtu: {escape(printable(out))} exists and is not empty; use --force to write into it")
-        raise typer.Exit(Exit.BAD_INPUT)
+    with _errors(debug):
+        if not hosts and not containers and not server and not unplaced:
+            raise UsageError(
+                "give the host capture and the container capture (pcapmtu analyze HOST CONTAINER)"
+            )
+        if out is not None:
+            _claim(out, "--out", [Path(f) for f in REPORT_FILES], force, REPORT_PLOTS)
     with _errors(debug), _progress(quiet or as_json) as bar:
         result = run_analysis(
             hosts[0] if hosts else None,
@@ -255,13 +318,13 @@ def analyze(
             from .report import write_report  # matplotlib only when a report is asked for
 
             bar("writing the report", 0, 0)
-            written = write_report(result, out, force=force)
+            written = write_report(result, out, force=True)  # _claim has applied the rule
     with _errors(debug):
         if as_json:
             _write(dumps(analyze_document(result)) + "\n")
-        else:
+        elif not quiet:
             _print_analysis(Out(highlight=False, width=None if sys.stdout.isatty() else 160), result)
-    if written:
+    if written and not quiet:
         report_out = err if as_json else Out(highlight=False, soft_wrap=True)
         report_out.print(f"report: {escape(str(out / 'report.html'))} (and report.md, report.json, plots/)")
     raise typer.Exit(VERDICT_EXIT[result.verdict])
@@ -353,42 +416,51 @@ def _print_bracket(out: Console, a) -> None:
             out.print(f"path MTU (IPv{ipv}): {' and '.join(x for x in (low, high) if x)} bytes")
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
     files: Annotated[list[Path], typer.Argument(metavar="CAPTURE", help="Capture files to export.")],
     to: Annotated[
         Path,
         typer.Option(
             "--to",
+            "--out",
             metavar="DIR",
-            help="Directory to write into: one folder per table, one Parquet file per capture.",
+            help="Directory to write into: one folder per table, one Parquet file per capture (created if "
+            "missing; other files in it are left alone).",
         ),
     ],
-    findings: Annotated[
+    no_findings: Annotated[
         bool,
         typer.Option(
-            metavar="", help="Also analyse each capture and export its findings (or --no-findings)."
+            "--no-findings", metavar="", help="Only the capture tables: no analysis, no findings (faster)."
         ),
-    ] = True,
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", metavar="", help=FORCE_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=QUIET_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Write the packets, flows, dns, icmp (and findings) tables as Parquet, one row per packet/flow/answer."""
-    from .parquet import PartialExport
+    from .parquet import PartialExport, planned_files
     from .parquet import export as export_tables
 
     start_up_done()
     code = Exit.OK
-    with _errors(False):
+    with _errors(debug):
+        _claim(to, "--to", planned_files(list(files), findings=not no_findings), force)
         try:
-            written = export_tables(list(files), to, findings=findings)
+            written = export_tables(list(files), to, findings=not no_findings)
         except PartialExport as exc:  # the captures that could be read were written
             for problem in exc.failed:
                 err.print(f"pcapmtu: {escape(printable(problem, 400))}")
             written, code = exc.written, Exit.BAD_INPUT
-    Out(highlight=False, soft_wrap=True).print(f"wrote {len(written)} Parquet files under {escape(str(to))}")
+    if not quiet:
+        Out(highlight=False, soft_wrap=True).print(
+            f"wrote {len(written)} Parquet files under {escape(str(to))}"
+        )
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=Command)
 def rules() -> None:
     """List every detector code with its name and severity."""
     from .detectors import RULES
@@ -404,7 +476,7 @@ def rules() -> None:
     out.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def explain(
     code: Annotated[
         str, typer.Argument(metavar="CODE", help="A detector code, e.g. B001 (see `pcapmtu rules`).")
@@ -425,6 +497,31 @@ def explain(
     out.print(f"fix: {escape(readable(r.hint))}")
     if r.implies:
         out.print(f"verdict for the connection: {r.implies}" + (f" ({r.reason})" if r.reason else ""))
+
+
+class Shell(StrEnum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+def _completion_help() -> str:
+    from .completion import INSTALL
+
+    lines = ["Print the shell completion script: command names, options, and file paths for captures and "
+             "directories. Install it once (more ways: docs/cli.md, man pcapmtu):", ""]  # fmt: skip
+    lines += [f"* {shell} ({ways[0][1]}): `{ways[0][0]}`" for shell, ways in INSTALL.items()]
+    return "\n".join(lines)
+
+
+@app.command(cls=Command, help=_completion_help())
+def completion(
+    shell: Annotated[Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", case_sensitive=False)],
+) -> None:
+    from .completion import SCRIPTS
+
+    start_up_done()
+    _write(SCRIPTS[shell.value])
 
 
 def _print_capture(out: Console, cap: Capture, limit: int) -> None:
@@ -492,6 +589,10 @@ def _start_up(args: list[str]) -> None:
 def main() -> None:
     """Console-script entry point: an unexpected error is one line and exit code 4 (--debug: traceback)."""
     _start_up(sys.argv[1:])
+    if os.environ.get("_PCAPMTU_COMPLETE"):  # a completion script asks (completion.py), not typer's
+        from .completion import VAR, respond
+
+        sys.exit(respond(typer.main.get_command(app), os.environ[VAR]))
     try:
         app()
     except Exception as exc:  # noqa: BLE001 - never a traceback for users

@@ -1,13 +1,21 @@
-"""docs/cli.md, generated from the command line's own definitions: `python -m pcapmtu.clidoc > docs/cli.md`.
+"""docs/cli.md and the man page, generated from the command line's own definitions:
 
-A test compares the file with this output, so the reference cannot drift from `--help`.
+    python -m pcapmtu.clidoc > docs/cli.md
+    python -m pcapmtu.clidoc --man > docs/pcapmtu.1
+
+Tests compare both files with this output, so neither reference can drift from `--help`.
 """
 
 from __future__ import annotations
 
+import re
+import sys
+from dataclasses import dataclass
+
 import typer
 
 from .cli import Exit, app
+from .completion import INSTALL
 
 EXIT_MEANINGS = {
     Exit.OK: "nothing wrong found (`analyze`: healthy), or every capture was read (`inspect`, `export`)",
@@ -17,15 +25,66 @@ EXIT_MEANINGS = {
     Exit.INTERNAL: "a bug in pcapmtu: one line on stderr, never a traceback unless `--debug`; please report it",
 }
 
+# Rules every command follows, in the words of docs/cli.md (each paragraph one list item).
+OUTPUT_RULES = (
+    "`analyze --out DIR` and `export --to DIR` (also spelled `--out`) write into `DIR` by one rule. A missing "
+    "`DIR` is created. An existing one may hold anything: the captures themselves, notes, an earlier "
+    "report, other captures' tables; pcapmtu writes its own names there and leaves every other file alone.",
+    "A file pcapmtu would replace needs `--force`: without it the command writes nothing, names the file on "
+    "one line (`pcapmtu: DIR/report.html exists (and 8 more pcapmtu would replace); add --force ...`) and "
+    "exits 2. `analyze` writes `report.html`, `report.md`, `report.json` and `plots/` (`timeline`, `sizes`, "
+    "`mss`, `tsg-*`); `export` writes `TABLE/CAPTURE.parquet` (docs/export.md). `--force` replaces those "
+    "files and nothing else; stale plots of an earlier report stay.",
+    "A `DIR` that exists as a file is an error (exit 2), with or without `--force`.",
+    "`--quiet` (`-q`) prints nothing but errors: no progress, no terminal report, no `report: ...` or "
+    "`wrote N Parquet files` line. The exit code says how it went; files are still written, and `--json` "
+    "still prints its document.",
+)
+
+
+@dataclass
+class Row:
+    names: list[str]  # `--out`, `-q`; an argument's metavar
+    takes: str  # the option's metavar (`DIR`), empty for flags and arguments
+    default: str
+    help: str
+
+
+@dataclass
+class Command:
+    name: str
+    usage: str  # what follows `pcapmtu NAME` in the usage line, without [OPTIONS]
+    help: str
+    rows: list[Row]
+
+
+def commands() -> list[Command]:
+    """Every command as --help shows it: the usage line's arguments, the help text, each parameter."""
+    group = typer.main.get_command(app)
+    out = []
+    for name, command in group.commands.items():
+        ctx = typer.Context(command, info_name=name, parent=typer.Context(group, info_name="pcapmtu"))
+        args = [p for p in command.params if p.param_type_name == "argument"]
+        usage = " ".join(piece for p in args for piece in p.get_usage_pieces(ctx))
+        rows = []
+        for p in command.params:
+            if p.param_type_name == "argument":
+                rows.append(Row([p.metavar or p.name.upper()], "", "", p.help or ""))
+                continue
+            default = "" if p.required or p.default in (None, False) else str(p.default)
+            rows.append(Row([*p.opts, *p.secondary_opts], p.metavar or "", default, p.help or ""))
+        out.append(Command(name, usage, (command.help or "").strip(), rows))
+    return out
+
 
 def markdown() -> str:
-    group = typer.main.get_command(app)
     lines = [
         "# Command line",
         "",
         "Generated from `analyzer/pcapmtu/cli.py` by `python -m pcapmtu.clidoc`; do not edit by hand.",
         "",
-        "`pcapmtu --version` prints the version; `pcapmtu COMMAND --help` shows the same as below.",
+        "`pcapmtu --version` prints the version; `pcapmtu COMMAND --help` shows the same as below, and so does "
+        "the man page [pcapmtu.1](pcapmtu.1) (`man -l docs/pcapmtu.1`).",
         "",
         "## Exit codes",
         "",
@@ -33,24 +92,114 @@ def markdown() -> str:
         "|---|---|",
     ]
     lines += [f"| {int(code)} | {text} |" for code, text in EXIT_MEANINGS.items()]
-    lines.append("")
-    for name, command in group.commands.items():
-        args = [p for p in command.params if p.param_type_name == "argument"]
-        usage = " ".join((a.metavar or a.name.upper()) + ("..." if a.nargs == -1 else "") for a in args)
-        lines += [f"## `pcapmtu {name}{' ' + usage if usage else ''}`", "", (command.help or "").strip(), ""]
-        if command.params:
+    lines += ["", "## Output directories and --quiet", ""]
+    lines += [f"- {rule}" for rule in OUTPUT_RULES]
+    lines += ["", "## Shell completion", "", COMPLETION_TEXT, ""]
+    for shell, ways in INSTALL.items():
+        lines += [f"{shell}:", "", "```sh"]
+        lines += [line for command, where in ways for line in (f"# {where}", *command.split(" && "))]
+        lines += ["```", ""]
+    lines += [MAN_TEXT, ""]
+    for c in commands():
+        lines += [f"## `pcapmtu {c.name}{' ' + c.usage if c.usage else ''}`", "", c.help, ""]
+        if c.rows:
             lines += ["| argument or option | default | meaning |", "|---|---|---|"]
-        for p in command.params:
-            value = f" {p.metavar}" if getattr(p, "metavar", None) else ""  # what the option takes
-            names = ", ".join(f"`{o}{value}`" for o in p.opts) + "".join(f", `{o}`" for o in p.secondary_opts)
-            if p.param_type_name == "argument":
-                names = f"`{p.metavar or p.name.upper()}`"
-            default = "" if p.required or p.default in (None, False) else f"`{p.default}`"
-            text = (getattr(p, "help", None) or "").replace("|", "\\|")
-            lines.append(f"| {names} | {default} | {text} |")
+        for r in c.rows:
+            value = f" {r.takes}" if r.takes else ""
+            names = ", ".join(f"`{n}{value}`" for n in r.names)
+            default = f"`{r.default}`" if r.default else ""
+            lines.append(f"| {names} | {default} | {r.help.replace('|', chr(92) + '|')} |")
         lines.append("")
     return "\n".join(lines)
 
 
+COMPLETION_TEXT = (
+    "`pcapmtu completion bash|zsh|fish` prints the completion script for that shell: command names, option "
+    "names, and file paths where a command takes captures (`CAPTURE`, `FILE`) or a directory (`DIR`). "
+    "Nothing guesses your shell. Install it once:"
+)
+MAN_TEXT = (
+    "## Man page\n\n`docs/pcapmtu.1` is this page as a manual page: `man -l docs/pcapmtu.1`, or copy it to "
+    "`~/.local/share/man/man1/` (or `/usr/local/share/man/man1/`) for `man pcapmtu`."
+)
+
+
+# ----------------------------------------------------------------------------------------------- man page
+def _roff(text: str) -> str:
+    """Running text as roff: escapes, `code` in bold, dashes that paste as ASCII, no line starting with a dot."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    text = re.sub(r"`([^`]+)`", r"\\fB\1\\fR", text)
+    text = re.sub(r"[^\x00-\x7f]", lambda m: f"\\[u{ord(m.group()):04X}]", text)
+    return "\n".join("\\&" + line if line.startswith((".", "'")) else line for line in text.split("\n"))
+
+
+def _paragraphs(text: str) -> list[str]:
+    out = []
+    for para in text.split("\n\n"):
+        items = [line[2:] for line in para.split("\n") if line.startswith("* ")]
+        if items:
+            out += [f".IP \\(bu 2\n{_roff(item)}" for item in items]
+        else:
+            out += [".PP", _roff(" ".join(para.split()))]
+    return out
+
+
+def man() -> str:
+    group = typer.main.get_command(app)
+    lines = [
+        '.TH PCAPMTU 1 "" "pcapmtu" "User Commands"',
+        ".nh",  # option names, paths and commands are never hyphenated
+        ".ad l",
+        '.\\" Generated from analyzer/pcapmtu/cli.py by python -m pcapmtu.clidoc --man; do not edit by hand.',
+        ".SH NAME",
+        "pcapmtu \\- find MTU/MSS black holes in packet captures of container networks",
+        ".SH SYNOPSIS",
+        ".B pcapmtu",
+        ".I COMMAND",
+        "[\\fIOPTIONS\\fR] [\\fIARGS\\fR]...",
+        ".br",
+        ".B pcapmtu \\-\\-version",
+        ".SH DESCRIPTION",
+    ]
+    lines += _paragraphs((group.help or "").strip())
+    lines += [".SH COMMANDS"]
+    for c in commands():
+        lines += [f".SS pcapmtu {c.name} [OPTIONS]{' ' + _roff(c.usage) if c.usage else ''}"]
+        lines += _paragraphs(c.help)
+        if lines[-1].startswith(".IP") or lines[-2].startswith(".IP"):
+            lines.append(".PP")  # back to the standard indentation for the parameters
+        for r in c.rows:
+            names = ", ".join(
+                f"\\fB{_roff(n)}\\fR" + (f" \\fI{r.takes}\\fR" if r.takes else "") for n in r.names
+            )
+            default = f" (default: {_roff(r.default)})" if r.default else ""
+            lines += [".TP", names, _roff(r.help) + default]
+    lines += [".SH OUTPUT DIRECTORIES AND QUIET"]
+    lines += [f".IP \\(bu 2\n{_roff(rule)}" for rule in OUTPUT_RULES]
+    lines += [".SH SHELL COMPLETION"]
+    lines += _paragraphs(COMPLETION_TEXT)
+    for shell, ways in INSTALL.items():
+        lines += [f".SS {shell}"]
+        for command, where in ways:
+            lines += [
+                ".PP",
+                _roff(where[0].upper() + where[1:]) + ":",
+                ".RS",
+                ".nf",
+                *(_roff(step) for step in command.split(" && ")),
+                ".fi",
+                ".RE",
+            ]
+    lines += [".SH EXIT STATUS"]
+    for code, text in EXIT_MEANINGS.items():
+        lines += [".TP", f".B {int(code)}", _roff(text)]
+    lines += [
+        ".SH SEE ALSO",
+        "\\fBtcpdump\\fR(8), \\fBtshark\\fR(1), \\fBwireshark\\fR(1);",
+        "the documentation in the \\fBdocs/\\fR folder of pcapmtu's source.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    print(markdown(), end="")
+    print(man() if sys.argv[1:] == ["--man"] else markdown(), end="")

@@ -54,6 +54,15 @@ def export(
     return written
 
 
+def planned_files(paths: list[str | os.PathLike[str]], findings: bool = True) -> list[Path]:
+    """The files `export` may write for these capture paths, relative to its directory: a superset when
+    a capture cannot be read (it names no file then, and the ones after it may take its name)."""
+    seen: set[str] = set()
+    tables = TABLES + ("findings",) if findings else TABLES
+    return [Path(table, f"{stem}.parquet") for stem in (_unique(_stem(str(p)), seen) for p in paths)
+            for table in tables]  # fmt: skip
+
+
 class PartialExport(CaptureError):
     """Some captures could not be read; the others were exported."""
 
