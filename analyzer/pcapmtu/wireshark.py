@@ -17,6 +17,7 @@ import operator
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -442,6 +443,7 @@ class WiresharkCheck:
     tshark_runs: int = 0
     frames_asked: int = 0
     not_asked: int = 0  # evidence frames beyond max_frames per capture
+    max_frames: int = MAX_FRAMES
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -457,7 +459,7 @@ class WiresharkCheck:
         line = (f"Wireshark checked {self.frames_asked} evidence frames in {self.tshark_runs} tshark run(s): "
                 f"{int(n.get('agree', 0))} agree, {int(n.get('disagree', 0))} disagree")  # fmt: skip
         if self.not_asked:
-            line += f", {self.not_asked} not asked (over {MAX_FRAMES} per capture)"
+            line += f", {self.not_asked} not asked (over {self.max_frames} per capture)"
         return line + f" ({self.seconds:.1f} s)"
 
     def to_json(self) -> dict:
@@ -576,30 +578,61 @@ def _rows_of(analysis, role: str, frames: set[int]) -> dict[int, dict]:
 PREFS = {"tcp.analyze_sequence_numbers": "TRUE", "tcp.relative_sequence_numbers": "TRUE"}
 
 
-def ask(path, frames: list[int], tshark: str) -> dict[int, WsFrame]:
+def ask(path, frames: list[int], tshark: str, loop=None) -> dict[int, WsFrame]:
     """One tshark run (through pyshark) that dissects only these frames of the capture."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _ask(path, frames, tshark)
-    # pyshark runs its own event loop: inside a running one (a notebook) it goes to a thread of its own
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(_ask, path, frames, tshark).result()
-
-
-def _ask(path, frames: list[int], tshark: str) -> dict[int, WsFrame]:
     import pyshark
 
     capture = pyshark.FileCapture(str(path), display_filter=frames_filter(frames), keep_packets=False,
-                                  tshark_path=tshark, override_prefs=PREFS)  # fmt: skip
+                                  tshark_path=tshark, override_prefs=PREFS, eventloop=loop)  # fmt: skip
     try:
         return {frame.number: frame for frame in (_read(p) for p in capture)}
     finally:
         capture.close()
+
+
+def _ask_all(jobs: dict, tshark: str) -> dict:
+    """role -> (WsFrames or the exception) for every (path, frames) job, one after the other. pyshark runs
+    an event loop of its own; inside a running one (a notebook) it gets a thread of its own, and on Python
+    3.11 a pidfd child watcher while it runs (the default one loses track of tshark in a thread)."""
+    import asyncio
+
+    def run(loop=None) -> dict:
+        out = {}
+        for role, (path, frames) in jobs.items():
+            try:
+                out[role] = ask(path, frames, tshark, loop)
+            except Exception as exc:  # noqa: BLE001 - tshark failing on one capture must not hide the others
+                out[role] = exc
+        return out
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    import os
+    import sys
+    import warnings
+
+    swap = sys.version_info < (3, 12) and hasattr(os, "pidfd_open")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        before = asyncio.get_child_watcher() if swap else None
+        watcher = asyncio.PidfdChildWatcher() if swap else None
+
+        def in_thread() -> dict:
+            loop = asyncio.new_event_loop()  # not closed: pyshark closes its captures again when they go
+            if watcher is not None:
+                watcher.attach_loop(loop)
+            return run(loop)
+
+        if swap:
+            asyncio.set_child_watcher(watcher)
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(in_thread).result()
+        finally:
+            if swap:
+                asyncio.set_child_watcher(before)
 
 
 def check(analysis, max_frames: int = MAX_FRAMES, tshark: str | None = None) -> WiresharkCheck:
@@ -616,22 +649,25 @@ def check(analysis, max_frames: int = MAX_FRAMES, tshark: str | None = None) -> 
     by_role: dict[str, list[int]] = {}
     for _code, role, frame, _facts in subjects:
         by_role.setdefault(role, []).append(frame)
-    asked, views, notes, runs, not_asked = {}, {}, [], 0, 0
+    asked, notes, not_asked, jobs = {}, [], 0, {}
     for role, frames in by_role.items():
         unique = sorted(set(frames))
         asked[role] = set(unique[:max_frames])
         not_asked += len(unique) - len(asked[role])
         path = getattr(analysis.captures[role], "path", None)
-        if not path:
+        if path:
+            jobs[role] = (path, sorted(asked[role]))
+        else:
             notes.append(f"the {role} capture was not read from a file: not asked")
             asked[role] = set()
-            continue
-        try:
-            runs += 1
-            views[role] = ask(path, sorted(asked[role]), tshark_path)
-        except Exception as exc:  # noqa: BLE001 - tshark failing on one capture must not hide the others
-            notes.append(f"tshark could not read the {role} capture: {type(exc).__name__}: {exc}"[:300])
+    views = {}
+    for role, answer in _ask_all(jobs, tshark_path).items():
+        if isinstance(answer, Exception):
+            notes.append(f"tshark could not read the {role} capture: {type(answer).__name__}: {answer}"[:300])
             asked[role] = set()
+        else:
+            views[role] = answer
+    runs = len(jobs)
     ours = {role: _rows_of(analysis, role, set(frames)) for role, frames in by_role.items()}
     records = []
     for code, role, frame, facts in subjects:
@@ -640,7 +676,8 @@ def check(analysis, max_frames: int = MAX_FRAMES, tshark: str | None = None) -> 
         records.append(_judge(s, frame, views.get(role, {}).get(frame), frame in asked.get(role, ())))
     rows = pd.DataFrame(records, columns=COLUMNS)
     return WiresharkCheck(rows, tshark_runs=runs, frames_asked=sum(len(v) for v in asked.values()),
-                          not_asked=not_asked, seconds=time.perf_counter() - start, notes=notes)  # fmt: skip
+                          not_asked=not_asked, max_frames=max_frames, seconds=time.perf_counter() - start,
+                          notes=notes)  # fmt: skip
 
 
 def _judge(s: Subject, frame: int, ws: WsFrame | None, was_asked: bool) -> dict:
