@@ -235,9 +235,12 @@ def test_renderings_escape_what_captures_say(tls12):
     check = tls12.wireshark()
     doc = check.to_json()
     assert json.loads(json.dumps(doc))["rows"][0].keys() == set(wireshark.COLUMNS)
-    evil = dataclasses.replace(check, rows=check.rows.assign(expert="<script>x</script>"))
+    evil = dataclasses.replace(check, rows=check.rows.assign(expert="<script>x</script>|\x1b[31m"))
     html = evil.html()
-    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<script>" not in html and "&lt;script&gt;" in html and "\x1b" not in html
+    md = evil.markdown()
+    assert md.startswith("## Wireshark's word") and "\\<script\\>" in md and "\x1b" not in md
+    assert md.count("\n| ") == len(check.rows) + 1  # the header and one line per row: no pipe broke a row
     from rich.console import Console
 
     console = Console(record=True, width=200)

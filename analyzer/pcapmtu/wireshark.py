@@ -467,36 +467,57 @@ class WiresharkCheck:
                 "frames_asked": self.frames_asked, "notes": list(self.notes),
                 "rows": self.rows.to_dict(orient="records")}  # fmt: skip
 
+    def _shown(self, only_disagreements: bool) -> pd.DataFrame:
+        return self.disagreements if only_disagreements else self.rows
+
     def rich_table(self, only_disagreements: bool = False):
+        """A rich Table for the terminal; capture text made printable and rich markup escaped."""
         from rich.markup import escape
         from rich.table import Table
 
-        table = Table(title="Wireshark's word on the evidence", caption=self.summary())
+        from .textsafe import printable
+
+        def safe(value) -> str:
+            return escape(printable(value, 1000))
+
+        table = Table(title="Wireshark's word on the evidence", caption=safe(self.summary()))
         for col in ("code", "capture", "frame", "pcapmtu claims", "Wireshark says", "status"):
             table.add_column(col)
-        rows = self.disagreements if only_disagreements else self.rows
-        for r in rows.itertuples():
+        for r in self._shown(only_disagreements).itertuples():
             said = r.wireshark + (f"; expert: {r.expert}" if r.expert else "")
-            status = (
-                "[green]agree[/]" if r.status == "agree" else f"[red]{escape(r.status)}[/]: {escape(r.why)}"
-            )
-            table.add_row(r.code, escape(r.capture), str(r.frame), escape(r.claim), escape(said), status)
+            status = "[green]agree[/]" if r.status == "agree" else f"[red]{safe(r.status)}[/]: {safe(r.why)}"
+            table.add_row(safe(r.code), safe(r.capture), str(r.frame), safe(r.claim), safe(said), status)
         return table
 
-    def html(self) -> str:
+    def html(self, only_disagreements: bool = False) -> str:
         """An HTML fragment (a <section> with a table); every value from a capture escaped."""
-        from html import escape
+        from .textsafe import html_text
 
         head = "".join(f"<th>{c}</th>" for c in ("code", "capture", "frame", "pcapmtu claims", "Wireshark says",
                                                    "expert info", "status"))  # fmt: skip
         body = []
-        for r in self.rows.itertuples():
-            status = escape(r.status) + (f": {escape(r.why)}" if r.why else "")
-            body.append(f'<tr class="{escape(r.status)}"><td>{escape(r.code)}</td><td>{escape(r.capture)}</td>'
-                        f"<td>{int(r.frame)}</td><td>{escape(r.claim)}</td><td>{escape(r.wireshark)}</td>"
-                        f"<td>{escape(r.expert)}</td><td>{status}</td></tr>")  # fmt: skip
-        return (f'<section class="wireshark"><h2>Wireshark\'s word</h2><p>{escape(self.summary())}</p>'
+        for r in self._shown(only_disagreements).itertuples():
+            cells = [html_text(v, 1000) for v in (r.code, r.capture, r.frame, r.claim, r.wireshark, r.expert)]
+            status = html_text(r.status) + (f": {html_text(r.why, 1000)}" if r.why else "")
+            body.append(f'<tr class="{html_text(r.status)}">' + "".join(f"<td>{c}</td>" for c in cells)
+                        + f"<td>{status}</td></tr>")  # fmt: skip
+        return (f'<section class="wireshark"><h2>Wireshark\'s word</h2><p>{html_text(self.summary(), 1000)}</p>'
                 f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></section>")  # fmt: skip
+
+    def markdown(self, only_disagreements: bool = False) -> str:
+        """A Markdown section with a table; every cell escaped."""
+        from .textsafe import markdown
+
+        lines = ["## Wireshark's word", "", markdown(self.summary(), 1000), ""]
+        rows = self._shown(only_disagreements)
+        if len(rows):
+            lines += ["| code | capture | frame | pcapmtu claims | Wireshark says | expert info | status |",
+                      "|---|---|---|---|---|---|---|"]  # fmt: skip
+            for r in rows.itertuples():
+                status = r.status + (f": {r.why}" if r.why else "")
+                cells = (r.code, r.capture, r.frame, r.claim, r.wireshark, r.expert, status)
+                lines.append("| " + " | ".join(markdown(c, 1000) for c in cells) + " |")
+        return "\n".join(lines) + "\n"
 
 
 def _missing(what: str) -> WiresharkCheck:
