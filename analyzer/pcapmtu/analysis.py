@@ -116,6 +116,13 @@ class Analysis:
 
         return write_report(self, out_dir, force=force)
 
+    def wireshark(self, max_frames: int = 200):
+        """Wireshark's word on the evidence: each finding's evidence frames as tshark decodes them (through
+        pyshark, the `deep` extra), beside what the finding claims, agreeing or not (docs/wireshark.md)."""
+        from .wireshark import check
+
+        return check(self, max_frames=max_frames)
+
     def plot_time_sequence(self, flow: int | tuple[str, int] | None = None):
         """Time-sequence graph of a connection: a conn id of the container capture, (role, conn), or the worst."""
         from . import plots

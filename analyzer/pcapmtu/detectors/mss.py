@@ -26,8 +26,9 @@ def interface_mtu(ctx: Context):
             mss = int(group["mss_client"].mode().iloc[0])
             hdr = 40 if ipv == 4 else 60
             who = f"the docker host ({client})" if role == "host" else f"{client} in the {role} capture"
+            # the SYNs that show it: one that left by another route (a cached path MTU) may carry less
             yield Hit({"who": who, "mss": mss, "mtu": mss + hdr}, capture=role,
-                      frames=first_frames(group["syn_frame"]),
+                      frames=first_frames(group.loc[group["mss_client"] == mss, "syn_frame"]),
                       evidence={"client": client, "mss": mss, "mtu": mss + hdr, "ipv": int(ipv)})  # fmt: skip
 
 
