@@ -17,9 +17,6 @@ _CONTROL = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
     "\ud800-\udfff\U000e0000-\U000e007f]"
 )
-# `&` and `$` too: otherwise a renderer shows a capture's `&lt;b&gt;` as `<b>` and GitHub typesets
-# `$\frac{1}{2}$` as math (the text would show something other than what the packet said).
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$])")
 
 
 def _visible(m: re.Match[str]) -> str:
@@ -37,8 +34,109 @@ def printable(value: object, limit: int = 200) -> str:
 
 
 def markdown(value: object, limit: int = 200) -> str:
-    """Text for a Markdown table cell: every Markdown metacharacter and pipe escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", printable(value, limit))
+    """Running Markdown text (CommonMark + GFM) that may carry capture bytes no one marked as such.
+
+    Only what would start a construct where it stands is backslash-escaped, so plain prose (pcapmtu's own
+    sentences, `jenkins-updates.example (198.18.0.11:443)`, `[fd00::1]:443`) comes out unchanged: a
+    backslash before punctuation or at the end; `` ` * | ~ $ @ < `` (code, emphasis, table cells,
+    strikethrough, math, e-mail autolinks, HTML and autolinks); `_` unless inside a word; `&` before a
+    letter, digit or `#` (entities); `]` before `(` or `[` (links, images; md_text sees to a `(` that
+    follows in the next piece, and md_block to a link reference definition); `://` and `www.` (GFM's extended autolinks). What starts a
+    block (`#`, `>`, `- `, `1. `, ...) is md_block's business.
+    """
+    return _MD_ACTIVE.sub(lambda m: "\\" + m.group(), printable(value, limit))
+
+
+# The characters markdown() escapes, each only where it is active (see there).
+_MD_ACTIVE = re.compile(
+    r"\\(?=[!-/:-@\[-`{-~]|$)"  # a backslash that would escape what follows, or end a line
+    r"|[`*|~$@<]"
+    r"|(?<![^\W_])_|_(?![^\W_])"  # `_` with a non-alphanumeric character (or nothing) on either side
+    r"|&(?=[#A-Za-z0-9])"
+    r"|\](?=[(\[])"
+    r"|(?<=[A-Za-z0-9]):(?=//)"
+    r"|(?<=(?<![A-Za-z0-9])[Ww][Ww][Ww])\."
+)
+# What starts a block when it begins a paragraph or a list item's text: a heading, a block quote, a list
+# item, a thematic break or setext underline, a link reference definition, a footnote or task-list box.
+_MD_BLOCK = re.compile(r"#{1,6}(?:[ ]|$)|[-+=](?:[-= ]|$)|[>\[]")
+_MD_ORDERED = re.compile(r"\d{1,9}(?=[.)](?:[ ]|$))")
+# A capture string made only of these reads the same in any Markdown renderer (and GitHub's or GitLab's
+# @mentions, #references, :emoji: and autolinks do not touch it): letters, digits, and ` .,;()'"=+/-…`.
+_MD_INERT = re.compile(r"(?:[^\W_]|[ .,;()'\"=+/…-])+")
+_OWN_CODE = re.compile(r"`([^`]+)`")
+_WWW = re.compile(r"(?<![A-Za-z0-9])www\.", re.IGNORECASE)
+
+
+def md_block(text: str) -> str:
+    """`text` (already Markdown) as the start of a paragraph or of a list item's text: a leading block
+    marker is escaped (a leading space becomes `&#32;`, else four of them would start a code block)."""
+    if text.startswith(" "):
+        return "&#32;" + text[1:]
+    if m := _MD_ORDERED.match(text):
+        return f"{m.group()}\\{text[m.end() :]}"
+    if _MD_BLOCK.match(text):
+        return "\\" + text
+    return text
+
+
+def md_code(text: str, table: bool = False) -> str:
+    """`text` as a code span, shown exactly as it is: the fence is one backtick longer than the longest
+    run inside, padded with a space when the text starts or ends with a backtick or a space. In a GFM table
+    cell every `|` is written `\\|` (GFM takes it out again, inside code spans too)."""
+    if not text:
+        return ""
+    fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    pad = " " if (text[0] in "` " or text[-1] in "` ") and text.strip(" ") else ""
+    if table:
+        text = text.replace("|", "\\|")
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_fence(text: str, info: str = "") -> list[str]:
+    """`text` as a fenced code block, as lines: the fence is longer than any backtick run inside."""
+    fence = "`" * max(3, max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    return [f"{fence}{info}", *text.split("\n"), fence]
+
+
+def md_capture(value: object, limit: int = 200, table: bool = False) -> str:
+    """A string from a capture (a DNS name, an SNI, a file name): as it is when it cannot mean anything to
+    a Markdown renderer (`jenkins-updates.example`, `host.pcap`), else as a code span, which no renderer,
+    autolinker or @mention filter looks into. The bytes shown are the capture's either way."""
+    text = printable(value, limit)
+    inert = _MD_INERT.fullmatch(text) and text.strip(" ") == text and not _WWW.search(text)
+    return text if inert else md_code(text, table)
+
+
+def md_text(value: object, limit: int = 200, capture=(), code=(), table: bool = False) -> str:
+    """Text of pcapmtu's own that quotes capture strings (`capture`: names, file names) and filters or
+    commands (`code`): those are found in it and written by md_capture and md_code; the rest by markdown(),
+    which leaves pcapmtu's own words as they are."""
+    text = printable(value, limit)
+    codes = {printable(c, 10**6) for c in code if c}
+    keys = sorted({k for k in (*codes, *(printable(c, 10**6) for c in capture if c)) if k in text},
+                  key=len, reverse=True)  # fmt: skip
+    if not keys:
+        return _own(text, table)
+    found = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, keys)) + r")(?![A-Za-z0-9])")
+    out, pos = [], 0
+    for m in found.finditer(text):
+        out.append(_own(text[pos : m.start()], table))
+        key = m.group()
+        if key in codes or (key.startswith("(") and out[-1].endswith("]") and not out[-1].endswith("\\]")):
+            out.append(md_code(key, table))  # `[..]` and then `(..)` would be a link
+        else:
+            out.append(md_capture(key, len(text), table))
+        pos = m.end()
+    out.append(_own(text[pos:], table))
+    return "".join(out)
+
+
+def _own(text: str, table: bool) -> str:
+    """pcapmtu's words between the capture strings: markdown(), except that what they quote as code
+    (`tcpdump -i any`) is a code span, as the author meant."""
+    parts = _OWN_CODE.split(text)
+    return "".join(md_code(p, table) if i % 2 else markdown(p, len(p)) for i, p in enumerate(parts))
 
 
 def html_text(value: object, limit: int = 200) -> str:
