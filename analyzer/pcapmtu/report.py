@@ -21,7 +21,7 @@ from . import plots
 from ._version import __version__
 from .errors import UsageError
 from .jsonout import analyze_document, dumps
-from .textsafe import html_text, md_block, md_capture, md_code, md_fence, md_text, printable
+from .textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
 
 matplotlib.rcParams["svg.hashsalt"] = "pcapmtu"  # stable SVG ids, so reports diff cleanly
 VECTOR_PLOTS = ("timeline", "mss")
@@ -178,8 +178,8 @@ def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: s
     anything to Markdown, else as a code span; filters in code spans and commands in ```sh blocks, byte for
     byte as the terminal and report.json have them (docs/report-format.md, "report.md")."""
     d = analysis.diagnosis
-    names = _capture_strings(analysis, doc)
-    filters = [f.wireshark_filter for f in analysis.findings_list if f.wireshark_filter]
+    names = Quotes(printable(s, 10**6) for s in _capture_strings(analysis, doc))
+    filters = [printable(f.wireshark_filter, 400) for f in analysis.findings_list if f.wireshark_filter]
 
     def text(value, limit=300, table=False):
         return md_text(value, limit, capture=names, code=filters, table=table)

@@ -108,28 +108,54 @@ def md_capture(value: object, limit: int = 200, table: bool = False) -> str:
     return text if inert else md_code(text, table)
 
 
+class Quotes:
+    """Strings to find in text, as printable() shows them, indexed by their first two characters: a report
+    of thousands of connections looks each of its texts over for thousands of names quickly."""
+
+    def __init__(self, strings=()):
+        self._by_head: dict[str, list[str]] = {}
+        for s in {s for s in strings if s}:
+            self._by_head.setdefault(s[:2], []).append(s)
+
+    def within(self, text: str) -> set[str]:
+        return {
+            s
+            for p in range(len(text))
+            for s in self._by_head.get(text[p : p + 2], ())
+            if text.startswith(s, p)
+        }
+
+
 def md_text(value: object, limit: int = 200, capture=(), code=(), table: bool = False) -> str:
-    """Text of pcapmtu's own that quotes capture strings (`capture`: names, file names) and filters or
-    commands (`code`): those are found in it and written by md_capture and md_code; the rest by markdown(),
-    which leaves pcapmtu's own words as they are."""
+    """Text of pcapmtu's own that quotes capture strings (`capture`: names, file names; a Quotes or the
+    strings) and filters or commands (`code`), each as printable() shows it: those are found in it and
+    written by md_capture and md_code; the rest by markdown(), which leaves pcapmtu's own words as they are."""
     text = printable(value, limit)
-    codes = {printable(c, 10**6) for c in code if c}
-    keys = sorted({k for k in (*codes, *(printable(c, 10**6) for c in capture if c)) if k in text},
-                  key=len, reverse=True)  # fmt: skip
-    if not keys:
-        return _own(text, table)
-    found = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, keys)) + r")(?![A-Za-z0-9])")
-    out, pos = [], 0
-    for m in found.finditer(text):
-        out.append(_own(text[pos : m.start()], table))
-        key = m.group()
+    codes = {c for c in code if c and c in text}
+    found = (capture if isinstance(capture, Quotes) else Quotes(capture)).within(text)
+    keys = sorted(codes | found, key=len, reverse=True)  # the longest that starts somewhere wins
+    out, pos, p = [], 0, 0
+    while p < len(text):
+        key = None
+        if p == 0 or not _alnum(text[p - 1]):  # whole names only: not "a" inside "capture"
+            ends = (p + len(k) for k in keys)
+            key = next((k for k, end in zip(keys, ends, strict=True) if text.startswith(k, p)
+                        and (end == len(text) or not _alnum(text[end]))), None)  # fmt: skip
+        if key is None:
+            p += 1
+            continue
+        out.append(_own(text[pos:p], table))
         if key in codes or (key.startswith("(") and out[-1].endswith("]") and not out[-1].endswith("\\]")):
             out.append(md_code(key, table))  # `[..]` and then `(..)` would be a link
         else:
             out.append(md_capture(key, len(text), table))
-        pos = m.end()
+        pos = p = p + len(key)
     out.append(_own(text[pos:], table))
     return "".join(out)
+
+
+def _alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
 
 
 def _own(text: str, table: bool) -> str:
