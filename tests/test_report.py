@@ -348,6 +348,21 @@ def test_markdown_helpers_show_any_text_as_text(hostile_text):
         assert [same(x).strip() for x in shown[3:]] == ["a", "b", same(hostile_text).strip(), "z"], (way, doc)
 
 
+def test_notebook_markdown_repr_starts_no_block_from_capture_text():
+    """Analysis._repr_markdown_ shares markdown(): an explanation that opens with a hostile name makes no
+    link reference definition, heading or HTML in a notebook either."""
+    from pcapmtu.analysis import Analysis
+
+    for start in ("[x]: http://evil.example", "# heading", "1. item", "<b>bold</b>", "> quote"):
+        d = SimpleNamespace(verdict="not_mtu", reason="filtered", confidence=0.5, fix=None,
+                            explanation=f"{start} (198.18.0.11:443): SYNs are never answered [x]")  # fmt: skip
+        flat, _html = _md_render(Analysis._repr_markdown_(SimpleNamespace(diagnosis=d)))
+        kinds = {t.type.removesuffix("_open").removesuffix("_close") for t in flat}
+        assert kinds <= {"paragraph", "inline", "text", "strong", "code_inline"}, (start, kinds)
+        shown = "".join(c.content for t in flat if t.type == "inline" for c in t.children)
+        assert f"{start} (198.18.0.11:443)" in shown, shown
+
+
 def test_markdown_code_fences_outgrow_the_backticks_inside():
     from pcapmtu.textsafe import md_code, md_fence
 

@@ -40,7 +40,7 @@ def markdown(value: object, limit: int = 200) -> str:
     sentences, `jenkins-updates.example (198.18.0.11:443)`, `[fd00::1]:443`) comes out unchanged: a
     backslash before punctuation or at the end; `` ` * | ~ $ @ < `` (code, emphasis, table cells,
     strikethrough, math, e-mail autolinks, HTML and autolinks); `_` unless inside a word; `&` before a
-    letter, digit or `#` (entities); `]` before `(` or `[` (links, images; md_text sees to a `(` that
+    letter, digit or `#` or at the end (entities); `]` before `(` or `[` (links, images; md_text sees to a `(` that
     follows in the next piece, and md_block to a link reference definition); `://` and `www.` (GFM's extended autolinks). What starts a
     block (`#`, `>`, `- `, `1. `, ...) is md_block's business.
     """
@@ -52,7 +52,7 @@ _MD_ACTIVE = re.compile(
     r"\\(?=[!-/:-@\[-`{-~]|$)"  # a backslash that would escape what follows, or end a line
     r"|[`*|~$@<]"
     r"|(?<![^\W_])_|_(?![^\W_])"  # `_` with a non-alphanumeric character (or nothing) on either side
-    r"|&(?=[#A-Za-z0-9])"
+    r"|&(?=[#A-Za-z0-9]|$)"
     r"|\](?=[(\[])"
     r"|(?<=[A-Za-z0-9]):(?=//)"
     r"|(?<=(?<![A-Za-z0-9])[Ww][Ww][Ww])\."
