@@ -363,6 +363,19 @@ def test_notebook_markdown_repr_starts_no_block_from_capture_text():
         assert f"{start} (198.18.0.11:443)" in shown, shown
 
 
+def test_md_text_finds_capture_strings_whole():
+    """Capture strings are found as whole words, the longest first, one character long too; the rest is
+    pcapmtu's, whose `quoted` words are code spans."""
+    from pcapmtu.textsafe import Quotes, md_text
+
+    names = Quotes(["a_", "_", "<", "x.example", "x.example_b", "tcp"])
+    assert md_text(
+        "x.example_b (1.2.3.4:443) and x.example: see `tcp -i any`, tcp_x", 300, capture=names
+    ) == ("`x.example_b` (1.2.3.4:443) and x.example: see `tcp -i any`, tcp_x")
+    assert md_text("< a_ capture_ _", 300, capture=names) == "`<` `a_` capture\\_ `_`"
+    assert md_text("[x](y)", 300, capture=["(y)"]) == "[x]`(y)`"  # no link from two pieces
+
+
 def test_markdown_code_fences_outgrow_the_backticks_inside():
     from pcapmtu.textsafe import md_code, md_fence
 

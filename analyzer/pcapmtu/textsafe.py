@@ -37,12 +37,14 @@ def markdown(value: object, limit: int = 200) -> str:
     """Running Markdown text (CommonMark + GFM) that may carry capture bytes no one marked as such.
 
     Only what would start a construct where it stands is backslash-escaped, so plain prose (pcapmtu's own
-    sentences, `jenkins-updates.example (198.18.0.11:443)`, `[fd00::1]:443`) comes out unchanged: a
-    backslash before punctuation or at the end; `` ` * | ~ $ @ < `` (code, emphasis, table cells,
-    strikethrough, math, e-mail autolinks, HTML and autolinks); `_` unless inside a word; `&` before a
-    letter, digit or `#` or at the end (entities); `]` before `(` or `[` (links, images; md_text sees to a `(` that
-    follows in the next piece, and md_block to a link reference definition); `://` and `www.` (GFM's extended autolinks). What starts a
-    block (`#`, `>`, `- `, `1. `, ...) is md_block's business.
+    sentences, `jenkins-updates.example (198.18.0.11:443)`, `[fd00::1]:443`) comes out unchanged:
+    - a backslash before punctuation or at the end;
+    - `` ` * | ~ $ @ < ``: code, emphasis, table cells, strikethrough, math, e-mail autolinks, HTML, autolinks;
+    - `_` unless inside a word; `&` before a letter, digit or `#`, or at the end (entities);
+    - `]` before `(` or `[` (links, images; md_text sees to a `(` in the piece that follows, md_block to
+      a link reference definition);
+    - `://` and `www.` (GFM's extended autolinks).
+    What starts a block (`#`, `>`, `- `, `1. `, ...) is md_block's business.
     """
     return _MD_ACTIVE.sub(lambda m: "\\" + m.group(), printable(value, limit))
 
@@ -115,54 +117,70 @@ class Quotes:
     def __init__(self, strings=()):
         self._by_head: dict[str, list[str]] = {}
         for s in {s for s in strings if s}:
-            self._by_head.setdefault(s[:2], []).append(s)
+            self._by_head.setdefault(s[:2], []).append(s)  # a one-character string under its character
 
     def within(self, text: str) -> set[str]:
-        return {
-            s
-            for p in range(len(text))
-            for s in self._by_head.get(text[p : p + 2], ())
-            if text.startswith(s, p)
-        }
+        heads = self._by_head
+        return {s for p in range(len(text)) for head in (text[p : p + 2], text[p])
+                for s in heads.get(head, ()) if text.startswith(s, p)}  # fmt: skip
 
 
 def md_text(value: object, limit: int = 200, capture=(), code=(), table: bool = False) -> str:
     """Text of pcapmtu's own that quotes capture strings (`capture`: names, file names; a Quotes or the
-    strings) and filters or commands (`code`), each as printable() shows it: those are found in it and
-    written by md_capture and md_code; the rest by markdown(), which leaves pcapmtu's own words as they are."""
+    strings) and filters or commands (`code`), each as printable() shows it: those are found in it (whole,
+    the longest first) and written by md_capture and md_code. The rest is pcapmtu's: what it quotes as code
+    (`tcpdump -i any`) is a code span, as the author meant, and the words go through markdown(), which
+    leaves them as they are. Capture strings with a backtick are looked for first, so that a backtick of
+    theirs never pairs with one of pcapmtu's."""
     text = printable(value, limit)
     codes = {c for c in code if c and c in text}
-    found = (capture if isinstance(capture, Quotes) else Quotes(capture)).within(text)
-    keys = sorted(codes | found, key=len, reverse=True)  # the longest that starts somewhere wins
-    out, pos, p = [], 0, 0
-    while p < len(text):
-        key = None
-        if p == 0 or not _alnum(text[p - 1]):  # whole names only: not "a" inside "capture"
-            ends = (p + len(k) for k in keys)
-            key = next((k for k, end in zip(keys, ends, strict=True) if text.startswith(k, p)
-                        and (end == len(text) or not _alnum(text[end]))), None)  # fmt: skip
-        if key is None:
-            p += 1
+    keys = sorted(codes | (capture if isinstance(capture, Quotes) else Quotes(capture)).within(text),
+                  key=len, reverse=True)  # fmt: skip
+    ticked = [k for k in keys if "`" in k]
+    plain = [k for k in keys if "`" not in k]
+    out: list[str] = []
+
+    def quoted(key: str) -> str:
+        if key in codes or (
+            key.startswith("(") and out and out[-1].endswith("]") and not out[-1].endswith("\\]")
+        ):
+            return md_code(key, table)  # `[..]` and then `(..)` would be a link
+        return md_capture(key, len(text), table)
+
+    for key, piece in _pieces(text, ticked):
+        if key:
+            out.append(quoted(piece))
             continue
-        out.append(_own(text[pos:p], table))
-        if key in codes or (key.startswith("(") and out[-1].endswith("]") and not out[-1].endswith("\\]")):
-            out.append(md_code(key, table))  # `[..]` and then `(..)` would be a link
-        else:
-            out.append(md_capture(key, len(text), table))
-        pos = p = p + len(key)
-    out.append(_own(text[pos:], table))
+        for i, part in enumerate(_OWN_CODE.split(piece)):
+            if i % 2:
+                out.append(md_code(part, table))
+                continue
+            for key2, bit in _pieces(part, plain):
+                out.append(quoted(bit) if key2 else markdown(bit, len(bit)))
     return "".join(out)
 
 
-def _alnum(ch: str) -> bool:
-    return ch.isascii() and ch.isalnum()
+def _pieces(text: str, keys: list[str]):
+    """(True, key) for each whole-word occurrence of one of `keys` (longest first), (False, text) between."""
+    pos = p = 0
+    while p < len(text):
+        key = None
+        if p == 0 or not _word(text[p - 1]):  # whole names only: not "a" inside "capture"
+            key = next((k for k in keys if text.startswith(k, p)
+                        and (p + len(k) == len(text) or not _word(text[p + len(k)]))), None)  # fmt: skip
+        if key is None:
+            p += 1
+            continue
+        if p > pos:
+            yield False, text[pos:p]
+        yield True, key
+        pos = p = p + len(key)
+    if pos < len(text):
+        yield False, text[pos:]
 
 
-def _own(text: str, table: bool) -> str:
-    """pcapmtu's words between the capture strings: markdown(), except that what they quote as code
-    (`tcpdump -i any`) is a code span, as the author meant."""
-    parts = _OWN_CODE.split(text)
-    return "".join(md_code(p, table) if i % 2 else markdown(p, len(p)) for i, p in enumerate(parts))
+def _word(ch: str) -> bool:
+    return ch.isascii() and (ch.isalnum() or ch == "_")
 
 
 def html_text(value: object, limit: int = 200) -> str:
