@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -182,48 +183,211 @@ def test_html_keeps_hostile_text_inert(hostile):
     assert not RAW_CONTROL.search(html), RAW_CONTROL.search(html)
 
 
-def _unescaped(md: str) -> list[tuple[int, str]]:
-    """(position, character) of every Markdown character that is not backslash-escaped."""
-    out, i = [], 0
-    while i < len(md):
-        if md[i] == "\\" and i + 1 < len(md) and md[i + 1] != "\n":
-            i += 2
-            continue
-        out.append((i, md[i]))
-        i += 1
-    return out
+# ---------------------------------------------------------------------------------------- report.md
+def _md_render(md: str) -> tuple[list, str]:
+    """report.md through a CommonMark renderer with GFM tables (markdown-it-py, which rich depends on):
+    the flat token stream (inline children included) and the HTML."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark").enable("table")
+    tokens = parser.parse(md)
+    flat = [t for tok in tokens for t in (tok, *(tok.children or []))]
+    return flat, parser.renderer.render(tokens, parser.options, {})
+
+
+def _md_codes(flat: list) -> list[str]:
+    """What the rendered report shows as code: code spans and fenced blocks, exactly."""
+    return [t.content for t in flat if t.type in ("code_inline", "fence")]
+
+
+def _md_table_widths(flat: list) -> list[set[int]]:
+    """For every table, the set of cell counts of its rows (header row included)."""
+    widths, cells = [], 0
+    for t in flat:
+        if t.type == "table_open":
+            widths.append(set())
+        elif t.type == "tr_open":
+            cells = 0
+        elif t.type in ("th_open", "td_open"):
+            cells += 1
+        elif t.type == "tr_close":
+            widths[-1].add(cells)
+    return widths
+
+
+MD_BLOCKS = {"heading", "paragraph", "bullet_list", "list_item", "table", "thead", "tbody", "tr", "th", "td",
+             "fence", "inline", "text", "code_inline", "strong", "image", "softbreak"}  # fmt: skip
 
 
 def test_markdown_keeps_hostile_text_inert(hostile):
+    """Rendered, the hostile names make no link, image, HTML, heading or table cell: each is one code span
+    showing exactly what the capture said (control characters made visible)."""
     md = (hostile.out / "report.md").read_text()
     assert not RAW_CONTROL.search(md), RAW_CONTROL.search(md)
-    assert "](http" not in md
-    lines = md.split("\n")
-    for line in lines:
-        plain = _unescaped(line)
-        chars = dict(plain)
-        for pos, ch in plain:
-            assert ch not in "<>&$", f"unescaped {ch!r} in: {line!r}"
-            if ch == "]" and chars.get(pos + 1) == "(":  # a link: only pcapmtu's own plot images
-                assert line.startswith("plots/", pos + 2), line
-        # backticks only where pcapmtu writes code itself: the verdict line and the fences around commands
-        if any(ch == "`" for _, ch in plain):
-            assert line.strip() == "```" or re.fullmatch(r"\*\*Verdict: `[a-z_]+`\*\*.*", line), line
-    # every table row has exactly as many cells as its header: capture text adds no pipe
-    tables: list[list[str]] = []
-    for i, line in enumerate(lines):
-        if line.startswith("|"):
-            if not (i and lines[i - 1].startswith("|")):
-                tables.append([])
-            tables[-1].append(line)
-    assert len(tables) >= 3
-    for table in tables:
-        widths = {sum(1 for _, ch in _unescaped(row) if ch == "|") for row in table}
-        assert len(widths) == 1, table
-    # the hostile text is there, escaped: terminal escapes shown as \x1b (a Markdown-escaped backslash)
-    assert r"\<script\>alert\(1\)\</script\>\.a\|b\|c\.example" in md
-    assert r"\`tick\`\\x1b\[31mred\\x00nul\\x0d\\x0aCRLF\.\&\#27;" in md
-    assert r"\[click\]\(http://evil\.example\)" in md
+    flat, html = _md_render(md)
+    kinds = {t.type.removesuffix("_open").removesuffix("_close") for t in flat}
+    assert kinds <= MD_BLOCKS, kinds - MD_BLOCKS  # no html_inline, html_block, link, blockquote, hr, em, s
+    images = [t for t in flat if t.type == "image"]
+    assert images and all(re.fullmatch(r"plots/[a-z0-9-]+\.png", t.attrs["src"]) for t in images)
+    headings = [t for t in flat if t.type == "heading_open"]
+    assert len(headings) == len(re.findall(r"^#{1,3} ", md, re.M))  # only pcapmtu's own
+    page = _Html()
+    page.feed(html)
+    assert {tag for tag, _ in page.tags} <= {"h1", "h2", "h3", "p", "strong", "code", "pre", "ul", "li", "table",
+                                             "thead", "tbody", "tr", "th", "td", "img"}  # fmt: skip
+    widths = _md_table_widths(flat)
+    assert len(widths) == 2 and all(len(w) == 1 for w in widths), widths  # no pipe added a cell
+    codes = _md_codes(flat)
+    visible = [
+        "<script>alert(1)</script>.a|b|c.example",
+        "<img src=x onerror=alert(1)>.[click](http://evil.example)",
+        "`tick`\\x1b[31mred\\x00nul\\x0d\\x0aCRLF.&#27;[1m&lt;b&gt;--><x>.example",
+        "<script>alert(2)</script>|`x`\\x1b[2J[c](http://evil.example)",
+        "cost$5$\\frac{1}{2}.\\u202egnp.exe.\\x9b31m.example",
+    ]
+    for name in visible:
+        assert name in codes, name
+    # outside code, nothing of them is left: no `<`, no URL for an autolinker, no math, no backslash
+    prose = "".join(t.content for t in flat if t.type == "text")
+    for needle in ("<", "://", "$", "\\", "`", "|"):
+        assert needle not in prose, needle
+
+
+def test_markdown_filters_and_commands_are_verbatim_code(demo):
+    """Every Wireshark filter and fix command of report.json is, byte for byte, a code span or the
+    command line of its own ```sh block in report.md, and the same line the terminal printed."""
+    doc = json.loads((demo.b / "report.json").read_text())
+    flat, _html = _md_render((demo.b / "report.md").read_text())
+    codes = _md_codes(flat)
+    filters = {f["wireshark_filter"] for f in doc["findings"] if f["wireshark_filter"]}
+    commands = [c["command"] for c in doc["fix"]["commands"]]
+    assert filters and commands
+    assert filters <= set(codes)
+    sh = [t.content for t in flat if t.type == "fence" and t.info == "sh"]
+    assert [block.splitlines()[-1] for block in sh] == commands
+    assert all(len(block.splitlines()) == 2 and block.startswith("# ") for block in sh), sh
+    # the explanation's filter is a code span too
+    explanation = next(t for t in flat if t.type == "inline" and "Evidence:" in t.content)
+    assert any(c.type == "code_inline" and c.content in filters for c in explanation.children)
+    terminal = demo.second.stdout.splitlines()
+    printed = {
+        line.split("wireshark: ", 1)[1] for line in terminal if line.lstrip().startswith("wireshark: ")
+    }
+    assert printed == filters
+    assert all(f"  {c}" in terminal for c in commands)
+
+
+def test_markdown_own_text_is_not_escaped(demo):
+    """The demo incident's report.md reads as written: no backslash anywhere (no capture string in it
+    needs one), addresses and names as they are, the plots' whereabouts said in words."""
+    md = (demo.b / "report.md").read_text()
+    assert "\\" not in md
+    for text in ("jenkins-updates.example (198.18.0.11:443): PMTUD black hole - the server's 1500-byte packets",
+                 "| container | 1 | jenkins-updates.example (198.18.0.11:443) | 172.17.0.2:57056 | 198.18.0.11:443 |",
+                 "bracket [1450, 1500), decided by: ICMP fragmentation needed (next-hop MTU 1450)",
+                 "net.ipv4.tcp_mtu_probing", "kind=host_syn_mss", "| host | host.pcap | pcap |"):  # fmt: skip
+        assert text in md, text
+    plots = md.split("## Plots", 1)[1]
+    assert "plots/ folder beside this file" in plots and "report.html" in plots
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_markdown_of_every_scenario_needs_no_escape(scenario):
+    """pcapmtu's own sentences never need a Markdown escape, in any lab scenario's report."""
+    from pcapmtu.report import render_markdown
+
+    analysis = _scenario(scenario)
+    md = render_markdown(analysis, analyze_document(analysis), [], "now")
+    assert "\\" not in md, [line for line in md.splitlines() if "\\" in line]
+
+
+MD_HOSTILE = [
+    "# heading", "###### h6", "- item", "+ item", "* item", "1. item", "2) item", "> quote", "---", "===",
+    "    indented", "```fence", "~~~fence", "[ ] task", "[x]: /evil \"definition\"", "[^1]: footnote",
+    "[link](http://evil.example)", "[ref][x]", "![img](x.png)", "<b>bold</b>", "<http://evil.example>",
+    "<a@b.example>", "&lt;entity&#62;", "*em* _em_ **strong** __strong__", "~~strike~~ ~s~", "`code` ``x``",
+    "a | b | c", "|", "trailing backslash \\", "\\*escaped\\*", "www.evil.example", "http://evil.example",
+    "mail me@evil.example", "$x^2$ and $$y$$", "a_b_c", "_a_", "x]", "( paren ) [ bracket",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("hostile_text", MD_HOSTILE)
+def test_markdown_helpers_show_any_text_as_text(hostile_text):
+    """Whatever a capture says, md_capture (a capture string) and md_text / markdown() (text around one),
+    at the start of a paragraph or list item, mid-sentence or in a table cell, render as exactly that
+    text: no link, image, HTML, heading, list, quote, rule, emphasis or table cell of its own."""
+    from pcapmtu.textsafe import markdown, md_block, md_capture, md_text
+
+    ways = {
+        "capture": lambda t, table=False: md_capture(t, table=table),
+        "text": lambda t, table=False: md_text(t, capture=["evil.example"], table=table),
+        "markdown": lambda t, table=False: markdown(t),
+    }
+    for way, write in ways.items():
+        doc = "\n".join([
+            md_block(write(hostile_text)), "",
+            f"- {md_block(write(hostile_text))}", "",
+            f"before {write(hostile_text)} after", "",
+            "| a | b |", "|---|---|", f"| {write(hostile_text, table=True)} | z |",
+        ])  # fmt: skip
+        flat, _html = _md_render(doc)
+        kinds = {t.type.removesuffix("_open").removesuffix("_close") for t in flat}
+        assert kinds <= {"paragraph", "bullet_list", "list_item", "inline", "text", "code_inline", "table",
+                         "thead", "tbody", "tr", "th", "td"}, (way, doc, kinds)  # fmt: skip
+        shown = [
+            "".join(c.content for c in t.children) for t in flat if t.type == "inline"
+        ]  # paragraph, list item, sentence, then the table's cells
+        # md_text shows what pcapmtu's own words quote between backticks as code: the backticks go
+        same = (lambda x: x.replace("`", "")) if way == "text" else (lambda x: x)
+        assert same(shown[0]).strip() == same(hostile_text).strip() == same(shown[1]).strip(), (
+            way,
+            doc,
+            shown,
+        )
+        assert same(shown[2]) == same(f"before {hostile_text} after"), (way, doc, shown)
+        assert [same(x).strip() for x in shown[3:]] == ["a", "b", same(hostile_text).strip(), "z"], (way, doc)
+
+
+def test_notebook_markdown_repr_starts_no_block_from_capture_text():
+    """Analysis._repr_markdown_ shares markdown(): an explanation that opens with a hostile name makes no
+    link reference definition, heading or HTML in a notebook either."""
+    from pcapmtu.analysis import Analysis
+
+    for start in ("[x]: http://evil.example", "# heading", "1. item", "<b>bold</b>", "> quote"):
+        d = SimpleNamespace(verdict="not_mtu", reason="filtered", confidence=0.5, fix=None,
+                            explanation=f"{start} (198.18.0.11:443): SYNs are never answered [x]")  # fmt: skip
+        flat, _html = _md_render(Analysis._repr_markdown_(SimpleNamespace(diagnosis=d)))
+        kinds = {t.type.removesuffix("_open").removesuffix("_close") for t in flat}
+        assert kinds <= {"paragraph", "inline", "text", "strong", "code_inline"}, (start, kinds)
+        shown = "".join(c.content for t in flat if t.type == "inline" for c in t.children)
+        assert f"{start} (198.18.0.11:443)" in shown, shown
+
+
+def test_md_text_finds_capture_strings_whole():
+    """Capture strings are found as whole words, the longest first, one character long too; the rest is
+    pcapmtu's, whose `quoted` words are code spans."""
+    from pcapmtu.textsafe import Quotes, md_text
+
+    names = Quotes(["a_", "_", "<", "x.example", "x.example_b", "tcp"])
+    assert md_text(
+        "x.example_b (1.2.3.4:443) and x.example: see `tcp -i any`, tcp_x", 300, capture=names
+    ) == ("`x.example_b` (1.2.3.4:443) and x.example: see `tcp -i any`, tcp_x")
+    assert md_text("< a_ capture_ _", 300, capture=names) == "`<` `a_` capture\\_ `_`"
+    assert md_text("[x](y)", 300, capture=["(y)"]) == "[x]`(y)`"  # no link from two pieces
+
+
+def test_markdown_code_fences_outgrow_the_backticks_inside():
+    from pcapmtu.textsafe import md_code, md_fence
+
+    assert (
+        md_code("a``b") == "```a``b```"
+        and md_code("`x") == "`` `x ``"
+        and md_code("a|b", table=True) == "`a\\|b`"
+    )
+    assert md_fence("echo ````", "sh") == ["`````sh", "echo ````", "`````"]
+    flat, _ = _md_render("\n".join(md_fence("x\n```\ny ``", "sh")) + "\n\nafter " + md_code(" `` ") + "\n")
+    assert [t.content for t in flat if t.type == "fence"] == ["x\n```\ny ``\n"]
+    assert [t.content for t in flat if t.type == "code_inline"] == [" `` "]
 
 
 def test_json_keeps_capture_text_verbatim(hostile):
@@ -289,7 +453,7 @@ def test_report_survives_a_file_name_that_is_not_utf8(hostile, tmp_path):
     doc = analyze_document(analysis)
     md = render_markdown(analysis, doc, [], "now").encode()
     html = render_html(analysis, doc, [], {}, "now").encode()
-    assert rb"evil\\xff\\x1b\.pcap" in md and rb"evil\xff\x1b.pcap" in html
+    assert rb"| `evil\xff\x1b.pcap` |" in md and rb"evil\xff\x1b.pcap" in html
     json.dumps(doc, allow_nan=False).encode()
 
 
@@ -530,11 +694,16 @@ def test_schema_validator_catches_mistakes(demo):
         assert any(needle in e for e in errors), (needle, errors)
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_report_json_matches_documented_schema(scenario):
+@functools.cache
+def _scenario(scenario: str):
     d = SAMPLES / scenario
     host = d / "host.pcap"
-    analysis = pcapmtu.analyze(host=host if host.exists() else None, container=d / "container.pcap")
+    return pcapmtu.analyze(host=host if host.exists() else None, container=d / "container.pcap")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_report_json_matches_documented_schema(scenario):
+    analysis = _scenario(scenario)
     doc = json.loads(json.dumps(analyze_document(analysis), allow_nan=False))
     _validate_or_fail(doc)
 

@@ -158,7 +158,7 @@ class Analysis:
                 f"captures {', '.join(f'{r}={c.name!r}' for r, c in self.captures.items())})")  # fmt: skip
 
     def _repr_markdown_(self) -> str:
-        from .textsafe import markdown
+        from .textsafe import markdown, md_block
 
         d = self.diagnosis
         head = (
@@ -167,7 +167,7 @@ class Analysis:
             + f", confidence {d.confidence:.0%}"
         )
         fix = f"\n\n**Fix:** {markdown(d.fix.summary, 500)}" if d.fix else ""
-        return f"{head}\n\n{markdown(d.explanation, 4000)}{fix}"
+        return f"{head}\n\n{md_block(markdown(d.explanation, 4000))}{fix}"  # it starts a paragraph
 
     def _repr_html_(self) -> str:
         from .textsafe import html_text

@@ -23,7 +23,7 @@ from .errors import UsageError
 from .jsonout import analyze_document, dumps
 from .measures import COLUMNS as MEASURES
 from .measures import measures
-from .textsafe import html_text, markdown, printable
+from .textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
 
 matplotlib.rcParams["svg.hashsalt"] = "pcapmtu"  # stable SVG ids, so reports diff cleanly
 VECTOR_PLOTS = ("timeline", "mss")
@@ -100,7 +100,7 @@ def _connection_rows(analysis) -> list[dict]:
             twin = analysis.context.twin(g.capture, g.conn)
             rows.append({
                 "capture": g.capture, "#": g.conn, "service": g.service, "client": g.client, "server": g.server,
-                **{name: cells[name][i] for name in MEASURES}, "other side": f"{twin[0]} #{twin[1]}" if twin else "",
+                **{name: cells[name][i] for name in MEASURES}, "other side": f"{twin[0]} connection {twin[1]}" if twin else "",
                 "verdict": g.verdict + (f" ({g.reason})" if g.reason else ""), "codes": g.codes,
                 "_rank": g.rank,
             })  # fmt: skip
@@ -166,65 +166,99 @@ def _signal_text(s: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- Markdown
+PLOTS_WHERE = (
+    "The plots are PNG files in the plots/ folder beside this file, and report.html (written with it) shows"
+    " them embedded: attached to a ticket without that folder, the pictures below show as their titles only."
+)
+
+
 def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: str) -> str:
+    """report.md: pcapmtu's own words as they are; a string from a capture as it is when it cannot mean
+    anything to Markdown, else as a code span; filters in code spans and commands in ```sh blocks, byte for
+    byte as the terminal and report.json have them (docs/report-format.md, "report.md")."""
     d = analysis.diagnosis
+    names = Quotes(printable(s, 10**6) for s in _capture_strings(analysis, doc))
+    filters = [printable(f.wireshark_filter, 400) for f in analysis.findings_list if f.wireshark_filter]
+
+    def text(value, limit=300, table=False):
+        return md_text(value, limit, capture=names, code=filters, table=table)
+
     lines = [
         "# pcapmtu report",
         "",
         f"**Verdict: `{d.verdict}`**"
-        + (f" ({markdown(d.reason)})" if d.reason else "")
+        + (f" ({d.reason})" if d.reason else "")
         + f" - confidence {d.confidence:.0%}",
         "",
     ]
     if d.path_mtu:
         mss = f", recommended MSS **{d.recommended_mss}**" if d.recommended_mss else ""
         lines += [f"Path MTU **{d.path_mtu}**{mss}.", ""]
-    lines += [markdown(d.explanation, 6000), ""]
+    lines += [md_block(text(d.explanation, 6000)), ""]
     if d.fix:
-        lines += ["## Fix", "", markdown(d.fix.summary, 500), ""]
-        for cmd in d.fix.commands:
-            lines += [
-                f"- {markdown(cmd['what'], 300)}",
-                "",
-                "  ```",
-                f"  {printable(cmd['command'], 400)}",
-                "  ```",
-            ]
-        lines += [""] + [f"- {markdown(n, 500)}" for n in d.fix.notes] + [""]
+        lines += ["## Fix", "", md_block(text(d.fix.summary, 500)), ""]
+        for cmd in d.fix.commands:  # a comment and one command: copied whole, the block runs just that
+            block = f"# {printable(cmd['what'], 300)}\n{printable(cmd['command'], 400)}"
+            lines += [*md_fence(block, "sh"), ""]
+        lines += [f"- {md_block(text(n, 500))}" for n in d.fix.notes] + [""]
     lines += [
         "## Connections",
         "",
-        *_md_table(_connection_rows(analysis)),
+        *_md_table(_connection_rows(analysis), text),
         "",
-        _more_connections(analysis),
+        *([_more_connections(analysis), ""] if _more_connections(analysis) else []),
+        "## Findings",
         "",
     ]
-    lines += ["## Findings", ""]
-    lines += _md_table([
-        {"code": f.code, "severity": f.severity, "capture": f.capture, "#": f.conn if f.conn >= 0 else "",
-         "message": f.message, "frames": " ".join(map(str, f.frames[:12])), "Wireshark filter": f.wireshark_filter}
-        for f in analysis.findings_list
-    ])  # fmt: skip
+    for f in analysis.findings_list:
+        # "connection N", not "#N": a ticket system links "#1" to its issue 1
+        where = f.capture + (f" connection {f.conn}" if f.conn >= 0 else "")
+        where += f" ({md_code(f'tcp.stream eq {f.tcp_stream}')})" if f.tcp_stream >= 0 else ""
+        head = f"- **{f.code}** {f.severity}" + (f", {where}" if where else "")
+        lines.append(f"{head}: {text(f.message, 600)}")
+        if f.frames:
+            lines.append(f"  - frames {' '.join(map(str, f.frames[:12]))}")
+        if f.wireshark_filter:
+            lines.append(f"  - Wireshark filter: {md_code(printable(f.wireshark_filter, 400))}")
+    if not analysis.findings_list:
+        lines.append("(none)")
     lines += ["", "## Path MTU evidence", ""]
     for key, p in doc["path"].items():
         lines.append(
-            f"- {key}: value {_num(p['value'])}, bracket [{_num(p['low'])}, {_num(p['high'])}), decided by: {markdown(p['decided_by'], 300)}"
+            f"- {key}: value {_num(p['value'])}, bracket [{_num(p['low'])}, {_num(p['high'])}), decided by: {text(p['decided_by'])}"
         )
-        lines += [f"  - {markdown(_signal_text(s), 300)}" for s in p["signals"][:20]]
-    lines += ["", "## Captures", "", *_md_table(_capture_rows(analysis)), ""]
-    lines += [f"- {markdown(n, 2000)}" for n in _notes(analysis)] + ["", "## Plots", ""]
+        lines += [f"  - {md_block(text(_signal_text(s)))}" for s in p["signals"][:20]]
+    lines += ["", "## Captures", "", *_md_table(_capture_rows(analysis), text, capture_columns=("file",)), ""]
+    lines += [f"- {md_block(text(n, 2000))}" for n in _notes(analysis)]
+    lines += ["", "## Plots", "", PLOTS_WHERE, ""]
     for name, title in titles:
-        lines += [f"### {markdown(title)}", "", f"![{markdown(title)}](plots/{name}.png)", ""]
+        lines += [f"### {title}", "", f"![{title}](plots/{name}.png)", ""]
     lines += [f"Generated at {stamp} by pcapmtu {__version__}.", ""]
     return "\n".join(lines)
 
 
-def _md_table(rows: list[dict]) -> list[str]:
+def _capture_strings(analysis, doc: dict) -> set[str]:
+    """Every string a capture supplied that pcapmtu's sentences may quote: the service names (DNS answers,
+    TLS SNI), the capture files' names and paths, pcapng interface names."""
+    out: set[str] = set()
+    for role, cap in analysis.captures.items():
+        flows = analysis.context.flows(role)
+        out |= set(flows["name"]) | set(flows["sni"]) | {str(cap.path), cap.name}
+    out |= {i["name"] for c in doc["captures"] for i in c["interfaces"]}
+    return {s for s in out if isinstance(s, str) and s}
+
+
+def _md_table(rows: list[dict], text, capture_columns: tuple[str, ...] = ()) -> list[str]:
+    """A GFM table; cells in `capture_columns` are capture strings whole (the capture file's name)."""
     if not rows:
         return ["(none)"]
     head = list(rows[0])
-    out = ["| " + " | ".join(markdown(h) for h in head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(markdown(r[h], 300) for h in head) + " |" for r in rows]
+
+    def cell(h, value):
+        return md_capture(value, 300, table=True) if h in capture_columns else text(value, 300, table=True)
+
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(cell(h, r[h]) for h in head) + " |" for r in rows]
     return out
 
 
@@ -282,7 +316,7 @@ def render_html(
     parts.append("<h2>Findings</h2>")
     parts.append(_html_table([
         {"code": f.code, "severity": f.severity, "capture": f.capture, "#": f.conn if f.conn >= 0 else "",
-         "message": f.message, "frames": " ".join(map(str, f.frames[:12])), "Wireshark filter": f.wireshark_filter}
+         "tcp.stream": f"tcp.stream eq {f.tcp_stream}" if f.tcp_stream >= 0 else "", "message": f.message, "frames": " ".join(map(str, f.frames[:12])), "Wireshark filter": f.wireshark_filter}
         for f in analysis.findings_list
     ], severity_col="severity"))  # fmt: skip
     parts.append("<h2>Path MTU evidence</h2><ul>")
@@ -303,7 +337,7 @@ def render_html(
 
 
 # Columns of tokens an engineer copies whole (addresses:ports, numbers, codes): never broken inside
-TOKEN_COLUMNS = {"capture", "#", "client", "server", *MEASURES,
+TOKEN_COLUMNS = {"capture", "#", "client", "server", *MEASURES, "tcp.stream",
                  "other side", "verdict", "codes", "code", "severity", "role", "packets", "truncated"}  # fmt: skip
 
 
