@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
-from . import detectors, diagnosis, path
+from . import detectors, diagnosis, path, schema
 from . import roles as roles_mod
 from .capture import Capture, read
 from .config import KnownFacts, Thresholds
@@ -22,6 +23,7 @@ from .results import Diagnosis, Finding
 from .vantage import Vantage
 
 Source = str | os.PathLike[str] | Capture
+NAT_NS = int(np.iinfo(np.int64).min)  # numpy's NaT as int64 nanoseconds
 
 
 @dataclass(repr=False)
@@ -74,6 +76,7 @@ class Analysis:
 
     @cached_property
     def findings(self) -> pd.DataFrame:
+        """One row per finding; `time` is when the first frame it cites was captured (UTC), NaT without frames."""
         rows = [asdict(f) for f in self.findings_list]
         cols = [
             "code",
@@ -84,10 +87,25 @@ class Analysis:
             "capture",
             "conn",
             "frames",
+            "time",
             "wireshark_filter",
             "evidence",
         ]
-        return pd.DataFrame(rows, columns=cols)
+        for row in rows:
+            row["time"] = self._frame_ns(row["capture"], row["frames"])
+        table = pd.DataFrame(rows, columns=cols)
+        table["time"] = schema.utc(table["time"].to_numpy(dtype="int64") if len(table) else [])
+        return table
+
+    def _frame_ns(self, role: str, frames) -> int:
+        """Capture time (ns) of the earliest of `frames` in the capture of `role`; NaT's int64 when unknown."""
+        cap = self.captures.get(role)
+        if cap is None or not frames or not len(cap.packets):
+            return NAT_NS
+        numbers = cap.packets["frame"].to_numpy()
+        first = min(int(f) for f in frames)
+        at = int(numbers.searchsorted(first))
+        return int(cap.packets["ts_ns"].iat[at]) if at < len(numbers) and numbers[at] == first else NAT_NS
 
     @cached_property
     def flows(self) -> pd.DataFrame:
