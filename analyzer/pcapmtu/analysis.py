@@ -180,13 +180,32 @@ class Analysis:
         return f"{head}\n\n{markdown(d.explanation, 4000)}{fix}"
 
     def _repr_html_(self) -> str:
+        """The verdict, the explanation, the fix and one row per capture; the tables stay one attribute away."""
         from .textsafe import html_text
 
         d = self.diagnosis
         fix = f"<p><b>Fix:</b> {html_text(d.fix.summary, 500)}</p>" if d.fix else ""
         reason = f" ({html_text(d.reason)})" if d.reason else ""
-        return (f"<div><p><b>pcapmtu: {html_text(d.verdict)}</b>{reason}, confidence {d.confidence:.0%}</p>"
-                f"<p>{html_text(d.explanation, 4000)}</p>{fix}</div>")  # fmt: skip
+        mtu = f", path MTU {d.path_mtu}" if d.path_mtu else ""
+        counts = self.findings["severity"].value_counts()
+        found = ", ".join(f"{int(counts[s])} {s}" for s in ("error", "warning", "info") if s in counts)
+        head = "".join(f"<th style='text-align:left'>{h}</th>"
+                       for h in ("role", "capture", "vantage", "packets", "connections", "first packet (UTC)"))  # fmt: skip
+        rows = []
+        for role, cap in self.captures.items():
+            ns = cap.stats.first_ts_ns
+            first = "" if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
+            where = self.vantage[role].position if role in self.vantage else ""
+            cells = (role, cap.name, where, cap.stats.packets, len(cap.flows), first)
+            rows.append(
+                "<tr>" + "".join(f"<td style='text-align:left'>{html_text(c)}</td>" for c in cells) + "</tr>"
+            )
+        table = f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+        tables = ("findings, verdicts, flows, pairs (pandas DataFrames); captures[role].packets, .flows, .dns, "
+                  ".icmp")  # fmt: skip
+        return (f"<div><p><b>pcapmtu: {html_text(d.verdict)}</b>{reason}, confidence {d.confidence:.0%}{mtu}</p>"
+                f"<p>{html_text(d.explanation, 4000)}</p>{fix}{table}"
+                f"<p>findings: {html_text(found or 'none')}; tables: {tables}</p></div>")  # fmt: skip
 
 
 def analyze(
