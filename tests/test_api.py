@@ -142,6 +142,12 @@ def test_reprs_are_summaries_not_table_dumps():
     )
     html = cap._repr_html_()
     assert "<table>" in html and "tcp_connections" in html and "DataFrame" in html and len(html) < 3000
+    # times as a person reads them: UTC, to the capture's resolution
+    assert (
+        "<th style='text-align:left'>first_time</th><td style='text-align:left'>2026-12-01T23:01:36.836218+00:00"
+        in html
+    )
+    assert "first_ts" not in html and "9.996772 s" in html
     result = pcapmtu.analyze(container=cap)
     assert repr(result).startswith("Analysis(mtu_blackhole, confidence") and len(repr(result)) < 300
 
