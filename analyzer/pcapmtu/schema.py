@@ -271,9 +271,10 @@ the first frame a finding cites was captured (NaT when it cites none). The other
 are microseconds, UTC (DuckDB reads them as `TIMESTAMP WITH TIME ZONE`); see [export.md](export.md).
 
 `packets.time` costs 8 bytes per packet. Measured on a 300,000-packet capture (277 MB of real traffic, see
-`benchmarks/`): building it takes 2 to 3 ms of a 0.5 s `pcapmtu.read()` (under 1 %), and the read's peak RSS
-grows by 1.8 MiB of 237 MiB (0.8 %). That is below the 3 % of read time or memory above which a packets column
-would be offered on demand instead, so it is built eagerly. The packets DataFrame itself grows by 2.3 MiB, from
+`benchmarks/`): building it takes 2 to 3 ms of a 0.5 s `pcapmtu.read()` (under 1 %; the read's CPU time with and
+without it was the same within the noise of interleaved runs), and the read's peak RSS grows by 1.8 to 3.7 MiB of
+237 MiB (0.8 to 1.6 %, medians of three interleaved series). That is below the 3 % of read time or memory above
+which a packets column would be offered on demand instead, so it is built eagerly. The packets DataFrame itself grows by 2.3 MiB, from
 44.1 to 46.4 MiB (5.2 %): `cap.packets = cap.packets.drop(columns="time")` gives that back when memory is
 tight, and `read(keep_packets=False)` keeps no packets table at all.\
 """
