@@ -11,8 +11,9 @@ user's home is read or written. tests/test_notebooks.py uses the same functions.
 "Comparing in their facts" (`differences`): everything a cell printed or displayed must be equal (stream text,
 text/plain, text/html, text/markdown, errors) after normalising what legitimately varies from run to run:
 memory addresses (`0x7f...`), `%time` lines, how a cell's printed text was split into stream messages (a busy
-machine splits one cell's prints into several), and the bytes of PNG images, of which only presence and pixel
-size (within IMAGE_TOLERANCE) are compared. Execution timing metadata is never stored.
+machine splits one cell's prints into several), matplotlib's one-off "building the font cache" notice, and the
+bytes of PNG images, of which only presence and pixel size (within IMAGE_TOLERANCE) are compared. Execution
+timing metadata is never stored.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "application/json")
 
 _ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,16}\b")
 _TIMING = re.compile(r"^(CPU times|Wall time):.*$", re.M)
+# said once per machine (or after another matplotlib rewrote the shared cache), not by the notebook
+_NOISE = re.compile(r"^Matplotlib is building the font cache; this may take a moment\.\n?", re.M)
 
 
 def notebooks() -> list[Path]:
@@ -131,7 +134,9 @@ def facts(nb) -> list[list[tuple]]:
         for out in cell.get("outputs", []):
             kind = out.get("output_type")
             if kind == "stream":
-                text = normalise(_text(out.get("text", "")))
+                text = normalise(_NOISE.sub("", _text(out.get("text", ""))))
+                if not text:
+                    continue
                 if shown and shown[-1][:2] == (
                     "stream",
                     out.get("name"),

@@ -169,7 +169,13 @@ def test_the_comparison_notices_hand_edits():
         cell.outputs[0].text = text[:cut]
         cell.outputs.insert(1, nbformat.v4.new_output("stream", name="stdout", text=text[cut:]))
 
-    for edit in (image_bytes, image_slightly_wider, machine_noise, split_stream):
+    def font_cache(other):  # matplotlib's notice when it (re)builds its shared font cache
+        notice = "Matplotlib is building the font cache; this may take a moment.\n"
+        _outputs(other, "time-sequence").insert(
+            0, nbformat.v4.new_output("stream", name="stderr", text=notice)
+        )
+
+    for edit in (image_bytes, image_slightly_wider, machine_noise, split_stream, font_cache):
         assert changed(edit) == [], f"{edit.__name__} counted as a difference"
 
     one = nbformat.v4.new_output(
