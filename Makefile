@@ -1,11 +1,11 @@
-# Two entry points: `make demo` and `make test`. Both create .venv if needed and install the project
+# Two entry points: `make demo` and `make test` (`make notebooks` re-executes and rewrites notebooks/*.ipynb). Both create .venv if needed and install the project
 # with its dev extras; the install is skipped when pyproject.toml has not changed since the last one.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean notebooks
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,8 +25,13 @@ demo: $(STAMP)
 	@echo "demo report: $(CURDIR)/report/report.html"
 
 lint: $(STAMP)
-	$(BIN)/ruff check analyzer tests benchmarks sample_pcaps
-	$(BIN)/ruff format --check analyzer tests benchmarks sample_pcaps
+	$(BIN)/ruff check analyzer tests benchmarks sample_pcaps notebooks/execute.py
+	$(BIN)/ruff format --check analyzer tests benchmarks sample_pcaps notebooks/execute.py
+
+# The notebooks are stored executed, with outputs; tests/test_notebooks.py fails when they no longer match a fresh
+# run. After a change they show: `make notebooks`, review the diff, commit. (notebooks/execute.py --check compares.)
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/execute.py
 
 test: lint
 	$(BIN)/python -m pytest -q

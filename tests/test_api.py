@@ -142,5 +142,33 @@ def test_reprs_are_summaries_not_table_dumps():
     )
     html = cap._repr_html_()
     assert "<table>" in html and "tcp_connections" in html and "DataFrame" in html and len(html) < 3000
+    # times as a person reads them: UTC, to the capture's resolution
+    assert (
+        "<th style='text-align:left'>first_time</th><td style='text-align:left'>2026-12-01T23:01:36.836218+00:00"
+        in html
+    )
+    assert "first_ts" not in html and "9.996772 s" in html
     result = pcapmtu.analyze(container=cap)
     assert repr(result).startswith("Analysis(mtu_blackhole, confidence") and len(repr(result)) < 300
+
+
+def test_analysis_html_repr_is_a_short_summary(tmp_path):
+    """`result` in Jupyter: verdict, explanation, fix, one row per capture and the findings counted; no table
+    of findings, flows or packets (those are one attribute away), and file names from the user escaped."""
+    import shutil
+
+    from conftest import SAMPLES
+
+    odd = tmp_path / "<b>host<i>.pcap"
+    shutil.copy(SAMPLES / "blackhole_tls12" / "host.pcap", odd)
+    result = pcapmtu.analyze(host=odd, container=SAMPLES / "blackhole_tls12" / "container.pcap")
+    html = result._repr_html_()
+    assert html.startswith("<div><p><b>pcapmtu: mtu_blackhole</b>, confidence ") and "path MTU 1450" in html
+    assert "<b>Fix:</b> Clamp the TCP MSS to 1410" in html
+    assert html.count("<table>") == 1 and html.count("<tr>") == 1 + len(result.captures)
+    assert "&lt;b&gt;host&lt;i&gt;.pcap" in html and "<b>host" not in html
+    counts = result.findings["severity"].value_counts()
+    assert f"findings: {counts['error']} error, {counts['warning']} warning, {counts['info']} info;" in html
+    assert "2026-12-01T23:01:36.836218+00:00" in html  # the container capture's first packet, UTC
+    assert 'class="dataframe"' not in html and "wireshark_filter" not in html and len(html) < 6000
+    assert len(html) < len(result.findings.to_html())  # not a dump of the findings table

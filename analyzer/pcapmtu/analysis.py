@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
-from . import detectors, diagnosis, path
+from . import detectors, diagnosis, path, schema
 from . import roles as roles_mod
 from .capture import Capture, read
 from .config import KnownFacts, Thresholds
@@ -22,6 +23,7 @@ from .results import Diagnosis, Finding
 from .vantage import Vantage
 
 Source = str | os.PathLike[str] | Capture
+NAT_NS = int(np.iinfo(np.int64).min)  # numpy's NaT as int64 nanoseconds
 
 
 @dataclass(repr=False)
@@ -74,6 +76,7 @@ class Analysis:
 
     @cached_property
     def findings(self) -> pd.DataFrame:
+        """One row per finding; `time` is when the first frame it cites was captured (UTC), NaT without frames."""
         rows = [asdict(f) for f in self.findings_list]
         cols = [
             "code",
@@ -85,10 +88,25 @@ class Analysis:
             "conn",
             "tcp_stream",
             "frames",
+            "time",
             "wireshark_filter",
             "evidence",
         ]
-        return pd.DataFrame(rows, columns=cols)
+        for row in rows:
+            row["time"] = self._frame_ns(row["capture"], row["frames"])
+        table = pd.DataFrame(rows, columns=cols)
+        table["time"] = schema.utc(table["time"].to_numpy(dtype="int64") if len(table) else [])
+        return table
+
+    def _frame_ns(self, role: str, frames) -> int:
+        """Capture time (ns) of the earliest of `frames` in the capture of `role`; NaT's int64 when unknown."""
+        cap = self.captures.get(role)
+        if cap is None or not frames or not len(cap.packets):
+            return NAT_NS
+        numbers = cap.packets["frame"].to_numpy()
+        first = min(int(f) for f in frames)
+        at = int(numbers.searchsorted(first))
+        return int(cap.packets["ts_ns"].iat[at]) if at < len(numbers) and numbers[at] == first else NAT_NS
 
     @cached_property
     def flows(self) -> pd.DataFrame:
@@ -170,13 +188,32 @@ class Analysis:
         return f"{head}\n\n{md_block(markdown(d.explanation, 4000))}{fix}"  # it starts a paragraph
 
     def _repr_html_(self) -> str:
+        """The verdict, the explanation, the fix and one row per capture; the tables stay one attribute away."""
         from .textsafe import html_text
 
         d = self.diagnosis
         fix = f"<p><b>Fix:</b> {html_text(d.fix.summary, 500)}</p>" if d.fix else ""
         reason = f" ({html_text(d.reason)})" if d.reason else ""
-        return (f"<div><p><b>pcapmtu: {html_text(d.verdict)}</b>{reason}, confidence {d.confidence:.0%}</p>"
-                f"<p>{html_text(d.explanation, 4000)}</p>{fix}</div>")  # fmt: skip
+        mtu = f", path MTU {d.path_mtu}" if d.path_mtu else ""
+        counts = self.findings["severity"].value_counts()
+        found = ", ".join(f"{int(counts[s])} {s}" for s in ("error", "warning", "info") if s in counts)
+        head = "".join(f"<th style='text-align:left'>{h}</th>"
+                       for h in ("role", "capture", "vantage", "packets", "connections", "first packet (UTC)"))  # fmt: skip
+        rows = []
+        for role, cap in self.captures.items():
+            ns = cap.stats.first_ts_ns
+            first = "" if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
+            where = self.vantage[role].position if role in self.vantage else ""
+            cells = (role, cap.name, where, cap.stats.packets, len(cap.flows), first)
+            rows.append(
+                "<tr>" + "".join(f"<td style='text-align:left'>{html_text(c)}</td>" for c in cells) + "</tr>"
+            )
+        table = f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+        tables = ("findings, verdicts, flows, pairs (pandas DataFrames); captures[role].packets, .flows, .dns, "
+                  ".icmp")  # fmt: skip
+        return (f"<div><p><b>pcapmtu: {html_text(d.verdict)}</b>{reason}, confidence {d.confidence:.0%}{mtu}</p>"
+                f"<p>{html_text(d.explanation, 4000)}</p>{fix}{table}"
+                f"<p>findings: {html_text(found or 'none')}; tables: {tables}</p></div>")  # fmt: skip
 
 
 def analyze(

@@ -85,7 +85,18 @@ class Capture:
 
     def _repr_html_(self) -> str:
         """The summary as a small table in Jupyter; the tables themselves stay one attribute away."""
-        rows = {k: v for k, v in self.summary().items() if k not in ("interfaces", "path")}
+        rows = {}
+        for key, value in self.summary().items():
+            if key in ("first_ts", "last_ts"):  # epoch seconds in summary(); a person reads the UTC time
+                ns = self.stats.first_ts_ns if key == "first_ts" else self.stats.last_ts_ns
+                key, value = (
+                    key.replace("_ts", "_time"),
+                    "" if ns is None else pd.Timestamp(ns, tz="UTC").isoformat(),
+                )
+            if key == "duration" and value is not None:
+                value = f"{value:.6f} s"
+            if key not in ("interfaces", "path"):
+                rows[key] = value
         rows["tables"] = "packets, flows, dns, icmp, sack (pandas DataFrames)"
         cells = "".join(f"<tr><th style='text-align:left'>{html_text(k)}</th><td style='text-align:left'>"
                         f"{html_text(v, 400)}</td></tr>" for k, v in rows.items())  # fmt: skip

@@ -16,6 +16,8 @@ import dpkt
 import numpy as np
 import pandas as pd
 
+from . import schema
+
 DNS_TYPES = {1: "A", 28: "AAAA", 5: "CNAME"}
 DNS_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
@@ -159,13 +161,15 @@ def _addresses(column: pd.Series, rows: np.ndarray) -> np.ndarray:
 def _with_packet_columns(packets: pd.DataFrame, table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     rows = table["row"].to_numpy(dtype=np.int64)
     table.insert(0, "frame", packets["frame"].to_numpy()[rows].astype(np.int64))
-    table.insert(1, "ts", packets["ts_ns"].to_numpy()[rows] / 1e9)
-    table.insert(2, "src", _addresses(packets["src"], rows))
-    table.insert(3, "dst", _addresses(packets["dst"], rows))
+    ts_ns = packets["ts_ns"].to_numpy()[rows]
+    table.insert(1, "ts", ts_ns / 1e9)
+    table.insert(2, "time", schema.utc(ts_ns))
+    table.insert(3, "src", _addresses(packets["src"], rows))
+    table.insert(4, "dst", _addresses(packets["dst"], rows))
     if "sport" in columns:
-        table.insert(4, "sport", packets["sport"].to_numpy()[rows].astype(np.int32))
-        table.insert(5, "dport", packets["dport"].to_numpy()[rows].astype(np.int32))
-    return table.drop(columns="row")[columns].reset_index(drop=True)
+        table.insert(5, "sport", packets["sport"].to_numpy()[rows].astype(np.int32))
+        table.insert(6, "dport", packets["dport"].to_numpy()[rows].astype(np.int32))
+    return table.drop(columns="row")[[*columns[:2], "time", *columns[2:]]].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------------------------- TLS

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import decode, formats
+from . import decode, formats, schema
 from .formats import CaptureFile
 from .native import core as _native
 
@@ -247,6 +247,7 @@ def build_packets(cap: CaptureFile, progress=None, keep_packets: bool = True) ->
         columns[name] = pd.Categorical.from_codes(columns[name], categories=categories)
     if keep_packets:
         columns["ts"] = columns["ts_ns"] / 1e9
+        columns["time"] = schema.utc(columns["ts_ns"])
         columns["truncated"] = columns["caplen"] < columns["wirelen"]
         columns["encap"] = pd.Categorical.from_codes(
             columns["encap"].astype(np.int8), categories=decode.ENCAP_NAMES

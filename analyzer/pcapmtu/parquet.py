@@ -47,6 +47,7 @@ def export(
             result = analyze(container=cap)
             f = result.findings.drop(columns=["evidence"]).rename(columns={"capture": "role"})
             f["frames"] = f["frames"].map(lambda x: [int(v) for v in x])
+            f["time"] = _microseconds(f["time"])
             f.insert(0, "capture", name)
             written.append(_write(f, out / "findings" / f"{stem}.parquet"))
     if failed:
@@ -87,11 +88,14 @@ def _unique(stem: str, seen: set[str]) -> str:
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """Parquet-friendly copy: text columns become Arrow strings even when empty, so files union cleanly."""
+    """Parquet-friendly copy: text columns become Arrow strings even when empty, so files union cleanly;
+    datetimes are written in microseconds, UTC."""
     out = frame.copy()
     for col in out.columns:
         dtype = out[col].dtype
-        if (
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            out[col] = _microseconds(out[col])
+        elif (
             isinstance(dtype, pd.CategoricalDtype)
             or pd.api.types.is_object_dtype(dtype)
             or pd.api.types.is_string_dtype(dtype)
@@ -101,6 +105,12 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
                 values.where(values.notna(), None).map(lambda v: v if v is None else str(v)).astype("string")
             )
     return out
+
+
+def _microseconds(times: pd.Series) -> pd.Series:
+    """UTC datetimes cut to the microsecond: DuckDB reads those as TIMESTAMP WITH TIME ZONE (nanoseconds
+    would be TIMESTAMPTZ_NS, which fewer functions take). `ts_ns` keeps the exact value."""
+    return times.dt.tz_convert("UTC").dt.floor("us").astype("datetime64[us, UTC]")
 
 
 def _write(frame: pd.DataFrame, path: Path) -> Path:
