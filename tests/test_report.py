@@ -40,11 +40,11 @@ from pcapmtu.cli import app
 from pcapmtu.detectors import RULES
 from pcapmtu.errors import UsageError
 from pcapmtu.jsonout import FLOW_FIELDS, VERDICT_FLOW_FIELDS, analyze_document
+from report_schema_check import KNOWN_KEYWORDS, SCHEMA, validate, validate_or_fail
 
 runner = CliRunner()
 DEMO = SAMPLES / "blackhole_tls12"
 DOC = ROOT / "docs" / "report-format.md"
-SCHEMA = json.loads((ROOT / "tests" / "report_schema.json").read_text())
 SCENARIOS = (
     sorted(p.name for p in SAMPLES.iterdir() if (p / "container.pcap").is_file()) if SAMPLES.is_dir() else []
 )
@@ -397,7 +397,7 @@ def test_json_keeps_capture_text_verbatim(hostile):
     doc = json.loads(raw)
     names = {f["name"] for f in doc["flows"]}
     assert set(HOSTILE_DNS.values()) | {HOSTILE_SNI} <= names
-    _validate_or_fail(doc)
+    validate_or_fail(doc)
 
 
 def test_plots_keep_hostile_text_inert(hostile):
@@ -473,7 +473,7 @@ def test_report_of_a_capture_without_connections(tmp_path):
         written = analysis.save(tmp_path / "report")
     assert analysis.verdict == "inconclusive"
     assert {p.name for p in written} >= set(REPORT_FILES)
-    _validate_or_fail(json.loads((tmp_path / "report" / "report.json").read_text()))
+    validate_or_fail(json.loads((tmp_path / "report" / "report.json").read_text()))
 
 
 def test_size_wall_mtu_line_counts_ipv6_headers(tmp_path):
@@ -578,85 +578,6 @@ def test_html_is_self_contained(demo):
 
 
 # ================================================================================ report.json schema
-class SchemaError(AssertionError):
-    pass
-
-
-def validate(value, schema: dict, where: str = "$", root: dict = SCHEMA) -> list[str]:
-    """A small JSON Schema (2020-12) subset validator: the keywords tests/report_schema.json uses."""
-    if "$ref" in schema:
-        target = root
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        return validate(value, target, where, root)
-    errors: list[str] = []
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        if not any(_is_type(value, k) for k in kinds):
-            return [f"{where}: {type(value).__name__} {value!r:.60} is not {'/'.join(kinds)}"]
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{where}: {value!r:.60} != {schema['const']!r}")
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{where}: {value!r:.60} not in {schema['enum']}")
-    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
-        errors.append(f"{where}: {value!r:.60} does not match {schema['pattern']}")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{where}: {value} < {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            errors.append(f"{where}: {value} > {schema['maximum']}")
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        errors += [f"{where}: missing {k!r}" for k in schema.get("required", []) if k not in value]
-        extra = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            if key in props:
-                errors += validate(item, props[key], f"{where}.{key}", root)
-            elif extra is False:
-                errors.append(f"{where}: undocumented key {key!r}")
-            elif isinstance(extra, dict):
-                errors += validate(item, extra, f"{where}.{key}", root)
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            errors += validate(item, schema["items"], f"{where}[{i}]", root)
-    return errors
-
-
-def _is_type(value, kind: str) -> bool:
-    return {
-        "object": isinstance(value, dict),
-        "array": isinstance(value, list),
-        "string": isinstance(value, str),
-        "integer": isinstance(value, int) and not isinstance(value, bool),
-        "number": isinstance(value, int | float) and not isinstance(value, bool),
-        "boolean": isinstance(value, bool),
-        "null": value is None,
-    }[kind]
-
-
-KNOWN_KEYWORDS = {"$schema", "$id", "$defs", "$ref", "title", "description", "type", "required",
-                  "additionalProperties", "properties", "items", "enum", "const", "pattern", "minimum", "maximum"}  # fmt: skip
-
-
-def _validate_or_fail(doc: dict) -> None:
-    errors = validate(doc, SCHEMA)
-    assert not errors, "\n".join(errors[:20])
-    roles = {c["role"] for c in doc["captures"]}
-    for f in doc["findings"]:
-        assert f["code"] in RULES and RULES[f["code"]].name == f["name"], f["code"]
-        assert RULES[f["code"]].severity == f["severity"], f["code"]
-        assert f["capture"] in roles | {""}
-    for f in doc["flows"]:
-        assert f["capture"] in roles and set(f["codes"]) <= set(RULES)
-        assert f["matched"] is None or f["matched"]["capture"] in roles
-        assert (f["reason"] != "") == (f["verdict"] == "not_mtu"), f
-    if doc["flows"]:
-        assert doc["verdict"] in {f["verdict"] for f in doc["flows"]}
-    assert (doc["reason"] is not None) == (doc["verdict"] == "not_mtu")
-    assert (doc["recommended_mss"] is None) or doc["verdict"].startswith("mtu_blackhole")
-
-
 def test_schema_uses_only_keywords_the_validator_knows():
     def walk(node):
         if isinstance(node, dict):
@@ -705,11 +626,11 @@ def _scenario(scenario: str):
 def test_report_json_matches_documented_schema(scenario):
     analysis = _scenario(scenario)
     doc = json.loads(json.dumps(analyze_document(analysis), allow_nan=False))
-    _validate_or_fail(doc)
+    validate_or_fail(doc)
 
 
 def test_demo_report_json_on_disk_matches_schema(demo):
-    _validate_or_fail(json.loads((demo.b / "report.json").read_text()))
+    validate_or_fail(json.loads((demo.b / "report.json").read_text()))
 
 
 def test_schema_vocabularies_match_the_package():

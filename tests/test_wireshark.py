@@ -20,6 +20,7 @@ import pcapmtu
 from conftest import IN_CI, SAMPLES, lab_scenarios, require_tool
 from pcapmtu import wireshark
 from pcapmtu.detectors import RULES
+from report_schema_check import validate_or_fail
 
 pytestmark = pytest.mark.oracle
 
@@ -246,3 +247,24 @@ def test_renderings_escape_what_captures_say(tls12):
     console = Console(record=True, width=200)
     console.print(check.rich_table())
     assert "Wireshark's word on the evidence" in console.export_text()
+
+
+def test_analyze_wireshark_in_the_terminal_the_report_and_report_json(tmp_path):
+    """`pcapmtu analyze --wireshark`: one line in the terminal, a section in report.md and report.html, and
+    `wireshark` in report.json, which still validates against its schema."""
+    demo = SAMPLES / "blackhole_tls12"
+    cmd = [sys.executable, "-m", "pcapmtu", "analyze", str(demo / "host.pcap"), str(demo / "container.pcap")]
+    run = subprocess.run(
+        [*cmd, "--wireshark", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 1, run.stderr
+    assert "Wireshark's word: Wireshark checked" in run.stdout and " 0 disagree" in run.stdout, run.stdout
+    doc = json.loads((tmp_path / "report.json").read_text())
+    validate_or_fail(doc)
+    rows = doc["wireshark"]["rows"]
+    assert rows and {r["status"] for r in rows} == {"agree"}
+    assert {r["code"] for r in rows} >= {"B001", "M003"}
+    assert "## Wireshark's word" in (tmp_path / "report.md").read_text()
+    assert "<h2>Wireshark's word</h2>" in (tmp_path / "report.html").read_text()
+    plain = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=300)
+    assert json.loads(plain.stdout)["wireshark"] is None  # not asked: null, and no tshark run

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,9 @@ from .errors import UsageError
 from .results import Diagnosis, Finding
 from .vantage import Vantage
 
+if TYPE_CHECKING:  # pyshark is optional: wireshark.py loads only when asked
+    from .wireshark import WiresharkCheck
+
 Source = str | os.PathLike[str] | Capture
 NAT_NS = int(np.iinfo(np.int64).min)  # numpy's NaT as int64 nanoseconds
 
@@ -34,6 +38,9 @@ class Analysis:
     findings_list: list[Finding]
     verdicts: pd.DataFrame
     diagnosis: Diagnosis
+    wireshark_check: WiresharkCheck | None = (
+        None  # the last wireshark() result, for report.json and the report
+    )
 
     @property
     def captures(self) -> dict[str, Capture]:
@@ -139,7 +146,8 @@ class Analysis:
         pyshark, the `deep` extra), beside what the finding claims, agreeing or not (docs/wireshark.md)."""
         from .wireshark import check
 
-        return check(self, max_frames=max_frames)
+        self.wireshark_check = check(self, max_frames=max_frames)
+        return self.wireshark_check
 
     def plot_time_sequence(self, flow: int | tuple[str, int] | None = None):
         """Time-sequence graph of a connection: a conn id of the container capture, (role, conn), or the worst."""

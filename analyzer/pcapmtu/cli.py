@@ -275,6 +275,15 @@ def analyze(
     ] = None,
     force: Annotated[bool, typer.Option("--force", metavar="", help=FORCE_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=JSON_QUIET_HELP)] = False,
+    wireshark: Annotated[
+        bool,
+        typer.Option(
+            "--wireshark",
+            metavar="",
+            help="Ask Wireshark (tshark, through pyshark: pip install 'pcapmtu[deep]') about every evidence "
+            "frame and show where it disagrees with pcapmtu; in the report and report.json too.",
+        ),
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Diagnose MTU/MSS black holes: verdict, evidence (frames, Wireshark filters) and the computed fix.
@@ -313,6 +322,9 @@ def analyze(
             container_mtu=container_mtu,
             progress=bar,
         )
+        if wireshark:
+            bar("asking Wireshark about the evidence", 0, 0)
+            result.wireshark()  # kept on the result: the report and report.json show it
         written = []
         if out is not None:
             from .report import write_report  # matplotlib only when a report is asked for
@@ -405,6 +417,12 @@ def _print_analysis(out: Console, a) -> None:
         )
         if f.wireshark_filter:
             out.print(f"       wireshark: {escape(printable(f.wireshark_filter, 400))}", soft_wrap=True)
+    check = a.wireshark_check
+    if check is not None:  # analyze --wireshark: one line, and the frames Wireshark sees otherwise
+        out.print()
+        out.print(f"[bold]Wireshark's word:[/bold] {escape(printable(check.summary(), 600))}")
+        if len(check.disagreements):
+            out.print(check.rich_table(only_disagreements=True))
 
 
 def _print_bracket(out: Console, a) -> None:

@@ -130,6 +130,7 @@ def analyze_document(analysis) -> dict:
         ],
         "role_changes": list(analysis.role_changes),
         "pairing": _pairing(analysis),
+        "wireshark": _jsonable(analysis.wireshark_check.to_json()) if analysis.wireshark_check else None,
     }
 
 

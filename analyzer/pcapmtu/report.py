@@ -222,6 +222,8 @@ def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: s
             lines.append(f"  - Wireshark filter: {md_code(printable(f.wireshark_filter, 400))}")
     if not analysis.findings_list:
         lines.append("(none)")
+    if analysis.wireshark_check is not None:  # analyze --wireshark
+        lines += ["", analysis.wireshark_check.markdown().rstrip()]
     lines += ["", "## Path MTU evidence", ""]
     for key, p in doc["path"].items():
         lines.append(
@@ -319,6 +321,8 @@ def render_html(
          "tcp.stream": f"tcp.stream eq {f.tcp_stream}" if f.tcp_stream >= 0 else "", "message": f.message, "frames": " ".join(map(str, f.frames[:12])), "Wireshark filter": f.wireshark_filter}
         for f in analysis.findings_list
     ], severity_col="severity"))  # fmt: skip
+    if analysis.wireshark_check is not None:  # analyze --wireshark
+        parts.append(analysis.wireshark_check.html())
     parts.append("<h2>Path MTU evidence</h2><ul>")
     for key, p in doc["path"].items():
         signals = "".join(f"<li>{e(_signal_text(s), 300)}</li>" for s in p["signals"][:20])

@@ -505,8 +505,8 @@ class WiresharkCheck:
                 f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></section>")  # fmt: skip
 
     def markdown(self, only_disagreements: bool = False) -> str:
-        """A Markdown section with a table; every cell escaped."""
-        from .textsafe import markdown
+        """A Markdown section with a table; a cell from a capture as it is when inert, else a code span."""
+        from .textsafe import markdown, md_capture
 
         lines = ["## Wireshark's word", "", markdown(self.summary(), 1000), ""]
         rows = self._shown(only_disagreements)
@@ -516,7 +516,7 @@ class WiresharkCheck:
             for r in rows.itertuples():
                 status = r.status + (f": {r.why}" if r.why else "")
                 cells = (r.code, r.capture, r.frame, r.claim, r.wireshark, r.expert, status)
-                lines.append("| " + " | ".join(markdown(c, 1000) for c in cells) + " |")
+                lines.append("| " + " | ".join(md_capture(c, 1000, table=True) for c in cells) + " |")
         return "\n".join(lines) + "\n"
 
 
