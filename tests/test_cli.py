@@ -760,3 +760,24 @@ def test_the_man_page_renders_without_warnings():
         for param in command.params:
             for name in getattr(param, "opts", []):
                 assert name in text, name
+
+
+def test_the_fix_is_one_recommendation_then_alternatives_with_when_to_choose_each(tmp_path):
+    result, out = invoke("analyze", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap", "--out", tmp_path)
+    text = result.output
+    rec, alt = text.index("  recommended:"), text.index("  alternatives (")
+    assert (
+        rec
+        < text.index("--set-mss 1410")
+        < alt
+        < text.index("nft add table")
+        < text.index("dockerd --default")
+    )
+    fix = json.loads((tmp_path / "report.json").read_text())["fix"]
+    choices = [c["choice"] for c in fix["commands"]]
+    assert choices[0] == "recommended" and "alternative" in choices
+    assert choices == sorted(choices, key=["recommended", "alternative"].index)  # never interleaved
+    assert all(c["when"] for c in fix["commands"] if c["choice"] == "alternative" and "then" not in c["what"])
+    html = (tmp_path / "report.html").read_text()
+    folded = html[html.index("<details><summary>Alternatives") : html.index("</details>")]
+    assert "nft add table" in folded and "--set-mss 1410" not in folded

@@ -151,7 +151,7 @@ class _Html(HTMLParser):
 
 
 HTML_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "span", "b", "pre", "code",
-             "ul", "li", "table", "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption"}  # fmt: skip
+             "ul", "li", "table", "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption", "details", "summary", "section"}  # fmt: skip
 HTML_ATTRS = {"lang", "charset", "name", "content", "class", "id", "alt", "src"}
 
 

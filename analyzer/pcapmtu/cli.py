@@ -393,9 +393,12 @@ def _print_analysis(out: Console, a) -> None:
     if d.fix:
         out.print()
         out.print(f"[bold]fix:[/bold] {escape(d.fix.summary)}")
-        for cmd in d.fix.commands:
-            out.print(f"  # {escape(cmd['what'])}")
-            out.print(f"  {escape(cmd['command'])}", soft_wrap=True)  # one line: pasted into a shell
+        for title, commands in (("recommended", d.fix.recommended), (d.fix.ALTERNATIVES, d.fix.alternatives)):
+            if commands:
+                out.print(f"  [bold]{title}:[/bold]")
+            for cmd in commands:
+                out.print(f"  # {escape(d.fix.comment(cmd))}")
+                out.print(f"  {escape(cmd['command'])}", soft_wrap=True)  # one line: pasted into a shell
         for note in d.fix.notes:
             out.print(f"  - {escape(note)}")
     table = Table(title="connections", show_edge=False, header_style="bold", title_justify="left")

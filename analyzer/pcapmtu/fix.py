@@ -38,7 +38,8 @@ def compute(
             None, None,
             ({"what": "clamp to the route MTU (needs the host's uplink MTU to be the path MTU)",
               "command": f"{'iptables' if ipv == 4 else 'ip6tables'} -t mangle -A FORWARD -p tcp "
-                         "--tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"},),
+                         "--tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
+              "choice": "recommended", "when": "until the path MTU is measured"},),
         )  # fmt: skip
     mss4, mss6 = path_mtu - 40, path_mtu - 60
     mtu = path_mtu
@@ -49,22 +50,29 @@ def compute(
     )
     tool = "iptables" if ipv == 4 else "ip6tables"
     commands = [
-        {"what": f"recommended: clamp the MSS of forwarded connections ({own[1]}, the failing traffic)",
-         "command": own[0]},
-        {"what": f"the same for {other[1]}, if it takes this path too", "command": other[0]},
-        {"what": "or with nftables: a table and a forward chain at the mangle priority (once) ...",
+        {"what": f"clamp the MSS of forwarded connections ({own[1]}, the failing traffic)", "command": own[0],
+         "choice": "recommended", "when": ""},
+        {"what": f"the same for {other[1]}", "command": other[0], "choice": "recommended",
+         "when": f"if {other[1]} takes this path too"},
+        {"what": "nftables: first a table and a forward chain at the mangle priority (once)",
          "command": f"nft add table inet {NFT_TABLE} && nft add chain inet {NFT_TABLE} forward "
-                    "'{ type filter hook forward priority mangle; }'"},
-        {"what": "... and the clamp, each family with its own MSS",
+                    "'{ type filter hook forward priority mangle; }'",
+         "choice": "alternative", "when": "when the host's firewall is nftables rather than iptables"},
+        {"what": "then the nftables clamp, each family with its own MSS",
          "command": f"nft add rule inet {NFT_TABLE} forward meta nfproto ipv4 tcp flags syn / syn,rst "
                     f"tcp option maxseg size set {mss4} && nft add rule inet {NFT_TABLE} forward meta nfproto ipv6 "
-                    f"tcp flags syn / syn,rst tcp option maxseg size set {mss6}"},
-        {"what": "or clamp to the MTU of the outgoing route (right only when the host's uplink MTU is the narrow hop)",
-         "command": f"{tool} -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"},
-        {"what": "or give new docker networks an MTU that fits (dockerd flag)",
-         "command": f"dockerd --default-network-opt=bridge=com.docker.network.driver.mtu={mtu}"},
-        {"what": "or a user-defined network with that MTU",
-         "command": f"docker network create -o com.docker.network.driver.mtu={mtu} NAME"},
+                    f"tcp flags syn / syn,rst tcp option maxseg size set {mss6}",
+         "choice": "alternative", "when": ""},
+        {"what": "clamp to the MTU of the outgoing route",
+         "command": f"{tool} -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
+         "choice": "alternative", "when": "only when the host's own uplink is the narrow hop (not a hop beyond it)"},
+        {"what": "give new docker networks an MTU that fits (dockerd flag)",
+         "command": f"dockerd --default-network-opt=bridge=com.docker.network.driver.mtu={mtu}",
+         "choice": "alternative",
+         "when": "to fix the containers' MTU instead of rewriting SYNs (networks created afterwards)"},
+        {"what": "a user-defined network with that MTU",
+         "command": f"docker network create -o com.docker.network.driver.mtu={mtu} NAME",
+         "choice": "alternative", "when": "for one application's own network"},
     ]  # fmt: skip
     notes = [
         f"Path MTU {path_mtu}: MSS {mss4} for IPv4, {mss6} for IPv6.",

@@ -197,9 +197,14 @@ def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: s
     lines += [md_block(text(d.explanation, 6000)), ""]
     if d.fix:
         lines += ["## Fix", "", md_block(text(d.fix.summary, 500)), ""]
-        for cmd in d.fix.commands:  # a comment and one command: copied whole, the block runs just that
-            block = f"# {printable(cmd['what'], 300)}\n{printable(cmd['command'], 400)}"
-            lines += [*md_fence(block, "sh"), ""]
+        for title, commands in (
+            ("Recommended", d.fix.recommended),
+            (d.fix.ALTERNATIVES.capitalize(), d.fix.alternatives),
+        ):
+            lines += [f"**{title}:**", ""] if commands else []
+            for cmd in commands:  # a comment and one command: copied whole, the block runs just that
+                block = f"# {printable(d.fix.comment(cmd), 400)}\n{printable(cmd['command'], 400)}"
+                lines += [*md_fence(block, "sh"), ""]
         lines += [f"- {md_block(text(n, 500))}" for n in d.fix.notes] + [""]
     lines += [
         "## Connections",
@@ -309,8 +314,14 @@ def render_html(
     ]
     if d.fix:
         parts.append(f"<h2>Fix</h2><p><b>{e(d.fix.summary, 500)}</b></p>")
-        for cmd in d.fix.commands:
-            parts.append(f"<p>{e(cmd['what'], 300)}</p><pre><code>{e(cmd['command'], 400)}</code></pre>")
+
+        def block(cmd: dict) -> str:
+            return f"<p>{e(d.fix.comment(cmd), 400)}</p><pre><code>{e(cmd['command'], 400)}</code></pre>"
+
+        parts += [block(cmd) for cmd in d.fix.recommended]
+        if d.fix.alternatives:  # folded: the recommended fix is what most readers need
+            parts.append(f"<details><summary>{e(d.fix.ALTERNATIVES.capitalize())} ({len(d.fix.alternatives)})</summary>"
+                         + "".join(block(cmd) for cmd in d.fix.alternatives) + "</details>")  # fmt: skip
         parts.append("<ul>" + "".join(f"<li>{e(n, 500)}</li>" for n in d.fix.notes) + "</ul>")
     parts += ["<h2>Connections</h2>", _html_table(_connection_rows(analysis))]
     if _more_connections(analysis):

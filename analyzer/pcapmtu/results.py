@@ -52,8 +52,22 @@ class Fix:
     summary: str
     mss: int | None
     mtu: int | None
-    commands: tuple[dict, ...] = ()  # {"what": ..., "command": ...}
+    commands: tuple[dict, ...] = ()  # {"what", "command", "choice": recommended|alternative, "when"}
     notes: tuple[str, ...] = ()
+    ALTERNATIVES = "alternatives (instead of the recommended fix, when it says so)"  # a heading, not a field
+
+    @property
+    def recommended(self) -> tuple[dict, ...]:
+        return tuple(c for c in self.commands if c.get("choice") != "alternative")
+
+    @property
+    def alternatives(self) -> tuple[dict, ...]:
+        return tuple(c for c in self.commands if c.get("choice") == "alternative")
+
+    @staticmethod
+    def comment(command: dict) -> str:
+        """The line above a command: what it does, and when to choose it."""
+        return command["what"] + (f", {command['when']}" if command.get("when") else "")
 
 
 @dataclass(frozen=True)
