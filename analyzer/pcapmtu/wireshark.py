@@ -330,7 +330,7 @@ def echo_request(ws: WsFrame, s: Subject) -> Result:
 
 
 def reset_by(ws: WsFrame, s: Subject) -> Result | None:
-    who = s.facts.get("closed_by")
+    who = s.facts.get("reset_by")  # T004's evidence: the sender of the RST it cites
     return sent_by(who)(ws, s) if who in ("client", "server") else None
 
 

@@ -150,4 +150,5 @@ def reset(ctx: Context):
                 continue
             who = "server" if int(rst["dir"].iloc[0]) == 1 else "client"
             yield Hit({"service": service(flow), "who": who, "duration": float(flow.duration)}, capture=role,
-                      conn=int(flow.conn), frames=(int(rst["frame"].iloc[0]),), wireshark_filter=flow_filter(flow))  # fmt: skip
+                      conn=int(flow.conn), frames=(int(rst["frame"].iloc[0]),), wireshark_filter=flow_filter(flow),
+                      evidence={"reset_by": who})  # fmt: skip
