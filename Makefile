@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean notebooks
+.PHONY: demo test check lint install clean notebooks
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,11 @@ notebooks: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The inner loop: lint and every test that needs no corpus file, tshark, lab capture set, hypothesis run or
+# browser (markers set in tests/conftest.py), on all cores. CI runs `make test`, the whole suite.
+check: lint
+	$(BIN)/python -m pytest -q -n auto -m "not corpus and not oracle and not lab and not fuzz and not browser"
 
 clean:
 	rm -rf $(VENV) build *.egg-info analyzer/*.egg-info analyzer/pcapmtu/*.so
