@@ -7,8 +7,6 @@ import re
 
 import numpy as np
 
-NONE = np.iinfo(np.int64).max  # "no such event": the position tcp.py gives an event a connection never had
-
 STATES = ("closed", "closing", "reset", "refused", "no_answer", "open")
 
 # Zeek's TCP endpoint states (analyzer/protocol/tcp), as far as first-event positions tell them
@@ -16,14 +14,16 @@ INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 RSTOS0_HISTORY = re.compile(r"\^?S[^HAFGIQ]*R")  # Zeek: the originator's SYN, then its RST, nothing between
 
 
-def zeek_conn_state(agg: dict, bytes_c2s, bytes_s2c, history: np.ndarray) -> tuple[np.ndarray, ...]:
+def zeek_conn_state(
+    agg: dict, bytes_c2s, bytes_s2c, history: np.ndarray, none: int
+) -> tuple[np.ndarray, ...]:
     """Zeek's conn_state (base/protocols/conn/main.zeek, `conn_state()`) from each endpoint's last state, as
     Zeek's TCP analyzer sets it (UpdateInactiveState and friends): a SYN-ACK establishes both sides (the
     client's SYN was seen) or the server's (it was not; the client's next ACK then establishes it); a FIN
     closes; a RST resets, except after the endpoint's own FIN when the other side closed too. The client is
     Zeek's originator. Also returns whether the handshake was seen (SYN, then SYN-ACK) and whether a RST
-    counts."""
-    seen = {key: agg[key] != NONE for key in agg if key.endswith(("_pos_c2s", "_pos_s2c"))}
+    counts. `none` is the position tcp.py gives an event a connection never had."""
+    seen = {key: agg[key] != none for key in agg if key.endswith(("_pos_c2s", "_pos_s2c"))}
     syn, synack = seen["syn_pos_c2s"], seen["synack_pos_s2c"]
     handshake = syn & synack & (agg["synack_pos_s2c"] > agg["syn_pos_c2s"])
     after = [seen[k] & (agg[k] > agg["synack_pos_s2c"]) for k in ("pure_ack_pos_c2s", "data_pos_c2s")]

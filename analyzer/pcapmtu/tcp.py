@@ -793,7 +793,9 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
     out["history"] = _history(
         n_conn, [(agg[f"{name}_c2s"], agg[f"{name}_s2c"]) for name in HISTORY_POSITIONS]
     )
-    conn_state, established, rst = zeek_conn_state(agg, out["bytes_c2s"], out["bytes_s2c"], out["history"])
+    conn_state, established, rst = zeek_conn_state(
+        agg, out["bytes_c2s"], out["bytes_s2c"], out["history"], NONE
+    )
     state = np.select(
         [
             (conn_state == "REJ") & ~established,
