@@ -220,8 +220,31 @@ def test_the_frame_cap_bounds_what_is_asked(tls12, counted_tshark):
     assert "not asked (over" in check.summary()
 
 
+def test_a_tshark_that_fails_on_one_capture_is_a_note_and_the_other_is_still_checked(
+    tls12, tmp_path, monkeypatch
+):
+    real = shutil.which("tshark")
+    shim = tmp_path / "bin" / "tshark"
+    shim.parent.mkdir()
+    shim.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *host.pcap*) echo \'Running as user "root" and group "root".\' >&2;'
+        " echo 'tshark: The file appears to be damaged or corrupt.' >&2; exit 2;; esac\n"
+        f'exec {real} "$@"\n'
+    )
+    shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+    check = tls12.wireshark()
+    assert check.notes == [
+        "tshark could not read the host capture: TsharkFailed: tshark exited with 2: "
+        "tshark: The file appears to be damaged or corrupt."
+    ]
+    by_role = check.rows.groupby("capture")["status"].agg(set).to_dict()
+    assert by_role == {"host": {"not asked"}, "container": {"agree"}}
+
+
 def test_inside_a_running_event_loop(tls12):
-    """A notebook runs an event loop; pyshark needs its own, so the check runs in a thread of its own."""
+    """A notebook runs an event loop: the check must not need one of its own (it starts tshark itself)."""
 
     async def inside():
         return tls12.wireshark()

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import operator
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -25,6 +25,7 @@ import pandas as pd
 from .path import frames_filter
 
 MAX_FRAMES = 200  # per capture: more evidence frames than this are not asked about
+TSHARK_TIMEOUT = 600.0  # seconds for one tshark run over one capture (it reads the whole file)
 INSTALL = "pip install 'pcapmtu[deep]'"
 RETRANSMISSION = ("retransmission", "fast_retransmission", "spurious_retransmission")
 ANALYSIS_FLAGS = RETRANSMISSION + ("lost_segment", "ack_lost_segment", "out_of_order", "duplicate_ack",
@@ -599,61 +600,55 @@ def _rows_of(analysis, role: str, frames: set[int]) -> dict[int, dict]:
 PREFS = {"tcp.analyze_sequence_numbers": "TRUE", "tcp.relative_sequence_numbers": "TRUE"}
 
 
-def ask(path, frames: list[int], tshark: str, loop=None) -> dict[int, WsFrame]:
-    """One tshark run (through pyshark) that dissects only these frames of the capture."""
-    import pyshark
+def ask(path, frames: list[int], tshark: str, timeout: float = TSHARK_TIMEOUT) -> dict[int, WsFrame]:
+    """One tshark run that dissects only these frames of the capture, read through pyshark's packet model.
 
-    capture = pyshark.FileCapture(str(path), display_filter=frames_filter(frames), keep_packets=False,
-                                  tshark_path=tshark, override_prefs=PREFS, eventloop=loop)  # fmt: skip
+    tshark runs as a plain child process and its PDML goes to pyshark's own parser: pyshark's FileCapture
+    drives tshark through asyncio's child watchers, which on Python 3.11 can lose the exit status of tshark to
+    another waiter and then report it as a crash (exit 255), and which need a thread of their own inside a
+    running event loop (a notebook)."""
+    from lxml import objectify  # pyshark's own XML library
+    from pyshark.tshark.output_parser.tshark_xml import DEL_BAD_XML_CHARS, packet_from_xml_packet
+
+    args = [tshark, "-n", "-r", str(path), "-Y", frames_filter(frames), "-T", "pdml"]
+    for name, value in PREFS.items():
+        args += ["-o", f"{name}:{value}"]
     try:
-        return {frame.number: frame for frame in (_read(p) for p in capture)}
-    finally:
-        capture.close()
+        done = subprocess.run(
+            args, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TsharkFailed(f"tshark took longer than {timeout:g} s") from exc
+    if done.returncode != 0:
+        said = [
+            x for x in done.stderr.decode(errors="replace").splitlines() if x and "Running as user" not in x
+        ]
+        raise TsharkFailed(f"tshark exited with {done.returncode}" + (f": {said[-1]}" if said else ""))
+    text = done.stdout.decode(errors="ignore").translate(DEL_BAD_XML_CHARS)
+    if "<packet>" not in text:
+        return {}
+    parser = objectify.makeparser(huge_tree=True, recover=True, encoding="utf-8", resolve_entities=False)
+    root = objectify.fromstring(text.encode(), parser)
+    out = {}
+    for element in root.iterchildren("packet"):
+        frame = _read(packet_from_xml_packet(element))
+        out[frame.number] = frame
+    return out
+
+
+class TsharkFailed(RuntimeError):
+    """tshark did not answer for one capture (its exit status and last line, or the time limit)."""
 
 
 def _ask_all(jobs: dict, tshark: str) -> dict:
-    """role -> (WsFrames or the exception) for every (path, frames) job, one after the other. pyshark runs
-    an event loop of its own; inside a running one (a notebook) it gets a thread of its own, and on Python
-    3.11 a pidfd child watcher while it runs (the default one loses track of tshark in a thread)."""
-    import asyncio
-
-    def run(loop=None) -> dict:
-        out = {}
-        for role, (path, frames) in jobs.items():
-            try:
-                out[role] = ask(path, frames, tshark, loop)
-            except Exception as exc:  # noqa: BLE001 - tshark failing on one capture must not hide the others
-                out[role] = exc
-        return out
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return run()
-    import os
-    import sys
-    import warnings
-
-    swap = sys.version_info < (3, 12) and hasattr(os, "pidfd_open")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        before = asyncio.get_child_watcher() if swap else None
-        watcher = asyncio.PidfdChildWatcher() if swap else None
-
-        def in_thread() -> dict:
-            loop = asyncio.new_event_loop()  # not closed: pyshark closes its captures again when they go
-            if watcher is not None:
-                watcher.attach_loop(loop)
-            return run(loop)
-
-        if swap:
-            asyncio.set_child_watcher(watcher)
+    """role -> (WsFrames or the exception) for every (path, frames) job, one after the other."""
+    out = {}
+    for role, (path, frames) in jobs.items():
         try:
-            with ThreadPoolExecutor(1) as pool:
-                return pool.submit(in_thread).result()
-        finally:
-            if swap:
-                asyncio.set_child_watcher(before)
+            out[role] = ask(path, frames, tshark)
+        except Exception as exc:  # noqa: BLE001 - tshark failing on one capture must not hide the others
+            out[role] = exc
+    return out
 
 
 def check(analysis, max_frames: int = MAX_FRAMES, tshark: str | None = None) -> WiresharkCheck:
