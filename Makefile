@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(STAMP): pyproject.toml setup.py analyzer/pcapmtu/_native.c | $(BIN)/python
+$(STAMP): pyproject.toml setup.py analyzer/pcapmtu/ingest/_native.c | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
@@ -42,4 +42,4 @@ check: lint
 	$(BIN)/python -m pytest -q -n auto -m "not corpus and not oracle and not lab and not fuzz and not browser"
 
 clean:
-	rm -rf $(VENV) build *.egg-info analyzer/*.egg-info analyzer/pcapmtu/*.so
+	rm -rf $(VENV) build *.egg-info analyzer/*.egg-info analyzer/pcapmtu/ingest/*.so

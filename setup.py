@@ -1,4 +1,4 @@
-"""Build the optional C core (pcapmtu._native); everything else is declared in pyproject.toml.
+"""Build the optional C core (pcapmtu.ingest._native); everything else is declared in pyproject.toml.
 
 `optional=True`: where no C compiler is available the install still succeeds and pcapmtu runs its pure
 numpy path, with the same results, only slower (docs/performance.md).
@@ -9,8 +9,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "pcapmtu._native",
-            sources=["analyzer/pcapmtu/_native.c"],
+            "pcapmtu.ingest._native",
+            sources=["analyzer/pcapmtu/ingest/_native.c"],
             extra_compile_args=["-O2"],
             optional=True,
         )

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from pcapmtu.detectors import RULES
+from pcapmtu.diagnose.detectors import RULES
 
 SCHEMA = json.loads((Path(__file__).parent / "report_schema.json").read_text())
 

@@ -34,8 +34,8 @@ def test_names_are_the_documented_objects_whatever_was_imported_first():
     import sys
 
     code = (
-        "import pcapmtu.parquet, pcapmtu.cli, pcapmtu.analysis, pcapmtu.capture, sys, pcapmtu\n"
-        "assert callable(pcapmtu.export) and pcapmtu.export.__module__ == 'pcapmtu.parquet'\n"
+        "import pcapmtu.render.parquet, pcapmtu.cli, pcapmtu.diagnose.analysis, pcapmtu.ingest.capture, sys, pcapmtu\n"
+        "assert callable(pcapmtu.export) and pcapmtu.export.__module__ == 'pcapmtu.render.parquet'\n"
         "assert callable(pcapmtu.analyze) and callable(pcapmtu.read)\n"
         "assert isinstance(pcapmtu.Capture, type) and issubclass(pcapmtu.CaptureError, pcapmtu.PcapmtuError)\n"
     )

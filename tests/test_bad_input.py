@@ -30,8 +30,8 @@ import pcapbuild as pb
 import pcapmtu
 from conftest import CORPUS, corpus_files
 from pcapmtu.cli import app
-from pcapmtu.decode import STATUS_NAMES
-from pcapmtu.jsonout import inspect_document
+from pcapmtu.ingest.decode import STATUS_NAMES
+from pcapmtu.render.jsondoc import inspect_document
 from test_formats import (
     C6,
     S6,
@@ -549,7 +549,7 @@ def assert_same_reading_without(data: bytes, *switches: tuple[object, str]) -> N
 def test_bulk_walks_read_damaged_files_exactly_like_the_plain_walks(base, ops):
     """The fast record walks (and the read-ahead thread) must agree with the record-by-record walks over
     one buffer on every damaged file: the same packets, warnings and skipped bytes, or the same error."""
-    from pcapmtu import formats
+    from pcapmtu.ingest import formats
 
     assert_same_reading_without(_mutate(BASES[base], ops), (formats, "BULK_WALKS"), (formats, "READ_AHEAD"))
 

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 import pcapbuild as B
 from conftest import ROOT, SAMPLES, require_tool
-from pcapmtu import __version__, native
+from pcapmtu import __version__
 from pcapmtu.cli import app
-from pcapmtu.jsonout import FLOW_FIELDS
+from pcapmtu.ingest import native
+from pcapmtu.render.jsondoc import FLOW_FIELDS
 
 runner = CliRunner()
 BLACKHOLE = SAMPLES / "blackhole_tls12"
@@ -281,12 +282,12 @@ def test_analyze_exit_codes_say_what_was_found(args, code):
 
 
 def test_an_internal_error_is_one_line_and_exit_4(monkeypatch):
-    import pcapmtu.analysis
+    import pcapmtu.diagnose.analysis
 
     def broken(*_args, **_kw):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(pcapmtu.analysis, "analyze", broken)
+    monkeypatch.setattr(pcapmtu.diagnose.analysis, "analyze", broken)
     result, out = invoke("analyze", BLACKHOLE / "container.pcap")
     assert result.exit_code == 4, out
     assert "internal error: a bug" in result.output and "Traceback" not in result.output, out

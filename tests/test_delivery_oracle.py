@@ -1,6 +1,6 @@
 """tshark is the reference for delivery: which TCP data segments the receiver acknowledged, and which were lost.
 
-Every path-MTU verdict rests on pcapmtu.delivery (the largest IP packet the receiver acknowledged, the smallest
+Every path-MTU verdict rests on pcapmtu.diagnose.delivery (the largest IP packet the receiver acknowledged, the smallest
 and largest one re-sent before any ACK covered it). A slip there turns a healthy capture into a black hole or
 hides one, so the facts are recomputed here from tshark's own dissection, in plain Python and without
 pcapmtu's sequence, ACK or SACK decoding, and compared frame by frame (`segment_fate`) and per connection
@@ -49,7 +49,7 @@ import pytest
 
 import pcapmtu
 from conftest import CORPUS, SAMPLES, corpus_files, require_tool
-from pcapmtu.delivery import delivery, segment_fate
+from pcapmtu.diagnose.delivery import delivery, segment_fate
 
 if TYPE_CHECKING:
     from _pytest.mark import ParameterSet

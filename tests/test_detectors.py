@@ -22,8 +22,8 @@ import pytest
 
 import pcapbuild as B
 import pcapmtu
-from pcapmtu import detectors
-from pcapmtu.detectors import RULES
+from pcapmtu.diagnose import detectors
+from pcapmtu.diagnose.detectors import RULES
 from scenes import (
     ACK,
     C6,
@@ -1327,7 +1327,9 @@ def test_registry_every_code_has_a_hint():
 
 def test_docs_detectors_md_is_generated_from_the_registry():
     docs = Path(__file__).resolve().parents[1] / "docs" / "detectors.md"
-    assert docs.read_text() == detectors.markdown(), "run: python -m pcapmtu.detectors > docs/detectors.md"
+    assert docs.read_text() == detectors.markdown(), (
+        "run: python -m pcapmtu.diagnose.detectors > docs/detectors.md"
+    )
 
 
 def test_every_code_has_positive_and_negative_tests():

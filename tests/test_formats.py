@@ -23,7 +23,7 @@ import zstandard
 import pcapbuild as pb
 import pcapmtu
 from conftest import CORPUS, corpus_files, require_tool
-from pcapmtu.formats import CaptureFile
+from pcapmtu.ingest.formats import CaptureFile
 
 C, S = "10.0.0.1", "10.0.0.2"
 C6, S6 = "2001:db8::1", "2001:db8::2"

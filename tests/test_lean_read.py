@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from conftest import SAMPLES, corpus_files
-from pcapmtu import capture, formats, tcp
-from pcapmtu.jsonout import inspect_json
+from pcapmtu.ingest import capture, formats, tcp
+from pcapmtu.render.jsondoc import inspect_json
 
 CAPTURES = sorted(p for p in SAMPLES.glob("*/*.pcap*")) + corpus_files("semantic", "format")
 

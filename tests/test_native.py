@@ -1,4 +1,4 @@
-"""The optional C core (`pcapmtu._native`) gives exactly what the numpy paths give.
+"""The optional C core (`pcapmtu.ingest._native`) gives exactly what the numpy paths give.
 
 C decodes the common shapes and hands every other row back to numpy, and walks pcap records. Both must
 be invisible in the results: the same columns, SACK blocks and rare payloads for every packet of every
@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import pcapbuild as pb
 from conftest import IN_CI, SAMPLES, corpus_files
-from pcapmtu import decode, formats, native, packets, tcp
 from pcapmtu.errors import CaptureError
+from pcapmtu.ingest import decode, formats, native, packets, tcp
 from test_bad_input import (
     BASES,
     FRAMES,

@@ -37,9 +37,9 @@ import pcapmtu
 from conftest import ROOT, SAMPLES, require_tool
 from pcapmtu import results
 from pcapmtu.cli import app
-from pcapmtu.detectors import RULES
+from pcapmtu.diagnose.detectors import RULES
 from pcapmtu.errors import UsageError
-from pcapmtu.jsonout import FLOW_FIELDS, VERDICT_FLOW_FIELDS, analyze_document
+from pcapmtu.render.jsondoc import FLOW_FIELDS, VERDICT_FLOW_FIELDS, analyze_document
 from report_schema_check import KNOWN_KEYWORDS, SCHEMA, validate, validate_or_fail
 
 runner = CliRunner()
@@ -294,7 +294,7 @@ def test_markdown_own_text_is_not_escaped(demo):
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_markdown_of_every_scenario_needs_no_escape(scenario):
     """pcapmtu's own sentences never need a Markdown escape, in any lab scenario's report."""
-    from pcapmtu.report import render_markdown
+    from pcapmtu.render.report import render_markdown
 
     analysis = _scenario(scenario)
     md = render_markdown(analysis, analyze_document(analysis), [], "now")
@@ -351,7 +351,7 @@ def test_markdown_helpers_show_any_text_as_text(hostile_text):
 def test_notebook_markdown_repr_starts_no_block_from_capture_text():
     """Analysis._repr_markdown_ shares markdown(): an explanation that opens with a hostile name makes no
     link reference definition, heading or HTML in a notebook either."""
-    from pcapmtu.analysis import Analysis
+    from pcapmtu.diagnose.analysis import Analysis
 
     for start in ("[x]: http://evil.example", "# heading", "1. item", "<b>bold</b>", "> quote"):
         d = SimpleNamespace(verdict="not_mtu", reason="filtered", confidence=0.5, fix=None,
@@ -447,7 +447,7 @@ def test_report_survives_a_file_name_that_is_not_utf8(hostile, tmp_path):
         shutil.copyfile(hostile.capture, odd)
     except (OSError, UnicodeError):
         pytest.skip("the file system does not accept non-UTF-8 names")
-    from pcapmtu.report import render_html, render_markdown
+    from pcapmtu.render.report import render_html, render_markdown
 
     analysis = pcapmtu.analyze(container=odd)
     doc = analyze_document(analysis)

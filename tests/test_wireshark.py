@@ -18,8 +18,8 @@ import pytest
 
 import pcapmtu
 from conftest import IN_CI, SAMPLES, lab_scenarios, require_tool
-from pcapmtu import wireshark
-from pcapmtu.detectors import RULES
+from pcapmtu.diagnose import wireshark
+from pcapmtu.diagnose.detectors import RULES
 from report_schema_check import validate_or_fail
 
 pytestmark = pytest.mark.oracle

@@ -18,17 +18,17 @@ from ._version import __version__
 # Names are imported on first use (PEP 562), so `import pcapmtu.cli` can start the command line without
 # loading pandas, matplotlib and the detectors before it knows which command runs.
 _EXPORTS = {
-    "Analysis": "analysis",
-    "analyze": "analysis",
-    "Capture": "capture",
-    "read": "capture",
+    "Analysis": "diagnose.analysis",
+    "analyze": "diagnose.analysis",
+    "Capture": "ingest.capture",
+    "read": "ingest.capture",
     "KnownFacts": "config",
     "Thresholds": "config",
     "CaptureError": "errors",
     "PcapmtuError": "errors",
     "UsageError": "errors",
-    "Vantage": "vantage",
-    "export": "parquet",
+    "Vantage": "diagnose.vantage",
+    "export": "render.parquet",
 }
 
 

@@ -20,11 +20,11 @@ from rich.table import Table
 
 from . import __version__
 from .errors import PcapmtuError, UsageError
-from .memory import pause_collector_for_start_up, start_up_done
+from .ingest.memory import pause_collector_for_start_up, start_up_done
 from .textsafe import printable
 
 if TYPE_CHECKING:
-    from .capture import Capture
+    from .ingest.capture import Capture
 
 # The library modules (pandas, numpy, matplotlib, dpkt) are imported inside the commands that use them:
 # `--help`, `rules` and `explain` start instantly, and `inspect` never loads the analysis and plots.
@@ -169,7 +169,7 @@ def _write(text: str) -> None:
 
 def _version(ctx: typer.Context, value: bool) -> None:
     if value and not ctx.resilient_parsing:  # not while the shell asks for completions
-        from .native import describe
+        from .ingest.native import describe
 
         typer.echo(f"pcapmtu {__version__} ({describe()})")
         raise typer.Exit()
@@ -203,8 +203,8 @@ def inspect(
     debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Show what each capture holds: format, link types, packets, time span and its TCP connections."""
-    from .capture import read
-    from .jsonout import inspect_json
+    from .ingest.capture import read
+    from .render.jsondoc import inspect_json
 
     start_up_done()
     captures: list[Capture] = []
@@ -290,8 +290,8 @@ def analyze(
 
     Exit code 0: healthy; 1: an MTU problem; 3: another problem or inconclusive; 2: bad input; 4: a bug.
     """
-    from .analysis import analyze as run_analysis
-    from .jsonout import analyze_document, dumps
+    from .diagnose.analysis import analyze as run_analysis
+    from .render.jsondoc import analyze_document, dumps
 
     start_up_done()
     positional = list(captures or [])
@@ -327,7 +327,7 @@ def analyze(
             result.wireshark()  # kept on the result: the report and report.json show it
         written = []
         if out is not None:
-            from .report import write_report  # matplotlib only when a report is asked for
+            from .render.report import write_report  # matplotlib only when a report is asked for
 
             bar("writing the report", 0, 0)
             written = write_report(result, out, force=True)  # _claim has applied the rule
@@ -383,7 +383,7 @@ def _print_analysis(out: Console, a) -> None:
         why = "; ".join(v.reasons[:2])
         out.print(f"capture {escape(role)} ({escape(printable(cap.name, 120))}): taken {v.where}"
                   f" - {escape(printable(why, 300))}")  # fmt: skip
-    from .diagnosis import CAP_WHY  # loaded already by the analysis
+    from .diagnose.verdicts import CAP_WHY  # loaded already by the analysis
 
     lowered = [f for f in d.confidence_factors if f["delta"] < 0 and f["why"] != CAP_WHY]
     if lowered:
@@ -461,8 +461,8 @@ def export(
     debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Write the packets, flows, dns, icmp (and findings) tables as Parquet, one row per packet/flow/answer."""
-    from .parquet import PartialExport, planned_files
-    from .parquet import export as export_tables
+    from .render.parquet import PartialExport, planned_files
+    from .render.parquet import export as export_tables
 
     start_up_done()
     code = Exit.OK
@@ -484,7 +484,7 @@ def export(
 @app.command(cls=Command)
 def rules() -> None:
     """List every detector code with its name and severity."""
-    from .detectors import RULES
+    from .diagnose.detectors import RULES
 
     start_up_done()
     out = Out(highlight=False)
@@ -504,7 +504,7 @@ def explain(
     ],
 ) -> None:
     """What a detector code means, why it matters, and the fix."""
-    from .detectors import RULES, readable
+    from .diagnose.detectors import RULES, readable
 
     start_up_done()
     r = RULES.get(code.upper())
@@ -546,8 +546,8 @@ def completion(
 
 
 def _print_capture(out: Console, cap: Capture, limit: int) -> None:
-    from .measures import COLUMNS as MEASURES
-    from .measures import measures
+    from .render.measures import COLUMNS as MEASURES
+    from .render.measures import measures
 
     info = cap.summary()
     start, end = cap.time_span

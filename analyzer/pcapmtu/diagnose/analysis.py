@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from . import detectors, diagnosis, path, schema
+from .. import schema
+from ..config import KnownFacts, Thresholds
+from ..errors import UsageError
+from ..ingest.capture import Capture, read
+from ..results import Diagnosis, Finding
+from . import detectors, path_mtu, verdicts
 from . import roles as roles_mod
-from .capture import Capture, read
-from .config import KnownFacts, Thresholds
 from .context import Context
-from .errors import UsageError
-from .results import Diagnosis, Finding
 from .vantage import Vantage
 
 if TYPE_CHECKING:  # pyshark is optional: wireshark.py loads only when asked
@@ -131,13 +132,13 @@ class Analysis:
     # ---------------------------------------------------------------- notebook conveniences (same code path)
     def to_json(self) -> dict:
         """The report.json document (docs/report-format.md)."""
-        from .jsonout import analyze_document
+        from ..render.jsondoc import analyze_document
 
         return analyze_document(self)
 
     def save(self, out_dir, force: bool = False) -> list:
         """Write report.html, report.md, report.json and plots/ exactly as `pcapmtu analyze --out`."""
-        from .report import write_report
+        from ..render.report import write_report
 
         return write_report(self, out_dir, force=force)
 
@@ -151,7 +152,7 @@ class Analysis:
 
     def plot_time_sequence(self, flow: int | tuple[str, int] | None = None):
         """Time-sequence graph of a connection: a conn id of the container capture, (role, conn), or the worst."""
-        from . import plots
+        from ..render import plots
 
         if flow is None:
             worst = plots.suspects(self, 1)
@@ -163,17 +164,17 @@ class Analysis:
         return plots.time_sequence(self, *flow)
 
     def plot_timeline(self):
-        from . import plots
+        from ..render import plots
 
         return plots.timeline(self)
 
     def plot_sizes(self):
-        from . import plots
+        from ..render import plots
 
         return plots.sizes(self)
 
     def plot_mss(self):
-        from . import plots
+        from ..render import plots
 
         return plots.mss_summary(self)
 
@@ -184,7 +185,7 @@ class Analysis:
                 f"captures {', '.join(f'{r}={c.name!r}' for r, c in self.captures.items())})")  # fmt: skip
 
     def _repr_markdown_(self) -> str:
-        from .textsafe import markdown, md_block
+        from ..textsafe import markdown, md_block
 
         d = self.diagnosis
         head = (
@@ -197,7 +198,7 @@ class Analysis:
 
     def _repr_html_(self) -> str:
         """The verdict, the explanation, the fix and one row per capture; the tables stay one attribute away."""
-        from .textsafe import html_text
+        from ..textsafe import html_text
 
         d = self.diagnosis
         fix = f"<p><b>Fix:</b> {html_text(d.fix.summary, 500)}</p>" if d.fix else ""
@@ -266,7 +267,7 @@ def analyze(
     placed, vantage, changes = roles_mod.place(read_in)
     ctx = Context(placed, KnownFacts(host_mtu, container_mtu), thresholds or Thresholds(), vantage=vantage,
                   role_changes=changes)  # fmt: skip
-    ctx.path = path.infer(ctx)
+    ctx.path = path_mtu.infer(ctx)
     findings = detectors.run(ctx)
-    table = diagnosis.verdicts(ctx, findings)
-    return Analysis(ctx, findings, table, diagnosis.overall(ctx, table, findings))
+    table = verdicts.verdicts(ctx, findings)
+    return Analysis(ctx, findings, table, verdicts.overall(ctx, table, findings))

@@ -13,11 +13,11 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from .capture import Capture
-from .config import KnownFacts, Thresholds
+from ..config import KnownFacts, Thresholds
+from ..ingest.capture import Capture
+from ..results import PathMTU
 from .delivery import DELIVERY_COLUMNS, delivery, segment_fate
 from .pairing import PAIR_COLUMNS, match_flows
-from .results import PathMTU
 from .turns import TURN_COLUMNS, turns
 from .vantage import Vantage
 

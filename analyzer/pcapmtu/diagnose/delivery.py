@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .tcp import seq_diff
+from ..ingest.tcp import seq_diff
 
 ACK_FLAG = 0x10
 NO_TIME = np.iinfo(np.int64).max

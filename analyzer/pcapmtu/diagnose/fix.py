@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .results import Fix
+from ..results import Fix
 
 NFT_TABLE = "pcapmtu"  # a table of its own: nftables creates none by default, and ours is easy to remove
 

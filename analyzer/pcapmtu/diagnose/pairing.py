@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .capture import Capture
+from ..ingest.capture import Capture
 
 PAIR_COLUMNS = [
     "container", "container_conn", "host_conn", "matched_by", "nat_client", "host_copies", "clock_offset_s",

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..results import PathMTU
 from .context import Context
-from .results import PathMTU
 
 
 def infer(ctx: Context) -> dict[int, PathMTU]:

@@ -9,7 +9,7 @@ docker host's, at the server the server's.
 
 from __future__ import annotations
 
-from .capture import Capture
+from ..ingest.capture import Capture
 from .vantage import Vantage, infer
 
 NEAR_FIRST = {"client": 0, "middle": 1, "server": 2}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .capture import Capture
+from ..ingest.capture import Capture
 
 POSITIONS = ("client", "server", "middle", "unknown")
 WHERE = {"client": "near the client", "middle": "between client and server", "server": "at the server",

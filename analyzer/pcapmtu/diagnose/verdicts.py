@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..results import Diagnosis, Finding
 from . import fix as fixes
 from .context import Context
 from .detectors import RULES
 from .detectors._util import endpoint, service
-from .path import cited_for
-from .results import Diagnosis, Finding
+from .path_mtu import cited_for
 
 RANK = {"mtu_blackhole": 5, "mtu_blackhole_recovered": 4, "not_mtu": 3, "inconclusive": 2, "healthy": 1}
 REASON_RANK = {"filtered": 6, "refused": 5, "lossy_link": 4, "server_slow": 3, "reset": 2, "no_response": 1}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .path import frames_filter
+from .path_mtu import frames_filter
 
 MAX_FRAMES = 200  # per capture: more evidence frames than this are not asked about
 TSHARK_TIMEOUT = 600.0  # seconds for one tshark run over one capture (it reads the whole file)
@@ -476,7 +476,7 @@ class WiresharkCheck:
         from rich.markup import escape
         from rich.table import Table
 
-        from .textsafe import printable
+        from ..textsafe import printable
 
         def safe(value) -> str:
             return escape(printable(value, 1000))
@@ -492,7 +492,7 @@ class WiresharkCheck:
 
     def html(self, only_disagreements: bool = False) -> str:
         """An HTML fragment (a <section> with a table); every value from a capture escaped."""
-        from .textsafe import html_text
+        from ..textsafe import html_text
 
         head = "".join(f"<th>{c}</th>" for c in ("code", "capture", "frame", "pcapmtu claims", "Wireshark says",
                                                    "expert info", "status"))  # fmt: skip
@@ -507,7 +507,7 @@ class WiresharkCheck:
 
     def markdown(self, only_disagreements: bool = False) -> str:
         """A Markdown section with a table; a cell from a capture as it is when inert, else a code span."""
-        from .textsafe import markdown, md_capture
+        from ..textsafe import markdown, md_capture
 
         lines = ["## Wireshark's word", "", markdown(self.summary(), 1000), ""]
         rows = self._shown(only_disagreements)

@@ -1,5 +1,5 @@
 /*
- * pcapmtu._native: the per-record hot loops in C, optional.
+ * pcapmtu.ingest._native: the per-record hot loops in C, optional.
  *
  * Why: on a real one-million-packet capture the columnar numpy decoder spends most of its time in call
  * overhead on small arrays, and the pcap record walk is a sequential loop numpy cannot vectorize. These
@@ -1152,7 +1152,7 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pcapmtu._native",
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pcapmtu.ingest._native",
                                     "The per-record hot loops of pcapmtu in C (optional).", -1, methods};
 
 PyMODINIT_FUNC PyInit__native(void)

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import decode, layers, names, schema, streams, tcp
+from .. import schema
+from ..textsafe import html_text, printable
+from . import decode, rare_layers, service_names, streams, tcp
 from .formats import CaptureFile
 from .memory import collector_paused, release_free_memory
 from .packets import PacketStats, build_packets
-from .textsafe import html_text, printable
 
 
 @dataclass(repr=False)
@@ -131,10 +132,10 @@ def _read(path, tcp_config, progress, keep_packets: bool) -> Capture:
             packets[col] = values
         if keep_packets:
             packets = packets[list(schema.PACKETS)]  # copy-on-write: a reordered view, no copy
-        dns = layers.dns_table(packets, raw.rare)
-        icmp = layers.icmp_table(packets, raw.rare)
-        tls = layers.tls_table(packets, lambda rows: _payloads(cap, packets, rows))
-        flows = names.link_names(flows, dns, tls)
+        dns = rare_layers.dns_table(packets, raw.rare)
+        icmp = rare_layers.icmp_table(packets, raw.rare)
+        tls = rare_layers.tls_table(packets, lambda rows: _payloads(cap, packets, rows))
+        flows = service_names.link_names(flows, dns, tls)
         dns = schema.typed(dns if len(dns) else schema.empty(schema.DNS), schema.DNS)
         icmp = schema.typed(icmp if len(icmp) else schema.empty(schema.ICMP), schema.ICMP)
         flows["tcp_stream"] = streams.tcp_streams(flows, icmp, raw.stats.first_sflow_frame)

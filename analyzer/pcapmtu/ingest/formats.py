@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import CaptureError
+from ..errors import CaptureError
 from .native import core as _native
 
 CHUNK_BYTES = 16 * 1024 * 1024

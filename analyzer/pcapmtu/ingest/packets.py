@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import decode, formats, schema
+from .. import schema
+from . import decode, formats
 from .formats import CaptureFile
 from .native import core as _native
 

@@ -16,7 +16,7 @@ import dpkt
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
 
 DNS_TYPES = {1: "A", 28: "AAAA", 5: "CNAME"}
 DNS_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
 from .native import core as _native
 from .states import STATES, zeek_conn_state
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .capture import Capture
+from .. import __version__
+from ..ingest.capture import Capture
 
 INSPECT_SCHEMA_VERSION = 1
 ANALYZE_SCHEMA_VERSION = 2

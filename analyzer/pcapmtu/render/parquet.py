@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .capture import Capture, read
-from .errors import CaptureError, UsageError
+from ..errors import CaptureError, UsageError
+from ..ingest.capture import Capture, read
 
 TABLES = ("packets", "flows", "dns", "icmp")
 
@@ -42,7 +42,7 @@ def export(
             frame.insert(0, "capture", name)
             written.append(_write(frame, out / table / f"{stem}.parquet"))
         if findings:
-            from .analysis import analyze
+            from ..diagnose.analysis import analyze
 
             result = analyze(container=cap)
             f = result.findings.drop(columns=["evidence"]).rename(columns={"capture": "role"})

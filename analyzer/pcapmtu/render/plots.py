@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from .detectors._util import conn_packets
-from .textsafe import printable
+from ..diagnose.detectors._util import conn_packets
+from ..textsafe import printable
 
 VERDICT_COLORS = {
     "mtu_blackhole": "#d62728",
@@ -242,7 +242,7 @@ def _dedup_legend(ax) -> None:
 
 def suspects(analysis, limit: int = 4) -> list[tuple[str, int]]:
     """Connections worth a time-sequence graph: the non-healthy ones, worst first."""
-    from .diagnosis import RANK
+    from ..diagnose.verdicts import RANK
 
     v = analysis.verdicts[analysis.verdicts["verdict"] != "healthy"]
     v = v.assign(rank=v["verdict"].map(RANK)).sort_values(

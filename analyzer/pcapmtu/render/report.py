@@ -17,13 +17,13 @@ from pathlib import Path
 
 import matplotlib
 
+from .._version import __version__
+from ..errors import UsageError
+from ..textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
 from . import plots
-from ._version import __version__
-from .errors import UsageError
-from .jsonout import analyze_document, dumps
+from .jsondoc import analyze_document, dumps
 from .measures import COLUMNS as MEASURES
 from .measures import measures
-from .textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
 
 matplotlib.rcParams["svg.hashsalt"] = "pcapmtu"  # stable SVG ids, so reports diff cleanly
 VECTOR_PLOTS = ("timeline", "mss")
@@ -85,7 +85,7 @@ MAX_CONNECTION_ROWS = 200  # the rest is in report.json: a ticket attachment mus
 
 def _connection_rows(analysis) -> list[dict]:
     """The connections table: every non-healthy connection first, then healthy ones up to the limit."""
-    from .diagnosis import RANK
+    from ..diagnose.verdicts import RANK
 
     v = analysis.verdicts
     v = v.assign(rank=v["verdict"].map(RANK)).sort_values(

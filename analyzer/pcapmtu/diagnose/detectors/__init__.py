@@ -16,8 +16,8 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ...results import Finding
 from ..context import Context
-from ..results import Finding
 
 
 @dataclass(frozen=True)
@@ -152,11 +152,11 @@ load_all()
 
 
 def markdown() -> str:
-    """docs/detectors.md, generated from the registry (`python -m pcapmtu.detectors > docs/detectors.md`)."""
+    """docs/detectors.md, generated from the registry (`python -m pcapmtu.diagnose.detectors > docs/detectors.md`)."""
     lines = [
         "# Detector reference",
         "",
-        "Generated from the registry in `analyzer/pcapmtu/detectors/` by `python -m pcapmtu.detectors`; do not",
+        "Generated from the registry in `analyzer/pcapmtu/diagnose/detectors/` by `python -m pcapmtu.diagnose.detectors`; do not",
         "edit by hand. `pcapmtu rules` lists the codes and `pcapmtu explain CODE` prints one entry.",
         "",
         "Families: **Q** capture quality, **M** MSS/MTU, **T** TCP, **S** TLS, **B** black hole,",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..context import Context
-from ..path import cited_for
+from ..path_mtu import cited_for
 from . import Hit, rule
 from ._util import conn_packets, first_frames, flow_filter, service
 

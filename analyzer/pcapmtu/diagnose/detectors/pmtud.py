@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..context import Context
-from ..path import frames_filter
+from ..path_mtu import frames_filter
 from . import Hit, rule
 from ._util import conn_packets, first_frames, flow_filter, service
 

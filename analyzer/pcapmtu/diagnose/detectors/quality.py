@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..context import Context
-from ..path import frames_filter
+from ..path_mtu import frames_filter
 from . import Hit, rule
 from ._util import first_frames
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...ingest.tcp import RST as RST_FLAG
 from ..context import Context
-from ..tcp import RST as RST_FLAG
 from . import Hit, rule
 from ._util import conn_packets, first_frames, flow_filter, service
 
