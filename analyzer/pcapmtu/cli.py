@@ -20,6 +20,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import PcapmtuError, UsageError
+from .evidence import endpoint, stream_filter
 from .ingest.memory import pause_collector_for_start_up, start_up_done
 from .textsafe import printable
 
@@ -414,7 +415,7 @@ def _print_analysis(out: Console, a) -> None:
     out.print("[bold]findings[/bold]")
     for f in a.findings_list:
         where = f"{f.capture}" + (f" #{f.conn}" if f.conn >= 0 else "")
-        where += f" (tcp.stream eq {f.tcp_stream})" if f.tcp_stream >= 0 else ""
+        where += f" ({stream_filter(f.tcp_stream)})" if f.tcp_stream >= 0 else ""
         out.print(
             f"  {f.code} {escape('[' + f.severity + ']')} {escape(where)}: {escape(printable(f.message, 600))}"
         )
@@ -572,8 +573,8 @@ def _print_capture(out: Console, cap: Capture, limit: int) -> None:
     for i, row in enumerate(shown.itertuples(index=False)):
         table.add_row(
             str(row.conn),
-            escape(_endpoint(row.client_ip, row.client_port)),
-            escape(_endpoint(row.server_ip, row.server_port)),
+            escape(endpoint(row.client_ip, row.client_port)),
+            escape(endpoint(row.server_ip, row.server_port)),
             escape(printable(row.name, 60)),
             *(cells[name][i] for name in MEASURES),
         )
@@ -581,10 +582,6 @@ def _print_capture(out: Console, cap: Capture, limit: int) -> None:
     if len(shown) < len(flows):
         out.print(f"  … {len(flows) - len(shown)} more (use --limit 0 or --json)")
     out.print()
-
-
-def _endpoint(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _start_up(args: list[str]) -> None:

@@ -55,6 +55,19 @@ class Context:
         hold are judged there, so it contributes only connections no other capture has."""
         return ["server"] if self.far_role == "host" and "server" in self.captures else []
 
+    def conn_packets(self, role: str, conn: int, columns: list[str] | None = None) -> pd.DataFrame:
+        """The packets of one connection (an index per capture, built once). Naming the `columns` a caller
+        reads makes this several times cheaper on a wide table, for rules that look at many connections."""
+        cache = self.__dict__.setdefault("_conn_index", {})
+        if role not in cache:
+            conns = self.captures[role].packets["conn"].to_numpy()
+            order = np.argsort(conns, kind="stable")
+            cache[role] = (order, conns[order])
+        order, sorted_conns = cache[role]
+        lo, hi = np.searchsorted(sorted_conns, [conn, conn + 1])
+        packets = self.captures[role].packets
+        return (packets if columns is None else packets[columns]).iloc[order[lo:hi]]
+
     def clock_offset(self, role: str) -> float:
         """This capture's clock minus the client-side captures' clock, seconds (0 where not measured)."""
         if role != self.far_role or not len(self.pairs):

@@ -12,9 +12,6 @@ The estimate is a value when one exact signal fits inside the bracket [carried, 
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-
 from ..results import PathMTU
 from .context import Context
 
@@ -214,10 +211,3 @@ def cited_for(path: PathMTU, server_ip: str) -> str:
         if s.get("target", str(server_ip)) == str(server_ip):
             return path.decided_by if s.get("decided") else signal_words(s, path.ipv)
     return ""
-
-
-def frames_filter(frames: list[int] | np.ndarray | pd.Series) -> str:
-    """A Wireshark display filter that selects exactly these frames."""
-    values = sorted({int(x) for x in frames})
-    # set members are comma-separated: Wireshark 4.0 and later reject the old space-separated form
-    return "frame.number in {" + ", ".join(map(str, values)) + "}" if values else ""

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..evidence import endpoint, service
 from ..results import Diagnosis, Finding
 from . import fix as fixes
 from .context import Context
 from .detectors import RULES
-from .detectors._util import endpoint, service
 from .path_mtu import cited_for
 
 RANK = {"mtu_blackhole": 5, "mtu_blackhole_recovered": 4, "not_mtu": 3, "inconclusive": 2, "healthy": 1}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .path_mtu import frames_filter
+from ..evidence import frames_filter
 
 MAX_FRAMES = 200  # per capture: more evidence frames than this are not asked about
 TSHARK_TIMEOUT = 600.0  # seconds for one tshark run over one capture (it reads the whole file)

@@ -16,7 +16,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from ..diagnose.detectors._util import conn_packets
 from ..textsafe import printable
 
 VERDICT_COLORS = {
@@ -48,7 +47,7 @@ def time_sequence(analysis, role: str, conn: int) -> Figure:
     sender = "server" if direction == 1 else "client"
     t0 = float(flow["first_ts"])
     for view_role, view_conn in views:
-        p = conn_packets(ctx, view_role, view_conn)
+        p = ctx.conn_packets(view_role, view_conn)
         color = ROLE_COLORS.get(view_role, "#1f77b4")
         data = p[(p["dir"] == direction) & (p["payload_len"] > 0)]
         # on this capture's clock: the other capture's times less the offset pairing measured

@@ -19,6 +19,7 @@ import matplotlib
 
 from .._version import __version__
 from ..errors import UsageError
+from ..evidence import stream_filter
 from ..textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
 from . import plots
 from .jsondoc import analyze_document, dumps
@@ -218,7 +219,7 @@ def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: s
     for f in analysis.findings_list:
         # "connection N", not "#N": a ticket system links "#1" to its issue 1
         where = f.capture + (f" connection {f.conn}" if f.conn >= 0 else "")
-        where += f" ({md_code(f'tcp.stream eq {f.tcp_stream}')})" if f.tcp_stream >= 0 else ""
+        where += f" ({md_code(stream_filter(f.tcp_stream))})" if f.tcp_stream >= 0 else ""
         head = f"- **{f.code}** {f.severity}" + (f", {where}" if where else "")
         lines.append(f"{head}: {text(f.message, 600)}")
         if f.frames:
@@ -329,7 +330,7 @@ def render_html(
     parts.append("<h2>Findings</h2>")
     parts.append(_html_table([
         {"code": f.code, "severity": f.severity, "capture": f.capture, "#": f.conn if f.conn >= 0 else "",
-         "tcp.stream": f"tcp.stream eq {f.tcp_stream}" if f.tcp_stream >= 0 else "", "message": f.message, "frames": " ".join(map(str, f.frames[:12])), "Wireshark filter": f.wireshark_filter}
+         "tcp.stream": stream_filter(f.tcp_stream), "message": f.message, "frames": " ".join(map(str, f.frames[:12])), "Wireshark filter": f.wireshark_filter}
         for f in analysis.findings_list
     ], severity_col="severity"))  # fmt: skip
     if analysis.wireshark_check is not None:  # analyze --wireshark

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ...evidence import first_frames, flow_filter, service
 from ..context import Context
 from ..path_mtu import cited_for
 from . import Hit, rule
-from ._util import conn_packets, first_frames, flow_filter, service
 
 
 def _host_twin(ctx: Context, role: str, flow):
@@ -128,7 +128,7 @@ def download(ctx: Context):
                                "the container never got them")  # fmt: skip
             if not reasons:
                 continue  # a stall without size evidence: S001/T001 describe it, the verdict stays open
-            p = conn_packets(ctx, role, int(flow.conn))
+            p = ctx.conn_packets(role, int(flow.conn))
             s2c = p[p["dir"] == 1]
             # what got through: acknowledged data, and the packets without data (the handshake completed)
             bare = s2c.loc[s2c["payload_len"] == 0, "ip_len"]
@@ -201,7 +201,7 @@ def upload(ctx: Context):
             icmp = ctx.captures[role].icmp
             if not reasons or (icmp["quoted_sport"] == flow.client_port).any():
                 continue
-            p = conn_packets(ctx, role, int(flow.conn))
+            p = ctx.conn_packets(role, int(flow.conn))
             lost = p[(p["dir"] == 0) & p["retrans"] & (p["ip_len"] >= flow.client_full)]
             yield Hit(
                 {"service": service(flow), "full": int(flow.client_full), "where": _where_lost(ctx, role, flow, "c2s"),
@@ -233,7 +233,7 @@ def recovered(ctx: Context):
             & ~f["full_delivered_s2c"]
         ]
         for flow in cand.itertuples():
-            p = conn_packets(ctx, role, int(flow.conn))
+            p = ctx.conn_packets(role, int(flow.conn))
             after = p[
                 (p["dir"] == 1) & (p["ts"] >= flow.idle_start_ts + flow.stalled_s) & (p["payload_len"] > 0)
             ]

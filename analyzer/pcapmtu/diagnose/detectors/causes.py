@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...evidence import flow_filter, service
 from ..context import Context
 from . import Hit, rule
-from ._util import flow_filter, service
 
 
 @rule(

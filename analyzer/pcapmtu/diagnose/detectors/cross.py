@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from ...evidence import first_frames, flow_filter, service
 from ..context import Context
 from . import Hit, rule
-from ._util import conn_packets, first_frames, flow_filter, service
 
 
 @rule(
@@ -51,8 +51,8 @@ def one_side(ctx: Context):
         trouble = flow["stalled_s"] >= ctx.th.stall_s or flow["retransmissions"] > 0
         if not (trouble or flow["s2c_holes"] or flow["c2s_holes"]):
             continue  # a clean connection loses nothing between the two capture points
-        c = conn_packets(ctx, row.container, int(row.container_conn))
-        h = conn_packets(ctx, far, int(row.host_conn))
+        c = ctx.conn_packets(row.container, int(row.container_conn))
+        h = ctx.conn_packets(far, int(row.host_conn))
         for d, what, src, dst, seen in ((1, "server", h, c, far), (0, "client", c, h, row.container)):
             a = src[(src["dir"] == d) & (src["payload_len"] > 0)]
             b = dst[(dst["dir"] == d) & (dst["payload_len"] > 0)]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from ...evidence import endpoint, first_frames, flow_filter, frames_filter, service
 from ..context import Context
-from ..path_mtu import frames_filter
 from . import Hit, rule
-from ._util import endpoint, first_frames, flow_filter, service
 
 
 @rule(

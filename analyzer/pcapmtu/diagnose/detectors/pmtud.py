@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...evidence import first_frames, flow_filter, frames_filter, service
 from ..context import Context
-from ..path_mtu import frames_filter
 from . import Hit, rule
-from ._util import conn_packets, first_frames, flow_filter, service
 
 SIZE_REPORTS = ("frag_needed", "packet_too_big")
 REACT_S = 0.2  # segments sent this soon after the report may have been on their way already
@@ -46,7 +45,7 @@ def _outcomes(ctx: Context):
                                & (icmp["quoted_dst"].astype(str) == str(dst)) & (icmp["quoted_dport"] == dport)]  # fmt: skip
                 if not len(reports):
                     continue
-                p = conn_packets(ctx, role, int(flow.conn))
+                p = ctx.conn_packets(role, int(flow.conn))
                 data = p[(p["dir"] == d) & (p["payload_len"] > 0)]
                 data = data.assign(fate=fate[data.index.to_numpy()])
                 yield role, flow, sender, reports, data

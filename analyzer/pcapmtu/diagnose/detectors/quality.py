@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from ...evidence import first_frames, frames_filter
 from ..context import Context
-from ..path_mtu import frames_filter
 from . import Hit, rule
-from ._util import first_frames
 
 
 @rule(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...evidence import first_frames, flow_filter, service
 from ...ingest.tcp import RST as RST_FLAG
 from ..context import Context
 from . import Hit, rule
-from ._util import conn_packets, first_frames, flow_filter, service
 
 MIN_RTO_S = 0.1  # below any stack's minimum RTO (Linux 200 ms, RFC 6298 1 s): copies, not timeouts
 
@@ -35,8 +35,8 @@ def backoff(ctx: Context):
             ]
             flows = flows[more]
         for flow in flows.itertuples():
-            p = conn_packets(
-                ctx, role, int(flow.conn), ["payload_len", "dir", "rel_seq", "frame", "ts", "ip_len"]
+            p = ctx.conn_packets(
+                role, int(flow.conn), ["payload_len", "dir", "rel_seq", "frame", "ts", "ip_len"]
             )
             data = p[p["payload_len"] > 0]  # SYN retries are T002's business
             for d, sender in ((1, "server"), (0, "client")):
@@ -144,7 +144,7 @@ def reset(ctx: Context):
         for flow in f[(f["state"] == "reset") & f["handshake_ok"] & stalled].itertuples():
             # who sent the RST, and its frame: not who closed first (a client's FIN answered by the server's
             # RST is the server's reset)
-            p = conn_packets(ctx, role, int(flow.conn), ["frame", "dir", "tcp_flags"])
+            p = ctx.conn_packets(role, int(flow.conn), ["frame", "dir", "tcp_flags"])
             rst = p[(p["tcp_flags"].to_numpy() & RST_FLAG) != 0]
             if not len(rst):
                 continue

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ...evidence import first_frames, flow_filter, service
 from ..context import Context
 from . import Hit, rule
-from ._util import conn_packets, first_frames, flow_filter, service
 
 
 @rule(
@@ -27,7 +27,7 @@ def tls_stalled(ctx: Context):
             & ~f["client_second_flight"].fillna(False).astype(bool)
         ]
         for flow in cand.itertuples():
-            p = conn_packets(ctx, role, int(flow.conn))
+            p = ctx.conn_packets(role, int(flow.conn))
             s2c = p[(p["dir"] == 1) & ((p["tcp_flags"] & 2) == 0)]
             largest = int(s2c["ip_len"].max()) if len(s2c) else 0
             what = "zero-length segments" if not (s2c["payload_len"] > 0).any() else "small segments"
