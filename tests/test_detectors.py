@@ -24,6 +24,7 @@ import pcapbuild as B
 import pcapmtu
 from pcapmtu.diagnose import detectors
 from pcapmtu.diagnose.detectors import RULES
+from pcapmtu.results import Severity, Verdict
 from scenes import (
     ACK,
     C6,
@@ -1284,14 +1285,12 @@ def test_registry_codes_are_unique_and_well_formed():
         assert re.fullmatch(r"[A-Z]\d{3}", code), code
         assert rule.code == code
         assert rule.message.strip() and rule.why.strip(), code
-        assert rule.severity in ("info", "warning", "error"), code
-        assert rule.func is not None, code
-        if rule.implies:
-            assert rule.implies in pcapmtu.results.VERDICTS and rule.implies != "healthy", code
-            assert bool(rule.reason) == (rule.implies == "not_mtu"), code
+        assert rule.severity in tuple(Severity), code
+        assert rule.func is not None and rule.func.__name__ == rule.name.replace("-", "_"), code
+        if rule.implies is not None:
+            assert rule.implies in tuple(Verdict) and rule.implies != Verdict.HEALTHY, code
+            assert (rule.reason is not None) == (rule.implies == Verdict.NOT_MTU), code
     assert len({r.name for r in RULES.values()}) == len(RULES)
-    with pytest.raises(ValueError, match="registered twice"):
-        detectors.rule("B001", "again", "info", "m", "h", "w")(lambda ctx: [])
     assert RULES["B001"].name == "pmtud-blackhole"
 
 
@@ -1300,7 +1299,7 @@ def test_registry_every_placeholder_reads_as_words():
     import string
 
     for rule in [*RULES.values(), detectors.CRASH]:
-        for template in (rule.message, rule.hint):
+        for template in (rule.message, rule.fix):
             names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
             assert names <= set(detectors.PLACEHOLDERS), (rule.code, names - set(detectors.PLACEHOLDERS))
             shown = detectors.readable(template)
@@ -1309,9 +1308,12 @@ def test_registry_every_placeholder_reads_as_words():
 
 def test_registry_a_message_its_values_cannot_fill_is_a_finding_not_a_crash(blackhole):
     r, _ = blackhole
-    detectors.rule("Z998", "broken-template", "info", "{missing} thing", "h", "w")(
-        lambda ctx: [detectors.Hit({"other": 1})]
-    )
+
+    def broken_template(ctx):
+        return [detectors.Hit({"other": 1})]
+
+    detectors.rule(code="Z998", name="broken-template", severity=Severity.INFO, message="{count} thing",
+                   fix="h", why="w", example={"count": 1})(broken_template)  # fmt: skip
     try:
         found = detectors.run(r.context)
     finally:
@@ -1321,7 +1323,7 @@ def test_registry_a_message_its_values_cannot_fill_is_a_finding_not_a_crash(blac
 
 
 def test_registry_every_code_has_a_hint():
-    missing = sorted(code for code, rule in RULES.items() if not rule.hint.strip())
+    missing = sorted(code for code, rule in RULES.items() if not rule.fix.strip())
     assert missing == [], missing
 
 

@@ -35,11 +35,11 @@ from typer.testing import CliRunner
 import pcapbuild as B
 import pcapmtu
 from conftest import ROOT, SAMPLES, require_tool
-from pcapmtu import results
 from pcapmtu.cli import app
 from pcapmtu.diagnose.detectors import RULES
 from pcapmtu.errors import UsageError
 from pcapmtu.render.jsondoc import FLOW_FIELDS, VERDICT_FLOW_FIELDS, analyze_document
+from pcapmtu.results import Reason, Severity, Verdict
 from report_schema_check import KNOWN_KEYWORDS, SCHEMA, validate, validate_or_fail
 
 runner = CliRunner()
@@ -635,12 +635,13 @@ def test_demo_report_json_on_disk_matches_schema(demo):
 
 def test_schema_vocabularies_match_the_package():
     defs, props = SCHEMA["$defs"], SCHEMA["properties"]
-    assert defs["verdict"]["enum"] == list(results.VERDICTS)
-    assert props["reason"]["enum"] == [None, *results.NOT_MTU_REASONS]
-    assert defs["flow"]["properties"]["reason"]["enum"] == ["", *results.NOT_MTU_REASONS]
-    assert defs["finding"]["properties"]["severity"]["enum"] == list(results.SEVERITIES)
-    assert {r.severity for r in RULES.values()} <= set(results.SEVERITIES)
-    assert {r.reason for r in RULES.values() if r.reason} <= set(results.NOT_MTU_REASONS)
+    assert sorted(defs["verdict"]["enum"]) == sorted(Verdict)
+    assert props["reason"]["enum"][0] is None and sorted(props["reason"]["enum"][1:]) == sorted(Reason)
+    assert defs["flow"]["properties"]["reason"]["enum"][0] == ""
+    assert sorted(defs["flow"]["properties"]["reason"]["enum"][1:]) == sorted(Reason)
+    assert defs["finding"]["properties"]["severity"]["enum"] == list(Severity)
+    assert {r.severity for r in RULES.values()} <= set(Severity)
+    assert {r.reason for r in RULES.values() if r.reason} <= set(Reason)
     facts = [f for f in FLOW_FIELDS if f not in VERDICT_FLOW_FIELDS]
     assert list(defs["flow"]["properties"]) == [*VERDICT_FLOW_FIELDS, "matched", *facts]
     assert defs["flow"]["required"] == list(defs["flow"]["properties"])

@@ -22,6 +22,7 @@ from . import __version__
 from .errors import PcapmtuError, UsageError
 from .evidence import endpoint, stream_filter
 from .ingest.memory import pause_collector_for_start_up, start_up_done
+from .results import Verdict
 from .textsafe import printable
 
 if TYPE_CHECKING:
@@ -41,8 +42,13 @@ class Exit(IntEnum):
     INTERNAL = 4  # a bug in pcapmtu (one line on stderr; --debug shows the traceback)
 
 
-VERDICT_EXIT = {"healthy": Exit.OK, "mtu_blackhole": Exit.MTU_PROBLEM, "mtu_blackhole_recovered": Exit.MTU_PROBLEM,
-                "not_mtu": Exit.OTHER_PROBLEM, "inconclusive": Exit.OTHER_PROBLEM}  # fmt: skip
+VERDICT_EXIT = {
+    Verdict.HEALTHY: Exit.OK,
+    Verdict.MTU_BLACKHOLE: Exit.MTU_PROBLEM,
+    Verdict.MTU_BLACKHOLE_RECOVERED: Exit.MTU_PROBLEM,
+    Verdict.NOT_MTU: Exit.OTHER_PROBLEM,
+    Verdict.INCONCLUSIVE: Exit.OTHER_PROBLEM,
+}
 
 
 @contextmanager
@@ -363,8 +369,13 @@ def _progress(silent: bool):
         yield update
 
 
-VERDICT_STYLE = {"mtu_blackhole": "bold red", "mtu_blackhole_recovered": "bold yellow", "not_mtu": "bold magenta",
-                 "inconclusive": "bold yellow", "healthy": "bold green"}  # fmt: skip
+VERDICT_STYLE = {
+    Verdict.MTU_BLACKHOLE: "bold red",
+    Verdict.MTU_BLACKHOLE_RECOVERED: "bold yellow",
+    Verdict.NOT_MTU: "bold magenta",
+    Verdict.INCONCLUSIVE: "bold yellow",
+    Verdict.HEALTHY: "bold green",
+}
 
 
 def _print_analysis(out: Console, a) -> None:
@@ -494,7 +505,7 @@ def rules() -> None:
         table.add_column(col)
     for code in sorted(RULES):
         r = RULES[code]
-        table.add_row(code, r.name, r.severity, r.implies + (f" ({r.reason})" if r.reason else ""))
+        table.add_row(code, r.name, str(r.severity), r.verdict_text)
     out.print(table)
 
 
@@ -516,9 +527,12 @@ def explain(
     out.print(f"[bold]{r.code} {r.name}[/bold] ({r.severity})")
     out.print(f"message: {escape(readable(r.message))}")
     out.print(f"why: {escape(r.why)}")
-    out.print(f"fix: {escape(readable(r.hint))}")
-    if r.implies:
-        out.print(f"verdict for the connection: {r.implies}" + (f" ({r.reason})" if r.reason else ""))
+    out.print(f"fix: {escape(readable(r.fix))}")
+    if r.implies is not None:
+        out.print(f"verdict for the connection: {r.verdict_text}")
+    out.print(f"example: {escape(r.message.format(**r.example))}")
+    if r.references:
+        out.print(f"references: {escape(', '.join(r.references))}")
 
 
 class Shell(StrEnum):

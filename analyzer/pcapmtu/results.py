@@ -7,10 +7,75 @@ strings from captures are escaped by each renderer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-VERDICTS = ("mtu_blackhole", "mtu_blackhole_recovered", "healthy", "not_mtu", "inconclusive")
-NOT_MTU_REASONS = ("filtered", "refused", "reset", "lossy_link", "server_slow", "no_response")
-SEVERITIES = ("info", "warning", "error")
+
+class Verdict(StrEnum):
+    """What a connection or an incident is judged to be. Members are their report.json strings; `rank`
+    orders them: when several findings imply verdicts for one connection, the highest rank wins."""
+
+    MTU_BLACKHOLE = "mtu_blackhole"
+    MTU_BLACKHOLE_RECOVERED = "mtu_blackhole_recovered"
+    NOT_MTU = "not_mtu"
+    INCONCLUSIVE = "inconclusive"
+    HEALTHY = "healthy"
+
+    @property
+    def rank(self) -> int:
+        return _VERDICT_RANK[self]
+
+    @property
+    def is_mtu(self) -> bool:
+        """An MTU problem, found or recovered from: what the fix and the path-MTU numbers are about."""
+        return self in (Verdict.MTU_BLACKHOLE, Verdict.MTU_BLACKHOLE_RECOVERED)
+
+    @classmethod
+    def ranks(cls) -> dict[str, int]:
+        """verdict string -> rank, for pandas' `Series.map`."""
+        return {str(v): v.rank for v in cls}
+
+
+_VERDICT_RANK = {Verdict.MTU_BLACKHOLE: 5, Verdict.MTU_BLACKHOLE_RECOVERED: 4, Verdict.NOT_MTU: 3,
+                 Verdict.INCONCLUSIVE: 2, Verdict.HEALTHY: 1}  # fmt: skip
+
+
+class Reason(StrEnum):
+    """For `not_mtu`: what it is instead. When a connection's findings give several, the highest rank wins
+    (a firewall that drops SYNs explains more than a reset does)."""
+
+    FILTERED = "filtered"
+    REFUSED = "refused"
+    LOSSY_LINK = "lossy_link"
+    SERVER_SLOW = "server_slow"
+    RESET = "reset"
+    NO_RESPONSE = "no_response"
+
+    @property
+    def rank(self) -> int:
+        return len(Reason) - list(Reason).index(self)
+
+    @property
+    def words(self) -> str:
+        """The reason as the explanation says it."""
+        return _REASON_WORDS[self]
+
+
+_REASON_WORDS = {
+    Reason.FILTERED: "SYNs are never answered: a firewall or routing problem",
+    Reason.REFUSED: "the server refuses the connection (RST): nothing listens there",
+    Reason.LOSSY_LINK: "packets of every size are lost at random: a lossy link, full-size packets still get through",
+    Reason.SERVER_SLOW: "the server is slow to answer; nothing is lost",
+    Reason.RESET: "connections are reset",
+    Reason.NO_RESPONSE: "the server never answers the request",
+}
+
+
+class Severity(StrEnum):
+    """How loud a finding is, quietest first."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -72,9 +137,9 @@ class Fix:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    verdict: str
+    verdict: Verdict
     confidence: float
-    reason: str  # for not_mtu: what it is instead
+    reason: Reason | str  # for not_mtu: what it is instead ("" otherwise)
     explanation: str
     path_mtu: int | None
     recommended_mss: int | None

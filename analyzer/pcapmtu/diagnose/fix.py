@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..results import Fix
+from ..results import Fix, Verdict
 
 NFT_TABLE = "pcapmtu"  # a table of its own: nftables creates none by default, and ours is easy to remove
 
 
 def compute(
-    verdict: str,
+    verdict: Verdict,
     path_mtu: int | None,
     ipv: int,
     clamp_seen: int | None,
@@ -17,7 +17,7 @@ def compute(
     high: int | None = None,
 ) -> Fix | None:
     """Commands with numbers for an MTU verdict; a note when a clamp is already in effect."""
-    if verdict not in ("mtu_blackhole", "mtu_blackhole_recovered"):
+    if not Verdict(verdict).is_mtu:
         if clamp_seen:
             return Fix(f"An MSS clamp to {clamp_seen} is already in effect on the docker host; nothing to change.",
                        clamp_seen, None, (), ("The clamp is the fix working: keep it in the host's firewall rules.",))  # fmt: skip

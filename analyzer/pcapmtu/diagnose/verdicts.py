@@ -1,4 +1,4 @@
-"""Stage 7: from findings to a verdict per connection and overall, with a confidence and an explanation.
+"""From findings to a verdict per connection and overall, with a confidence and an explanation.
 
 A connection is judged once: a container connection together with its host-side twin (matched across NAT),
 or a host connection of the host's own, or a connection of a lone capture. Findings that imply a verdict
@@ -11,22 +11,12 @@ from __future__ import annotations
 import pandas as pd
 
 from ..evidence import endpoint, service
-from ..results import Diagnosis, Finding
+from ..results import Diagnosis, Finding, Reason, Verdict
 from . import fix as fixes
 from .context import Context
 from .detectors import RULES
 from .path_mtu import cited_for
 
-RANK = {"mtu_blackhole": 5, "mtu_blackhole_recovered": 4, "not_mtu": 3, "inconclusive": 2, "healthy": 1}
-REASON_RANK = {"filtered": 6, "refused": 5, "lossy_link": 4, "server_slow": 3, "reset": 2, "no_response": 1}
-REASON_TEXT = {
-    "filtered": "SYNs are never answered: a firewall or routing problem",
-    "refused": "the server refuses the connection (RST): nothing listens there",
-    "lossy_link": "packets of every size are lost at random: a lossy link, full-size packets still get through",
-    "server_slow": "the server is slow to answer; nothing is lost",
-    "reset": "connections are reset",
-    "no_response": "the server never answers the request",
-}
 VERDICT_COLUMNS = [
     "capture",
     "conn",
@@ -59,24 +49,25 @@ def verdicts(ctx: Context, findings: list[Finding]) -> pd.DataFrame:
             verdict, reason, codes = _judge(flow, own + twin, ctx)
             rows.append((role, int(flow.conn), int(flow.twin_conn), service(flow),
                          endpoint(flow.client_ip, flow.client_port), endpoint(flow.server_ip, flow.server_port),
-                         verdict, reason, ",".join(codes)))  # fmt: skip
+                         str(verdict), str(reason or ""), ",".join(codes)))  # fmt: skip
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
-def _judge(flow, found: list[Finding], ctx: Context) -> tuple[str, str, list[str]]:
-    best, reason, codes = "", "", []
+def _judge(flow, found: list[Finding], ctx: Context) -> tuple[Verdict, Reason | None, list[str]]:
+    best: Verdict | None = None
+    reason: Reason | None = None
+    codes = []
     for f in found:
         rule = RULES.get(f.code)
-        if rule is None or not rule.implies:
+        if rule is None or rule.implies is None:
             continue
         codes.append(f.code)
-        better = RANK[rule.implies] > RANK.get(best, 0)
-        same = rule.implies == best == "not_mtu" and REASON_RANK.get(rule.reason, 0) > REASON_RANK.get(
-            reason, 0
-        )
+        better = best is None or rule.implies.rank > best.rank
+        rank = rule.reason.rank if rule.reason else 0
+        same = rule.implies == best == Verdict.NOT_MTU and rank > (reason.rank if reason else 0)
         if better or same:
             best, reason = rule.implies, rule.reason
-    if best:
+    if best is not None:
         return best, reason, sorted(set(codes))
     # a stall that PMTUD itself cost (B004: the sender re-sent smaller and was acknowledged) is explained
     explained = any(f.code == "B004" for f in found)
@@ -92,34 +83,35 @@ def _judge(flow, found: list[Finding], ctx: Context) -> tuple[str, str, list[str
     )
     unanswered = flow.handshake_ok and flow.unanswered and flow.tail_idle_s >= ctx.th.stall_s
     if trouble or stalled or unanswered:
-        return "inconclusive", "", sorted(set(trouble))
-    return "healthy", "", []
+        return Verdict.INCONCLUSIVE, None, sorted(set(trouble))
+    return Verdict.HEALTHY, None, []
 
 
 def overall(ctx: Context, table: pd.DataFrame, findings: list[Finding]) -> Diagnosis:
     """The verdict for the whole incident, its confidence, the explanation and the fix."""
     if not len(table):
         return Diagnosis(
-            "inconclusive", 0.2, "", "The captures hold no TCP connections to judge.", None, None, None
+            Verdict.INCONCLUSIVE, 0.2, "", "The captures hold no TCP connections to judge.", None, None, None
         )
-    ranked = table.assign(rank=table["verdict"].map(RANK)).sort_values("rank", ascending=False, kind="stable")
-    verdict = ranked.iloc[0]["verdict"]
+    ranked = table.assign(rank=table["verdict"].map(Verdict.ranks()))
+    ranked = ranked.sort_values("rank", ascending=False, kind="stable")
+    verdict = Verdict(ranked.iloc[0]["verdict"])
     chosen = ranked[ranked["verdict"] == verdict]
-    reason = ""
-    if verdict == "not_mtu":
-        reason = max(chosen["reason"], key=lambda r: REASON_RANK.get(r, 0))
+    reason: Reason | str = ""
+    if verdict == Verdict.NOT_MTU:
+        reason = max((Reason(r) for r in chosen["reason"] if r), key=lambda r: r.rank, default="")
     codes = {f.code for f in findings}
     ipv = _ipv(ctx, chosen.iloc[0])
     path = ctx.path.get(ipv)
     path_mtu = path.value if path else None
     clamp = _clamp_after(findings)
     direction = "upload" if any(f.code == "B002" for f in findings) else "download"
-    mtu_verdict = verdict.startswith("mtu")
+    mtu_verdict = verdict.is_mtu
     fix = fixes.compute(verdict, path_mtu if mtu_verdict else None, ipv, clamp, direction,
                         path.low if path and mtu_verdict else None, path.high if path and mtu_verdict else None)  # fmt: skip
     confidence, factors = _confidence(ctx, verdict, codes, chosen)
     text = _explain(ctx, verdict, reason, chosen, table, findings, path, clamp)
-    mss = (path_mtu - (40 if ipv == 4 else 60)) if (path_mtu and verdict.startswith("mtu")) else None
+    mss = (path_mtu - (40 if ipv == 4 else 60)) if (path_mtu and verdict.is_mtu) else None
     return Diagnosis(verdict, confidence, reason, text, path_mtu, mss, fix, tuple(factors))
 
 
@@ -140,24 +132,24 @@ HEALTHY_CAP_AFTER_STALL = 0.5  # healthy is never above this while a request wen
 
 
 def _confidence(
-    ctx: Context, verdict: str, codes: set[str], chosen: pd.DataFrame
+    ctx: Context, verdict: Verdict, codes: set[str], chosen: pd.DataFrame
 ) -> tuple[float, list[dict]]:
     """The confidence and what raised and lowered it, as {"why", "delta"} items that add up to it."""
     two_sides = ctx.far is not None
     factors: list[tuple[str, float]] = []
     sides = "two capture points of the same connections" if two_sides else "one capture point only"
-    if verdict in ("mtu_blackhole", "mtu_blackhole_recovered"):
+    if verdict.is_mtu:
         factors.append(("size evidence of an MTU failure", 0.6))
         factors += [(f"{c} ({RULES[c].name}) agrees", 0.1) for c in CORROBORATING if c in codes]
         factors.append((sides, 0.1 if two_sides else 0.0))
         cap = 0.97 if two_sides else 0.8
-    elif verdict == "not_mtu":
+    elif verdict == Verdict.NOT_MTU:
         factors += [
             ("a cause other than size explains the failures", 0.75),
             (sides, 0.1 if two_sides else 0.0),
         ]
         cap = 0.85
-    elif verdict == "healthy":
+    elif verdict == Verdict.HEALTHY:
         factors += [("every connection completed or is idle with nothing owed", 0.7),
                     (sides, 0.2 if two_sides else 0.0)]  # fmt: skip
         cap = 0.9
@@ -165,15 +157,15 @@ def _confidence(
         factors.append(("a stall the captures cannot explain", 0.3))
         cap = 0.3
     rows = [ctx.flow(r, c) for r, c in zip(chosen["capture"], chosen["conn"], strict=True)]
-    if verdict != "inconclusive" and any(bool(f["full_estimated"]) for f in rows):
+    if verdict != Verdict.INCONCLUSIVE and any(bool(f["full_estimated"]) for f in rows):
         factors.append(("judged without the handshake: MSS and full size are estimates", -0.15))
     damaged = [r for r, cap_ in ctx.captures.items() if cap_.skipped_bytes]
     if damaged:
         factors.append((f"the {', '.join(damaged)} capture is damaged", -0.1))
     unplaced = [r for r, v in ctx.vantage.items() if v.position == "unknown"]
-    if unplaced and verdict != "inconclusive":
+    if unplaced and verdict != Verdict.INCONCLUSIVE:
         factors.append((f"where the {', '.join(unplaced)} capture was taken is unknown", -0.05))
-    if verdict == "healthy":
+    if verdict == Verdict.HEALTHY:
         silent = sum(int(_silent_after_handshake(ctx.judged(r), ctx).sum()) for r in ctx.captures)
         if silent:
             factors.append((f"{silent} connection(s) completed the handshake and carried no data before the "
@@ -239,11 +231,11 @@ def _next_step(ctx: Context, chosen: pd.DataFrame) -> str:
     return "; ".join(steps) + "."
 
 
-def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
+def _explain(ctx: Context, verdict: Verdict, reason, chosen, table, findings, path, clamp) -> str:
     n_total = len(table)
     services = sorted(set(chosen["service"]))
     listing = ", ".join(services[:4]) + (f" and {len(services) - 4} more" if len(services) > 4 else "")
-    if verdict == "healthy":
+    if verdict == Verdict.HEALTHY:
         extra = (
             f" An MSS clamp to {clamp} on the docker host keeps packets within the path MTU." if clamp else ""
         )
@@ -254,15 +246,16 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
         elif icmp:
             extra += f" ICMP size reports are seen: {icmp[0].message}."
         return f"No MTU problem: all {n_total} connections completed or are healthy.{extra}"
-    if verdict == "not_mtu":
-        return (f"Not an MTU problem: {REASON_TEXT.get(reason, reason)} ({listing}). Packet sizes are not "
+    if verdict == Verdict.NOT_MTU:
+        instead = Reason(reason).words if reason else "a cause other than size"
+        return (f"Not an MTU problem: {instead} ({listing}). Packet sizes are not "
                 "what separates the failing connections from the working ones.")  # fmt: skip
-    if verdict == "inconclusive":
+    if verdict == Verdict.INCONCLUSIVE:
         seen = [_unexplained(ctx, row, findings) for row in chosen.itertuples(index=False)]
         more = f" and {len(seen) - 3} more" if len(seen) > 3 else ""
         return (f"Something is wrong that the captures cannot explain: {'; '.join(seen[:3])}{more}. "
                 f"Next: {_next_step(ctx, chosen)}")  # fmt: skip
-    key = "B003" if verdict == "mtu_blackhole_recovered" else None
+    key = "B003" if verdict == Verdict.MTU_BLACKHOLE_RECOVERED else None
     main = next(
         (f for f in findings if (f.code == key) or (key is None and f.code in ("B001", "B002", "B005"))), None
     )
@@ -293,7 +286,7 @@ def _explain(ctx, verdict, reason, chosen, table, findings, path, clamp) -> str:
             because = [b for b in ev["because"] if not (said and b.startswith("the path carries"))]
             parts.append(f"Why this is MTU: {'; '.join(because or ev['because'])}.")
     parts.append(f"Affected: {listing} ({len(chosen)} of {n_total} connections).")
-    healthy = table[table["verdict"] == "healthy"]
+    healthy = table[table["verdict"] == Verdict.HEALTHY]
     if len(healthy):
         who = {"host": "from the host itself", "server": "to the server, from other clients"}
         working = sorted(

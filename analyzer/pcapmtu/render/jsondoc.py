@@ -113,10 +113,10 @@ def analyze_document(analysis) -> dict:
     return {
         "schema_version": ANALYZE_SCHEMA_VERSION,
         "tool": {"name": "pcapmtu", "version": __version__},
-        "verdict": d.verdict,
+        "verdict": str(d.verdict),
         "confidence": d.confidence,
         "confidence_factors": [_jsonable(f) for f in d.confidence_factors],
-        "reason": d.reason or None,
+        "reason": str(d.reason) if d.reason else None,
         "explanation": d.explanation,
         "path_mtu": d.path_mtu,
         "recommended_mss": d.recommended_mss,

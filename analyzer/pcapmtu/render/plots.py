@@ -16,14 +16,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from ..results import Verdict
 from ..textsafe import printable
 
 VERDICT_COLORS = {
-    "mtu_blackhole": "#d62728",
-    "mtu_blackhole_recovered": "#ff7f0e",
-    "not_mtu": "#9467bd",
-    "inconclusive": "#bcbd22",
-    "healthy": "#2ca02c",
+    Verdict.MTU_BLACKHOLE: "#d62728",
+    Verdict.MTU_BLACKHOLE_RECOVERED: "#ff7f0e",
+    Verdict.NOT_MTU: "#9467bd",
+    Verdict.INCONCLUSIVE: "#bcbd22",
+    Verdict.HEALTHY: "#2ca02c",
 }
 ROLE_COLORS = {"container": "#1f77b4", "host": "#8c564b"}
 
@@ -113,8 +114,8 @@ def timeline(analysis) -> Figure:
             )
     rows.sort()
     if len(rows) > 60:  # keep the ones that matter: every non-healthy connection, then the earliest others
-        bad = [r for r in rows if r[3] != "healthy"]
-        rows = sorted(bad[:60] + [r for r in rows if r[3] == "healthy"][: max(0, 60 - len(bad))])
+        bad = [r for r in rows if r[3] != Verdict.HEALTHY]
+        rows = sorted(bad[:60] + [r for r in rows if r[3] == Verdict.HEALTHY][: max(0, 60 - len(bad))])
     height = max(2.5, 0.32 * len(rows) + 1.2)
     fig = Figure(figsize=(10, min(height, 24)), dpi=100)
     ax = fig.subplots()
@@ -217,7 +218,7 @@ def mss_summary(analysis) -> Figure:
 
 def _size_headline(analysis) -> str:
     d = analysis.diagnosis
-    if d.verdict == "mtu_blackhole" and d.path_mtu:
+    if d.verdict == Verdict.MTU_BLACKHOLE and d.path_mtu:
         return f"nothing above {d.path_mtu} bytes gets through: the size wall"
     return f"packet sizes ({d.verdict})"
 
@@ -241,10 +242,9 @@ def _dedup_legend(ax) -> None:
 
 def suspects(analysis, limit: int = 4) -> list[tuple[str, int]]:
     """Connections worth a time-sequence graph: the non-healthy ones, worst first."""
-    from ..diagnose.verdicts import RANK
 
-    v = analysis.verdicts[analysis.verdicts["verdict"] != "healthy"]
-    v = v.assign(rank=v["verdict"].map(RANK)).sort_values(
+    v = analysis.verdicts[analysis.verdicts["verdict"] != Verdict.HEALTHY]
+    v = v.assign(rank=v["verdict"].map(Verdict.ranks())).sort_values(
         ["rank", "capture", "conn"], ascending=[False, True, True]
     )
     return [(r.capture, int(r.conn)) for r in v.head(limit).itertuples()]

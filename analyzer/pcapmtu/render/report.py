@@ -20,6 +20,7 @@ import matplotlib
 from .._version import __version__
 from ..errors import UsageError
 from ..evidence import stream_filter
+from ..results import Verdict
 from ..textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
 from . import plots
 from .jsondoc import analyze_document, dumps
@@ -86,10 +87,9 @@ MAX_CONNECTION_ROWS = 200  # the rest is in report.json: a ticket attachment mus
 
 def _connection_rows(analysis) -> list[dict]:
     """The connections table: every non-healthy connection first, then healthy ones up to the limit."""
-    from ..diagnose.verdicts import RANK
 
     v = analysis.verdicts
-    v = v.assign(rank=v["verdict"].map(RANK)).sort_values(
+    v = v.assign(rank=v["verdict"].map(Verdict.ranks())).sort_values(
         ["rank", "capture", "conn"], ascending=[False, True, True]
     )
     v = v.head(MAX_CONNECTION_ROWS)

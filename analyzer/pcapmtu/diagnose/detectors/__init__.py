@@ -1,9 +1,11 @@
-"""Detectors: small pure functions with stable codes, like linter rules.
+"""Detectors: small pure functions with stable codes, declared like linter rules.
 
-Each detector is registered with `@rule(...)`, which carries its code, name, default severity, a
-one-line message template, the fix hint, the why, and (for per-connection conclusions) the verdict it
-implies. A detector yields `Hit`s; `run()` turns them into `Finding`s. A detector that crashes becomes
-a finding (code E900) and the run goes on.
+Each detector is registered with `@rule(...)` (keyword arguments only): its code, name, default severity, a
+one-line message template, the fix, the why, an example of the values that fill the templates, the references
+(RFCs, manuals) and, for per-connection conclusions, the verdict it implies. The function is named after the
+rule (`pmtud-blackhole` -> `pmtud_blackhole`), and registration checks the templates against the example, so
+a misspelled placeholder fails at import, not in front of a user. A detector yields `Hit`s; `run()` turns
+them into `Finding`s. A detector that crashes becomes a finding (code E900) and the run goes on.
 
 Codes are never reused. Families: Q capture quality, M MSS/MTU, T TCP, S TLS, B black hole,
 X cross-capture, L other causes. `pcapmtu rules` lists them, `pcapmtu explain CODE` explains one.
@@ -11,18 +13,19 @@ X cross-capture, L other causes. `pcapmtu rules` lists them, `pcapmtu explain CO
 
 from __future__ import annotations
 
+import re
 import string
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ...results import Finding
+from ...results import Finding, Reason, Severity, Verdict
 from ..context import Context
 
 
 @dataclass(frozen=True)
 class Hit:
-    values: dict  # fills the message template
+    values: dict  # fills the message and fix templates
     capture: str = ""
     conn: int = -1
     frames: tuple[int, ...] = ()
@@ -34,52 +37,109 @@ class Hit:
 class Rule:
     code: str
     name: str
-    severity: str
-    message: str
-    hint: str
+    severity: Severity
+    message: str  # template, filled with a Hit's values
+    fix: str  # template: what to do (a finding's `hint`)
     why: str
-    implies: str = ""  # per-connection verdict this finding implies ("" = none)
-    reason: str = ""  # for implies == "not_mtu": what it is instead
+    example: Mapping = field(default_factory=dict)  # values that fill message and fix, as a real capture did
+    references: tuple[str, ...] = ()  # "RFC 2923", or a https:// manual page
+    implies: Verdict | None = None  # the verdict of the connection this finding is about (None: none)
+    reason: Reason | None = None  # for implies == NOT_MTU: what it is instead
     func: Callable[[Context], Iterable[Hit]] | None = None
+
+    @property
+    def verdict_text(self) -> str:
+        """`not_mtu (lossy_link)`, `mtu_blackhole`, or "" for a rule that decides nothing."""
+        if self.implies is None:
+            return ""
+        return str(self.implies) + (f" ({self.reason})" if self.reason else "")
 
 
 RULES: dict[str, Rule] = {}
+CODE = re.compile(r"[A-Z][0-9]{3}")
+NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+REFERENCE = re.compile(r"RFC [1-9][0-9]*|https://\S+")
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _text, name, _spec, _conv in string.Formatter().parse(template) if name}
 
 
 def rule(
+    *,
     code: str,
     name: str,
-    severity: str,
+    severity: Severity,
     message: str,
-    hint: str,
+    fix: str,
     why: str,
-    implies: str = "",
-    reason: str = "",
+    example: Mapping,
+    references: tuple[str, ...] = (),
+    implies: Verdict | None = None,
+    reason: Reason | None = None,
 ):
-    """Register a detector function under a stable code."""
+    """Register a detector function under a stable code, after checking the declaration."""
 
     def wrap(func: Callable[[Context], Iterable[Hit]]):
-        if code in RULES:
-            raise ValueError(f"detector code {code} registered twice")
-        RULES[code] = Rule(code, name, severity, message, hint, why, implies, reason, func)
+        declared = Rule(code, name, Severity(severity), message, fix, why, dict(example), tuple(references),
+                        implies, reason, func)  # fmt: skip
+        problems = check(declared)
+        if problems:
+            raise ValueError(f"rule {code}: " + "; ".join(problems))
+        RULES[code] = declared
         return func
 
     return wrap
 
 
+def check(r: Rule) -> list[str]:
+    """What is wrong with a rule's declaration (empty when nothing)."""
+    problems = []
+    if not CODE.fullmatch(r.code):
+        problems.append("a code is a capital letter and three digits")
+    if r.code in RULES or any(other.name == r.name for other in RULES.values()):
+        problems.append("registered twice (code or name)")
+    if not NAME.fullmatch(r.name):
+        problems.append("a name is lowercase words joined by '-'")
+    if r.func is not None and r.func.__name__ != r.name.replace("-", "_"):
+        problems.append(f"the function is named after the rule: def {r.name.replace('-', '_')}(ctx)")
+    used = placeholders(r.message) | placeholders(r.fix)
+    if unknown := sorted(used - set(PLACEHOLDERS)):
+        problems.append(f"placeholders without a description in PLACEHOLDERS: {unknown}")
+    if used != set(r.example):
+        problems.append(
+            f"the example must give exactly the placeholders {sorted(used)}, not {sorted(r.example)}"
+        )
+    else:
+        try:
+            r.message.format(**r.example), r.fix.format(**r.example)
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            problems.append(f"the example does not fill the templates: {type(exc).__name__}: {exc}")
+    if bad := [ref for ref in r.references if not REFERENCE.fullmatch(ref)]:
+        problems.append(f"references are 'RFC N' or a https:// address: {bad}")
+    if r.implies is not None and not isinstance(r.implies, Verdict):
+        problems.append("implies is a Verdict")
+    if r.implies == Verdict.HEALTHY:
+        problems.append("a finding never implies healthy")
+    if (r.implies == Verdict.NOT_MTU) != (r.reason is not None) or not isinstance(r.reason, Reason | None):
+        problems.append("a reason (a Reason) is given exactly when the rule implies not_mtu")
+    return problems
+
+
 CRASH = Rule(
     "E900",
     "detector-crashed",
-    "warning",
+    Severity.WARNING,
     "detector {code} failed on this input: {error}",
     "Please report it with the capture if you can share it; the other detectors still ran.",
     "A bug in one detector must not hide what the others found.",
+    example={"code": "B001", "error": "KeyError: 'mss_client'"},
 )
 
 
-# What each placeholder of a message or hint stands for, so `pcapmtu explain` and docs/detectors.md read as
+# What each placeholder of a message or fix stands for, so `pcapmtu explain` and docs/detectors.md read as
 # sentences: "{full}-byte packets" is shown as "<full size>-byte packets". Every placeholder a rule uses must be
-# here (tests/test_detectors.py checks it).
+# here (checked when the rule registers).
 PLACEHOLDERS = {
     "about": "the connection the ICMP quotes", "after": "size after", "before": "size before",
     "between": "where, between the two capture points", "big": "full size", "caplen": "bytes",
@@ -133,7 +193,7 @@ def _finding(r: Rule, h: Hit, tcp_stream: int = -1) -> Finding:
         name=r.name,
         severity=r.severity,
         message=r.message.format(**h.values),
-        hint=r.hint.format(**h.values) if "{" in r.hint else r.hint,
+        hint=r.fix.format(**h.values) if "{" in r.fix else r.fix,
         capture=h.capture,
         conn=h.conn,
         frames=tuple(int(x) for x in h.frames),
@@ -149,6 +209,13 @@ def load_all() -> None:
 
 
 load_all()
+
+
+def reference_link(ref: str) -> str:
+    """A reference as a Markdown link: RFCs at the RFC Editor, manuals at their address."""
+    if ref.startswith("RFC "):
+        return f"[{ref}](https://www.rfc-editor.org/rfc/rfc{ref[4:]})"
+    return f"<{ref}>"
 
 
 def markdown() -> str:
@@ -278,8 +345,7 @@ def markdown() -> str:
     ]
     for code in sorted(RULES):
         r = RULES[code]
-        verdict = r.implies + (f" ({r.reason})" if r.reason else "")
-        lines.append(f"| [{code}](#{code.lower()}) | {r.name} | {r.severity} | {verdict} |")
+        lines.append(f"| [{code}](#{code.lower()}) | {r.name} | {r.severity} | {r.verdict_text} |")
     lines.append("")
     for code in sorted(RULES):
         r = RULES[code]
@@ -289,12 +355,17 @@ def markdown() -> str:
             f"**{r.name}** ({r.severity})",
             "",
             f"- Message: {readable(r.message)}",
+            f"- Example: {r.message.format(**r.example)}",
             f"- Why it matters: {r.why}",
-            f"- Fix: {readable(r.hint) or '-'}",
+            f"- Fix: {readable(r.fix) or '-'}",
         ]
-        if r.implies:
+        if placeholders(r.fix):
+            lines.append(f"- Fix, in the example: {r.fix.format(**r.example)}")
+        if r.implies is not None:
             lines.append(
                 f"- Verdict for the connection: `{r.implies}`" + (f" ({r.reason})" if r.reason else "")
             )
+        if r.references:
+            lines.append(f"- References: {', '.join(map(reference_link, r.references))}")
         lines.append("")
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...evidence import first_frames, flow_filter, service
+from ...results import Severity, Verdict
 from ..context import Context
 from ..path_mtu import cited_for
 from . import Hit, rule
@@ -63,17 +64,26 @@ def _receiver(ctx: Context, role: str) -> str:
 
 
 @rule(
-    "B001",
-    "pmtud-blackhole",
-    "error",
-    "{service}: PMTUD black hole - the server's {full}-byte packets never reached the {role}; the largest "
+    code="B001",
+    name="pmtud-blackhole",
+    severity=Severity.ERROR,
+    message="{service}: PMTUD black hole - the server's {full}-byte packets never reached the {role}; the largest "
     "that did was {largest} bytes, and no ICMP size report came back",
-    "Clamp the MSS {fix_mss} on the docker host, or set the container MTU {path}.",
-    "RFC 2923: when ICMP 'fragmentation needed' is filtered, a sender keeps sending full-size DF packets that "
+    fix="Clamp the MSS {fix_mss} on the docker host, or set the container MTU {path}.",
+    why="RFC 2923: when ICMP 'fragmentation needed' is filtered, a sender keeps sending full-size DF packets that "
     "a smaller-MTU hop drops; handshake and small replies pass, every full-size segment is lost and re-lost.",
-    implies="mtu_blackhole",
+    example={
+        "service": "jenkins-updates.example (198.18.0.11:443)",
+        "full": 1500,
+        "role": "container",
+        "largest": 1252,
+        "fix_mss": "to 1410",
+        "path": "to 1450",
+    },
+    references=("RFC 2923", "RFC 1191", "RFC 8201", "RFC 4821"),
+    implies=Verdict.MTU_BLACKHOLE,
 )
-def download(ctx: Context):
+def pmtud_blackhole(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         cand = f[
@@ -147,18 +157,26 @@ def download(ctx: Context):
 
 
 @rule(
-    "B002",
-    "pmtud-blackhole-upload",
-    "error",
-    "{service}: PMTUD black hole on upload - the client's {full}-byte packets are sent and re-sent but never "
+    code="B002",
+    name="pmtud-blackhole-upload",
+    severity=Severity.ERROR,
+    message="{service}: PMTUD black hole on upload - the client's {full}-byte packets are sent and re-sent but never "
     "acknowledged; lost {where}",
-    "Clamp the MSS {fix_mss} on the docker host (it rewrites the server's SYN-ACK too), or set the "
+    fix="Clamp the MSS {fix_mss} on the docker host (it rewrites the server's SYN-ACK too), or set the "
     "container MTU {path}.",
-    "The same RFC 2923 failure with the container as the sender: its full-size segments die at a smaller-MTU "
+    why="The same RFC 2923 failure with the container as the sender: its full-size segments die at a smaller-MTU "
     "hop and the ICMP that would tell it never arrives.",
-    implies="mtu_blackhole",
+    example={
+        "service": "api.example (198.18.0.10:80)",
+        "full": 1500,
+        "where": "after the host's uplink, on the path",
+        "fix_mss": "below 1460 (the path does not carry 1500-byte packets; measure it first with ping -M do -s SIZE)",
+        "path": "below 1500",
+    },
+    references=("RFC 2923", "RFC 1191", "RFC 8201", "RFC 4821"),
+    implies=Verdict.MTU_BLACKHOLE,
 )
-def upload(ctx: Context):
+def pmtud_blackhole_upload(ctx: Context):
     for role in ctx.container_roles:
         f = f_all = ctx.flows(role)
         cand = f[
@@ -212,17 +230,25 @@ def upload(ctx: Context):
 
 
 @rule(
-    "B003",
-    "blackhole-recovered-by-probing",
-    "warning",
-    "{service}: stalled {stall:.1f} s, then the server continued with {after}-byte segments instead of "
+    code="B003",
+    name="blackhole-recovered-by-probing",
+    severity=Severity.WARNING,
+    message="{service}: stalled {stall:.1f} s, then the server continued with {after}-byte segments instead of "
     "{full}-byte ones - packetization-layer PMTU probing got around a black hole",
-    "It works, slowly: clamp the MSS {fix_mss} so no connection has to stall first.",
-    "RFC 4821 / Linux tcp_mtu_probing: a sender that sees repeated timeouts retries with smaller segments; "
+    fix="It works, slowly: clamp the MSS {fix_mss} so no connection has to stall first.",
+    why="RFC 4821 / Linux tcp_mtu_probing: a sender that sees repeated timeouts retries with smaller segments; "
     "the stall followed by smaller segments is the fingerprint of a black hole it worked around.",
-    implies="mtu_blackhole_recovered",
+    example={
+        "service": "api.example (198.18.0.10:443)",
+        "stall": 3.1,
+        "after": 1395,
+        "full": 1460,
+        "fix_mss": "to 1410",
+    },
+    references=("RFC 4821", "RFC 2923", "https://docs.kernel.org/networking/ip-sysctl.html"),
+    implies=Verdict.MTU_BLACKHOLE_RECOVERED,
 )
-def recovered(ctx: Context):
+def blackhole_recovered_by_probing(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         cand = f[

@@ -5,23 +5,26 @@ from __future__ import annotations
 import numpy as np
 
 from ...evidence import flow_filter, service
+from ...results import Reason, Severity, Verdict
 from ..context import Context
 from . import Hit, rule
 
 
 @rule(
-    "L001",
-    "lossy-link",
-    "warning",
-    "{service}: {retrans} retransmissions, yet full-size {full}-byte packets were delivered - random loss, "
+    code="L001",
+    name="lossy-link",
+    severity=Severity.WARNING,
+    message="{service}: {retrans} retransmissions, yet full-size {full}-byte packets were delivered - random loss, "
     "not a size limit",
-    "Look for a congested or faulty link; MSS clamping will not help.",
-    "An MTU problem loses every packet above a size and none below it; loss that also hits small packets "
+    fix="Look for a congested or faulty link; MSS clamping will not help.",
+    why="An MTU problem loses every packet above a size and none below it; loss that also hits small packets "
     "while full-size ones get through is the link, not the MTU.",
-    implies="not_mtu",
-    reason="lossy_link",
+    example={"service": "api.example (198.18.0.10:80)", "retrans": 2, "full": 1500},
+    references=("RFC 2018", "RFC 6298"),
+    implies=Verdict.NOT_MTU,
+    reason=Reason.LOSSY_LINK,
 )
-def lossy(ctx: Context):
+def lossy_link(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         # the direction this capture receives: full-size packets in it crossed the path. (The sender's own
@@ -52,19 +55,21 @@ def lossy(ctx: Context):
 
 
 @rule(
-    "L002",
-    "slow-server",
-    "warning",
-    "{service}: the server took {wait:.1f} s to answer the request, with no loss",
-    "The server (or something behind it) is slow; the network delivered everything.",
-    "A long pause with no retransmission, after which data of every size arrives, is the application "
+    code="L002",
+    name="slow-server",
+    severity=Severity.WARNING,
+    message="{service}: the server took {wait:.1f} s to answer the request, with no loss",
+    fix="The server (or something behind it) is slow; the network delivered everything.",
+    why="A long pause with no retransmission, after which data of every size arrives, is the application "
     "thinking, not the path dropping. The pause counts when the server had acknowledged the request and "
     "owed the answer (after TLS, the request is the first application data after the handshake), so a "
     "quick handshake does not hide a slow answer.",
-    implies="not_mtu",
-    reason="server_slow",
+    example={"service": "api.example (198.18.0.10:80)", "wait": 4.0},
+    references=(),
+    implies=Verdict.NOT_MTU,
+    reason=Reason.SERVER_SLOW,
 )
-def slow(ctx: Context):
+def slow_server(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         first = f["first_data_ts_s2c"] - f["first_data_ts_c2s"]

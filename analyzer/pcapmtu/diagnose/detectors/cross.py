@@ -5,22 +5,32 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from ...evidence import first_frames, flow_filter, service
+from ...results import Severity
 from ..context import Context
 from . import Hit, rule
 
 
 @rule(
-    "X001",
-    "matched-across-nat",
-    "info",
-    "{matched} of {total} connections in the {role} capture were found in the {far} capture "
+    code="X001",
+    name="matched-across-nat",
+    severity=Severity.INFO,
+    message="{matched} of {total} connections in the {role} capture were found in the {far} capture "
     "(matched by {how}); {own} connections there are the {far}'s own",
-    "Container connections missing from the host capture are listed by X003; if none matched, check that "
+    fix="Container connections missing from the host capture are listed by X003; if none matched, check that "
     "both captures cover the same time and that the host capture is on the uplink the traffic leaves by.",
-    "MASQUERADE changes the client address and port but never the sequence numbers, so the same connection "
+    why="MASQUERADE changes the client address and port but never the sequence numbers, so the same connection "
     "is recognised on both sides by its server endpoint and initial sequence number.",
+    example={
+        "matched": 2,
+        "total": 2,
+        "role": "container",
+        "how": "client initial sequence number",
+        "own": 1,
+        "far": "host",
+    },
+    references=("RFC 3022",),
 )
-def matched(ctx: Context):
+def matched_across_nat(ctx: Context):
     if ctx.far is None:
         return
     own = int(ctx.flows(ctx.far_role)["host_own"].sum())
@@ -33,16 +43,25 @@ def matched(ctx: Context):
 
 
 @rule(
-    "X002",
-    "seen-on-one-side",
-    "warning",
-    "{service}: {count} {what} segments were captured on the {seen} side only (largest {size} bytes) - "
+    code="X002",
+    name="seen-on-one-side",
+    severity=Severity.WARNING,
+    message="{service}: {count} {what} segments were captured on the {seen} side only (largest {size} bytes) - "
     "they were lost between the two capture points",
-    "The loss is {between}: check the MTUs of the links there and any firewall that drops ICMP.",
-    "Both captures of one connection should hold the same segments (NAT changes addresses, not sequence "
+    fix="The loss is {between}: check the MTUs of the links there and any firewall that drops ICMP.",
+    why="Both captures of one connection should hold the same segments (NAT changes addresses, not sequence "
     "numbers); segments present on one side only died between the two interfaces.",
+    example={
+        "service": "api.example (198.18.0.10:443)",
+        "count": 12,
+        "what": "server",
+        "seen": "server",
+        "size": 1500,
+        "between": "on the path between the container and the server",
+    },
+    references=("RFC 2923",),
 )
-def one_side(ctx: Context):
+def seen_on_one_side(ctx: Context):
     if ctx.far is None:
         return
     far = ctx.far_role
@@ -69,15 +88,22 @@ def one_side(ctx: Context):
 
 
 @rule(
-    "X003",
-    "missing-from-host",
-    "info",
-    "{count} connections of the {role} capture are not in the {far} capture ({examples})",
-    "Start both captures before reproducing, and capture on the interface the traffic leaves by.",
-    "A connection the container made that never appears on the host's uplink either left by another "
+    code="X003",
+    name="missing-from-host",
+    severity=Severity.INFO,
+    message="{count} connections of the {role} capture are not in the {far} capture ({examples})",
+    fix="Start both captures before reproducing, and capture on the interface the traffic leaves by.",
+    why="A connection the container made that never appears on the host's uplink either left by another "
     "interface or happened outside the host capture's time window.",
+    example={
+        "count": 2,
+        "role": "container",
+        "far": "host",
+        "examples": "api.example (198.18.0.10:443), 198.18.0.12:80",
+    },
+    references=("RFC 3022",),
 )
-def missing(ctx: Context):
+def missing_from_host(ctx: Context):
     if ctx.far is None:
         return
     for role in ctx.container_roles:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from ...evidence import endpoint, first_frames, flow_filter, frames_filter, service
+from ...results import Severity
 from ..context import Context
 from . import Hit, rule
 
 
 @rule(
-    "M001",
-    "interface-mtu-from-mss",
-    "info",
-    "{who} advertises MSS {mss} in its SYNs, so its interface MTU is {mtu}",
-    "Compare the two: a container MTU larger than the host's uplink MTU needs MSS clamping or a smaller "
+    code="M001",
+    name="interface-mtu-from-mss",
+    severity=Severity.INFO,
+    message="{who} advertises MSS {mss} in its SYNs, so its interface MTU is {mtu}",
+    fix="Compare the two: a container MTU larger than the host's uplink MTU needs MSS clamping or a smaller "
     "container MTU.",
-    "A TCP stack puts its interface MTU minus 40 (IPv4) or 60 (IPv6) bytes of headers in the SYN's MSS option "
+    why="A TCP stack puts its interface MTU minus 40 (IPv4) or 60 (IPv6) bytes of headers in the SYN's MSS option "
     "(RFC 9293 3.7.1), so the SYN tells the MTU of the interface it left by.",
+    example={"who": "the docker host (10.66.0.2)", "mss": 1410, "mtu": 1450},
+    references=("RFC 9293", "RFC 879"),
 )
-def interface_mtu(ctx: Context):
+def interface_mtu_from_mss(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         f = f[(f["mss_client"] > 0)]
@@ -47,15 +50,17 @@ def _rewritten(ctx: Context, column: str, differs):
 
 
 @rule(
-    "M002",
-    "mss-clamp-in-effect",
-    "info",
-    "the host rewrites the SYN's MSS from {before} to {after} ({count} connections): an MSS clamp is in effect",
-    "Nothing to do if {after} + 40 fits the path; this is the fix working.",
-    "MASQUERADE keeps the sequence numbers, so the same SYN is recognised on both sides of the NAT and its "
+    code="M002",
+    name="mss-clamp-in-effect",
+    severity=Severity.INFO,
+    message="the host rewrites the SYN's MSS from {before} to {after} ({count} connections): an MSS clamp is in effect",
+    fix="Nothing to do if {after} + 40 fits the path; this is the fix working.",
+    why="MASQUERADE keeps the sequence numbers, so the same SYN is recognised on both sides of the NAT and its "
     "MSS option compared; a smaller value on the host side means a TCPMSS rule rewrote it.",
+    example={"before": 1460, "after": 1410, "count": 3},
+    references=("RFC 9293", "https://ipset.netfilter.org/iptables-extensions.man.html"),
 )
-def clamp(ctx: Context):
+def mss_clamp_in_effect(ctx: Context):
     for role, changed, new, host in _rewritten(ctx, "mss_client", lambda far, near: far < near):
         yield Hit({"before": int(changed["mss_client"].mode().iloc[0]), "after": int(new.mode().iloc[0]),
                    "count": len(changed)}, capture=role, frames=first_frames(changed["syn_frame"]),
@@ -65,16 +70,18 @@ def clamp(ctx: Context):
 
 
 @rule(
-    "M006",
-    "synack-mss-rewritten",
-    "info",
-    "the SYN-ACK's MSS is {far_mss} in the {far} capture and {near_mss} in the {role} capture ({count} "
+    code="M006",
+    name="synack-mss-rewritten",
+    severity=Severity.INFO,
+    message="the SYN-ACK's MSS is {far_mss} in the {far} capture and {near_mss} in the {role} capture ({count} "
     "connections): something between the two points rewrites the server's MSS",
-    "A clamp on the SYN-ACK protects downloads only if the SYN is clamped too (M002): check both directions.",
-    "A TCPMSS rule can match one direction only; comparing the same SYN-ACK on both sides of the NAT shows "
+    fix="A clamp on the SYN-ACK protects downloads only if the SYN is clamped too (M002): check both directions.",
+    why="A TCPMSS rule can match one direction only; comparing the same SYN-ACK on both sides of the NAT shows "
     "whether the server's advertised MSS was lowered on its way in.",
+    example={"far_mss": 1460, "near_mss": 1410, "far": "host", "role": "container", "count": 3},
+    references=("RFC 9293", "https://ipset.netfilter.org/iptables-extensions.man.html"),
 )
-def synack_clamp(ctx: Context):
+def synack_mss_rewritten(ctx: Context):
     for role, changed, at_far, _far in _rewritten(ctx, "mss_server", lambda far, near: far != near):
         yield Hit({"far_mss": int(at_far.mode().iloc[0]), "near_mss": int(changed["mss_server"].mode().iloc[0]),
                    "far": ctx.far_role, "role": role, "count": len(changed)}, capture=role,
@@ -84,16 +91,27 @@ def synack_clamp(ctx: Context):
 
 
 @rule(
-    "M003",
-    "icmp-size-report",
-    "info",
-    "{times} x {kind} with next-hop MTU {mtu} from {router} in the {role} capture, about {about}{reached}",
-    "PMTUD is working for this path if the sender then uses smaller packets; if the report never reaches "
+    code="M003",
+    name="icmp-size-report",
+    severity=Severity.INFO,
+    message="{times} x {kind} with next-hop MTU {mtu} from {router} in the {role} capture, about {about}{reached}",
+    fix="PMTUD is working for this path if the sender then uses smaller packets; if the report never reaches "
     "the sender, clamp the MSS to {mss}.",
-    "Routers that cannot forward a DF packet send ICMP type 3 code 4 (IPv4, RFC 1191) or ICMPv6 type 2 "
+    why="Routers that cannot forward a DF packet send ICMP type 3 code 4 (IPv4, RFC 1191) or ICMPv6 type 2 "
     "(RFC 4443) with the MTU that fits; the quoted header says which connection it was about.",
+    example={
+        "kind": "ICMP fragmentation needed",
+        "mtu": 1450,
+        "router": "172.17.0.1",
+        "role": "container",
+        "about": "172.17.0.2 -> 198.18.0.10 (1500-byte packets)",
+        "times": 1,
+        "reached": "",
+        "mss": 1410,
+    },
+    references=("RFC 792", "RFC 1191", "RFC 4443", "RFC 8201"),
 )
-def icmp_reports(ctx: Context):
+def icmp_size_report(ctx: Context):
     for role, cap in ctx.captures.items():
         icmp = cap.icmp[cap.icmp["kind"].isin(["frag_needed", "packet_too_big"])]
         keys = ["kind", "ipv", "mtu", "src", "quoted_src", "quoted_sport", "quoted_dst", "quoted_dport"]
@@ -120,15 +138,23 @@ def icmp_reports(ctx: Context):
 
 
 @rule(
-    "M004",
-    "mss-exceeds-path",
-    "warning",
-    "{service}: the server may send {full}-byte packets (MSS {mss}) but the path carries at most {path} bytes",
-    "Clamp the MSS to {fix_mss} on the host, or give the container an MTU of {path}.",
-    "TCP sizes its segments from the MSS the peer advertised; when that exceeds the path MTU and PMTUD "
+    code="M004",
+    name="mss-exceeds-path",
+    severity=Severity.WARNING,
+    message="{service}: the server may send {full}-byte packets (MSS {mss}) but the path carries at most {path} bytes",
+    fix="Clamp the MSS to {fix_mss} on the host, or give the container an MTU of {path}.",
+    why="TCP sizes its segments from the MSS the peer advertised; when that exceeds the path MTU and PMTUD "
     "does not work, full-size segments are lost.",
+    example={
+        "service": "api.example (198.18.0.10:80)",
+        "full": 1500,
+        "mss": 1460,
+        "path": 1450,
+        "fix_mss": 1410,
+    },
+    references=("RFC 9293", "RFC 2923"),
 )
-def mss_exceeds(ctx: Context):
+def mss_exceeds_path(ctx: Context):
     for role in ctx.container_roles:
         for flow in ctx.flows(role).itertuples():
             path = ctx.path.get(int(flow.ipv))
@@ -141,14 +167,16 @@ def mss_exceeds(ctx: Context):
 
 
 @rule(
-    "M005",
-    "df-ping",
-    "info",
-    "DF ping of {size} bytes to {target} in the {role} capture: {result}",
-    "The largest size that got a reply is what the path carries.",
-    "`ping -M do -s N` sends N+28-byte packets that must not be fragmented: the engineer's own path probe.",
+    code="M005",
+    name="df-ping",
+    severity=Severity.INFO,
+    message="DF ping of {size} bytes to {target} in the {role} capture: {result}",
+    fix="The largest size that got a reply is what the path carries.",
+    why="`ping -M do -s N` sends N+28-byte packets that must not be fragmented: the engineer's own path probe.",
+    example={"size": 1450, "target": "198.18.0.10", "role": "host", "result": "reply"},
+    references=("RFC 1191",),
 )
-def df_pings(ctx: Context):
+def df_ping(ctx: Context):
     for path in ctx.path.values():
         for s in path.signals:
             if s["kind"] in ("ping_reply", "ping_lost"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...evidence import first_frames, flow_filter, frames_filter, service
+from ...results import Severity, Verdict
 from ..context import Context
 from . import Hit, rule
 
@@ -52,15 +53,26 @@ def _outcomes(ctx: Context):
 
 
 @rule(
-    "B004",
-    "pmtud-working",
-    "info",
-    "{service}: PMTUD works - {kind} (next-hop MTU {mtu}) about the {sender}'s {big}-byte packets, then the "
+    code="B004",
+    name="pmtud-working",
+    severity=Severity.INFO,
+    message="{service}: PMTUD works - {kind} (next-hop MTU {mtu}) about the {sender}'s {big}-byte packets, then the "
     "{sender} re-sent in {size}-byte packets that were acknowledged; it cost {cost_ms:.1f} ms",
-    "Nothing to fix: the path is narrower than the endpoints think ({mtu}), and ICMP tells them. Clamping "
+    fix="Nothing to fix: the path is narrower than the endpoints think ({mtu}), and ICMP tells them. Clamping "
     "the MSS to {mss} would save the first round trips of each connection.",
-    "RFC 1191 / RFC 8201: a router that cannot forward a DF packet reports the MTU that fits; a sender that "
+    why="RFC 1191 / RFC 8201: a router that cannot forward a DF packet reports the MTU that fits; a sender that "
     "gets the report re-sends smaller and goes on. The stall is a retransmission or two, not a hang.",
+    example={
+        "service": "api.example (198.18.0.10:80)",
+        "kind": "ICMP fragmentation needed",
+        "mtu": 1450,
+        "sender": "client",
+        "big": 1500,
+        "size": 1450,
+        "cost_ms": 0.35,
+        "mss": 1410,
+    },
+    references=("RFC 1191", "RFC 8201", "RFC 4443"),
 )
 def pmtud_working(ctx: Context):
     for role, flow, sender, reports, data in _outcomes(ctx):
@@ -84,19 +96,31 @@ def pmtud_working(ctx: Context):
 
 
 @rule(
-    "B005",
-    "icmp-size-report-ignored",
-    "error",
-    "{service}: {times} x {kind} (next-hop MTU {mtu}) about the {sender}'s packets passed this capture point, "
+    code="B005",
+    name="icmp-size-report-ignored",
+    severity=Severity.ERROR,
+    message="{service}: {times} x {kind} (next-hop MTU {mtu}) about the {sender}'s packets passed this capture point, "
     "yet the {sender} went on sending {big}-byte packets ({late} after the first report), none acknowledged",
-    "Let ICMP {icmp_name} through to the {sender} (its host firewall, security groups, rp_filter), or clamp "
+    fix="Let ICMP {icmp_name} through to the {sender} (its host firewall, security groups, rp_filter), or clamp "
     "the MSS to {mss} so no packet needs it.",
-    "A sender that really got the report would lower its path MTU at once (RFC 1191, RFC 8201); more "
+    why="A sender that really got the report would lower its path MTU at once (RFC 1191, RFC 8201); more "
     "full-size packets after it mean the report was dropped between this point and the sender's TCP - the "
     "black hole of RFC 2923 with the ICMP in plain sight.",
-    implies="mtu_blackhole",
+    example={
+        "service": "jenkins-updates.example (198.18.0.11:443)",
+        "times": 13,
+        "kind": "ICMP fragmentation needed",
+        "mtu": 1450,
+        "sender": "server",
+        "big": 1500,
+        "late": 5,
+        "mss": 1410,
+        "icmp_name": "type 3 code 4",
+    },
+    references=("RFC 2923", "RFC 1191", "RFC 8201"),
+    implies=Verdict.MTU_BLACKHOLE,
 )
-def icmp_ignored(ctx: Context):
+def icmp_size_report_ignored(ctx: Context):
     for role, flow, sender, reports, data in _outcomes(ctx):
         mtu = int(reports["mtu"].min())
         t0 = float(reports["ts"].min())

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from ...evidence import first_frames, frames_filter
+from ...results import Severity
 from ..context import Context
 from . import Hit, rule
 
 
 @rule(
-    "Q001",
-    "snaplen-truncation",
-    "info",
-    "{count} of {total} packets in the {role} capture were cut by the snapshot length (smallest kept: {caplen} bytes)",
-    "Capture with `tcpdump -s 0` to keep whole packets; sizes and loss are still read from the IP headers.",
-    "Truncated packets keep their headers, so pcapmtu never counts cut bytes as lost data, but payload "
+    code="Q001",
+    name="snaplen-truncation",
+    severity=Severity.INFO,
+    message="{count} of {total} packets in the {role} capture were cut by the snapshot length (smallest kept: {caplen} bytes)",
+    fix="Capture with `tcpdump -s 0` to keep whole packets; sizes and loss are still read from the IP headers.",
+    why="Truncated packets keep their headers, so pcapmtu never counts cut bytes as lost data, but payload "
     "layers (DNS answers, TLS hellos) may be missing.",
+    example={"count": 412, "total": 1180, "role": "host", "caplen": 96},
+    references=("https://www.tcpdump.org/manpages/pcap-savefile.5.html",),
 )
-def truncated(ctx: Context):
+def snaplen_truncation(ctx: Context):
     for role, cap in ctx.captures.items():
         p = cap.packets
         cut = p[p["truncated"]]
@@ -26,14 +29,20 @@ def truncated(ctx: Context):
 
 
 @rule(
-    "Q002",
-    "undecodable-frames",
-    "warning",
-    "{count} packets in the {role} capture could not be fully decoded ({detail})",
-    "Look at these frames in Wireshark; a damaged capture can hide the packets that matter.",
-    "Malformed or unsupported frames are kept as rows with a status, not silently dropped.",
+    code="Q002",
+    name="undecodable-frames",
+    severity=Severity.WARNING,
+    message="{count} packets in the {role} capture could not be fully decoded ({detail})",
+    fix="Look at these frames in Wireshark; a damaged capture can hide the packets that matter.",
+    why="Malformed or unsupported frames are kept as rows with a status, not silently dropped.",
+    example={
+        "count": 3,
+        "role": "container",
+        "detail": "2 x IPv4 header length below 20, 1 x truncated TCP header",
+    },
+    references=("RFC 791", "RFC 8200", "RFC 9293"),
 )
-def undecodable(ctx: Context):
+def undecodable_frames(ctx: Context):
     for role, cap in ctx.captures.items():
         p = cap.packets
         bad = p[p["status"] != "ok"]
@@ -44,16 +53,18 @@ def undecodable(ctx: Context):
 
 
 @rule(
-    "Q003",
-    "offload-super-packets",
-    "warning",
-    "{count} packets in the {role} capture are larger than any MTU on the path (up to {size} bytes): "
+    code="Q003",
+    name="offload-super-packets",
+    severity=Severity.WARNING,
+    message="{count} packets in the {role} capture are larger than any MTU on the path (up to {size} bytes): "
     "segmentation/receive offload merged them before capture",
-    "Turn offloads off where you capture (`ethtool -K IFACE tso off gso off gro off`) to see wire-sized packets.",
-    "With TSO/GSO/GRO the capture shows what the kernel handled, not what crossed the wire; such packets "
+    fix="Turn offloads off where you capture (`ethtool -K IFACE tso off gso off gro off`) to see wire-sized packets.",
+    why="With TSO/GSO/GRO the capture shows what the kernel handled, not what crossed the wire; such packets "
     "must not be read as proof that large packets pass.",
+    example={"count": 2, "role": "container", "size": 200},
+    references=("https://docs.kernel.org/networking/segmentation-offloads.html",),
 )
-def offload(ctx: Context):
+def offload_super_packets(ctx: Context):
     for role, cap in ctx.captures.items():
         f = ctx.flows(role)
         p = cap.packets
@@ -69,15 +80,17 @@ def offload(ctx: Context):
 
 
 @rule(
-    "Q004",
-    "interface-copies",
-    "info",
-    "{count} packets in the {role} capture are copies of a packet already seen on another interface "
+    code="Q004",
+    name="interface-copies",
+    severity=Severity.INFO,
+    message="{count} packets in the {role} capture are copies of a packet already seen on another interface "
     "(`tcpdump -i any`); they are not counted as retransmissions",
-    "Capture on one interface (the uplink, or the container's eth0) to keep captures small and unambiguous.",
-    "With `-i any` a forwarded packet is written once per interface it crosses (veth, bridge, uplink).",
+    fix="Capture on one interface (the uplink, or the container's eth0) to keep captures small and unambiguous.",
+    why="With `-i any` a forwarded packet is written once per interface it crosses (veth, bridge, uplink).",
+    example={"count": 21, "role": "host"},
+    references=("https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL2.html",),
 )
-def copies(ctx: Context):
+def interface_copies(ctx: Context):
     for role, cap in ctx.captures.items():
         dup = cap.packets[cap.packets["dup_copy"]]
         if len(dup) >= ctx.th.dup_copy_min:
@@ -85,14 +98,22 @@ def copies(ctx: Context):
 
 
 @rule(
-    "Q005",
-    "damaged-file",
-    "warning",
-    "the {role} capture is damaged: {warning}",
-    "The packets before the damage were analysed; re-copy the file if it was cut in transfer.",
-    "A capture cut by a full disk or a killed tcpdump still holds useful packets.",
+    code="Q005",
+    name="damaged-file",
+    severity=Severity.WARNING,
+    message="the {role} capture is damaged: {warning}",
+    fix="The packets before the damage were analysed; re-copy the file if it was cut in transfer.",
+    why="A capture cut by a full disk or a killed tcpdump still holds useful packets.",
+    example={
+        "role": "host",
+        "warning": "the last record is cut short after 38,912 of 39,000 bytes (the capture was still being written?)",
+    },
+    references=(
+        "https://www.tcpdump.org/manpages/pcap-savefile.5.html",
+        "https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html",
+    ),
 )
-def damaged(ctx: Context):
+def damaged_file(ctx: Context):
     for role, cap in ctx.captures.items():
         if cap.skipped_bytes:
             stop = next(

@@ -6,6 +6,7 @@ import numpy as np
 
 from ...evidence import first_frames, flow_filter, service
 from ...ingest.tcp import RST as RST_FLAG
+from ...results import Reason, Severity, Verdict
 from ..context import Context
 from . import Hit, rule
 
@@ -13,16 +14,23 @@ MIN_RTO_S = 0.1  # below any stack's minimum RTO (Linux 200 ms, RFC 6298 1 s): c
 
 
 @rule(
-    "T001",
-    "retransmission-backoff",
-    "warning",
-    "{service}: the {sender} sent the same segment {times} times with growing gaps ({gaps}) - "
+    code="T001",
+    name="retransmission-backoff",
+    severity=Severity.WARNING,
+    message="{service}: the {sender} sent the same segment {times} times with growing gaps ({gaps}) - "
     "retransmission timeouts with exponential backoff",
-    "Something on the path drops these segments every time; compare their size with the path MTU.",
-    "After each retransmission timeout TCP doubles the timeout (RFC 6298 5.5), so a segment lost again and "
+    fix="Something on the path drops these segments every time; compare their size with the path MTU.",
+    why="After each retransmission timeout TCP doubles the timeout (RFC 6298 5.5), so a segment lost again and "
     "again shows up at 1, 2, 4, 8... second gaps: a stall, not congestion.",
+    example={
+        "service": "api.example (198.18.0.10:80)",
+        "sender": "client",
+        "times": 6,
+        "gaps": "0.2s, 0.4s, 0.8s, 1.6s, 3.2s",
+    },
+    references=("RFC 6298",),
 )
-def backoff(ctx: Context):
+def retransmission_backoff(ctx: Context):
     for role in ctx.captures:
         flows = ctx.flows(role)
         flows = flows[flows["retransmissions"] >= 2]
@@ -58,14 +66,16 @@ def backoff(ctx: Context):
 
 
 @rule(
-    "T002",
-    "no-answer",
-    "error",
-    "{service}: {syns} SYN(s) got no answer - the port is filtered or the server is unreachable",
-    "Check firewalls and routes to {server}; this is not an MTU problem (SYNs are small).",
-    "A SYN is 60-80 bytes: if it is never answered the packet was dropped by a filter or routing, not by size.",
-    implies="not_mtu",
-    reason="filtered",
+    code="T002",
+    name="no-answer",
+    severity=Severity.ERROR,
+    message="{service}: {syns} SYN(s) got no answer - the port is filtered or the server is unreachable",
+    fix="Check firewalls and routes to {server}; this is not an MTU problem (SYNs are small).",
+    why="A SYN is 60-80 bytes: if it is never answered the packet was dropped by a filter or routing, not by size.",
+    example={"service": "api.example (198.18.0.10:443)", "syns": 7, "server": "198.18.0.10"},
+    references=("RFC 9293", "RFC 6298"),
+    implies=Verdict.NOT_MTU,
+    reason=Reason.FILTERED,
 )
 def no_answer(ctx: Context):
     for role, flow in _in_state(ctx, "no_answer"):
@@ -75,14 +85,16 @@ def no_answer(ctx: Context):
 
 
 @rule(
-    "T003",
-    "refused",
-    "error",
-    "{service}: the connection was refused (RST in answer to the SYN)",
-    "Nothing listens on {server}:{port}, or a firewall rejects it; not an MTU problem.",
-    "A reset in answer to a SYN means the host is reachable and said no.",
-    implies="not_mtu",
-    reason="refused",
+    code="T003",
+    name="refused",
+    severity=Severity.ERROR,
+    message="{service}: the connection was refused (RST in answer to the SYN)",
+    fix="Nothing listens on {server}:{port}, or a firewall rejects it; not an MTU problem.",
+    why="A reset in answer to a SYN means the host is reachable and said no.",
+    example={"service": "api.example (198.18.0.10:443)", "server": "198.18.0.10", "port": 443},
+    references=("RFC 9293",),
+    implies=Verdict.NOT_MTU,
+    reason=Reason.REFUSED,
 )
 def refused(ctx: Context):
     for role, flow in _in_state(ctx, "refused"):
@@ -92,17 +104,19 @@ def refused(ctx: Context):
 
 
 @rule(
-    "T005",
-    "stall-without-handshake",
-    "warning",
-    "{service}: captured without its handshake, stalled {stall:.1f} s with {what} and never completed",
-    "Capture from before the connection starts, on both sides, so that its MSS and the sizes of what is "
+    code="T005",
+    name="stall-without-handshake",
+    severity=Severity.WARNING,
+    message="{service}: captured without its handshake, stalled {stall:.1f} s with {what} and never completed",
+    fix="Capture from before the connection starts, on both sides, so that its MSS and the sizes of what is "
     "lost are known; with the handshake pcapmtu can tell a black hole from other loss.",
-    "A connection already open when the capture began has no SYN to tell its MSS: a stall with holes in "
+    why="A connection already open when the capture began has no SYN to tell its MSS: a stall with holes in "
     "the data is trouble, but which kind the capture cannot say. It is never judged healthy.",
-    implies="inconclusive",
+    example={"service": "198.18.0.10:80", "stall": 8.0, "what": "holes in the server's data"},
+    references=("RFC 2018", "RFC 9293"),
+    implies=Verdict.INCONCLUSIVE,
 )
-def midstream_stall(ctx: Context):
+def stall_without_handshake(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         holes = f["s2c_holes"] | f["c2s_holes"] | (f["lost_segments_s2c"] > 0) | (f["lost_segments_c2s"] > 0)
@@ -130,12 +144,14 @@ def _in_state(ctx: Context, state: str):
 
 
 @rule(
-    "T004",
-    "reset",
-    "warning",
-    "{service}: the {who} reset the connection after {duration:.1f} s",
-    "A reset after a stall is usually the application giving up; look at what came before it.",
-    "RST ends a connection at once; it is a symptom whose cause is in the packets before it.",
+    code="T004",
+    name="reset",
+    severity=Severity.WARNING,
+    message="{service}: the {who} reset the connection after {duration:.1f} s",
+    fix="A reset after a stall is usually the application giving up; look at what came before it.",
+    why="RST ends a connection at once; it is a symptom whose cause is in the packets before it.",
+    example={"service": "api.example (198.18.0.10:443)", "who": "server", "duration": 3.1},
+    references=("RFC 9293",),
 )
 def reset(ctx: Context):
     for role in ctx.captures:

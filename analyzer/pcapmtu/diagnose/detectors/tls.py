@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 from ...evidence import first_frames, flow_filter, service
+from ...results import Severity
 from ..context import Context
 from . import Hit, rule
 
 
 @rule(
-    "S001",
-    "tls-handshake-stalled",
-    "error",
-    "{service}: the ClientHello was sent but the server's handshake never arrived - the server sent only "
+    code="S001",
+    name="tls-handshake-stalled",
+    severity=Severity.ERROR,
+    message="{service}: the ClientHello was sent but the server's handshake never arrived - the server sent only "
     "{what} ({count} segments, largest {largest} bytes) in the {role} capture",
-    "The server's certificate flight is its first large packets: check the path MTU for this connection.",
-    "A TLS server answers a ClientHello with ServerHello, Certificate and more in one flight of several "
+    fix="The server's certificate flight is its first large packets: check the path MTU for this connection.",
+    why="A TLS server answers a ClientHello with ServerHello, Certificate and more in one flight of several "
     "full-size segments; if only ACKs or small segments arrive, the large ones are lost on the way.",
+    example={
+        "service": "jenkins-updates.example (198.18.0.11:443)",
+        "what": "small segments",
+        "count": 3,
+        "largest": 1252,
+        "role": "container",
+    },
+    references=("RFC 8446", "RFC 5246"),
 )
-def tls_stalled(ctx: Context):
+def tls_handshake_stalled(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         cand = f[
