@@ -393,8 +393,10 @@ def _print_analysis(out: Console, a) -> None:
     for role, v in a.vantage.items():
         cap = a.captures[role]
         why = "; ".join(v.reasons[:2])
-        out.print(f"capture {escape(role)} ({escape(printable(cap.name, 120))}): taken {v.where}"
-                  f" - {escape(printable(why, 300))}")  # fmt: skip
+        out.print(
+            f"capture {escape(role)} ({escape(printable(cap.name, 120))}): taken {v.where}"
+            f" - {escape(printable(why, 300))}"
+        )
     from .diagnose.verdicts import CAP_WHY  # loaded already by the analysis
 
     lowered = [f for f in d.confidence_factors if f["delta"] < 0 and f["why"] != CAP_WHY]
@@ -418,8 +420,14 @@ def _print_analysis(out: Console, a) -> None:
         # tokens an engineer copies (address:port, codes) are never cut; the service name wraps at spaces
         table.add_column(col, overflow="fold", no_wrap=col != "service")
     for row in a.verdicts.itertuples(index=False):
-        table.add_row(row.capture, str(row.conn), escape(printable(row.service, 80)), escape(row.client),
-                      row.verdict + (f" ({row.reason})" if row.reason else ""), row.codes)  # fmt: skip
+        table.add_row(
+            row.capture,
+            str(row.conn),
+            escape(printable(row.service, 80)),
+            escape(row.client),
+            row.verdict + (f" ({row.reason})" if row.reason else ""),
+            row.codes,
+        )
     out.print()
     out.print(table)
     out.print()
@@ -544,8 +552,11 @@ class Shell(StrEnum):
 def _completion_help() -> str:
     from .completion import INSTALL
 
-    lines = ["Print the shell completion script: command names, options, and file paths for captures and "
-             "directories. Install it once (more ways: docs/cli.md, man pcapmtu):", ""]  # fmt: skip
+    lines = [
+        "Print the shell completion script: command names, options, and file paths for captures and "
+        "directories. Install it once (more ways: docs/cli.md, man pcapmtu):",
+        "",
+    ]
     lines += [f"* {shell} ({ways[0][1]}): `{ways[0][0]}`" for shell, ways in INSTALL.items()]
     return "\n".join(lines)
 

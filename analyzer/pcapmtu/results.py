@@ -35,8 +35,13 @@ class Verdict(StrEnum):
         return {str(v): v.rank for v in cls}
 
 
-_VERDICT_RANK = {Verdict.MTU_BLACKHOLE: 5, Verdict.MTU_BLACKHOLE_RECOVERED: 4, Verdict.NOT_MTU: 3,
-                 Verdict.INCONCLUSIVE: 2, Verdict.HEALTHY: 1}  # fmt: skip
+_VERDICT_RANK = {
+    Verdict.MTU_BLACKHOLE: 5,
+    Verdict.MTU_BLACKHOLE_RECOVERED: 4,
+    Verdict.NOT_MTU: 3,
+    Verdict.INCONCLUSIVE: 2,
+    Verdict.HEALTHY: 1,
+}
 
 
 class Reason(StrEnum):

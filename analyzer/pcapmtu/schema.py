@@ -127,8 +127,16 @@ for _d, _who in (("c2s", "client to server"), ("s2c", "server to client")):
             f"max_outer_len_{_d}": ("int64", f"largest outer (overlay) IP length {_who}, 0 if none"),
         }
     )
-for _flag in ("retrans", "fast_retrans", "spurious_retrans", "out_of_order", "lost_before", "dup_ack",
-              "zero_window", "keepalive"):  # fmt: skip
+for _flag in (
+    "retrans",
+    "fast_retrans",
+    "spurious_retrans",
+    "out_of_order",
+    "lost_before",
+    "dup_ack",
+    "zero_window",
+    "keepalive",
+):
     for _d in ("c2s", "s2c"):
         FLOWS[f"{_flag}_{_d}"] = ("int64", f"packets flagged `{_flag}` ({_d})")
 FLOWS.update(
@@ -152,7 +160,7 @@ FLOWS.update(
             "str",
             "Zeek-like history: S syn, H syn-ack, A ack, D data, F fin, R rst, T retransmission, "
             "W zero window, G gap; upper case = client",
-        ),  # fmt: skip
+        ),
         "duration": ("float64", "last_ts - first_ts, seconds"),
         "isn_client": ("int64", "raw initial sequence number of the client (its SYN), -1 if not seen"),
         "isn_server": ("int64", "raw initial sequence number of the server (its SYN-ACK), -1 if not seen"),

@@ -121,8 +121,13 @@ class Quotes:
 
     def within(self, text: str) -> set[str]:
         heads = self._by_head
-        return {s for p in range(len(text)) for head in (text[p : p + 2], text[p])
-                for s in heads.get(head, ()) if text.startswith(s, p)}  # fmt: skip
+        return {
+            s
+            for p in range(len(text))
+            for head in (text[p : p + 2], text[p])
+            for s in heads.get(head, ())
+            if text.startswith(s, p)
+        }
 
 
 def md_text(value: object, limit: int = 200, capture=(), code=(), table: bool = False) -> str:
@@ -134,8 +139,11 @@ def md_text(value: object, limit: int = 200, capture=(), code=(), table: bool = 
     theirs never pairs with one of pcapmtu's."""
     text = printable(value, limit)
     codes = {c for c in code if c and c in text}
-    keys = sorted(codes | (capture if isinstance(capture, Quotes) else Quotes(capture)).within(text),
-                  key=len, reverse=True)  # fmt: skip
+    keys = sorted(
+        codes | (capture if isinstance(capture, Quotes) else Quotes(capture)).within(text),
+        key=len,
+        reverse=True,
+    )
     ticked = [k for k in keys if "`" in k]
     plain = [k for k in keys if "`" not in k]
     out: list[str] = []
@@ -166,8 +174,14 @@ def _pieces(text: str, keys: list[str]):
     while p < len(text):
         key = None
         if p == 0 or not _word(text[p - 1]):  # whole names only: not "a" inside "capture"
-            key = next((k for k in keys if text.startswith(k, p)
-                        and (p + len(k) == len(text) or not _word(text[p + len(k)]))), None)  # fmt: skip
+            key = next(
+                (
+                    k
+                    for k in keys
+                    if text.startswith(k, p) and (p + len(k) == len(text) or not _word(text[p + len(k)]))
+                ),
+                None,
+            )
         if key is None:
             p += 1
             continue

@@ -181,8 +181,10 @@ class Analysis:
     def __repr__(self) -> str:
         d = self.diagnosis
         reason = f" ({d.reason})" if d.reason else ""
-        return (f"Analysis({d.verdict}{reason}, confidence {d.confidence:.0%}, path MTU {d.path_mtu}, "
-                f"captures {', '.join(f'{r}={c.name!r}' for r, c in self.captures.items())})")  # fmt: skip
+        return (
+            f"Analysis({d.verdict}{reason}, confidence {d.confidence:.0%}, path MTU {d.path_mtu}, "
+            f"captures {', '.join(f'{r}={c.name!r}' for r, c in self.captures.items())})"
+        )
 
     def _repr_markdown_(self) -> str:
         from ..textsafe import markdown, md_block
@@ -206,8 +208,10 @@ class Analysis:
         mtu = f", path MTU {d.path_mtu}" if d.path_mtu else ""
         counts = self.findings["severity"].value_counts()
         found = ", ".join(f"{int(counts[s])} {s}" for s in ("error", "warning", "info") if s in counts)
-        head = "".join(f"<th style='text-align:left'>{h}</th>"
-                       for h in ("role", "capture", "vantage", "packets", "connections", "first packet (UTC)"))  # fmt: skip
+        head = "".join(
+            f"<th style='text-align:left'>{h}</th>"
+            for h in ("role", "capture", "vantage", "packets", "connections", "first packet (UTC)")
+        )
         rows = []
         for role, cap in self.captures.items():
             ns = cap.stats.first_ts_ns
@@ -218,11 +222,15 @@ class Analysis:
                 "<tr>" + "".join(f"<td style='text-align:left'>{html_text(c)}</td>" for c in cells) + "</tr>"
             )
         table = f"<table><tr>{head}</tr>{''.join(rows)}</table>"
-        tables = ("findings, verdicts, flows, pairs (pandas DataFrames); captures[role].packets, .flows, .dns, "
-                  ".icmp")  # fmt: skip
-        return (f"<div><p><b>pcapmtu: {html_text(d.verdict)}</b>{reason}, confidence {d.confidence:.0%}{mtu}</p>"
-                f"<p>{html_text(d.explanation, 4000)}</p>{fix}{table}"
-                f"<p>findings: {html_text(found or 'none')}; tables: {tables}</p></div>")  # fmt: skip
+        tables = (
+            "findings, verdicts, flows, pairs (pandas DataFrames); captures[role].packets, .flows, .dns, "
+            ".icmp"
+        )
+        return (
+            f"<div><p><b>pcapmtu: {html_text(d.verdict)}</b>{reason}, confidence {d.confidence:.0%}{mtu}</p>"
+            f"<p>{html_text(d.explanation, 4000)}</p>{fix}{table}"
+            f"<p>findings: {html_text(found or 'none')}; tables: {tables}</p></div>"
+        )
 
 
 def analyze(
@@ -265,8 +273,13 @@ def analyze(
         tick = (lambda done, total, role=role: progress(role, done, total)) if progress else None
         read_in[role] = src if isinstance(src, Capture) else read(src, progress=tick)
     placed, vantage, changes = roles_mod.place(read_in)
-    ctx = Context(placed, KnownFacts(host_mtu, container_mtu), thresholds or Thresholds(), vantage=vantage,
-                  role_changes=changes)  # fmt: skip
+    ctx = Context(
+        placed,
+        KnownFacts(host_mtu, container_mtu),
+        thresholds or Thresholds(),
+        vantage=vantage,
+        role_changes=changes,
+    )
     ctx.path = path_mtu.infer(ctx)
     findings = detectors.run(ctx)
     table = verdicts.verdicts(ctx, findings)

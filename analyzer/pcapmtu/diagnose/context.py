@@ -229,9 +229,11 @@ def _sizes(f: pd.DataFrame) -> None:
         f[f"full_sent_{d}"] = (f[full] > 0) & (f[f"max_ip_len_{d}"] >= f[full])
         # full-size segments re-sent and never acknowledged while smaller ones were: loss by size
         f[f"full_lost_{d}"] = (
-            (f[full] > 0) & (f[f"lost_max_ip_{d}"] >= f[full]) & ~f[f"full_delivered_{d}"]
+            (f[full] > 0)
+            & (f[f"lost_max_ip_{d}"] >= f[full])
+            & ~f[f"full_delivered_{d}"]
             & (f[f"lost_not_larger_{d}"] == 0)
-        )  # fmt: skip
+        )
     # the client was sending full-size data that stayed unacknowledged: an upload stall, not a download one
     f["upload_stall"] = f["full_sent_c2s"] & (f["retrans_c2s"] >= 2) & (f["acked_c2s"] < f["sent_c2s"])
     # the server itself aborted (RST) with no sign of loss: an application reset, not a path problem

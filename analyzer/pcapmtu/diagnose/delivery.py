@@ -151,9 +151,11 @@ def _first_cumulative_ack(packets, c, end, d) -> np.ndarray:
     conn = packets["conn"].to_numpy()
     flags = packets["tcp_flags"].to_numpy()
     sel = np.flatnonzero(
-        (conn >= 0) & (packets["dir"].to_numpy() == 1 - d) & ((flags & ACK_FLAG) != 0)
+        (conn >= 0)
+        & (packets["dir"].to_numpy() == 1 - d)
+        & ((flags & ACK_FLAG) != 0)
         & ~packets["dup_copy"].to_numpy()
-    )  # fmt: skip
+    )
     out = np.full(len(c), NO_TIME, dtype=np.int64)
     if not len(sel):
         return out

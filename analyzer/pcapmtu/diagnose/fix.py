@@ -19,28 +19,41 @@ def compute(
     """Commands with numbers for an MTU verdict; a note when a clamp is already in effect."""
     if not Verdict(verdict).is_mtu:
         if clamp_seen:
-            return Fix(f"An MSS clamp to {clamp_seen} is already in effect on the docker host; nothing to change.",
-                       clamp_seen, None, (), ("The clamp is the fix working: keep it in the host's firewall rules.",))  # fmt: skip
+            return Fix(
+                f"An MSS clamp to {clamp_seen} is already in effect on the docker host; nothing to change.",
+                clamp_seen,
+                None,
+                (),
+                ("The clamp is the fix working: keep it in the host's firewall rules.",),
+            )
         return None
     if not path_mtu and low:
         # the path carried `low`-byte packets (acknowledged): clamping to them is safe, if not the largest
         fix = compute(verdict, low, ipv, clamp_seen, direction)
         bound = f"less than {high}" if high else "not known"
-        note = (f"The captures pin no single path MTU: packets of {low} bytes were acknowledged, so MSS "
-                f"{low - (40 if ipv == 4 else 60)} is safe; the largest that fits is {bound}. Measure it with "
-                "ping -M do -s SIZE from the host to clamp exactly.")  # fmt: skip
+        note = (
+            f"The captures pin no single path MTU: packets of {low} bytes were acknowledged, so MSS "
+            f"{low - (40 if ipv == 4 else 60)} is safe; the largest that fits is {bound}. Measure it with "
+            "ping -M do -s SIZE from the host to clamp exactly."
+        )
         return Fix(fix.summary, fix.mss, fix.mtu, fix.commands, (note, *fix.notes[1:]))
     if not path_mtu:
         below = f" (it is below {high}: {high}-byte packets do not pass)" if high else ""
         return Fix(
             f"Lower the MSS on the docker host; the captures do not pin the path MTU{below}, so measure it first "
             f"(ping -M do -s SIZE from the host) and clamp to MTU - {40 if ipv == 4 else 60}.",
-            None, None,
-            ({"what": "clamp to the route MTU (needs the host's uplink MTU to be the path MTU)",
-              "command": f"{'iptables' if ipv == 4 else 'ip6tables'} -t mangle -A FORWARD -p tcp "
-                         "--tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
-              "choice": "recommended", "when": "until the path MTU is measured"},),
-        )  # fmt: skip
+            None,
+            None,
+            (
+                {
+                    "what": "clamp to the route MTU (needs the host's uplink MTU to be the path MTU)",
+                    "command": f"{'iptables' if ipv == 4 else 'ip6tables'} -t mangle -A FORWARD -p tcp "
+                    "--tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
+                    "choice": "recommended",
+                    "when": "until the path MTU is measured",
+                },
+            ),
+        )
     mss4, mss6 = path_mtu - 40, path_mtu - 60
     mtu = path_mtu
     iptables = f"iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {mss4}"
@@ -50,30 +63,52 @@ def compute(
     )
     tool = "iptables" if ipv == 4 else "ip6tables"
     commands = [
-        {"what": f"clamp the MSS of forwarded connections ({own[1]}, the failing traffic)", "command": own[0],
-         "choice": "recommended", "when": ""},
-        {"what": f"the same for {other[1]}", "command": other[0], "choice": "recommended",
-         "when": f"if {other[1]} takes this path too"},
-        {"what": "nftables: first a table and a forward chain at the mangle priority (once)",
-         "command": f"nft add table inet {NFT_TABLE} && nft add chain inet {NFT_TABLE} forward "
-                    "'{ type filter hook forward priority mangle; }'",
-         "choice": "alternative", "when": "when the host's firewall is nftables rather than iptables"},
-        {"what": "then the nftables clamp, each family with its own MSS",
-         "command": f"nft add rule inet {NFT_TABLE} forward meta nfproto ipv4 tcp flags syn / syn,rst "
-                    f"tcp option maxseg size set {mss4} && nft add rule inet {NFT_TABLE} forward meta nfproto ipv6 "
-                    f"tcp flags syn / syn,rst tcp option maxseg size set {mss6}",
-         "choice": "alternative", "when": ""},
-        {"what": "clamp to the MTU of the outgoing route",
-         "command": f"{tool} -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
-         "choice": "alternative", "when": "only when the host's own uplink is the narrow hop (not a hop beyond it)"},
-        {"what": "give new docker networks an MTU that fits (dockerd flag)",
-         "command": f"dockerd --default-network-opt=bridge=com.docker.network.driver.mtu={mtu}",
-         "choice": "alternative",
-         "when": "to fix the containers' MTU instead of rewriting SYNs (networks created afterwards)"},
-        {"what": "a user-defined network with that MTU",
-         "command": f"docker network create -o com.docker.network.driver.mtu={mtu} NAME",
-         "choice": "alternative", "when": "for one application's own network"},
-    ]  # fmt: skip
+        {
+            "what": f"clamp the MSS of forwarded connections ({own[1]}, the failing traffic)",
+            "command": own[0],
+            "choice": "recommended",
+            "when": "",
+        },
+        {
+            "what": f"the same for {other[1]}",
+            "command": other[0],
+            "choice": "recommended",
+            "when": f"if {other[1]} takes this path too",
+        },
+        {
+            "what": "nftables: first a table and a forward chain at the mangle priority (once)",
+            "command": f"nft add table inet {NFT_TABLE} && nft add chain inet {NFT_TABLE} forward "
+            "'{ type filter hook forward priority mangle; }'",
+            "choice": "alternative",
+            "when": "when the host's firewall is nftables rather than iptables",
+        },
+        {
+            "what": "then the nftables clamp, each family with its own MSS",
+            "command": f"nft add rule inet {NFT_TABLE} forward meta nfproto ipv4 tcp flags syn / syn,rst "
+            f"tcp option maxseg size set {mss4} && nft add rule inet {NFT_TABLE} forward meta nfproto ipv6 "
+            f"tcp flags syn / syn,rst tcp option maxseg size set {mss6}",
+            "choice": "alternative",
+            "when": "",
+        },
+        {
+            "what": "clamp to the MTU of the outgoing route",
+            "command": f"{tool} -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
+            "choice": "alternative",
+            "when": "only when the host's own uplink is the narrow hop (not a hop beyond it)",
+        },
+        {
+            "what": "give new docker networks an MTU that fits (dockerd flag)",
+            "command": f"dockerd --default-network-opt=bridge=com.docker.network.driver.mtu={mtu}",
+            "choice": "alternative",
+            "when": "to fix the containers' MTU instead of rewriting SYNs (networks created afterwards)",
+        },
+        {
+            "what": "a user-defined network with that MTU",
+            "command": f"docker network create -o com.docker.network.driver.mtu={mtu} NAME",
+            "choice": "alternative",
+            "when": "for one application's own network",
+        },
+    ]
     notes = [
         f"Path MTU {path_mtu}: MSS {mss4} for IPv4, {mss6} for IPv6.",
         "The clamp rewrites SYN and SYN-ACK of forwarded connections, so it fixes downloads and uploads alike.",

@@ -22,9 +22,15 @@ import pandas as pd
 from ..ingest.capture import Capture
 
 PAIR_COLUMNS = [
-    "container", "container_conn", "host_conn", "matched_by", "nat_client", "host_copies", "clock_offset_s",
+    "container",
+    "container_conn",
+    "host_conn",
+    "matched_by",
+    "nat_client",
+    "host_copies",
+    "clock_offset_s",
     "one_way_delay_s",
-]  # fmt: skip
+]
 ISN_KEYS = ("isn_client", "isn_server")
 
 
@@ -48,9 +54,12 @@ def match_flows(
                 strong = pd.concat(found, ignore_index=True) if found else hit.iloc[:0]
                 offset = float((strong["first_ts_h"] - strong["first_ts_c"]).median()) if len(strong) else 0.0
             hit = hit[(hit["first_ts_h"] - hit["first_ts_c"] - offset).abs() <= window_s]
-        how = {"isn_client": "client initial sequence number", "isn_server": "server initial sequence number",
-               "first_seq_s2c": "server sequence number (no handshake captured)",
-               "first_seq_c2s": "client sequence number (no handshake captured)"}[key]  # fmt: skip
+        how = {
+            "isn_client": "client initial sequence number",
+            "isn_server": "server initial sequence number",
+            "first_seq_s2c": "server sequence number (no handshake captured)",
+            "first_seq_c2s": "client sequence number (no handshake captured)",
+        }[key]
         hit = hit.assign(matched_by=how)
         found.append(hit)
     pairs = pd.concat(found, ignore_index=True)

@@ -48,8 +48,15 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
         own = own[(own["ipv"] == ipv) & (own["mss_client"] > 0)]
         if len(own):
             mss = int(own["mss_client"].mode().iloc[0])
-            signals.append({"kind": "host_syn_mss", "capture": "host", "mss": mss, "mtu": mss + hdr,
-                            "frame": int(own.loc[own["mss_client"] == mss, "syn_frame"].iloc[0])})  # fmt: skip
+            signals.append(
+                {
+                    "kind": "host_syn_mss",
+                    "capture": "host",
+                    "mss": mss,
+                    "mtu": mss + hdr,
+                    "frame": int(own.loc[own["mss_client"] == mss, "syn_frame"].iloc[0]),
+                }
+            )
     exact = [s for s in signals if s["kind"] in EXACT]  # strongest first: ICMP, stated, the host's SYN
     low, low_why = _largest_delivered(ctx, ipv, signals)
     high, high_why = _smallest_lost(ctx, ipv, signals, low)
@@ -75,8 +82,10 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
         # interface of that MTU on the path: the bracket's floor is then the value
         mss = _syn_mss_values(ctx, ipv)
         if low - hdr in mss:
-            why = (f"{low_why}; {high_why}; a SYN in the {mss[low - hdr]} capture advertises MSS {low - hdr}, "
-                   f"an interface MTU of exactly {low}")  # fmt: skip
+            why = (
+                f"{low_why}; {high_why}; a SYN in the {mss[low - hdr]} capture advertises MSS {low - hdr}, "
+                f"an interface MTU of exactly {low}"
+            )
             return PathMTU(ipv, low, low, high, why, tuple(signals), independent=False)
     why = "; ".join(w for w in (low_why, high_why) if w) or "no size signal in the captures"
     return PathMTU(ipv, None, low, high, why, tuple(signals))
@@ -111,8 +120,11 @@ def _largest_delivered(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int
             if best is None or size > best:
                 best = size
                 acked = sane.loc[i, f"acks_seen_{d}"] > 0
-                why = (f"{size}-byte packets from {sane.loc[i, sender]} were "
-                       + (f"acknowledged by the receiver ({role} capture)" if acked else f"seen in the {role} capture"))  # fmt: skip
+                why = f"{size}-byte packets from {sane.loc[i, sender]} were " + (
+                    f"acknowledged by the receiver ({role} capture)"
+                    if acked
+                    else f"seen in the {role} capture"
+                )
     if best is not None:
         signals.append({"kind": "largest_delivered", "size": best, "why": why})
     return best, why
@@ -148,9 +160,15 @@ def _smallest_lost(
             size = int(lost["server_full"].min())
             if best is None or size < best:
                 sender_side = lost["full_lost_s2c"].any()
-                best, why = size, (f"{size}-byte packets from the server were re-sent and never acknowledged "
-                                   f"({role} capture)" if sender_side else
-                                   f"{size}-byte packets from the server never reached the {role} capture")  # fmt: skip
+                best, why = (
+                    size,
+                    (
+                        f"{size}-byte packets from the server were re-sent and never acknowledged "
+                        f"({role} capture)"
+                        if sender_side
+                        else f"{size}-byte packets from the server never reached the {role} capture"
+                    ),
+                )
         # uploads: full-size packets the client sent and re-sent and that were never acknowledged
         up = f[(f["ipv"] == ipv) & f["handshake_ok"] & f["upload_stall"] & (f["stalled_s"] >= ctx.th.stall_s)]
         if role != ctx.far_role and len(up):
@@ -180,8 +198,15 @@ def _pings(ctx: Context, ipv: int, signals: list[dict]) -> None:
             [req["dst"].astype(str), req["ip_len"].astype(int)], observed=True
         ):
             kind = "ping_reply" if (dst, size) in replied else "ping_lost"
-            signals.append({"kind": kind, "capture": role, "size": int(size), "target": dst,
-                            "frames": [int(x) for x in group["frame"].to_numpy()[:5]]})  # fmt: skip
+            signals.append(
+                {
+                    "kind": kind,
+                    "capture": role,
+                    "size": int(size),
+                    "target": dst,
+                    "frames": [int(x) for x in group["frame"].to_numpy()[:5]],
+                }
+            )
 
 
 EXACT = ("icmp", "stated_host_mtu", "host_syn_mss")  # signals that state one MTU, strongest first

@@ -41,13 +41,17 @@ def place(given: dict[str, Capture]) -> tuple[dict[str, Capture], dict[str, Vant
     if "host" in captures and "server" not in captures and vantage["host"].position == "server":
         # HOST CONTAINER given as CONTAINER SERVER: after the swap the far capture is the server's own
         captures["server"], vantage["server"] = captures.pop("host"), vantage.pop("host")
-        changes.append(f"{captures['server'].name} was taken {vantage['server'].where}: analysed as "
-                       "the server's capture, not the docker host's")  # fmt: skip
+        changes.append(
+            f"{captures['server'].name} was taken {vantage['server'].where}: analysed as "
+            "the server's capture, not the docker host's"
+        )
     for role, cap in captures.items():
         v = vantage[role]
         if not role.startswith("capture") and v.position in CONTRADICTS.get(role.rstrip("0123456789"), ()):
-            changes.append(f"{cap.name} was given as the {role} capture, but it looks taken "
-                           f"{v.where} ({_why(v)}); analysed as given: check the roles")  # fmt: skip
+            changes.append(
+                f"{cap.name} was given as the {role} capture, but it looks taken "
+                f"{v.where} ({_why(v)}); analysed as given: check the roles"
+            )
     for role in [r for r in captures if r.startswith("capture")]:
         cap, v = captures.pop(role), vantage.pop(role)
         new = _free(captures, ROLE_FOR[v.position])

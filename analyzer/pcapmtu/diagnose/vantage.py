@@ -21,8 +21,12 @@ import pandas as pd
 from ..ingest.capture import Capture
 
 POSITIONS = ("client", "server", "middle", "unknown")
-WHERE = {"client": "near the client", "middle": "between client and server", "server": "at the server",
-         "unknown": "at a point its packets do not tell"}  # fmt: skip
+WHERE = {
+    "client": "near the client",
+    "middle": "between client and server",
+    "server": "at the server",
+    "unknown": "at a point its packets do not tell",
+}
 INITIAL_TTLS = np.array([32, 64, 128, 255])
 SPLIT_CLEAR = 0.8  # a share of the handshake time this large on one side says which end is here
 MIN_RTT_S = 0.002  # below this the timestamps' jitter decides the split, not the path
@@ -44,8 +48,12 @@ class Vantage:
         return WHERE[self.position]
 
     def to_json(self) -> dict:
-        return {"position": self.position, "reasons": list(self.reasons), "client_hops": self.client_hops,
-                "server_hops": self.server_hops}  # fmt: skip
+        return {
+            "position": self.position,
+            "reasons": list(self.reasons),
+            "client_hops": self.client_hops,
+            "server_hops": self.server_hops,
+        }
 
 
 def hops(ttl: np.ndarray) -> np.ndarray:
@@ -86,23 +94,35 @@ def infer(cap: Capture) -> Vantage:
     reasons = []
     counts = {"client": int(at_client.sum()), "server": int(at_server.sum()), "middle": int(between.sum())}
     if counts["client"]:
-        reasons.append(f"{counts['client']} connection(s) leave from this machine: the client's packets carry "
-                       f"their initial TTL here, the server's {_mode(sh[at_client])} hop(s) less")  # fmt: skip
+        reasons.append(
+            f"{counts['client']} connection(s) leave from this machine: the client's packets carry "
+            f"their initial TTL here, the server's {_mode(sh[at_client])} hop(s) less"
+        )
     if counts["server"]:
-        reasons.append(f"{counts['server']} connection(s) end on this machine: the server's packets carry their "
-                       f"initial TTL here, the client's {_mode(ch[at_server])} hop(s) less")  # fmt: skip
+        reasons.append(
+            f"{counts['server']} connection(s) end on this machine: the server's packets carry their "
+            f"initial TTL here, the client's {_mode(ch[at_server])} hop(s) less"
+        )
     if counts["middle"]:
-        reasons.append(f"{counts['middle']} connection(s) are forwarded through this point: the client is "
-                       f"{_mode(ch[between])} hop(s) away, the server {_mode(sh[between])}")  # fmt: skip
+        reasons.append(
+            f"{counts['middle']} connection(s) are forwarded through this point: the client is "
+            f"{_mode(ch[between])} hop(s) away, the server {_mode(sh[between])}"
+        )
     timing = _handshake_split(cap)
     split = None
     if timing is not None:
         share, first, second = timing
         telling = first + second >= MIN_RTT_S
         split = share if telling else None
-        reasons.append(f"SYN to SYN-ACK took {first * 1e3:.3g} ms here and SYN-ACK to ACK {second * 1e3:.3g} ms "
-                       "(median): " + ("the client's side sees nearly all of the round trip, the server's nearly "
-                       "none" if telling else "too short a round trip to tell the sides apart"))  # fmt: skip
+        reasons.append(
+            f"SYN to SYN-ACK took {first * 1e3:.3g} ms here and SYN-ACK to ACK {second * 1e3:.3g} ms "
+            "(median): "
+            + (
+                "the client's side sees nearly all of the round trip, the server's nearly none"
+                if telling
+                else "too short a round trip to tell the sides apart"
+            )
+        )
     # forwarded traffic puts the capture on a router or docker host, whatever its own connections are
     if counts["middle"] and counts["middle"] >= counts["server"]:
         position = "middle"

@@ -47,9 +47,19 @@ def verdicts(ctx: Context, findings: list[Finding]) -> pd.DataFrame:
                 else []
             )
             verdict, reason, codes = _judge(flow, own + twin, ctx)
-            rows.append((role, int(flow.conn), int(flow.twin_conn), service(flow),
-                         endpoint(flow.client_ip, flow.client_port), endpoint(flow.server_ip, flow.server_port),
-                         str(verdict), str(reason or ""), ",".join(codes)))  # fmt: skip
+            rows.append(
+                (
+                    role,
+                    int(flow.conn),
+                    int(flow.twin_conn),
+                    service(flow),
+                    endpoint(flow.client_ip, flow.client_port),
+                    endpoint(flow.server_ip, flow.server_port),
+                    str(verdict),
+                    str(reason or ""),
+                    ",".join(codes),
+                )
+            )
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
@@ -107,8 +117,15 @@ def overall(ctx: Context, table: pd.DataFrame, findings: list[Finding]) -> Diagn
     clamp = _clamp_after(findings)
     direction = "upload" if any(f.code == "B002" for f in findings) else "download"
     mtu_verdict = verdict.is_mtu
-    fix = fixes.compute(verdict, path_mtu if mtu_verdict else None, ipv, clamp, direction,
-                        path.low if path and mtu_verdict else None, path.high if path and mtu_verdict else None)  # fmt: skip
+    fix = fixes.compute(
+        verdict,
+        path_mtu if mtu_verdict else None,
+        ipv,
+        clamp,
+        direction,
+        path.low if path and mtu_verdict else None,
+        path.high if path and mtu_verdict else None,
+    )
     confidence, factors = _confidence(ctx, verdict, codes, chosen)
     text = _explain(ctx, verdict, reason, chosen, table, findings, path, clamp)
     mss = (path_mtu - (40 if ipv == 4 else 60)) if (path_mtu and verdict.is_mtu) else None
@@ -150,8 +167,10 @@ def _confidence(
         ]
         cap = 0.85
     elif verdict == Verdict.HEALTHY:
-        factors += [("every connection completed or is idle with nothing owed", 0.7),
-                    (sides, 0.2 if two_sides else 0.0)]  # fmt: skip
+        factors += [
+            ("every connection completed or is idle with nothing owed", 0.7),
+            (sides, 0.2 if two_sides else 0.0),
+        ]
         cap = 0.9
     else:
         factors.append(("a stall the captures cannot explain", 0.3))
@@ -168,13 +187,22 @@ def _confidence(
     if verdict == Verdict.HEALTHY:
         silent = sum(int(_silent_after_handshake(ctx.judged(r), ctx).sum()) for r in ctx.captures)
         if silent:
-            factors.append((f"{silent} connection(s) completed the handshake and carried no data before the "
-                            "capture ended: unused, or their first data never arrived here", -0.2))  # fmt: skip
+            factors.append(
+                (
+                    f"{silent} connection(s) completed the handshake and carried no data before the "
+                    "capture ended: unused, or their first data never arrived here",
+                    -0.2,
+                )
+            )
         stalled = sum(int(_stalled_after_request(ctx.judged(r), ctx).sum()) for r in ctx.captures)
         total = sum(d for _, d in factors)
         if stalled and total > HEALTHY_CAP_AFTER_STALL:
-            factors.append((f"{stalled} connection(s) stalled after a request and never finished",
-                            HEALTHY_CAP_AFTER_STALL - total))  # fmt: skip
+            factors.append(
+                (
+                    f"{stalled} connection(s) stalled after a request and never finished",
+                    HEALTHY_CAP_AFTER_STALL - total,
+                )
+            )
     total = sum(d for _, d in factors)
     if total > cap:
         factors.append((CAP_WHY, cap - total))
@@ -208,11 +236,15 @@ def _unexplained(ctx: Context, row, findings: list[Finding]) -> str:
         if code in own:
             return own[code].message
     if flow["unanswered"]:
-        return (f"{row.service}: the request was acknowledged and still had no answer "
-                f"{float(flow['tail_idle_s']):.1f} s later, when the capture ended")  # fmt: skip
+        return (
+            f"{row.service}: the request was acknowledged and still had no answer "
+            f"{float(flow['tail_idle_s']):.1f} s later, when the capture ended"
+        )
     owed = {"network": "data was in flight and unacknowledged", "server": "the server owed the answer"}
-    return (f"{row.service}: stalled {float(flow['stalled_s']):.1f} s while "
-            f"{owed.get(flow['idle_turn'], 'nothing moved')}, and never finished")  # fmt: skip
+    return (
+        f"{row.service}: stalled {float(flow['stalled_s']):.1f} s while "
+        f"{owed.get(flow['idle_turn'], 'nothing moved')}, and never finished"
+    )
 
 
 def _next_step(ctx: Context, chosen: pd.DataFrame) -> str:
@@ -223,8 +255,15 @@ def _next_step(ctx: Context, chosen: pd.DataFrame) -> str:
             "start the captures before the failing connection opens, so its handshake (the MSS) is in them"
         )
     where = {v.position for v in ctx.vantage.values()}
-    missing = [w for p, w in (("client", "in the container (or on the client)"), ("middle", "on the docker "
-               "host's uplink"), ("server", "on the server (if you can)")) if p not in where]  # fmt: skip
+    missing = [
+        w
+        for p, w in (
+            ("client", "in the container (or on the client)"),
+            ("middle", "on the docker host's uplink"),
+            ("server", "on the server (if you can)"),
+        )
+        if p not in where
+    ]
     if missing:
         steps.append("capture at the same time " + " and ".join(missing))
     steps.append("let the failing request run into its timeout while the captures run")
@@ -248,13 +287,17 @@ def _explain(ctx: Context, verdict: Verdict, reason, chosen, table, findings, pa
         return f"No MTU problem: all {n_total} connections completed or are healthy.{extra}"
     if verdict == Verdict.NOT_MTU:
         instead = Reason(reason).words if reason else "a cause other than size"
-        return (f"Not an MTU problem: {instead} ({listing}). Packet sizes are not "
-                "what separates the failing connections from the working ones.")  # fmt: skip
+        return (
+            f"Not an MTU problem: {instead} ({listing}). Packet sizes are not "
+            "what separates the failing connections from the working ones."
+        )
     if verdict == Verdict.INCONCLUSIVE:
         seen = [_unexplained(ctx, row, findings) for row in chosen.itertuples(index=False)]
         more = f" and {len(seen) - 3} more" if len(seen) > 3 else ""
-        return (f"Something is wrong that the captures cannot explain: {'; '.join(seen[:3])}{more}. "
-                f"Next: {_next_step(ctx, chosen)}")  # fmt: skip
+        return (
+            f"Something is wrong that the captures cannot explain: {'; '.join(seen[:3])}{more}. "
+            f"Next: {_next_step(ctx, chosen)}"
+        )
     key = "B003" if verdict == Verdict.MTU_BLACKHOLE_RECOVERED else None
     main = next(
         (f for f in findings if (f.code == key) or (key is None and f.code in ("B001", "B002", "B005"))), None
@@ -276,11 +319,18 @@ def _explain(ctx: Context, verdict: Verdict, reason, chosen, table, findings, pa
                 f"The {'container' if main.capture.startswith('container') else 'client'} "
                 f"advertised MSS {ev['mss_client']}"
                 + (f" (interface MTU {mtu_c})" if mtu_c else "")
-                + (f", the server saw MSS {ev['mss_at_server']}" if ev["mss_at_server"] != ev["mss_client"] else "")
+                + (
+                    f", the server saw MSS {ev['mss_at_server']}"
+                    if ev["mss_at_server"] != ev["mss_client"]
+                    else ""
+                )
                 + f", so the server sends {ev['server_full']}-byte packets; "
-                + (f"the path carries at most {path.value} bytes ({cite_path})." if cite_path
-                   else f"the largest packet that got through was {ev['largest_delivered']} bytes.")
-            )  # fmt: skip
+                + (
+                    f"the path carries at most {path.value} bytes ({cite_path})."
+                    if cite_path
+                    else f"the largest packet that got through was {ev['largest_delivered']} bytes."
+                )
+            )
             parts.append(f"The packets die {ev['where']}.")
             said = cite_path
             because = [b for b in ev["because"] if not (said and b.startswith("the path carries"))]
@@ -297,9 +347,13 @@ def _explain(ctx: Context, verdict: Verdict, reason, chosen, table, findings, pa
         )
         parts.append(f"Working meanwhile: {', '.join(working[:4])}.")
     if len(ctx.captures) == 1:
-        parts.append("Only one capture was given: with the other side's capture too, pcapmtu could say where "
-                     "on the path the packets die and be more certain.")  # fmt: skip
+        parts.append(
+            "Only one capture was given: with the other side's capture too, pcapmtu could say where "
+            "on the path the packets die and be more certain."
+        )
     if main is not None and main.frames:
-        parts.append(f"Evidence: {main.capture} capture frames {', '.join(map(str, main.frames[:8]))} "
-                     f"(Wireshark: {main.wireshark_filter}).")  # fmt: skip
+        parts.append(
+            f"Evidence: {main.capture} capture frames {', '.join(map(str, main.frames[:8]))} "
+            f"(Wireshark: {main.wireshark_filter})."
+        )
     return " ".join(parts)

@@ -28,11 +28,26 @@ MAX_FRAMES = 200  # per capture: more evidence frames than this are not asked ab
 TSHARK_TIMEOUT = 600.0  # seconds for one tshark run over one capture (it reads the whole file)
 INSTALL = "pip install 'pcapmtu[deep]'"
 RETRANSMISSION = ("retransmission", "fast_retransmission", "spurious_retransmission")
-ANALYSIS_FLAGS = RETRANSMISSION + ("lost_segment", "ack_lost_segment", "out_of_order", "duplicate_ack",
-                                   "zero_window", "keep_alive", "previous_segment_not_captured")  # fmt: skip
-TLS_HANDSHAKE = {"1": "ClientHello", "2": "ServerHello", "4": "NewSessionTicket", "8": "EncryptedExtensions",
-                 "11": "Certificate", "12": "ServerKeyExchange", "14": "ServerHelloDone", "16": "ClientKeyExchange",
-                 "20": "Finished"}  # fmt: skip
+ANALYSIS_FLAGS = RETRANSMISSION + (
+    "lost_segment",
+    "ack_lost_segment",
+    "out_of_order",
+    "duplicate_ack",
+    "zero_window",
+    "keep_alive",
+    "previous_segment_not_captured",
+)
+TLS_HANDSHAKE = {
+    "1": "ClientHello",
+    "2": "ServerHello",
+    "4": "NewSessionTicket",
+    "8": "EncryptedExtensions",
+    "11": "Certificate",
+    "12": "ServerKeyExchange",
+    "14": "ServerHelloDone",
+    "16": "ClientKeyExchange",
+    "20": "Finished",
+}
 COLUMNS = ["code", "capture", "frame", "claim", "wireshark", "expert", "status", "why"]
 
 
@@ -101,8 +116,13 @@ class WsFrame:
         proto = "quoted.tcp" if self.has("quoted.tcp.srcport") else "quoted.udp"
         plen = self.num("quoted.ipv6.plen")
         length = (plen + 40 if plen is not None else None) if v6 else self.num("quoted.ip.len")
-        return (self.get(f"{ip}.src"), self.num(f"{proto}.srcport"), self.get(f"{ip}.dst"),
-                self.num(f"{proto}.dstport"), length)  # fmt: skip
+        return (
+            self.get(f"{ip}.src"),
+            self.num(f"{proto}.srcport"),
+            self.get(f"{ip}.dst"),
+            self.num(f"{proto}.dstport"),
+            length,
+        )
 
     def summary(self) -> str:
         """One line, as a person reads Wireshark's packet list and details."""
@@ -197,8 +217,11 @@ Check = Callable[[WsFrame, Subject], Result | None]  # None: does not apply to t
 
 def _ends(s: Subject, who: str) -> tuple[str, int]:
     f = s.facts
-    return (str(f["client_ip"]), int(f["client_port"])) if who == "client" else (
-        str(f["server_ip"]), int(f["server_port"]))  # fmt: skip
+    return (
+        (str(f["client_ip"]), int(f["client_port"]))
+        if who == "client"
+        else (str(f["server_ip"]), int(f["server_port"]))
+    )
 
 
 def sent_by(who: str) -> Check:
@@ -211,8 +234,11 @@ def sent_by(who: str) -> Check:
         src, sport = _ends(s, sender)
         dst, dport = _ends(s, "server" if sender == "client" else "client")
         got = (ws.addr("src"), ws.port("src"), ws.addr("dst"), ws.port("dst"))
-        return Result(f"from the {sender} {src}:{sport} to {dst}:{dport}", f"{got[0]}:{got[1]} > {got[2]}:{got[3]}",
-                      got == (src, sport, dst, dport))  # fmt: skip
+        return Result(
+            f"from the {sender} {src}:{sport} to {dst}:{dport}",
+            f"{got[0]}:{got[1]} > {got[2]}:{got[3]}",
+            got == (src, sport, dst, dport),
+        )
 
     return check
 
@@ -266,8 +292,9 @@ def has_data(ws: WsFrame, s: Subject) -> Result:
 
 def retransmitted(ws: WsFrame, s: Subject) -> Result:
     got = [a for a in ws.analysis if a in RETRANSMISSION]
-    return Result("a retransmission", "tcp.analysis." + got[0] if got else "not flagged as a retransmission",
-                  bool(got))  # fmt: skip
+    return Result(
+        "a retransmission", "tcp.analysis." + got[0] if got else "not flagged as a retransmission", bool(got)
+    )
 
 
 def retransmitted_after_first(ws: WsFrame, s: Subject) -> Result | None:
@@ -299,14 +326,20 @@ def quotes_sender(ws: WsFrame, s: Subject) -> Result | None:
         return None
     src, sport = _ends(s, s.facts["sender"])
     qsrc, qsport, _qdst, _qdport, _len = ws.quoted()
-    return Result(f"quotes the {s.facts['sender']}'s packet from {src}:{sport}", f"quotes {qsrc}:{qsport}",
-                  (qsrc, qsport) == (src, sport))  # fmt: skip
+    return Result(
+        f"quotes the {s.facts['sender']}'s packet from {src}:{sport}",
+        f"quotes {qsrc}:{qsport}",
+        (qsrc, qsport) == (src, sport),
+    )
 
 
 def no_server_hello(ws: WsFrame, s: Subject) -> Result:
     types = [TLS_HANDSHAKE.get(t, t) for t in ws.fields.get("tls.handshake.type", [])]
-    return Result("no TLS ServerHello", "TLS " + ", ".join(types) if types else "no TLS handshake",
-                  "ServerHello" not in types)  # fmt: skip
+    return Result(
+        "no TLS ServerHello",
+        "TLS " + ", ".join(types) if types else "no TLS handshake",
+        "ServerHello" not in types,
+    )
 
 
 def syn_from(fact: str) -> Check:
@@ -326,8 +359,11 @@ def echo_request(ws: WsFrame, s: Subject) -> Result:
     t = ws.get(f"{kind}.type")
     df = ws.ipv == 6 or ws.get("ip.flags.df") == "1"
     ok = t in ("8", "128") and df and ws.addr("dst") == str(s.facts.get("target"))
-    return Result(f"echo request with DF to {s.facts.get('target')}",
-                  f"{kind}.type {t}{' DF' if df else ''} to {ws.addr('dst')}", ok)  # fmt: skip
+    return Result(
+        f"echo request with DF to {s.facts.get('target')}",
+        f"{kind}.type {t}{' DF' if df else ''} to {ws.addr('dst')}",
+        ok,
+    )
 
 
 def reset_by(ws: WsFrame, s: Subject) -> Result | None:
@@ -337,8 +373,11 @@ def reset_by(ws: WsFrame, s: Subject) -> Result | None:
 
 def cut(ws: WsFrame, s: Subject) -> Result:
     cap, wire = ws.num("frame.cap_len"), ws.num("frame.len")
-    return Result("cut by the snapshot length", f"frame.cap_len {cap} of frame.len {wire}",
-                  None not in (cap, wire) and cap < wire)  # fmt: skip
+    return Result(
+        "cut by the snapshot length",
+        f"frame.cap_len {cap} of frame.len {wire}",
+        None not in (cap, wire) and cap < wire,
+    )
 
 
 def complained(ws: WsFrame, s: Subject) -> Result:
@@ -352,9 +391,12 @@ def seen_twice(ws: WsFrame, s: Subject) -> Result:
     """A -i any copy: Wireshark, which does not know the interfaces apart, sees the same bytes again."""
     got = [a for a in ws.analysis if a in RETRANSMISSION + ("duplicate_ack", "out_of_order")]
     cooked = ws.has("sll.pkttype") or ws.has("sll.ifindex")
-    return Result("a repeat of a packet already captured (cooked -i any capture)",
-                  ("Linux cooked header; " if cooked else "no Linux cooked header; ")
-                  + ("tcp.analysis." + got[0] if got else "not flagged as a repeat"), cooked and bool(got))  # fmt: skip
+    return Result(
+        "a repeat of a packet already captured (cooked -i any capture)",
+        ("Linux cooked header; " if cooked else "no Linux cooked header; ")
+        + ("tcp.analysis." + got[0] if got else "not flagged as a repeat"),
+        cooked and bool(got),
+    )
 
 
 def is_tcp(ws: WsFrame, s: Subject) -> Result:
@@ -362,8 +404,11 @@ def is_tcp(ws: WsFrame, s: Subject) -> Result:
 
 
 def not_syn(ws: WsFrame, s: Subject) -> Result:
-    return Result("not a SYN (the handshake is not in the capture)", f"SYN {'set' if ws.flag('syn') else 'not set'}",
-                  ws.has("tcp.flags") and not ws.flag("syn"))  # fmt: skip
+    return Result(
+        "not a SYN (the handshake is not in the capture)",
+        f"SYN {'set' if ws.flag('syn') else 'not set'}",
+        ws.has("tcp.flags") and not ws.flag("syn"),
+    )
 
 
 def _not_at_server(s: Subject) -> bool:
@@ -379,30 +424,52 @@ CLAIMS: dict[str, dict[str, tuple[Check, ...]]] = {
     # the server's packets that reached this point: none full-size (unless taken at the server, which sent them)
     "B001": {k: (sent_by("server"), ip_len("<", "server_full", _not_at_server)) for k in ("tcp", "synack")},
     "B002": {"tcp": (sent_by("client"), has_data, ip_len(">=", "client_full"), retransmitted)},
-    "B003": {"tcp": (sent_by("server"), has_data, tcp_len("<=", "payload_after"), tcp_len("<", "server_mss"))},
+    "B003": {
+        "tcp": (sent_by("server"), has_data, tcp_len("<=", "payload_after"), tcp_len("<", "server_mss"))
+    },
     "B004": {"icmp": (size_report, quotes_sender), "tcp": (sent_by("sender"), has_data, ip_len("<=", "mtu"))},
     "B005": {"icmp": (size_report, quotes_sender), "tcp": (sent_by("sender"), has_data, ip_len(">", "mtu"))},
     "M001": {"syn": (SYN, syn_from("client"), mss("mss"))},
     "M002": {"syn": (SYN, mss("mss_expected"))},
     "M003": {"icmp": (size_report,)},
-    "M004": {"syn": (SYN, sent_by("client"), mss("mss_client")), "synack": (SYNACK, sent_by("server"), mss("mss_server"))},
+    "M004": {
+        "syn": (SYN, sent_by("client"), mss("mss_client")),
+        "synack": (SYNACK, sent_by("server"), mss("mss_server")),
+    },
     "M005": {"ping": (echo_request, ip_len("==", "size"))},
     "M006": {"synack": (SYNACK, mss("mss_near"))},
     "Q001": {k: (cut,) for k in ("syn", "synack", "tcp", "icmp", "ping", "other")},
     "Q002": {k: (complained,) for k in ("syn", "synack", "tcp", "icmp", "ping", "other")},
     "Q003": {"tcp": (has_data, ip_len(">", "offload_limit"))},
     "Q004": {k: (seen_twice,) for k in ("syn", "synack", "tcp")},
-    "S001": {"tcp": (sent_by("server"), flags(syn=False), ip_len("<=", "largest_server_packet"), no_server_hello)},
-    "T001": {"tcp": (sent_by("direction"), has_data, same_segment, retransmitted_after_first, ip_len("<=", "segment_ip_len"))},
+    "S001": {
+        "tcp": (sent_by("server"), flags(syn=False), ip_len("<=", "largest_server_packet"), no_server_hello)
+    },
+    "T001": {
+        "tcp": (
+            sent_by("direction"),
+            has_data,
+            same_segment,
+            retransmitted_after_first,
+            ip_len("<=", "segment_ip_len"),
+        )
+    },
     "T002": {"syn": (SYN, sent_by("client"))},
     "T003": {"syn": (SYN, sent_by("client"))},
     "T004": {"tcp": (flags(reset=True), reset_by), "synack": (flags(reset=True), reset_by)},
     "T005": {"tcp": (not_syn,)},
     "X002": {"tcp": (has_data,)},
     "X003": {k: (is_tcp,) for k in ("syn", "synack", "tcp")},
-}  # fmt: skip
-ABOUT = {"syn": "SYN", "synack": "SYN-ACK", "tcp": "TCP segment", "icmp": "ICMP size report", "ping": "echo request",
-         "other": "non-TCP packet", "missing": "frame"}  # fmt: skip
+}
+ABOUT = {
+    "syn": "SYN",
+    "synack": "SYN-ACK",
+    "tcp": "TCP segment",
+    "icmp": "ICMP size report",
+    "ping": "echo request",
+    "other": "non-TCP packet",
+    "missing": "frame",
+}
 
 
 def decoded_alike(ws: WsFrame, s: Subject) -> Result | None:
@@ -415,8 +482,14 @@ def decoded_alike(ws: WsFrame, s: Subject) -> Result | None:
     if r.get("proto") == 6 and ws.has("tcp.srcport"):
         f = int(r["tcp_flags"])
         mine += [int(r["sport"]), int(r["dport"]), bool(f & 2), bool(f & 16), bool(f & 4), int(r["mss"])]
-        theirs += [ws.port("src"), ws.port("dst"), ws.flag("syn"), ws.flag("ack"), ws.flag("reset"),
-                   ws.num("tcp.options.mss_val") or 0]  # fmt: skip
+        theirs += [
+            ws.port("src"),
+            ws.port("dst"),
+            ws.flag("syn"),
+            ws.flag("ack"),
+            ws.flag("reset"),
+            ws.num("tcp.options.mss_val") or 0,
+        ]
     if r.get("size_report"):
         q = ws.quoted()
         mine += [
@@ -426,11 +499,19 @@ def decoded_alike(ws: WsFrame, s: Subject) -> Result | None:
             str(r["quoted_dst"]),
             int(r["quoted_dport"]),
         ]
-        theirs += [(ws.size_report or ("", None))[1], q[0], -1 if q[1] is None else q[1], q[2],
-                   -1 if q[3] is None else q[3]]  # fmt: skip
+        theirs += [
+            (ws.size_report or ("", None))[1],
+            q[0],
+            -1 if q[1] is None else q[1],
+            q[2],
+            -1 if q[3] is None else q[3],
+        ]
     diff = [f"{a} vs {b}" for a, b in zip(mine, theirs, strict=True) if a != b]
-    return Result("pcapmtu decodes it alike (addresses, ports, length, flags, MSS, ICMP quote)",
-                  "differs: " + ", ".join(diff) if diff else "alike", not diff)  # fmt: skip
+    return Result(
+        "pcapmtu decodes it alike (addresses, ports, length, flags, MSS, ICMP quote)",
+        "differs: " + ", ".join(diff) if diff else "alike",
+        not diff,
+    )
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -457,16 +538,23 @@ class WiresharkCheck:
         if self.unavailable:
             return self.unavailable
         n = self.rows["status"].value_counts()
-        line = (f"Wireshark checked {self.frames_asked} evidence frames in {self.tshark_runs} tshark run(s): "
-                f"{int(n.get('agree', 0))} agree, {int(n.get('disagree', 0))} disagree")  # fmt: skip
+        line = (
+            f"Wireshark checked {self.frames_asked} evidence frames in {self.tshark_runs} tshark run(s): "
+            f"{int(n.get('agree', 0))} agree, {int(n.get('disagree', 0))} disagree"
+        )
         if self.not_asked:
             line += f", {self.not_asked} not asked (over {self.max_frames} per capture)"
         return line + f" ({self.seconds:.1f} s)"
 
     def to_json(self) -> dict:
-        return {"summary": self.summary(), "unavailable": self.unavailable or None, "tshark_runs": self.tshark_runs,
-                "frames_asked": self.frames_asked, "notes": list(self.notes),
-                "rows": self.rows.to_dict(orient="records")}  # fmt: skip
+        return {
+            "summary": self.summary(),
+            "unavailable": self.unavailable or None,
+            "tshark_runs": self.tshark_runs,
+            "frames_asked": self.frames_asked,
+            "notes": list(self.notes),
+            "rows": self.rows.to_dict(orient="records"),
+        }
 
     def _shown(self, only_disagreements: bool) -> pd.DataFrame:
         return self.disagreements if only_disagreements else self.rows
@@ -494,16 +582,23 @@ class WiresharkCheck:
         """An HTML fragment (a <section> with a table); every value from a capture escaped."""
         from ..textsafe import html_text
 
-        head = "".join(f"<th>{c}</th>" for c in ("code", "capture", "frame", "pcapmtu claims", "Wireshark says",
-                                                   "expert info", "status"))  # fmt: skip
+        head = "".join(
+            f"<th>{c}</th>"
+            for c in ("code", "capture", "frame", "pcapmtu claims", "Wireshark says", "expert info", "status")
+        )
         body = []
         for r in self._shown(only_disagreements).itertuples():
             cells = [html_text(v, 1000) for v in (r.code, r.capture, r.frame, r.claim, r.wireshark, r.expert)]
             status = html_text(r.status) + (f": {html_text(r.why, 1000)}" if r.why else "")
-            body.append(f'<tr class="{html_text(r.status)}">' + "".join(f"<td>{c}</td>" for c in cells)
-                        + f"<td>{status}</td></tr>")  # fmt: skip
-        return (f'<section class="wireshark"><h2>Wireshark\'s word</h2><p>{html_text(self.summary(), 1000)}</p>'
-                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></section>")  # fmt: skip
+            body.append(
+                f'<tr class="{html_text(r.status)}">'
+                + "".join(f"<td>{c}</td>" for c in cells)
+                + f"<td>{status}</td></tr>"
+            )
+        return (
+            f'<section class="wireshark"><h2>Wireshark\'s word</h2><p>{html_text(self.summary(), 1000)}</p>'
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></section>"
+        )
 
     def markdown(self, only_disagreements: bool = False) -> str:
         """A Markdown section with a table; a cell from a capture as it is when inert, else a code span."""
@@ -512,8 +607,10 @@ class WiresharkCheck:
         lines = ["## Wireshark's word", "", markdown(self.summary(), 1000), ""]
         rows = self._shown(only_disagreements)
         if len(rows):
-            lines += ["| code | capture | frame | pcapmtu claims | Wireshark says | expert info | status |",
-                      "|---|---|---|---|---|---|---|"]  # fmt: skip
+            lines += [
+                "| code | capture | frame | pcapmtu claims | Wireshark says | expert info | status |",
+                "|---|---|---|---|---|---|---|",
+            ]
             for r in rows.itertuples():
                 status = r.status + (f": {r.why}" if r.why else "")
                 cells = (r.code, r.capture, r.frame, r.claim, r.wireshark, r.expert, status)
@@ -550,11 +647,18 @@ def _subjects(analysis, finding) -> list[tuple[str, int, dict]]:
         if len(hit):
             flow = hit.iloc[0]
             hdr, limit = int(flow["hdr"]), max(int(flow["mss_client"]), int(flow["mss_server"]))
-            facts = {"client_ip": str(flow["client_ip"]), "client_port": int(flow["client_port"]),
-                     "server_ip": str(flow["server_ip"]), "server_port": int(flow["server_port"]),
-                     "mss_client": int(flow["mss_client"]), "mss_server": int(flow["mss_server"]),
-                     "server_full": int(flow["server_full"]), "client_full": int(flow["client_full"]),
-                     "closed_by": str(flow["closed_by"] or ""), **facts}  # fmt: skip
+            facts = {
+                "client_ip": str(flow["client_ip"]),
+                "client_port": int(flow["client_port"]),
+                "server_ip": str(flow["server_ip"]),
+                "server_port": int(flow["server_port"]),
+                "mss_client": int(flow["mss_client"]),
+                "mss_server": int(flow["mss_server"]),
+                "server_full": int(flow["server_full"]),
+                "client_full": int(flow["client_full"]),
+                "closed_by": str(flow["closed_by"] or ""),
+                **facts,
+            }
             if int(flow["server_full"]) > hdr:
                 facts["server_mss"] = int(flow["server_full"]) - hdr  # the full-size segment's payload
             if limit:
@@ -580,8 +684,12 @@ def _subjects(analysis, finding) -> list[tuple[str, int, dict]]:
 
 def _ping_signals(analysis, finding) -> list[dict]:
     frames = set(finding.frames)
-    return [s for p in analysis.context.path.values() for s in p.signals
-            if s.get("capture") == finding.capture and set(s.get("frames", ())) == frames][:1]  # fmt: skip
+    return [
+        s
+        for p in analysis.context.path.values()
+        for s in p.signals
+        if s.get("capture") == finding.capture and set(s.get("frames", ())) == frames
+    ][:1]
 
 
 def _rows_of(analysis, role: str, frames: set[int]) -> dict[int, dict]:
@@ -591,8 +699,13 @@ def _rows_of(analysis, role: str, frames: set[int]) -> dict[int, dict]:
     rows = {int(r["frame"]): r for r in p[p["frame"].isin(frames)].to_dict(orient="records")}
     icmp = cap.icmp[cap.icmp["frame"].isin(frames) & cap.icmp["kind"].isin(["frag_needed", "packet_too_big"])]
     for r in icmp.to_dict(orient="records"):
-        rows.setdefault(int(r["frame"]), {}).update({**{k: v for k, v in r.items() if k.startswith("quoted_")},
-                                                      "mtu": r["mtu"], "size_report": r["kind"]})  # fmt: skip
+        rows.setdefault(int(r["frame"]), {}).update(
+            {
+                **{k: v for k, v in r.items() if k.startswith("quoted_")},
+                "mtu": r["mtu"],
+                "size_report": r["kind"],
+            }
+        )
     return rows
 
 
@@ -691,14 +804,28 @@ def check(analysis, max_frames: int = MAX_FRAMES, tshark: str | None = None) -> 
         s = Subject(code, role, _kind(row), facts, row)
         records.append(_judge(s, frame, views.get(role, {}).get(frame), frame in asked.get(role, ())))
     rows = pd.DataFrame(records, columns=COLUMNS)
-    return WiresharkCheck(rows, tshark_runs=runs, frames_asked=sum(len(v) for v in asked.values()),
-                          not_asked=not_asked, max_frames=max_frames, seconds=time.perf_counter() - start,
-                          notes=notes)  # fmt: skip
+    return WiresharkCheck(
+        rows,
+        tshark_runs=runs,
+        frames_asked=sum(len(v) for v in asked.values()),
+        not_asked=not_asked,
+        max_frames=max_frames,
+        seconds=time.perf_counter() - start,
+        notes=notes,
+    )
 
 
 def _judge(s: Subject, frame: int, ws: WsFrame | None, was_asked: bool) -> dict:
-    out = {"code": s.code, "capture": s.role, "frame": frame, "claim": "", "wireshark": "", "expert": "",
-           "status": "", "why": ""}  # fmt: skip
+    out = {
+        "code": s.code,
+        "capture": s.role,
+        "frame": frame,
+        "claim": "",
+        "wireshark": "",
+        "expert": "",
+        "status": "",
+        "why": "",
+    }
     table = CLAIMS.get(s.code)
     if not was_asked:
         return {**out, "status": "not asked", "why": "over the frame cap, or the capture could not be read"}
@@ -710,8 +837,12 @@ def _judge(s: Subject, frame: int, ws: WsFrame | None, was_asked: bool) -> dict:
     checks = table.get(s.kind)
     if checks is None:
         about = ", ".join(ABOUT[k] for k in table)
-        return {**out, "claim": f"a {ABOUT[s.kind]}", "status": "disagree",
-                "why": f"{s.code} is about {about}; pcapmtu's own decode says this is a {ABOUT[s.kind]}"}  # fmt: skip
+        return {
+            **out,
+            "claim": f"a {ABOUT[s.kind]}",
+            "status": "disagree",
+            "why": f"{s.code} is about {about}; pcapmtu's own decode says this is a {ABOUT[s.kind]}",
+        }
     results = [r for c in (*checks, decoded_alike) if (r := c(ws, s)) is not None]
     bad = [r for r in results if not r.ok]
     out["claim"] = "; ".join(r.claim for r in results)

@@ -18,15 +18,57 @@ ANALYZE_SCHEMA_VERSION = 2
 
 # Flow fields in `inspect --json`, in order. Adding a field is compatible; renaming or removing one is not.
 FLOW_FIELDS = [
-    "conn", "tcp_stream", "client_ip", "client_port", "server_ip", "server_port", "ipv", "name", "name_source", "sni",
-    "tls_version", "mss_client", "mss_server", "wscale_client", "wscale_server", "sack_perm_client",
-    "sack_perm_server", "pkts_c2s", "pkts_s2c", "bytes_c2s", "bytes_s2c", "max_payload_c2s", "max_payload_s2c",
-    "max_ip_len_c2s", "max_ip_len_s2c", "retransmissions", "retrans_c2s", "retrans_s2c", "fast_retrans_c2s",
-    "fast_retrans_s2c", "out_of_order_c2s", "out_of_order_s2c", "lost_before_c2s", "lost_before_s2c",
-    "dup_ack_c2s", "dup_ack_s2c", "zero_window_c2s", "zero_window_s2c", "max_sack_hole_c2s", "max_sack_hole_s2c",
-    "state", "conn_state", "history", "midstream", "first_frame", "last_frame", "first_ts", "last_ts",
-    "duration", "handshake_rtt",
-]  # fmt: skip
+    "conn",
+    "tcp_stream",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "ipv",
+    "name",
+    "name_source",
+    "sni",
+    "tls_version",
+    "mss_client",
+    "mss_server",
+    "wscale_client",
+    "wscale_server",
+    "sack_perm_client",
+    "sack_perm_server",
+    "pkts_c2s",
+    "pkts_s2c",
+    "bytes_c2s",
+    "bytes_s2c",
+    "max_payload_c2s",
+    "max_payload_s2c",
+    "max_ip_len_c2s",
+    "max_ip_len_s2c",
+    "retransmissions",
+    "retrans_c2s",
+    "retrans_s2c",
+    "fast_retrans_c2s",
+    "fast_retrans_s2c",
+    "out_of_order_c2s",
+    "out_of_order_s2c",
+    "lost_before_c2s",
+    "lost_before_s2c",
+    "dup_ack_c2s",
+    "dup_ack_s2c",
+    "zero_window_c2s",
+    "zero_window_s2c",
+    "max_sack_hole_c2s",
+    "max_sack_hole_s2c",
+    "state",
+    "conn_state",
+    "history",
+    "midstream",
+    "first_frame",
+    "last_frame",
+    "first_ts",
+    "last_ts",
+    "duration",
+    "handshake_rtt",
+]
 
 
 def dumps(doc: dict) -> str:
@@ -147,16 +189,25 @@ def _pairing(analysis) -> list[dict]:
     far = analysis.context.far_role
     out = []
     for row in analysis.pairs.itertuples(index=False):
-        item = {"capture": row.container, "conn": int(row.container_conn), "far_capture": far,
-                "far_conn": int(row.host_conn)}  # fmt: skip
+        item = {
+            "capture": row.container,
+            "conn": int(row.container_conn),
+            "far_capture": far,
+            "far_conn": int(row.host_conn),
+        }
         item.update({k: plain(getattr(row, k)) for k in PAIRING_FIELDS})
         out.append(item)
     return out
 
 
 def _path(p) -> dict:
-    return {"value": p.value, "low": p.low, "high": p.high, "decided_by": p.decided_by,
-            "signals": [_jsonable(s) for s in p.signals]}  # fmt: skip
+    return {
+        "value": p.value,
+        "low": p.low,
+        "high": p.high,
+        "decided_by": p.decided_by,
+        "signals": [_jsonable(s) for s in p.signals],
+    }
 
 
 def _jsonable(value):

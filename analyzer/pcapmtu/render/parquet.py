@@ -60,8 +60,11 @@ def planned_files(paths: list[str | os.PathLike[str]], findings: bool = True) ->
     a capture cannot be read (it names no file then, and the ones after it may take its name)."""
     seen: set[str] = set()
     tables = TABLES + ("findings",) if findings else TABLES
-    return [Path(table, f"{stem}.parquet") for stem in (_unique(_stem(str(p)), seen) for p in paths)
-            for table in tables]  # fmt: skip
+    return [
+        Path(table, f"{stem}.parquet")
+        for stem in (_unique(_stem(str(p)), seen) for p in paths)
+        for table in tables
+    ]
 
 
 class PartialExport(CaptureError):

@@ -58,15 +58,35 @@ def time_sequence(analysis, role: str, conn: int) -> Figure:
         hi = lo + data["payload_len"].to_numpy()
         retrans = data["retrans"].to_numpy()
         offset = 0.0 if view_role == role else 0.004 * max(float(flow["duration"]), 0.5)
-        ax.vlines(t[~retrans] + offset, lo[~retrans], hi[~retrans], colors=color, linewidth=2.5, zorder=3,
-                  label=f"{sender} data seen in {view_role} capture")  # fmt: skip
+        ax.vlines(
+            t[~retrans] + offset,
+            lo[~retrans],
+            hi[~retrans],
+            colors=color,
+            linewidth=2.5,
+            zorder=3,
+            label=f"{sender} data seen in {view_role} capture",
+        )
         if retrans.any():
             ax.vlines(t[retrans], lo[retrans], hi[retrans], colors="#d62728", linewidth=2.5)
-            ax.scatter(t[retrans], hi[retrans], marker="x", color="#d62728", zorder=3,
-                       label=f"retransmission ({view_role})")  # fmt: skip
+            ax.scatter(
+                t[retrans],
+                hi[retrans],
+                marker="x",
+                color="#d62728",
+                zorder=3,
+                label=f"retransmission ({view_role})",
+            )
         acks = p[(p["dir"] == 1 - direction) & ((p["tcp_flags"] & 0x10) > 0)]
-        ax.step(acks["ts"].to_numpy() - shift, acks["rel_ack"].to_numpy(), where="post", color=color, alpha=0.5,
-                linestyle="--", label=f"ACKs seen in {view_role} capture")  # fmt: skip
+        ax.step(
+            acks["ts"].to_numpy() - shift,
+            acks["rel_ack"].to_numpy(),
+            where="post",
+            color=color,
+            alpha=0.5,
+            linestyle="--",
+            label=f"ACKs seen in {view_role} capture",
+        )
         sack = ctx.captures[view_role].sack
         if len(sack):
             rows = acks.index.to_numpy()
@@ -76,24 +96,49 @@ def time_sequence(analysis, role: str, conn: int) -> Figure:
                 bt = ctx.captures[view_role].packets["ts"].to_numpy()[blocks["row"].to_numpy()] - shift
                 left = (blocks["left"].to_numpy().astype(np.int64) - isn) % (1 << 32)
                 right = (blocks["right"].to_numpy().astype(np.int64) - isn) % (1 << 32)
-                ax.vlines(bt, left, right, colors="#17becf", linewidth=7, alpha=0.35, zorder=1,
-                          label="SACK blocks (data received above a hole)")  # fmt: skip
+                ax.vlines(
+                    bt,
+                    left,
+                    right,
+                    colors="#17becf",
+                    linewidth=7,
+                    alpha=0.35,
+                    zorder=1,
+                    label="SACK blocks (data received above a hole)",
+                )
                 first = blocks.index.min()
                 hole_top = int(left[blocks.index.get_indexer([first])[0]]) if first is not None else 0
                 ack_at = acks["rel_ack"].to_numpy()
                 if view_role == role and len(ack_at) and hole_top > ack_at.max():
                     # a bar at the right edge marks the range of sequence numbers that never arrived, so the
                     # data drawn over it stays readable
-                    ax.axhspan(ack_at.max(), hole_top, xmin=0.97, xmax=1.0, color="#d62728", alpha=0.5,
-                               label=f"never received: {hole_top - int(ack_at.max())} bytes")  # fmt: skip
+                    ax.axhspan(
+                        ack_at.max(),
+                        hole_top,
+                        xmin=0.97,
+                        xmax=1.0,
+                        color="#d62728",
+                        alpha=0.5,
+                        label=f"never received: {hole_top - int(ack_at.max())} bytes",
+                    )
     if flow["stalled_s"] >= ctx.th.stall_s:
         start = float(flow["idle_start_ts"]) - t0
-        ax.axvspan(start, start + float(flow["stalled_s"]), color="#d62728", alpha=0.08,
-                   label=f"stall {float(flow['stalled_s']):.1f} s")  # fmt: skip
+        ax.axvspan(
+            start,
+            start + float(flow["stalled_s"]),
+            color="#d62728",
+            alpha=0.08,
+            label=f"stall {float(flow['stalled_s']):.1f} s",
+        )
     verdict = _verdict_of(analysis, role, conn)
-    ax.set_title(_label(f"{flow['name'] or flow['server_ip']}:{flow['server_port']} - {verdict}: "
-                        f"largest {sender} packet seen {int(flow['max_ip_len_s2c' if direction else 'max_ip_len_c2s'])} "
-                        f"of {int(flow['server_full' if direction else 'client_full'])} bytes", 110))  # fmt: skip
+    ax.set_title(
+        _label(
+            f"{flow['name'] or flow['server_ip']}:{flow['server_port']} - {verdict}: "
+            f"largest {sender} packet seen {int(flow['max_ip_len_s2c' if direction else 'max_ip_len_c2s'])} "
+            f"of {int(flow['server_full' if direction else 'client_full'])} bytes",
+            110,
+        )
+    )
     ax.set_xlabel("time since the connection started (s)")
     ax.set_ylabel(f"{sender} sequence number, relative (bytes)")
     ax.grid(alpha=0.3)
@@ -135,8 +180,11 @@ def timeline(analysis) -> Figure:
     counts = analysis.verdicts["verdict"].value_counts()
     ax.set_title(_label("connections: " + ", ".join(f"{n} {v}" for v, n in counts.items()), 110))
     ax.set_xlabel("time since the first connection (s)")
-    ax.legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLORS.items() if v in counts.index],
-              loc="lower right", fontsize=8)  # fmt: skip
+    ax.legend(
+        handles=[Patch(color=c, label=v) for v, c in VERDICT_COLORS.items() if v in counts.index],
+        loc="lower right",
+        fontsize=8,
+    )
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -236,8 +284,14 @@ def _dedup_legend(ax) -> None:
         seen.setdefault(label, h)
     if seen:
         # beside the axes, never over the data
-        ax.legend(seen.values(), seen.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  borderaxespad=0.0)  # fmt: skip
+        ax.legend(
+            seen.values(),
+            seen.keys(),
+            fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+        )
 
 
 def suspects(analysis, limit: int = 4) -> list[tuple[str, int]]:

@@ -69,8 +69,13 @@ def _figures(analysis) -> list[tuple[str, object, str]]:
         ("mss", plots.mss_summary(analysis), "Advertised MSS per endpoint vs the path MTU"),
     ]
     for role, conn in plots.suspects(analysis):
-        figs.append((f"tsg-{role}-{conn}", plots.time_sequence(analysis, role, conn),
-                     f"Time-sequence graph of {role} connection #{conn}"))  # fmt: skip
+        figs.append(
+            (
+                f"tsg-{role}-{conn}",
+                plots.time_sequence(analysis, role, conn),
+                f"Time-sequence graph of {role} connection #{conn}",
+            )
+        )
     return figs
 
 
@@ -99,12 +104,20 @@ def _connection_rows(analysis) -> list[dict]:
         cells = measures(f)
         for i, g in enumerate(group.itertuples(index=False)):
             twin = analysis.context.twin(g.capture, g.conn)
-            rows.append({
-                "capture": g.capture, "#": g.conn, "service": g.service, "client": g.client, "server": g.server,
-                **{name: cells[name][i] for name in MEASURES}, "other side": f"{twin[0]} connection {twin[1]}" if twin else "",
-                "verdict": g.verdict + (f" ({g.reason})" if g.reason else ""), "codes": g.codes,
-                "_rank": g.rank,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "capture": g.capture,
+                    "#": g.conn,
+                    "service": g.service,
+                    "client": g.client,
+                    "server": g.server,
+                    **{name: cells[name][i] for name in MEASURES},
+                    "other side": f"{twin[0]} connection {twin[1]}" if twin else "",
+                    "verdict": g.verdict + (f" ({g.reason})" if g.reason else ""),
+                    "codes": g.codes,
+                    "_rank": g.rank,
+                }
+            )
     rows.sort(key=lambda r: (-r["_rank"], r["capture"], r["#"]))
     for r in rows:
         del r["_rank"]
@@ -123,13 +136,24 @@ def _capture_rows(analysis) -> list[dict]:
     for role, cap in analysis.captures.items():
         s = cap.summary()
         start, end = cap.time_span
-        rows.append({
-            "role": role, "file": Path(cap.path).name, "format": s["format"] + (f" ({s['compression']})" if s["compression"] else ""),
-            "link types": ", ".join(s["link_types"]), "packets": s["packets"],
-            "time span": (f"{datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M:%S} UTC + {end - start:.1f} s" if start else "-"),
-            "truncated": s["truncated_packets"], "warnings": "; ".join(s["warnings"]) or "-",
-            "taken": _where(analysis, role), "clock": _clock(analysis, role),
-        })  # fmt: skip
+        rows.append(
+            {
+                "role": role,
+                "file": Path(cap.path).name,
+                "format": s["format"] + (f" ({s['compression']})" if s["compression"] else ""),
+                "link types": ", ".join(s["link_types"]),
+                "packets": s["packets"],
+                "time span": (
+                    f"{datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M:%S} UTC + {end - start:.1f} s"
+                    if start
+                    else "-"
+                ),
+                "truncated": s["truncated_packets"],
+                "warnings": "; ".join(s["warnings"]) or "-",
+                "taken": _where(analysis, role),
+                "clock": _clock(analysis, role),
+            }
+        )
     return rows
 
 
@@ -152,8 +176,11 @@ def _notes(analysis) -> list[str]:
     out = [f"Roles: {c}" for c in analysis.role_changes]
     factors = analysis.diagnosis.confidence_factors
     if factors:
-        out.append("Confidence " + f"{analysis.diagnosis.confidence:.0%}: "
-                   + "; ".join(f"{f['why']} ({f['delta']:+.2f})" for f in factors))  # fmt: skip
+        out.append(
+            "Confidence "
+            + f"{analysis.diagnosis.confidence:.0%}: "
+            + "; ".join(f"{f['why']} ({f['delta']:+.2f})" for f in factors)
+        )
     return out
 
 
@@ -321,40 +348,74 @@ def render_html(
 
         parts += [block(cmd) for cmd in d.fix.recommended]
         if d.fix.alternatives:  # folded: the recommended fix is what most readers need
-            parts.append(f"<details><summary>{e(d.fix.ALTERNATIVES.capitalize())} ({len(d.fix.alternatives)})</summary>"
-                         + "".join(block(cmd) for cmd in d.fix.alternatives) + "</details>")  # fmt: skip
+            parts.append(
+                f"<details><summary>{e(d.fix.ALTERNATIVES.capitalize())} ({len(d.fix.alternatives)})</summary>"
+                + "".join(block(cmd) for cmd in d.fix.alternatives)
+                + "</details>"
+            )
         parts.append("<ul>" + "".join(f"<li>{e(n, 500)}</li>" for n in d.fix.notes) + "</ul>")
     parts += ["<h2>Connections</h2>", _html_table(_connection_rows(analysis))]
     if _more_connections(analysis):
         parts.append(f'<p class="muted">{html_text(_more_connections(analysis))}</p>')
     parts.append("<h2>Findings</h2>")
-    parts.append(_html_table([
-        {"code": f.code, "severity": f.severity, "capture": f.capture, "#": f.conn if f.conn >= 0 else "",
-         "tcp.stream": stream_filter(f.tcp_stream), "message": f.message, "frames": " ".join(map(str, f.frames[:12])), "Wireshark filter": f.wireshark_filter}
-        for f in analysis.findings_list
-    ], severity_col="severity"))  # fmt: skip
+    parts.append(
+        _html_table(
+            [
+                {
+                    "code": f.code,
+                    "severity": f.severity,
+                    "capture": f.capture,
+                    "#": f.conn if f.conn >= 0 else "",
+                    "tcp.stream": stream_filter(f.tcp_stream),
+                    "message": f.message,
+                    "frames": " ".join(map(str, f.frames[:12])),
+                    "Wireshark filter": f.wireshark_filter,
+                }
+                for f in analysis.findings_list
+            ],
+            severity_col="severity",
+        )
+    )
     if analysis.wireshark_check is not None:  # analyze --wireshark
         parts.append(analysis.wireshark_check.html())
     parts.append("<h2>Path MTU evidence</h2><ul>")
     for key, p in doc["path"].items():
         signals = "".join(f"<li>{e(_signal_text(s), 300)}</li>" for s in p["signals"][:20])
-        parts.append(f"<li>{e(key)}: value {_num(p['value'])}, bracket [{_num(p['low'])}, {_num(p['high'])}), "
-                     f"decided by: {e(p['decided_by'], 300)}<ul>{signals}</ul></li>")  # fmt: skip
+        parts.append(
+            f"<li>{e(key)}: value {_num(p['value'])}, bracket [{_num(p['low'])}, {_num(p['high'])}), "
+            f"decided by: {e(p['decided_by'], 300)}<ul>{signals}</ul></li>"
+        )
     parts.append("</ul>")
     parts += ["<h2>Captures</h2>", _html_table(_capture_rows(analysis))]
     parts.append("<ul>" + "".join(f"<li>{e(n, 2000)}</li>" for n in _notes(analysis)) + "</ul>")
     parts.append("<h2>Plots</h2>")
     for name, title in titles:
         data = base64.b64encode(images[name]).decode()
-        parts.append(f'<figure><img alt="{e(title)}" src="data:image/png;base64,{data}">'
-                     f"<figcaption>{e(title)}</figcaption></figure>")  # fmt: skip
+        parts.append(
+            f'<figure><img alt="{e(title)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{e(title)}</figcaption></figure>"
+        )
     parts.append(f'<p class="muted">Generated at {e(stamp)} by pcapmtu {e(__version__)}.</p></body></html>')
     return "\n".join(parts) + "\n"
 
 
 # Columns of tokens an engineer copies whole (addresses:ports, numbers, codes): never broken inside
-TOKEN_COLUMNS = {"capture", "#", "client", "server", *MEASURES, "tcp.stream",
-                 "other side", "verdict", "codes", "code", "severity", "role", "packets", "truncated"}  # fmt: skip
+TOKEN_COLUMNS = {
+    "capture",
+    "#",
+    "client",
+    "server",
+    *MEASURES,
+    "tcp.stream",
+    "other side",
+    "verdict",
+    "codes",
+    "code",
+    "severity",
+    "role",
+    "packets",
+    "truncated",
+}
 
 
 def _html_table(rows: list[dict], severity_col: str | None = None) -> str:

@@ -81,8 +81,19 @@ def rule(
     """Register a detector function under a stable code, after checking the declaration."""
 
     def wrap(func: Callable[[Context], Iterable[Hit]]):
-        declared = Rule(code, name, Severity(severity), message, fix, why, dict(example), tuple(references),
-                        implies, reason, func)  # fmt: skip
+        declared = Rule(
+            code,
+            name,
+            Severity(severity),
+            message,
+            fix,
+            why,
+            dict(example),
+            tuple(references),
+            implies,
+            reason,
+            func,
+        )
         problems = check(declared)
         if problems:
             raise ValueError(f"rule {code}: " + "; ".join(problems))
@@ -141,19 +152,57 @@ CRASH = Rule(
 # sentences: "{full}-byte packets" is shown as "<full size>-byte packets". Every placeholder a rule uses must be
 # here (checked when the rule registers).
 PLACEHOLDERS = {
-    "about": "the connection the ICMP quotes", "after": "size after", "before": "size before",
-    "between": "where, between the two capture points", "big": "full size", "caplen": "bytes",
-    "code": "code", "cost_ms": "milliseconds", "count": "N", "detail": "problems",
-    "duration": "seconds", "error": "error", "examples": "services", "far": "far capture",
-    "far_mss": "MSS", "fix_mss": "to the path MTU minus headers", "full": "full size", "gaps": "gaps",
-    "how": "key", "icmp_name": "ICMP type", "kind": "ICMP kind", "largest": "largest size",
-    "late": "N", "matched": "N", "mss": "MSS", "mtu": "MTU", "near_mss": "MSS", "own": "N",
-    "path": "to the path MTU", "port": "port", "reached": "(whether it reached the container)",
-    "result": "reply or not", "retrans": "N", "role": "capture", "router": "router", "seen": "side",
-    "sender": "client or server", "server": "server", "service": "service (name and address)",
-    "size": "size", "stall": "seconds", "syns": "N", "target": "address", "times": "N", "total": "N",
-    "wait": "seconds", "warning": "warning", "what": "what", "where": "where", "who": "who",
-}  # fmt: skip
+    "about": "the connection the ICMP quotes",
+    "after": "size after",
+    "before": "size before",
+    "between": "where, between the two capture points",
+    "big": "full size",
+    "caplen": "bytes",
+    "code": "code",
+    "cost_ms": "milliseconds",
+    "count": "N",
+    "detail": "problems",
+    "duration": "seconds",
+    "error": "error",
+    "examples": "services",
+    "far": "far capture",
+    "far_mss": "MSS",
+    "fix_mss": "to the path MTU minus headers",
+    "full": "full size",
+    "gaps": "gaps",
+    "how": "key",
+    "icmp_name": "ICMP type",
+    "kind": "ICMP kind",
+    "largest": "largest size",
+    "late": "N",
+    "matched": "N",
+    "mss": "MSS",
+    "mtu": "MTU",
+    "near_mss": "MSS",
+    "own": "N",
+    "path": "to the path MTU",
+    "port": "port",
+    "reached": "(whether it reached the container)",
+    "result": "reply or not",
+    "retrans": "N",
+    "role": "capture",
+    "router": "router",
+    "seen": "side",
+    "sender": "client or server",
+    "server": "server",
+    "service": "service (name and address)",
+    "size": "size",
+    "stall": "seconds",
+    "syns": "N",
+    "target": "address",
+    "times": "N",
+    "total": "N",
+    "wait": "seconds",
+    "warning": "warning",
+    "what": "what",
+    "where": "where",
+    "who": "who",
+}
 
 
 def readable(template: str) -> str:

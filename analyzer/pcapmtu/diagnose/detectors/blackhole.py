@@ -24,29 +24,41 @@ def _clamp(path, hdr: int) -> dict[str, str]:
     if path is not None and path.value:
         return {"fix_mss": f"to {path.value - hdr}", "path": f"to {path.value}"}
     if path is not None and path.low and path.high:
-        return {"fix_mss": f"to {path.low - hdr} (the path carries {path.low} bytes, not {path.high})",
-                "path": f"to {path.low}"}  # fmt: skip
+        return {
+            "fix_mss": f"to {path.low - hdr} (the path carries {path.low} bytes, not {path.high})",
+            "path": f"to {path.low}",
+        }
     if path is not None and path.high:
-        return {"fix_mss": f"below {path.high - hdr} (the path does not carry {path.high}-byte packets{measure})",
-                "path": f"below {path.high}"}  # fmt: skip
-    return {"fix_mss": f"to the path MTU minus {hdr} (the captures do not show it{measure})",
-            "path": "to the path MTU"}  # fmt: skip
+        return {
+            "fix_mss": f"below {path.high - hdr} (the path does not carry {path.high}-byte packets{measure})",
+            "path": f"below {path.high}",
+        }
+    return {
+        "fix_mss": f"to the path MTU minus {hdr} (the captures do not show it{measure})",
+        "path": "to the path MTU",
+    }
 
 
 def _where_lost(ctx: Context, role: str, flow, direction: str) -> str:
     twin = _host_twin(ctx, role, flow)
     at_server = _receiver(ctx, role) == "client"
     if at_server:
-        return ("after they left the server, on the way to the client (this capture, taken at the server, shows "
-                "what was sent; the client's ACKs show what arrived)" if direction == "s2c" else
-                "before they reached the server: the client's ACKed data stops short of them")  # fmt: skip
+        return (
+            "after they left the server, on the way to the client (this capture, taken at the server, shows "
+            "what was sent; the client's ACKs show what arrived)"
+            if direction == "s2c"
+            else "before they reached the server: the client's ACKed data stops short of them"
+        )
     if role == "host":
         return "upstream of the host's uplink (on the path or overlay)"
     if twin is None:
         return "somewhere between the server and the container (no host capture of this connection)"
     if ctx.far_role == "server":
-        return ("between the server and the container: the server sent them, the container never got them"
-                if direction == "s2c" else "between the container and the server: they never reached it")  # fmt: skip
+        return (
+            "between the server and the container: the server sent them, the container never got them"
+            if direction == "s2c"
+            else "between the container and the server: they never reached it"
+        )
     if direction == "s2c":
         if twin["max_ip_len_s2c"] >= flow.server_full:
             return "between the host's uplink and the container (bridge, veth or inside the container)"
@@ -115,11 +127,13 @@ def pmtud_blackhole(ctx: Context):
             if flow.s2c_holes:
                 reasons.append("the client's ACKs show holes in the server's data")
             if flow.full_lost_s2c:
-                reasons.append(f"the server's {int(flow.lost_max_ip_s2c)}-byte segments were sent again and again "
-                               f"and never acknowledged, while {int(flow.largest_delivered_s2c)}-byte ones were"
-                               if flow.largest_delivered_s2c else
-                               f"the server's {int(flow.lost_max_ip_s2c)}-byte segments were sent again and again "
-                               "and never acknowledged")  # fmt: skip
+                reasons.append(
+                    f"the server's {int(flow.lost_max_ip_s2c)}-byte segments were sent again and again "
+                    f"and never acknowledged, while {int(flow.largest_delivered_s2c)}-byte ones were"
+                    if flow.largest_delivered_s2c
+                    else f"the server's {int(flow.lost_max_ip_s2c)}-byte segments were sent again and again "
+                    "and never acknowledged"
+                )
             if bound and said:
                 reasons.append(f"the path carries at most {path.value} bytes ({said})")
             if (
@@ -130,12 +144,16 @@ def pmtud_blackhole(ctx: Context):
             ):
                 # a TLS server answers a ClientHello at once with kilobytes (ServerHello, certificates); it
                 # acknowledged the hello, so it is alive and the small packets pass: its flight was lost
-                reasons.append("the server acknowledged the ClientHello but not one byte of its TLS handshake "
-                               "flight arrived")  # fmt: skip
+                reasons.append(
+                    "the server acknowledged the ClientHello but not one byte of its TLS handshake "
+                    "flight arrived"
+                )
             twin = _host_twin(ctx, role, flow)
             if twin is not None and twin["max_ip_len_s2c"] >= flow.server_full:
-                reasons.append(f"the {ctx.far_role} capture shows the server's {int(twin['max_ip_len_s2c'])}-byte packets, "
-                               "the container never got them")  # fmt: skip
+                reasons.append(
+                    f"the {ctx.far_role} capture shows the server's {int(twin['max_ip_len_s2c'])}-byte packets, "
+                    "the container never got them"
+                )
             if not reasons:
                 continue  # a stall without size evidence: S001/T001 describe it, the verdict stays open
             p = ctx.conn_packets(role, int(flow.conn))
@@ -144,16 +162,29 @@ def pmtud_blackhole(ctx: Context):
             bare = s2c.loc[s2c["payload_len"] == 0, "ip_len"]
             largest = max(int(flow.largest_delivered_s2c), int(bare.max()) if len(bare) else 0)
             yield Hit(
-                {"service": service(flow), "full": int(flow.server_full), "role": _receiver(ctx, role),
-                 "largest": largest, **_clamp(path, int(flow.hdr))},
-                capture=role, conn=int(flow.conn), frames=first_frames(s2c["frame"]),
+                {
+                    "service": service(flow),
+                    "full": int(flow.server_full),
+                    "role": _receiver(ctx, role),
+                    "largest": largest,
+                    **_clamp(path, int(flow.hdr)),
+                },
+                capture=role,
+                conn=int(flow.conn),
+                frames=first_frames(s2c["frame"]),
                 wireshark_filter=flow_filter(flow),
-                evidence={"mss_client": int(flow.mss_client), "mss_at_server": int(flow.mss_at_server),
-                          "mss_server": int(flow.mss_server), "server_full": int(flow.server_full),
-                          "largest_delivered": largest, "stall_s": round(float(flow.stalled_s), 3),
-                          "because": reasons, "where": _where_lost(ctx, role, flow, "s2c"),
-                          "max_sack_hole": int(flow.max_sack_hole_c2s)},
-            )  # fmt: skip
+                evidence={
+                    "mss_client": int(flow.mss_client),
+                    "mss_at_server": int(flow.mss_at_server),
+                    "mss_server": int(flow.mss_server),
+                    "server_full": int(flow.server_full),
+                    "largest_delivered": largest,
+                    "stall_s": round(float(flow.stalled_s), 3),
+                    "because": reasons,
+                    "where": _where_lost(ctx, role, flow, "s2c"),
+                    "max_sack_hole": int(flow.max_sack_hole_c2s),
+                },
+            )
 
 
 @rule(
@@ -203,30 +234,49 @@ def pmtud_blackhole_upload(ctx: Context):
                 or (0 < flow.acked_c2s < flow.client_full - flow.hdr)
             ):
                 # smaller data got through and was acknowledged; the full-size segments after it never were
-                reasons.append(f"the server acknowledged the client's first {int(flow.acked_c2s)} bytes but none "
-                               "of the full-size segments after them")  # fmt: skip
+                reasons.append(
+                    f"the server acknowledged the client's first {int(flow.acked_c2s)} bytes but none "
+                    "of the full-size segments after them"
+                )
             said = cited_for(path, flow.server_ip) if path is not None else ""  # no other server's packets
             if said and path.value < flow.client_full:
                 reasons.append(f"the path carries at most {path.value} bytes ({said})")
             # the other connections to the same server: were their client packets acknowledged, and how big?
-            done = f_all[(f_all["server_ip"] == flow.server_ip) & (f_all["conn"] != flow.conn)
-                         & (f_all["sent_c2s"] > 0) & (f_all["acked_c2s"] >= f_all["sent_c2s"])]  # fmt: skip
+            done = f_all[
+                (f_all["server_ip"] == flow.server_ip)
+                & (f_all["conn"] != flow.conn)
+                & (f_all["sent_c2s"] > 0)
+                & (f_all["acked_c2s"] >= f_all["sent_c2s"])
+            ]
             if len(done) and done["largest_delivered_c2s"].max() >= flow.client_full:
                 continue  # full-size packets to this server do get through: not a size problem
             if len(done):
-                reasons.append(f"other connections to {flow.server_ip} got their smaller packets (up to "
-                               f"{int(done['largest_delivered_c2s'].max())} bytes) acknowledged")  # fmt: skip
+                reasons.append(
+                    f"other connections to {flow.server_ip} got their smaller packets (up to "
+                    f"{int(done['largest_delivered_c2s'].max())} bytes) acknowledged"
+                )
             icmp = ctx.captures[role].icmp
             if not reasons or (icmp["quoted_sport"] == flow.client_port).any():
                 continue
             p = ctx.conn_packets(role, int(flow.conn))
             lost = p[(p["dir"] == 0) & p["retrans"] & (p["ip_len"] >= flow.client_full)]
             yield Hit(
-                {"service": service(flow), "full": int(flow.client_full), "where": _where_lost(ctx, role, flow, "c2s"),
-                 **_clamp(path, int(flow.hdr))},
-                capture=role, conn=int(flow.conn), frames=first_frames(lost["frame"]), wireshark_filter=flow_filter(flow),
-                evidence={"client_full": int(flow.client_full), "retrans_c2s": int(flow.retrans_c2s), "because": reasons},
-            )  # fmt: skip
+                {
+                    "service": service(flow),
+                    "full": int(flow.client_full),
+                    "where": _where_lost(ctx, role, flow, "c2s"),
+                    **_clamp(path, int(flow.hdr)),
+                },
+                capture=role,
+                conn=int(flow.conn),
+                frames=first_frames(lost["frame"]),
+                wireshark_filter=flow_filter(flow),
+                evidence={
+                    "client_full": int(flow.client_full),
+                    "retrans_c2s": int(flow.retrans_c2s),
+                    "because": reasons,
+                },
+            )
 
 
 @rule(
@@ -265,8 +315,19 @@ def blackhole_recovered_by_probing(ctx: Context):
             ]
             path = ctx.path.get(int(flow.ipv))
             yield Hit(
-                {"service": service(flow), "stall": float(flow.stalled_s), "after": int(flow.max_payload_s2c_after_idle),
-                 "full": int(flow.server_full - flow.hdr), "fix_mss": _clamp(path, int(flow.hdr))["fix_mss"]},
-                capture=role, conn=int(flow.conn), frames=first_frames(after["frame"]), wireshark_filter=flow_filter(flow),
-                evidence={"stall_s": round(float(flow.stalled_s), 3), "payload_after": int(flow.max_payload_s2c_after_idle)},
-            )  # fmt: skip
+                {
+                    "service": service(flow),
+                    "stall": float(flow.stalled_s),
+                    "after": int(flow.max_payload_s2c_after_idle),
+                    "full": int(flow.server_full - flow.hdr),
+                    "fix_mss": _clamp(path, int(flow.hdr))["fix_mss"],
+                },
+                capture=role,
+                conn=int(flow.conn),
+                frames=first_frames(after["frame"]),
+                wireshark_filter=flow_filter(flow),
+                evidence={
+                    "stall_s": round(float(flow.stalled_s), 3),
+                    "payload_after": int(flow.max_payload_s2c_after_idle),
+                },
+            )

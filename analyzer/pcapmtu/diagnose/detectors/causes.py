@@ -50,8 +50,12 @@ def lossy_link(ctx: Context):
         cand = f[(received | sent) & (f["icmp_reports"] == 0)]
         for flow in cand.itertuples():
             full = int(flow.server_full if flow.full_delivered_s2c else flow.client_full)
-            yield Hit({"service": service(flow), "retrans": int(flow.retransmissions), "full": full}, capture=role,
-                      conn=int(flow.conn), wireshark_filter=flow_filter(flow) + " && tcp.analysis.retransmission")  # fmt: skip
+            yield Hit(
+                {"service": service(flow), "retrans": int(flow.retransmissions), "full": full},
+                capture=role,
+                conn=int(flow.conn),
+                wireshark_filter=flow_filter(flow) + " && tcp.analysis.retransmission",
+            )
 
 
 @rule(
@@ -87,5 +91,9 @@ def slow_server(ctx: Context):
             & (f["full_delivered_s2c"] | (f["bytes_s2c"] < f["server_full"] - f["hdr"]))
         ]
         for flow, w in zip(cand.itertuples(), wait[cand.index], strict=True):
-            yield Hit({"service": service(flow), "wait": float(w)}, capture=role, conn=int(flow.conn),
-                      wireshark_filter=flow_filter(flow))  # fmt: skip
+            yield Hit(
+                {"service": service(flow), "wait": float(w)},
+                capture=role,
+                conn=int(flow.conn),
+                wireshark_filter=flow_filter(flow),
+            )

@@ -37,9 +37,18 @@ def matched_across_nat(ctx: Context):
     for role in ctx.container_roles:
         p = ctx.pairs[ctx.pairs["container"] == role]
         how = ", ".join(sorted(set(p["matched_by"]))) or "nothing"
-        yield Hit({"matched": len(p), "total": len(ctx.flows(role)), "role": role, "how": how, "own": own,
-                   "far": ctx.far_role},
-                  capture=role, evidence={"nat_clients": sorted(set(p["nat_client"]))[:10]})  # fmt: skip
+        yield Hit(
+            {
+                "matched": len(p),
+                "total": len(ctx.flows(role)),
+                "role": role,
+                "how": how,
+                "own": own,
+                "far": ctx.far_role,
+            },
+            capture=role,
+            evidence={"nat_clients": sorted(set(p["nat_client"]))[:10]},
+        )
 
 
 @rule(
@@ -79,12 +88,24 @@ def seen_on_one_side(ctx: Context):
             only = a[[(s, n) not in keys for s, n in zip(a["rel_seq"], a["payload_len"], strict=True)]]
             if len(only):
                 role = seen
-                between = ("inside the docker host (bridge, veth)" if far == "host"
-                           else f"on the path between the {row.container} and the {far}")  # fmt: skip
-                yield Hit({"service": service(SimpleNamespace(**flow[["name", "server_ip", "server_port"]])), "count": len(only), "what": what, "seen": seen,
-                           "size": int(only["ip_len"].max()), "between": between}, capture=role,
-                          conn=int(row.host_conn if seen == far else row.container_conn),
-                          frames=first_frames(only["frame"]))  # fmt: skip
+                between = (
+                    "inside the docker host (bridge, veth)"
+                    if far == "host"
+                    else f"on the path between the {row.container} and the {far}"
+                )
+                yield Hit(
+                    {
+                        "service": service(SimpleNamespace(**flow[["name", "server_ip", "server_port"]])),
+                        "count": len(only),
+                        "what": what,
+                        "seen": seen,
+                        "size": int(only["ip_len"].max()),
+                        "between": between,
+                    },
+                    capture=role,
+                    conn=int(row.host_conn if seen == far else row.container_conn),
+                    frames=first_frames(only["frame"]),
+                )
 
 
 @rule(
@@ -111,6 +132,9 @@ def missing_from_host(ctx: Context):
         lone = f[f["twin_conn"] < 0]
         if len(lone):
             examples = ", ".join(service(x) for x in lone.head(3).itertuples())
-            yield Hit({"count": len(lone), "role": role, "examples": examples, "far": ctx.far_role}, capture=role,
-                      frames=first_frames(lone["first_frame"]),
-                      wireshark_filter=" || ".join(f"({flow_filter(x)})" for x in lone.head(3).itertuples()))  # fmt: skip
+            yield Hit(
+                {"count": len(lone), "role": role, "examples": examples, "far": ctx.far_role},
+                capture=role,
+                frames=first_frames(lone["first_frame"]),
+                wireshark_filter=" || ".join(f"({flow_filter(x)})" for x in lone.head(3).itertuples()),
+            )

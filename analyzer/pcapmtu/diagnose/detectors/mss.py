@@ -29,9 +29,12 @@ def interface_mtu_from_mss(ctx: Context):
             hdr = 40 if ipv == 4 else 60
             who = f"the docker host ({client})" if role == "host" else f"{client} in the {role} capture"
             # the SYNs that show it: one that left by another route (a cached path MTU) may carry less
-            yield Hit({"who": who, "mss": mss, "mtu": mss + hdr}, capture=role,
-                      frames=first_frames(group.loc[group["mss_client"] == mss, "syn_frame"]),
-                      evidence={"client": client, "mss": mss, "mtu": mss + hdr, "ipv": int(ipv)})  # fmt: skip
+            yield Hit(
+                {"who": who, "mss": mss, "mtu": mss + hdr},
+                capture=role,
+                frames=first_frames(group.loc[group["mss_client"] == mss, "syn_frame"]),
+                evidence={"client": client, "mss": mss, "mtu": mss + hdr, "ipv": int(ipv)},
+            )
 
 
 def _rewritten(ctx: Context, column: str, differs):
@@ -62,11 +65,21 @@ def _rewritten(ctx: Context, column: str, differs):
 )
 def mss_clamp_in_effect(ctx: Context):
     for role, changed, new, host in _rewritten(ctx, "mss_client", lambda far, near: far < near):
-        yield Hit({"before": int(changed["mss_client"].mode().iloc[0]), "after": int(new.mode().iloc[0]),
-                   "count": len(changed)}, capture=role, frames=first_frames(changed["syn_frame"]),
-                  evidence={"mss_before": int(changed["mss_client"].mode().iloc[0]), "mss_after": int(new.mode().iloc[0]),
-                            "container_syn_frames": [int(x) for x in changed["syn_frame"][:10]],
-                            "host_syn_frames": [int(x) for x in host["syn_frame"].reindex(changed["twin_conn"])[:10]]})  # fmt: skip
+        yield Hit(
+            {
+                "before": int(changed["mss_client"].mode().iloc[0]),
+                "after": int(new.mode().iloc[0]),
+                "count": len(changed),
+            },
+            capture=role,
+            frames=first_frames(changed["syn_frame"]),
+            evidence={
+                "mss_before": int(changed["mss_client"].mode().iloc[0]),
+                "mss_after": int(new.mode().iloc[0]),
+                "container_syn_frames": [int(x) for x in changed["syn_frame"][:10]],
+                "host_syn_frames": [int(x) for x in host["syn_frame"].reindex(changed["twin_conn"])[:10]],
+            },
+        )
 
 
 @rule(
@@ -83,11 +96,22 @@ def mss_clamp_in_effect(ctx: Context):
 )
 def synack_mss_rewritten(ctx: Context):
     for role, changed, at_far, _far in _rewritten(ctx, "mss_server", lambda far, near: far != near):
-        yield Hit({"far_mss": int(at_far.mode().iloc[0]), "near_mss": int(changed["mss_server"].mode().iloc[0]),
-                   "far": ctx.far_role, "role": role, "count": len(changed)}, capture=role,
-                  frames=first_frames(changed["synack_frame"]),
-                  evidence={"mss_far": int(at_far.mode().iloc[0]), "mss_near": int(changed["mss_server"].mode().iloc[0]),
-                            "synack_frames": [int(x) for x in changed["synack_frame"][:10]]})  # fmt: skip
+        yield Hit(
+            {
+                "far_mss": int(at_far.mode().iloc[0]),
+                "near_mss": int(changed["mss_server"].mode().iloc[0]),
+                "far": ctx.far_role,
+                "role": role,
+                "count": len(changed),
+            },
+            capture=role,
+            frames=first_frames(changed["synack_frame"]),
+            evidence={
+                "mss_far": int(at_far.mode().iloc[0]),
+                "mss_near": int(changed["mss_server"].mode().iloc[0]),
+                "synack_frames": [int(x) for x in changed["synack_frame"][:10]],
+            },
+        )
 
 
 @rule(
@@ -131,10 +155,26 @@ def icmp_size_report(ctx: Context):
                 got = seen[(seen["kind"] == kind_code) & seen["quoted_seq"].isin(group["quoted_seq"])]
                 reached = "; it reached the container" if len(got) else "; it never reached the container"
             kind = "ICMP fragmentation needed" if ipv == 4 else "ICMPv6 packet too big"
-            yield Hit({"kind": kind, "mtu": int(mtu), "router": router, "role": role, "about": about,
-                       "times": len(group), "reached": reached, "mss": max(int(mtu) - hdr, 0)}, capture=role,
-                      frames=first_frames(group["frame"]), wireshark_filter=frames_filter(group["frame"]),
-                      evidence={"mtu": int(mtu), "count": len(group), "quoted_ip_len": int(group["quoted_ip_len"].max())})  # fmt: skip
+            yield Hit(
+                {
+                    "kind": kind,
+                    "mtu": int(mtu),
+                    "router": router,
+                    "role": role,
+                    "about": about,
+                    "times": len(group),
+                    "reached": reached,
+                    "mss": max(int(mtu) - hdr, 0),
+                },
+                capture=role,
+                frames=first_frames(group["frame"]),
+                wireshark_filter=frames_filter(group["frame"]),
+                evidence={
+                    "mtu": int(mtu),
+                    "count": len(group),
+                    "quoted_ip_len": int(group["quoted_ip_len"].max()),
+                },
+            )
 
 
 @rule(
@@ -161,9 +201,19 @@ def mss_exceeds_path(ctx: Context):
             limit = path.value if path and path.value else None
             if not limit or flow.server_full <= limit or not flow.handshake_ok:
                 continue
-            yield Hit({"service": service(flow), "full": int(flow.server_full), "mss": int(flow.mss_at_server),
-                       "path": limit, "fix_mss": limit - int(flow.hdr)}, capture=role, conn=int(flow.conn),
-                      frames=(int(flow.syn_frame), int(flow.synack_frame)), wireshark_filter=flow_filter(flow))  # fmt: skip
+            yield Hit(
+                {
+                    "service": service(flow),
+                    "full": int(flow.server_full),
+                    "mss": int(flow.mss_at_server),
+                    "path": limit,
+                    "fix_mss": limit - int(flow.hdr),
+                },
+                capture=role,
+                conn=int(flow.conn),
+                frames=(int(flow.syn_frame), int(flow.synack_frame)),
+                wireshark_filter=flow_filter(flow),
+            )
 
 
 @rule(
@@ -181,5 +231,9 @@ def df_ping(ctx: Context):
         for s in path.signals:
             if s["kind"] in ("ping_reply", "ping_lost"):
                 result = "reply" if s["kind"] == "ping_reply" else "no reply"
-                yield Hit({"size": s["size"], "target": s["target"], "role": s["capture"], "result": result},
-                          capture=s["capture"], frames=tuple(s["frames"]), wireshark_filter=frames_filter(s["frames"]))  # fmt: skip
+                yield Hit(
+                    {"size": s["size"], "target": s["target"], "role": s["capture"], "result": result},
+                    capture=s["capture"],
+                    frames=tuple(s["frames"]),
+                    wireshark_filter=frames_filter(s["frames"]),
+                )

@@ -42,8 +42,12 @@ def _outcomes(ctx: Context):
                 (0, "client", flow.client_ip, flow.client_port, flow.server_ip, flow.server_port),
                 (1, "server", flow.server_ip, flow.server_port, flow.client_ip, flow.client_port),
             ):
-                reports = icmp[(icmp["quoted_src"].astype(str) == str(src)) & (icmp["quoted_sport"] == sport)
-                               & (icmp["quoted_dst"].astype(str) == str(dst)) & (icmp["quoted_dport"] == dport)]  # fmt: skip
+                reports = icmp[
+                    (icmp["quoted_src"].astype(str) == str(src))
+                    & (icmp["quoted_sport"] == sport)
+                    & (icmp["quoted_dst"].astype(str) == str(dst))
+                    & (icmp["quoted_dport"] == dport)
+                ]
                 if not len(reports):
                     continue
                 p = ctx.conn_packets(role, int(flow.conn))
@@ -86,13 +90,31 @@ def pmtud_working(ctx: Context):
             continue
         cost = float(fits["ts"].iloc[0]) - float(big["ts"].iloc[0])
         hdr = int(flow.hdr)
-        yield Hit({"service": service(flow), "kind": _kind(reports), "mtu": mtu, "sender": sender,
-                   "big": int(big["ip_len"].max()), "size": int(fits["ip_len"].max()), "cost_ms": max(cost, 0) * 1e3,
-                   "mss": mtu - hdr}, capture=role, conn=int(flow.conn),
-                  frames=first_frames(np.concatenate([reports["frame"].to_numpy()[:4], fits["frame"].to_numpy()[:4]])),
-                  wireshark_filter=flow_filter(flow) + " || " + frames_filter(reports["frame"][:20]),
-                  evidence={"mtu": mtu, "sender": sender, "reports": len(reports), "cost_s": round(max(cost, 0), 6),
-                            "resent_ip_len": int(fits["ip_len"].max())})  # fmt: skip
+        yield Hit(
+            {
+                "service": service(flow),
+                "kind": _kind(reports),
+                "mtu": mtu,
+                "sender": sender,
+                "big": int(big["ip_len"].max()),
+                "size": int(fits["ip_len"].max()),
+                "cost_ms": max(cost, 0) * 1e3,
+                "mss": mtu - hdr,
+            },
+            capture=role,
+            conn=int(flow.conn),
+            frames=first_frames(
+                np.concatenate([reports["frame"].to_numpy()[:4], fits["frame"].to_numpy()[:4]])
+            ),
+            wireshark_filter=flow_filter(flow) + " || " + frames_filter(reports["frame"][:20]),
+            evidence={
+                "mtu": mtu,
+                "sender": sender,
+                "reports": len(reports),
+                "cost_s": round(max(cost, 0), 6),
+                "resent_ip_len": int(fits["ip_len"].max()),
+            },
+        )
 
 
 @rule(
@@ -128,13 +150,31 @@ def icmp_size_report_ignored(ctx: Context):
         if len(late_big) < 2 or (late_big["fate"] == 1).any():
             continue
         hdr = int(flow.hdr)
-        yield Hit({"service": service(flow), "times": len(reports), "kind": _kind(reports), "mtu": mtu,
-                   "sender": sender, "big": int(late_big["ip_len"].max()), "late": len(late_big), "mss": mtu - hdr,
-                   "icmp_name": "type 3 code 4" if int(flow.ipv) == 4 else "v6 type 2"},
-                  capture=role, conn=int(flow.conn),
-                  frames=first_frames(np.concatenate([reports["frame"].to_numpy()[:4], late_big["frame"].to_numpy()[:8]])),
-                  wireshark_filter=flow_filter(flow) + " || " + frames_filter(reports["frame"][:20]),
-                  evidence={"mtu": mtu, "sender": sender, "reports": len(reports), "full_after_report": len(late_big)})  # fmt: skip
+        yield Hit(
+            {
+                "service": service(flow),
+                "times": len(reports),
+                "kind": _kind(reports),
+                "mtu": mtu,
+                "sender": sender,
+                "big": int(late_big["ip_len"].max()),
+                "late": len(late_big),
+                "mss": mtu - hdr,
+                "icmp_name": "type 3 code 4" if int(flow.ipv) == 4 else "v6 type 2",
+            },
+            capture=role,
+            conn=int(flow.conn),
+            frames=first_frames(
+                np.concatenate([reports["frame"].to_numpy()[:4], late_big["frame"].to_numpy()[:8]])
+            ),
+            wireshark_filter=flow_filter(flow) + " || " + frames_filter(reports["frame"][:20]),
+            evidence={
+                "mtu": mtu,
+                "sender": sender,
+                "reports": len(reports),
+                "full_after_report": len(late_big),
+            },
+        )
 
 
 def _kind(reports) -> str:

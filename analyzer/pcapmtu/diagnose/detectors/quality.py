@@ -24,8 +24,11 @@ def snaplen_truncation(ctx: Context):
         p = cap.packets
         cut = p[p["truncated"]]
         if len(cut):
-            yield Hit({"count": len(cut), "total": len(p), "role": role, "caplen": int(cut["caplen"].min())},
-                      capture=role, frames=first_frames(cut["frame"]))  # fmt: skip
+            yield Hit(
+                {"count": len(cut), "total": len(p), "role": role, "caplen": int(cut["caplen"].min())},
+                capture=role,
+                frames=first_frames(cut["frame"]),
+            )
 
 
 @rule(
@@ -48,8 +51,12 @@ def undecodable_frames(ctx: Context):
         bad = p[p["status"] != "ok"]
         if len(bad):
             detail = ", ".join(f"{k}: {v}" for k, v in bad["status"].value_counts().items() if v)
-            yield Hit({"count": len(bad), "role": role, "detail": detail}, capture=role,
-                      frames=first_frames(bad["frame"]), wireshark_filter=frames_filter(bad["frame"][:50]))  # fmt: skip
+            yield Hit(
+                {"count": len(bad), "role": role, "detail": detail},
+                capture=role,
+                frames=first_frames(bad["frame"]),
+                wireshark_filter=frames_filter(bad["frame"][:50]),
+            )
 
 
 @rule(
@@ -75,8 +82,12 @@ def offload_super_packets(ctx: Context):
         limit = (full["hdr"] + full[["mss_client", "mss_server"]].max(axis=1)).reindex(tcp["conn"]).to_numpy()
         big = tcp[(limit > 0) & (tcp["ip_len"].to_numpy() > limit + ctx.th.offload_margin)]
         if len(big):
-            yield Hit({"count": len(big), "role": role, "size": int(big["ip_len"].max())}, capture=role,
-                      frames=first_frames(big["frame"]), wireshark_filter=frames_filter(big["frame"][:50]))  # fmt: skip
+            yield Hit(
+                {"count": len(big), "role": role, "size": int(big["ip_len"].max())},
+                capture=role,
+                frames=first_frames(big["frame"]),
+                wireshark_filter=frames_filter(big["frame"][:50]),
+            )
 
 
 @rule(

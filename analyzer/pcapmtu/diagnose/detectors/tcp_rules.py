@@ -58,10 +58,19 @@ def retransmission_backoff(ctx: Context):
                 gaps = np.diff(t)
                 # timeouts, not copies: the smallest retransmission timeout of common stacks is 200 ms
                 if len(gaps) >= 2 and gaps[0] >= MIN_RTO_S and np.all(gaps[1:] >= gaps[:-1] * 1.4):
-                    yield Hit({"service": service(flow), "sender": sender, "times": len(same),
-                               "gaps": ", ".join(f"{g:.1f}s" for g in gaps)}, capture=role, conn=int(flow.conn),
-                              frames=first_frames(same["frame"]), wireshark_filter=flow_filter(flow),
-                              evidence={"segment_ip_len": int(same["ip_len"].max()), "direction": sender})  # fmt: skip
+                    yield Hit(
+                        {
+                            "service": service(flow),
+                            "sender": sender,
+                            "times": len(same),
+                            "gaps": ", ".join(f"{g:.1f}s" for g in gaps),
+                        },
+                        capture=role,
+                        conn=int(flow.conn),
+                        frames=first_frames(same["frame"]),
+                        wireshark_filter=flow_filter(flow),
+                        evidence={"segment_ip_len": int(same["ip_len"].max()), "direction": sender},
+                    )
                     break
 
 
@@ -79,9 +88,13 @@ def retransmission_backoff(ctx: Context):
 )
 def no_answer(ctx: Context):
     for role, flow in _in_state(ctx, "no_answer"):
-        yield Hit({"service": service(flow), "syns": int(flow.pkts_c2s), "server": flow.server_ip},
-                      capture=role, conn=int(flow.conn), frames=(int(flow.syn_frame),),
-                      wireshark_filter=flow_filter(flow))  # fmt: skip
+        yield Hit(
+            {"service": service(flow), "syns": int(flow.pkts_c2s), "server": flow.server_ip},
+            capture=role,
+            conn=int(flow.conn),
+            frames=(int(flow.syn_frame),),
+            wireshark_filter=flow_filter(flow),
+        )
 
 
 @rule(
@@ -98,9 +111,13 @@ def no_answer(ctx: Context):
 )
 def refused(ctx: Context):
     for role, flow in _in_state(ctx, "refused"):
-        yield Hit({"service": service(flow), "server": flow.server_ip, "port": int(flow.server_port)},
-                  capture=role, conn=int(flow.conn), frames=(int(flow.syn_frame),),
-                  wireshark_filter=flow_filter(flow))  # fmt: skip
+        yield Hit(
+            {"service": service(flow), "server": flow.server_ip, "port": int(flow.server_port)},
+            capture=role,
+            conn=int(flow.conn),
+            frames=(int(flow.syn_frame),),
+            wireshark_filter=flow_filter(flow),
+        )
 
 
 @rule(
@@ -120,8 +137,13 @@ def stall_without_handshake(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         holes = f["s2c_holes"] | f["c2s_holes"] | (f["lost_segments_s2c"] > 0) | (f["lost_segments_c2s"] > 0)
-        cand = f[f["midstream"] & holes & (f["stalled_s"] >= ctx.th.stall_s) & (f["state"] != "closed")
-                 & ~f["response_complete"]]  # fmt: skip
+        cand = f[
+            f["midstream"]
+            & holes
+            & (f["stalled_s"] >= ctx.th.stall_s)
+            & (f["state"] != "closed")
+            & ~f["response_complete"]
+        ]
         for flow in cand.itertuples():
             if flow.max_sack_hole_c2s > 0:
                 what = (
@@ -131,8 +153,13 @@ def stall_without_handshake(ctx: Context):
                 what = "holes in the server's data"
             else:
                 what = "segments re-sent and never acknowledged"
-            yield Hit({"service": service(flow), "stall": float(flow.stalled_s), "what": what}, capture=role,
-                      conn=int(flow.conn), frames=(int(flow.first_frame),), wireshark_filter=flow_filter(flow))  # fmt: skip
+            yield Hit(
+                {"service": service(flow), "stall": float(flow.stalled_s), "what": what},
+                capture=role,
+                conn=int(flow.conn),
+                frames=(int(flow.first_frame),),
+                wireshark_filter=flow_filter(flow),
+            )
 
 
 def _in_state(ctx: Context, state: str):
@@ -165,6 +192,11 @@ def reset(ctx: Context):
             if not len(rst):
                 continue
             who = "server" if int(rst["dir"].iloc[0]) == 1 else "client"
-            yield Hit({"service": service(flow), "who": who, "duration": float(flow.duration)}, capture=role,
-                      conn=int(flow.conn), frames=(int(rst["frame"].iloc[0]),), wireshark_filter=flow_filter(flow),
-                      evidence={"reset_by": who})  # fmt: skip
+            yield Hit(
+                {"service": service(flow), "who": who, "duration": float(flow.duration)},
+                capture=role,
+                conn=int(flow.conn),
+                frames=(int(rst["frame"].iloc[0]),),
+                wireshark_filter=flow_filter(flow),
+                evidence={"reset_by": who},
+            )

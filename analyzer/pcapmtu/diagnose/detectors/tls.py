@@ -40,7 +40,11 @@ def tls_handshake_stalled(ctx: Context):
             s2c = p[(p["dir"] == 1) & ((p["tcp_flags"] & 2) == 0)]
             largest = int(s2c["ip_len"].max()) if len(s2c) else 0
             what = "zero-length segments" if not (s2c["payload_len"] > 0).any() else "small segments"
-            yield Hit({"service": service(flow), "what": what, "count": len(s2c), "largest": largest, "role": role},
-                      capture=role, conn=int(flow.conn), frames=first_frames(s2c["frame"]),
-                      wireshark_filter=flow_filter(flow) + " && tcp.srcport==" + str(flow.server_port),
-                      evidence={"client_hello_len": int(flow.client_hello_len), "largest_server_packet": largest})  # fmt: skip
+            yield Hit(
+                {"service": service(flow), "what": what, "count": len(s2c), "largest": largest, "role": role},
+                capture=role,
+                conn=int(flow.conn),
+                frames=first_frames(s2c["frame"]),
+                wireshark_filter=flow_filter(flow) + " && tcp.srcport==" + str(flow.server_port),
+                evidence={"client_hello_len": int(flow.client_hello_len), "largest_server_packet": largest},
+            )
