@@ -1,4 +1,4 @@
-"""Stage 2, diagnose: what the captures say about the path, and what broke.
+"""Diagnose (the second stage): what the captures say about the path, and what broke.
 
 context (the captures, their vantage points and roles, pairing, delivery, turns) -> path_mtu (the path MTU and
 its evidence) -> detectors/ (rules with stable codes, each a small unit) -> verdicts (one verdict, its reason and

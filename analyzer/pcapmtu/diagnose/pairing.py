@@ -1,4 +1,4 @@
-"""Stage 4: the same connection seen in two captures, across NAT and clock offsets.
+"""The same connection seen in two captures, across NAT and clock offsets.
 
 Docker's MASQUERADE rewrites the client address (and maybe the port) but never the TCP sequence numbers,
 so a container connection and its twin in the other capture share the server endpoint and the client's

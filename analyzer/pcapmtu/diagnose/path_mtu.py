@@ -1,4 +1,4 @@
-"""Stage 5: what the captures say about the path MTU, from every size signal they hold.
+"""What the captures say about the path MTU, from every size signal they hold.
 
 Signals and what each proves (per IP version; v4 headers are 40 bytes with TCP, v6 60):
 - a host's own SYN MSS: its interface MTU is MSS + header (a host advertising 1410 has a 1450 uplink);

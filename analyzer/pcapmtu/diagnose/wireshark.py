@@ -19,10 +19,14 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..evidence import frames_filter
+
+if TYPE_CHECKING:  # annotations only (analysis imports this module when asked)
+    from .analysis import Analysis
 
 MAX_FRAMES = 200  # per capture: more evidence frames than this are not asked about
 TSHARK_TIMEOUT = 600.0  # seconds for one tshark run over one capture (it reads the whole file)
@@ -634,7 +638,7 @@ def tools(tshark: str | None = None) -> tuple[str | None, str]:
     return path, ""
 
 
-def _subjects(analysis, finding) -> list[tuple[str, int, dict]]:
+def _subjects(analysis: Analysis, finding) -> list[tuple[str, int, dict]]:
     """(role, frame, facts) for every evidence frame of a finding."""
     ctx = analysis.context
     role = finding.capture
@@ -682,7 +686,7 @@ def _subjects(analysis, finding) -> list[tuple[str, int, dict]]:
     return out
 
 
-def _ping_signals(analysis, finding) -> list[dict]:
+def _ping_signals(analysis: Analysis, finding) -> list[dict]:
     frames = set(finding.frames)
     return [
         s
@@ -692,7 +696,7 @@ def _ping_signals(analysis, finding) -> list[dict]:
     ][:1]
 
 
-def _rows_of(analysis, role: str, frames: set[int]) -> dict[int, dict]:
+def _rows_of(analysis: Analysis, role: str, frames: set[int]) -> dict[int, dict]:
     """pcapmtu's packets rows (with its ICMP size-report rows merged in) for these frames."""
     cap = analysis.captures[role]
     p = cap.packets
@@ -764,7 +768,7 @@ def _ask_all(jobs: dict, tshark: str) -> dict:
     return out
 
 
-def check(analysis, max_frames: int = MAX_FRAMES, tshark: str | None = None) -> WiresharkCheck:
+def check(analysis: Analysis, max_frames: int = MAX_FRAMES, tshark: str | None = None) -> WiresharkCheck:
     """Ask Wireshark about every evidence frame of every finding of `analysis`, and compare."""
     tshark_path, why = tools(tshark)
     if not tshark_path:

@@ -1,4 +1,4 @@
-"""Stage 1, read: capture files to columnar tables.
+"""Read (the first stage): capture files to columnar tables.
 
 formats (file formats, compression, the chunk reader) -> decode (link, IP, TCP/UDP headers into numpy
 columns; the C core in _native.c, the numpy path beside it) -> packets (the packets table) -> tcp (connections,

@@ -1,4 +1,4 @@
-"""Stage 3: give each connection the service name a person would recognise.
+"""Give each connection the service name a person would recognise.
 
 The name is the query name of the latest DNS answer (before the connection started) that returned the
 connection's server address; the TLS SNI is the fallback. The query name is what the client asked for,

@@ -1,4 +1,4 @@
-"""Stage 3, render: what a person or a program reads.
+"""Render (the last stage): what a person or a program reads.
 
 jsondoc (the `--json` documents and report.json), report (report.html, report.md and the plots/ folder), plots
 (matplotlib figures), measures (the per-connection measures `inspect` and the report share), parquet (the tables

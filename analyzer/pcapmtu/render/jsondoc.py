@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .. import __version__
 from ..ingest.capture import Capture
+
+if TYPE_CHECKING:  # annotations only: render needs no diagnose module loaded to import
+    from ..diagnose.analysis import Analysis
 
 INSPECT_SCHEMA_VERSION = 1
 ANALYZE_SCHEMA_VERSION = 2
@@ -139,7 +142,7 @@ def inspect_json(captures: list[Capture]) -> str:
 VERDICT_FLOW_FIELDS = ["capture", "conn", "service", "client", "server", "verdict", "reason", "codes"]
 
 
-def analyze_document(analysis) -> dict:
+def analyze_document(analysis: Analysis) -> dict:
     """The whole report as one JSON document (`pcapmtu analyze --json`, report.json)."""
     d = analysis.diagnosis
     flows = []
@@ -176,7 +179,7 @@ def analyze_document(analysis) -> dict:
     }
 
 
-def _vantage(analysis, role: str) -> dict | None:
+def _vantage(analysis: Analysis, role: str) -> dict | None:
     v = analysis.vantage.get(role)
     return v.to_json() if v is not None else None
 
@@ -184,7 +187,7 @@ def _vantage(analysis, role: str) -> dict | None:
 PAIRING_FIELDS = ["matched_by", "nat_client", "clock_offset_s", "one_way_delay_s"]
 
 
-def _pairing(analysis) -> list[dict]:
+def _pairing(analysis: Analysis) -> list[dict]:
     """One item per connection seen at two capture points: which, how matched, the two clocks."""
     far = analysis.context.far_role
     out = []

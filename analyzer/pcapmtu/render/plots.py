@@ -11,6 +11,8 @@ no figure left open in a notebook, and Jupyter shows the returned figure as it w
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -18,6 +20,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..results import Verdict
 from ..textsafe import printable
+
+if TYPE_CHECKING:  # annotations only: render needs no diagnose module loaded to import
+    from ..diagnose.analysis import Analysis
 
 VERDICT_COLORS = {
     Verdict.MTU_BLACKHOLE: "#d62728",
@@ -34,7 +39,7 @@ def _label(text: object, limit: int = 48) -> str:
     return printable(text, limit).replace("$", r"\$")
 
 
-def time_sequence(analysis, role: str, conn: int) -> Figure:
+def time_sequence(analysis: Analysis, role: str, conn: int) -> Figure:
     """Sequence number vs time of one connection; the host's view of the same connection overlaid."""
     ctx = analysis.context
     fig = Figure(figsize=(12, 5.2), dpi=100)
@@ -147,7 +152,7 @@ def time_sequence(analysis, role: str, conn: int) -> Figure:
     return fig
 
 
-def timeline(analysis) -> Figure:
+def timeline(analysis: Analysis) -> Figure:
     """Every connection as a bar over time, labelled by service, coloured by verdict."""
     rows = []
     for role, group in analysis.verdicts.groupby("capture", sort=False):
@@ -190,7 +195,7 @@ def timeline(analysis) -> Figure:
     return fig
 
 
-def sizes(analysis) -> Figure:
+def sizes(analysis: Analysis) -> Figure:
     """IP packet sizes per capture and direction, against the path MTU and each side's MTU."""
     caps = list(analysis.captures.items())
     fig = Figure(figsize=(12, 2.6 * len(caps) + 0.8), dpi=100)
@@ -230,7 +235,7 @@ def sizes(analysis) -> Figure:
     return fig
 
 
-def mss_summary(analysis) -> Figure:
+def mss_summary(analysis: Analysis) -> Figure:
     """Advertised MSS per endpoint and capture, as the interface MTU it implies, against the path MTU."""
     bars = []
     for role in analysis.captures:
@@ -264,14 +269,14 @@ def mss_summary(analysis) -> Figure:
     return fig
 
 
-def _size_headline(analysis) -> str:
+def _size_headline(analysis: Analysis) -> str:
     d = analysis.diagnosis
     if d.verdict == Verdict.MTU_BLACKHOLE and d.path_mtu:
         return f"nothing above {d.path_mtu} bytes gets through: the size wall"
     return f"packet sizes ({d.verdict})"
 
 
-def _verdict_of(analysis, role: str, conn: int) -> str:
+def _verdict_of(analysis: Analysis, role: str, conn: int) -> str:
     v = analysis.verdicts
     hit = v[(v["capture"] == role) & (v["conn"] == conn)]
     return hit.iloc[0]["verdict"] if len(hit) else ""
@@ -294,7 +299,7 @@ def _dedup_legend(ax) -> None:
         )
 
 
-def suspects(analysis, limit: int = 4) -> list[tuple[str, int]]:
+def suspects(analysis: Analysis, limit: int = 4) -> list[tuple[str, int]]:
     """Connections worth a time-sequence graph: the non-healthy ones, worst first."""
 
     v = analysis.verdicts[analysis.verdicts["verdict"] != Verdict.HEALTHY]

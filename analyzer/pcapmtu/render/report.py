@@ -1,4 +1,4 @@
-"""Stage 8: the report an on-call engineer attaches to the ticket: report.html, report.md, report.json, plots/.
+"""The report an on-call engineer attaches to the ticket: report.html, report.md, report.json, plots/.
 
 report.html is one self-contained file (inline CSS, plots embedded as data: URIs, no scripts, fonts or
 external images). Every string that came from a capture goes through textsafe before it is written.
@@ -14,6 +14,7 @@ import io
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -27,12 +28,15 @@ from .jsondoc import analyze_document, dumps
 from .measures import COLUMNS as MEASURES
 from .measures import measures
 
+if TYPE_CHECKING:  # annotations only: render needs no diagnose module loaded to import
+    from ..diagnose.analysis import Analysis
+
 matplotlib.rcParams["svg.hashsalt"] = "pcapmtu"  # stable SVG ids, so reports diff cleanly
 VECTOR_PLOTS = ("timeline", "mss")
 
 
 def write_report(
-    analysis, out_dir: str | os.PathLike[str], force: bool = False, now: datetime | None = None
+    analysis: Analysis, out_dir: str | os.PathLike[str], force: bool = False, now: datetime | None = None
 ) -> list[Path]:
     """Write the report files into `out_dir`; return the paths written."""
     out = Path(out_dir)
@@ -62,7 +66,7 @@ def write_report(
     return written
 
 
-def _figures(analysis) -> list[tuple[str, object, str]]:
+def _figures(analysis: Analysis) -> list[tuple[str, object, str]]:
     figs = [
         ("timeline", plots.timeline(analysis), "Connections over time, coloured by verdict"),
         ("sizes", plots.sizes(analysis), "Packet sizes against the MTU lines"),
@@ -90,7 +94,7 @@ def _atomic(path: Path, data: bytes) -> Path:
 MAX_CONNECTION_ROWS = 200  # the rest is in report.json: a ticket attachment must stay readable
 
 
-def _connection_rows(analysis) -> list[dict]:
+def _connection_rows(analysis: Analysis) -> list[dict]:
     """The connections table: every non-healthy connection first, then healthy ones up to the limit."""
 
     v = analysis.verdicts
@@ -124,14 +128,14 @@ def _connection_rows(analysis) -> list[dict]:
     return rows
 
 
-def _more_connections(analysis) -> str:
+def _more_connections(analysis: Analysis) -> str:
     hidden = len(analysis.verdicts) - MAX_CONNECTION_ROWS
     return (
         f"{hidden} more connections (all healthy or lower-ranked) are in report.json." if hidden > 0 else ""
     )
 
 
-def _capture_rows(analysis) -> list[dict]:
+def _capture_rows(analysis: Analysis) -> list[dict]:
     rows = []
     for role, cap in analysis.captures.items():
         s = cap.summary()
@@ -157,12 +161,12 @@ def _capture_rows(analysis) -> list[dict]:
     return rows
 
 
-def _where(analysis, role: str) -> str:
+def _where(analysis: Analysis, role: str) -> str:
     v = analysis.vantage.get(role)
     return f"{v.where} ({'; '.join(v.reasons[:2])})" if v else "-"
 
 
-def _clock(analysis, role: str) -> str:
+def _clock(analysis: Analysis, role: str) -> str:
     """The far capture's clock against the client-side captures', as measured by pairing."""
     ctx = analysis.context
     if role != ctx.far_role or not len(ctx.pairs) or ctx.pairs["clock_offset_s"].isna().all():
@@ -171,7 +175,7 @@ def _clock(analysis, role: str) -> str:
     return f"{ctx.clock_offset(role):+.6f} s (one-way delay {delay * 1e3:.3f} ms)"
 
 
-def _notes(analysis) -> list[str]:
+def _notes(analysis: Analysis) -> list[str]:
     """Roles corrected, and what raised and lowered the confidence: sentences for the report."""
     out = [f"Roles: {c}" for c in analysis.role_changes]
     factors = analysis.diagnosis.confidence_factors
@@ -200,7 +204,7 @@ PLOTS_WHERE = (
 )
 
 
-def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: str) -> str:
+def render_markdown(analysis: Analysis, doc: dict, titles: list[tuple[str, str]], stamp: str) -> str:
     """report.md: pcapmtu's own words as they are; a string from a capture as it is when it cannot mean
     anything to Markdown, else as a code span; filters in code spans and commands in ```sh blocks, byte for
     byte as the terminal and report.json have them (docs/report-format.md, "report.md")."""
@@ -272,7 +276,7 @@ def render_markdown(analysis, doc: dict, titles: list[tuple[str, str]], stamp: s
     return "\n".join(lines)
 
 
-def _capture_strings(analysis, doc: dict) -> set[str]:
+def _capture_strings(analysis: Analysis, doc: dict) -> set[str]:
     """Every string a capture supplied that pcapmtu's sentences may quote: the service names (DNS answers,
     TLS SNI), the capture files' names and paths, pcapng interface names."""
     out: set[str] = set()
@@ -318,7 +322,7 @@ figure{margin:1em 0;page-break-inside:avoid}figure img{max-width:100%;height:aut
 
 
 def render_html(
-    analysis, doc: dict, titles: list[tuple[str, str]], images: dict[str, bytes], stamp: str
+    analysis: Analysis, doc: dict, titles: list[tuple[str, str]], images: dict[str, bytes], stamp: str
 ) -> str:
     d = analysis.diagnosis
     e = html_text
