@@ -7,6 +7,7 @@ The public API (guarded by tests/test_api.py; changes need a version bump):
 
     result = pcapmtu.analyze(host="host.pcap", container="container.pcap")   # also server=, captures=[...]
     result.verdict, result.confidence, result.explanation, result.fix, result.findings, result.pairs
+    result.verdict is pcapmtu.Verdict.MTU_BLACKHOLE    # Verdict and Reason: str enums, ranked
     result.vantage, result.role_changes        # where each capture was taken (Vantage), roles corrected
     result.save("report/")                      # the same report as `pcapmtu analyze --out report/`
 
@@ -27,7 +28,9 @@ _EXPORTS = {
     "CaptureError": "errors",
     "PcapmtuError": "errors",
     "UsageError": "errors",
+    "Reason": "results",
     "Vantage": "diagnose.vantage",
+    "Verdict": "results",
     "export": "render.parquet",
 }
 
@@ -53,9 +56,11 @@ __all__ = [
     "CaptureError",
     "KnownFacts",
     "PcapmtuError",
+    "Reason",
     "Thresholds",
     "UsageError",
     "Vantage",
+    "Verdict",
     "__version__",
     "analyze",
     "export",
