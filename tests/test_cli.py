@@ -99,6 +99,27 @@ def test_analyze_terminal_shows_fix_and_filters():
     assert re.search(r"^  M001 \[info\] host: ", result.output, re.M), out
 
 
+def test_analyze_terminal_shows_the_worst_connections_and_findings_first_up_to_the_limit():
+    """A busy capture must not flood the terminal: --limit N rows, the worst first, and what was left out."""
+    args = ("analyze", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap")
+    result, out = invoke(*args, "--limit", "1")
+    assert result.exit_code == 1, out
+    table = re.split(r"^connections", out, flags=re.M)[1].split("\nfindings")[0]
+    rows = [line for line in table.splitlines() if "│" in line]
+    assert len(rows) == 1 and "mtu_blackhole" in rows[0] and "B001" in rows[0], out
+    assert "… 2 more connections (2 healthy): --limit 0, --json or the report" in out
+    listed = re.findall(r"^  ([A-Z]\d{3}) \[(\w+)\]", out, re.M)
+    assert len(listed) == 1 and listed[0][1] == "error", out  # the loudest one
+    everything, all_out = invoke(*args, "--limit", "0")
+    total = len(re.findall(r"^  [A-Z]\d{3} \[", all_out, re.M))
+    assert total > 1 and f"… {total - 1} more findings: --limit 0, --json or the report" in out
+    assert "more connections" not in all_out and "more findings" not in all_out
+    rows = [
+        line for line in all_out.split("connections", 2)[2].split("findings")[0].splitlines() if "│" in line
+    ]
+    assert len(rows) == 3 and "mtu_blackhole" in rows[0], all_out  # the worst first, also with no limit
+
+
 def test_analyze_without_captures_is_usage_error():
     result, out = invoke("analyze")
     assert result.exit_code == 2, out

@@ -22,10 +22,11 @@ from . import __version__
 from .errors import PcapmtuError, UsageError
 from .evidence import endpoint, stream_filter
 from .ingest.memory import pause_collector_for_start_up, start_up_done
-from .results import Verdict
+from .results import Severity, Verdict
 from .textsafe import printable
 
 if TYPE_CHECKING:
+    from .diagnose.analysis import Analysis
     from .ingest.capture import Capture
 
 # The library modules (pandas, numpy, matplotlib, dpkt) are imported inside the commands that use them:
@@ -291,6 +292,14 @@ def analyze(
             "frame and show where it disagrees with pcapmtu; in the report and report.json too.",
         ),
     ] = False,
+    limit: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Connections and findings shown in the terminal, the worst first (0 = all); "
+            "--json and the report hold every one.",
+        ),
+    ] = 40,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Diagnose MTU/MSS black holes: verdict, evidence (frames, Wireshark filters) and the computed fix.
@@ -342,7 +351,7 @@ def analyze(
         if as_json:
             _write(dumps(analyze_document(result)) + "\n")
         elif not quiet:
-            _print_analysis(Out(highlight=False, width=None if sys.stdout.isatty() else 160), result)
+            _print_analysis(Out(highlight=False, width=None if sys.stdout.isatty() else 160), result, limit)
     if written and not quiet:
         report_out = err if as_json else Out(highlight=False, soft_wrap=True)
         report_out.print(f"report: {escape(str(out / 'report.html'))} (and report.md, report.json, plots/)")
@@ -369,6 +378,7 @@ def _progress(silent: bool):
         yield update
 
 
+SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
 VERDICT_STYLE = {
     Verdict.MTU_BLACKHOLE: "bold red",
     Verdict.MTU_BLACKHOLE_RECOVERED: "bold yellow",
@@ -378,7 +388,7 @@ VERDICT_STYLE = {
 }
 
 
-def _print_analysis(out: Console, a) -> None:
+def _print_analysis(out: Console, a: Analysis, limit: int = 40) -> None:
     d = a.diagnosis
     style = VERDICT_STYLE.get(d.verdict, "bold")
     reason = f" ({d.reason})" if d.reason else ""
@@ -415,11 +425,14 @@ def _print_analysis(out: Console, a) -> None:
                 out.print(f"  {escape(cmd['command'])}", soft_wrap=True)  # one line: pasted into a shell
         for note in d.fix.notes:
             out.print(f"  - {escape(note)}")
+    verdicts = a.verdicts.assign(rank=a.verdicts["verdict"].map(Verdict.ranks()))
+    ranked = verdicts.sort_values(["rank", "capture", "conn"], ascending=[False, True, True], kind="stable")
+    shown = ranked if limit <= 0 else ranked.head(limit)
     table = Table(title="connections", show_edge=False, header_style="bold", title_justify="left")
     for col in ("capture", "#", "service", "client", "verdict", "codes"):
         # tokens an engineer copies (address:port, codes) are never cut; the service name wraps at spaces
         table.add_column(col, overflow="fold", no_wrap=col != "service")
-    for row in a.verdicts.itertuples(index=False):
+    for row in shown.itertuples(index=False):
         table.add_row(
             row.capture,
             str(row.conn),
@@ -430,9 +443,20 @@ def _print_analysis(out: Console, a) -> None:
         )
     out.print()
     out.print(table)
+    if len(shown) < len(ranked):
+        hidden = ranked["verdict"].iloc[len(shown) :].value_counts()
+        counts = ", ".join(f"{n} {v}" for v, n in hidden.items())
+        out.print(
+            f"  … {len(ranked) - len(shown)} more connections ({counts}): --limit 0, --json or the report"
+        )
     out.print()
     out.print("[bold]findings[/bold]")
-    for f in a.findings_list:
+    findings = a.findings_list
+    if 0 < limit < len(findings):  # the loudest first, then in code order as always
+        loud = sorted(range(len(findings)), key=lambda i: -SEVERITY_RANK.get(findings[i].severity, 0))
+        keep = set(loud[:limit])
+        findings = [f for i, f in enumerate(findings) if i in keep]
+    for f in findings:
         where = f"{f.capture}" + (f" #{f.conn}" if f.conn >= 0 else "")
         where += f" ({stream_filter(f.tcp_stream)})" if f.tcp_stream >= 0 else ""
         out.print(
@@ -440,6 +464,10 @@ def _print_analysis(out: Console, a) -> None:
         )
         if f.wireshark_filter:
             out.print(f"       wireshark: {escape(printable(f.wireshark_filter, 400))}", soft_wrap=True)
+    if len(findings) < len(a.findings_list):
+        out.print(
+            f"  … {len(a.findings_list) - len(findings)} more findings: --limit 0, --json or the report"
+        )
     check = a.wireshark_check
     if check is not None:  # analyze --wireshark: one line, and the frames Wireshark sees otherwise
         out.print()
