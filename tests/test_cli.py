@@ -104,7 +104,7 @@ def test_analyze_terminal_shows_the_worst_connections_and_findings_first_up_to_t
     args = ("analyze", BLACKHOLE / "host.pcap", BLACKHOLE / "container.pcap")
     result, out = invoke(*args, "--limit", "1")
     assert result.exit_code == 1, out
-    table = re.split(r"^connections", out, flags=re.M)[1].split("\nfindings")[0]
+    table = re.split(r"^connections +$", out, flags=re.M)[-1].split("\nfindings")[0]
     rows = [line for line in table.splitlines() if "│" in line]
     assert len(rows) == 1 and "mtu_blackhole" in rows[0] and "B001" in rows[0], out
     assert "… 2 more connections (2 healthy): --limit 0, --json or the report" in out
