@@ -30,20 +30,20 @@ Traffic, all paced so that the packet mix does not depend much on the machine's 
 
 Offloads (TSO/GSO/GRO and TX checksum) are switched off on every link so the packets are wire-sized and
 carry correct checksums. tcpdump (``-s 0 -w``, ``-c N``) captures on the client's interface and stops at
-the packet target. Everything created is torn down in ``finally``: only the processes this script started
-are signalled (by their own process group id), then its namespaces are deleted.
+the packet target. Everything created is torn down in ``finally``: the processes this script started are
+signalled by PID, anything still running inside its own namespaces (their children) is killed by PID, then
+the namespaces are deleted. The namespace plumbing, the teardown, the allowed address ranges and the
+dual-stack HTTP server base are sample_pcaps/netns_kit.py, shared with the lab.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import math
 import os
 import random
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -54,16 +54,16 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "work" / "real-1m.pcap"
 
-ALLOWED_NETS = [
-    ipaddress.ip_network(n)
-    for n in ("198.18.0.0/15", "10.66.0.0/24", "172.17.0.0/16", "fd00::/8", "127.0.0.0/8", "::1/128")
-]
+# The network-namespace kit (allowed ranges, namespaces/processes with teardown, plumbing, dual-stack HTTP
+# server) is shared with the lab: sample_pcaps/netns_kit.py, a plain module found through sys.path.
+sys.path.insert(0, str(HERE.parent / "sample_pcaps"))
+import netns_kit  # noqa: E402
 
 # Addressing. cli <-> rtr is link 1, rtr <-> srv link 2, rtr <-> far link 3.
 CLI4, RTR1_4, SRV4, SRV4_API, RTR2_4, FAR4, RTR3_4 = (
@@ -105,10 +105,13 @@ def log(msg: str) -> None:
     print(f"[make_capture {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+# Every namespace this script creates is pmb-<run id>-*; everything it creates or starts is registered here.
+RES = netns_kit.Resources("pmb-", warn=lambda msg: log(f"warning: {msg}"))
+
+
 def check_addresses() -> None:
     for a in ALL_ADDRS + [FAR_NET4]:
-        net = ipaddress.ip_network(a, strict=False)
-        if not any(net.version == ok.version and net.subnet_of(ok) for ok in ALLOWED_NETS):
+        if not netns_kit.allowed(a):
             raise SystemExit(f"refusing to use address {a}: outside the allowed ranges")
 
 
@@ -119,14 +122,8 @@ def check_addresses() -> None:
 _BLOB = b""
 
 
-class _DualStackServer(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-    daemon_threads = True
+class _DualStackServer(netns_kit.DualStackHTTPServer):
     request_queue_size = 1024
-
-    def server_bind(self):
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -401,21 +398,17 @@ class Lab:
         self.seed = seed
         self.ns = {role: f"pmb-{run_id}-{role}" for role in ("cli", "rtr", "srv", "far")}
         self.ifname = {k: f"pmb-{run_id}-{k}" for k in ("c0", "r0", "r1", "s1", "r2", "f2")}
-        self.created_ns: list[str] = []
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
-    # -- plumbing --
-    def run(self, args: list[str], ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        full = (["ip", "netns", "exec", self.ns[ns]] if ns else []) + args
-        r = subprocess.run(full, capture_output=True, text=True, check=False)
-        if check and r.returncode != 0:
-            raise RuntimeError(f"command failed ({r.returncode}): {' '.join(full)}\n{r.stderr.strip()}")
-        return r
+    # -- plumbing (netns_kit: every namespace and process is registered in RES) --
+    def run(self, args: list[str], ns: str, check: bool = True) -> subprocess.CompletedProcess:
+        return RES.execute(args, ns=self.ns[ns], check=check)
 
     def spawn(self, name: str, ns: str, args: list[str], **kw) -> subprocess.Popen:
         kw.setdefault("stdout", subprocess.DEVNULL)
         kw.setdefault("stderr", subprocess.DEVNULL)
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns[ns]] + args, start_new_session=True, **kw)
+        # Own session: a Ctrl-C in the terminal reaches only this script, which then tears everything down.
+        p = RES.spawn(self.ns[ns], args, start_new_session=True, **kw)
         self.procs.append((name, p))
         return p
 
@@ -424,10 +417,8 @@ class Lab:
 
     # -- setup --
     def setup(self) -> None:
-        for role, name in self.ns.items():
-            self.run(["ip", "netns", "add", name])
-            self.created_ns.append(name)
-            self.run(["ip", "link", "set", "lo", "up"], ns=role)
+        for name in self.ns.values():
+            RES.add_netns(name)
         links = [
             ("cli", "c0", CLI4, CLI6, "rtr", "r0", RTR1_4, RTR1_6, 1500),
             ("rtr", "r1", RTR2_4, RTR2_6, "srv", "s1", SRV4, SRV6, 1500),
@@ -435,24 +426,21 @@ class Lab:
         ]
         for ns_a, if_a, v4_a, v6_a, ns_b, if_b, v4_b, v6_b, mtu in links:
             a, b = self.ifname[if_a], self.ifname[if_b]
-            self.run(
-                ["ip", "link", "add", a, "netns", self.ns[ns_a], "type", "veth", "peer", "name", b]
-                + ["netns", self.ns[ns_b]]
-            )
+            RES.veth(self.ns[ns_a], a, self.ns[ns_b], b)
             for ns, dev, v4, v6 in ((ns_a, a, v4_a, v6_a), (ns_b, b, v4_b, v6_b)):
-                self.run(["ip", "link", "set", dev, "mtu", str(mtu)], ns=ns)
-                self.run(["ip", "addr", "add", f"{v4}/24", "dev", dev], ns=ns)
-                self.run(["ip", "-6", "addr", "add", f"{v6}/64", "dev", dev, "nodad"], ns=ns)
-                self.offloads_off(ns, dev)
-                self.run(["ip", "link", "set", dev, "up"], ns=ns)
-        self.run(["ip", "addr", "add", f"{SRV4_API}/24", "dev", self.ifname["s1"]], ns="srv")
+                RES.addr(self.ns[ns], dev, f"{v4}/24")
+                RES.addr(self.ns[ns], dev, f"{v6}/64")
+                for feature in RES.offloads(self.ns[ns], dev, lenient=True):
+                    log(f"warning: could not turn {feature} off on {dev}")
+                RES.link_up(self.ns[ns], dev, mtu)
+        RES.addr(self.ns["srv"], self.ifname["s1"], f"{SRV4_API}/24")
         for ns, gw4, gw6 in (("cli", RTR1_4, RTR1_6), ("srv", RTR2_4, RTR2_6), ("far", RTR3_4, RTR3_6)):
-            self.run(["ip", "route", "add", "default", "via", gw4], ns=ns)
-            self.run(["ip", "-6", "route", "add", "default", "via", gw6], ns=ns)
-        self.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], ns="rtr")
-        self.run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"], ns="rtr")
-        self.run(["sysctl", "-qw", f"net.ipv4.ip_local_port_range={CLIENT_PORT_RANGE}"], ns="cli")
-        self.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"], ns="cli")
+            RES.default_route(self.ns[ns], gw4)
+            RES.default_route(self.ns[ns], gw6)
+        RES.sysctl(self.ns["rtr"], "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        RES.sysctl(
+            self.ns["cli"], f"net.ipv4.ip_local_port_range={CLIENT_PORT_RANGE}", "net.ipv4.tcp_tw_reuse=1"
+        )
         if self.loss > 0:
             p = f"{self.loss:.6f}"
             for direction in ("-d", "-s"):
@@ -461,14 +449,6 @@ class Lab:
                     + ["--mode", "random", "--probability", p, "-j", "DROP"],
                     ns="rtr",
                 )
-
-    def offloads_off(self, ns: str, dev: str) -> None:
-        feats = ["tso", "gso", "gro", "tx"]
-        r = self.run(["ethtool", "-K", dev] + [x for f in feats for x in (f, "off")], ns=ns, check=False)
-        if r.returncode != 0:
-            for f in feats:
-                if self.run(["ethtool", "-K", dev, f, "off"], ns=ns, check=False).returncode != 0:
-                    log(f"warning: could not turn {f} off on {dev}")
 
     def start_services(self) -> None:
         for ns in ("srv", "far"):
@@ -539,37 +519,19 @@ class Lab:
 
     # -- teardown --
     def stop(self, name_prefix: str = "") -> None:
+        """End (by PID) the processes started under names beginning with `name_prefix`."""
         keep = []
         for name, p in self.procs:
-            if not name.startswith(name_prefix):
-                keep.append((name, p))
-                continue
-            if p.poll() is None:
-                # The group of the process we started (start_new_session), i.e. it and its children.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGTERM)
-        for name, p in self.procs:
             if name.startswith(name_prefix):
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(p.pid, signal.SIGKILL)
-                    p.wait(timeout=5)
+                RES.stop(p)
+            else:
+                keep.append((name, p))
         self.procs = keep
 
     def teardown(self) -> None:
-        self.stop()
-        for name in reversed(self.created_ns):
-            # Anything still inside one of our namespaces was started by us (children of our processes).
-            r = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False)
-            for pid in r.stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            r = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True, check=False)
-            if r.returncode != 0:
-                log(f"warning: could not delete namespace {name}: {r.stderr.strip()}")
-        self.created_ns = []
+        """Every process this script started, then anything left inside its namespaces, then the namespaces."""
+        RES.cleanup()
+        self.procs = []
 
 
 STAT_FIELDS = [
@@ -721,19 +683,13 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= a.loss < 0.5:
         p.error("--loss must be in [0, 0.5)")
     check_addresses()
-    stale = [
-        ln.split()[0]
-        for ln in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
-        if ln.startswith("pmb-")
-    ]
+    stale = RES.namespaces()
     if stale:
         log(f"note: other pmb- namespaces exist (another run, or a crashed one): {' '.join(stale)}")
 
     out = a.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    run_id = secrets.token_hex(2)
-    while any(s.startswith(f"pmb-{run_id}-") for s in stale):
-        run_id = secrets.token_hex(2)
+    run_id = RES.new_run_id()
     tmp = Path(tempfile.mkdtemp(prefix=f"pmb-{run_id}-"))
     partial = out.with_name(out.name + ".part")
     lab = Lab(run_id, tmp, a.loss, a.rate, a.seed)
@@ -778,8 +734,7 @@ def main(argv: list[str] | None = None) -> int:
             now = time.monotonic()
             if now - t_cap > a.timeout:
                 log("timeout: stopping tcpdump early")
-                os.killpg(td.pid, signal.SIGINT)
-                td.wait(10)
+                RES.stop(td, signal.SIGINT, 10)
                 break
             if now - last >= 15:
                 last = now

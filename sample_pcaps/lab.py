@@ -43,7 +43,8 @@ import lab_oracle
 import lab_scenarios as cat
 from lab_run import ScenarioRun, Settings
 from lab_scenarios import Plan, Scenario, bare
-from lab_system import PREFIX, RES, Aborted, LabError, make_pki, tool_versions
+from lab_system import PREFIX, RES, make_pki, tool_versions
+from netns_kit import Aborted, LabError
 
 LAB_DIR = Path(__file__).resolve().parent
 REQUIRED_TOOLS = ["ip", "iptables", "ip6tables", "ethtool", "sysctl", "tcpdump", "dumpcap", "tshark"]

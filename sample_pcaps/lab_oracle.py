@@ -24,7 +24,7 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-from lab_scenarios import ALLOWED_RANGES
+from netns_kit import ALLOWED_RANGES
 
 # Protocol facts used by the checks, named once.
 ICMP_FRAG_NEEDED = "icmp.type==3 && icmp.code==4"  # RFC 792/1191: destination unreachable, DF set

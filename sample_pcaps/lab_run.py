@@ -27,7 +27,8 @@ from pathlib import Path
 import lab_oracle
 import lab_scenarios as cat
 from lab_scenarios import Flow, Plan, Scenario, bare
-from lab_system import ETC_NETNS, PREFIX, RES, LabError, execute, new_run_id, wait_for
+from lab_system import PREFIX, RES
+from netns_kit import OFFLOADS_OFF, LabError
 
 LAB_DIR = Path(__file__).resolve().parent
 HELD_IDLE_S = 1.5  # idle time of connections left open before the captures stop
@@ -66,7 +67,7 @@ class ScenarioRun:
 
     def __init__(self, scenario: Scenario, settings: Settings, pki: dict, workdir: Path) -> None:
         self.s, self.settings, self.plan, self.pki = scenario, settings, settings.plan, pki
-        self.rid = new_run_id()
+        self.rid = RES.new_run_id()
         self.workdir = workdir
         self.addr = self.plan.addresses(vxlan=scenario.vxlan)
         r = f"{PREFIX}{self.rid}"
@@ -91,56 +92,38 @@ class ScenarioRun:
         """Commands recorded in truth.json name links pml-XXXX-* instead of the random run id."""
         return text.replace(self.rid, "XXXX")
 
-    def ip(self, role: str, args: str) -> None:
-        execute(["ip", "-n", self.ns[role], *args.split()])
-
-    def sysctl(self, role: str, *settings: str) -> None:
-        execute(["sysctl", "-q", "-w", *settings], ns=self.ns[role])
-
     def rule(self, role: str, command: str) -> None:
         """Run a firewall/route command in `role` and record it for truth.json."""
-        execute(command.split(), ns=self.ns[role])
+        RES.execute(command.split(), ns=self.ns[role])
         self.rules[role].append(self.anon(command))
 
     # -- topology --
 
     def build(self) -> None:
         s, a, d, ns = self.s, self.addr, self.dev, self.ns
-        for role, name in ns.items():
+        for name in ns.values():
             RES.add_netns(name)
-            self.ip(role, "link set lo up")
             if not s.ipv6:
                 # IPv4 scenarios: no IPv6 at all, so no router solicitations or MLD reports in the captures.
-                self.sysctl(role, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-        # Each veth is created inside a namespace with its peer in another: nothing ever touches the root ns.
-        self.ip("container", f"link add {d['eth0']} type veth peer name {d['veth']} netns {ns['host']}")
-        self.ip("host", f"link add {d['docker0']} type bridge")
-        self.ip("host", f"link set {d['veth']} master {d['docker0']}")
+                RES.sysctl(name, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+        RES.veth(ns["container"], d["eth0"], ns["host"], d["veth"])
+        RES.bridge(ns["host"], d["docker0"], d["veth"])
         if s.vxlan:
-            self.ip(
-                "host",
-                f"link add {d['underlay']} type veth peer name {d['router_underlay']} netns {ns['router']}",
-            )
-            self.ip("host", f"addr add {a['host_underlay']} dev {d['underlay']}")
-            self.ip("router", f"addr add {a['router_underlay']} dev {d['router_underlay']}")
-            self.ip("host", f"link set {d['underlay']} up")
-            self.ip("router", f"link set {d['router_underlay']} up")
+            RES.veth(ns["host"], d["underlay"], ns["router"], d["router_underlay"])
+            RES.addr(ns["host"], d["underlay"], a["host_underlay"])
+            RES.addr(ns["router"], d["router_underlay"], a["router_underlay"])
+            RES.link_up(ns["host"], d["underlay"])
+            RES.link_up(ns["router"], d["router_underlay"])
             for role, dev, local, remote, lower in (
                 ("host", d["uplink"], a["host_underlay"], a["router_underlay"], d["underlay"]),
                 ("router", d["router_host"], a["router_underlay"], a["host_underlay"], d["router_underlay"]),
             ):
-                self.ip(
-                    role,
-                    f"link add {dev} type vxlan id {VXLAN_VNI} dstport {VXLAN_PORT} "
-                    f"local {bare(local)} remote {bare(remote)} dev {lower}",
-                )
+                vxlan = f"link add {dev} type vxlan id {VXLAN_VNI} dstport {VXLAN_PORT} "
+                vxlan += f"local {bare(local)} remote {bare(remote)} dev {lower}"
+                RES.ip(ns[role], *vxlan.split())
         else:
-            self.ip(
-                "host", f"link add {d['uplink']} type veth peer name {d['router_host']} netns {ns['router']}"
-            )
-        self.ip(
-            "router", f"link add {d['router_inet']} type veth peer name {d['server']} netns {ns['server']}"
-        )
+            RES.veth(ns["host"], d["uplink"], ns["router"], d["router_host"])
+        RES.veth(ns["router"], d["router_inet"], ns["server"], d["server"])
 
         mtus = self.mtus()
         for role, dev, mtu in (
@@ -152,7 +135,7 @@ class ScenarioRun:
             ("router", d["router_inet"], mtus["server"]),
             ("server", d["server"], mtus["server"]),
         ):
-            self.ip(role, f"link set {dev} mtu {mtu} up")
+            RES.link_up(ns[role], dev, mtu)
 
         for role, dev, addr in (
             ("container", d["eth0"], "container"),
@@ -164,28 +147,25 @@ class ScenarioRun:
             ("server", d["server"], "jenkins"),
             ("server", d["server"], "dns"),
         ):
-            self.ip(role, f"addr add {a[addr]} dev {dev}")
+            RES.addr(ns[role], dev, a[addr])
             if s.ipv6:
-                # nodad: usable at once instead of after duplicate address detection.
-                self.ip(role, f"-6 addr add {a[addr + '_6']} dev {dev} nodad")
+                RES.addr(ns[role], dev, a[addr + "_6"])
         for role, gw in (("container", "docker0"), ("host", "router_uplink"), ("server", "router_internet")):
-            self.ip(role, f"route add default via {bare(a[gw])}")
+            RES.default_route(ns[role], bare(a[gw]))
             if s.ipv6:
-                self.ip(role, f"-6 route add default via {bare(a[gw + '_6'])}")
+                RES.default_route(ns[role], bare(a[gw + "_6"]))
         self._route_mtus()
 
         forwarding = ["net.ipv4.ip_forward=1"] + (["net.ipv6.conf.all.forwarding=1"] if s.ipv6 else [])
-        self.sysctl("host", *forwarding)
-        self.sysctl("router", *forwarding)
+        RES.sysctl(ns["host"], *forwarding)
+        RES.sysctl(ns["router"], *forwarding)
         if s.server_mtu_probing:
             self.rule("server", "sysctl -q -w net.ipv4.tcp_mtu_probing=1")
         self._firewall()
         self._offloads()
         dns = bare(a["dns_6"] if s.ipv6 else a["dns"])
         for role in ("container", "host"):
-            etc = ETC_NETNS / ns[role]
-            RES.add_etc_dir(etc)
-            (etc / "resolv.conf").write_text(f"nameserver {dns}\noptions timeout:2 attempts:2\n")
+            RES.resolv_conf(ns[role], f"nameserver {dns}\noptions timeout:2 attempts:2\n")
 
     def mtus(self) -> dict[str, int | None]:
         s = self.s
@@ -247,11 +227,9 @@ class ScenarioRun:
             devices += [("host", "underlay"), ("router", "router_underlay")]
         # Default: wire-sized packets with valid checksums in the captures. offload_artifact: TSO/GSO stay on
         # (the veth default) and GRO is turned on, so the receiving side coalesces as well.
-        features = (
-            ["gro", "on"] if self.s.offloads else ["tso", "off", "gso", "off", "gro", "off", "tx", "off"]
-        )
+        features = ("gro", "on") if self.s.offloads else OFFLOADS_OFF
         for role, dev in devices:
-            execute(["ethtool", "-K", d[dev], *features], ns=self.ns[role])
+            RES.offloads(self.ns[role], d[dev], features)
 
     def smoke_test(self) -> None:
         """Small pings from both clients to every server address before capturing.
@@ -265,7 +243,9 @@ class ScenarioRun:
             for target in ("dns", "api", "jenkins"):
                 addr = bare(self.addr[target + v6])
                 for _ in range(5):
-                    ping = execute(["ping", "-n", "-c", "1", "-W", "1", addr], ns=self.ns[role], check=False)
+                    ping = RES.execute(
+                        ["ping", "-n", "-c", "1", "-W", "1", addr], ns=self.ns[role], check=False
+                    )
                     if ping.returncode == 0:
                         break
                 else:
@@ -294,14 +274,9 @@ class ScenarioRun:
     def _spawn(self, cmd: list[str], name: str, ready_marker: str) -> None:
         log = self.workdir / f"{name}.log"
         with log.open("w") as fh:
-            proc = RES.popen(
-                ["ip", "netns", "exec", self.ns["server"], *cmd],
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=fh,
-            )
+            proc = RES.spawn(self.ns["server"], cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh)
         self.services.append(proc)
-        wait_for(log, ready_marker, proc, name)
+        RES.wait_for(log, ready_marker, proc, name)
 
     def capture_commands(self, staging: Path) -> dict[str, list[str]]:
         s, d = self.s, self.dev
@@ -347,14 +322,9 @@ class ScenarioRun:
         for role, cmd in self.capture_commands(staging).items():
             log = self.workdir / f"capture-{role}.log"
             with log.open("w") as fh:
-                proc = RES.popen(
-                    ["ip", "netns", "exec", self.ns[role], *cmd],
-                    stdin=subprocess.DEVNULL,
-                    stdout=fh,
-                    stderr=fh,
-                )
+                proc = RES.spawn(self.ns[role], cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh)
             self.captures[role] = Capture(proc, log)
-            wait_for(
+            RES.wait_for(
                 log, "Capturing on" if cmd[0] == "dumpcap" else "listening on", proc, f"{cmd[0]} ({role})"
             )
         time.sleep(0.2)
@@ -385,9 +355,7 @@ class ScenarioRun:
         for proc in self.services:
             RES.stop(proc)
         for name in self.ns.values():
-            RES.del_netns(name)
-        for role in ("container", "host"):
-            RES.del_etc_dir(ETC_NETNS / self.ns[role])
+            RES.del_netns(name)  # and its /etc/netns dir
 
     # -- clients --
 
@@ -412,7 +380,7 @@ class ScenarioRun:
                 f"@{upload_file}",
             ]
         started = time.monotonic()
-        proc = execute([*cmd, url], ns=self.ns[flow.client], check=False, timeout=max_time + 15)
+        proc = RES.execute([*cmd, url], ns=self.ns[flow.client], check=False, timeout=max_time + 15)
         elapsed = time.monotonic() - started
         code, down, up, total, remote, local_port = (proc.stdout.split() + [""] * 6)[:6]
         server_role = ("jenkins" if flow.host == cat.NAMES["jenkins"] else "api") + ("_6" if s.ipv6 else "")
@@ -502,7 +470,7 @@ class ScenarioRun:
     def keepalive(self, flows: list[Flow]) -> list[dict]:
         """Keep-alive connections that finish (closed by the client), run to completion one after another."""
         timeout = sum(f.pause_s * len(f.more_paths) for f in flows) + 30 * len(flows)
-        proc = execute(self._client_plan(flows), ns=self.ns["container"], check=False, timeout=timeout)
+        proc = RES.execute(self._client_plan(flows), ns=self.ns["container"], check=False, timeout=timeout)
         if proc.stderr.strip():
             (self.workdir / "client.log").write_text(proc.stderr)
         return self._client_results(flows, proc.stdout.splitlines(), proc.returncode)
@@ -511,20 +479,21 @@ class ScenarioRun:
         """Open connections that get their answers and then stay idle; the caller kills the client (by PID)."""
         log = self.workdir / "client-hold.log"
         with log.open("w") as fh:
-            proc = RES.popen(
-                ["ip", "netns", "exec", self.ns["container"], *self._client_plan(flows)],
+            proc = RES.spawn(
+                self.ns["container"],
+                self._client_plan(flows),
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
             )
         self.services.append(proc)  # teardown stops it if anything goes wrong before the caller does
-        wait_for(log, "holding", proc, "lab_client.py (held connections)")
+        RES.wait_for(log, "holding", proc, "lab_client.py (held connections)")
         return proc, self._client_results(flows, log.read_text().splitlines(), None)
 
     def ping(self, payload: int) -> dict:
         """An engineer's DF ping from the container (by name, so DNS shows up too)."""
         cmd = ["ping", "-n", "-M", "do", "-s", str(payload), "-c", "2", "-W", "1", cat.NAMES["api"]]
-        proc = execute(cmd, ns=self.ns["container"], check=False, timeout=15)
+        proc = RES.execute(cmd, ns=self.ns["container"], check=False, timeout=15)
         lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
         return {
             "command": " ".join(cmd),

@@ -11,10 +11,8 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# Only these ranges may ever be configured: private (RFC 1918), benchmarking (RFC 2544) and ULA (RFC 4193).
-ALLOWED_RANGES = [
-    ipaddress.ip_network(n) for n in ("172.17.0.0/16", "10.66.0.0/24", "198.18.0.0/15", "fd00::/8")
-]
+from netns_kit import ALLOWED_RANGES, allowed
+
 NAMES = {"api": "api.example", "jenkins": "jenkins-updates.example"}
 VERDICTS = ("mtu_blackhole", "mtu_blackhole_recovered", "healthy", "not_mtu", "inconclusive")
 NOT_MTU_REASONS = ("filtered", "refused", "lossy_link", "server_slow")
@@ -51,9 +49,9 @@ class Plan:
             if net.prefixlen > 25:
                 raise CatalogError(f"{net}: subnets must be /25 or larger")
         for net in self.networks():
-            if not any(net.version == r.version and net.subnet_of(r) for r in ALLOWED_RANGES):
-                allowed = ", ".join(map(str, ALLOWED_RANGES))
-                raise CatalogError(f"{net} is outside the lab's address ranges ({allowed})")
+            if not allowed(net, loopback=False):  # a link's subnet: loopback makes no sense there
+                ranges = ", ".join(map(str, ALLOWED_RANGES))
+                raise CatalogError(f"{net} is outside the lab's address ranges ({ranges})")
 
     def networks(self) -> list:
         return [

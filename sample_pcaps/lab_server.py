@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import ssl
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from netns_kit import DualStackHTTPServer
 
 SMALL_PAGE = (
     b"<!doctype html><html><head><title>pcapmtu lab</title></head>"
@@ -99,16 +100,10 @@ class LabHandler(BaseHTTPRequestHandler):
         self._reply(200, json.dumps({"received": received}).encode() + b"\n", "application/json")
 
 
-class LabServer(ThreadingHTTPServer):
+class LabServer(DualStackHTTPServer):
     """Dual-stack (IPv4 + IPv6) threading server; optional TLS done in the worker thread."""
 
-    address_family = socket.AF_INET6
-    daemon_threads = True
     tls_context: ssl.SSLContext | None = None
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
 
     def finish_request(self, request, client_address) -> None:  # type: ignore[override]
         request.settimeout(CONNECTION_TIMEOUT_S)
