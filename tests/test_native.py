@@ -40,10 +40,7 @@ def test_the_c_core_is_built_where_tests_run_in_ci():
     if not IN_CI and native.core is None:
         pytest.skip("no C compiler here: the pure numpy path is what runs")
     assert native.core is not None
-    assert decode.NATIVE, "the built C core writes other columns than decode.COLUMNS (a stale build?)"
-    assert formats.NATIVE_WALK
-    assert tcp.NATIVE
-    assert packets.NATIVE
+    assert native.ENABLED, native.describe()  # e.g. a stale build that writes other columns
 
 
 def _open_or_skip(path: Path) -> formats.CaptureFile:
@@ -203,18 +200,14 @@ def test_same_tcp_options_whatever_their_bytes(options, cut):
 )
 @given(base=st.sampled_from(range(len(BASES))), ops=st.lists(mutation, min_size=1, max_size=6))
 def test_the_c_walk_reads_damaged_files_exactly_like_the_python_walk(base, ops):
-    assert_same_reading_without(
-        _mutate(BASES[base], ops), (formats, "NATIVE_WALK"), (decode, "NATIVE"), (packets, "NATIVE")
-    )
+    assert_same_reading_without(_mutate(BASES[base], ops), (native, "ENABLED"))
 
 
 @needs_core
 @pytest.mark.parametrize("path", CAPTURES[:: max(1, len(CAPTURES) // 25)], ids=lambda p: p.name)
 def test_whole_read_is_the_same_without_the_c_core(path: Path, monkeypatch):
     fast = _outcome(path)
-    monkeypatch.setattr(formats, "NATIVE_WALK", False)
-    monkeypatch.setattr(decode, "NATIVE", False)
-    monkeypatch.setattr(packets, "NATIVE", False)
+    monkeypatch.setattr(native, "ENABLED", False)
     pure = _outcome(path)
     assert fast[0] == pure[0]
     if fast[0] == "read":
@@ -254,7 +247,7 @@ def test_same_address_codes_for_any_batches(batches):
             got = {}
             for native_on, table in tables.items():
                 with pytest.MonkeyPatch.context() as m:
-                    m.setattr(packets, "NATIVE", native_on)
+                    m.setattr(native, "ENABLED", native_on)
                     got[native_on] = table.intern(addr, side, keep, valid)
             np.testing.assert_array_equal(got[True], got[False])
             assert got[True].dtype == got[False].dtype == np.int32
@@ -277,7 +270,7 @@ def test_same_codes_for_thousands_of_distinct_addresses_and_tuples():
     tables = {True: packets._AddressTable(), False: packets._AddressTable()}
     for native_on, table in tables.items():
         with pytest.MonkeyPatch.context() as m:
-            m.setattr(packets, "NATIVE", native_on)
+            m.setattr(native, "ENABLED", native_on)
             got = [table.intern(addr, side, k, valid) for side in (0, 2) for k in (None, keep)]
         tables[native_on] = (table.names, got)
     assert tables[True][0] == tables[False][0] and len(tables[True][0]) > 5000
@@ -300,7 +293,7 @@ def test_same_codes_for_thousands_of_distinct_addresses_and_tuples():
     rows = np.flatnonzero(rng.random(n) < 0.8).astype(np.int32)
     fast = tcp._tuple_ids(frame, rows, 1 << 16)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(tcp, "NATIVE", False)
+        m.setattr(native, "ENABLED", False)
         pure = tcp._tuple_ids(frame, rows, 4096)
     np.testing.assert_array_equal(fast[0], pure[0])
     np.testing.assert_array_equal(fast[1], pure[1])
@@ -326,7 +319,7 @@ def test_address_interning_refuses_arrays_that_do_not_match():
 def _assert_same_reconstruction(raw: packets.RawTables, cfg: tcp.TcpConfig | None = None) -> pd.DataFrame:
     fast_cols, fast_flows = tcp.reconstruct(raw.packets.copy(), raw.sack, cfg)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(tcp, "NATIVE", False)
+        m.setattr(native, "ENABLED", False)
         pure_cols, pure_flows = tcp.reconstruct(raw.packets.copy(), raw.sack, cfg)
     assert fast_cols.keys() == pure_cols.keys()
     for name in pure_cols:
@@ -405,7 +398,7 @@ def test_the_c_walk_stops_at_an_absurd_length_like_the_python_walk(big, monkeypa
     caplen_at = struct.Struct(order + "I").unpack_from if big else formats._LITTLE_U32
     monkeypatch.setattr(formats, "MAX_RECORD", 100)
     fast = formats._walk_pcap(memoryview(records), caplen_at, 16)
-    monkeypatch.setattr(formats, "NATIVE_WALK", False)
+    monkeypatch.setattr(native, "ENABLED", False)
     pure = formats._walk_pcap(memoryview(records), caplen_at, 16)
     assert list(fast[0]) == list(pure[0]) == [0, 26] and fast[1:] == pure[1:]
     assert fast[1] == 62 and "absurd captured length (300 bytes)" in fast[2]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .native import core as _native
+from . import native
 
 # Link types (https://www.tcpdump.org/linktypes.html)
 LT_NULL, LT_ETHERNET, LT_RAW_OLD, LT_RAW_BSD, LT_RAW = 0, 1, 12, 14, 101
@@ -127,15 +127,14 @@ COLUMNS: dict[str, str] = {
 }
 
 
-def _native_usable() -> bool:
-    """The C core is there and writes exactly this module's columns (a stale build does not)."""
-    if _native is None:
-        return False
-    return ",".join(f"{name}:{dtype}" for name, dtype in COLUMNS.items()) == _native.COLUMN_LAYOUT
+def _layout() -> str:
+    """`COLUMNS` as the C core describes the columns it writes: `name:dtype,...`, in order."""
+    return ",".join(f"{name}:{dtype}" for name, dtype in COLUMNS.items())
 
 
-# Decode with the C core when it is there; tests switch it off to compare both paths.
-NATIVE = _native_usable()
+# A C core built from another version of _native.c writes other columns: the numpy paths run instead.
+if native.ENABLED and _layout() != native.core.COLUMN_LAYOUT:
+    native.switch_off("the C core writes other columns than decode.COLUMNS (a stale build: reinstall it)")
 
 
 @dataclass
@@ -217,16 +216,16 @@ def header_field(block: np.ndarray, at: int, size: int) -> np.ndarray:
 def decode_batch(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray) -> Decoded:
     """Decode every record of a batch into columns. Never raises on packet contents.
 
-    With the C core (`NATIVE`), C decodes the common shapes and hands back the rows it leaves to numpy;
-    the result is the same either way (tests/test_native.py).
+    With the C core (`native.ENABLED`), C decodes the common shapes and hands back the rows it leaves to
+    numpy; the result is the same either way (tests/test_native.py).
     """
-    if not NATIVE or not len(data_off):
+    if not native.ENABLED or not len(data_off):
         return _decode_numpy(buf, data_off, caplen, linktype)
     out = _new_decoded(len(data_off), linktype)
     data_off = np.ascontiguousarray(data_off, dtype=np.int64)
     caplen = np.ascontiguousarray(caplen, dtype=np.int64)
     linktype = np.ascontiguousarray(linktype, dtype=np.int64)
-    fallback, sack_rows, sack_left, sack_right, rare_rows, rare_bytes = _native.decode(
+    fallback, sack_rows, sack_left, sack_right, rare_rows, rare_bytes = native.core.decode(
         buf, data_off, caplen, linktype, tuple(out.cols.values()), out.addr
     )
     out.sack_rows = np.frombuffer(sack_rows, dtype=np.int64)

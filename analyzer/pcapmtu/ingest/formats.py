@@ -29,7 +29,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import CaptureError
-from .native import core as _native
+from . import native
 
 CHUNK_BYTES = 16 * 1024 * 1024
 MAX_RECORD = 16 * 1024 * 1024  # a record claiming more than this is corrupt (pcap's own cap is 256 KiB)
@@ -103,8 +103,6 @@ _LITTLE_U32 = struct.Struct("<I").unpack_from
 BULK_WALKS = True
 # The next chunk is read by a helper thread while the current one is decoded; tests compare both ways.
 READ_AHEAD = True
-# The pcap record walk in C (the optional core); tests switch it off to compare it with the Python walks.
-NATIVE_WALK = _native is not None
 
 # pcapng block types (draft-ietf-opsawg-pcapng)
 SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
@@ -458,16 +456,16 @@ def _walk_pcap(
     if swap == MAYBE_SWAPPED:
         return _walk_pcap_either(chunk, caplen_at, rec_hdr)
     offs: list[int] | np.ndarray
-    native = BULK_WALKS and NATIVE_WALK
-    if native:  # stops at an absurd length itself: no trimming needed below
-        starts, pos = _native.walk_pcap(chunk, rec_hdr, at, caplen_at is not _LITTLE_U32, MAX_RECORD)
+    in_c = BULK_WALKS and native.ENABLED
+    if in_c:  # stops at an absurd length itself: no trimming needed below
+        starts, pos = native.core.walk_pcap(chunk, rec_hdr, at, caplen_at is not _LITTLE_U32, MAX_RECORD)
         offs = np.frombuffer(starts, dtype=np.int64)
     elif BULK_WALKS and caplen_at is _LITTLE_U32 and sys.byteorder == "little":
         offs, pos = _walk_native(chunk, rec_hdr, at)
     else:
         offs, pos = _walk_struct(chunk, caplen_at, rec_hdr, at)
     if (
-        not native and len(offs) and len(chunk) - rec_hdr > MAX_RECORD
+        not in_c and len(offs) and len(chunk) - rec_hdr > MAX_RECORD
     ):  # a chunk with room for a record longer than allowed
         raw = np.frombuffer(chunk, dtype=np.uint8)[np.asarray(offs)[:, None] + at + np.arange(4)]
         lengths = raw.copy().view("<u4" if caplen_at is _LITTLE_U32 else ">u4").reshape(-1)
@@ -649,8 +647,8 @@ class _PcapngWalker:
         """
         n = len(chunk)
         starts: list[int] | np.ndarray
-        if NATIVE_WALK:
-            found, pos = _native.epb_run(chunk, pos, MAX_RECORD)
+        if native.ENABLED:
+            found, pos = native.core.epb_run(chunk, pos, MAX_RECORD)
             starts = np.frombuffer(found, dtype=np.int64)
         else:
             starts = []

@@ -14,11 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from . import decode, formats
+from . import decode, formats, native
 from .formats import CaptureFile
-from .native import core as _native
-
-NATIVE = _native is not None  # C interns addresses; tests switch it off to compare with numpy
 
 # The columns the later stages read (TCP reconstruction, DNS/ICMP/TLS layers, payload re-reads): all a
 # capture keeps when its per-packet table is not wanted (`inspect` needs only the flows).
@@ -90,9 +87,9 @@ class _AddressTable:
         Rows not `valid` get -1; with `keep`, only the kept rows get a code. Codes are handed out in the
         order IPv4 addresses first appear, then the IPv6 ones sorted, batch by batch.
         """
-        if NATIVE:
+        if native.ENABLED:
             codes = np.empty(len(valid) if keep is None else int(np.count_nonzero(keep)), dtype=np.int32)
-            keys = _native.factorize_addresses(
+            keys = native.core.factorize_addresses(
                 addr, side, b"" if keep is None else keep.view(np.uint8), valid.view(np.uint8), codes
             )
             pairs = np.frombuffer(keys, dtype=np.uint64).reshape(-1, 2).tolist()

@@ -19,14 +19,12 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from .native import core as _native
+from . import native
 from .states import STATES, zeek_conn_state
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 SEQ_MOD = 1 << 32
 NONE = np.iinfo(np.int64).max
-# Per-segment analysis in C (the optional core); tests switch it off to compare it with numpy.
-NATIVE = _native is not None
 
 
 @dataclass(frozen=True)
@@ -235,7 +233,7 @@ def _analyze_slice(packets, holes, cfg, cols, rank, conn_base, rows, a_is_src, f
     first = np.flatnonzero(start)
     _, key_lo, key_hi = _endpoint_keys(packets, rows[first])  # per connection: its 5-tuple
     rank = rank[conn_base : conn_base + len(first)]
-    segments = _segments_native if NATIVE else _segments_numpy
+    segments = _segments_native if native.ENABLED else _segments_numpy
     seg = segments(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win)
     dirn, rel_s, rel_ack = seg["dirn"], seg["rel"], seg["rel_ack"]
     per_packet = {name: seg[name] for name in PER_SEGMENT_FLAGS}
@@ -453,7 +451,7 @@ def _segments_native(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack
                         ("irtt", np.int64), ("has_rtt", np.bool_)):  # fmt: skip
         out[name] = np.empty(n_conn, dtype)
 
-    _native.tcp_segments(
+    native.core.tcp_segments(
         _i64(first), np.ascontiguousarray(a_is_src, dtype=np.bool_), _i64(key_lo), _i64(key_hi), _i64(flags),
         _i64(seq), _i64(ack), _i64(plen), _i64(ts), _i64(win), cfg.ooo_threshold_ns, cfg.fast_retrans_window_ns,
         tuple(out[name] for name in ("dirn", "rel", "rel_ack", *PER_SEGMENT_FLAGS)),
@@ -470,8 +468,8 @@ def _tuple_ids(packets, rows, step: int) -> tuple[np.ndarray, np.ndarray]:
     """
     a_is_src = np.empty(len(rows), dtype=bool)
     tup = np.empty(len(rows), dtype=np.int32)
-    if NATIVE and rows.dtype == np.int32:  # one pass in C, with a hash table over the distinct tuples only
-        _native.tuple_ids(
+    if native.ENABLED and rows.dtype == np.int32:  # one pass in C, a hash table over the distinct tuples only
+        native.core.tuple_ids(
             packets["src"].cat.codes.to_numpy().astype(np.int32, copy=False),
             np.ascontiguousarray(packets["sport"].to_numpy(), dtype=np.uint16),
             packets["dst"].cat.codes.to_numpy().astype(np.int32, copy=False),
@@ -694,7 +692,7 @@ def _aggregates_native(first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, 
         bits |= per_packet[name].view(np.uint8) << k
     table = np.empty((len(first), len(CONN_AGGREGATES) + 2 * len(DIR_AGGREGATES)), dtype=np.int64)
 
-    _native.tcp_aggregates(
+    native.core.tcp_aggregates(
         _i64(first), _i64(dirn), _i64(flags), _i64(rel), _i64(rel_ack), _i64(plen), _i64(ts), _i64(frame), _i64(ip_len),
         _i64(outer), _i64(ipv), _i64(hole), bits, table,
     )  # fmt: skip
@@ -706,7 +704,7 @@ def _flows(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, 
            first_syn, first_synack, irtt, has_rtt, per_packet, hole) -> dict[str, np.ndarray]:  # fmt: skip
     n_conn = len(first)
     frame = packets["frame"].to_numpy()[rows]
-    aggregates = _aggregates_native if NATIVE else _aggregates_numpy
+    aggregates = _aggregates_native if native.ENABLED else _aggregates_numpy
     agg = aggregates(
         first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, packets["ip_len"].to_numpy()[rows],
         packets["outer_ip_len"].to_numpy()[rows], packets["ipv"].to_numpy()[rows], hole, per_packet,
