@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import pcapbuild as pb
 from conftest import IN_CI, SAMPLES, corpus_files
+from pcapmtu import schema
 from pcapmtu.errors import CaptureError
 from pcapmtu.ingest import decode, formats, native, packets, tcp
 from test_bad_input import (
@@ -41,6 +42,20 @@ def test_the_c_core_is_built_where_tests_run_in_ci():
         pytest.skip("no C compiler here: the pure numpy path is what runs")
     assert native.core is not None
     assert native.ENABLED, native.describe()  # e.g. a stale build that writes other columns
+
+
+@needs_core
+def test_the_c_decoder_writes_the_columns_schema_describes():
+    """schema.PACKETS types the decoder's columns (decode.COLUMNS); the C core describes the ones it writes
+    (COLUMN_LAYOUT: name, dtype, size and signedness of its C type, in the order it writes them). Changing
+    one side alone fails here, not in a silently slower read."""
+    written = native.core.COLUMN_LAYOUT
+    assert [name for name, *_ in written] == list(decode.COLUMNS)
+    for name, dtype, itemsize, signed in written:
+        documented = schema.PACKETS[name][0]
+        assert np.dtype(dtype) == np.dtype("uint8" if documented == "category" else documented), name
+        assert (itemsize, signed) == (np.dtype(dtype).itemsize, np.dtype(dtype).kind == "i"), name
+    assert written == decode.layout()
 
 
 def _open_or_skip(path: Path) -> formats.CaptureFile:

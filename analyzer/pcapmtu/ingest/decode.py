@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import schema
 from . import native
 
 # Link types (https://www.tcpdump.org/linktypes.html)
@@ -89,52 +90,36 @@ TCP_OPT_END, TCP_OPT_NOP, TCP_OPT_MSS, TCP_OPT_WS, TCP_OPT_SACKOK, TCP_OPT_SACK,
 IPV6_EXT_GENERIC = (0, 43, 60, 135, 139, 140)  # hop-by-hop, routing, dest opts, mobility, HIP, shim6
 IPV6_FRAG, IPV6_AH = 44, 51
 
-# Columns produced per packet, with their dtypes (documented in docs/tables.md)
+# The columns the decoder writes per packet, in the order the C core writes them (_native.c: DECODED_COLUMNS).
+# Their dtypes are schema.PACKETS' (docs/tables.md); a category column is written as its uint8 code.
+DECODED = (
+    *("linktype", "ifindex", "pkttype", "encap", "outer_ip_len"),  # link layer, overlay
+    *("ipv", "ip_len", "ip_id", "df", "frag", "frag_off", "ttl", "proto"),  # IPv4 / IPv6
+    *("sport", "dport", "tcp_flags", "seq", "ack", "win", "tcp_hdr_len"),  # ports, TCP header
+    *("payload_len", "payload0", "payload_off"),  # transport payload
+    *("mss", "wscale", "sack_perm", "sack_blocks", "tsval", "tsecr", "has_ts"),  # TCP options
+    *("icmp_type", "icmp_code", "status"),  # ICMP; the first problem found (0: none)
+)
 COLUMNS: dict[str, str] = {
-    "linktype": "u2",
-    "ifindex": "i4",
-    "pkttype": "i1",
-    "encap": "u1",
-    "outer_ip_len": "u4",
-    "ipv": "u1",
-    "ip_len": "u4",
-    "ip_id": "u4",
-    "df": "?",
-    "frag": "?",
-    "frag_off": "u2",
-    "ttl": "u1",
-    "proto": "u1",
-    "sport": "u2",
-    "dport": "u2",
-    "tcp_flags": "u2",
-    "seq": "u4",
-    "ack": "u4",
-    "win": "u2",
-    "tcp_hdr_len": "u1",
-    "payload_len": "i4",
-    "payload0": "i2",
-    "payload_off": "u2",
-    "mss": "u2",
-    "wscale": "i1",
-    "sack_perm": "?",
-    "sack_blocks": "u1",
-    "tsval": "u4",
-    "tsecr": "u4",
-    "has_ts": "?",
-    "icmp_type": "i2",
-    "icmp_code": "i2",
-    "status": "u1",
+    name: "u1" if schema.PACKETS[name][0] == "category" else np.dtype(schema.PACKETS[name][0]).str[1:]
+    for name in DECODED
 }
 
 
-def _layout() -> str:
-    """`COLUMNS` as the C core describes the columns it writes: `name:dtype,...`, in order."""
-    return ",".join(f"{name}:{dtype}" for name, dtype in COLUMNS.items())
+def layout() -> tuple[tuple[str, str, int, bool], ...]:
+    """`COLUMNS` as the C core describes the columns it writes (`COLUMN_LAYOUT`): per column its name, dtype,
+    item size and whether it is signed, in order."""
+    return tuple(
+        (name, dtype, np.dtype(dtype).itemsize, np.dtype(dtype).kind == "i")
+        for name, dtype in COLUMNS.items()
+    )
 
 
 # A C core built from another version of _native.c writes other columns: the numpy paths run instead.
-if native.ENABLED and _layout() != native.core.COLUMN_LAYOUT:
-    native.switch_off("the C core writes other columns than decode.COLUMNS (a stale build: reinstall it)")
+if native.ENABLED and layout() != native.core.COLUMN_LAYOUT:
+    native.switch_off(
+        "the C core writes other columns than schema.PACKETS types (a stale build: reinstall it)"
+    )
 
 
 @dataclass
