@@ -22,6 +22,7 @@ from conftest import IN_CI, SAMPLES, corpus_files
 from pcapmtu import schema
 from pcapmtu.errors import CaptureError
 from pcapmtu.ingest import decode, formats, native, packets, tcp
+from pcapmtu.ingest.formats import chunks, pcap
 from test_bad_input import (
     BASES,
     FRAMES,
@@ -410,10 +411,10 @@ def test_the_c_walk_stops_at_an_absurd_length_like_the_python_walk(big, monkeypa
     list there afterwards, the C walk stops there; both then report it."""
     order = ">" if big else "<"
     records = b"".join(struct.pack(order + "IIII", 1, 0, n, n) + b"x" * n for n in (10, 20, 300, 5, 7))
-    caplen_at = struct.Struct(order + "I").unpack_from if big else formats._LITTLE_U32
-    monkeypatch.setattr(formats, "MAX_RECORD", 100)
-    fast = formats._walk_pcap(memoryview(records), caplen_at, 16)
+    caplen_at = struct.Struct(order + "I").unpack_from if big else pcap._LITTLE_U32
+    monkeypatch.setattr(chunks, "MAX_RECORD", 100)
+    fast = pcap._walk_pcap(memoryview(records), caplen_at, 16)
     monkeypatch.setattr(native, "ENABLED", False)
-    pure = formats._walk_pcap(memoryview(records), caplen_at, 16)
+    pure = pcap._walk_pcap(memoryview(records), caplen_at, 16)
     assert list(fast[0]) == list(pure[0]) == [0, 26] and fast[1:] == pure[1:]
     assert fast[1] == 62 and "absurd captured length (300 bytes)" in fast[2]
