@@ -23,6 +23,7 @@ from pcapmtu import schema
 from pcapmtu.errors import CaptureError
 from pcapmtu.ingest import decode, formats, native, packets, tcp
 from pcapmtu.ingest.formats import chunks, pcap
+from pcapmtu.ingest.tcp import connections
 from test_bad_input import (
     BASES,
     FRAMES,
@@ -307,10 +308,10 @@ def test_same_codes_for_thousands_of_distinct_addresses_and_tuples():
         }
     )
     rows = np.flatnonzero(rng.random(n) < 0.8).astype(np.int32)
-    fast = tcp._tuple_ids(frame, rows, 1 << 16)
+    fast = connections.tuple_ids(frame, rows, 1 << 16)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(native, "ENABLED", False)
-        pure = tcp._tuple_ids(frame, rows, 4096)
+        pure = connections.tuple_ids(frame, rows, 4096)
     np.testing.assert_array_equal(fast[0], pure[0])
     np.testing.assert_array_equal(fast[1], pure[1])
     assert 5000 < fast[1].max() < 6000

@@ -15,10 +15,11 @@ import pandas as pd
 
 from .. import schema
 from ..textsafe import html_text, printable
-from . import decode, rare_layers, service_names, streams, tcp
+from . import decode, rare_layers, service_names, tcp
 from .formats import CaptureFile
 from .memory import collector_paused, release_free_memory
 from .packets import PacketStats, build_packets
+from .tcp import streams
 
 
 @dataclass(repr=False)
