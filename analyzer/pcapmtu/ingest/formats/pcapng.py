@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
@@ -28,6 +29,38 @@ MAX_TS_OFFSET = 1 << 32  # seconds; a larger pcapng if_tsoffset is corrupt
 # pcapng block types (draft-ietf-opsawg-pcapng)
 SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 MIN_BLOCK = {IDB: 20, PB_OBSOLETE: 32, SPB: 16, EPB: 32}  # block length with the fixed fields, in bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Packets:
+    """Packet blocks found in a chunk, in file order, their times still in their interface's units."""
+
+    data_off: np.ndarray  # int64: start of the packet bytes in the chunk
+    iface: np.ndarray  # int64: index into CaptureFile.interfaces
+    ts_raw: np.ndarray  # uint64: timestamp in units of the interface's resolution
+    caplen: np.ndarray  # int64: captured bytes
+    wirelen: np.ndarray  # int64: original length on the wire
+
+    @classmethod
+    def of_lists(cls, data_off, iface, ts_raw, caplen, wirelen) -> _Packets:
+        """Blocks gathered one by one, as the arrays a run of enhanced packet blocks yields."""
+        return cls(
+            data_off=np.asarray(data_off, dtype=np.int64),
+            iface=np.asarray(iface, dtype=np.int64),
+            ts_raw=np.asarray(ts_raw, dtype=np.uint64),
+            caplen=np.asarray(caplen, dtype=np.int64),
+            wirelen=np.asarray(wirelen, dtype=np.int64),
+        )
+
+    @classmethod
+    def joined(cls, runs: list[_Packets]) -> _Packets:
+        return cls(
+            data_off=np.concatenate([run.data_off for run in runs]),
+            iface=np.concatenate([run.iface for run in runs]),
+            ts_raw=np.concatenate([run.ts_raw for run in runs]),
+            caplen=np.concatenate([run.caplen for run in runs]),
+            wirelen=np.concatenate([run.wirelen for run in runs]),
+        )
 
 
 def batches(cap: CaptureFile, fh: BinaryIO, chunk_bytes: int) -> Iterator[RecordBatch]:
@@ -57,7 +90,7 @@ class _Walker:
         wirelens: list[int] = []
         two = struct.Struct(self.order + "II").unpack_from
         problem = None
-        runs: list[tuple[np.ndarray, ...]] = []  # fast-path EPB runs and slow-path records, in file order
+        runs: list[_Packets] = []  # fast-path EPB runs and slow-path records, in file order
         max_record = chunks.MAX_RECORD
         fast = chunks.BULK_WALKS and sys.byteorder == "little" and n >= 4
         words = memoryview(chunk)[: n // 4 * 4].cast("I") if fast else None  # blocks are 4-byte aligned
@@ -66,7 +99,7 @@ class _Walker:
                 run, pos = self._epb_run(chunk, words, pos)
                 if run is not None:
                     if data_off:  # keep file order: records gathered one by one so far come first
-                        runs.append(_columns(data_off, ifaces, ts_raw, caplens, wirelens))
+                        runs.append(_Packets.of_lists(data_off, ifaces, ts_raw, caplens, wirelens))
                         data_off, ifaces, ts_raw, caplens, wirelens = [], [], [], [], []
                     runs.append(run)
                 if pos + 12 > n:
@@ -139,13 +172,12 @@ class _Walker:
         if words is not None:
             words.release()
         if data_off:
-            runs.append(_columns(data_off, ifaces, ts_raw, caplens, wirelens))
+            runs.append(_Packets.of_lists(data_off, ifaces, ts_raw, caplens, wirelens))
         if not runs:
             return None, pos, problem
-        joined = [np.concatenate(parts) for parts in zip(*runs, strict=True)]
-        return self._batch(chunk, file_base, *joined), pos, problem
+        return self._batch(chunk, file_base, _Packets.joined(runs)), pos, problem
 
-    def _epb_run(self, chunk, words, pos: int) -> tuple[tuple[np.ndarray, ...] | None, int]:
+    def _epb_run(self, chunk, words, pos: int) -> tuple[_Packets | None, int]:
         """Consecutive enhanced packet blocks from `pos`, read without a Python step per field.
 
         Stops before anything else (another block type, a length to judge, a block cut by the chunk's
@@ -190,7 +222,10 @@ class _Walker:
             if not k:
                 return None, pos
         ts = (head[:, 3].astype(np.uint64) << np.uint64(32)) | head[:, 4].astype(np.uint64)
-        return (at + 28, iface + self.section_base, ts, clen, wlen), pos
+        found = _Packets(
+            data_off=at + 28, iface=iface + self.section_base, ts_raw=ts, caplen=clen, wirelen=wlen
+        )
+        return found, pos
 
     def _interface(self, chunk: bytes, pos: int, blen: int) -> None:
         linktype, _res, snaplen = struct.unpack_from(self.order + "HHI", chunk, pos + 8)
@@ -217,10 +252,10 @@ class _Walker:
             opt += 4 + olen + (-olen % 4)
         self.cap.interfaces.append(iface)
 
-    def _batch(self, chunk, file_base, data_off, ifaces, ts_raw, caplens, wirelens) -> RecordBatch:
+    def _batch(self, chunk, file_base, found: _Packets) -> RecordBatch:
         cap = self.cap
-        iface = np.asarray(ifaces, dtype=np.int32)
-        raw_u = np.asarray(ts_raw, dtype=np.uint64)
+        iface = np.asarray(found.iface, dtype=np.int32)
+        raw_u = np.asarray(found.ts_raw, dtype=np.uint64)
         absurd = raw_u >= np.uint64(1 << 62)  # beyond any real clock in any resolution; keep it harmless
         cap._absurd_ts += int(absurd.sum())
         raw = np.where(absurd, 0, raw_u).astype(np.int64)
@@ -229,29 +264,18 @@ class _Walker:
             sel = iface == idx
             ts_ns[sel], out_of_range = _to_ns(raw[sel], cap.interfaces[idx])
             cap._absurd_ts += out_of_range
-        caplen = np.asarray(caplens, dtype=np.int64)
-        offs = np.asarray(data_off, dtype=np.int64)
+        caplen = np.asarray(found.caplen, dtype=np.int64)
+        offs = np.asarray(found.data_off, dtype=np.int64)
         cap.records += len(offs)
         return RecordBatch(
             buf=np.frombuffer(chunk, dtype=np.uint8),
             data_off=offs,
             caplen=caplen,
-            wirelen=np.maximum(np.asarray(wirelens, dtype=np.int64), caplen),
+            wirelen=np.maximum(np.asarray(found.wirelen, dtype=np.int64), caplen),
             ts_ns=ts_ns,
             iface=iface,
             file_off=offs + file_base,
         )
-
-
-def _columns(data_off, ifaces, ts_raw, caplens, wirelens) -> tuple[np.ndarray, ...]:
-    """Records gathered one by one, as the arrays a fast-path run yields."""
-    return (
-        np.asarray(data_off, dtype=np.int64),
-        np.asarray(ifaces, dtype=np.int64),
-        np.asarray(ts_raw, dtype=np.uint64),
-        np.asarray(caplens, dtype=np.int64),
-        np.asarray(wirelens, dtype=np.int64),
-    )
 
 
 def _to_ns(raw: np.ndarray, iface: Interface) -> tuple[np.ndarray, int]:

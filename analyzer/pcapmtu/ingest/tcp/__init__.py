@@ -114,7 +114,7 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
 
     flags, plen, win = column("tcp_flags", np.int16), column("payload_len", np.int32), column("win", np.int32)
     seq, ack, ts = column("seq", np.uint32), column("ack", np.uint32), column("ts_ns", np.int64)
-    dup_copy = connections.interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, ts, cfg)
+    dup_copy = connections.interface_copies(packets, rows, tup, a_is_src, cfg)
     if "dup_copy" in cols:
         cols["dup_copy"][rows] = dup_copy
     holes = segments.SackHoles(packets, sack)
@@ -153,72 +153,44 @@ def reconstruct(packets: pd.DataFrame, sack: pd.DataFrame, cfg: TcpConfig | None
         if hi < n:
             hi = int(first_all[np.searchsorted(first_all, hi)]) if hi <= first_all[-1] else n
         sl = slice(lo, hi)
-        conn_base = int(np.searchsorted(first_all, lo))
-        parts.append(
-            _analyze_slice(
-                packets,
-                holes,
-                cfg,
-                cols,
-                rank,
-                conn_base,
-                rows[sl].astype(np.int64),
-                a_is_src[sl],
-                flags[sl].astype(np.int64),
-                seq[sl].astype(np.int64),
-                ack[sl].astype(np.int64),
-                plen[sl],
-                ts[sl],
-                win[sl],
-                start[sl],
-            )  # fmt: skip
+        starts_here = start[sl]
+        first = np.flatnonzero(starts_here)
+        rows_here = rows[sl].astype(np.int64)
+        _, key_lo, key_hi = connections.endpoint_keys(packets, rows_here[first])  # each connection's 5-tuple
+        part = segments.Slice(
+            rows=rows_here,
+            a_is_src=a_is_src[sl],
+            flags=flags[sl].astype(np.int64),
+            seq=seq[sl].astype(np.int64),
+            ack=ack[sl].astype(np.int64),
+            plen=plen[sl],
+            ts=ts[sl],
+            win=win[sl],
+            conn=np.cumsum(starts_here) - 1,
+            first=first,
+            key_lo=key_lo,
+            key_hi=key_hi,
         )
+        conn_base = int(np.searchsorted(first_all, lo))
+        rank_here = rank[conn_base : conn_base + len(first)]
+        parts.append(_analyze_slice(packets, holes, cfg, cols, rank_here, part))
         lo = hi
     return cols, flows.joined(parts)
 
 
-def _analyze_slice(packets, holes, cfg, cols, rank, conn_base, rows, a_is_src, flags, seq, ack, plen, ts, win,
-                   start) -> dict[str, np.ndarray]:  # fmt: skip
-    """Per-segment analysis and per-connection aggregates for a run of whole connections (S order)."""
-    conn = np.cumsum(start) - 1
-    first = np.flatnonzero(start)
-    _, key_lo, key_hi = connections.endpoint_keys(packets, rows[first])  # per connection: its 5-tuple
-    rank = rank[conn_base : conn_base + len(first)]
-    seg = segments.analyze(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win)
-    dirn, rel_s, rel_ack = seg["dirn"], seg["rel"], seg["rel_ack"]
-    per_packet = {name: seg[name] for name in segments.PER_SEGMENT_FLAGS}
-    # ---- write the per-packet columns the caller asked for
-    for name, values in {
-        "conn": rank[conn],
-        "dir": dirn,
-        "rel_seq": rel_s,
-        "rel_ack": rel_ack,
-        **per_packet,
-    }.items():
+def _analyze_slice(
+    packets: pd.DataFrame,
+    holes: segments.SackHoles,
+    cfg: TcpConfig,
+    cols: dict[str, np.ndarray],
+    rank: np.ndarray,
+    part: segments.Slice,
+) -> dict[str, np.ndarray]:
+    """Per-segment analysis and per-connection aggregates of a run of whole connections, numbered by `rank`;
+    writes the per-packet columns the caller asked for (`cols`) and returns the slice's flows columns."""
+    found = segments.analyze(cfg, part)
+    per_packet = {"conn": rank[part.conn], "dir": found.dirn, "rel_seq": found.rel, "rel_ack": found.rel_ack}
+    for name, values in {**per_packet, **found.flags()}.items():
         if name in cols:
-            cols[name][rows] = values
-    hole = holes.at(rows)
-
-    return flows.table(
-        packets,
-        rows=rows,
-        first=first,
-        conn=conn,
-        rank=rank,
-        dirn=dirn,
-        flags=flags,
-        seq=seq,
-        rel=rel_s,
-        rel_ack=rel_ack,
-        plen=plen,
-        ts=ts,
-        client_is_a=seg["client_is_a"],
-        key_lo=key_lo,
-        key_hi=key_hi,
-        first_syn=seg["first_syn"],
-        first_synack=seg["first_synack"],
-        irtt=seg["irtt"],
-        has_rtt=seg["has_rtt"],
-        per_packet=per_packet,
-        hole=hole,
-    )
+            cols[name][part.rows] = values
+    return flows.table(packets, part, found, rank, holes.at(part.rows))

@@ -107,7 +107,7 @@ def _answered_earlier(syn_pos, tup, seq, ack, synack, start) -> np.ndarray:
     return out
 
 
-def interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, ts, cfg) -> np.ndarray:
+def interface_copies(packets, rows, tup, a_is_src, cfg) -> np.ndarray:
     """Flag later copies of one packet captured on another interface (`tcpdump -i any`, pcapng).
 
     A copy has the same TCP/IP identity (IP ID, TSval, sequence, ACK, length, flags, window) as an earlier
@@ -123,11 +123,11 @@ def interface_copies(packets, rows, tup, a_is_src, flags, seq, ack, plen, win, t
         return np.zeros(len(rows), dtype=bool)
     where_seen = (iface.astype(np.int64) << 32) | (ifindex.astype(np.int64) & 0xFFFFFFFF)
     del iface, ifindex
-    ip_id = packets["ip_id"].to_numpy()[rows]
-    tsval = packets["tsval"].to_numpy()[rows]
-    ident = pd.DataFrame(
-        {"t": tup, "a": a_is_src, "f": flags, "s": seq, "k": ack, "l": plen, "w": win, "i": ip_id, "v": tsval}
-    )
+    identity = {"tup": tup, "a_is_src": a_is_src}  # and the TCP/IP identity fields of the packet:
+    for name in ("tcp_flags", "seq", "ack", "payload_len", "win", "ip_id", "tsval"):
+        identity[name] = packets[name].to_numpy()[rows]
+    ident = pd.DataFrame(identity)
+    ts = packets["ts_ns"].to_numpy()[rows]
     group = ident.groupby(list(ident.columns), sort=False).ngroup().to_numpy()
     _, first_idx = np.unique(group, return_index=True)
     orig = first_idx[group]

@@ -7,12 +7,14 @@ and the state in words; `joined` puts the slices' tables together in connection 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from ... import schema
 from .. import native
-from .segments import ACK, FIN, NONE, PER_SEGMENT_FLAGS, RST, SYN, as_i64, reduce_groups
+from .segments import ACK, FIN, NONE, PER_SEGMENT_FLAGS, RST, SYN, Analysis, Slice, as_i64, reduce_groups
 from .states import STATES, zeek_conn_state
 
 HISTORY_LETTERS = (
@@ -43,15 +45,37 @@ HISTORY_POSITIONS = (
 )  # fmt: skip, in HISTORY_LETTERS order
 
 
-def table(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, plen, ts, client_is_a, key_lo, key_hi,
-          first_syn, first_synack, irtt, has_rtt, per_packet, hole) -> dict[str, np.ndarray]:  # fmt: skip
-    """The flows table's columns for a slice of whole connections (see docs/tables.md)."""
-    n_conn = len(first)
-    frame = packets["frame"].to_numpy()[rows]
-    agg = aggregates(
-        first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, packets["ip_len"].to_numpy()[rows],
-        packets["outer_ip_len"].to_numpy()[rows], packets["ipv"].to_numpy()[rows], hole, per_packet,
-    )  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class PacketFields:
+    """Per segment of a `Slice`, what the aggregates read from the packets table, and its SACK hole."""
+
+    frame: np.ndarray  # int64: frame number
+    ip_len: np.ndarray  # uint32: IP total length
+    outer_ip_len: np.ndarray  # uint32: IP length of the outer (overlay) packet, 0 if none
+    ipv: np.ndarray  # uint8: IP version
+    sack_hole: np.ndarray  # int64: bytes between the ACK and the lowest SACK block above it, 0 if none
+
+    @classmethod
+    def gather(cls, packets: pd.DataFrame, rows: np.ndarray, sack_hole: np.ndarray) -> PacketFields:
+        return cls(
+            frame=packets["frame"].to_numpy()[rows],
+            ip_len=packets["ip_len"].to_numpy()[rows],
+            outer_ip_len=packets["outer_ip_len"].to_numpy()[rows],
+            ipv=packets["ipv"].to_numpy()[rows],
+            sack_hole=sack_hole,
+        )
+
+
+def table(
+    packets: pd.DataFrame, part: Slice, found: Analysis, rank: np.ndarray, sack_hole: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The flows table's columns for a slice of whole connections (see docs/tables.md), numbered by `rank`."""
+    rows, seq, ts, key_lo, key_hi = part.rows, part.seq, part.ts, part.key_lo, part.key_hi
+    first_syn, first_synack, client_is_a = found.first_syn, found.first_synack, found.client_is_a
+    n_conn = len(part.first)
+    fields = PacketFields.gather(packets, rows, sack_hole)
+    frame = fields.frame
+    agg = aggregates(part, found, fields)
 
     def at(position, values, missing):
         ok = position != NONE
@@ -82,7 +106,7 @@ def table(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, p
         "last_time": schema.utc(agg["last_ts"]),
         "syn_frame": at(first_syn, frame, -1),
         "synack_frame": at(first_synack, frame, -1),
-        "handshake_rtt": np.where(has_rtt, irtt / 1e9, np.nan),
+        "handshake_rtt": np.where(found.has_rtt, found.irtt / 1e9, np.nan),
         "mss_client": option(first_syn, "mss", 0).astype(np.int32),
         "mss_server": option(first_synack, "mss", 0).astype(np.int32),
         "wscale_client": option(first_syn, "wscale", -1).astype(np.int8),
@@ -95,7 +119,7 @@ def table(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, p
     for tag in ("c2s", "s2c"):
         for name in ("pkts", "bytes", "max_payload", "max_ip_len", "max_outer_len"):
             out[f"{name}_{tag}"] = agg[f"{name}_{tag}"]
-    for name in per_packet:
+    for name in PER_SEGMENT_FLAGS:
         for tag in ("c2s", "s2c"):
             out[f"{name}_{tag}"] = agg[f"{name}_{tag}"]
     out["retransmissions"] = out["retrans_c2s"] + out["retrans_s2c"]
@@ -157,18 +181,23 @@ def table(packets, *, rows, first, conn, rank, dirn, flags, seq, rel, rel_ack, p
     return out
 
 
-def aggregates(first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole,
-               per_packet) -> dict[str, np.ndarray]:  # fmt: skip
+def aggregates(part: Slice, found: Analysis, fields: PacketFields) -> dict[str, np.ndarray]:
     """`CONN_AGGREGATES` and `DIR_AGGREGATES` of a slice, in C when the core runs (the same either way)."""
     compute = _aggregates_native if native.ENABLED else _aggregates_numpy
-    return compute(
-        first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole, per_packet
-    )
+    return compute(part, found, fields)
 
 
-def _aggregates_numpy(first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole,
-                      per_packet) -> dict[str, np.ndarray]:  # fmt: skip
+def _aggregates_numpy(part: Slice, found: Analysis, fields: PacketFields) -> dict[str, np.ndarray]:
     """`CONN_AGGREGATES` and `DIR_AGGREGATES` of a slice, vectorized."""
+    first, conn, flags, plen, ts = part.first, part.conn, part.flags, part.plen, part.ts
+    dirn, rel, rel_ack, per_packet = found.dirn, found.rel, found.rel_ack, found.flags()
+    frame, ip_len, outer, ipv, hole = (
+        fields.frame,
+        fields.ip_len,
+        fields.outer_ip_len,
+        fields.ipv,
+        fields.sack_hole,
+    )
     n = len(dirn)
     pos = np.arange(n)
 
@@ -229,18 +258,28 @@ def _aggregates_numpy(first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, i
     return out
 
 
-def _aggregates_native(first, conn, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole,
-                       per_packet) -> dict[str, np.ndarray]:  # fmt: skip
+def _aggregates_native(part: Slice, found: Analysis, fields: PacketFields) -> dict[str, np.ndarray]:
     """`_aggregates_numpy` in C: one pass over each connection's packets."""
-    bits = np.zeros(len(dirn), dtype=np.uint8)
-    for k, name in enumerate(PER_SEGMENT_FLAGS):
-        bits |= per_packet[name].view(np.uint8) << k
-    table = np.empty((len(first), len(CONN_AGGREGATES) + 2 * len(DIR_AGGREGATES)), dtype=np.int64)
-
+    bits = np.zeros(len(found.dirn), dtype=np.uint8)
+    for k, values in enumerate(found.flags().values()):
+        bits |= values.view(np.uint8) << k
+    table = np.empty((len(part.first), len(CONN_AGGREGATES) + 2 * len(DIR_AGGREGATES)), dtype=np.int64)
     native.core.tcp_aggregates(
-        as_i64(first), as_i64(dirn), as_i64(flags), as_i64(rel), as_i64(rel_ack), as_i64(plen), as_i64(ts), as_i64(frame), as_i64(ip_len),
-        as_i64(outer), as_i64(ipv), as_i64(hole), bits, table,
-    )  # fmt: skip
+        as_i64(part.first),
+        as_i64(found.dirn),
+        as_i64(part.flags),
+        as_i64(found.rel),
+        as_i64(found.rel_ack),
+        as_i64(part.plen),
+        as_i64(part.ts),
+        as_i64(fields.frame),
+        as_i64(fields.ip_len),
+        as_i64(fields.outer_ip_len),
+        as_i64(fields.ipv),
+        as_i64(fields.sack_hole),
+        bits,
+        table,
+    )
     names = [*CONN_AGGREGATES] + [f"{name}_{tag}" for tag in ("c2s", "s2c") for name in DIR_AGGREGATES]
     return {name: table[:, k] for k, name in enumerate(names)}
 

@@ -10,10 +10,16 @@ path is the reference; the C core computes the same, one connection at a time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from .. import native
+
+if TYPE_CHECKING:
+    from . import TcpConfig
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 SEQ_MOD = 1 << 32
@@ -21,6 +27,55 @@ NONE = np.iinfo(np.int64).max  # the position of an event a connection never had
 
 PER_SEGMENT_FLAGS = ("retrans", "fast_retrans", "spurious_retrans", "out_of_order", "lost_before", "dup_ack",
                      "zero_window", "keepalive")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """A run of whole connections, its segments in S order (by 5-tuple, file order inside): what the analysis
+    reads. Positions (`first`, and those the analysis returns) count from the slice's first segment."""
+
+    # per segment
+    rows: np.ndarray  # int64: row in the packets table
+    a_is_src: np.ndarray  # bool: sent by endpoint A, the lower (address code, port) of the 5-tuple
+    flags: np.ndarray  # int64: TCP flags
+    seq: np.ndarray  # int64: raw sequence number
+    ack: np.ndarray  # int64: raw acknowledgment number
+    plen: np.ndarray  # int32: payload bytes
+    ts: np.ndarray  # int64: nanoseconds since the epoch
+    win: np.ndarray  # int32: raw window
+    conn: np.ndarray  # int64: the segment's connection, 0 for the slice's first
+    # per connection
+    first: np.ndarray  # int64: position of its first segment
+    key_lo: np.ndarray  # int64: endpoint A as address code << 16 | port
+    key_hi: np.ndarray  # int64: endpoint B
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """What the per-segment analysis finds in a `Slice`."""
+
+    # per segment
+    dirn: np.ndarray  # int64: 0 client to server, 1 server to client
+    rel: np.ndarray  # int64: sequence number relative to the direction's ISN, unwrapped
+    rel_ack: np.ndarray  # int64: acknowledgment number relative to the other direction's ISN (0 without ACK)
+    retrans: np.ndarray  # bool, and the rest of PER_SEGMENT_FLAGS (schema.PACKETS says what each means)
+    fast_retrans: np.ndarray
+    spurious_retrans: np.ndarray
+    out_of_order: np.ndarray
+    lost_before: np.ndarray
+    dup_ack: np.ndarray
+    zero_window: np.ndarray
+    keepalive: np.ndarray
+    # per connection
+    first_syn: np.ndarray  # int64: position of the client's first SYN, NONE if none
+    first_synack: np.ndarray  # int64: position of the first SYN-ACK, NONE if none
+    client_is_a: np.ndarray  # bool: endpoint A is the client
+    irtt: np.ndarray  # int64: handshake round trip, ns (Wireshark's iRTT)
+    has_rtt: np.ndarray  # bool: irtt was measured
+
+    def flags(self) -> dict[str, np.ndarray]:
+        """`PER_SEGMENT_FLAGS` by name, in that order."""
+        return {name: getattr(self, name) for name in PER_SEGMENT_FLAGS}
 
 
 def seq_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -45,18 +100,15 @@ def _group_shift(values: np.ndarray, starts_mask: np.ndarray, fill) -> np.ndarra
     return out
 
 
-def analyze(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win) -> dict:
-    """The per-segment analysis of whole connections, in C when the core runs (the same either way)."""
-    segments = _analyze_native if native.ENABLED else _analyze_numpy
-    return segments(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win)
+def analyze(cfg: TcpConfig, part: Slice) -> Analysis:
+    """The per-segment analysis of a slice of whole connections, in C when the core runs (the same either way)."""
+    return _analyze_native(cfg, part) if native.ENABLED else _analyze_numpy(cfg, part)
 
 
-def _analyze_numpy(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win) -> dict:
-    """Orientation, relative sequence numbers and the per-segment flags of whole connections, vectorized.
-
-    Returns per packet `dirn`, `rel`, `rel_ack` and `PER_SEGMENT_FLAGS`; per connection `first_syn`,
-    `first_synack` (positions, NONE if absent), `client_is_a`, `irtt`, `has_rtt`.
-    """
+def _analyze_numpy(cfg: TcpConfig, part: Slice) -> Analysis:
+    """Orientation, relative sequence numbers and the per-segment flags of whole connections, vectorized."""
+    conn, first, a_is_src, key_lo, key_hi = part.conn, part.first, part.a_is_src, part.key_lo, part.key_hi
+    flags, seq, ack, plen, ts, win = part.flags, part.seq, part.ack, part.plen, part.ts, part.win
     n = len(flags)
     pos = np.arange(n)
     syn = (flags & SYN) > 0
@@ -189,24 +241,24 @@ def _analyze_numpy(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, 
     base_by_dir[conn[dorder][d_first], dirn[dorder][d_first]] = isn_raw
     rel_ack = np.where(ackf, seq_diff(ack, base_by_dir[conn, 1 - dirn]), 0)
 
-    return {
-        "dirn": dirn,
-        "rel": rel_s,
-        "rel_ack": rel_ack,
-        "retrans": retrans,
-        "fast_retrans": fast,
-        "spurious_retrans": spurious,
-        "out_of_order": ooo,
-        "lost_before": lost_before[inv],
-        "dup_ack": dup_ack[inv],
-        "zero_window": zero_window[inv],
-        "keepalive": keepalive[inv],
-        "first_syn": first_syn,
-        "first_synack": first_synack,
-        "client_is_a": client_is_a,
-        "irtt": irtt,
-        "has_rtt": has_rtt,
-    }
+    return Analysis(
+        dirn=dirn,
+        rel=rel_s,
+        rel_ack=rel_ack,
+        retrans=retrans,
+        fast_retrans=fast,
+        spurious_retrans=spurious,
+        out_of_order=ooo,
+        lost_before=lost_before[inv],
+        dup_ack=dup_ack[inv],
+        zero_window=zero_window[inv],
+        keepalive=keepalive[inv],
+        first_syn=first_syn,
+        first_synack=first_synack,
+        client_is_a=client_is_a,
+        irtt=irtt,
+        has_rtt=has_rtt,
+    )
 
 
 def as_i64(values) -> np.ndarray:
@@ -214,23 +266,44 @@ def as_i64(values) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.int64)
 
 
-def _analyze_native(cfg, conn, first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win) -> dict:
-    """`_analyze_numpy` in C: one pass per connection instead of ~150 array operations per slice."""
-    n, n_conn = len(flags), len(first)
-    out = {"dirn": np.empty(n, np.int64), "rel": np.empty(n, np.int64), "rel_ack": np.empty(n, np.int64)}
-    for name in PER_SEGMENT_FLAGS:
-        out[name] = np.empty(n, np.bool_)
-    for name, dtype in (("first_syn", np.int64), ("first_synack", np.int64), ("client_is_a", np.bool_),
-                        ("irtt", np.int64), ("has_rtt", np.bool_)):  # fmt: skip
-        out[name] = np.empty(n_conn, dtype)
+# The fields of `Analysis` the C core writes, in its order, with their dtypes: per segment, per connection.
+_PER_SEGMENT_OUT = {
+    "dirn": np.int64,
+    "rel": np.int64,
+    "rel_ack": np.int64,
+    **dict.fromkeys(PER_SEGMENT_FLAGS, np.bool_),
+}
+_PER_CONNECTION_OUT = {
+    "first_syn": np.int64,
+    "first_synack": np.int64,
+    "client_is_a": np.bool_,
+    "irtt": np.int64,
+    "has_rtt": np.bool_,
+}
 
+
+def _analyze_native(cfg: TcpConfig, part: Slice) -> Analysis:
+    """`_analyze_numpy` in C: one pass per connection instead of ~150 array operations per slice."""
+    n, n_conn = len(part.flags), len(part.first)
+    per_segment = {name: np.empty(n, dtype) for name, dtype in _PER_SEGMENT_OUT.items()}
+    per_connection = {name: np.empty(n_conn, dtype) for name, dtype in _PER_CONNECTION_OUT.items()}
     native.core.tcp_segments(
-        as_i64(first), np.ascontiguousarray(a_is_src, dtype=np.bool_), as_i64(key_lo), as_i64(key_hi), as_i64(flags),
-        as_i64(seq), as_i64(ack), as_i64(plen), as_i64(ts), as_i64(win), cfg.ooo_threshold_ns, cfg.fast_retrans_window_ns,
-        tuple(out[name] for name in ("dirn", "rel", "rel_ack", *PER_SEGMENT_FLAGS)),
-        tuple(out[name] for name in ("first_syn", "first_synack", "client_is_a", "irtt", "has_rtt")),
-    )  # fmt: skip
-    return out
+        as_i64(part.first),
+        np.ascontiguousarray(part.a_is_src, dtype=np.bool_),
+        as_i64(part.key_lo),
+        as_i64(part.key_hi),
+        as_i64(part.flags),
+        as_i64(part.seq),
+        as_i64(part.ack),
+        as_i64(part.plen),
+        as_i64(part.ts),
+        as_i64(part.win),
+        cfg.ooo_threshold_ns,
+        cfg.fast_retrans_window_ns,
+        tuple(per_segment.values()),
+        tuple(per_connection.values()),
+    )
+    return Analysis(**per_segment, **per_connection)
 
 
 def _last_reverse(pos, dirn, first, conn) -> np.ndarray:
