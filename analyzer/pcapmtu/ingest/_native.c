@@ -2,11 +2,22 @@
  * pcapmtu.ingest._native: the per-record hot loops in C, optional.
  *
  * Why: on a real one-million-packet capture the columnar numpy decoder spends most of its time in call
- * overhead on small arrays, and the pcap record walk is a sequential loop numpy cannot vectorize. These
- * two loops are what keeps pcapmtu slower than tcptrace. Nothing here decides anything new: every rule is
- * the one in decode.py/formats.py, and tests/test_native.py checks that both give identical tables on
- * every capture and on fuzzed packets. The package works without this module (pure numpy); see
- * decode.NATIVE.
+ * overhead on small arrays, and the record walks, address and 5-tuple interning and the per-connection TCP
+ * state are sequential loops numpy cannot vectorize, or does with a few dozen array operations per slice.
+ * Seven entry points, each the C twin of a Python function that stays the reference:
+ *
+ *   walk_pcap            the pcap record walk              formats/pcap.py: _walk_words, _walk_struct
+ *   epb_run              a run of pcapng packet blocks     formats/pcapng.py: _Walker._epb_run
+ *   decode               the header decoder, common shapes decode.py: _decode_numpy
+ *   factorize_addresses  one address side of a batch       packets.py: _AddressTable.intern
+ *   tuple_ids            5-tuple interning                 tcp/connections.py: tuple_ids
+ *   tcp_segments         the per-segment analysis          tcp/segments.py: _analyze_numpy
+ *   tcp_aggregates       the flows table's aggregates      tcp/flows.py: _aggregates_numpy
+ *
+ * Nothing here decides anything new: every rule is the one in those functions, and tests/test_native.py
+ * checks that both give identical tables on every capture and on fuzzed packets, segments and files. The
+ * package works without this module (pure numpy); native.ENABLED is the one switch (PCAPMTU_PURE=1 sets it
+ * off).
  *
  * The decoder takes the common shapes only (Ethernet with VLAN tags, Linux cooked v1/v2, raw IP; sound
  * IPv4 or IPv6 without extension headers; TCP, UDP, ICMP). A row with anything else (an error status,
@@ -121,7 +132,7 @@ static PyObject *vec_bytes(Vec *v)
 }
 
 /* ------------------------------------------------------------------------------------ pcap record walk */
-/* Record starts fully inside buf: the loop of formats._walk_native/_walk_struct, which also stops before a
+/* Record starts fully inside buf: the loop of formats.pcap._walk_words/_walk_struct, which also stops before a
  * record claiming more than max_record bytes (there the Python walks trim afterwards). (starts, pos). */
 static PyObject *walk_pcap(PyObject *self, PyObject *args)
 {
@@ -170,7 +181,7 @@ static PyObject *walk_pcap(PyObject *self, PyObject *args)
 }
 
 
-/* Consecutive little-endian enhanced packet blocks from pos: the loop of formats._PcapngWalker._epb_run.
+/* Consecutive little-endian enhanced packet blocks from pos: the loop of formats.pcapng._Walker._epb_run.
  * epb_run(buf, pos, max_record) -> (int64 block starts as bytes, stop position) */
 static PyObject *epb_run(PyObject *self, PyObject *args)
 {
@@ -521,7 +532,7 @@ done:
 
 
 /* ------------------------------------------------------------------------------ TCP segment analysis */
-/* tcp._segments_numpy as one pass per connection; the rules and their order are documented there. */
+/* tcp.segments._analyze_numpy as one pass per connection; the rules and their order are documented there. */
 #define NONE INT64_MAX
 #define F_FIN 0x01
 #define F_SYN 0x02
@@ -560,7 +571,7 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
     if (syn != NONE)
         client_is_a = t->a_is_src[syn] != 0;
     /* handshake RTT as Wireshark's iRTT: the latest SYN to the first later segment with ACK and without
-     * SYN, either direction, a difference that is not positive not counting (tcp._segments_numpy) */
+     * SYN, either direction, a difference that is not positive not counting (tcp.segments._analyze_numpy) */
     int64_t hs_ack = NONE, last_syn = NONE, irtt = 0;
     for (int64_t p = lo; p < hi; p++) {
         int64_t d = (t->a_is_src[p] != 0) == client_is_a ? 0 : 1;
@@ -759,8 +770,8 @@ done:
     return result;
 }
 
-/* Per-connection aggregates for the flows table: tcp._aggregates_numpy, one pass per connection.
- * Row layout: tcp.CONN_AGGREGATES, then tcp.DIR_AGGREGATES for c2s, then for s2c. */
+/* Per-connection aggregates for the flows table: tcp.flows._aggregates_numpy, one pass per connection.
+ * Row layout: flows.CONN_AGGREGATES, then flows.DIR_AGGREGATES for c2s, then for s2c. */
 enum { A_IPV, A_FIRST_FRAME, A_LAST_FRAME, A_FIRST_TS, A_LAST_TS, A_MAX_GAP, A_IDLE_END, N_CONN_AGG };
 enum {
     D_PKTS, D_BYTES, D_MAX_PAYLOAD, D_MAX_IP_LEN, D_MAX_OUTER, D_FLAGS, /* 8 per-segment flag counts */
@@ -936,7 +947,7 @@ done:
 }
 
 /* ------------------------------------------------------------------------------- 5-tuple interning */
-/* tcp._tuple_ids in one pass: direction-free keys (address code << 16 | port, lower endpoint first) and
+/* tcp.connections.tuple_ids in one pass: direction-free keys (address code << 16 | port, lower endpoint first) and
  * ids numbered in order of first appearance, from an open-addressing table over the distinct tuples. */
 typedef struct {
     int64_t lo, hi;
@@ -1180,13 +1191,13 @@ static PyMethodDef methods[] = {
      "sack right, rare rows, rare bytes)"},
     {"tcp_segments", tcp_segments, METH_VARARGS,
      "tcp_segments(first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, ooo_ns, fast_ns, "
-     "per-packet outputs, per-connection outputs): tcp._segments_numpy, one connection at a time"},
+     "per-packet outputs, per-connection outputs): tcp.segments._analyze_numpy, one connection at a time"},
     {"tcp_aggregates", tcp_aggregates, METH_VARARGS,
      "tcp_aggregates(first, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole, flag bits, "
-     "table): tcp._aggregates_numpy, one connection at a time"},
+     "table): tcp.flows._aggregates_numpy, one connection at a time"},
     {"tuple_ids", tuple_ids, METH_VARARGS,
      "tuple_ids(src codes, sports, dst codes, dports, rows, a_is_src out, ids out) -> distinct tuples: "
-     "tcp._tuple_ids in one pass"},
+     "tcp.connections.tuple_ids in one pass"},
     {"factorize_addresses", factorize_addresses, METH_VARARGS,
      "factorize_addresses(addr, side, keep, valid, codes out) -> keys: one address side of a batch, "
      "factorized in packets._AddressTable's order"},

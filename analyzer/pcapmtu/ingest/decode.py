@@ -3,8 +3,8 @@
 Every field is gathered with numpy fancy indexing over the batch's byte array, guarded by the captured
 length, so a hostile or truncated packet yields a status code on its row instead of an exception.
 Rare layers whose shape varies (DNS, ICMP quotes, TLS) are not decoded here: their bytes are copied out
-for `layers`, which uses dpkt. Overlays (VXLAN, Geneve, GRE, IP-in-IP, Teredo, L2TP) are decapsulated so the row
-describes the inner packet, with the outer IP length kept beside it.
+for `rare_layers`, which uses dpkt. Overlays (VXLAN, Geneve, GRE, IP-in-IP, Teredo, L2TP) are decapsulated
+so the row describes the inner packet, with the outer IP length kept beside it.
 """
 
 from __future__ import annotations
@@ -619,7 +619,7 @@ def _icmp(rd: _Bytes, out: Decoded, rows, off, seg_len, proto) -> None:
 
 
 def _copy_rare(rd: _Bytes, out: Decoded, rows, start, stop) -> None:
-    """Copy the L4 bytes of rare packets for `layers` (dpkt); their count is small by nature."""
+    """Copy the L4 bytes of rare packets for `rare_layers` (dpkt); their count is small by nature."""
     if not len(rows):
         return
     stop = np.minimum(stop, rd.end[rows])

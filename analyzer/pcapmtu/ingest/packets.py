@@ -1,8 +1,11 @@
 """Stage 1: walk a capture file and build the columnar `packets` table.
 
-Columns are accumulated per batch as numpy arrays and concatenated once at the end, one column at a time,
-so peak memory is the finished table plus one column. Addresses are interned into a per-capture table
-and stored as categorical codes (4 bytes per address per packet).
+Each batch's decoded columns are written straight into one growing array per column (`_ColumnStore`),
+reserved ahead for the rows the whole file will hold at the rows per byte seen so far (and a quarter more),
+grown by at least half when that falls short; the table's columns are views of those arrays, so no
+per-batch pieces wait in the heap to be joined. Addresses are interned into a per-capture table and stored
+as categorical codes (4 bytes per address per packet). With `keep_packets=False` only TCP packets and the
+DNS/ICMP rows are kept, with `LEAN_COLUMNS`.
 """
 
 from __future__ import annotations
