@@ -23,10 +23,11 @@ from .formats import CaptureFile
 # The columns the later stages read (TCP reconstruction, DNS/ICMP/TLS layers, payload re-reads): all a
 # capture keeps when its per-packet table is not wanted (`inspect` needs only the flows).
 LEAN_COLUMNS = (
-    "frame", "ts_ns", "caplen", "iface", "file_off", "src", "dst", "linktype", "ifindex", "outer_ip_len",
-    "ipv", "ip_len", "ip_id", "frag", "proto", "sport", "dport", "tcp_flags", "seq", "ack", "win",
-    "payload_len", "payload0", "payload_off", "mss", "wscale", "sack_perm", "tsval", "has_ts", "status",
-)  # fmt: skip
+    *("frame", "ts_ns", "caplen", "iface", "file_off"),  # the record
+    *("src", "dst", "linktype", "ifindex", "outer_ip_len", "ipv", "ip_len", "ip_id", "frag", "proto"),
+    *("sport", "dport", "tcp_flags", "seq", "ack", "win", "payload_len", "payload0", "payload_off"),
+    *("mss", "wscale", "sack_perm", "tsval", "has_ts", "status"),  # TCP options; the decode status
+)
 
 
 SFLOW_PORT = 6343

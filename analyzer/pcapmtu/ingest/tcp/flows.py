@@ -26,12 +26,7 @@ HISTORY_LETTERS = (
 # named `{name}_c2s` / `{name}_s2c`. "Largest" values are never below 0 (as with no packet at all); a
 # position is NONE where no packet qualifies.
 CONN_AGGREGATES = ("ipv", "first_frame", "last_frame", "first_ts", "last_ts", "max_gap", "idle_end")
-DIR_AGGREGATES = (
-    "pkts", "bytes", "max_payload", "max_ip_len", "max_outer_len", *PER_SEGMENT_FLAGS, "sack_acks",
-    "max_sack_hole", "first_pos", "first_data_pos", "last_data_pos", "sent", "acked", "bytes_after_idle",
-    "max_payload_after_idle", "max_payload_before_idle", "syn_pos", "synack_pos", "pure_ack_pos", "data_pos",
-    "fin_pos", "rst_pos", "retrans_pos", "zero_window_pos", "lost_pos",
-)  # fmt: skip
+# the first positions Zeek's history is written from, in HISTORY_LETTERS order
 HISTORY_POSITIONS = (
     "syn_pos",
     "synack_pos",
@@ -42,7 +37,14 @@ HISTORY_POSITIONS = (
     "retrans_pos",
     "zero_window_pos",
     "lost_pos",
-)  # fmt: skip, in HISTORY_LETTERS order
+)
+DIR_AGGREGATES = (
+    *("pkts", "bytes", "max_payload", "max_ip_len", "max_outer_len"),
+    *PER_SEGMENT_FLAGS,
+    *("sack_acks", "max_sack_hole", "first_pos", "first_data_pos", "last_data_pos", "sent", "acked"),
+    *("bytes_after_idle", "max_payload_after_idle", "max_payload_before_idle"),
+    *HISTORY_POSITIONS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +234,17 @@ def _aggregates_numpy(part: Slice, found: Analysis, fields: PacketFields) -> dic
     syn, ackf = (flags & SYN) > 0, (flags & ACK) > 0
     fin, rst = (flags & FIN) > 0, (flags & RST) > 0
     pure_ack = ackf & (plen == 0) & ((flags & (SYN | FIN | RST)) == 0)
+    events = {  # in HISTORY_POSITIONS order
+        "syn_pos": syn & ~ackf,
+        "synack_pos": syn & ackf,
+        "pure_ack_pos": pure_ack,
+        "data_pos": data,
+        "fin_pos": fin,
+        "rst_pos": rst,
+        "retrans_pos": per_packet["retrans"],
+        "zero_window_pos": per_packet["zero_window"],
+        "lost_pos": per_packet["lost_before"],
+    }
     for d, tag in ((0, "c2s"), (1, "s2c")):
         mask, other = dirn == d, dirn == 1 - d
         out[f"pkts_{tag}"] = total(mask)
@@ -251,10 +264,8 @@ def _aggregates_numpy(part: Slice, found: Analysis, fields: PacketFields) -> dic
         out[f"bytes_after_idle_{tag}"] = total(np.where(after & mask, plen, 0))
         out[f"max_payload_after_idle_{tag}"] = biggest(plen, after & mask)
         out[f"max_payload_before_idle_{tag}"] = biggest(plen, ~after & mask)
-        for name, m in zip(HISTORY_POSITIONS, (syn & ~ackf, syn & ackf, pure_ack, data, fin, rst,
-                                               per_packet["retrans"], per_packet["zero_window"],
-                                               per_packet["lost_before"]), strict=True):  # fmt: skip
-            out[f"{name}_{tag}"] = earliest(m & mask)
+        for name, happened in events.items():
+            out[f"{name}_{tag}"] = earliest(happened & mask)
     return out
 
 
@@ -309,16 +320,26 @@ def joined(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     for name in list(parts[0]):
         values = [p.pop(name) for p in parts]
         if isinstance(values[0], pd.Categorical):
-            columns[name] = pd.Categorical(np.concatenate([np.asarray(v) for v in values])[order],
-                                           categories=values[0].categories)  # fmt: skip
+            labels = np.concatenate([np.asarray(v) for v in values])[order]
+            columns[name] = pd.Categorical(labels, categories=values[0].categories)
         else:
             columns[name] = np.concatenate(values)[order]
         del values
     return pd.DataFrame(columns, copy=False)
 
 
-LATER_COLUMNS = ("sni", "tls_version", "client_hello_len", "server_hello", "certificate_len",
-                 "server_flight_bytes", "client_second_flight", "name", "name_source")  # fmt: skip
+# flows columns written after the reconstruction: by the TLS layer (rare_layers) and service_names
+LATER_COLUMNS = (
+    "sni",
+    "tls_version",
+    "client_hello_len",
+    "server_hello",
+    "certificate_len",
+    "server_flight_bytes",
+    "client_second_flight",
+    "name",
+    "name_source",
+)
 
 
 def empty() -> pd.DataFrame:

@@ -25,8 +25,16 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 SEQ_MOD = 1 << 32
 NONE = np.iinfo(np.int64).max  # the position of an event a connection never had
 
-PER_SEGMENT_FLAGS = ("retrans", "fast_retrans", "spurious_retrans", "out_of_order", "lost_before", "dup_ack",
-                     "zero_window", "keepalive")  # fmt: skip
+PER_SEGMENT_FLAGS = (
+    "retrans",
+    "fast_retrans",
+    "spurious_retrans",
+    "out_of_order",
+    "lost_before",
+    "dup_ack",
+    "zero_window",
+    "keepalive",
+)
 
 
 @dataclass(frozen=True, slots=True)
