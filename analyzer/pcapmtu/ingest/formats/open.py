@@ -169,6 +169,7 @@ class CaptureFile:
         assert self._readable is not None
         return open(self._readable, "rb")
 
+    # ------------------------------------------------------------------ walking
     def batches(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RecordBatch]:
         """Walk every record once, in file order, in chunks of about `chunk_bytes`."""
         self._bad_frac = self._absurd_ts = 0

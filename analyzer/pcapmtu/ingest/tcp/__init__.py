@@ -190,7 +190,7 @@ def _analyze_slice(
     writes the per-packet columns the caller asked for (`cols`) and returns the slice's flows columns."""
     found = segments.analyze(cfg, part)
     per_packet = {"conn": rank[part.conn], "dir": found.dirn, "rel_seq": found.rel, "rel_ack": found.rel_ack}
-    for name, values in {**per_packet, **found.flags()}.items():
+    for name, values in {**per_packet, **found.segment_flags()}.items():
         if name in cols:
             cols[name][part.rows] = values
     return flows.table(packets, part, found, rank, holes.at(part.rows))

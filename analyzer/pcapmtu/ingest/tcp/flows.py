@@ -20,12 +20,6 @@ from .states import STATES, zeek_conn_state
 HISTORY_LETTERS = (
     "SHADFRTWG"  # Zeek: SYN, SYN-ACK, pure ACK, data, FIN, RST, retransmission, zero window, gap
 )
-
-
-# Per-connection sums, maxima and positions that `table` builds the table from; per direction they are
-# named `{name}_c2s` / `{name}_s2c`. "Largest" values are never below 0 (as with no packet at all); a
-# position is NONE where no packet qualifies.
-CONN_AGGREGATES = ("ipv", "first_frame", "last_frame", "first_ts", "last_ts", "max_gap", "idle_end")
 # the first positions Zeek's history is written from, in HISTORY_LETTERS order
 HISTORY_POSITIONS = (
     "syn_pos",
@@ -38,6 +32,11 @@ HISTORY_POSITIONS = (
     "zero_window_pos",
     "lost_pos",
 )
+
+# Per-connection sums, maxima and positions that `table` builds the table from, in the order of the C core's
+# rows (_native.c); per direction they are named `{name}_c2s` / `{name}_s2c`. "Largest" values are never
+# below 0 (as with no packet at all); a position is NONE where no packet qualifies.
+CONN_AGGREGATES = ("ipv", "first_frame", "last_frame", "first_ts", "last_ts", "max_gap", "idle_end")
 DIR_AGGREGATES = (
     *("pkts", "bytes", "max_payload", "max_ip_len", "max_outer_len"),
     *PER_SEGMENT_FLAGS,
@@ -192,7 +191,7 @@ def aggregates(part: Slice, found: Analysis, fields: PacketFields) -> dict[str, 
 def _aggregates_numpy(part: Slice, found: Analysis, fields: PacketFields) -> dict[str, np.ndarray]:
     """`CONN_AGGREGATES` and `DIR_AGGREGATES` of a slice, vectorized."""
     first, conn, flags, plen, ts = part.first, part.conn, part.flags, part.plen, part.ts
-    dirn, rel, rel_ack, per_packet = found.dirn, found.rel, found.rel_ack, found.flags()
+    dirn, rel, rel_ack, per_packet = found.dirn, found.rel, found.rel_ack, found.segment_flags()
     frame, ip_len, outer, ipv, hole = (
         fields.frame,
         fields.ip_len,
@@ -272,7 +271,7 @@ def _aggregates_numpy(part: Slice, found: Analysis, fields: PacketFields) -> dic
 def _aggregates_native(part: Slice, found: Analysis, fields: PacketFields) -> dict[str, np.ndarray]:
     """`_aggregates_numpy` in C: one pass over each connection's packets."""
     bits = np.zeros(len(found.dirn), dtype=np.uint8)
-    for k, values in enumerate(found.flags().values()):
+    for k, values in enumerate(found.segment_flags().values()):
         bits |= values.view(np.uint8) << k
     table = np.empty((len(part.first), len(CONN_AGGREGATES) + 2 * len(DIR_AGGREGATES)), dtype=np.int64)
     native.core.tcp_aggregates(

@@ -81,7 +81,7 @@ class Analysis:
     irtt: np.ndarray  # int64: handshake round trip, ns (Wireshark's iRTT)
     has_rtt: np.ndarray  # bool: irtt was measured
 
-    def flags(self) -> dict[str, np.ndarray]:
+    def segment_flags(self) -> dict[str, np.ndarray]:
         """`PER_SEGMENT_FLAGS` by name, in that order."""
         return {name: getattr(self, name) for name in PER_SEGMENT_FLAGS}
 
@@ -105,6 +105,17 @@ def _group_shift(values: np.ndarray, starts_mask: np.ndarray, fill) -> np.ndarra
         return out
     out[1:] = values[:-1]
     out[starts_mask] = fill
+    return out
+
+
+def _last_reverse(pos, dirn, first, conn) -> np.ndarray:
+    """For each segment, the position of the latest earlier segment of the other direction (or -1)."""
+    out = np.full(len(pos), -1, dtype=np.int64)
+    conn_start = first[conn]
+    for d in (0, 1):
+        last = np.maximum.accumulate(np.where(dirn == d, pos, -1))
+        mine = (dirn == 1 - d) & (last >= conn_start)
+        out[mine] = last[mine]
     return out
 
 
@@ -312,17 +323,6 @@ def _analyze_native(cfg: TcpConfig, part: Slice) -> Analysis:
         tuple(per_connection.values()),
     )
     return Analysis(**per_segment, **per_connection)
-
-
-def _last_reverse(pos, dirn, first, conn) -> np.ndarray:
-    """For each segment, the position of the latest earlier segment of the other direction (or -1)."""
-    out = np.full(len(pos), -1, dtype=np.int64)
-    conn_start = first[conn]
-    for d in (0, 1):
-        last = np.maximum.accumulate(np.where(dirn == d, pos, -1))
-        mine = (dirn == 1 - d) & (last >= conn_start)
-        out[mine] = last[mine]
-    return out
 
 
 class SackHoles:
