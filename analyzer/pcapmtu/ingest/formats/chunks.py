@@ -42,7 +42,7 @@ class Interface:
     ts_offset: int = 0  # seconds to add (pcapng if_tsoffset)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class RecordBatch:
     """A chunk of records. `buf` holds the bytes; offsets index into it."""
 

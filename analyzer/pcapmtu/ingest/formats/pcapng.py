@@ -31,7 +31,7 @@ SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 MIN_BLOCK = {IDB: 20, PB_OBSOLETE: 32, SPB: 16, EPB: 32}  # block length with the fixed fields, in bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Packets:
     """Packet blocks found in a chunk, in file order, their times still in their interface's units."""
 

@@ -46,7 +46,7 @@ DIR_AGGREGATES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class PacketFields:
     """Per segment of a `Slice`, what the aggregates read from the packets table, and its SACK hole."""
 

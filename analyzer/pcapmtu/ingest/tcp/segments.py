@@ -37,7 +37,7 @@ PER_SEGMENT_FLAGS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Slice:
     """A run of whole connections, its segments in S order (by 5-tuple, file order inside): what the analysis
     reads. Positions (`first`, and those the analysis returns) count from the slice's first segment."""
@@ -58,7 +58,7 @@ class Slice:
     key_hi: np.ndarray  # int64: endpoint B
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Analysis:
     """What the per-segment analysis finds in a `Slice`."""
 
