@@ -549,9 +549,9 @@ def assert_same_reading_without(data: bytes, *switches: tuple[object, str]) -> N
 def test_bulk_walks_read_damaged_files_exactly_like_the_plain_walks(base, ops):
     """The fast record walks (and the read-ahead thread) must agree with the record-by-record walks over
     one buffer on every damaged file: the same packets, warnings and skipped bytes, or the same error."""
-    from pcapmtu.ingest import formats
+    from pcapmtu.ingest.formats import chunks
 
-    assert_same_reading_without(_mutate(BASES[base], ops), (formats, "BULK_WALKS"), (formats, "READ_AHEAD"))
+    assert_same_reading_without(_mutate(BASES[base], ops), (chunks, "BULK_WALKS"), (chunks, "READ_AHEAD"))
 
 
 @settings(

@@ -19,8 +19,11 @@ from hypothesis import strategies as st
 
 import pcapbuild as pb
 from conftest import IN_CI, SAMPLES, corpus_files
+from pcapmtu import schema
 from pcapmtu.errors import CaptureError
 from pcapmtu.ingest import decode, formats, native, packets, tcp
+from pcapmtu.ingest.formats import chunks, pcap
+from pcapmtu.ingest.tcp import connections
 from test_bad_input import (
     BASES,
     FRAMES,
@@ -40,10 +43,21 @@ def test_the_c_core_is_built_where_tests_run_in_ci():
     if not IN_CI and native.core is None:
         pytest.skip("no C compiler here: the pure numpy path is what runs")
     assert native.core is not None
-    assert decode.NATIVE, "the built C core writes other columns than decode.COLUMNS (a stale build?)"
-    assert formats.NATIVE_WALK
-    assert tcp.NATIVE
-    assert packets.NATIVE
+    assert native.ENABLED, native.describe()  # e.g. a stale build that writes other columns
+
+
+@needs_core
+def test_the_c_decoder_writes_the_columns_schema_describes():
+    """schema.PACKETS types the decoder's columns (decode.COLUMNS); the C core describes the ones it writes
+    (COLUMN_LAYOUT: name, dtype, size and signedness of its C type, in the order it writes them). Changing
+    one side alone fails here, not in a silently slower read."""
+    written = native.core.COLUMN_LAYOUT
+    assert [name for name, *_ in written] == list(decode.COLUMNS)
+    for name, dtype, itemsize, signed in written:
+        documented = schema.PACKETS[name][0]
+        assert np.dtype(dtype) == np.dtype("uint8" if documented == "category" else documented), name
+        assert (itemsize, signed) == (np.dtype(dtype).itemsize, np.dtype(dtype).kind == "i"), name
+    assert written == decode.layout()
 
 
 def _open_or_skip(path: Path) -> formats.CaptureFile:
@@ -203,18 +217,14 @@ def test_same_tcp_options_whatever_their_bytes(options, cut):
 )
 @given(base=st.sampled_from(range(len(BASES))), ops=st.lists(mutation, min_size=1, max_size=6))
 def test_the_c_walk_reads_damaged_files_exactly_like_the_python_walk(base, ops):
-    assert_same_reading_without(
-        _mutate(BASES[base], ops), (formats, "NATIVE_WALK"), (decode, "NATIVE"), (packets, "NATIVE")
-    )
+    assert_same_reading_without(_mutate(BASES[base], ops), (native, "ENABLED"))
 
 
 @needs_core
 @pytest.mark.parametrize("path", CAPTURES[:: max(1, len(CAPTURES) // 25)], ids=lambda p: p.name)
 def test_whole_read_is_the_same_without_the_c_core(path: Path, monkeypatch):
     fast = _outcome(path)
-    monkeypatch.setattr(formats, "NATIVE_WALK", False)
-    monkeypatch.setattr(decode, "NATIVE", False)
-    monkeypatch.setattr(packets, "NATIVE", False)
+    monkeypatch.setattr(native, "ENABLED", False)
     pure = _outcome(path)
     assert fast[0] == pure[0]
     if fast[0] == "read":
@@ -254,7 +264,7 @@ def test_same_address_codes_for_any_batches(batches):
             got = {}
             for native_on, table in tables.items():
                 with pytest.MonkeyPatch.context() as m:
-                    m.setattr(packets, "NATIVE", native_on)
+                    m.setattr(native, "ENABLED", native_on)
                     got[native_on] = table.intern(addr, side, keep, valid)
             np.testing.assert_array_equal(got[True], got[False])
             assert got[True].dtype == got[False].dtype == np.int32
@@ -277,7 +287,7 @@ def test_same_codes_for_thousands_of_distinct_addresses_and_tuples():
     tables = {True: packets._AddressTable(), False: packets._AddressTable()}
     for native_on, table in tables.items():
         with pytest.MonkeyPatch.context() as m:
-            m.setattr(packets, "NATIVE", native_on)
+            m.setattr(native, "ENABLED", native_on)
             got = [table.intern(addr, side, k, valid) for side in (0, 2) for k in (None, keep)]
         tables[native_on] = (table.names, got)
     assert tables[True][0] == tables[False][0] and len(tables[True][0]) > 5000
@@ -298,10 +308,10 @@ def test_same_codes_for_thousands_of_distinct_addresses_and_tuples():
         }
     )
     rows = np.flatnonzero(rng.random(n) < 0.8).astype(np.int32)
-    fast = tcp._tuple_ids(frame, rows, 1 << 16)
+    fast = connections.tuple_ids(frame, rows, 1 << 16)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(tcp, "NATIVE", False)
-        pure = tcp._tuple_ids(frame, rows, 4096)
+        m.setattr(native, "ENABLED", False)
+        pure = connections.tuple_ids(frame, rows, 4096)
     np.testing.assert_array_equal(fast[0], pure[0])
     np.testing.assert_array_equal(fast[1], pure[1])
     assert 5000 < fast[1].max() < 6000
@@ -326,7 +336,7 @@ def test_address_interning_refuses_arrays_that_do_not_match():
 def _assert_same_reconstruction(raw: packets.RawTables, cfg: tcp.TcpConfig | None = None) -> pd.DataFrame:
     fast_cols, fast_flows = tcp.reconstruct(raw.packets.copy(), raw.sack, cfg)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(tcp, "NATIVE", False)
+        m.setattr(native, "ENABLED", False)
         pure_cols, pure_flows = tcp.reconstruct(raw.packets.copy(), raw.sack, cfg)
     assert fast_cols.keys() == pure_cols.keys()
     for name in pure_cols:
@@ -402,10 +412,10 @@ def test_the_c_walk_stops_at_an_absurd_length_like_the_python_walk(big, monkeypa
     list there afterwards, the C walk stops there; both then report it."""
     order = ">" if big else "<"
     records = b"".join(struct.pack(order + "IIII", 1, 0, n, n) + b"x" * n for n in (10, 20, 300, 5, 7))
-    caplen_at = struct.Struct(order + "I").unpack_from if big else formats._LITTLE_U32
-    monkeypatch.setattr(formats, "MAX_RECORD", 100)
-    fast = formats._walk_pcap(memoryview(records), caplen_at, 16)
-    monkeypatch.setattr(formats, "NATIVE_WALK", False)
-    pure = formats._walk_pcap(memoryview(records), caplen_at, 16)
+    caplen_at = struct.Struct(order + "I").unpack_from if big else pcap._LITTLE_U32
+    monkeypatch.setattr(chunks, "MAX_RECORD", 100)
+    fast = pcap._walk_pcap(memoryview(records), caplen_at, 16)
+    monkeypatch.setattr(native, "ENABLED", False)
+    pure = pcap._walk_pcap(memoryview(records), caplen_at, 16)
     assert list(fast[0]) == list(pure[0]) == [0, 26] and fast[1:] == pure[1:]
     assert fast[1] == 62 and "absurd captured length (300 bytes)" in fast[2]

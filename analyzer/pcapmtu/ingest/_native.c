@@ -2,11 +2,22 @@
  * pcapmtu.ingest._native: the per-record hot loops in C, optional.
  *
  * Why: on a real one-million-packet capture the columnar numpy decoder spends most of its time in call
- * overhead on small arrays, and the pcap record walk is a sequential loop numpy cannot vectorize. These
- * two loops are what keeps pcapmtu slower than tcptrace. Nothing here decides anything new: every rule is
- * the one in decode.py/formats.py, and tests/test_native.py checks that both give identical tables on
- * every capture and on fuzzed packets. The package works without this module (pure numpy); see
- * decode.NATIVE.
+ * overhead on small arrays, and the record walks, address and 5-tuple interning and the per-connection TCP
+ * state are sequential loops numpy cannot vectorize, or does with a few dozen array operations per slice.
+ * Seven entry points, each the C twin of a Python function that stays the reference:
+ *
+ *   walk_pcap            the pcap record walk              formats/pcap.py: _walk_words, _walk_struct
+ *   epb_run              a run of pcapng packet blocks     formats/pcapng.py: _Walker._epb_run
+ *   decode               the header decoder, common shapes decode.py: _decode_numpy
+ *   factorize_addresses  one address side of a batch       packets.py: _AddressTable.intern
+ *   tuple_ids            5-tuple interning                 tcp/connections.py: tuple_ids
+ *   tcp_segments         the per-segment analysis          tcp/segments.py: _analyze_numpy
+ *   tcp_aggregates       the flows table's aggregates      tcp/flows.py: _aggregates_numpy
+ *
+ * Nothing here decides anything new: every rule is the one in those functions, and tests/test_native.py
+ * checks that both give identical tables on every capture and on fuzzed packets, segments and files. The
+ * package works without this module (pure numpy); native.ENABLED is the one switch (PCAPMTU_PURE=1 sets it
+ * off).
  *
  * The decoder takes the common shapes only (Ethernet with VLAN tags, Linux cooked v1/v2, raw IP; sound
  * IPv4 or IPv6 without extension headers; TCP, UDP, ICMP). A row with anything else (an error status,
@@ -21,21 +32,62 @@
 #include <math.h>
 #include <string.h>
 
-/* The column order and dtypes this file writes; decode.py checks it against decode.COLUMNS. */
-#define COLUMN_LAYOUT                                                                                    \
-    "linktype:u2,ifindex:i4,pkttype:i1,encap:u1,outer_ip_len:u4,ipv:u1,ip_len:u4,ip_id:u4,df:?,frag:?,"  \
-    "frag_off:u2,ttl:u1,proto:u1,sport:u2,dport:u2,tcp_flags:u2,seq:u4,ack:u4,win:u2,tcp_hdr_len:u1,"    \
-    "payload_len:i4,payload0:i2,payload_off:u2,mss:u2,wscale:i1,sack_perm:?,sack_blocks:u1,tsval:u4,"   \
-    "tsecr:u4,has_ts:?,icmp_type:i2,icmp_code:i2,status:u1"
+/* The columns the decoder writes, in this order: X(index, name, numpy dtype, C type). The enum, the item sizes
+ * decode() checks, the type SET() writes and COLUMN_LAYOUT all come from this one list. COLUMN_LAYOUT tells
+ * Python (name, dtype, C item size, C type signed) per column: decode.py switches the core off when it differs
+ * from decode.COLUMNS (typed by schema.PACKETS; a stale build), tests/test_native.py compares the two. */
+#define DECODED_COLUMNS(X) \
+    X(C_LINKTYPE,      "linktype",     "u2", uint16_t)  \
+    X(C_IFINDEX,       "ifindex",      "i4", int32_t)   \
+    X(C_PKTTYPE,       "pkttype",      "i1", int8_t)    \
+    X(C_ENCAP,         "encap",        "u1", uint8_t)   \
+    X(C_OUTER_IP_LEN,  "outer_ip_len", "u4", uint32_t)  \
+    X(C_IPV,           "ipv",          "u1", uint8_t)   \
+    X(C_IP_LEN,        "ip_len",       "u4", uint32_t)  \
+    X(C_IP_ID,         "ip_id",        "u4", uint32_t)  \
+    X(C_DF,            "df",           "b1", uint8_t)   \
+    X(C_FRAG,          "frag",         "b1", uint8_t)   \
+    X(C_FRAG_OFF,      "frag_off",     "u2", uint16_t)  \
+    X(C_TTL,           "ttl",          "u1", uint8_t)   \
+    X(C_PROTO,         "proto",        "u1", uint8_t)   \
+    X(C_SPORT,         "sport",        "u2", uint16_t)  \
+    X(C_DPORT,         "dport",        "u2", uint16_t)  \
+    X(C_TCP_FLAGS,     "tcp_flags",    "u2", uint16_t)  \
+    X(C_SEQ,           "seq",          "u4", uint32_t)  \
+    X(C_ACK,           "ack",          "u4", uint32_t)  \
+    X(C_WIN,           "win",          "u2", uint16_t)  \
+    X(C_TCP_HDR_LEN,   "tcp_hdr_len",  "u1", uint8_t)   \
+    X(C_PAYLOAD_LEN,   "payload_len",  "i4", int32_t)   \
+    X(C_PAYLOAD0,      "payload0",     "i2", int16_t)   \
+    X(C_PAYLOAD_OFF,   "payload_off",  "u2", uint16_t)  \
+    X(C_MSS,           "mss",          "u2", uint16_t)  \
+    X(C_WSCALE,        "wscale",       "i1", int8_t)    \
+    X(C_SACK_PERM,     "sack_perm",    "b1", uint8_t)   \
+    X(C_SACK_BLOCKS,   "sack_blocks",  "u1", uint8_t)   \
+    X(C_TSVAL,         "tsval",        "u4", uint32_t)  \
+    X(C_TSECR,         "tsecr",        "u4", uint32_t)  \
+    X(C_HAS_TS,        "has_ts",       "b1", uint8_t)   \
+    X(C_ICMP_TYPE,     "icmp_type",    "i2", int16_t)   \
+    X(C_ICMP_CODE,     "icmp_code",    "i2", int16_t)   \
+    X(C_STATUS,        "status",       "u1", uint8_t)
 
 enum {
-    C_LINKTYPE, C_IFINDEX, C_PKTTYPE, C_ENCAP, C_OUTER_IP_LEN, C_IPV, C_IP_LEN, C_IP_ID, C_DF, C_FRAG,
-    C_FRAG_OFF, C_TTL, C_PROTO, C_SPORT, C_DPORT, C_TCP_FLAGS, C_SEQ, C_ACK, C_WIN, C_TCP_HDR_LEN,
-    C_PAYLOAD_LEN, C_PAYLOAD0, C_PAYLOAD_OFF, C_MSS, C_WSCALE, C_SACK_PERM, C_SACK_BLOCKS, C_TSVAL,
-    C_TSECR, C_HAS_TS, C_ICMP_TYPE, C_ICMP_CODE, C_STATUS, N_COLUMNS
+#define AS_INDEX(index, name, dtype, ctype) index,
+    DECODED_COLUMNS(AS_INDEX)
+#undef AS_INDEX
+    N_COLUMNS
 };
-static const Py_ssize_t ITEMSIZE[N_COLUMNS] = {
-    2, 4, 1, 1, 4, 1, 4, 4, 1, 1, 2, 1, 1, 2, 2, 2, 4, 4, 2, 1, 4, 2, 2, 2, 1, 1, 1, 4, 4, 1, 2, 2, 1,
+#define AS_TYPEDEF(index, name, dtype, ctype) typedef ctype index##_t;
+DECODED_COLUMNS(AS_TYPEDEF)
+#undef AS_TYPEDEF
+static const struct {
+    const char *name, *dtype;
+    Py_ssize_t itemsize;
+    int is_signed;
+} LAYOUT[N_COLUMNS] = {
+#define AS_LAYOUT(index, name, dtype, ctype) {name, dtype, sizeof(ctype), (ctype)-1 < (ctype)1},
+    DECODED_COLUMNS(AS_LAYOUT)
+#undef AS_LAYOUT
 };
 
 #define ET_IPV4 0x0800
@@ -80,7 +132,7 @@ static PyObject *vec_bytes(Vec *v)
 }
 
 /* ------------------------------------------------------------------------------------ pcap record walk */
-/* Record starts fully inside buf: the loop of formats._walk_native/_walk_struct, which also stops before a
+/* Record starts fully inside buf: the loop of formats.pcap._walk_words/_walk_struct, which also stops before a
  * record claiming more than max_record bytes (there the Python walks trim afterwards). (starts, pos). */
 static PyObject *walk_pcap(PyObject *self, PyObject *args)
 {
@@ -129,7 +181,7 @@ static PyObject *walk_pcap(PyObject *self, PyObject *args)
 }
 
 
-/* Consecutive little-endian enhanced packet blocks from pos: the loop of formats._PcapngWalker._epb_run.
+/* Consecutive little-endian enhanced packet blocks from pos: the loop of formats.pcapng._Walker._epb_run.
  * epb_run(buf, pos, max_record) -> (int64 block starts as bytes, stop position) */
 static PyObject *epb_run(PyObject *self, PyObject *args)
 {
@@ -169,7 +221,7 @@ typedef struct {
     PyObject *rare_bytes; /* list */
 } Decoder;
 
-#define SET(type, c, i, v) (((type *)d->col[c])[i] = (type)(v))
+#define SET(c, i, v) (((c##_t *)d->col[c])[i] = (c##_t)(v)) /* column c of row i, in its C type */
 
 typedef struct {
     int64_t row;
@@ -193,20 +245,20 @@ static void tcp_options(Decoder *d, int64_t i, int64_t c, int64_t oend, SackSeen
         if (ln < 2 || c + ln > oend)
             break;
         if (kind == 2 && ln == 4) {
-            SET(uint16_t, C_MSS, i, be16(b + c + 2));
+            SET(C_MSS, i, be16(b + c + 2));
         } else if (kind == 3 && ln == 3) {
-            SET(int8_t, C_WSCALE, i, b[c + 2] < 127 ? b[c + 2] : 127);
+            SET(C_WSCALE, i, b[c + 2] < 127 ? b[c + 2] : 127);
         } else if (kind == 8 && ln == 10) {
-            SET(uint32_t, C_TSVAL, i, be32(b + c + 2));
-            SET(uint32_t, C_TSECR, i, be32(b + c + 6));
-            SET(uint8_t, C_HAS_TS, i, 1);
+            SET(C_TSVAL, i, be32(b + c + 2));
+            SET(C_TSECR, i, be32(b + c + 6));
+            SET(C_HAS_TS, i, 1);
         } else if (kind == 4) {
-            SET(uint8_t, C_SACK_PERM, i, 1);
+            SET(C_SACK_PERM, i, 1);
         } else if (kind == 5 && ln >= 10) {
             int nb = (int)((ln - 2) / 8);
             if (nb > 4)
                 nb = 4;
-            SET(uint8_t, C_SACK_BLOCKS, i, nb);
+            SET(C_SACK_BLOCKS, i, nb);
             for (int k = 0; k < nb && sk->n < 4; k++) { /* 40 option bytes hold at most 4 blocks */
                 sk->left[sk->n] = be32(b + c + 2 + 8 * k);
                 sk->right[sk->n] = be32(b + c + 6 + 8 * k);
@@ -247,15 +299,15 @@ static int decode_row(Decoder *d, int64_t i, int64_t s, int64_t e, int64_t lt, S
     case 113: /* Linux cooked v1 */
         if (s + 16 > e)
             return 1;
-        SET(int8_t, C_PKTTYPE, i, (uint8_t)be16(b + s));
+        SET(C_PKTTYPE, i, (uint8_t)be16(b + s));
         et = be16(b + s + 14);
         l3 = s + 16;
         break;
     case 276: /* Linux cooked v2 */
         if (s + 20 > e)
             return 1;
-        SET(int32_t, C_IFINDEX, i, be32(b + s + 4));
-        SET(int8_t, C_PKTTYPE, i, b[s + 10]);
+        SET(C_IFINDEX, i, be32(b + s + 4));
+        SET(C_PKTTYPE, i, b[s + 10]);
         et = be16(b + s);
         l3 = s + 20;
         break;
@@ -291,14 +343,14 @@ static int decode_row(Decoder *d, int64_t i, int64_t s, int64_t e, int64_t lt, S
             return 1;
         uint32_t flags = be16(h + 6), frag_off = (flags & 0x1FFF) * 8;
         proto = h[9];
-        SET(uint8_t, C_IPV, i, 4);
-        SET(uint32_t, C_IP_LEN, i, total);
-        SET(uint32_t, C_IP_ID, i, be16(h + 4));
-        SET(uint8_t, C_DF, i, (flags & 0x4000) != 0);
-        SET(uint8_t, C_FRAG, i, (flags & 0x2000) != 0 || frag_off > 0);
-        SET(uint16_t, C_FRAG_OFF, i, frag_off);
-        SET(uint8_t, C_TTL, i, h[8]);
-        SET(uint8_t, C_PROTO, i, proto);
+        SET(C_IPV, i, 4);
+        SET(C_IP_LEN, i, total);
+        SET(C_IP_ID, i, be16(h + 4));
+        SET(C_DF, i, (flags & 0x4000) != 0);
+        SET(C_FRAG, i, (flags & 0x2000) != 0 || frag_off > 0);
+        SET(C_FRAG_OFF, i, frag_off);
+        SET(C_TTL, i, h[8]);
+        SET(C_PROTO, i, proto);
         uint64_t *a = d->addr + 4 * i;
         a[0] = 0;
         a[1] = be32(h + 12) | 0xFFFF00000000ULL;
@@ -322,10 +374,10 @@ static int decode_row(Decoder *d, int64_t i, int64_t s, int64_t e, int64_t lt, S
         case 0: case 43: case 44: case 51: case 60: case 135: case 139: case 140:
             return 1;
         }
-        SET(uint8_t, C_IPV, i, 6);
-        SET(uint32_t, C_IP_LEN, i, plen + 40);
-        SET(uint8_t, C_TTL, i, h[7]);
-        SET(uint8_t, C_PROTO, i, proto);
+        SET(C_IPV, i, 6);
+        SET(C_IP_LEN, i, plen + 40);
+        SET(C_TTL, i, h[7]);
+        SET(C_PROTO, i, proto);
         uint64_t *a = d->addr + 4 * i;
         a[0] = be64(h + 8);
         a[1] = be64(h + 16);
@@ -347,16 +399,16 @@ static int decode_row(Decoder *d, int64_t i, int64_t s, int64_t e, int64_t lt, S
         if (doff < 20 || doff > l4_len)
             return 1;
         int64_t payload = l4_len - doff;
-        SET(uint16_t, C_SPORT, i, be16(t));
-        SET(uint16_t, C_DPORT, i, be16(t + 2));
-        SET(uint32_t, C_SEQ, i, be32(t + 4));
-        SET(uint32_t, C_ACK, i, be32(t + 8));
-        SET(uint16_t, C_TCP_FLAGS, i, be16(t + 12) & 0x0FFF);
-        SET(uint16_t, C_WIN, i, be16(t + 14));
-        SET(uint8_t, C_TCP_HDR_LEN, i, doff);
-        SET(int32_t, C_PAYLOAD_LEN, i, payload);
-        SET(int16_t, C_PAYLOAD0, i, payload > 0 && l4 + doff + 1 <= e ? (int16_t)t[doff] : -1);
-        SET(uint16_t, C_PAYLOAD_OFF, i, l4 + doff - s < 65535 ? l4 + doff - s : 65535);
+        SET(C_SPORT, i, be16(t));
+        SET(C_DPORT, i, be16(t + 2));
+        SET(C_SEQ, i, be32(t + 4));
+        SET(C_ACK, i, be32(t + 8));
+        SET(C_TCP_FLAGS, i, be16(t + 12) & 0x0FFF);
+        SET(C_WIN, i, be16(t + 14));
+        SET(C_TCP_HDR_LEN, i, doff);
+        SET(C_PAYLOAD_LEN, i, payload);
+        SET(C_PAYLOAD0, i, payload > 0 && l4 + doff + 1 <= e ? (int16_t)t[doff] : -1);
+        SET(C_PAYLOAD_OFF, i, l4 + doff - s < 65535 ? l4 + doff - s : 65535);
         tcp_options(d, i, l4 + 20, l4 + doff < e ? l4 + doff : e, sk);
     } else if (proto == 17) {
         if (l4 + 8 > e)
@@ -365,9 +417,9 @@ static int decode_row(Decoder *d, int64_t i, int64_t s, int64_t e, int64_t lt, S
         if (dport == 4789 || dport == 8472 || dport == 6081 || sport == 3544 || dport == 3544 ||
             sport == 1701 || dport == 1701)
             return 1; /* possibly an overlay: VXLAN, Geneve, Teredo, L2TP */
-        SET(uint16_t, C_SPORT, i, sport);
-        SET(uint16_t, C_DPORT, i, dport);
-        SET(int32_t, C_PAYLOAD_LEN, i, l4_len > 8 ? l4_len - 8 : 0);
+        SET(C_SPORT, i, sport);
+        SET(C_DPORT, i, dport);
+        SET(C_PAYLOAD_LEN, i, l4_len > 8 ? l4_len - 8 : 0);
         if (sport == 53 || dport == 53) {
             *rare_a = l4;
             *rare_b = l4 + l4_len < e ? l4 + l4_len : e;
@@ -376,9 +428,9 @@ static int decode_row(Decoder *d, int64_t i, int64_t s, int64_t e, int64_t lt, S
         if (l4 + 4 > e || l4_len < 4)
             return 1;
         uint32_t typ = t[0];
-        SET(int16_t, C_ICMP_TYPE, i, typ);
-        SET(int16_t, C_ICMP_CODE, i, t[1]);
-        SET(int32_t, C_PAYLOAD_LEN, i, l4_len > 8 ? l4_len - 8 : 0);
+        SET(C_ICMP_TYPE, i, typ);
+        SET(C_ICMP_CODE, i, t[1]);
+        SET(C_PAYLOAD_LEN, i, l4_len > 8 ? l4_len - 8 : 0);
         /* errors that quote the offending packet, as decode.py's _icmp */
         int quoting = proto == 1 ? (typ == 3 || typ == 4 || typ == 11 || typ == 12) : (typ >= 1 && typ <= 4);
         if (quoting) {
@@ -416,7 +468,7 @@ static PyObject *decode(PyObject *self, PyObject *args)
     for (; ncols < N_COLUMNS; ncols++) {
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(columns, ncols), &cols[ncols], PyBUF_WRITABLE) < 0)
             goto done;
-        if (cols[ncols].len != n * ITEMSIZE[ncols]) {
+        if (cols[ncols].len != n * LAYOUT[ncols].itemsize) {
             ncols++;
             PyErr_Format(PyExc_ValueError, "decode: column %d has the wrong size", ncols - 1);
             goto done;
@@ -480,7 +532,7 @@ done:
 
 
 /* ------------------------------------------------------------------------------ TCP segment analysis */
-/* tcp._segments_numpy as one pass per connection; the rules and their order are documented there. */
+/* tcp.segments._analyze_numpy as one pass per connection; the rules and their order are documented there. */
 #define NONE INT64_MAX
 #define F_FIN 0x01
 #define F_SYN 0x02
@@ -519,7 +571,7 @@ static void tcp_connection(Tcp *t, int64_t c, int64_t lo, int64_t hi)
     if (syn != NONE)
         client_is_a = t->a_is_src[syn] != 0;
     /* handshake RTT as Wireshark's iRTT: the latest SYN to the first later segment with ACK and without
-     * SYN, either direction, a difference that is not positive not counting (tcp._segments_numpy) */
+     * SYN, either direction, a difference that is not positive not counting (tcp.segments._analyze_numpy) */
     int64_t hs_ack = NONE, last_syn = NONE, irtt = 0;
     for (int64_t p = lo; p < hi; p++) {
         int64_t d = (t->a_is_src[p] != 0) == client_is_a ? 0 : 1;
@@ -718,8 +770,8 @@ done:
     return result;
 }
 
-/* Per-connection aggregates for the flows table: tcp._aggregates_numpy, one pass per connection.
- * Row layout: tcp.CONN_AGGREGATES, then tcp.DIR_AGGREGATES for c2s, then for s2c. */
+/* Per-connection aggregates for the flows table: tcp.flows._aggregates_numpy, one pass per connection.
+ * Row layout: flows.CONN_AGGREGATES, then flows.DIR_AGGREGATES for c2s, then for s2c. */
 enum { A_IPV, A_FIRST_FRAME, A_LAST_FRAME, A_FIRST_TS, A_LAST_TS, A_MAX_GAP, A_IDLE_END, N_CONN_AGG };
 enum {
     D_PKTS, D_BYTES, D_MAX_PAYLOAD, D_MAX_IP_LEN, D_MAX_OUTER, D_FLAGS, /* 8 per-segment flag counts */
@@ -895,7 +947,7 @@ done:
 }
 
 /* ------------------------------------------------------------------------------- 5-tuple interning */
-/* tcp._tuple_ids in one pass: direction-free keys (address code << 16 | port, lower endpoint first) and
+/* tcp.connections.tuple_ids in one pass: direction-free keys (address code << 16 | port, lower endpoint first) and
  * ids numbered in order of first appearance, from an open-addressing table over the distinct tuples. */
 typedef struct {
     int64_t lo, hi;
@@ -1139,13 +1191,13 @@ static PyMethodDef methods[] = {
      "sack right, rare rows, rare bytes)"},
     {"tcp_segments", tcp_segments, METH_VARARGS,
      "tcp_segments(first, a_is_src, key_lo, key_hi, flags, seq, ack, plen, ts, win, ooo_ns, fast_ns, "
-     "per-packet outputs, per-connection outputs): tcp._segments_numpy, one connection at a time"},
+     "per-packet outputs, per-connection outputs): tcp.segments._analyze_numpy, one connection at a time"},
     {"tcp_aggregates", tcp_aggregates, METH_VARARGS,
      "tcp_aggregates(first, dirn, flags, rel, rel_ack, plen, ts, frame, ip_len, outer, ipv, hole, flag bits, "
-     "table): tcp._aggregates_numpy, one connection at a time"},
+     "table): tcp.flows._aggregates_numpy, one connection at a time"},
     {"tuple_ids", tuple_ids, METH_VARARGS,
      "tuple_ids(src codes, sports, dst codes, dports, rows, a_is_src out, ids out) -> distinct tuples: "
-     "tcp._tuple_ids in one pass"},
+     "tcp.connections.tuple_ids in one pass"},
     {"factorize_addresses", factorize_addresses, METH_VARARGS,
      "factorize_addresses(addr, side, keep, valid, codes out) -> keys: one address side of a batch, "
      "factorized in packets._AddressTable's order"},
@@ -1158,9 +1210,22 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pcapmtu.ingest._nati
 PyMODINIT_FUNC PyInit__native(void)
 {
     PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddStringConstant(m, "COLUMN_LAYOUT", COLUMN_LAYOUT) < 0) {
-        Py_DECREF(m);
-        return NULL;
+    PyObject *layout = m ? PyTuple_New(N_COLUMNS) : NULL;
+    if (!layout)
+        goto fail;
+    for (int k = 0; k < N_COLUMNS; k++) {
+        PyObject *item = Py_BuildValue("(ssnN)", LAYOUT[k].name, LAYOUT[k].dtype, LAYOUT[k].itemsize,
+                                       PyBool_FromLong(LAYOUT[k].is_signed));
+        if (!item)
+            goto fail;
+        PyTuple_SET_ITEM(layout, k, item);
     }
+    if (PyModule_AddObjectRef(m, "COLUMN_LAYOUT", layout) < 0)
+        goto fail;
+    Py_DECREF(layout);
     return m;
+fail:
+    Py_XDECREF(layout);
+    Py_XDECREF(m);
+    return NULL;
 }

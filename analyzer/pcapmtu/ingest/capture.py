@@ -15,10 +15,11 @@ import pandas as pd
 
 from .. import schema
 from ..textsafe import html_text, printable
-from . import decode, rare_layers, service_names, streams, tcp
+from . import decode, rare_layers, service_names, tcp
 from .formats import CaptureFile
 from .memory import collector_paused, release_free_memory
 from .packets import PacketStats, build_packets
+from .tcp import streams
 
 
 @dataclass(repr=False)
@@ -80,9 +81,12 @@ class Capture:
         """One line of facts, not every table (a notebook shows the tables when asked: cap.flows)."""
         s = self.summary()
         span = f", {s['duration']:.3f} s" if s["duration"] is not None else ""
-        return (f"Capture({printable(self.name, 120)!r}, {s['format']}, {s['packets']} packets{span}, "
-                f"{s['tcp_connections']} TCP connections, {s['dns_messages']} DNS messages, "
-                f"{s['icmp_errors']} ICMP errors{', ' + str(len(self.warnings)) + ' warnings' if self.warnings else ''})")  # fmt: skip
+        warnings = f", {len(self.warnings)} warnings" if self.warnings else ""
+        return (
+            f"Capture({printable(self.name, 120)!r}, {s['format']}, {s['packets']} packets{span}, "
+            f"{s['tcp_connections']} TCP connections, {s['dns_messages']} DNS messages, "
+            f"{s['icmp_errors']} ICMP errors{warnings})"
+        )
 
     def _repr_html_(self) -> str:
         """The summary as a small table in Jupyter; the tables themselves stay one attribute away."""
@@ -99,8 +103,11 @@ class Capture:
             if key not in ("interfaces", "path"):
                 rows[key] = value
         rows["tables"] = "packets, flows, dns, icmp, sack (pandas DataFrames)"
-        cells = "".join(f"<tr><th style='text-align:left'>{html_text(k)}</th><td style='text-align:left'>"
-                        f"{html_text(v, 400)}</td></tr>" for k, v in rows.items())  # fmt: skip
+        left = "style='text-align:left'"
+        cells = "".join(
+            f"<tr><th {left}>{html_text(k)}</th><td {left}>{html_text(v, 400)}</td></tr>"
+            for k, v in rows.items()
+        )
         return f"<div><b>pcapmtu capture</b> {html_text(self.name, 200)}<table>{cells}</table></div>"
 
 

@@ -3,8 +3,8 @@
 Every field is gathered with numpy fancy indexing over the batch's byte array, guarded by the captured
 length, so a hostile or truncated packet yields a status code on its row instead of an exception.
 Rare layers whose shape varies (DNS, ICMP quotes, TLS) are not decoded here: their bytes are copied out
-for `layers`, which uses dpkt. Overlays (VXLAN, Geneve, GRE, IP-in-IP, Teredo, L2TP) are decapsulated so the row
-describes the inner packet, with the outer IP length kept beside it.
+for `rare_layers`, which uses dpkt. Overlays (VXLAN, Geneve, GRE, IP-in-IP, Teredo, L2TP) are decapsulated
+so the row describes the inner packet, with the outer IP length kept beside it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .native import core as _native
+from .. import schema
+from . import native
 
 # Link types (https://www.tcpdump.org/linktypes.html)
 LT_NULL, LT_ETHERNET, LT_RAW_OLD, LT_RAW_BSD, LT_RAW = 0, 1, 12, 14, 101
@@ -89,53 +90,36 @@ TCP_OPT_END, TCP_OPT_NOP, TCP_OPT_MSS, TCP_OPT_WS, TCP_OPT_SACKOK, TCP_OPT_SACK,
 IPV6_EXT_GENERIC = (0, 43, 60, 135, 139, 140)  # hop-by-hop, routing, dest opts, mobility, HIP, shim6
 IPV6_FRAG, IPV6_AH = 44, 51
 
-# Columns produced per packet, with their dtypes (documented in docs/tables.md)
+# The columns the decoder writes per packet, in the order the C core writes them (_native.c: DECODED_COLUMNS).
+# Their dtypes are schema.PACKETS' (docs/tables.md); a category column is written as its uint8 code.
+DECODED = (
+    *("linktype", "ifindex", "pkttype", "encap", "outer_ip_len"),  # link layer, overlay
+    *("ipv", "ip_len", "ip_id", "df", "frag", "frag_off", "ttl", "proto"),  # IPv4 / IPv6
+    *("sport", "dport", "tcp_flags", "seq", "ack", "win", "tcp_hdr_len"),  # ports, TCP header
+    *("payload_len", "payload0", "payload_off"),  # transport payload
+    *("mss", "wscale", "sack_perm", "sack_blocks", "tsval", "tsecr", "has_ts"),  # TCP options
+    *("icmp_type", "icmp_code", "status"),  # ICMP; the first problem found (0: none)
+)
 COLUMNS: dict[str, str] = {
-    "linktype": "u2",
-    "ifindex": "i4",
-    "pkttype": "i1",
-    "encap": "u1",
-    "outer_ip_len": "u4",
-    "ipv": "u1",
-    "ip_len": "u4",
-    "ip_id": "u4",
-    "df": "?",
-    "frag": "?",
-    "frag_off": "u2",
-    "ttl": "u1",
-    "proto": "u1",
-    "sport": "u2",
-    "dport": "u2",
-    "tcp_flags": "u2",
-    "seq": "u4",
-    "ack": "u4",
-    "win": "u2",
-    "tcp_hdr_len": "u1",
-    "payload_len": "i4",
-    "payload0": "i2",
-    "payload_off": "u2",
-    "mss": "u2",
-    "wscale": "i1",
-    "sack_perm": "?",
-    "sack_blocks": "u1",
-    "tsval": "u4",
-    "tsecr": "u4",
-    "has_ts": "?",
-    "icmp_type": "i2",
-    "icmp_code": "i2",
-    "status": "u1",
+    name: "u1" if schema.PACKETS[name][0] == "category" else np.dtype(schema.PACKETS[name][0]).str[1:]
+    for name in DECODED
 }
 
 
-def _native_usable() -> bool:
-    """The C core is there and writes exactly this module's columns (a stale build does not)."""
-    if _native is None:
-        return False
-    return ",".join(f"{name}:{dtype}" for name, dtype in COLUMNS.items()) == _native.COLUMN_LAYOUT
+def layout() -> tuple[tuple[str, str, int, bool], ...]:
+    """`COLUMNS` as the C core describes the columns it writes (`COLUMN_LAYOUT`): per column its name, dtype,
+    item size and whether it is signed, in order."""
+    return tuple(
+        (name, dtype, np.dtype(dtype).itemsize, np.dtype(dtype).kind == "i")
+        for name, dtype in COLUMNS.items()
+    )
 
 
-# Decode with the C core when it is there; tests switch it off to compare both paths.
-NATIVE = _native_usable()
+# A C core built from another version of _native.c writes other columns: the numpy paths run instead.
+if native.ENABLED and layout() != native.core.COLUMN_LAYOUT:
+    native.switch_off(
+        "the C core writes other columns than schema.PACKETS types (a stale build: reinstall it)"
+    )
 
 
 @dataclass
@@ -217,16 +201,16 @@ def header_field(block: np.ndarray, at: int, size: int) -> np.ndarray:
 def decode_batch(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray) -> Decoded:
     """Decode every record of a batch into columns. Never raises on packet contents.
 
-    With the C core (`NATIVE`), C decodes the common shapes and hands back the rows it leaves to numpy;
-    the result is the same either way (tests/test_native.py).
+    With the C core (`native.ENABLED`), C decodes the common shapes and hands back the rows it leaves to
+    numpy; the result is the same either way (tests/test_native.py).
     """
-    if not NATIVE or not len(data_off):
+    if not native.ENABLED or not len(data_off):
         return _decode_numpy(buf, data_off, caplen, linktype)
     out = _new_decoded(len(data_off), linktype)
     data_off = np.ascontiguousarray(data_off, dtype=np.int64)
     caplen = np.ascontiguousarray(caplen, dtype=np.int64)
     linktype = np.ascontiguousarray(linktype, dtype=np.int64)
-    fallback, sack_rows, sack_left, sack_right, rare_rows, rare_bytes = _native.decode(
+    fallback, sack_rows, sack_left, sack_right, rare_rows, rare_bytes = native.core.decode(
         buf, data_off, caplen, linktype, tuple(out.cols.values()), out.addr
     )
     out.sack_rows = np.frombuffer(sack_rows, dtype=np.int64)
@@ -635,7 +619,7 @@ def _icmp(rd: _Bytes, out: Decoded, rows, off, seg_len, proto) -> None:
 
 
 def _copy_rare(rd: _Bytes, out: Decoded, rows, start, stop) -> None:
-    """Copy the L4 bytes of rare packets for `layers` (dpkt); their count is small by nature."""
+    """Copy the L4 bytes of rare packets for `rare_layers` (dpkt); their count is small by nature."""
     if not len(rows):
         return
     stop = np.minimum(stop, rd.end[rows])

@@ -1,8 +1,11 @@
 """Stage 1: walk a capture file and build the columnar `packets` table.
 
-Columns are accumulated per batch as numpy arrays and concatenated once at the end, one column at a time,
-so peak memory is the finished table plus one column. Addresses are interned into a per-capture table
-and stored as categorical codes (4 bytes per address per packet).
+Each batch's decoded columns are written straight into one growing array per column (`_ColumnStore`),
+reserved ahead for the rows the whole file will hold at the rows per byte seen so far (and a quarter more),
+grown by at least half when that falls short; the table's columns are views of those arrays, so no
+per-batch pieces wait in the heap to be joined. Addresses are interned into a per-capture table and stored
+as categorical codes (4 bytes per address per packet). With `keep_packets=False` only TCP packets and the
+DNS/ICMP rows are kept, with `LEAN_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -14,19 +17,17 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from . import decode, formats
+from . import decode, formats, native
 from .formats import CaptureFile
-from .native import core as _native
-
-NATIVE = _native is not None  # C interns addresses; tests switch it off to compare with numpy
 
 # The columns the later stages read (TCP reconstruction, DNS/ICMP/TLS layers, payload re-reads): all a
 # capture keeps when its per-packet table is not wanted (`inspect` needs only the flows).
 LEAN_COLUMNS = (
-    "frame", "ts_ns", "caplen", "iface", "file_off", "src", "dst", "linktype", "ifindex", "outer_ip_len",
-    "ipv", "ip_len", "ip_id", "frag", "proto", "sport", "dport", "tcp_flags", "seq", "ack", "win",
-    "payload_len", "payload0", "payload_off", "mss", "wscale", "sack_perm", "tsval", "has_ts", "status",
-)  # fmt: skip
+    *("frame", "ts_ns", "caplen", "iface", "file_off"),  # the record
+    *("src", "dst", "linktype", "ifindex", "outer_ip_len", "ipv", "ip_len", "ip_id", "frag", "proto"),
+    *("sport", "dport", "tcp_flags", "seq", "ack", "win", "payload_len", "payload0", "payload_off"),
+    *("mss", "wscale", "sack_perm", "tsval", "has_ts", "status"),  # TCP options; the decode status
+)
 
 
 SFLOW_PORT = 6343
@@ -90,9 +91,9 @@ class _AddressTable:
         Rows not `valid` get -1; with `keep`, only the kept rows get a code. Codes are handed out in the
         order IPv4 addresses first appear, then the IPv6 ones sorted, batch by batch.
         """
-        if NATIVE:
+        if native.ENABLED:
             codes = np.empty(len(valid) if keep is None else int(np.count_nonzero(keep)), dtype=np.int32)
-            keys = _native.factorize_addresses(
+            keys = native.core.factorize_addresses(
                 addr, side, b"" if keep is None else keep.view(np.uint8), valid.view(np.uint8), codes
             )
             pairs = np.frombuffer(keys, dtype=np.uint64).reshape(-1, 2).tolist()

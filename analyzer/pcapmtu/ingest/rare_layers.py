@@ -22,14 +22,16 @@ DNS_TYPES = {1: "A", 28: "AAAA", 5: "CNAME"}
 DNS_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 DNS_COLUMNS = [
-    "frame", "ts", "src", "dst", "sport", "dport", "txid", "response", "rcode", "qname", "qtype",
-    "answer_name", "answer_type", "answer", "ttl", "status",
-]  # fmt: skip
+    *("frame", "ts", "src", "dst", "sport", "dport"),  # from the packets table
+    *("txid", "response", "rcode", "qname", "qtype", "answer_name", "answer_type", "answer", "ttl", "status"),
+]
 ICMP_COLUMNS = [
-    "frame", "ts", "src", "dst", "ipv", "icmp_type", "icmp_code", "kind", "mtu", "quoted_src", "quoted_dst",
-    "quoted_proto", "quoted_sport", "quoted_dport", "quoted_seq", "quoted_ip_len", "quoted_df", "quoted_l4_bytes",
+    *("frame", "ts", "src", "dst"),  # from the packets table
+    *("ipv", "icmp_type", "icmp_code", "kind", "mtu"),
+    *("quoted_src", "quoted_dst", "quoted_proto", "quoted_sport", "quoted_dport"),  # the quoted packet
+    *("quoted_seq", "quoted_ip_len", "quoted_df", "quoted_l4_bytes"),
     "status",
-]  # fmt: skip
+]
 
 
 # ------------------------------------------------------------------------------------------------- DNS
@@ -175,8 +177,16 @@ def _with_packet_columns(packets: pd.DataFrame, table: pd.DataFrame, columns: li
 # ------------------------------------------------------------------------------------------------- TLS
 TLS_LIMIT = 32 * 1024  # bytes of each direction reassembled: enough for hellos and a certificate chain
 TLS_VERSIONS = {0x0300: "SSL3", 0x0301: "TLS1.0", 0x0302: "TLS1.1", 0x0303: "TLS1.2", 0x0304: "TLS1.3"}
-TLS_COLUMNS = ["conn", "sni", "tls_version", "client_hello_len", "server_hello", "certificate_len",
-               "server_flight_bytes", "client_second_flight"]  # fmt: skip
+TLS_COLUMNS = [
+    "conn",
+    "sni",
+    "tls_version",
+    "client_hello_len",
+    "server_hello",
+    "certificate_len",
+    "server_flight_bytes",
+    "client_second_flight",
+]
 
 
 def tls_table(packets: pd.DataFrame, read_payloads) -> pd.DataFrame:

@@ -35,13 +35,14 @@ def _numbers(flows: pd.DataFrame, icmp: pd.DataFrame) -> np.ndarray:
     if not len(quotes):
         return np.argsort(np.argsort(starts, kind="stable"), kind="stable")
     conns_of: dict[tuple, list[int]] = {}
-    for conn, key in enumerate(_keys(flows["client_ip"], flows["client_port"], flows["server_ip"],
-                                     flows["server_port"])):  # fmt: skip
+    conn_keys = _keys(flows["client_ip"], flows["client_port"], flows["server_ip"], flows["server_port"])
+    for conn, key in enumerate(conn_keys):
         conns_of.setdefault(key, []).append(conn)
     quote_only: dict[tuple, int] = {}  # 5-tuple -> frame of the quote that opened a stream of its own
-    for frame, key in zip(quotes["frame"].to_numpy(), _keys(quotes["quoted_src"], quotes["quoted_sport"],
-                                                            quotes["quoted_dst"], quotes["quoted_dport"]),
-                          strict=True):  # fmt: skip
+    quote_keys = _keys(
+        quotes["quoted_src"], quotes["quoted_sport"], quotes["quoted_dst"], quotes["quoted_dport"]
+    )
+    for frame, key in zip(quotes["frame"].to_numpy(), quote_keys, strict=True):
         if key in quote_only or any(starts[c] < frame for c in conns_of.get(key, ())):
             continue  # joins a stream that is already open
         quote_only[key] = int(frame)

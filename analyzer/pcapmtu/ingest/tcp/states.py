@@ -1,5 +1,5 @@
 """Connection states: Zeek's conn_state, decided as Zeek decides it, from the first-event positions the TCP
-reconstruction gathers per connection and direction (tcp.py); `state` in words derives from it there."""
+reconstruction gathers per connection and direction (flows.py); `state` in words derives from it there."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def zeek_conn_state(
     client's SYN was seen) or the server's (it was not; the client's next ACK then establishes it); a FIN
     closes; a RST resets, except after the endpoint's own FIN when the other side closed too. The client is
     Zeek's originator. Also returns whether the handshake was seen (SYN, then SYN-ACK) and whether a RST
-    counts. `none` is the position tcp.py gives an event a connection never had."""
+    counts. `none` is the position an event a connection never had is given (segments.NONE)."""
     seen = {key: agg[key] != none for key in agg if key.endswith(("_pos_c2s", "_pos_s2c"))}
     syn, synack = seen["syn_pos_c2s"], seen["synack_pos_s2c"]
     handshake = syn & synack & (agg["synack_pos_s2c"] > agg["syn_pos_c2s"])
