@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,8 +32,6 @@ def _find_corpus() -> Path:
 CORPUS = _find_corpus()
 SAMPLES = ROOT / "sample_pcaps"
 IN_CI = os.environ.get("CI") == "true"
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def require_tool(name: str) -> None:

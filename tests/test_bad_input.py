@@ -26,12 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import pcapbuild as pb
 import pcapmtu
 from conftest import CORPUS, corpus_files
 from pcapmtu.cli import app
 from pcapmtu.ingest.decode import STATUS_NAMES
 from pcapmtu.render.jsondoc import inspect_document
+from support import packets as pb
 from test_formats import (
     C6,
     S6,

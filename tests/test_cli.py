@@ -11,12 +11,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-import pcapbuild as B
 from conftest import ROOT, SAMPLES, require_tool
 from pcapmtu import __version__
 from pcapmtu.cli import app
 from pcapmtu.ingest import native
 from pcapmtu.render.jsondoc import FLOW_FIELDS
+from support import packets as B
 
 runner = CliRunner()
 BLACKHOLE = SAMPLES / "blackhole_tls12"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-import pcapbuild as B
 import pcapmtu
+from support import packets as B
 
 C, S = "10.66.0.2", "198.18.0.10"
 CP, SP = 40000, 443

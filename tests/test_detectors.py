@@ -8,7 +8,7 @@ host+container pairs, and tests of the registry itself.
 An analysis takes ~0.5 s, so scenes are module fixtures shared by the tests that read them, and some
 captures hold several unrelated connections; those tests assert per connection.
 
-Connections are written with the scene builders of tests/scenes.py (`Conn`, rendered for the container capture
+Connections are written with the scene builders of tests/support/scenes.py (`Conn`, rendered for the container capture
 and, after MASQUERADE, for the host).
 """
 
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-import pcapbuild as B
 import pcapmtu
 from pcapmtu.diagnose import detectors
 from pcapmtu.diagnose.detectors import RULES
-from scenes import (
+from support import packets as B
+from support.scenes import (
     ACK,
     C6,
     CH,

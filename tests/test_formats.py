@@ -20,10 +20,10 @@ import dpkt
 import pytest
 import zstandard
 
-import pcapbuild as pb
 import pcapmtu
 from conftest import CORPUS, corpus_files, require_tool
 from pcapmtu.ingest.formats import CaptureFile
+from support import packets as pb
 
 C, S = "10.0.0.1", "10.0.0.2"
 C6, S6 = "2001:db8::1", "2001:db8::2"

@@ -64,7 +64,7 @@ def test_a_lean_capture_is_refused_where_packets_are_needed(tmp_path):
 
 
 def test_timestamps_going_back_across_batches_are_counted(tmp_path, monkeypatch):
-    import pcapbuild as B
+    from support import packets as B
 
     frames = [
         B.ether(B.tcp("10.66.0.2", "10.66.0.1", 40000, 80, seq=i, payload=b"x" * 900)) for i in range(12)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import pcapbuild as pb
 import pcapmtu
-import tshark_oracle
 from conftest import SAMPLES, corpus_files, require_tool
+from support import packets as pb
+from support import tshark
 
 FLAGS = ["retrans", "fast_retrans", "spurious_retrans", "out_of_order", "lost_before", "dup_ack"]
 
@@ -44,7 +44,7 @@ def test_agrees_with_tshark(path):
     require_tool("tshark")
     allowed, _why = KNOWN_DIFFERENCES.get(path.name, (set(), ""))
     cap = pcapmtu.read(path)
-    ref = tshark_oracle.tcp_frames(path)
+    ref = tshark.tcp_frames(path)
     mine = cap.packets[cap.packets["conn"] >= 0].set_index("frame")
 
     if "streams" not in allowed:
@@ -73,7 +73,7 @@ def test_retransmissions_per_connection(path):
     if "retrans" in allowed or "streams" in allowed:
         pytest.skip(KNOWN_DIFFERENCES[path.name][1])
     cap = pcapmtu.read(path)
-    ref = tshark_oracle.tcp_frames(path)
+    ref = tshark.tcp_frames(path)
     frames = cap.packets[(cap.packets["conn"] >= 0) & ~cap.packets["dup_copy"]][["frame", "conn"]]
     joined = ref.merge(frames, on="frame", how="inner")  # interface copies excluded, as above
     theirs = joined.groupby("conn")["retrans"].sum()
@@ -89,7 +89,7 @@ def test_known_differences_still_differ():
         if name not in files:
             continue
         cap = pcapmtu.read(files[name])
-        ref = tshark_oracle.tcp_frames(files[name])
+        ref = tshark.tcp_frames(files[name])
         mine = cap.packets[cap.packets["conn"] >= 0].set_index("frame")
         differs = len(cap.flows) != ref["stream"].nunique() if "streams" in allowed else False
         for flag in allowed & set(FLAGS):
@@ -142,7 +142,7 @@ def test_handshake_rtt_and_refills_agree_with_tshark(kind, tmp_path):
     path = tmp_path / f"{kind}.pcap"
     pb.write_pcap(path, _handshake_variant(kind), nano=True)
     cap = pcapmtu.read(path)
-    ref = tshark_oracle.tcp_frames(path)
+    ref = tshark.tcp_frames(path)
     mine = cap.packets.set_index("frame")
     for flag in ("retrans", "out_of_order"):
         assert set(mine.index[mine[flag].to_numpy()]) == set(ref["frame"][ref[flag]]), flag

@@ -32,7 +32,6 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-import pcapbuild as B
 import pcapmtu
 from conftest import ROOT, SAMPLES, require_tool
 from pcapmtu import results
@@ -40,7 +39,8 @@ from pcapmtu.cli import app
 from pcapmtu.diagnose.detectors import RULES
 from pcapmtu.errors import UsageError
 from pcapmtu.render.jsondoc import FLOW_FIELDS, VERDICT_FLOW_FIELDS, analyze_document
-from report_schema_check import KNOWN_KEYWORDS, SCHEMA, validate, validate_or_fail
+from support import packets as B
+from support.report_schema import KNOWN_KEYWORDS, SCHEMA, validate, validate_or_fail
 
 runner = CliRunner()
 DEMO = SAMPLES / "blackhole_tls12"

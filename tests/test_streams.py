@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-import pcapbuild as B
 import pcapmtu
-import scenes as S
 from conftest import SAMPLES, corpus_files, require_tool
+from support import packets as B
+from support import scenes as S
 
 CLIENT, SERVER, ROUTER = "10.66.0.2", "198.18.0.10", "10.66.0.1"
 CLIENT6, SERVER6, ROUTER6 = "fd00::2", "fd00::3", "fd00::1"

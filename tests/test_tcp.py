@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import pcapbuild as B
 import pcapmtu
+from support import packets as B
 
 C, S = "172.17.0.2", "198.18.0.10"
 

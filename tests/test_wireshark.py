@@ -20,7 +20,7 @@ import pcapmtu
 from conftest import IN_CI, SAMPLES, lab_scenarios, require_tool
 from pcapmtu.diagnose import wireshark
 from pcapmtu.diagnose.detectors import RULES
-from report_schema_check import validate_or_fail
+from support.report_schema import validate_or_fail
 
 pytestmark = pytest.mark.oracle
 

@@ -11,8 +11,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pcapbuild as B
 import pcapmtu
+from support import packets as B
 
 C = "172.17.0.2"  # the container
 NAT = "10.66.0.2"  # the docker host's uplink address (MASQUERADE source)
