@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import pcapmtu
-from conftest import CORPUS, corpus_files
 from pcapmtu.cli import app
 from pcapmtu.ingest.decode import STATUS_NAMES
 from pcapmtu.render.jsondoc import inspect_document
 from support import packets as pb
+from support.environment import CORPUS, corpus_files
 from test_formats import (
     C6,
     S6,

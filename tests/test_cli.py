@@ -11,12 +11,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, SAMPLES, require_tool
 from pcapmtu import __version__
 from pcapmtu.cli import app
 from pcapmtu.ingest import native
 from pcapmtu.render.jsondoc import FLOW_FIELDS
 from support import packets as B
+from support.environment import ROOT, SAMPLES, require_tool
 
 runner = CliRunner()
 BLACKHOLE = SAMPLES / "blackhole_tls12"

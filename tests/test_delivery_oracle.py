@@ -48,8 +48,8 @@ import pandas as pd
 import pytest
 
 import pcapmtu
-from conftest import CORPUS, SAMPLES, corpus_files, require_tool
 from pcapmtu.diagnose.delivery import delivery, segment_fate
+from support.environment import CORPUS, SAMPLES, corpus_files, require_tool
 
 if TYPE_CHECKING:
     from _pytest.mark import ParameterSet

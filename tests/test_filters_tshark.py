@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import pcapmtu
-from conftest import SAMPLES, require_tool
+from support.environment import SAMPLES, require_tool
 
 KEYWORDS = ("host", "container", "server")
 

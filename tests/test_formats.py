@@ -21,9 +21,9 @@ import pytest
 import zstandard
 
 import pcapmtu
-from conftest import CORPUS, corpus_files, require_tool
 from pcapmtu.ingest.formats import CaptureFile
 from support import packets as pb
+from support.environment import CORPUS, corpus_files, require_tool
 
 C, S = "10.0.0.1", "10.0.0.2"
 C6, S6 = "2001:db8::1", "2001:db8::2"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SAMPLES, corpus_files
 from pcapmtu.ingest import capture, formats, tcp
 from pcapmtu.render.jsondoc import inspect_json
+from support.environment import SAMPLES, corpus_files
 
 CAPTURES = sorted(p for p in SAMPLES.glob("*/*.pcap*")) + corpus_files("semantic", "format")
 

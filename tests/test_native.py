@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import IN_CI, SAMPLES, corpus_files
 from pcapmtu.errors import CaptureError
 from pcapmtu.ingest import decode, formats, native, packets, tcp
 from support import packets as pb
+from support.environment import IN_CI, SAMPLES, corpus_files
 from test_bad_input import (
     BASES,
     FRAMES,

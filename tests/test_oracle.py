@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import pcapmtu
-from conftest import SAMPLES, corpus_files, require_tool
 from support import packets as pb
 from support import tshark
+from support.environment import SAMPLES, corpus_files, require_tool
 
 FLAGS = ["retrans", "fast_retrans", "spurious_retrans", "out_of_order", "lost_before", "dup_ack"]
 

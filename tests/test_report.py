@@ -33,13 +33,13 @@ import pytest
 from typer.testing import CliRunner
 
 import pcapmtu
-from conftest import ROOT, SAMPLES, require_tool
 from pcapmtu import results
 from pcapmtu.cli import app
 from pcapmtu.diagnose.detectors import RULES
 from pcapmtu.errors import UsageError
 from pcapmtu.render.jsondoc import FLOW_FIELDS, VERDICT_FLOW_FIELDS, analyze_document
 from support import packets as B
+from support.environment import ROOT, SAMPLES, require_tool
 from support.report_schema import KNOWN_KEYWORDS, SCHEMA, validate, validate_or_fail
 
 runner = CliRunner()

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 import pcapmtu
-from conftest import SAMPLES, corpus_files, require_tool
 from support import packets as B
 from support import scenes as S
+from support.environment import SAMPLES, corpus_files, require_tool
 
 CLIENT, SERVER, ROUTER = "10.66.0.2", "198.18.0.10", "10.66.0.1"
 CLIENT6, SERVER6, ROUTER6 = "fd00::2", "fd00::3", "fd00::1"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import pcapmtu
-from conftest import IN_CI, SAMPLES, lab_scenarios, require_tool
 from pcapmtu.diagnose import wireshark
 from pcapmtu.diagnose.detectors import RULES
+from support.environment import IN_CI, SAMPLES, lab_scenarios, require_tool
 from support.report_schema import validate_or_fail
 
 pytestmark = pytest.mark.oracle
