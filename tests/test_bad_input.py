@@ -32,11 +32,11 @@ from pcapmtu.ingest.decode import STATUS_NAMES
 from pcapmtu.render.jsondoc import inspect_document
 from support import packets as pb
 from support.environment import CORPUS, corpus_files
+from support.pcapwriter import Pcapng, pcap_bytes
 from test_formats import (
     C6,
     S6,
     C,
-    Pcapng,
     S,
     _dns_response,
     _frag_needed,
@@ -44,7 +44,6 @@ from test_formats import (
     _vxlan,
     ipv4,
     ipv6,
-    pcap_bytes,
     tcp_bytes,
 )
 

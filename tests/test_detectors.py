@@ -24,6 +24,7 @@ import pcapmtu
 from pcapmtu.diagnose import detectors
 from pcapmtu.diagnose.detectors import RULES
 from support import packets as B
+from support.pcapwriter import Record, write_pcap
 from support.scenes import (
     ACK,
     C6,
@@ -400,8 +401,8 @@ def quiet(tmp_path_factory):
         + [(T0 - 0.5, query), (T0 - 0.49, port_unreachable(DNS, C, query))]
     )
     path = tmp / "quiet.pcap"
-    recs = [B.Record(T0 - 2, arp), B.Record(T0 - 1.5, lldp)] + [B.Record(t, B.ether(p)) for t, p in pkts]
-    B.write_pcap(path, recs)
+    recs = [Record(T0 - 2, arp), Record(T0 - 1.5, lldp)] + [Record(t, B.ether(p)) for t, p in pkts]
+    write_pcap(path, recs)
     return run(container=pcapmtu.read(path))
 
 
@@ -445,9 +446,9 @@ def snaplen_cut(tmp_path_factory):
     the request and the three segments cut to 96 bytes; the file itself is whole."""
     path = tmp_path_factory.mktemp("snaplen") / "cut.pcap"
     recs = [
-        B.Record(t, B.ether(p)[:96], wirelen=len(B.ether(p))) for t, p in download(sizes=(1460,) * 3).render()
+        Record(t, B.ether(p)[:96], wirelen=len(B.ether(p))) for t, p in download(sizes=(1460,) * 3).render()
     ]
-    B.write_pcap(path, recs, snaplen=96)
+    write_pcap(path, recs, snaplen=96)
     return run(container=pcapmtu.read(path))
 
 
@@ -455,7 +456,7 @@ def snaplen_cut(tmp_path_factory):
 def file_cut(tmp_path_factory):
     """A whole-packet capture whose last 30 bytes were lost in transfer (the final ACK's record is cut)."""
     path = tmp_path_factory.mktemp("filecut") / "cut.pcap"
-    B.write_pcap(path, [B.Record(t, B.ether(p)) for t, p in download(sizes=(1460,)).render()])
+    write_pcap(path, [Record(t, B.ether(p)) for t, p in download(sizes=(1460,)).render()])
     whole = path.read_bytes()
     path.write_bytes(whole[:-30])
     return run(container=pcapmtu.read(path)), len(whole)
@@ -532,8 +533,8 @@ def test_Q004_positive_any_interface_copies(tmp_path):
     pkts = download(sizes=(1460, 1460)).render()
     recs = []
     for t, p in pkts:
-        recs += [B.Record(t, B.sll2(p, ifindex=5)), B.Record(t + 0.000003, B.sll2(p, ifindex=3))]
-    B.write_pcap(path, recs, linktype=276)
+        recs += [Record(t, B.sll2(p, ifindex=5)), Record(t + 0.000003, B.sll2(p, ifindex=3))]
+    write_pcap(path, recs, linktype=276)
     r = run(host=pcapmtu.read(path))
     q = one(r, "Q004", "host")
     assert q.message.startswith(
@@ -551,7 +552,7 @@ def steady_retrans(tmp_path_factory):
     for i in range(12):
         c.s(T0 + 0.03 + 0.25 * i, 1, 1 + R, n=1000)
     path = tmp_path_factory.mktemp("steady") / "one.pcap"
-    B.write_pcap(path, [B.Record(t, B.sll2(p, ifindex=5)) for t, p in c.render()], linktype=276)
+    write_pcap(path, [Record(t, B.sll2(p, ifindex=5)) for t, p in c.render()], linktype=276)
     return run(container=pcapmtu.read(path))
 
 

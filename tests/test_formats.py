@@ -24,82 +24,10 @@ import pcapmtu
 from pcapmtu.ingest.formats import CaptureFile
 from support import packets as pb
 from support.environment import CORPUS, corpus_files, require_tool
+from support.pcapwriter import Pcapng, pcap_bytes
 
 C, S = "10.0.0.1", "10.0.0.2"
 C6, S6 = "2001:db8::1", "2001:db8::2"
-
-
-# ------------------------------------------------------------------------------------------ file writers
-def pcap_bytes(records, *, linktype=1, nano=False, big_endian=False, version=(2, 4), modified=False) -> bytes:
-    """Classic pcap; records are (sec, frac, data) or (sec, frac, data, wirelen); frac in file units."""
-    o = ">" if big_endian else "<"
-    magic = 0xA1B2CD34 if modified else 0xA1B23C4D if nano else 0xA1B2C3D4
-    out = [struct.pack(o + "IHHiIII", magic, *version, 0, 0, 262144, linktype)]
-    for rec in records:
-        sec, frac, data = rec[:3]
-        wirelen = rec[3] if len(rec) > 3 else len(data)
-        lens = (wirelen, len(data)) if version < (2, 3) else (len(data), wirelen)
-        out.append(struct.pack(o + "IIII", sec, frac, *lens))
-        if modified:  # ifindex, protocol, pkt_type, padding
-            out.append(struct.pack(o + "IHBB", 3, 0x0800, 0, 0))
-        out.append(data)
-    return b"".join(out)
-
-
-class Pcapng:
-    """pcapng writer with every block spelled out (sections may switch byte order)."""
-
-    def __init__(self) -> None:
-        self.o = "<"
-        self.parts: list[bytes] = []
-
-    def block(self, btype: int, body: bytes) -> Pcapng:
-        body += b"\x00" * (-len(body) % 4)
-        total = 12 + len(body)
-        self.parts.append(struct.pack(self.o + "II", btype, total) + body + struct.pack(self.o + "I", total))
-        return self
-
-    def option(self, code: int, value: bytes) -> bytes:
-        return struct.pack(self.o + "HH", code, len(value)) + value + b"\x00" * (-len(value) % 4)
-
-    def shb(self, big_endian: bool = False) -> Pcapng:
-        self.o = ">" if big_endian else "<"
-        return self.block(0x0A0D0D0A, struct.pack(self.o + "IHHq", 0x1A2B3C4D, 1, 0, -1))
-
-    def idb(
-        self, linktype: int, tsresol: int | None = None, *, snaplen=262144, name="", tsoffset=None
-    ) -> Pcapng:
-        opts = b""
-        if name:
-            opts += self.option(2, name.encode())
-        if tsresol is not None:
-            opts += self.option(9, bytes([tsresol]))
-        if tsoffset is not None:
-            opts += self.option(14, struct.pack(self.o + "q", tsoffset))
-        if opts:
-            opts += self.option(0, b"")
-        return self.block(1, struct.pack(self.o + "HHI", linktype, 0, snaplen) + opts)
-
-    def epb(self, iface: int, units: int, data: bytes, wirelen: int | None = None) -> Pcapng:
-        head = struct.pack(
-            self.o + "IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(data), wirelen or len(data)
-        )
-        return self.block(6, head + data)
-
-    def pb(self, iface: int, units: int, data: bytes) -> Pcapng:
-        """Obsolete Packet Block (type 2)."""
-        head = struct.pack(self.o + "HHIIII", iface, 0, units >> 32, units & 0xFFFFFFFF, len(data), len(data))
-        return self.block(2, head + data)
-
-    def spb(self, data: bytes, wirelen: int | None = None) -> Pcapng:
-        return self.block(3, struct.pack(self.o + "I", wirelen or len(data)) + data)
-
-    def raw(self, data: bytes) -> Pcapng:
-        self.parts.append(data)
-        return self
-
-    def bytes(self) -> bytes:
-        return b"".join(self.parts)
 
 
 def write(tmp_path, data: bytes, name: str = "cap.pcap"):

@@ -65,13 +65,14 @@ def test_a_lean_capture_is_refused_where_packets_are_needed(tmp_path):
 
 def test_timestamps_going_back_across_batches_are_counted(tmp_path, monkeypatch):
     from support import packets as B
+    from support.pcapwriter import write_pcap
 
     frames = [
         B.ether(B.tcp("10.66.0.2", "10.66.0.1", 40000, 80, seq=i, payload=b"x" * 900)) for i in range(12)
     ]
     times = [10, 11, 12, 13, 5, 14, 15, 16, 17, 18, 19, 1]  # two steps back
     path = tmp_path / "back.pcap"
-    B.write_pcap(path, list(zip(times, frames, strict=True)))
+    write_pcap(path, list(zip(times, frames, strict=True)))
     monkeypatch.setattr(formats, "CHUNK_BYTES", 1024)  # about one packet per batch
     cap = capture.read(path, keep_packets=False)
     assert cap.stats.backwards == 2

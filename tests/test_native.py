@@ -21,6 +21,7 @@ from pcapmtu.errors import CaptureError
 from pcapmtu.ingest import decode, formats, native, packets, tcp
 from support import packets as pb
 from support.environment import IN_CI, SAMPLES, corpus_files
+from support.pcapwriter import Record, write_pcap
 from test_bad_input import (
     BASES,
     FRAMES,
@@ -384,9 +385,9 @@ def test_same_tcp_analysis_for_any_sequence_of_segments(segments, isn, tmp_path_
         ip = pb.tcp(src, dst, sp, dp, seq=mine + seq_off, ack=theirs + ack_off, flags=flags, payload=b"x" * size,
                     win=win, ip_id=len(records))  # fmt: skip
         t += gap
-        records.append(pb.Record(t / 1e9, pb.ether(ip)))
+        records.append(Record(t / 1e9, pb.ether(ip)))
     path = tmp_path_factory.mktemp("tcp") / "segments.pcap"
-    pb.write_pcap(path, records, nano=True)
+    write_pcap(path, records, nano=True)
     cap = formats.CaptureFile.open(path)
     try:
         raw = packets.build_packets(cap)

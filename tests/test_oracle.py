@@ -16,6 +16,7 @@ import pcapmtu
 from support import packets as pb
 from support import tshark
 from support.environment import SAMPLES, corpus_files, require_tool
+from support.pcapwriter import Record, write_pcap
 
 FLAGS = ["retrans", "fast_retrans", "spurious_retrans", "out_of_order", "lost_before", "dup_ack"]
 
@@ -130,7 +131,7 @@ def _handshake_variant(kind: str) -> list:
         records.append((base + dt, pb.tcp(s, c, sp, cp, seq=si + 1 + 1448 * n, ack=ci + 101, payload=b"r" * 1448,
                                           ip_id=10 + k)))  # fmt: skip
     epoch = 1_700_000_000.0  # tshark takes a time of 0 for "no SYN seen"
-    return [pb.Record(epoch + t, pb.ether(p)) for t, p in sorted(records, key=lambda r: r[0])]
+    return [Record(epoch + t, pb.ether(p)) for t, p in sorted(records, key=lambda r: r[0])]
 
 
 @pytest.mark.oracle
@@ -140,7 +141,7 @@ def _handshake_variant(kind: str) -> list:
 def test_handshake_rtt_and_refills_agree_with_tshark(kind, tmp_path):
     require_tool("tshark")
     path = tmp_path / f"{kind}.pcap"
-    pb.write_pcap(path, _handshake_variant(kind), nano=True)
+    write_pcap(path, _handshake_variant(kind), nano=True)
     cap = pcapmtu.read(path)
     ref = tshark.tcp_frames(path)
     mine = cap.packets.set_index("frame")

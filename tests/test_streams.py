@@ -21,6 +21,7 @@ import pcapmtu
 from support import packets as B
 from support import scenes as S
 from support.environment import SAMPLES, corpus_files, require_tool
+from support.pcapwriter import write_pcap
 
 CLIENT, SERVER, ROUTER = "10.66.0.2", "198.18.0.10", "10.66.0.1"
 CLIENT6, SERVER6, ROUTER6 = "fd00::2", "fd00::3", "fd00::1"
@@ -58,7 +59,7 @@ def _quotes_capture(path: Path) -> Path:
         add(B.ip_packet(ROUTER6, CLIENT6, struct.pack(">BBHI", typ, 0, 0, 0) + seg6(9100 + typ), 58))
     add(S.icmp4(ROUTER, CLIENT, 3, 3, bytes(4), B.udp(CLIENT, SERVER, 5000, 53, b"abc")))  # UDP: no stream
     add(seg(9999, flags=B.SYN))
-    B.write_pcap(path, records, linktype=101)
+    write_pcap(path, records, linktype=101)
     return path
 
 

@@ -1,15 +1,14 @@
-"""Build small captures in tests: literal packets written as pcap or pcapng (test helper, not library code).
+"""Packets for the captures tests build (test helper, not library code): IP packets, link-layer frames,
+TCP options, a handshake, DNS answers; support/pcapwriter.py writes them into files.
 
-Packets are built with dpkt so the bytes are what real stacks send; the writers are hand-rolled so that
-tests control every header field (byte order, timestamp resolution, interface blocks, link types).
+Packets are built with dpkt so the bytes are what real stacks send.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import dpkt
 
@@ -95,59 +94,6 @@ def sll2(ip_bytes: bytes, ifindex: int, pkttype: int = 0) -> bytes:
 def sll(ip_bytes: bytes, pkttype: int = 0) -> bytes:
     etype = 0x86DD if ip_bytes[0] >> 4 == 6 else 0x0800
     return struct.pack(">HHH8sH", pkttype, 1, 6, b"\x02\x00\x00\x00\x00\x01\x00\x00", etype) + ip_bytes
-
-
-@dataclass
-class Record:
-    ts: float
-    data: bytes
-    wirelen: int | None = None
-    iface: int = 0
-
-
-def write_pcap(path, records: Iterable[Record | tuple[float, bytes]], *, linktype: int = 1, nano: bool = False,
-               big_endian: bool = False, snaplen: int = 262144) -> None:  # fmt: skip
-    o = ">" if big_endian else "<"
-    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
-    out = [struct.pack(o + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
-    for rec in records:
-        rec = rec if isinstance(rec, Record) else Record(*rec)
-        sec = int(rec.ts)
-        frac = round((rec.ts - sec) * (1e9 if nano else 1e6))
-        out.append(struct.pack(o + "IIII", sec, frac, len(rec.data), rec.wirelen or len(rec.data)) + rec.data)
-    with open(path, "wb") as fh:
-        fh.write(b"".join(out))
-
-
-def write_pcapng(
-    path, records: Iterable[Record], interfaces: Sequence[tuple[int, int]], *, big_endian: bool = False
-) -> None:
-    """pcapng with one IDB per (linktype, tsresol exponent) and EPBs referring to them."""
-    o = ">" if big_endian else "<"
-
-    def block(btype: int, body: bytes) -> bytes:
-        body += b"\x00" * (-len(body) % 4)
-        total = 12 + len(body)
-        return struct.pack(o + "II", btype, total) + body + struct.pack(o + "I", total)
-
-    out = [block(0x0A0D0D0A, struct.pack(o + "IHHq", 0x1A2B3C4D, 1, 0, -1))]
-    for linktype, exp in interfaces:
-        opts = struct.pack(o + "HH", 9, 1) + bytes([exp]) + b"\x00\x00\x00" + struct.pack(o + "HH", 0, 0)
-        out.append(block(1, struct.pack(o + "HHI", linktype, 0, 262144) + opts))
-    for rec in records:
-        exp = interfaces[rec.iface][1]
-        units = round(rec.ts * 10**exp)
-        body = struct.pack(
-            o + "IIIII",
-            rec.iface,
-            units >> 32,
-            units & 0xFFFFFFFF,
-            len(rec.data),
-            rec.wirelen or len(rec.data),
-        )
-        out.append(block(6, body + rec.data))
-    with open(path, "wb") as fh:
-        fh.write(b"".join(out))
 
 
 def handshake(client: str, server: str, cport: int, sport: int, *, t0: float = 1000.0, isn_c: int = 1000,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pcapmtu
 from support import packets as B
+from support.pcapwriter import Record, write_pcap
 
 C = "172.17.0.2"  # the container
 NAT = "10.66.0.2"  # the docker host's uplink address (MASQUERADE source)
@@ -216,7 +217,7 @@ def write(tmp_path, name: str, *parts, shift: float = 0.0) -> Path:
     the capture's clock (seconds). Returns the path."""
     pkts = sorted((p for part in parts for p in part), key=lambda x: x[0])
     path = tmp_path / f"{name}.pcap"
-    B.write_pcap(path, [B.Record(t + shift, B.ether(p)) for t, p in pkts])
+    write_pcap(path, [Record(t + shift, B.ether(p)) for t, p in pkts])
     return path
 
 
