@@ -10,7 +10,6 @@ import bz2
 import functools
 import gzip
 import lzma
-import socket
 import struct
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +23,8 @@ import pcapmtu
 from pcapmtu.ingest.formats import CaptureFile
 from support import packets as pb
 from support.environment import CORPUS, corpus_files, require_tool
+from support.packets import C6, S6, C, S, dns_response, gre, icmp_frag_needed, ipv4, ipv6, tcp_bytes, vxlan
 from support.pcapwriter import Pcapng, pcap_bytes
-
-C, S = "10.0.0.1", "10.0.0.2"
-C6, S6 = "2001:db8::1", "2001:db8::2"
 
 
 def write(tmp_path, data: bytes, name: str = "cap.pcap"):
@@ -42,29 +39,6 @@ def read_bytes(tmp_path, data: bytes, name: str = "cap.pcap") -> pcapmtu.Capture
 
 def seg(src=C, dst=S, sport=40000, dport=443, **kw) -> bytes:
     return pb.tcp(src, dst, sport, dport, **kw)
-
-
-def ipv4(src, dst, proto, payload, *, ident=7, df=False, mf=False, frag_off=0, total=None, ttl=64) -> bytes:
-    """A literal IPv4 header (checksum left 0: nothing here verifies it)."""
-    flags = (0x4000 if df else 0) | (0x2000 if mf else 0) | (frag_off // 8)
-    total = 20 + len(payload) if total is None else total
-    head = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, ident, flags, ttl, proto, 0,
-                       socket.inet_aton(src), socket.inet_aton(dst))  # fmt: skip
-    return head + payload
-
-
-def ipv6(src, dst, nh, payload, *, plen=None, hlim=64) -> bytes:
-    plen = len(payload) if plen is None else plen
-    head = struct.pack(">IHBB16s16s", 0x60000000, plen, nh, hlim,
-                       socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst))  # fmt: skip
-    return head + payload
-
-
-def tcp_bytes(sport, dport, *, seq=1, ack=0, flags=pb.ACK, opts=b"", payload=b"") -> bytes:
-    """A TCP segment (header + payload) without an IP header."""
-    assert len(opts) % 4 == 0
-    off = (20 + len(opts)) // 4
-    return struct.pack(">HHIIBBHHH", sport, dport, seq, ack, off << 4, flags, 65535, 0, 0) + opts + payload
 
 
 def row(cap: pcapmtu.Capture, frame: int):
@@ -630,18 +604,8 @@ def test_udp(tmp_path):
     assert len(cap.flows) == 0
 
 
-def _frag_needed(mtu: int) -> tuple[bytes, bytes]:
-    quoted = seg(payload=b"b" * 1400, flags=pb.ACK | pb.PSH)
-    quoted_seq = struct.unpack_from(">I", quoted, 24)[0]
-    assert quoted_seq == 0
-    quoted = bytearray(quoted)
-    quoted[24:28] = struct.pack(">I", 0xDEADBEEF)
-    icmp = struct.pack(">BBHHH", 3, 4, 0, 0, mtu) + bytes(quoted[:28])
-    return ipv4("192.0.2.254", C, 1, icmp, df=False), bytes(quoted)
-
-
 def test_icmp_frag_needed(tmp_path):
-    pkt, quoted = _frag_needed(1400)
+    pkt, quoted = icmp_frag_needed(1400)
     cap = read_bytes(tmp_path, pcap_bytes([(1, 0, pb.ether(pkt))]))
     r = row(cap, 1)
     assert (r["proto"], r["icmp_type"], r["icmp_code"], r["status"]) == (1, 3, 4, "ok")
@@ -676,23 +640,11 @@ def test_icmp_echo_is_not_an_error(tmp_path):
     assert row(cap, 1)["icmp_type"] == 8 and len(cap.icmp) == 0
 
 
-def _dns_response() -> bytes:
-    msg = dpkt.dns.DNS(id=0x4242, op=0x8180)  # QR, RD, RA: a NOERROR response
-    msg.qd = [dpkt.dns.DNS.Q(name="www.example.com", type=dpkt.dns.DNS_A)]
-    cname = dpkt.dns.DNS.RR(name="www.example.com", type=dpkt.dns.DNS_CNAME, ttl=300)
-    cname.cname = "edge.example.net"
-    a = dpkt.dns.DNS.RR(name="edge.example.net", type=dpkt.dns.DNS_A, ttl=60, rdata=socket.inet_aton(S))
-    aaaa = dpkt.dns.DNS.RR(name="edge.example.net", type=dpkt.dns.DNS_AAAA, ttl=61,
-                           rdata=socket.inet_pton(socket.AF_INET6, S6))  # fmt: skip
-    msg.an = [cname, a, aaaa]
-    return bytes(msg)
-
-
 def test_dns_answers(tmp_path):
     query = dpkt.dns.DNS(id=0x4242, qd=[dpkt.dns.DNS.Q(name="www.example.com", type=dpkt.dns.DNS_A)])
     frames = [
         pb.udp(C, "10.0.0.53", 33333, 53, bytes(query)),
-        pb.udp("10.0.0.53", C, 53, 33333, _dns_response()),
+        pb.udp("10.0.0.53", C, 53, 33333, dns_response()),
     ]
     frames += pb.handshake(C, S, 40000, 443, t0=2.0)[0][1:]
     cap = read_bytes(tmp_path, pcap_bytes([(1, i, pb.ether(f)) for i, f in enumerate(frames)]))
@@ -791,18 +743,6 @@ def test_icmp_quotes_agree_with_tshark():
 
 
 # -------------------------------------------------------------------------------------------- overlays
-def _vxlan(inner_frame: bytes, port: int, outer_sport: int = 50000) -> bytes:
-    vx = struct.pack(">BBHI", 0x08, 0, 0, 42 << 8) + inner_frame
-    udp = struct.pack(">HHHH", outer_sport, port, 8 + len(vx), 0) + vx
-    return ipv4("192.168.1.1", "192.168.1.2", 17, udp, df=True)
-
-
-def _gre(inner_ip: bytes, key: bool = False) -> bytes:
-    proto = 0x86DD if inner_ip[0] >> 4 == 6 else 0x0800
-    head = struct.pack(">HH", 0x2000 if key else 0, proto) + (struct.pack(">I", 99) if key else b"")
-    return ipv4("192.168.1.1", "192.168.1.2", 47, head + inner_ip)
-
-
 def _sixin4(inner_ip: bytes) -> bytes:
     return ipv4("192.168.1.1", "192.168.1.2", 41, inner_ip)
 
@@ -828,11 +768,11 @@ def _l2tp(inner_ip: bytes, *, flags: int = 0x0002, acf: bool = True, short_proto
 @pytest.mark.parametrize(
     "encap, wrap, inner_v6",
     [
-        ("vxlan", lambda ip: _vxlan(pb.ether(ip), 4789), False),
-        ("vxlan", lambda ip: _vxlan(pb.ether(ip), 8472), False),
-        ("vxlan", lambda ip: _vxlan(pb.ether(ip, vlans=[7]), 4789), True),
-        ("gre", _gre, False),
-        ("gre", lambda ip: _gre(ip, key=True), True),
+        ("vxlan", lambda ip: vxlan(pb.ether(ip), 4789), False),
+        ("vxlan", lambda ip: vxlan(pb.ether(ip), 8472), False),
+        ("vxlan", lambda ip: vxlan(pb.ether(ip, vlans=[7]), 4789), True),
+        ("gre", gre, False),
+        ("gre", lambda ip: gre(ip, key=True), True),
         ("ipip", _sixin4, True),
         ("ipip", lambda ip: ipv4("192.168.1.1", "192.168.1.2", 4, ip), False),
         ("l2tp", _l2tp, False),
@@ -889,7 +829,7 @@ def test_l2tp_that_carries_no_ip_stays_udp(tmp_path, outer):
 
 
 def test_vxlan_needs_the_i_flag(tmp_path):
-    pkt = bytearray(_vxlan(pb.ether(seg()), 4789))
+    pkt = bytearray(vxlan(pb.ether(seg()), 4789))
     pkt[28] = 0  # VXLAN flags
     r = row(read_bytes(tmp_path, pcap_bytes([(1, 0, pb.ether(bytes(pkt)))])), 1)
     assert r["encap"] == "" and r["dport"] == 4789 and r["outer_ip_len"] == 0
@@ -897,8 +837,8 @@ def test_vxlan_needs_the_i_flag(tmp_path):
 
 def test_dns_port_on_a_vxlan_outer_header_is_not_dns(tmp_path):
     """Only the inner packet is described: outer UDP bytes are not parsed as DNS or ICMP."""
-    icmp, _quoted = _frag_needed(1300)
-    inner = _vxlan(pb.ether(icmp), 4789, outer_sport=53)
+    icmp, _quoted = icmp_frag_needed(1300)
+    inner = vxlan(pb.ether(icmp), 4789, outer_sport=53)
     cap = read_bytes(tmp_path, pcap_bytes([(1, 0, pb.ether(inner))]))
     assert len(cap.dns) == 0
     assert cap.icmp["mtu"].tolist() == [1300]

@@ -20,17 +20,17 @@ from hypothesis import strategies as st
 from pcapmtu.errors import CaptureError
 from pcapmtu.ingest import decode, formats, native, packets, tcp
 from support import packets as pb
-from support.environment import IN_CI, SAMPLES, corpus_files
-from support.pcapwriter import Record, write_pcap
-from test_bad_input import (
+from support.damage import (
     BASES,
     FRAMES,
     FUZZ_EXAMPLES,
-    _mutate,
-    _outcome,
     assert_same_reading_without,
+    mutate,
     mutation,
+    outcome,
 )
+from support.environment import IN_CI, SAMPLES, corpus_files
+from support.pcapwriter import Record, write_pcap
 
 needs_core = pytest.mark.skipif(native.core is None, reason="the C core is not built here")
 CAPTURES = sorted(SAMPLES.glob("*/*.pcap*")) + corpus_files("semantic", "format", "malformed")
@@ -205,18 +205,18 @@ def test_same_tcp_options_whatever_their_bytes(options, cut):
 @given(base=st.sampled_from(range(len(BASES))), ops=st.lists(mutation, min_size=1, max_size=6))
 def test_the_c_walk_reads_damaged_files_exactly_like_the_python_walk(base, ops):
     assert_same_reading_without(
-        _mutate(BASES[base], ops), (formats, "NATIVE_WALK"), (decode, "NATIVE"), (packets, "NATIVE")
+        mutate(BASES[base], ops), (formats, "NATIVE_WALK"), (decode, "NATIVE"), (packets, "NATIVE")
     )
 
 
 @needs_core
 @pytest.mark.parametrize("path", CAPTURES[:: max(1, len(CAPTURES) // 25)], ids=lambda p: p.name)
 def test_whole_read_is_the_same_without_the_c_core(path: Path, monkeypatch):
-    fast = _outcome(path)
+    fast = outcome(path)
     monkeypatch.setattr(formats, "NATIVE_WALK", False)
     monkeypatch.setattr(decode, "NATIVE", False)
     monkeypatch.setattr(packets, "NATIVE", False)
-    pure = _outcome(path)
+    pure = outcome(path)
     assert fast[0] == pure[0]
     if fast[0] == "read":
         pd.testing.assert_frame_equal(fast[1], pure[1])

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 import dpkt
 
 SYN, ACK, FIN, RST, PSH = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_FIN, dpkt.tcp.TH_RST, dpkt.tcp.TH_PUSH
+# the client and the server of the frames below, unless a test names others
+C, S = "10.0.0.1", "10.0.0.2"
+C6, S6 = "2001:db8::1", "2001:db8::2"
 
 
 def tcp_options(mss: int | None = None, wscale: int | None = None, sack_perm: bool = False,
@@ -114,3 +117,65 @@ def dns_answer(name: str, ip: str, txid: int = 7) -> bytes:
     msg.qd = [dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_A)]
     msg.an = [dpkt.dns.DNS.RR(name=name, type=dpkt.dns.DNS_A, ttl=60, rdata=socket.inet_aton(ip))]
     return bytes(msg)
+
+
+# ------------------------------------------------------------------ literal headers (every field chosen)
+def ipv4(src, dst, proto, payload, *, ident=7, df=False, mf=False, frag_off=0, total=None, ttl=64) -> bytes:
+    """A literal IPv4 header (checksum left 0: nothing here verifies it)."""
+    flags = (0x4000 if df else 0) | (0x2000 if mf else 0) | (frag_off // 8)
+    total = 20 + len(payload) if total is None else total
+    head = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, ident, flags, ttl, proto, 0,
+                       socket.inet_aton(src), socket.inet_aton(dst))  # fmt: skip
+    return head + payload
+
+
+def ipv6(src, dst, nh, payload, *, plen=None, hlim=64) -> bytes:
+    plen = len(payload) if plen is None else plen
+    head = struct.pack(">IHBB16s16s", 0x60000000, plen, nh, hlim,
+                       socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst))  # fmt: skip
+    return head + payload
+
+
+def tcp_bytes(sport, dport, *, seq=1, ack=0, flags=ACK, opts=b"", payload=b"") -> bytes:
+    """A TCP segment (header + payload) without an IP header."""
+    assert len(opts) % 4 == 0
+    off = (20 + len(opts)) // 4
+    return struct.pack(">HHIIBBHHH", sport, dport, seq, ack, off << 4, flags, 65535, 0, 0) + opts + payload
+
+
+def icmp_frag_needed(mtu: int) -> tuple[bytes, bytes]:
+    """ICMP frag-needed (next-hop MTU `mtu`) from 192.0.2.254 to C, quoting a C -> S segment whose sequence
+    number reads 0xDEADBEEF in the quote; returns (the ICMP packet, the whole quoted packet)."""
+    quoted = tcp(C, S, 40000, 443, payload=b"b" * 1400, flags=ACK | PSH)
+    quoted_seq = struct.unpack_from(">I", quoted, 24)[0]
+    assert quoted_seq == 0
+    quoted = bytearray(quoted)
+    quoted[24:28] = struct.pack(">I", 0xDEADBEEF)
+    icmp = struct.pack(">BBHHH", 3, 4, 0, 0, mtu) + bytes(quoted[:28])
+    return ipv4("192.0.2.254", C, 1, icmp, df=False), bytes(quoted)
+
+
+def dns_response() -> bytes:
+    """A NOERROR response for www.example.com: a CNAME to edge.example.net, its A (S) and AAAA (S6)."""
+    msg = dpkt.dns.DNS(id=0x4242, op=0x8180)  # QR, RD, RA: a NOERROR response
+    msg.qd = [dpkt.dns.DNS.Q(name="www.example.com", type=dpkt.dns.DNS_A)]
+    cname = dpkt.dns.DNS.RR(name="www.example.com", type=dpkt.dns.DNS_CNAME, ttl=300)
+    cname.cname = "edge.example.net"
+    a = dpkt.dns.DNS.RR(name="edge.example.net", type=dpkt.dns.DNS_A, ttl=60, rdata=socket.inet_aton(S))
+    aaaa = dpkt.dns.DNS.RR(name="edge.example.net", type=dpkt.dns.DNS_AAAA, ttl=61,
+                           rdata=socket.inet_pton(socket.AF_INET6, S6))  # fmt: skip
+    msg.an = [cname, a, aaaa]
+    return bytes(msg)
+
+
+# -------------------------------------------------------------------------------------------- overlays
+def vxlan(inner_frame: bytes, port: int, outer_sport: int = 50000) -> bytes:
+    vx = struct.pack(">BBHI", 0x08, 0, 0, 42 << 8) + inner_frame
+    udp = struct.pack(">HHHH", outer_sport, port, 8 + len(vx), 0) + vx
+    return ipv4("192.168.1.1", "192.168.1.2", 17, udp, df=True)
+
+
+def gre(inner_ip: bytes, key: bool = False) -> bytes:
+    proto = 0x86DD if inner_ip[0] >> 4 == 6 else 0x0800
+    head = struct.pack(">HH", 0x2000 if key else 0, proto) + (struct.pack(">I", 99) if key else b"")
+    return ipv4("192.168.1.1", "192.168.1.2", 47, head + inner_ip)
