@@ -11,7 +11,6 @@ import functools
 import gzip
 import lzma
 import struct
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -22,6 +21,7 @@ import zstandard
 import pcapmtu
 from pcapmtu.ingest.formats import CaptureFile
 from support import packets as pb
+from support import tshark
 from support.environment import CORPUS, corpus_files, require_tool
 from support.packets import C6, S6, C, S, dns_response, gre, icmp_frag_needed, ipv4, ipv6, tcp_bytes, vxlan
 from support.pcapwriter import Pcapng, pcap_bytes
@@ -183,7 +183,7 @@ def test_built_pcapng_agrees_with_tshark(tmp_path):
     require_tool("tshark")
     data, expected_ts = _multi_interface(False)
     path = write(tmp_path, data, "multi.pcapng")
-    ref = tshark(path, ["frame.time_epoch", "frame.interface_id"])
+    ref = tshark.fields(path, ["frame.time_epoch", "frame.interface_id"])
     assert [epoch_ns(r["frame.time_epoch"]) for r in ref] == expected_ts
     assert [int(r["frame.interface_id"]) for r in ref] == list(range(6))
 
@@ -685,7 +685,7 @@ def test_tls_facts_agree_with_tshark(name):
         pytest.skip("corpus not present")
     fields = ["tcp.srcport", "tcp.dstport", "tls.handshake.type", "tls.handshake.extensions_server_name",
               "tls.handshake.version", "tls.handshake.extensions.supported_version"]  # fmt: skip
-    ref = tshark(path, fields, "tls.handshake.type == 1 || tls.handshake.type == 2")
+    ref = tshark.fields(path, fields, "tls.handshake.type == 1 || tls.handshake.type == 2")
     hello = [r for r in ref if r["tls.handshake.type"].split(",")[0] == "1"]
     server = [r for r in ref if "2" in r["tls.handshake.type"].split(",")]
     cap = pcapmtu.read(path)
@@ -729,7 +729,7 @@ def test_icmp_quotes_agree_with_tshark():
     if not path.exists():
         pytest.skip("corpus not present")
     fields = ["frame.number", "icmp.mtu", "tcp.srcport", "tcp.dstport", "tcp.seq"]
-    ref = tshark(
+    ref = tshark.fields(
         path, fields, "icmp.type == 3", occurrence="l", options=["-o", "tcp.relative_sequence_numbers:FALSE"]
     )
     cap = pcapmtu.read(path)
@@ -887,17 +887,6 @@ def test_corpus_tunnels_agree_with_tshark(name, encap, least):
 
 
 # ---------------------------------------------------------------------------------- corpus vs tshark
-def tshark(path, fields, display_filter=None, occurrence="a", options=()) -> list[dict[str, str]]:
-    cmd = ["tshark", "-n", "-r", str(path), *options, "-T", "fields", "-E", "separator=\t"]
-    cmd += ["-E", f"occurrence={occurrence}"]
-    if display_filter:
-        cmd += ["-Y", display_filter]
-    for f in fields:
-        cmd += ["-e", f]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120).stdout
-    return [dict(zip(fields, line.split("\t"), strict=True)) for line in out.splitlines()]
-
-
 def epoch_ns(text: str) -> int:
     return int(Decimal(text) * 10**9)
 
@@ -938,7 +927,7 @@ def _oracle_all() -> dict[str, list[dict[str, str]]]:
     """tshark's view of every oracle file, computed once, a few files at a time (tshark starts slowly)."""
     files = _oracle_files() + [p for p in corpus_files("semantic") if p.name in ORACLE_TUNNELS]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = pool.map(lambda p: tshark(p, ORACLE_FIELDS), files)
+        results = pool.map(lambda p: tshark.fields(p, ORACLE_FIELDS), files)
         return {str(p): r for p, r in zip(files, results, strict=True)}
 
 

@@ -7,7 +7,6 @@ Where pcapmtu differs by design, KNOWN_DIFFERENCES names the case and why; every
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -147,10 +146,7 @@ def test_handshake_rtt_and_refills_agree_with_tshark(kind, tmp_path):
     mine = cap.packets.set_index("frame")
     for flag in ("retrans", "out_of_order"):
         assert set(mine.index[mine[flag].to_numpy()]) == set(ref["frame"][ref[flag]]), flag
-    out = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "tcp.analysis.initial_rtt"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+    out = tshark.run(path, "-T", "fields", "-e", "tcp.analysis.initial_rtt", check=True).stdout.split()
     theirs = float(out[-1]) if out else float("nan")
     ours = float(cap.flows["handshake_rtt"].iloc[0])
     assert ours == pytest.approx(theirs, abs=1e-6) or (ours != ours and theirs != theirs), (ours, theirs)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 import pcapmtu
 from support import packets as B
 from support import scenes as S
+from support import tshark
 from support.environment import SAMPLES, corpus_files, require_tool
 from support.pcapwriter import write_pcap
 
@@ -75,11 +75,8 @@ def _captures() -> list:
 @functools.cache
 def _tshark_streams(path: Path) -> dict[int, int]:
     """frame -> tcp.stream for frames whose own TCP layer Wireshark decodes (not a quote inside ICMP)."""
-    run = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-Y", "tcp && !icmp && !icmpv6 && !sflow", "-T", "fields",
-         "-E", "occurrence=l", "-e", "frame.number", "-e", "tcp.stream"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    run = tshark.run(path, "-Y", "tcp && !icmp && !icmpv6 && !sflow", "-T", "fields", "-E", "occurrence=l",
+                     "-e", "frame.number", "-e", "tcp.stream", timeout=300, check=True)  # fmt: skip
     return {int(a): int(b) for a, b in (line.split("\t") for line in run.stdout.splitlines() if line.strip())}
 
 
