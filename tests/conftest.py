@@ -15,6 +15,8 @@ from support.environment import (  # noqa: F401  (CORPUS is used here; the rest 
     require_tool,
 )
 
+pytest_plugins = ["support.scene_fixtures"]  # the analysed scenes the rule modules share (session fixtures)
+
 
 @pytest.fixture
 def tmp_capture(tmp_path):

@@ -5,11 +5,12 @@ negative one (the closest look-alike, on which it must stay silent), named `test
 `test_<code>_negative_*`; a meta-test holds every code in the registry to that. Then verdict tests on built
 host+container pairs, and tests of the registry itself.
 
-An analysis takes ~0.5 s, so scenes are module fixtures shared by the tests that read them, and some
-captures hold several unrelated connections; those tests assert per connection.
+An analysis takes ~0.5 s, so scenes are fixtures shared by the tests that read them (those several modules
+read are session fixtures in tests/support/scene_fixtures.py), and some captures hold several unrelated
+connections; those tests assert per connection.
 
-Connections are written with the scene builders of tests/support/scenes.py (`Conn`, rendered for the container capture
-and, after MASQUERADE, for the host).
+Connections are written with the scene builders of tests/support/scenes.py (`Conn`, rendered for the container
+capture and, after MASQUERADE, for the host).
 """
 
 from __future__ import annotations
@@ -24,398 +25,39 @@ import pcapmtu
 from pcapmtu.diagnose import detectors
 from pcapmtu.diagnose.detectors import RULES
 from support import packets as B
+from support.findings import codes, found, one, run, verdict_of
 from support.pcapwriter import Record, write_pcap
 from support.scenes import (
     ACK,
     C6,
     CH,
     CLIENT_HELLO,
-    DNS,
     FIN,
     NAT,
     REQ,
-    ROUTER,
     ROUTER6,
     RST,
     S2,
     S6,
-    S6B,
-    SYN,
     T0,
     C,
     Conn,
-    Ev,
     R,
     S,
     capture,
+    download,
+    download_icmp_ignored,
     frag_needed,
+    host_own,
+    midstream,
     packet_too_big,
+    pair,
     ping,
-    port_unreachable,
-    tls_record,
+    syn_retried_then_answered,
+    tls_blackhole,
 )
 
-
-# -------------------------------------------------------------------------------------------- scenarios
-def tls_blackhole(
-    t: float = T0, *, server: str = S, cport: int = 40000, mss: int = 1460, isn_c: int = 1_000_000
-):
-    """The RFC 2923 pattern as the container sees it: ClientHello, a bare ACK, then silence until the
-    client gives up (FIN after 8 s); the server's certificate flight never arrives."""
-    c = Conn(server=server, cport=cport, isn_c=isn_c).hs(t, mss, mss)
-    c.c(t + 0.02, 1, 1, payload=CLIENT_HELLO)
-    c.s(t + 0.03, 1, 1 + CH)
-    c.c(t + 8.0, 1 + CH, 1, flags=FIN | ACK)
-    return c.s(t + 8.05, 1, 2 + CH)
-
-
-def download(t: float = T0, *, sizes=(1460,) * 4, pause: float = 0.0, mss_c: int = 1460, mss_s: int = 1460,
-             server: str = S, sport: int = 80, cport: int = 40000, isn_c: int = 1_000_000,
-             isn_s: int = 7_000_000) -> Conn:  # fmt: skip
-    """HTTP GET; the server ACKs it, waits `pause` seconds, sends segments of `sizes`; orderly close."""
-    c = Conn(server=server, sport=sport, cport=cport, isn_c=isn_c, isn_s=isn_s).hs(t, mss_c, mss_s)
-    c.c(t + 0.02, 1, 1, payload=REQ)
-    c.s(t + 0.03, 1, 1 + R)
-    tt, n = t + 0.03 + pause, 1
-    for size in sizes:
-        c.s(tt + 0.001, n, 1 + R, n=size)
-        n += size
-        c.c(tt + 0.0015, 1 + R, n)
-        tt += 0.002
-    return c.close(tt + 0.01, 1 + R, n)
-
-
-def host_own(t: float = T0 + 0.5, *, mss: int = 1410, server: str = S2) -> Conn:
-    """A connection of the docker host itself: its SYN MSS tells its uplink MTU, full-size packets arrive."""
-    return download(
-        t, sizes=(mss,) * 3, mss_c=mss, server=server, cport=50000, isn_c=3_000_000, isn_s=9_000_000
-    )
-
-
-def pair(tmp_path, container_conns, host_parts):
-    """Read the container capture of these connections and the host capture made of `host_parts`."""
-    cont = capture(tmp_path, "container", *(c.render("container") for c in container_conns))
-    host = capture(tmp_path, "host", *host_parts)
-    return host, cont
-
-
-def run(*, host=None, container=None, **kw):
-    result = pcapmtu.analyze(host=host, container=container, **kw)
-    crashed = [f.message for f in result.findings_list if f.code == "E900"]
-    assert not crashed, crashed
-    return result
-
-
-def found(result, code: str, capture: str | None = None, conn: int | None = None) -> list:
-    return [
-        f
-        for f in result.findings_list
-        if f.code == code and (capture is None or f.capture == capture) and (conn is None or f.conn == conn)
-    ]
-
-
-def one(result, code: str, capture: str | None = None, conn: int | None = None):
-    hits = found(result, code, capture, conn)
-    assert len(hits) == 1, (
-        code,
-        capture,
-        conn,
-        [(f.code, f.capture, f.conn, f.message) for f in result.findings_list],
-    )
-    return hits[0]
-
-
-def codes(result) -> set[str]:
-    return {f.code for f in result.findings_list}
-
-
-def verdict_of(result, capture: str, conn: int) -> tuple[str, str]:
-    v = result.verdicts
-    row = v[(v["capture"] == capture) & (v["conn"] == conn)]
-    assert len(row) == 1, v
-    return row.iloc[0]["verdict"], row.iloc[0]["reason"]
-
-
-def upload(
-    t: float = T0, *, host_sees: bool, acked: bool, cport: int = 40000, isn_c: int = 1_000_000
-) -> Conn:
-    """POST of 4 full-size segments; the first is re-sent after RTOs 0.2, 0.4, 0.8, 1.6 s apart. `host_sees`:
-    the host's uplink captured them (so they died beyond it) or not (inside the host). `acked`: the last
-    re-send is acknowledged and the exchange completes (random loss), else the client resets 3 s later."""
-    head = b"POST /upload HTTP/1.1\r\nContent-Length: 5840\r\n\r\n"
-    c = Conn(sport=80, cport=cport, isn_c=isn_c).hs(t)
-    c.c(t + 0.02, 1, 1, payload=head)
-    c.s(t + 0.03, 1, 1 + len(head))
-    base, where = 1 + len(head), "both" if host_sees else "container"
-    for i in range(4):
-        c.c(t + 0.031 + i * 0.0001, base + i * 1460, 1, n=1460, where=where)
-    tt = t + 0.031
-    for gap in (0.2, 0.4, 0.8, 1.6):
-        tt += gap
-        c.c(tt, base, 1, n=1460, where=where)
-    end = base + 4 * 1460
-    if not acked:
-        return c.c(tt + 3.0, end, 1, flags=RST | ACK)
-    c.s(tt + 0.01, 1, end)
-    c.s(tt + 0.02, 1, end, n=200)
-    c.c(tt + 0.03, end, 201)
-    return c.close(tt + 0.04, end, 201)
-
-
-def upload_pmtud_works(t: float = T0) -> tuple[Conn, list, list]:
-    """A POST whose first 1500-byte segment meets a 1450-MTU router beyond the host: the router's ICMP
-    frag-needed reaches the host and, translated back, the container, which re-sends 1410-byte segments."""
-    head = b"POST /upload HTTP/1.1\r\nContent-Length: 1460\r\n\r\n"
-    c = Conn(sport=80).hs(t)
-    c.c(t + 0.02, 1, 1, payload=head)
-    c.s(t + 0.03, 1, 1 + len(head))
-    base = 1 + len(head)
-    c.c(t + 0.031, base, 1, n=1460)
-    c.c(t + 0.033, base, 1, n=1410)
-    c.c(t + 0.0331, base + 1410, 1, n=50)
-    c.s(t + 0.04, 1, base + 1460)
-    c.s(t + 0.05, 1, base + 1460, n=200)
-    c.c(t + 0.051, base + 1460, 201)
-    c.close(t + 0.06, base + 1460, 201)
-    seq, ack = c.isn_c + base, c.isn_s + 1
-    on_host = B.tcp(NAT, S, 61000, 80, seq=seq, ack=ack, payload=b"q" * 1460)
-    in_container = B.tcp(C, S, c.cport, 80, seq=seq, ack=ack, payload=b"q" * 1460)
-    return (
-        c,
-        [(t + 0.032, frag_needed(ROUTER, NAT, on_host, 1450))],
-        [(t + 0.0321, frag_needed(ROUTER, C, in_container, 1450))],
-    )
-
-
-def inner_hop_blackhole(t: float = T0) -> Conn:
-    """Packets die inside the docker host: its uplink receives the server's 1500-byte segments (and their
-    RTO retransmissions 0.2, 0.4, 0.8, 1.6 s apart), the container never does."""
-    c = Conn(sport=443).hs(t)
-    c.c(t + 0.02, 1, 1, payload=CLIENT_HELLO)
-    c.s(t + 0.03, 1, 1 + CH)
-    c.s(t + 0.031, 1, 1 + CH, n=1460, where="host")
-    c.s(t + 0.0311, 1461, 1 + CH, n=1460, where="host")
-    tt = t + 0.031
-    for gap in (0.2, 0.4, 0.8, 1.6):
-        tt += gap
-        c.s(tt, 1, 1 + CH, n=1460, where="host")
-    return c.c(t + 8.0, 1 + CH, 1, flags=FIN | ACK)
-
-
-def tail_only(t: float = T0, cport: int = 40000) -> Conn:
-    """Only the tail of the server's TLS flight arrives (1200 bytes at relative 2921: the two full-size
-    segments before it died); the client SACKs it, waits, gives up."""
-    c = Conn(cport=cport).hs(t)
-    c.c(t + 0.02, 1, 1, payload=CLIENT_HELLO)
-    c.s(t + 0.03, 1, 1 + CH)
-    c.s(t + 0.035, 2921, 1 + CH, n=1200)
-    c.c(t + 0.0351, 1 + CH, 1, sack=((2921, 4121),))
-    c.c(t + 8.0, 1 + CH, 1, flags=FIN | ACK, sack=((2921, 4121),))
-    return c.s(t + 8.05, 4121, 2 + CH)
-
-
-def reset_after_stall(t: float, cport: int) -> Conn:
-    """ClientHello, a bare ACK, 3 s of nothing, then the server resets the connection."""
-    c = Conn(cport=cport, isn_c=2_000_000).hs(t)
-    c.c(t + 0.02, 1, 1, payload=CLIENT_HELLO)
-    c.s(t + 0.03, 1, 1 + CH)
-    return c.s(t + 3.0, 1, 1 + CH, flags=RST | ACK)
-
-
-def syn_retried_then_answered(t: float, cport: int, answer: int = 800) -> Conn:
-    """Two SYNs lost (sent at 0 and 1 s), the third (3 s) answered; a small answer, orderly close."""
-    c = download(t + 3, sizes=(answer,), cport=cport, isn_c=3_000_000)
-    c.ev[:0] = [Ev(t, 0, 0, 0, SYN, mss=1460), Ev(t + 1, 0, 0, 0, SYN, mss=1460)]
-    return c
-
-
-def reset_after_answer(t: float, cport: int) -> Conn:
-    """The client ends with RST instead of FIN once it has the whole answer: no stall, not a failure."""
-    c = Conn(sport=80, cport=cport, isn_c=4_000_000).hs(t)
-    c.c(t + 0.02, 1, 1, payload=REQ)
-    c.s(t + 0.03, 1, 1 + R, n=1460)
-    c.s(t + 0.031, 1461, 1 + R, n=300)
-    c.c(t + 0.032, 1 + R, 1761)
-    return c.c(t + 0.04, 1 + R, 1761, flags=RST | ACK)
-
-
-def tls_completes(t: float, cport: int) -> Conn:
-    """ServerHello and certificate in full-size segments, the client's second flight, data, close."""
-    c = Conn(cport=cport, isn_c=5_000_000).hs(t)
-    c.c(t + 0.02, 1, 1, payload=CLIENT_HELLO)
-    flight = tls_record(2, 1451) + b"\x16\x03\x03\x05\xa0" + b"c" * 1455
-    c.s(t + 0.03, 1, 1 + CH, payload=flight[:1460])
-    c.s(t + 0.0301, 1461, 1 + CH, payload=flight[1460:])
-    c.c(t + 0.031, 1 + CH, 1 + len(flight))
-    fin = b"\x14\x03\x03\x00\x01\x01" + b"\x17\x03\x03\x00\x20" + b"f" * 32
-    c.c(t + 0.032, 1 + CH, 1 + len(flight), payload=fin)
-    c.s(t + 0.04, 1 + len(flight), 1 + CH + len(fin), n=300)
-    c.c(t + 0.041, 1 + CH + len(fin), 301 + len(flight))
-    return c.close(t + 0.05, 1 + CH + len(fin), 301 + len(flight))
-
-
-def lossy_download(t: float, cport: int) -> Conn:
-    """Eight full-size segments; the 3rd and 6th are lost once and re-sent 0.2 s later (SACK shows the
-    holes): full-size packets get through, the link loses packets, not sizes. Then 6 s of keep-alive
-    idling before the orderly close."""
-    c = Conn(sport=80, cport=cport, isn_c=6_000_000).hs(t)
-    c.c(t + 0.02, 1, 1, payload=REQ)
-    c.s(t + 0.03, 1, 1 + R)
-    for i in (0, 1, 3, 4, 6, 7):
-        c.s(t + 0.04 + i * 0.001, 1 + i * 1460, 1 + R, n=1460)
-    seg = [1 + i * 1460 for i in range(9)]
-    c.c(t + 0.0421, 1 + R, seg[2], sack=((seg[3], seg[5]),))
-    c.c(t + 0.0481, 1 + R, seg[2], sack=((seg[3], seg[5]), (seg[6], seg[8])))
-    c.s(t + 0.24, seg[2], 1 + R, n=1460)
-    c.c(t + 0.2405, 1 + R, seg[5], sack=((seg[6], seg[8]),))
-    c.s(t + 0.241, seg[5], 1 + R, n=1460)
-    c.c(t + 0.2415, 1 + R, seg[8])
-    return c.close(t + 6.25, 1 + R, seg[8])
-
-
-# ---------------------------------------------------------------------------------- shared module scenes
-@pytest.fixture(scope="module")
-def blackhole(tmp_path_factory):
-    """The canonical download black hole: container (MSS 1460 both ways, ClientHello, bare ACK, silence) and
-    host (the same connection after NAT to 10.66.0.2:61000, plus its own connection with SYN MSS 1410 that
-    receives 1450-byte packets). Returns the analysis of the pair and of the container capture alone."""
-    tmp = tmp_path_factory.mktemp("blackhole")
-    bh = tls_blackhole()
-    host, cont = pair(tmp, [bh], [bh.render("host", cport=61000), host_own().render("host")])
-    return run(host=host, container=cont), run(container=cont)
-
-
-@pytest.fixture(scope="module")
-def clamped(tmp_path_factory):
-    """The fix in place: the host rewrites the container's SYN MSS 1460 to 1410; 1450-byte packets arrive."""
-    tmp = tmp_path_factory.mktemp("clamped")
-    dl = download(sport=443, sizes=(1410, 1410, 1410, 300))
-    host, cont = pair(tmp, [dl], [dl.render("host", cport=61000, syn_mss=1410), host_own().render("host")])
-    return run(host=host, container=cont)
-
-
-@pytest.fixture(scope="module")
-def inner_hop(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("inner")
-    c = inner_hop_blackhole()
-    host, cont = pair(tmp, [c], [c.render("host", cport=61000)])
-    return run(host=host, container=cont)
-
-
-@pytest.fixture(scope="module")
-def slow_full(tmp_path_factory):
-    """A slow server, no loss: the request is ACKed at once, the answer (4 full-size segments) comes 4 s
-    later; container and host (NAT to 10.66.0.2:61000), no connection of the host's own. The container also
-    made a second connection (198.18.0.11:443, 10 s later) that left by another way: not on the host."""
-    tmp = tmp_path_factory.mktemp("slow")
-    dl = download(sizes=(1460,) * 4, pause=4.0)
-    other = download(T0 + 10, sizes=(500,), server=S2, sport=443, cport=40002, isn_c=5_000_000)
-    host, cont = pair(tmp, [dl, other], [dl.render("host", cport=61000)])
-    return run(host=host, container=cont)
-
-
-@pytest.fixture(scope="module")
-def uploads(tmp_path_factory):
-    """Two upload black holes: conn 0 dies inside the docker host (the host's uplink never carries the
-    1500-byte segments), conn 1 (20 s later) beyond it (the host capture has them)."""
-    tmp = tmp_path_factory.mktemp("uploads")
-    inside = upload(host_sees=False, acked=False)
-    beyond = upload(T0 + 20, host_sees=True, acked=False, cport=40001, isn_c=2_000_000)
-    host, cont = pair(
-        tmp, [inside, beyond], [inside.render("host", cport=61000), beyond.render("host", cport=61001)]
-    )
-    return run(host=host, container=cont)
-
-
-@pytest.fixture(scope="module")
-def lossy_upload(tmp_path_factory):
-    """One full-size upload segment is lost four times (RTOs 0.2-1.6 s), then acknowledged; the exchange
-    completes: full-size packets get through, random loss, not a size limit. Container capture."""
-    return run(
-        container=capture(
-            tmp_path_factory.mktemp("lossy_up"), "c", upload(host_sees=True, acked=True).render()
-        )
-    )
-
-
-@pytest.fixture(scope="module")
-def pmtud_upload(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pmtud")
-    c, icmp_host, icmp_container = upload_pmtud_works()
-    host = capture(tmp, "host", c.render("host", cport=61000), icmp_host)
-    cont = capture(tmp, "container", c.render("container"), icmp_container)
-    return run(host=host, container=cont)
-
-
-@pytest.fixture(scope="module")
-def filtered(tmp_path_factory):
-    """SYNs to 198.18.0.10:443 at 0, 1, 3 and 7 s, never answered; seen in the container and on the host."""
-    tmp = tmp_path_factory.mktemp("filtered")
-    c = Conn()
-    c.ev += [Ev(T0 + dt, 0, 0, 0, SYN, mss=1460) for dt in (0, 1, 3, 7)]
-    host, cont = pair(tmp, [c], [c.render("host", cport=61000)])
-    return run(host=host, container=cont)
-
-
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory):
-    """The SYN is answered by RST-ACK: nothing listens on 198.18.0.10:443. Container capture."""
-    c = Conn()
-    c.ev += [Ev(T0, 0, 0, 0, SYN, mss=1460), Ev(T0 + 0.01, 1, 0, 1, RST | ACK)]
-    return run(container=capture(tmp_path_factory.mktemp("refused"), "c", c.render()))
-
-
-@pytest.fixture(scope="module")
-def stalled_tls(tmp_path_factory):
-    """Container capture: conn 0 receives only the tail of the server's flight, conn 1 is reset by the
-    server after a 3 s stall."""
-    conns = [tail_only(), reset_after_stall(T0 + 20, cport=40001)]
-    return run(container=capture(tmp_path_factory.mktemp("stalled"), "c", *(c.render() for c in conns)))
-
-
-@pytest.fixture(scope="module")
-def quiet(tmp_path_factory):
-    """A container capture of unrelated look-alikes that are all fine: ARP and LLDP frames, a DNS query
-    answered by ICMP port unreachable, then conn 0 SYN retried then answered, conn 1 reset by the client
-    after a complete answer, conn 2 a slow server whose own MSS is 1400, conn 3 a TLS handshake that
-    completes, conn 4 a download with random loss, then keep-alive idling."""
-    tmp = tmp_path_factory.mktemp("quiet")
-    arp = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01\x08\x06" + bytes.fromhex("0001080006040001") + bytes(20)
-    lldp = b"\x01\x80\xc2\x00\x00\x0e" + b"\x02\x00\x00\x00\x00\x01\x88\xcc" + bytes(30)
-    query = B.udp(
-        C,
-        DNS,
-        53000,
-        53,
-        bytes.fromhex("123401000001000000000000") + b"\x03api\x07example\x00\x00\x01\x00\x01",
-    )
-    conns = [
-        syn_retried_then_answered(T0, cport=40000),
-        reset_after_answer(T0 + 10, cport=40001),
-        download(T0 + 20, sizes=(1400,) * 5, pause=3.0, mss_s=1400, cport=40002, isn_c=7_000_000),
-        tls_completes(T0 + 30, cport=40003),
-        lossy_download(T0 + 40, cport=40004),
-    ]
-    pkts = sorted(
-        [p for c in conns for p in c.render()]
-        + [(T0 - 0.5, query), (T0 - 0.49, port_unreachable(DNS, C, query))]
-    )
-    path = tmp / "quiet.pcap"
-    recs = [Record(T0 - 2, arp), Record(T0 - 1.5, lldp)] + [Record(t, B.ether(p)) for t, p in pkts]
-    write_pcap(path, recs)
-    return run(container=pcapmtu.read(path))
-
-
-@pytest.fixture(scope="module")
-def host_mtu_1450(tmp_path_factory):
-    """Container capture analysed with `--host-mtu 1450`: conn 0 stalls 3 s, then the server goes on with
-    1395-byte segments instead of 1460-byte ones (RFC 4821 probing); conn 1 is a prompt 400-byte download."""
-    conns = [
-        download(sizes=(1395,) * 6, pause=3.0),
-        download(T0 + 20, sizes=(400,), cport=40001, isn_c=8_000_000),
-    ]
-    cap = capture(tmp_path_factory.mktemp("hostmtu"), "c", *(c.render() for c in conns))
-    return run(container=cap, host_mtu=1450)
+# ------------------------------------------------------------------------ scenes only this module reads
 
 
 @pytest.fixture(scope="module")
@@ -542,18 +184,6 @@ def test_Q004_positive_any_interface_copies(tmp_path):
     )
     assert q.frames[:3] == (2, 4, 6)
     assert r.context.flows("host").loc[0, "retransmissions"] == 0
-
-
-@pytest.fixture(scope="module")
-def steady_retrans(tmp_path_factory):
-    """The server re-sends the same 1000-byte segment every 0.25 s, twelve times, all on one interface."""
-    c = Conn(sport=80).hs(T0)
-    c.c(T0 + 0.02, 1, 1, payload=REQ)
-    for i in range(12):
-        c.s(T0 + 0.03 + 0.25 * i, 1, 1 + R, n=1000)
-    path = tmp_path_factory.mktemp("steady") / "one.pcap"
-    write_pcap(path, [Record(t, B.sll2(p, ifindex=5)) for t, p in c.render()], linktype=276)
-    return run(container=pcapmtu.read(path))
 
 
 def test_Q004_negative_identical_packets_on_one_interface_are_retransmissions(steady_retrans):
@@ -875,15 +505,6 @@ def test_B001_positive_sack_holes_in_one_capture(stalled_tls):
     assert b.evidence["where"].startswith("somewhere between the server and the container")
 
 
-@pytest.fixture(scope="module")
-def blackhole_v6(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("v6")
-    bh = tls_blackhole(server=S6, mss=1440)
-    own = host_own(mss=1390, server=S6B)
-    host, cont = pair(tmp, [bh], [bh.render("host", cport=61000), own.render("host")])
-    return run(host=host, container=cont)
-
-
 def test_B001_positive_ipv6(blackhole_v6):
     r = blackhole_v6
     b = one(r, "B001", "container", 0)
@@ -1190,20 +811,6 @@ def test_M006_negative_only_the_syn_is_clamped(clamped):
 
 
 # ------------------------------------------------------------------- what a sender did with an ICMP report
-def download_icmp_ignored(t: float = T0) -> tuple[Conn, list]:
-    """The server's own capture: a GET answered with 1500-byte segments; a router's frag-needed (MTU 1450)
-    about each reaches the server's interface, yet its TCP re-sends 1500 bytes with backoff (its firewall drops
-    the ICMP); the client only ever acknowledges the request. The client gives up after 7 s."""
-    c = Conn(sport=80).hs(t)
-    c.c(t + 0.02, 1, 1, payload=REQ)
-    c.s(t + 0.021, 1, 1 + R)
-    icmp = []
-    for when in (0.022, 0.23, 0.65, 1.5, 3.2):
-        c.s(t + when, 1, 1 + R, n=1460)
-        quoted = B.tcp(S, NAT, c.sport, c.cport, seq=c.isn_s + 1, ack=c.isn_c + 1 + R, payload=b"r" * 1460)
-        icmp.append((t + when + 0.0005, frag_needed(ROUTER, S, quoted, 1450)))
-    c.c(t + 7.0, 1 + R, 1, flags=FIN | ACK)
-    return c, icmp
 
 
 @pytest.fixture(scope="module")
@@ -1241,22 +848,6 @@ def test_B005_negative_sender_obeys_the_report(pmtud_upload):
 
 
 # --------------------------------------------------------------------- connections without a handshake
-def midstream(t: float, cport: int, *, completes: bool) -> Conn:
-    """A download already running when the capture began (no SYN, no SYN-ACK): the client's request went
-    out before; 1448-byte segments arrive, two of them are lost on the way and the client SACKs what came
-    after. It either recovers and closes, or stalls and the client gives up 6 s later with a FIN."""
-    c = Conn(cport=cport)
-    c.s(t, 1, 1 + R, n=1448)
-    c.c(t + 0.0005, 1 + R, 1449)
-    c.s(t + 0.001, 4345, 1 + R, n=1448)  # 1449..4345 never arrived
-    c.c(t + 0.0015, 1 + R, 1449, sack=((4345, 5793),))
-    if completes:
-        c.s(t + 0.2, 1449, 1 + R, n=1448)
-        c.s(t + 0.2005, 2897, 1 + R, n=1448)
-        c.c(t + 0.201, 1 + R, 5793)
-        return c.close(t + 0.3, 1 + R, 5793)
-    c.c(t + 6.0, 1 + R, 1449, flags=FIN | ACK, sack=((4345, 5793),))
-    return c.s(t + 6.05, 5793, 2 + R)
 
 
 @pytest.fixture(scope="module")
