@@ -47,7 +47,7 @@ def test_names_are_the_documented_objects_whatever_was_imported_first():
 
 
 def test_read_reports_progress_up_to_the_file_size(tmp_path):
-    from conftest import SAMPLES
+    from support.environment import SAMPLES
 
     path = SAMPLES / "lossy_link" / "container.pcap"
     seen: list[tuple[int, int]] = []
@@ -61,7 +61,7 @@ def test_cli_progress_only_on_a_terminal():
     import subprocess
     import sys
 
-    from conftest import SAMPLES
+    from support.environment import SAMPLES
 
     d = SAMPLES / "blackhole_tls12"
     proc = subprocess.run(
@@ -85,7 +85,7 @@ def test_cli_progress_on_a_terminal(command):
     import subprocess
     import sys
 
-    from conftest import SAMPLES
+    from support.environment import SAMPLES
 
     path = SAMPLES / "lossy_link" / "container.pcap"
     leader, follower = pty.openpty()
@@ -115,7 +115,7 @@ def test_cli_progress_on_a_terminal(command):
 def test_read_leaves_the_garbage_collector_as_it_found_it():
     import gc
 
-    from conftest import SAMPLES
+    from support.environment import SAMPLES
 
     path = SAMPLES / "blackhole_tls12" / "container.pcap"
     assert gc.isenabled()
@@ -135,7 +135,7 @@ def test_read_leaves_the_garbage_collector_as_it_found_it():
 def test_reprs_are_summaries_not_table_dumps():
     """In a notebook `cap` or `result` alone shows what it is in a line (or a small HTML table), not every
     DataFrame; capture text in the HTML is escaped."""
-    from conftest import SAMPLES
+    from support.environment import SAMPLES
 
     cap = pcapmtu.read(SAMPLES / "blackhole_tls12" / "container.pcap")
     text = repr(cap)
@@ -159,7 +159,7 @@ def test_analysis_html_repr_is_a_short_summary(tmp_path):
     of findings, flows or packets (those are one attribute away), and file names from the user escaped."""
     import shutil
 
-    from conftest import SAMPLES
+    from support.environment import SAMPLES
 
     odd = tmp_path / "<b>host<i>.pcap"
     shutil.copy(SAMPLES / "blackhole_tls12" / "host.pcap", odd)

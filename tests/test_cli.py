@@ -11,12 +11,13 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-import pcapbuild as B
-from conftest import ROOT, SAMPLES, require_tool
 from pcapmtu import __version__
 from pcapmtu.cli import app
 from pcapmtu.ingest import native
 from pcapmtu.render.jsondoc import FLOW_FIELDS
+from support import packets as B
+from support.environment import ROOT, SAMPLES, require_tool
+from support.pcapwriter import Record, write_pcap
 
 runner = CliRunner()
 BLACKHOLE = SAMPLES / "blackhole_tls12"
@@ -141,7 +142,7 @@ def test_hostile_names_do_not_reach_the_terminal_raw(tmp_path):
     query = B.udp("172.17.0.2", "198.18.0.53", 5353, 53, B.dns_answer(evil, "198.18.0.10"))
     pkts = [(999.0, query)] + B.handshake("172.17.0.2", "198.18.0.10", 40000, 443)
     path = tmp_path / "evil.pcap"
-    B.write_pcap(path, [B.Record(t, B.ether(p)) for t, p in pkts])
+    write_pcap(path, [Record(t, B.ether(p)) for t, p in pkts])
     result, out = invoke("inspect", path)
     assert result.exit_code == 0, out
     assert "\x1b" not in result.output
@@ -236,8 +237,8 @@ def test_pairing_without_the_handshake(tmp_path):
         (1000.0, B.tcp(nat, s, 33000, 443, seq=5000, ack=9000, payload=b"x" * 100)),
         (1000.01, B.tcp(s, nat, 443, 33000, seq=9000, ack=5100, payload=b"y" * 200)),
     ]
-    B.write_pcap(tmp_path / "c.pcap", [B.Record(t, B.ether(p)) for t, p in mid])
-    B.write_pcap(tmp_path / "h.pcap", [B.Record(t, B.ether(p)) for t, p in natted])
+    write_pcap(tmp_path / "c.pcap", [Record(t, B.ether(p)) for t, p in mid])
+    write_pcap(tmp_path / "h.pcap", [Record(t, B.ether(p)) for t, p in natted])
     import pcapmtu
 
     pairs = pcapmtu.analyze(host=tmp_path / "h.pcap", container=tmp_path / "c.pcap").pairs

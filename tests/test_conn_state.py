@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-import pcapbuild as B
 import pcapmtu
+from support import packets as B
+from support.pcapwriter import write_pcap
 
 C, S = "10.66.0.2", "198.18.0.10"
 CP, SP = 40000, 443
@@ -66,7 +67,7 @@ CASES = {
 def test_conn_state_as_zeek_decides(case: str, tmp_path) -> None:
     packets, conn_state, state = CASES[case]
     path = tmp_path / "c.pcap"
-    B.write_pcap(path, [(1000 + i * 0.01, B.ether(p)) for i, p in enumerate(packets)])
+    write_pcap(path, [(1000 + i * 0.01, B.ether(p)) for i, p in enumerate(packets)])
     for keep in (True, False):  # analyze's read and inspect's lean read
         flows = pcapmtu.read(path, keep_packets=keep).flows
         assert len(flows) == 1

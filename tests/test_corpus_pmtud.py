@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 import pcapmtu
-from conftest import CORPUS, IN_CI
+from support.environment import CORPUS, IN_CI
 
 
 def _analyze(name: str):

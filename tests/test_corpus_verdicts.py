@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 import pcapmtu
-from conftest import corpus_files
+from support.environment import corpus_files
 
 MTU_VERDICTS = {"mtu_blackhole", "mtu_blackhole_recovered"}
 

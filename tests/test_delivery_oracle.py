@@ -33,8 +33,6 @@ from __future__ import annotations
 import bisect
 import math
 import os
-import shutil
-import subprocess
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,13 +46,13 @@ import pandas as pd
 import pytest
 
 import pcapmtu
-from conftest import CORPUS, SAMPLES, corpus_files, require_tool
 from pcapmtu.diagnose.delivery import delivery, segment_fate
+from support import tshark
+from support.environment import CORPUS, SAMPLES, corpus_files, require_tool
 
 if TYPE_CHECKING:
     from _pytest.mark import ParameterSet
 
-TSHARK = "tshark"
 FIELDS = [
     "frame.number",
     "frame.time_epoch",
@@ -159,7 +157,7 @@ _RUNS: dict[str, Future[list[Pkt] | str]] = {}  # path -> tshark's frames: one r
 @pytest.fixture(scope="module", autouse=True)
 def _tshark_ahead(request: pytest.FixtureRequest) -> Iterator[None]:
     """Start tshark on every capture the selected tests of this module will read (it is most of the time)."""
-    if shutil.which(TSHARK):
+    if tshark.available():
         for item in request.session.items:
             spec = getattr(item, "callspec", None)
             if getattr(item, "module", None) is request.module and spec and "path" in spec.params:
@@ -181,11 +179,11 @@ def _tshark(path: str) -> list[Pkt] | str:
 def _run_tshark(path: str) -> list[Pkt] | str:
     """tshark's TCP frames, or why there are none. Raw sequence numbers: tshark's relative ones depend on
     which packet it saw first, and this oracle should not share that choice with anyone."""
-    cmd = [TSHARK, "-n", "-r", path, "-o", "tcp.relative_sequence_numbers:FALSE"]
-    cmd += ["-Y", "tcp && !icmp && !icmpv6 && !sflow", "-T", "fields", "-E", "separator=/t"]
+    args = ["-o", "tcp.relative_sequence_numbers:FALSE"]
+    args += ["-Y", "tcp && !icmp && !icmpv6 && !sflow", "-T", "fields", "-E", "separator=/t"]
     for name in FIELDS:
-        cmd += ["-e", name]
-    run = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+        args += ["-e", name]
+    run = tshark.run(path, *args, timeout=600)
     if run.returncode != 0 and not run.stdout:
         return f"tshark cannot read it: {run.stderr.strip().splitlines()[-1:]}"
     out: list[Pkt] = []

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import pcapmtu
-from conftest import SAMPLES, require_tool
+from support import tshark
+from support.environment import SAMPLES, require_tool
 
 KEYWORDS = ("host", "container", "server")
 
@@ -36,10 +36,7 @@ def _cases() -> list:
 
 @functools.cache
 def _selected(path: Path, display_filter: str) -> tuple[int, frozenset[int], str]:
-    run = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    run = tshark.run(path, "-Y", display_filter, "-T", "fields", "-e", "frame.number", timeout=120)
     frames = frozenset(int(x) for x in run.stdout.split())
     return run.returncode, frames, run.stderr.strip()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import pcapmtu
-from conftest import IN_CI, SAMPLES
+from support.environment import IN_CI, SAMPLES
 
 TOOLS = ("ip", "iptables", "ip6tables", "nft", "tcpdump")
 PATH_MTU = 1450  # the lab black hole's path; the commands come from pcapmtu's analysis of it

@@ -10,9 +10,7 @@ import bz2
 import functools
 import gzip
 import lzma
-import socket
 import struct
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -20,86 +18,13 @@ import dpkt
 import pytest
 import zstandard
 
-import pcapbuild as pb
 import pcapmtu
-from conftest import CORPUS, corpus_files, require_tool
 from pcapmtu.ingest.formats import CaptureFile
-
-C, S = "10.0.0.1", "10.0.0.2"
-C6, S6 = "2001:db8::1", "2001:db8::2"
-
-
-# ------------------------------------------------------------------------------------------ file writers
-def pcap_bytes(records, *, linktype=1, nano=False, big_endian=False, version=(2, 4), modified=False) -> bytes:
-    """Classic pcap; records are (sec, frac, data) or (sec, frac, data, wirelen); frac in file units."""
-    o = ">" if big_endian else "<"
-    magic = 0xA1B2CD34 if modified else 0xA1B23C4D if nano else 0xA1B2C3D4
-    out = [struct.pack(o + "IHHiIII", magic, *version, 0, 0, 262144, linktype)]
-    for rec in records:
-        sec, frac, data = rec[:3]
-        wirelen = rec[3] if len(rec) > 3 else len(data)
-        lens = (wirelen, len(data)) if version < (2, 3) else (len(data), wirelen)
-        out.append(struct.pack(o + "IIII", sec, frac, *lens))
-        if modified:  # ifindex, protocol, pkt_type, padding
-            out.append(struct.pack(o + "IHBB", 3, 0x0800, 0, 0))
-        out.append(data)
-    return b"".join(out)
-
-
-class Pcapng:
-    """pcapng writer with every block spelled out (sections may switch byte order)."""
-
-    def __init__(self) -> None:
-        self.o = "<"
-        self.parts: list[bytes] = []
-
-    def block(self, btype: int, body: bytes) -> Pcapng:
-        body += b"\x00" * (-len(body) % 4)
-        total = 12 + len(body)
-        self.parts.append(struct.pack(self.o + "II", btype, total) + body + struct.pack(self.o + "I", total))
-        return self
-
-    def option(self, code: int, value: bytes) -> bytes:
-        return struct.pack(self.o + "HH", code, len(value)) + value + b"\x00" * (-len(value) % 4)
-
-    def shb(self, big_endian: bool = False) -> Pcapng:
-        self.o = ">" if big_endian else "<"
-        return self.block(0x0A0D0D0A, struct.pack(self.o + "IHHq", 0x1A2B3C4D, 1, 0, -1))
-
-    def idb(
-        self, linktype: int, tsresol: int | None = None, *, snaplen=262144, name="", tsoffset=None
-    ) -> Pcapng:
-        opts = b""
-        if name:
-            opts += self.option(2, name.encode())
-        if tsresol is not None:
-            opts += self.option(9, bytes([tsresol]))
-        if tsoffset is not None:
-            opts += self.option(14, struct.pack(self.o + "q", tsoffset))
-        if opts:
-            opts += self.option(0, b"")
-        return self.block(1, struct.pack(self.o + "HHI", linktype, 0, snaplen) + opts)
-
-    def epb(self, iface: int, units: int, data: bytes, wirelen: int | None = None) -> Pcapng:
-        head = struct.pack(
-            self.o + "IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(data), wirelen or len(data)
-        )
-        return self.block(6, head + data)
-
-    def pb(self, iface: int, units: int, data: bytes) -> Pcapng:
-        """Obsolete Packet Block (type 2)."""
-        head = struct.pack(self.o + "HHIIII", iface, 0, units >> 32, units & 0xFFFFFFFF, len(data), len(data))
-        return self.block(2, head + data)
-
-    def spb(self, data: bytes, wirelen: int | None = None) -> Pcapng:
-        return self.block(3, struct.pack(self.o + "I", wirelen or len(data)) + data)
-
-    def raw(self, data: bytes) -> Pcapng:
-        self.parts.append(data)
-        return self
-
-    def bytes(self) -> bytes:
-        return b"".join(self.parts)
+from support import packets as pb
+from support import tshark
+from support.environment import CORPUS, corpus_files, require_tool
+from support.packets import C6, S6, C, S, dns_response, gre, icmp_frag_needed, ipv4, ipv6, tcp_bytes, vxlan
+from support.pcapwriter import Pcapng, pcap_bytes
 
 
 def write(tmp_path, data: bytes, name: str = "cap.pcap"):
@@ -114,29 +39,6 @@ def read_bytes(tmp_path, data: bytes, name: str = "cap.pcap") -> pcapmtu.Capture
 
 def seg(src=C, dst=S, sport=40000, dport=443, **kw) -> bytes:
     return pb.tcp(src, dst, sport, dport, **kw)
-
-
-def ipv4(src, dst, proto, payload, *, ident=7, df=False, mf=False, frag_off=0, total=None, ttl=64) -> bytes:
-    """A literal IPv4 header (checksum left 0: nothing here verifies it)."""
-    flags = (0x4000 if df else 0) | (0x2000 if mf else 0) | (frag_off // 8)
-    total = 20 + len(payload) if total is None else total
-    head = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, ident, flags, ttl, proto, 0,
-                       socket.inet_aton(src), socket.inet_aton(dst))  # fmt: skip
-    return head + payload
-
-
-def ipv6(src, dst, nh, payload, *, plen=None, hlim=64) -> bytes:
-    plen = len(payload) if plen is None else plen
-    head = struct.pack(">IHBB16s16s", 0x60000000, plen, nh, hlim,
-                       socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst))  # fmt: skip
-    return head + payload
-
-
-def tcp_bytes(sport, dport, *, seq=1, ack=0, flags=pb.ACK, opts=b"", payload=b"") -> bytes:
-    """A TCP segment (header + payload) without an IP header."""
-    assert len(opts) % 4 == 0
-    off = (20 + len(opts)) // 4
-    return struct.pack(">HHIIBBHHH", sport, dport, seq, ack, off << 4, flags, 65535, 0, 0) + opts + payload
 
 
 def row(cap: pcapmtu.Capture, frame: int):
@@ -281,7 +183,7 @@ def test_built_pcapng_agrees_with_tshark(tmp_path):
     require_tool("tshark")
     data, expected_ts = _multi_interface(False)
     path = write(tmp_path, data, "multi.pcapng")
-    ref = tshark(path, ["frame.time_epoch", "frame.interface_id"])
+    ref = tshark.fields(path, ["frame.time_epoch", "frame.interface_id"])
     assert [epoch_ns(r["frame.time_epoch"]) for r in ref] == expected_ts
     assert [int(r["frame.interface_id"]) for r in ref] == list(range(6))
 
@@ -702,18 +604,8 @@ def test_udp(tmp_path):
     assert len(cap.flows) == 0
 
 
-def _frag_needed(mtu: int) -> tuple[bytes, bytes]:
-    quoted = seg(payload=b"b" * 1400, flags=pb.ACK | pb.PSH)
-    quoted_seq = struct.unpack_from(">I", quoted, 24)[0]
-    assert quoted_seq == 0
-    quoted = bytearray(quoted)
-    quoted[24:28] = struct.pack(">I", 0xDEADBEEF)
-    icmp = struct.pack(">BBHHH", 3, 4, 0, 0, mtu) + bytes(quoted[:28])
-    return ipv4("192.0.2.254", C, 1, icmp, df=False), bytes(quoted)
-
-
 def test_icmp_frag_needed(tmp_path):
-    pkt, quoted = _frag_needed(1400)
+    pkt, quoted = icmp_frag_needed(1400)
     cap = read_bytes(tmp_path, pcap_bytes([(1, 0, pb.ether(pkt))]))
     r = row(cap, 1)
     assert (r["proto"], r["icmp_type"], r["icmp_code"], r["status"]) == (1, 3, 4, "ok")
@@ -748,23 +640,11 @@ def test_icmp_echo_is_not_an_error(tmp_path):
     assert row(cap, 1)["icmp_type"] == 8 and len(cap.icmp) == 0
 
 
-def _dns_response() -> bytes:
-    msg = dpkt.dns.DNS(id=0x4242, op=0x8180)  # QR, RD, RA: a NOERROR response
-    msg.qd = [dpkt.dns.DNS.Q(name="www.example.com", type=dpkt.dns.DNS_A)]
-    cname = dpkt.dns.DNS.RR(name="www.example.com", type=dpkt.dns.DNS_CNAME, ttl=300)
-    cname.cname = "edge.example.net"
-    a = dpkt.dns.DNS.RR(name="edge.example.net", type=dpkt.dns.DNS_A, ttl=60, rdata=socket.inet_aton(S))
-    aaaa = dpkt.dns.DNS.RR(name="edge.example.net", type=dpkt.dns.DNS_AAAA, ttl=61,
-                           rdata=socket.inet_pton(socket.AF_INET6, S6))  # fmt: skip
-    msg.an = [cname, a, aaaa]
-    return bytes(msg)
-
-
 def test_dns_answers(tmp_path):
     query = dpkt.dns.DNS(id=0x4242, qd=[dpkt.dns.DNS.Q(name="www.example.com", type=dpkt.dns.DNS_A)])
     frames = [
         pb.udp(C, "10.0.0.53", 33333, 53, bytes(query)),
-        pb.udp("10.0.0.53", C, 53, 33333, _dns_response()),
+        pb.udp("10.0.0.53", C, 53, 33333, dns_response()),
     ]
     frames += pb.handshake(C, S, 40000, 443, t0=2.0)[0][1:]
     cap = read_bytes(tmp_path, pcap_bytes([(1, i, pb.ether(f)) for i, f in enumerate(frames)]))
@@ -805,7 +685,7 @@ def test_tls_facts_agree_with_tshark(name):
         pytest.skip("corpus not present")
     fields = ["tcp.srcport", "tcp.dstport", "tls.handshake.type", "tls.handshake.extensions_server_name",
               "tls.handshake.version", "tls.handshake.extensions.supported_version"]  # fmt: skip
-    ref = tshark(path, fields, "tls.handshake.type == 1 || tls.handshake.type == 2")
+    ref = tshark.fields(path, fields, "tls.handshake.type == 1 || tls.handshake.type == 2")
     hello = [r for r in ref if r["tls.handshake.type"].split(",")[0] == "1"]
     server = [r for r in ref if "2" in r["tls.handshake.type"].split(",")]
     cap = pcapmtu.read(path)
@@ -849,7 +729,7 @@ def test_icmp_quotes_agree_with_tshark():
     if not path.exists():
         pytest.skip("corpus not present")
     fields = ["frame.number", "icmp.mtu", "tcp.srcport", "tcp.dstport", "tcp.seq"]
-    ref = tshark(
+    ref = tshark.fields(
         path, fields, "icmp.type == 3", occurrence="l", options=["-o", "tcp.relative_sequence_numbers:FALSE"]
     )
     cap = pcapmtu.read(path)
@@ -863,18 +743,6 @@ def test_icmp_quotes_agree_with_tshark():
 
 
 # -------------------------------------------------------------------------------------------- overlays
-def _vxlan(inner_frame: bytes, port: int, outer_sport: int = 50000) -> bytes:
-    vx = struct.pack(">BBHI", 0x08, 0, 0, 42 << 8) + inner_frame
-    udp = struct.pack(">HHHH", outer_sport, port, 8 + len(vx), 0) + vx
-    return ipv4("192.168.1.1", "192.168.1.2", 17, udp, df=True)
-
-
-def _gre(inner_ip: bytes, key: bool = False) -> bytes:
-    proto = 0x86DD if inner_ip[0] >> 4 == 6 else 0x0800
-    head = struct.pack(">HH", 0x2000 if key else 0, proto) + (struct.pack(">I", 99) if key else b"")
-    return ipv4("192.168.1.1", "192.168.1.2", 47, head + inner_ip)
-
-
 def _sixin4(inner_ip: bytes) -> bytes:
     return ipv4("192.168.1.1", "192.168.1.2", 41, inner_ip)
 
@@ -900,11 +768,11 @@ def _l2tp(inner_ip: bytes, *, flags: int = 0x0002, acf: bool = True, short_proto
 @pytest.mark.parametrize(
     "encap, wrap, inner_v6",
     [
-        ("vxlan", lambda ip: _vxlan(pb.ether(ip), 4789), False),
-        ("vxlan", lambda ip: _vxlan(pb.ether(ip), 8472), False),
-        ("vxlan", lambda ip: _vxlan(pb.ether(ip, vlans=[7]), 4789), True),
-        ("gre", _gre, False),
-        ("gre", lambda ip: _gre(ip, key=True), True),
+        ("vxlan", lambda ip: vxlan(pb.ether(ip), 4789), False),
+        ("vxlan", lambda ip: vxlan(pb.ether(ip), 8472), False),
+        ("vxlan", lambda ip: vxlan(pb.ether(ip, vlans=[7]), 4789), True),
+        ("gre", gre, False),
+        ("gre", lambda ip: gre(ip, key=True), True),
         ("ipip", _sixin4, True),
         ("ipip", lambda ip: ipv4("192.168.1.1", "192.168.1.2", 4, ip), False),
         ("l2tp", _l2tp, False),
@@ -961,7 +829,7 @@ def test_l2tp_that_carries_no_ip_stays_udp(tmp_path, outer):
 
 
 def test_vxlan_needs_the_i_flag(tmp_path):
-    pkt = bytearray(_vxlan(pb.ether(seg()), 4789))
+    pkt = bytearray(vxlan(pb.ether(seg()), 4789))
     pkt[28] = 0  # VXLAN flags
     r = row(read_bytes(tmp_path, pcap_bytes([(1, 0, pb.ether(bytes(pkt)))])), 1)
     assert r["encap"] == "" and r["dport"] == 4789 and r["outer_ip_len"] == 0
@@ -969,8 +837,8 @@ def test_vxlan_needs_the_i_flag(tmp_path):
 
 def test_dns_port_on_a_vxlan_outer_header_is_not_dns(tmp_path):
     """Only the inner packet is described: outer UDP bytes are not parsed as DNS or ICMP."""
-    icmp, _quoted = _frag_needed(1300)
-    inner = _vxlan(pb.ether(icmp), 4789, outer_sport=53)
+    icmp, _quoted = icmp_frag_needed(1300)
+    inner = vxlan(pb.ether(icmp), 4789, outer_sport=53)
     cap = read_bytes(tmp_path, pcap_bytes([(1, 0, pb.ether(inner))]))
     assert len(cap.dns) == 0
     assert cap.icmp["mtu"].tolist() == [1300]
@@ -1019,17 +887,6 @@ def test_corpus_tunnels_agree_with_tshark(name, encap, least):
 
 
 # ---------------------------------------------------------------------------------- corpus vs tshark
-def tshark(path, fields, display_filter=None, occurrence="a", options=()) -> list[dict[str, str]]:
-    cmd = ["tshark", "-n", "-r", str(path), *options, "-T", "fields", "-E", "separator=\t"]
-    cmd += ["-E", f"occurrence={occurrence}"]
-    if display_filter:
-        cmd += ["-Y", display_filter]
-    for f in fields:
-        cmd += ["-e", f]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120).stdout
-    return [dict(zip(fields, line.split("\t"), strict=True)) for line in out.splitlines()]
-
-
 def epoch_ns(text: str) -> int:
     return int(Decimal(text) * 10**9)
 
@@ -1070,7 +927,7 @@ def _oracle_all() -> dict[str, list[dict[str, str]]]:
     """tshark's view of every oracle file, computed once, a few files at a time (tshark starts slowly)."""
     files = _oracle_files() + [p for p in corpus_files("semantic") if p.name in ORACLE_TUNNELS]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = pool.map(lambda p: tshark(p, ORACLE_FIELDS), files)
+        results = pool.map(lambda p: tshark.fields(p, ORACLE_FIELDS), files)
         return {str(p): r for p, r in zip(files, results, strict=True)}
 
 

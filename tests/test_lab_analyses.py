@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import pcapmtu
-from conftest import lab_scenarios
+from support.environment import lab_scenarios
 
 CLOCK_TOLERANCE_S = 0.010
 KEYWORD_ROLES = ("host", "container", "server")

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import pytest
 
+from support.environment import IN_CI
+from support.tshark import version as tshark_version
+
 LAB_DIR = Path(__file__).resolve().parents[1] / "sample_pcaps"
 sys.path.insert(0, str(LAB_DIR))
 import lab_oracle  # noqa: E402
 import lab_scenarios  # noqa: E402
 
-IN_CI = os.environ.get("CI") == "true"
 COMMITTED = sorted(p.parent.name for p in LAB_DIR.glob("*/truth.json"))
 CAPTURES = ("container", "host")
 MAX_CAPTURE_BYTES = 400_000
@@ -167,12 +169,6 @@ def filter_counts(directory: Path, role: str) -> dict[str, int]:
     filters |= {row[2] for row in HEADLINES if row[0] == directory.name and row[1] == role}
     ordered = sorted(filters)
     return dict(zip(ordered, lab_oracle.count_matches(directory / f"{role}.pcap", ordered), strict=True))
-
-
-@functools.cache
-def tshark_version() -> str:
-    out = subprocess.run(["tshark", "--version"], capture_output=True, text=True, check=True).stdout
-    return out.splitlines()[0].strip()
 
 
 def file_format(path: Path) -> tuple[str, str]:

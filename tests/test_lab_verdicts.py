@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import pcapmtu
-from conftest import lab_scenarios
+from support.environment import lab_scenarios
 
 MTU_VERDICTS = {"mtu_blackhole", "mtu_blackhole_recovered"}
 

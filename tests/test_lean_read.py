@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SAMPLES, corpus_files
 from pcapmtu.ingest import capture, formats, tcp
 from pcapmtu.render.jsondoc import inspect_json
+from support.environment import SAMPLES, corpus_files
 
 CAPTURES = sorted(p for p in SAMPLES.glob("*/*.pcap*")) + corpus_files("semantic", "format")
 
@@ -40,8 +40,9 @@ def test_lean_read_gives_the_same_tables(path: Path, monkeypatch):
     except capture.CaptureError:
         pytest.skip("not readable either way")
     expected = _tables(full)
-    _assert_same(_tables(capture.read(path, keep_packets=False)), expected)
-    assert capture.read(path, keep_packets=False).packets.empty
+    lean = capture.read(path, keep_packets=False)
+    _assert_same(_tables(lean), expected)
+    assert lean.packets.empty
     # many small batches (column store growth, stats across batches, renumbered DNS/SACK rows) and tiny
     # interning blocks and analysis slices: still the same tables, and the same per-packet columns
     monkeypatch.setattr(formats, "CHUNK_BYTES", 4096)
@@ -64,14 +65,15 @@ def test_a_lean_capture_is_refused_where_packets_are_needed(tmp_path):
 
 
 def test_timestamps_going_back_across_batches_are_counted(tmp_path, monkeypatch):
-    import pcapbuild as B
+    from support import packets as B
+    from support.pcapwriter import write_pcap
 
     frames = [
         B.ether(B.tcp("10.66.0.2", "10.66.0.1", 40000, 80, seq=i, payload=b"x" * 900)) for i in range(12)
     ]
     times = [10, 11, 12, 13, 5, 14, 15, 16, 17, 18, 19, 1]  # two steps back
     path = tmp_path / "back.pcap"
-    B.write_pcap(path, list(zip(times, frames, strict=True)))
+    write_pcap(path, list(zip(times, frames, strict=True)))
     monkeypatch.setattr(formats, "CHUNK_BYTES", 1024)  # about one packet per batch
     cap = capture.read(path, keep_packets=False)
     assert cap.stats.backwards == 2

@@ -17,22 +17,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import pcapbuild as pb
-from conftest import IN_CI, SAMPLES, corpus_files
 from pcapmtu import schema
 from pcapmtu.errors import CaptureError
 from pcapmtu.ingest import decode, formats, native, packets, tcp
 from pcapmtu.ingest.formats import chunks, pcap
 from pcapmtu.ingest.tcp import connections
-from test_bad_input import (
+from support import packets as pb
+from support.damage import (
     BASES,
     FRAMES,
     FUZZ_EXAMPLES,
-    _mutate,
-    _outcome,
     assert_same_reading_without,
+    mutate,
     mutation,
+    outcome,
 )
+from support.environment import IN_CI, SAMPLES, corpus_files
+from support.pcapwriter import Record, write_pcap
 
 needs_core = pytest.mark.skipif(native.core is None, reason="the C core is not built here")
 CAPTURES = sorted(SAMPLES.glob("*/*.pcap*")) + corpus_files("semantic", "format", "malformed")
@@ -217,15 +218,15 @@ def test_same_tcp_options_whatever_their_bytes(options, cut):
 )
 @given(base=st.sampled_from(range(len(BASES))), ops=st.lists(mutation, min_size=1, max_size=6))
 def test_the_c_walk_reads_damaged_files_exactly_like_the_python_walk(base, ops):
-    assert_same_reading_without(_mutate(BASES[base], ops), (native, "ENABLED"))
+    assert_same_reading_without(mutate(BASES[base], ops), (native, "ENABLED"))
 
 
 @needs_core
 @pytest.mark.parametrize("path", CAPTURES[:: max(1, len(CAPTURES) // 25)], ids=lambda p: p.name)
 def test_whole_read_is_the_same_without_the_c_core(path: Path, monkeypatch):
-    fast = _outcome(path)
+    fast = outcome(path)
     monkeypatch.setattr(native, "ENABLED", False)
-    pure = _outcome(path)
+    pure = outcome(path)
     assert fast[0] == pure[0]
     if fast[0] == "read":
         pd.testing.assert_frame_equal(fast[1], pure[1])
@@ -394,9 +395,9 @@ def test_same_tcp_analysis_for_any_sequence_of_segments(segments, isn, tmp_path_
         ip = pb.tcp(src, dst, sp, dp, seq=mine + seq_off, ack=theirs + ack_off, flags=flags, payload=b"x" * size,
                     win=win, ip_id=len(records))  # fmt: skip
         t += gap
-        records.append(pb.Record(t / 1e9, pb.ether(ip)))
+        records.append(Record(t / 1e9, pb.ether(ip)))
     path = tmp_path_factory.mktemp("tcp") / "segments.pcap"
-    pb.write_pcap(path, records, nano=True)
+    write_pcap(path, records, nano=True)
     cap = formats.CaptureFile.open(path)
     try:
         raw = packets.build_packets(cap)

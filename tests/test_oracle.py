@@ -7,15 +7,15 @@ Where pcapmtu differs by design, KNOWN_DIFFERENCES names the case and why; every
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-import pcapbuild as pb
 import pcapmtu
-import tshark_oracle
-from conftest import SAMPLES, corpus_files, require_tool
+from support import packets as pb
+from support import tshark
+from support.environment import SAMPLES, corpus_files, require_tool
+from support.pcapwriter import Record, write_pcap
 
 FLAGS = ["retrans", "fast_retrans", "spurious_retrans", "out_of_order", "lost_before", "dup_ack"]
 
@@ -44,7 +44,7 @@ def test_agrees_with_tshark(path):
     require_tool("tshark")
     allowed, _why = KNOWN_DIFFERENCES.get(path.name, (set(), ""))
     cap = pcapmtu.read(path)
-    ref = tshark_oracle.tcp_frames(path)
+    ref = tshark.tcp_frames(path)
     mine = cap.packets[cap.packets["conn"] >= 0].set_index("frame")
 
     if "streams" not in allowed:
@@ -73,7 +73,7 @@ def test_retransmissions_per_connection(path):
     if "retrans" in allowed or "streams" in allowed:
         pytest.skip(KNOWN_DIFFERENCES[path.name][1])
     cap = pcapmtu.read(path)
-    ref = tshark_oracle.tcp_frames(path)
+    ref = tshark.tcp_frames(path)
     frames = cap.packets[(cap.packets["conn"] >= 0) & ~cap.packets["dup_copy"]][["frame", "conn"]]
     joined = ref.merge(frames, on="frame", how="inner")  # interface copies excluded, as above
     theirs = joined.groupby("conn")["retrans"].sum()
@@ -89,7 +89,7 @@ def test_known_differences_still_differ():
         if name not in files:
             continue
         cap = pcapmtu.read(files[name])
-        ref = tshark_oracle.tcp_frames(files[name])
+        ref = tshark.tcp_frames(files[name])
         mine = cap.packets[cap.packets["conn"] >= 0].set_index("frame")
         differs = len(cap.flows) != ref["stream"].nunique() if "streams" in allowed else False
         for flag in allowed & set(FLAGS):
@@ -130,7 +130,7 @@ def _handshake_variant(kind: str) -> list:
         records.append((base + dt, pb.tcp(s, c, sp, cp, seq=si + 1 + 1448 * n, ack=ci + 101, payload=b"r" * 1448,
                                           ip_id=10 + k)))  # fmt: skip
     epoch = 1_700_000_000.0  # tshark takes a time of 0 for "no SYN seen"
-    return [pb.Record(epoch + t, pb.ether(p)) for t, p in sorted(records, key=lambda r: r[0])]
+    return [Record(epoch + t, pb.ether(p)) for t, p in sorted(records, key=lambda r: r[0])]
 
 
 @pytest.mark.oracle
@@ -140,16 +140,13 @@ def _handshake_variant(kind: str) -> list:
 def test_handshake_rtt_and_refills_agree_with_tshark(kind, tmp_path):
     require_tool("tshark")
     path = tmp_path / f"{kind}.pcap"
-    pb.write_pcap(path, _handshake_variant(kind), nano=True)
+    write_pcap(path, _handshake_variant(kind), nano=True)
     cap = pcapmtu.read(path)
-    ref = tshark_oracle.tcp_frames(path)
+    ref = tshark.tcp_frames(path)
     mine = cap.packets.set_index("frame")
     for flag in ("retrans", "out_of_order"):
         assert set(mine.index[mine[flag].to_numpy()]) == set(ref["frame"][ref[flag]]), flag
-    out = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "tcp.analysis.initial_rtt"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+    out = tshark.run(path, "-T", "fields", "-e", "tcp.analysis.initial_rtt", check=True).stdout.split()
     theirs = float(out[-1]) if out else float("nan")
     ours = float(cap.flows["handshake_rtt"].iloc[0])
     assert ours == pytest.approx(theirs, abs=1e-6) or (ours != ours and theirs != theirs), (ours, theirs)

@@ -32,15 +32,16 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-import pcapbuild as B
 import pcapmtu
-from conftest import ROOT, SAMPLES, require_tool
 from pcapmtu.cli import app
 from pcapmtu.diagnose.detectors import RULES
 from pcapmtu.errors import UsageError
 from pcapmtu.render.jsondoc import FLOW_FIELDS, VERDICT_FLOW_FIELDS, analyze_document
 from pcapmtu.results import Reason, Severity, Verdict
-from report_schema_check import KNOWN_KEYWORDS, SCHEMA, validate, validate_or_fail
+from support import packets as B
+from support.environment import ROOT, SAMPLES, require_tool
+from support.pcapwriter import Record, write_pcap
+from support.report_schema import KNOWN_KEYWORDS, SCHEMA, validate, validate_or_fail
 
 runner = CliRunner()
 DEMO = SAMPLES / "blackhole_tls12"
@@ -112,7 +113,7 @@ def _hostile_capture(path: Path) -> None:
     pkts += _request_then_reset("198.18.0.12", 80, 40003, 1006.0, HOSTILE_HTTP)
     pkts += _request_then_reset("198.18.0.13", 443, 40004, 1008.0, _client_hello(HOSTILE_SNI))
     pkts += _request_then_reset("198.18.0.14", 80, 40005, 1010.0, b"GET / HTTP/1.1\r\n\r\n")
-    B.write_pcap(path, [B.Record(t, B.ether(p)) for t, p in sorted(pkts, key=lambda x: x[0])])
+    write_pcap(path, [Record(t, B.ether(p)) for t, p in sorted(pkts, key=lambda x: x[0])])
 
 
 @pytest.fixture(scope="module")
@@ -466,7 +467,7 @@ def test_unknown_path_bounds_read_as_question_marks(hostile):
 def test_report_of_a_capture_without_connections(tmp_path):
     """Nothing to plot is no reason for warnings on stderr (matplotlib's 'No artists with labels')."""
     capture = tmp_path / "dns-only.pcap"
-    B.write_pcap(capture, [(1000.0, B.ether(B.udp(CLIENT, "198.18.0.53", 5353, 53, bytes(12))))])
+    write_pcap(capture, [(1000.0, B.ether(B.udp(CLIENT, "198.18.0.53", 5353, 53, bytes(12))))])
     analysis = pcapmtu.analyze(container=capture)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -482,7 +483,7 @@ def test_size_wall_mtu_line_counts_ipv6_headers(tmp_path):
     pkts = B.handshake(client, server, 40000, 443, mss_c=1440, mss_s=1440)
     pkts.append((1000.05, B.tcp(server, client, 443, 40000, seq=5001, ack=1001, payload=bytes(1000))))
     capture = tmp_path / "v6.pcap"
-    B.write_pcap(capture, [B.Record(t, B.ether(p)) for t, p in pkts])
+    write_pcap(capture, [Record(t, B.ether(p)) for t, p in pkts])
     fig = pcapmtu.analyze(container=capture).plot_sizes()
     labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
     assert "client MTU 1500 (from SYN MSS)" in labels, labels

@@ -115,7 +115,7 @@ def test_verdicts_rank_strongest_first_and_are_their_strings():
 
 
 def test_an_analysis_speaks_enums_and_its_tables_hold_plain_strings(tmp_path):
-    from conftest import SAMPLES
+    from support.environment import SAMPLES
 
     scenario = SAMPLES / "lossy_link"
     a = pcapmtu.analyze(host=scenario / "host.pcap", container=scenario / "container.pcap")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pcapmtu
-from conftest import CORPUS, ROOT, corpus_files
 from pcapmtu import schema
+from support.environment import CORPUS, ROOT, corpus_files
 
 
 def test_real_capture_tables_match_schema():

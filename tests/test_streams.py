@@ -12,15 +12,16 @@ from __future__ import annotations
 import functools
 import os
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
-import pcapbuild as B
 import pcapmtu
-import scenes as S
-from conftest import SAMPLES, corpus_files, require_tool
+from support import packets as B
+from support import scenes as S
+from support import tshark
+from support.environment import SAMPLES, corpus_files, require_tool
+from support.pcapwriter import write_pcap
 
 CLIENT, SERVER, ROUTER = "10.66.0.2", "198.18.0.10", "10.66.0.1"
 CLIENT6, SERVER6, ROUTER6 = "fd00::2", "fd00::3", "fd00::1"
@@ -58,7 +59,7 @@ def _quotes_capture(path: Path) -> Path:
         add(B.ip_packet(ROUTER6, CLIENT6, struct.pack(">BBHI", typ, 0, 0, 0) + seg6(9100 + typ), 58))
     add(S.icmp4(ROUTER, CLIENT, 3, 3, bytes(4), B.udp(CLIENT, SERVER, 5000, 53, b"abc")))  # UDP: no stream
     add(seg(9999, flags=B.SYN))
-    B.write_pcap(path, records, linktype=101)
+    write_pcap(path, records, linktype=101)
     return path
 
 
@@ -74,11 +75,8 @@ def _captures() -> list:
 @functools.cache
 def _tshark_streams(path: Path) -> dict[int, int]:
     """frame -> tcp.stream for frames whose own TCP layer Wireshark decodes (not a quote inside ICMP)."""
-    run = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-Y", "tcp && !icmp && !icmpv6 && !sflow", "-T", "fields",
-         "-E", "occurrence=l", "-e", "frame.number", "-e", "tcp.stream"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    run = tshark.run(path, "-Y", "tcp && !icmp && !icmpv6 && !sflow", "-T", "fields", "-E", "occurrence=l",
+                     "-e", "frame.number", "-e", "tcp.stream", timeout=300, check=True)  # fmt: skip
     return {int(a): int(b) for a, b in (line.split("\t") for line in run.stdout.splitlines() if line.strip())}
 
 

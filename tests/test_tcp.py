@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-import pcapbuild as B
 import pcapmtu
+from support import packets as B
+from support.pcapwriter import Record, write_pcap
 
 C, S = "172.17.0.2", "198.18.0.10"
 
 
 def read(tmp_path, packets, link=B.ether, **kw):
     path = tmp_path / "t.pcap"
-    B.write_pcap(path, [B.Record(t, link(p)) for t, p in packets], **kw)
+    write_pcap(path, [Record(t, link(p)) for t, p in packets], **kw)
     return pcapmtu.read(path)
 
 
@@ -109,9 +110,9 @@ def test_any_interface_copies_are_not_retransmissions(tmp_path):
     path = tmp_path / "any.pcap"
     recs = []
     for t, pkt in B.handshake(C, S, 40000, 443) + [data(C, S, 40000, 443, 1001, 5001, 500, 1000.2)]:
-        recs.append(B.Record(t, B.sll2(pkt, ifindex=5)))
-        recs.append(B.Record(t + 0.000002, B.sll2(pkt, ifindex=3)))
-    B.write_pcap(path, recs, linktype=276)
+        recs.append(Record(t, B.sll2(pkt, ifindex=5)))
+        recs.append(Record(t + 0.000002, B.sll2(pkt, ifindex=3)))
+    write_pcap(path, recs, linktype=276)
     cap = pcapmtu.read(path)
     assert len(cap.flows) == 1
     assert cap.flows.loc[0, "retransmissions"] == 0

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import pcapmtu
-from conftest import SAMPLES
 from pcapmtu import schema
+from support.environment import SAMPLES
 
 # (table, datetime column, the epoch-seconds column it stands beside)
 TIME_COLUMNS = [

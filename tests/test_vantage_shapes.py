@@ -36,9 +36,9 @@ import sys
 import dpkt
 import pytest
 
-import pcapbuild as B
 import pcapmtu
-from scenes import (
+from support import packets as B
+from support.scenes import (
     ACK,
     CH,
     CLIENT_HELLO,

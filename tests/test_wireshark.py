@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import pcapmtu
-from conftest import IN_CI, SAMPLES, lab_scenarios, require_tool
 from pcapmtu.diagnose import wireshark
 from pcapmtu.diagnose.detectors import RULES
-from report_schema_check import validate_or_fail
+from support.environment import IN_CI, SAMPLES, lab_scenarios, require_tool
+from support.report_schema import validate_or_fail
 
 pytestmark = pytest.mark.oracle
 

@@ -1,19 +1,21 @@
-"""Build small captures in tests: literal packets written as pcap or pcapng (test helper, not library code).
+"""Packets for the captures tests build (test helper, not library code): IP packets, link-layer frames,
+TCP options, a handshake, DNS answers; support/pcapwriter.py writes them into files.
 
-Packets are built with dpkt so the bytes are what real stacks send; the writers are hand-rolled so that
-tests control every header field (byte order, timestamp resolution, interface blocks, link types).
+Packets are built with dpkt so the bytes are what real stacks send.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import dpkt
 
 SYN, ACK, FIN, RST, PSH = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_FIN, dpkt.tcp.TH_RST, dpkt.tcp.TH_PUSH
+# the client and the server of the frames below, unless a test names others
+C, S = "10.0.0.1", "10.0.0.2"
+C6, S6 = "2001:db8::1", "2001:db8::2"
 
 
 def tcp_options(mss: int | None = None, wscale: int | None = None, sack_perm: bool = False,
@@ -97,59 +99,6 @@ def sll(ip_bytes: bytes, pkttype: int = 0) -> bytes:
     return struct.pack(">HHH8sH", pkttype, 1, 6, b"\x02\x00\x00\x00\x00\x01\x00\x00", etype) + ip_bytes
 
 
-@dataclass
-class Record:
-    ts: float
-    data: bytes
-    wirelen: int | None = None
-    iface: int = 0
-
-
-def write_pcap(path, records: Iterable[Record | tuple[float, bytes]], *, linktype: int = 1, nano: bool = False,
-               big_endian: bool = False, snaplen: int = 262144) -> None:  # fmt: skip
-    o = ">" if big_endian else "<"
-    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
-    out = [struct.pack(o + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
-    for rec in records:
-        rec = rec if isinstance(rec, Record) else Record(*rec)
-        sec = int(rec.ts)
-        frac = round((rec.ts - sec) * (1e9 if nano else 1e6))
-        out.append(struct.pack(o + "IIII", sec, frac, len(rec.data), rec.wirelen or len(rec.data)) + rec.data)
-    with open(path, "wb") as fh:
-        fh.write(b"".join(out))
-
-
-def write_pcapng(
-    path, records: Iterable[Record], interfaces: Sequence[tuple[int, int]], *, big_endian: bool = False
-) -> None:
-    """pcapng with one IDB per (linktype, tsresol exponent) and EPBs referring to them."""
-    o = ">" if big_endian else "<"
-
-    def block(btype: int, body: bytes) -> bytes:
-        body += b"\x00" * (-len(body) % 4)
-        total = 12 + len(body)
-        return struct.pack(o + "II", btype, total) + body + struct.pack(o + "I", total)
-
-    out = [block(0x0A0D0D0A, struct.pack(o + "IHHq", 0x1A2B3C4D, 1, 0, -1))]
-    for linktype, exp in interfaces:
-        opts = struct.pack(o + "HH", 9, 1) + bytes([exp]) + b"\x00\x00\x00" + struct.pack(o + "HH", 0, 0)
-        out.append(block(1, struct.pack(o + "HHI", linktype, 0, 262144) + opts))
-    for rec in records:
-        exp = interfaces[rec.iface][1]
-        units = round(rec.ts * 10**exp)
-        body = struct.pack(
-            o + "IIIII",
-            rec.iface,
-            units >> 32,
-            units & 0xFFFFFFFF,
-            len(rec.data),
-            rec.wirelen or len(rec.data),
-        )
-        out.append(block(6, body + rec.data))
-    with open(path, "wb") as fh:
-        fh.write(b"".join(out))
-
-
 def handshake(client: str, server: str, cport: int, sport: int, *, t0: float = 1000.0, isn_c: int = 1000,
               isn_s: int = 5000, mss_c: int = 1460, mss_s: int = 1460, rtt: float = 0.01) -> list[tuple[float, bytes]]:  # fmt: skip
     """SYN, SYN-ACK, ACK as (time, IP packet) pairs."""
@@ -168,3 +117,65 @@ def dns_answer(name: str, ip: str, txid: int = 7) -> bytes:
     msg.qd = [dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_A)]
     msg.an = [dpkt.dns.DNS.RR(name=name, type=dpkt.dns.DNS_A, ttl=60, rdata=socket.inet_aton(ip))]
     return bytes(msg)
+
+
+# ------------------------------------------------------------------ literal headers (every field chosen)
+def ipv4(src, dst, proto, payload, *, ident=7, df=False, mf=False, frag_off=0, total=None, ttl=64) -> bytes:
+    """A literal IPv4 header (checksum left 0: nothing here verifies it)."""
+    flags = (0x4000 if df else 0) | (0x2000 if mf else 0) | (frag_off // 8)
+    total = 20 + len(payload) if total is None else total
+    head = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, ident, flags, ttl, proto, 0,
+                       socket.inet_aton(src), socket.inet_aton(dst))  # fmt: skip
+    return head + payload
+
+
+def ipv6(src, dst, nh, payload, *, plen=None, hlim=64) -> bytes:
+    plen = len(payload) if plen is None else plen
+    head = struct.pack(">IHBB16s16s", 0x60000000, plen, nh, hlim,
+                       socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst))  # fmt: skip
+    return head + payload
+
+
+def tcp_bytes(sport, dport, *, seq=1, ack=0, flags=ACK, opts=b"", payload=b"") -> bytes:
+    """A TCP segment (header + payload) without an IP header."""
+    assert len(opts) % 4 == 0
+    off = (20 + len(opts)) // 4
+    return struct.pack(">HHIIBBHHH", sport, dport, seq, ack, off << 4, flags, 65535, 0, 0) + opts + payload
+
+
+def icmp_frag_needed(mtu: int) -> tuple[bytes, bytes]:
+    """ICMP frag-needed (next-hop MTU `mtu`) from 192.0.2.254 to C, quoting a C -> S segment whose sequence
+    number reads 0xDEADBEEF in the quote; returns (the ICMP packet, the whole quoted packet)."""
+    quoted = tcp(C, S, 40000, 443, payload=b"b" * 1400, flags=ACK | PSH)
+    quoted_seq = struct.unpack_from(">I", quoted, 24)[0]
+    assert quoted_seq == 0
+    quoted = bytearray(quoted)
+    quoted[24:28] = struct.pack(">I", 0xDEADBEEF)
+    icmp = struct.pack(">BBHHH", 3, 4, 0, 0, mtu) + bytes(quoted[:28])
+    return ipv4("192.0.2.254", C, 1, icmp, df=False), bytes(quoted)
+
+
+def dns_response() -> bytes:
+    """A NOERROR response for www.example.com: a CNAME to edge.example.net, its A (S) and AAAA (S6)."""
+    msg = dpkt.dns.DNS(id=0x4242, op=0x8180)  # QR, RD, RA: a NOERROR response
+    msg.qd = [dpkt.dns.DNS.Q(name="www.example.com", type=dpkt.dns.DNS_A)]
+    cname = dpkt.dns.DNS.RR(name="www.example.com", type=dpkt.dns.DNS_CNAME, ttl=300)
+    cname.cname = "edge.example.net"
+    a = dpkt.dns.DNS.RR(name="edge.example.net", type=dpkt.dns.DNS_A, ttl=60, rdata=socket.inet_aton(S))
+    aaaa = dpkt.dns.DNS.RR(name="edge.example.net", type=dpkt.dns.DNS_AAAA, ttl=61,
+                           rdata=socket.inet_pton(socket.AF_INET6, S6))  # fmt: skip
+    msg.an = [cname, a, aaaa]
+    return bytes(msg)
+
+
+# -------------------------------------------------------------------------------------------- overlays
+def vxlan(inner_frame: bytes, port: int, outer_sport: int = 50000) -> bytes:
+    vx = struct.pack(">BBHI", 0x08, 0, 0, 42 << 8) + inner_frame
+    udp = struct.pack(">HHHH", outer_sport, port, 8 + len(vx), 0) + vx
+    return ipv4("192.168.1.1", "192.168.1.2", 17, udp, df=True)
+
+
+def gre(inner_ip: bytes, key: bool = False) -> bytes:
+    proto = 0x86DD if inner_ip[0] >> 4 == 6 else 0x0800
+    head = struct.pack(">HH", 0x2000 if key else 0, proto) + (struct.pack(">I", 99) if key else b"")
+    return ipv4("192.168.1.1", "192.168.1.2", 47, head + inner_ip)

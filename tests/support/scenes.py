@@ -3,6 +3,8 @@
 A connection is written once as events in relative sequence numbers (`Conn`) and rendered for the container
 capture and, after MASQUERADE (client 10.66.0.2, maybe another port, the same sequence numbers), for the host.
 ICMP builders (frag-needed, packet-too-big, port unreachable, ping) and TLS records complete the scenes.
+The last part holds the connections the rule tests (tests/test_rules_*.py) are made of: a TLS black hole,
+downloads and uploads, slow servers, resets, lossy links, connections without a handshake.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pcapbuild as B
 import pcapmtu
+from support import packets as B
+from support.pcapwriter import Record, write_pcap
 
 C = "172.17.0.2"  # the container
 NAT = "10.66.0.2"  # the docker host's uplink address (MASQUERADE source)
@@ -216,7 +219,7 @@ def write(tmp_path, name: str, *parts, shift: float = 0.0) -> Path:
     the capture's clock (seconds). Returns the path."""
     pkts = sorted((p for part in parts for p in part), key=lambda x: x[0])
     path = tmp_path / f"{name}.pcap"
-    B.write_pcap(path, [B.Record(t + shift, B.ether(p)) for t, p in pkts])
+    write_pcap(path, [Record(t + shift, B.ether(p)) for t, p in pkts])
     return path
 
 
@@ -273,3 +276,217 @@ def tls_bytes(content_type: int, n: int, fill: bytes = b"e") -> bytes:
 
 CLIENT_HELLO = tls_record(1, 508)  # 517 bytes of TCP payload, like curl's
 CH = len(CLIENT_HELLO)
+
+
+# ------------------------------------------------------------------------------- the rule tests' connections
+def tls_blackhole(
+    t: float = T0, *, server: str = S, cport: int = 40000, mss: int = 1460, isn_c: int = 1_000_000
+):
+    """The RFC 2923 pattern as the container sees it: ClientHello, a bare ACK, then silence until the
+    client gives up (FIN after 8 s); the server's certificate flight never arrives."""
+    c = Conn(server=server, cport=cport, isn_c=isn_c).hs(t, mss, mss)
+    c.c(t + 0.02, 1, 1, payload=CLIENT_HELLO)
+    c.s(t + 0.03, 1, 1 + CH)
+    c.c(t + 8.0, 1 + CH, 1, flags=FIN | ACK)
+    return c.s(t + 8.05, 1, 2 + CH)
+
+
+def download(t: float = T0, *, sizes=(1460,) * 4, pause: float = 0.0, mss_c: int = 1460, mss_s: int = 1460,
+             server: str = S, sport: int = 80, cport: int = 40000, isn_c: int = 1_000_000,
+             isn_s: int = 7_000_000) -> Conn:  # fmt: skip
+    """HTTP GET; the server ACKs it, waits `pause` seconds, sends segments of `sizes`; orderly close."""
+    c = Conn(server=server, sport=sport, cport=cport, isn_c=isn_c, isn_s=isn_s).hs(t, mss_c, mss_s)
+    c.c(t + 0.02, 1, 1, payload=REQ)
+    c.s(t + 0.03, 1, 1 + R)
+    tt, n = t + 0.03 + pause, 1
+    for size in sizes:
+        c.s(tt + 0.001, n, 1 + R, n=size)
+        n += size
+        c.c(tt + 0.0015, 1 + R, n)
+        tt += 0.002
+    return c.close(tt + 0.01, 1 + R, n)
+
+
+def host_own(t: float = T0 + 0.5, *, mss: int = 1410, server: str = S2) -> Conn:
+    """A connection of the docker host itself: its SYN MSS tells its uplink MTU, full-size packets arrive."""
+    return download(
+        t, sizes=(mss,) * 3, mss_c=mss, server=server, cport=50000, isn_c=3_000_000, isn_s=9_000_000
+    )
+
+
+def pair(tmp_path, container_conns, host_parts):
+    """Read the container capture of these connections and the host capture made of `host_parts`."""
+    cont = capture(tmp_path, "container", *(c.render("container") for c in container_conns))
+    host = capture(tmp_path, "host", *host_parts)
+    return host, cont
+
+
+def upload(
+    t: float = T0, *, host_sees: bool, acked: bool, cport: int = 40000, isn_c: int = 1_000_000
+) -> Conn:
+    """POST of 4 full-size segments; the first is re-sent after RTOs 0.2, 0.4, 0.8, 1.6 s apart. `host_sees`:
+    the host's uplink captured them (so they died beyond it) or not (inside the host). `acked`: the last
+    re-send is acknowledged and the exchange completes (random loss), else the client resets 3 s later."""
+    head = b"POST /upload HTTP/1.1\r\nContent-Length: 5840\r\n\r\n"
+    c = Conn(sport=80, cport=cport, isn_c=isn_c).hs(t)
+    c.c(t + 0.02, 1, 1, payload=head)
+    c.s(t + 0.03, 1, 1 + len(head))
+    base, where = 1 + len(head), "both" if host_sees else "container"
+    for i in range(4):
+        c.c(t + 0.031 + i * 0.0001, base + i * 1460, 1, n=1460, where=where)
+    tt = t + 0.031
+    for gap in (0.2, 0.4, 0.8, 1.6):
+        tt += gap
+        c.c(tt, base, 1, n=1460, where=where)
+    end = base + 4 * 1460
+    if not acked:
+        return c.c(tt + 3.0, end, 1, flags=RST | ACK)
+    c.s(tt + 0.01, 1, end)
+    c.s(tt + 0.02, 1, end, n=200)
+    c.c(tt + 0.03, end, 201)
+    return c.close(tt + 0.04, end, 201)
+
+
+def upload_pmtud_works(t: float = T0) -> tuple[Conn, list, list]:
+    """A POST whose first 1500-byte segment meets a 1450-MTU router beyond the host: the router's ICMP
+    frag-needed reaches the host and, translated back, the container, which re-sends 1410-byte segments."""
+    head = b"POST /upload HTTP/1.1\r\nContent-Length: 1460\r\n\r\n"
+    c = Conn(sport=80).hs(t)
+    c.c(t + 0.02, 1, 1, payload=head)
+    c.s(t + 0.03, 1, 1 + len(head))
+    base = 1 + len(head)
+    c.c(t + 0.031, base, 1, n=1460)
+    c.c(t + 0.033, base, 1, n=1410)
+    c.c(t + 0.0331, base + 1410, 1, n=50)
+    c.s(t + 0.04, 1, base + 1460)
+    c.s(t + 0.05, 1, base + 1460, n=200)
+    c.c(t + 0.051, base + 1460, 201)
+    c.close(t + 0.06, base + 1460, 201)
+    seq, ack = c.isn_c + base, c.isn_s + 1
+    on_host = B.tcp(NAT, S, 61000, 80, seq=seq, ack=ack, payload=b"q" * 1460)
+    in_container = B.tcp(C, S, c.cport, 80, seq=seq, ack=ack, payload=b"q" * 1460)
+    return (
+        c,
+        [(t + 0.032, frag_needed(ROUTER, NAT, on_host, 1450))],
+        [(t + 0.0321, frag_needed(ROUTER, C, in_container, 1450))],
+    )
+
+
+def inner_hop_blackhole(t: float = T0) -> Conn:
+    """Packets die inside the docker host: its uplink receives the server's 1500-byte segments (and their
+    RTO retransmissions 0.2, 0.4, 0.8, 1.6 s apart), the container never does."""
+    c = Conn(sport=443).hs(t)
+    c.c(t + 0.02, 1, 1, payload=CLIENT_HELLO)
+    c.s(t + 0.03, 1, 1 + CH)
+    c.s(t + 0.031, 1, 1 + CH, n=1460, where="host")
+    c.s(t + 0.0311, 1461, 1 + CH, n=1460, where="host")
+    tt = t + 0.031
+    for gap in (0.2, 0.4, 0.8, 1.6):
+        tt += gap
+        c.s(tt, 1, 1 + CH, n=1460, where="host")
+    return c.c(t + 8.0, 1 + CH, 1, flags=FIN | ACK)
+
+
+def tail_only(t: float = T0, cport: int = 40000) -> Conn:
+    """Only the tail of the server's TLS flight arrives (1200 bytes at relative 2921: the two full-size
+    segments before it died); the client SACKs it, waits, gives up."""
+    c = Conn(cport=cport).hs(t)
+    c.c(t + 0.02, 1, 1, payload=CLIENT_HELLO)
+    c.s(t + 0.03, 1, 1 + CH)
+    c.s(t + 0.035, 2921, 1 + CH, n=1200)
+    c.c(t + 0.0351, 1 + CH, 1, sack=((2921, 4121),))
+    c.c(t + 8.0, 1 + CH, 1, flags=FIN | ACK, sack=((2921, 4121),))
+    return c.s(t + 8.05, 4121, 2 + CH)
+
+
+def reset_after_stall(t: float, cport: int) -> Conn:
+    """ClientHello, a bare ACK, 3 s of nothing, then the server resets the connection."""
+    c = Conn(cport=cport, isn_c=2_000_000).hs(t)
+    c.c(t + 0.02, 1, 1, payload=CLIENT_HELLO)
+    c.s(t + 0.03, 1, 1 + CH)
+    return c.s(t + 3.0, 1, 1 + CH, flags=RST | ACK)
+
+
+def syn_retried_then_answered(t: float, cport: int, answer: int = 800) -> Conn:
+    """Two SYNs lost (sent at 0 and 1 s), the third (3 s) answered; a small answer, orderly close."""
+    c = download(t + 3, sizes=(answer,), cport=cport, isn_c=3_000_000)
+    c.ev[:0] = [Ev(t, 0, 0, 0, SYN, mss=1460), Ev(t + 1, 0, 0, 0, SYN, mss=1460)]
+    return c
+
+
+def reset_after_answer(t: float, cport: int) -> Conn:
+    """The client ends with RST instead of FIN once it has the whole answer: no stall, not a failure."""
+    c = Conn(sport=80, cport=cport, isn_c=4_000_000).hs(t)
+    c.c(t + 0.02, 1, 1, payload=REQ)
+    c.s(t + 0.03, 1, 1 + R, n=1460)
+    c.s(t + 0.031, 1461, 1 + R, n=300)
+    c.c(t + 0.032, 1 + R, 1761)
+    return c.c(t + 0.04, 1 + R, 1761, flags=RST | ACK)
+
+
+def tls_completes(t: float, cport: int) -> Conn:
+    """ServerHello and certificate in full-size segments, the client's second flight, data, close."""
+    c = Conn(cport=cport, isn_c=5_000_000).hs(t)
+    c.c(t + 0.02, 1, 1, payload=CLIENT_HELLO)
+    flight = tls_record(2, 1451) + b"\x16\x03\x03\x05\xa0" + b"c" * 1455
+    c.s(t + 0.03, 1, 1 + CH, payload=flight[:1460])
+    c.s(t + 0.0301, 1461, 1 + CH, payload=flight[1460:])
+    c.c(t + 0.031, 1 + CH, 1 + len(flight))
+    fin = b"\x14\x03\x03\x00\x01\x01" + b"\x17\x03\x03\x00\x20" + b"f" * 32
+    c.c(t + 0.032, 1 + CH, 1 + len(flight), payload=fin)
+    c.s(t + 0.04, 1 + len(flight), 1 + CH + len(fin), n=300)
+    c.c(t + 0.041, 1 + CH + len(fin), 301 + len(flight))
+    return c.close(t + 0.05, 1 + CH + len(fin), 301 + len(flight))
+
+
+def lossy_download(t: float, cport: int) -> Conn:
+    """Eight full-size segments; the 3rd and 6th are lost once and re-sent 0.2 s later (SACK shows the
+    holes): full-size packets get through, the link loses packets, not sizes. Then 6 s of keep-alive
+    idling before the orderly close."""
+    c = Conn(sport=80, cport=cport, isn_c=6_000_000).hs(t)
+    c.c(t + 0.02, 1, 1, payload=REQ)
+    c.s(t + 0.03, 1, 1 + R)
+    for i in (0, 1, 3, 4, 6, 7):
+        c.s(t + 0.04 + i * 0.001, 1 + i * 1460, 1 + R, n=1460)
+    seg = [1 + i * 1460 for i in range(9)]
+    c.c(t + 0.0421, 1 + R, seg[2], sack=((seg[3], seg[5]),))
+    c.c(t + 0.0481, 1 + R, seg[2], sack=((seg[3], seg[5]), (seg[6], seg[8])))
+    c.s(t + 0.24, seg[2], 1 + R, n=1460)
+    c.c(t + 0.2405, 1 + R, seg[5], sack=((seg[6], seg[8]),))
+    c.s(t + 0.241, seg[5], 1 + R, n=1460)
+    c.c(t + 0.2415, 1 + R, seg[8])
+    return c.close(t + 6.25, 1 + R, seg[8])
+
+
+def download_icmp_ignored(t: float = T0) -> tuple[Conn, list]:
+    """The server's own capture: a GET answered with 1500-byte segments; a router's frag-needed (MTU 1450)
+    about each reaches the server's interface, yet its TCP re-sends 1500 bytes with backoff (its firewall drops
+    the ICMP); the client only ever acknowledges the request. The client gives up after 7 s."""
+    c = Conn(sport=80).hs(t)
+    c.c(t + 0.02, 1, 1, payload=REQ)
+    c.s(t + 0.021, 1, 1 + R)
+    icmp = []
+    for when in (0.022, 0.23, 0.65, 1.5, 3.2):
+        c.s(t + when, 1, 1 + R, n=1460)
+        quoted = B.tcp(S, NAT, c.sport, c.cport, seq=c.isn_s + 1, ack=c.isn_c + 1 + R, payload=b"r" * 1460)
+        icmp.append((t + when + 0.0005, frag_needed(ROUTER, S, quoted, 1450)))
+    c.c(t + 7.0, 1 + R, 1, flags=FIN | ACK)
+    return c, icmp
+
+
+def midstream(t: float, cport: int, *, completes: bool) -> Conn:
+    """A download already running when the capture began (no SYN, no SYN-ACK): the client's request went
+    out before; 1448-byte segments arrive, two of them are lost on the way and the client SACKs what came
+    after. It either recovers and closes, or stalls and the client gives up 6 s later with a FIN."""
+    c = Conn(cport=cport)
+    c.s(t, 1, 1 + R, n=1448)
+    c.c(t + 0.0005, 1 + R, 1449)
+    c.s(t + 0.001, 4345, 1 + R, n=1448)  # 1449..4345 never arrived
+    c.c(t + 0.0015, 1 + R, 1449, sack=((4345, 5793),))
+    if completes:
+        c.s(t + 0.2, 1449, 1 + R, n=1448)
+        c.s(t + 0.2005, 2897, 1 + R, n=1448)
+        c.c(t + 0.201, 1 + R, 5793)
+        return c.close(t + 0.3, 1 + R, 5793)
+    c.c(t + 6.0, 1 + R, 1449, flags=FIN | ACK, sack=((4345, 5793),))
+    return c.s(t + 6.05, 5793, 2 + R)

@@ -1,5 +1,6 @@
 """report.json against tests/report_schema.json: a small JSON Schema validator and the cross-checks a schema
-cannot say (test helper, not library code; used by test_report and test_wireshark)."""
+cannot say (test helper, not library code; used by test_report and test_wireshark). The schema stays beside
+the tests: docs/report-format.md links to it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from pcapmtu.diagnose.detectors import RULES
 
-SCHEMA = json.loads((Path(__file__).parent / "report_schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[1] / "report_schema.json").read_text())
 
 
 class SchemaError(AssertionError):

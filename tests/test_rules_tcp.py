@@ -1,0 +1,128 @@
+"""T rules, TCP: retransmission backoff, unanswered SYNs, refused connections, resets after a stall, a stall
+with a SACK hole on a connection captured without its handshake.
+
+One behaviour per test, on small captures built from literal packets and analysed with `analyze()`: a positive
+test for each code (the pattern it exists to find, with its numbers) and a negative one (the closest look-alike,
+on which it must stay silent), named `test_<code>_positive_*` and `test_<code>_negative_*`
+(tests/test_rules_registry.py holds every code to that). Connections are written with the scene builders of
+tests/support/scenes.py; the analysed scenes several rule modules read are session fixtures
+(tests/support/scene_fixtures.py), the others module fixtures here. Some captures hold several unrelated
+connections; those tests assert per connection.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from support.findings import found, one, run, verdict_of
+from support.scenes import ACK, CH, CLIENT_HELLO, FIN, RST, T0, Conn, capture, midstream
+
+
+# ------------------------------------------------------------------------------------------ T: TCP
+def test_T001_positive_server_segment_backoff(inner_hop):
+    t = one(inner_hop, "T001", "host", 0)
+    assert t.message == (
+        "198.18.0.10:443: the server sent the same segment 5 times with growing gaps "
+        "(0.2s, 0.4s, 0.8s, 1.6s) - retransmission timeouts with exponential backoff"
+    )
+    assert t.evidence == {"segment_ip_len": 1500, "direction": "server"}
+    assert len(t.frames) == 5
+
+
+def test_T001_positive_client_segment_backoff(uploads):
+    t = one(uploads, "T001", "container", 0)
+    assert t.message.startswith("198.18.0.10:80: the client sent the same segment 5 times with growing gaps")
+    assert "(0.2s, 0.4s, 0.8s, 1.6s)" in t.message
+    assert t.evidence == {"segment_ip_len": 1500, "direction": "client"}
+
+
+def test_T001_negative_steady_retries_are_not_backoff(steady_retrans):
+    assert steady_retrans.context.flows("container").loc[0, "retrans_s2c"] == 11
+    assert not found(steady_retrans, "T001")
+
+
+def test_T001_negative_each_segment_retransmitted_once(quiet):
+    assert quiet.context.flows("container").loc[4, "retrans_s2c"] == 2
+    assert not found(quiet, "T001", "container", 4)
+
+
+def test_T002_positive_unanswered_syns(filtered):
+    t = one(filtered, "T002", "container", 0)
+    assert (
+        t.message
+        == "198.18.0.10:443: 4 SYN(s) got no answer - the port is filtered or the server is unreachable"
+    )
+    assert t.hint.startswith("Check firewalls and routes to 198.18.0.10;")
+    assert t.frames == (1,)
+    assert not found(filtered, "T002", "host"), "the host's copy of the container's SYNs is the same failure"
+
+
+def test_T002_negative_refused_connection(refused):
+    assert not found(refused, "T002")
+
+
+def test_T002_negative_syn_retransmitted_then_answered(quiet):
+    flow = quiet.context.flows("container").iloc[0]
+    assert (flow["retrans_c2s"], flow["state"], flow["syn_frame"]) == (2, "closed", 5)
+    assert not found(quiet, "T002")
+
+
+def test_T003_positive_refused(refused):
+    t = one(refused, "T003", "container", 0)
+    assert t.message == "198.18.0.10:443: the connection was refused (RST in answer to the SYN)"
+    assert t.hint == "Nothing listens on 198.18.0.10:443, or a firewall rejects it; not an MTU problem."
+
+
+def test_T003_negative_reset_after_the_handshake(stalled_tls):
+    assert found(stalled_tls, "T004", "container", 1)
+    assert not found(stalled_tls, "T003")
+
+
+def test_T004_positive_server_resets_after_a_stall(stalled_tls):
+    t = one(stalled_tls, "T004", "container", 1)
+    assert t.message == "198.18.0.10:443: the server reset the connection after 3.0 s"
+    assert t.frames == (stalled_tls.context.flows("container").loc[1, "last_frame"],)
+
+
+def test_T004_names_who_sent_the_rst_not_who_closed_first(tmp_path):
+    """The client gives up with a FIN after the stall and the server answers with RST: the server reset it
+    (T004 once said "the client", from who closed first, and cited the client's FIN frame)."""
+    c = Conn(cport=40009, isn_c=2_000_000).hs(T0)
+    c.c(T0 + 0.02, 1, 1, payload=CLIENT_HELLO)
+    c.s(T0 + 0.03, 1, 1 + CH)
+    c.c(T0 + 3.0, 1 + CH, 1, flags=FIN | ACK)
+    c.s(T0 + 3.01, 1, 2 + CH, flags=RST | ACK)
+    r = run(container=capture(tmp_path, "c", c.render()))
+    t = one(r, "T004", "container", 0)
+    assert t.message == "198.18.0.10:443: the server reset the connection after 3.0 s"
+    p = r.captures["container"].packets
+    assert t.frames == (int(p.loc[(p["tcp_flags"] & 4) != 0, "frame"].iloc[0]),)
+
+
+def test_T004_negative_reset_right_after_a_complete_answer(quiet):
+    assert quiet.context.flows("container").loc[1, "state"] == "reset"
+    assert not found(quiet, "T004")
+
+
+def test_T004_negative_refused_is_not_a_reset(refused):
+    assert not found(refused, "T004")
+
+
+# --------------------------------------------------------------------- connections without a handshake
+@pytest.fixture(scope="module")
+def midstreams(tmp_path_factory):
+    """Container capture started mid-transfer: conn 0 stalls with a SACK hole, conn 1 recovers and closes."""
+    conns = [midstream(T0, 40000, completes=False), midstream(T0 + 20, 40001, completes=True)]
+    return run(container=capture(tmp_path_factory.mktemp("mid"), "c", *(c.render() for c in conns)))
+
+
+def test_T005_positive_stall_with_a_sack_hole_and_no_handshake(midstreams):
+    f = one(midstreams, "T005", "container", 0)
+    assert f.frames and "2896 bytes of the server's data missing" in f.message
+    assert verdict_of(midstreams, "container", 0)[0] == "inconclusive"
+    assert not (midstreams.verdict == "healthy" and midstreams.confidence > 0.5)
+
+
+def test_T005_negative_recovered_loss_without_handshake(midstreams):
+    assert not found(midstreams, "T005", "container", 1)
+    assert verdict_of(midstreams, "container", 1)[0] != "inconclusive"
