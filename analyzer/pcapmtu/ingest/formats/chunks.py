@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .open import CaptureFile
 
 CHUNK_BYTES = 16 * 1024 * 1024
+SMALLEST_CHUNK = 64 * 1024  # a file that grows while it is read still goes on in chunks of a useful size
 MAX_RECORD = 16 * 1024 * 1024  # a record claiming more than this is corrupt (pcap's own cap is 256 KiB)
 # The bulk walks (pcap lengths through uint32 views, pcapng runs of packet blocks) must give exactly what
 # the plain record-by-record walks give; tests switch them off to compare the two on damaged files.
@@ -63,7 +64,15 @@ def walk_chunks(
     cap: CaptureFile, fh: BinaryIO, chunk_bytes: int, start: int, walk: Walk, unit: str
 ) -> Iterator[RecordBatch]:
     """Feed the file from `start` in chunks to `walk`; stop at damage with a warning on `cap`."""
-    reader = _ReadAheadChunks(fh, chunk_bytes, start) if READ_AHEAD else _Chunks(fh, chunk_bytes, start)
+    # A file smaller than a chunk is read into a buffer of its own size, without the helper thread: two
+    # zero-filled 17 MB buffers and a thread cost ~50 ms, most of the read of a small incident capture.
+    left = os.fstat(fh.fileno()).st_size - start
+    if left < chunk_bytes:
+        reader = _Chunks(fh, max(left, SMALLEST_CHUNK), start)
+    elif READ_AHEAD:
+        reader = _ReadAheadChunks(fh, chunk_bytes, start)
+    else:
+        reader = _Chunks(fh, chunk_bytes, start)
     try:
         while (chunk := reader.fill()) is not None:
             batch, pos, problem = walk(chunk, reader.file_base)
