@@ -123,7 +123,7 @@ def hostile(tmp_path_factory):
     _hostile_capture(capture)
     analysis = pcapmtu.analyze(container=capture)
     out = base / "report"
-    written = analysis.save(out)
+    written = analysis.save(out, svg=True)
     return SimpleNamespace(analysis=analysis, out=out, written=written, capture=capture)
 
 
@@ -430,6 +430,16 @@ def test_save_reports_the_paths_it_wrote(hostile):
     assert not list(out.rglob("*.tmp"))
 
 
+def test_vector_plots_only_when_asked(tmp_path):
+    """SVG copies cost a second rendering of their figures: `--svg` / save(svg=True) only."""
+    analysis = pcapmtu.analyze(DEMO / "host.pcap", DEMO / "container.pcap")
+    written = analysis.save(tmp_path / "report")
+    assert {p.suffix for p in written if p.parent.name == "plots"} == {".png"}
+    assert not list((tmp_path / "report").rglob("*.svg"))
+    result = runner.invoke(app, ["analyze", str(DEMO / "host.pcap"), str(DEMO / "container.pcap"), "--svg"])
+    assert result.exit_code == 2 and "--svg" in result.stderr and "--out" in result.stderr, result.output
+
+
 def test_save_refuses_a_non_empty_directory(hostile, tmp_path):
     keep = tmp_path / "notes.txt"
     keep.write_text("mine\n")
@@ -503,11 +513,11 @@ def demo(tmp_path_factory):
     host, container = str(DEMO / "host.pcap"), str(DEMO / "container.pcap")
     a, b = base / "a", base / "b"
     first = _cli_in_subprocess(
-        "analyze", host, container, "--out", str(a), "--json", env={"PYTHONHASHSEED": "7"}
+        "analyze", host, container, "--out", str(a), "--svg", "--json", env={"PYTHONHASHSEED": "7"}
     )
     b.mkdir()
     (b / "notes.txt").write_text("mine\n")
-    second = runner.invoke(app, ["analyze", host, container, "--out", str(b), "--force"])
+    second = runner.invoke(app, ["analyze", host, container, "--out", str(b), "--svg", "--force"])
     return SimpleNamespace(a=a, b=b, first=first, second=second)
 
 
@@ -560,7 +570,7 @@ def test_two_runs_are_identical_but_for_the_generated_line(demo):
         ]
     plots_a = sorted(p.name for p in (a / "plots").iterdir())
     assert plots_a == sorted(p.name for p in (b / "plots").iterdir())
-    assert any(n.endswith(".png") for n in plots_a)
+    assert any(n.endswith(".png") for n in plots_a) and any(n.endswith(".svg") for n in plots_a)
     for name in plots_a:
         assert (a / "plots" / name).read_bytes() == (b / "plots" / name).read_bytes(), name
 

@@ -281,6 +281,14 @@ def analyze(
             "other files in it are left alone).",
         ),
     ] = None,
+    svg: Annotated[
+        bool,
+        typer.Option(
+            "--svg",
+            metavar="",
+            help="With --out: SVG copies of the timeline and MSS plots too, for slides and print.",
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", metavar="", help=FORCE_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=JSON_QUIET_HELP)] = False,
     wireshark: Annotated[
@@ -325,6 +333,8 @@ def analyze(
             raise UsageError(
                 "give the host capture and the container capture (pcapmtu analyze HOST CONTAINER)"
             )
+        if svg and out is None:
+            raise UsageError("--svg adds plots to the report: give --out DIR too")
         if out is not None:
             _claim(out, "--out", [Path(f) for f in REPORT_FILES], force, REPORT_PLOTS)
     with _errors(debug), _progress(quiet or as_json) as bar:
@@ -346,7 +356,7 @@ def analyze(
             from .render.report import write_report  # matplotlib only when a report is asked for
 
             bar("writing the report", 0, 0)
-            written = write_report(result, out, force=True)  # _claim has applied the rule
+            written = write_report(result, out, force=True, svg=svg)  # _claim has applied the rule
     with _errors(debug):
         if as_json:
             _write(dumps(analyze_document(result)) + "\n")

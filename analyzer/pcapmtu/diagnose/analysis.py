@@ -136,11 +136,12 @@ class Analysis:
 
         return analyze_document(self)
 
-    def save(self, out_dir, force: bool = False) -> list:
-        """Write report.html, report.md, report.json and plots/ exactly as `pcapmtu analyze --out`."""
+    def save(self, out_dir, force: bool = False, svg: bool = False) -> list:
+        """Write report.html, report.md, report.json and plots/ exactly as `pcapmtu analyze --out`
+        (`svg`: as `--svg`, vector copies of the timeline and MSS plots too)."""
         from ..render.report import write_report
 
-        return write_report(self, out_dir, force=force)
+        return write_report(self, out_dir, force=force, svg=svg)
 
     def wireshark(self, max_frames: int = 200):
         """Wireshark's word on the evidence: each finding's evidence frames as tshark decodes them (through

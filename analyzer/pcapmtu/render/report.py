@@ -36,9 +36,14 @@ VECTOR_PLOTS = ("timeline", "mss")
 
 
 def write_report(
-    analysis: Analysis, out_dir: str | os.PathLike[str], force: bool = False, now: datetime | None = None
+    analysis: Analysis,
+    out_dir: str | os.PathLike[str],
+    force: bool = False,
+    now: datetime | None = None,
+    svg: bool = False,
 ) -> list[Path]:
-    """Write the report files into `out_dir`; return the paths written."""
+    """Write the report files into `out_dir`; return the paths written. `svg`: vector copies of the light
+    plots too (each costs a second rendering of its figure, so only when asked)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a directory")
@@ -53,10 +58,10 @@ def write_report(
         fig.savefig(png, format="png", metadata={"Software": None})
         images[name] = png.getvalue()
         written.append(_atomic(out / "plots" / f"{name}.png", png.getvalue()))
-        if name in VECTOR_PLOTS:  # few elements: a vector copy for slides and print
-            svg = io.BytesIO()
-            fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-            written.append(_atomic(out / "plots" / f"{name}.svg", svg.getvalue()))
+        if svg and name in VECTOR_PLOTS:  # few elements: a vector copy for slides and print
+            vector = io.BytesIO()
+            fig.savefig(vector, format="svg", metadata={"Date": None, "Creator": None})
+            written.append(_atomic(out / "plots" / f"{name}.svg", vector.getvalue()))
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     doc = analyze_document(analysis)
     written.append(_atomic(out / "report.json", (dumps(doc) + "\n").encode()))
