@@ -7,8 +7,10 @@ once here so detectors stay short and agree with each other.
 
 from __future__ import annotations
 
+from collections import namedtuple
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,18 @@ from .turns import TURN_COLUMNS, turns
 from .vantage import Vantage
 
 FAR_ROLES = ("host", "server")
+
+
+def records(frame: pd.DataFrame) -> Iterator[tuple]:
+    """`frame.itertuples()`, the same named tuples with the same Python values, ~3x faster on the wide
+    flows table (141 columns): pandas builds each row's columns through `iloc`, this takes each column once."""
+    columns = [frame.index.tolist(), *(frame[name].tolist() for name in frame.columns)]
+    return map(_row_type(tuple(frame.columns))._make, zip(*columns, strict=True))
+
+
+@lru_cache(maxsize=64)
+def _row_type(columns: tuple[str, ...]) -> type:
+    return namedtuple("Pandas", ["Index", *columns], rename=True)  # the names itertuples gives
 
 
 @dataclass

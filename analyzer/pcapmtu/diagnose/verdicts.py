@@ -13,7 +13,7 @@ import pandas as pd
 from ..evidence import endpoint, service
 from ..results import Diagnosis, Finding, Reason, Verdict
 from . import fix as fixes
-from .context import Context
+from .context import Context, records
 from .detectors import RULES
 from .path_mtu import cited_for
 
@@ -39,7 +39,7 @@ def verdicts(ctx: Context, findings: list[Finding]) -> pd.DataFrame:
     rows = []
     for role in ctx.container_roles + ctx.extra_roles + ([ctx.far_role] if ctx.far_role else []):
         flows = ctx.judged(role)
-        for flow in flows.itertuples():
+        for flow in records(flows):
             own = by_flow.get((role, int(flow.conn)), [])
             twin = (
                 by_flow.get((ctx.far_role, int(flow.twin_conn)), [])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...evidence import first_frames, flow_filter, service
 from ...results import Severity, Verdict
-from ..context import Context
+from ..context import Context, records
 from ..path_mtu import cited_for
 from . import Hit, rule
 
@@ -111,7 +111,7 @@ def pmtud_blackhole(ctx: Context):
             & (f["stalled_after_request"] | f["full_estimated"])
             & (f["icmp_reports"] == 0)  # with a size report in the capture, B004/B005 tell what became of it
         ]
-        for flow in cand.itertuples():
+        for flow in records(cand):
             path = ctx.path.get(int(flow.ipv))
             # only a path MTU pinned by an independent signal (a host's SYN, ICMP, DF pings, a stated MTU)
             # counts here: a bracket built from this very stall would be circular
@@ -218,7 +218,7 @@ def pmtud_blackhole_upload(ctx: Context):
             & (f["retrans_c2s"] >= 2)
             & (f["stalled_s"] >= ctx.th.stall_s)
         ]
-        for flow in cand.itertuples():
+        for flow in records(cand):
             twin = _host_twin(ctx, role, flow)
             path = ctx.path.get(int(flow.ipv))
             reasons = []
@@ -308,7 +308,7 @@ def blackhole_recovered_by_probing(ctx: Context):
             & f["resumed_smaller"]
             & ~f["full_delivered_s2c"]
         ]
-        for flow in cand.itertuples():
+        for flow in records(cand):
             p = ctx.conn_packets(role, int(flow.conn))
             after = p[
                 (p["dir"] == 1) & (p["ts"] >= flow.idle_start_ts + flow.stalled_s) & (p["payload_len"] > 0)

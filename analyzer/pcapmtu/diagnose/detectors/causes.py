@@ -6,7 +6,7 @@ import numpy as np
 
 from ...evidence import flow_filter, service
 from ...results import Reason, Severity, Verdict
-from ..context import Context
+from ..context import Context, records
 from . import Hit, rule
 
 
@@ -48,7 +48,7 @@ def lossy_link(ctx: Context):
         received = lossy_s2c & f["full_delivered_s2c"] & size_blind_s2c
         sent = lossy_c2s & f["full_delivered_c2s"] & (f["state"] == "closed") & ~f["c2s_holes"]
         cand = f[(received | sent) & (f["icmp_reports"] == 0)]
-        for flow in cand.itertuples():
+        for flow in records(cand):
             full = int(flow.server_full if flow.full_delivered_s2c else flow.client_full)
             yield Hit(
                 {"service": service(flow), "retrans": int(flow.retransmissions), "full": full},
@@ -90,7 +90,7 @@ def slow_server(ctx: Context):
             # full-size segments arrived, or the answer fits in one segment: size cannot be the problem
             & (f["full_delivered_s2c"] | (f["bytes_s2c"] < f["server_full"] - f["hdr"]))
         ]
-        for flow, w in zip(cand.itertuples(), wait[cand.index], strict=True):
+        for flow, w in zip(records(cand), wait[cand.index], strict=True):
             yield Hit(
                 {"service": service(flow), "wait": float(w)},
                 capture=role,

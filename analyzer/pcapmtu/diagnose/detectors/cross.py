@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from ...evidence import first_frames, flow_filter, service
 from ...results import Severity
-from ..context import Context
+from ..context import Context, records
 from . import Hit, rule
 
 
@@ -74,7 +74,7 @@ def seen_on_one_side(ctx: Context):
     if ctx.far is None:
         return
     far = ctx.far_role
-    for row in ctx.pairs.itertuples():
+    for row in records(ctx.pairs):
         flow = ctx.flow(row.container, int(row.container_conn))
         trouble = flow["stalled_s"] >= ctx.th.stall_s or flow["retransmissions"] > 0
         if not (trouble or flow["s2c_holes"] or flow["c2s_holes"]):
@@ -131,10 +131,10 @@ def missing_from_host(ctx: Context):
         f = ctx.flows(role)
         lone = f[f["twin_conn"] < 0]
         if len(lone):
-            examples = ", ".join(service(x) for x in lone.head(3).itertuples())
+            examples = ", ".join(service(x) for x in records(lone.head(3)))
             yield Hit(
                 {"count": len(lone), "role": role, "examples": examples, "far": ctx.far_role},
                 capture=role,
                 frames=first_frames(lone["first_frame"]),
-                wireshark_filter=" || ".join(f"({flow_filter(x)})" for x in lone.head(3).itertuples()),
+                wireshark_filter=" || ".join(f"({flow_filter(x)})" for x in records(lone.head(3))),
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...evidence import endpoint, first_frames, flow_filter, frames_filter, service
 from ...results import Severity
-from ..context import Context
+from ..context import Context, records
 from . import Hit, rule
 
 
@@ -196,7 +196,7 @@ def icmp_size_report(ctx: Context):
 )
 def mss_exceeds_path(ctx: Context):
     for role in ctx.container_roles:
-        for flow in ctx.flows(role).itertuples():
+        for flow in records(ctx.flows(role)):
             path = ctx.path.get(int(flow.ipv))
             limit = path.value if path and path.value else None
             if not limit or flow.server_full <= limit or not flow.handshake_ok:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ...evidence import first_frames, flow_filter, frames_filter, service
 from ...results import Severity, Verdict
-from ..context import Context
+from ..context import Context, records
 from . import Hit, rule
 
 SIZE_REPORTS = ("frag_needed", "packet_too_big")
@@ -37,7 +37,7 @@ def _outcomes(ctx: Context):
         )
         f = f[[(c, cp) in quoted or (s_, sp) in quoted for c, cp, s_, sp in ends]]  # only connections quoted
         fate = ctx.fate(role) if len(f) else None
-        for flow in f.itertuples():
+        for flow in records(f):
             for d, sender, src, sport, dst, dport in (
                 (0, "client", flow.client_ip, flow.client_port, flow.server_ip, flow.server_port),
                 (1, "server", flow.server_ip, flow.server_port, flow.client_ip, flow.client_port),

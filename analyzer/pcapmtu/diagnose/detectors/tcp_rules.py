@@ -7,7 +7,7 @@ import numpy as np
 from ...evidence import first_frames, flow_filter, service
 from ...ingest.tcp import RST as RST_FLAG
 from ...results import Reason, Severity, Verdict
-from ..context import Context
+from ..context import Context, records
 from . import Hit, rule
 
 MIN_RTO_S = 0.1  # below any stack's minimum RTO (Linux 200 ms, RFC 6298 1 s): copies, not timeouts
@@ -42,7 +42,7 @@ def retransmission_backoff(ctx: Context):
                 for own, t, r in zip(flows["host_own"], twins.values(), flows["retransmissions"], strict=True)
             ]
             flows = flows[more]
-        for flow in flows.itertuples():
+        for flow in records(flows):
             p = ctx.conn_packets(
                 role, int(flow.conn), ["payload_len", "dir", "rel_seq", "frame", "ts", "ip_len"]
             )
@@ -144,7 +144,7 @@ def stall_without_handshake(ctx: Context):
             & (f["state"] != "closed")
             & ~f["response_complete"]
         ]
-        for flow in cand.itertuples():
+        for flow in records(cand):
             if flow.max_sack_hole_c2s > 0:
                 what = (
                     f"{int(flow.max_sack_hole_c2s)} bytes of the server's data missing (the client's SACKs)"
@@ -167,7 +167,7 @@ def _in_state(ctx: Context, state: str):
     for role in ctx.captures:
         f = ctx.judged(role)
         f = f[f["state"] == state]
-        yield from ((role, flow) for flow in f.itertuples())
+        yield from ((role, flow) for flow in records(f))
 
 
 @rule(
@@ -184,7 +184,7 @@ def reset(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         stalled = (f["stalled_s"] >= ctx.th.stall_s) | (f["bytes_s2c"] == 0)
-        for flow in f[(f["state"] == "reset") & f["handshake_ok"] & stalled].itertuples():
+        for flow in records(f[(f["state"] == "reset") & f["handshake_ok"] & stalled]):
             # who sent the RST, and its frame: not who closed first (a client's FIN answered by the server's
             # RST is the server's reset)
             p = ctx.conn_packets(role, int(flow.conn), ["frame", "dir", "tcp_flags"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...evidence import first_frames, flow_filter, service
 from ...results import Severity
-from ..context import Context
+from ..context import Context, records
 from . import Hit, rule
 
 
@@ -35,7 +35,7 @@ def tls_handshake_stalled(ctx: Context):
             & ~f["server_hello"].fillna(False).astype(bool)
             & ~f["client_second_flight"].fillna(False).astype(bool)
         ]
-        for flow in cand.itertuples():
+        for flow in records(cand):
             p = ctx.conn_packets(role, int(flow.conn))
             s2c = p[(p["dir"] == 1) & ((p["tcp_flags"] & 2) == 0)]
             largest = int(s2c["ip_len"].max()) if len(s2c) else 0
