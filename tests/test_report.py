@@ -474,6 +474,39 @@ def test_unknown_path_bounds_read_as_question_marks(hostile):
     assert "None" not in md and not re.search(r"value , |\[, |, \)", html)
 
 
+def test_a_big_capture_lists_the_connections_with_findings_and_counts_the_rest(monkeypatch):
+    """Over the limit, the table lists the connections with a finding (worst first) and a summary counts the
+    rest by capture, service and verdict, saying how many it left out; report.json keeps every one."""
+    from pcapmtu.render import report
+
+    analysis = pcapmtu.analyze(DEMO / "host.pcap", DEMO / "container.pcap")  # 3 connections, 2 with codes
+    doc = analyze_document(analysis)
+    monkeypatch.setattr(report, "MAX_CONNECTION_ROWS", 1)
+    monkeypatch.setattr(report, "MAX_SUMMARY_ROWS", 1)
+    listed = report._connection_rows(analysis)
+    assert [(r["capture"], r["#"], r["verdict"]) for r in listed] == [("container", 1, "mtu_blackhole")]
+    summary = report._summary_rows(analysis)
+    assert summary == [
+        {
+            "capture": "container",
+            "service": "api.example (198.18.0.10:80)",
+            "verdict": "healthy",
+            "connections": 1,
+            "codes": "M004",
+        }
+    ]
+    words = (
+        "2 of 3 connections are not listed one by one (1 with a finding, 1 healthy without one); they are "
+        "counted by service and verdict below (the 1 biggest of 2 groups, worst verdict first)."
+    )
+    md = report.render_markdown(analysis, doc, [], "now")
+    section = md.split("## Connections", 1)[1].split("## Findings", 1)[0]
+    assert words in section and "| container | api.example (198.18.0.10:80) | healthy | 1 | M004 |" in section
+    html = report.render_html(analysis, doc, [], {}, "now")
+    assert words in html and "<td>api.example (198.18.0.10:80)</td>" in html
+    assert len(doc["flows"]) == 3
+
+
 def test_report_of_a_capture_without_connections(tmp_path):
     """Nothing to plot is no reason for warnings on stderr (matplotlib's 'No artists with labels')."""
     capture = tmp_path / "dns-only.pcap"

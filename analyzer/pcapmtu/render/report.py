@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
+import pandas as pd
 
 from .._version import __version__
 from ..errors import UsageError
@@ -96,17 +97,51 @@ def _atomic(path: Path, data: bytes) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ content
-MAX_CONNECTION_ROWS = 200  # the rest is in report.json: a ticket attachment must stay readable
+MAX_CONNECTION_ROWS = (
+    200  # a ticket attachment must stay readable: the rest is summarised, and in report.json
+)
+MAX_SUMMARY_ROWS = 40
+
+
+def _ranked(analysis: Analysis) -> pd.DataFrame:
+    """The verdicts, worst first (then by capture and connection number), with their rank."""
+    v = analysis.verdicts
+    return v.assign(rank=v["verdict"].map(Verdict.ranks())).sort_values(
+        ["rank", "capture", "conn"], ascending=[False, True, True], kind="stable"
+    )
+
+
+def _listed(analysis: Analysis) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the connections the report lists one by one, the rest). A capture with up to MAX_CONNECTION_ROWS
+    connections has every one listed; a bigger one lists those that matter, the ones with a finding (a
+    verdict other than healthy, or a code), worst first, up to the limit, and the rest are summarised."""
+    v = _ranked(analysis)
+    if len(v) <= MAX_CONNECTION_ROWS:
+        return v, v.iloc[:0]
+    shown = v[_flagged(analysis, v)].head(MAX_CONNECTION_ROWS)
+    return shown, v.drop(index=shown.index)
+
+
+def _found(analysis: Analysis) -> dict[tuple[str, int], set[str]]:
+    """(capture, connection) -> the codes of every finding about it (the verdict's `codes` are only those
+    that decided it)."""
+    found: dict[tuple[str, int], set[str]] = {}
+    for f in analysis.findings_list:
+        if f.conn >= 0:
+            found.setdefault((f.capture, f.conn), set()).add(f.code)
+    return found
+
+
+def _flagged(analysis: Analysis, v: pd.DataFrame) -> pd.Series:
+    """Connections with a finding: a verdict other than healthy, or any finding about them."""
+    found = _found(analysis)
+    keys = pd.Series(list(zip(v["capture"], v["conn"], strict=True)), index=v.index, dtype=object)
+    return (v["verdict"] != Verdict.HEALTHY) | keys.map(lambda key: key in found).astype(bool)
 
 
 def _connection_rows(analysis: Analysis) -> list[dict]:
-    """The connections table: every non-healthy connection first, then healthy ones up to the limit."""
-
-    v = analysis.verdicts
-    v = v.assign(rank=v["verdict"].map(Verdict.ranks())).sort_values(
-        ["rank", "capture", "conn"], ascending=[False, True, True]
-    )
-    v = v.head(MAX_CONNECTION_ROWS)
+    """The connections table: every connection of a small capture, else those with a finding, worst first."""
+    v, _rest = _listed(analysis)
     rows = []
     for role, group in v.groupby("capture", sort=False):
         f = analysis.context.flows(role).iloc[group["conn"].to_numpy()]  # flows are numbered 0..n-1 in order
@@ -133,11 +168,53 @@ def _connection_rows(analysis: Analysis) -> list[dict]:
     return rows
 
 
-def _more_connections(analysis: Analysis) -> str:
-    hidden = len(analysis.verdicts) - MAX_CONNECTION_ROWS
-    return (
-        f"{hidden} more connections (all healthy or lower-ranked) are in report.json." if hidden > 0 else ""
+def _summary_rows(analysis: Analysis) -> list[dict]:
+    """The connections not listed, counted by capture, service and verdict: the biggest groups of each
+    verdict, worst verdict first, up to MAX_SUMMARY_ROWS groups."""
+    _shown, rest = _listed(analysis)
+    if rest.empty:
+        return []
+    found = _found(analysis)
+    codes = [",".join(sorted(found.get(key, ()))) for key in zip(rest["capture"], rest["conn"], strict=True)]
+    groups = (
+        rest.assign(reason=rest["reason"].fillna(""), codes=codes)
+        .groupby(["capture", "service", "verdict", "reason", "rank"], sort=False, dropna=False)
+        .agg(connections=("conn", "size"), codes=("codes", _codes_seen))
+        .reset_index()
+        .sort_values(["rank", "connections", "capture", "service"], ascending=[False, False, True, True])
+        .head(MAX_SUMMARY_ROWS)
     )
+    return [
+        {
+            "capture": g.capture,
+            "service": g.service,
+            "verdict": g.verdict + (f" ({g.reason})" if g.reason else ""),
+            "connections": int(g.connections),
+            "codes": g.codes,
+        }
+        for g in groups.itertuples(index=False)
+    ]
+
+
+def _codes_seen(codes: pd.Series) -> str:
+    return ",".join(sorted({c for joined in codes for c in joined.split(",") if c}))
+
+
+def _more_connections(analysis: Analysis) -> str:
+    """What the connections table leaves out, in words: how many, where they are summarised and kept."""
+    shown, rest = _listed(analysis)
+    if rest.empty:
+        return ""
+    flagged = int(_flagged(analysis, rest).sum())
+    groups = rest.groupby(["capture", "service", "verdict", "reason"], sort=False, dropna=False).ngroups
+    words = (
+        f"{len(rest)} of {len(shown) + len(rest)} connections are not listed one by one"
+        f" ({flagged} with a finding, {len(rest) - flagged} healthy without one); "
+        f"they are counted by service and verdict below"
+    )
+    if groups > MAX_SUMMARY_ROWS:
+        words += f" (the {MAX_SUMMARY_ROWS} biggest of {groups} groups, worst verdict first)"
+    return words + ". report.json has every connection, and pcapmtu export writes the full tables."
 
 
 def _capture_rows(analysis: Analysis) -> list[dict]:
@@ -248,7 +325,11 @@ def render_markdown(analysis: Analysis, doc: dict, titles: list[tuple[str, str]]
         "",
         *_md_table(_connection_rows(analysis), text),
         "",
-        *([_more_connections(analysis), ""] if _more_connections(analysis) else []),
+        *(
+            [text(_more_connections(analysis), 600), "", *_md_table(_summary_rows(analysis), text), ""]
+            if _more_connections(analysis)
+            else []
+        ),
         "## Findings",
         "",
     ]
@@ -365,7 +446,8 @@ def render_html(
         parts.append("<ul>" + "".join(f"<li>{e(n, 500)}</li>" for n in d.fix.notes) + "</ul>")
     parts += ["<h2>Connections</h2>", _html_table(_connection_rows(analysis))]
     if _more_connections(analysis):
-        parts.append(f'<p class="muted">{html_text(_more_connections(analysis))}</p>')
+        parts.append(f'<p class="muted">{html_text(_more_connections(analysis), 600)}</p>')
+        parts.append(_html_table(_summary_rows(analysis)))
     parts.append("<h2>Findings</h2>")
     parts.append(
         _html_table(
