@@ -507,6 +507,30 @@ def test_a_big_capture_lists_the_connections_with_findings_and_counts_the_rest(m
     assert len(doc["flows"]) == 3
 
 
+def test_a_capture_with_many_findings_lists_the_loudest_and_counts_the_rest(monkeypatch):
+    from pcapmtu.render import report
+
+    analysis = pcapmtu.analyze(DEMO / "host.pcap", DEMO / "container.pcap")
+    every = analysis.findings_list
+    errors = [f for f in every if f.severity == "error"]
+    assert 0 < len(errors) < len(every) - 1
+    monkeypatch.setattr(report, "MAX_FINDING_ROWS", len(errors))
+    listed, words = report._listed_findings(analysis)
+    assert listed == errors  # the loudest, in the report's order
+    left = sorted(f.code for f in every if f.severity != "error")
+    counts = ", ".join(f"{left.count(c)} x {c}" for c in sorted(set(left)))
+    assert words == (
+        f"{len(left)} of {len(every)} findings are not listed here, the quietest ({counts}); "
+        "report.json has every one."
+    )
+    doc = analyze_document(analysis)
+    md = (
+        report.render_markdown(analysis, doc, [], "now").split("## Findings", 1)[1].split("## Path MTU", 1)[0]
+    )
+    assert md.count("- **") == len(errors) and words in md
+    assert words in report.render_html(analysis, doc, [], {}, "now")
+
+
 def test_report_of_a_capture_without_connections(tmp_path):
     """Nothing to plot is no reason for warnings on stderr (matplotlib's 'No artists with labels')."""
     capture = tmp_path / "dns-only.pcap"

@@ -388,7 +388,6 @@ def _progress(silent: bool):
         yield update
 
 
-SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
 VERDICT_STYLE = {
     Verdict.MTU_BLACKHOLE: "bold red",
     Verdict.MTU_BLACKHOLE_RECOVERED: "bold yellow",
@@ -463,7 +462,7 @@ def _print_analysis(out: Console, a: Analysis, limit: int = 40) -> None:
     out.print("[bold]findings[/bold]")
     findings = a.findings_list
     if 0 < limit < len(findings):  # the loudest first, then in code order as always
-        loud = sorted(range(len(findings)), key=lambda i: -SEVERITY_RANK.get(findings[i].severity, 0))
+        loud = sorted(range(len(findings)), key=lambda i: -Severity(findings[i].severity).rank)
         keep = set(loud[:limit])
         findings = [f for i, f in enumerate(findings) if i in keep]
     for f in findings:

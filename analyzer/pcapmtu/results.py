@@ -82,6 +82,14 @@ class Severity(StrEnum):
     WARNING = "warning"
     ERROR = "error"
 
+    @property
+    def rank(self) -> int:
+        """Louder is higher: info 0, warning 1, error 2."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
+
 
 @dataclass(frozen=True)
 class Finding:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ import pandas as pd
 from .._version import __version__
 from ..errors import UsageError
 from ..evidence import stream_filter
-from ..results import Verdict
+from ..results import Finding, Severity, Verdict
 from ..textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
 from . import plots
 from .jsondoc import analyze_document, dumps
@@ -101,6 +102,7 @@ MAX_CONNECTION_ROWS = (
     200  # a ticket attachment must stay readable: the rest is summarised, and in report.json
 )
 MAX_SUMMARY_ROWS = 40
+MAX_FINDING_ROWS = 300
 
 
 def _ranked(analysis: Analysis) -> pd.DataFrame:
@@ -198,6 +200,23 @@ def _summary_rows(analysis: Analysis) -> list[dict]:
 
 def _codes_seen(codes: pd.Series) -> str:
     return ",".join(sorted({c for joined in codes for c in joined.split(",") if c}))
+
+
+def _listed_findings(analysis: Analysis) -> tuple[list[Finding], str]:
+    """(the findings the report lists, in their order, and what it leaves out in words): every one up to
+    MAX_FINDING_ROWS, else the loudest that many, the rest counted by code."""
+    findings = analysis.findings_list
+    if len(findings) <= MAX_FINDING_ROWS:
+        return findings, ""
+    loud = sorted(range(len(findings)), key=lambda i: -Severity(findings[i].severity).rank)
+    keep = set(loud[:MAX_FINDING_ROWS])
+    left = Counter(f.code for i, f in enumerate(findings) if i not in keep)
+    counts = ", ".join(f"{n} x {code}" for code, n in sorted(left.items()))
+    words = (
+        f"{len(findings) - len(keep)} of {len(findings)} findings are not listed here, the quietest "
+        f"({counts}); report.json has every one."
+    )
+    return [f for i, f in enumerate(findings) if i in keep], words
 
 
 def _more_connections(analysis: Analysis) -> str:
@@ -333,7 +352,8 @@ def render_markdown(analysis: Analysis, doc: dict, titles: list[tuple[str, str]]
         "## Findings",
         "",
     ]
-    for f in analysis.findings_list:
+    findings, left_out = _listed_findings(analysis)
+    for f in findings:
         # "connection N", not "#N": a ticket system links "#1" to its issue 1
         where = f.capture + (f" connection {f.conn}" if f.conn >= 0 else "")
         where += f" ({md_code(stream_filter(f.tcp_stream))})" if f.tcp_stream >= 0 else ""
@@ -343,8 +363,10 @@ def render_markdown(analysis: Analysis, doc: dict, titles: list[tuple[str, str]]
             lines.append(f"  - frames {' '.join(map(str, f.frames[:12]))}")
         if f.wireshark_filter:
             lines.append(f"  - Wireshark filter: {md_code(printable(f.wireshark_filter, 400))}")
-    if not analysis.findings_list:
+    if not findings:
         lines.append("(none)")
+    if left_out:
+        lines += ["", text(left_out, 2000)]
     if analysis.wireshark_check is not None:  # analyze --wireshark
         lines += ["", analysis.wireshark_check.markdown().rstrip()]
     lines += ["", "## Path MTU evidence", ""]
@@ -449,6 +471,7 @@ def render_html(
         parts.append(f'<p class="muted">{html_text(_more_connections(analysis), 600)}</p>')
         parts.append(_html_table(_summary_rows(analysis)))
     parts.append("<h2>Findings</h2>")
+    findings, left_out = _listed_findings(analysis)
     parts.append(
         _html_table(
             [
@@ -462,11 +485,13 @@ def render_html(
                     "frames": " ".join(map(str, f.frames[:12])),
                     "Wireshark filter": f.wireshark_filter,
                 }
-                for f in analysis.findings_list
+                for f in findings
             ],
             severity_col="severity",
         )
     )
+    if left_out:
+        parts.append(f'<p class="muted">{html_text(left_out, 2000)}</p>')
     if analysis.wireshark_check is not None:  # analyze --wireshark
         parts.append(analysis.wireshark_check.html())
     parts.append("<h2>Path MTU evidence</h2><ul>")
