@@ -531,6 +531,32 @@ def test_a_capture_with_many_findings_lists_the_loudest_and_counts_the_rest(monk
     assert words in report.render_html(analysis, doc, [], {}, "now")
 
 
+def test_the_streamed_document_is_the_one_dumps_gives():
+    """report.json and analyze --json are written in pieces (jsondoc.dump); the characters are those of
+    dumps(), compact or indented, with keys that are not strings, text that needs escapes, and long lists."""
+    from pcapmtu.render.jsondoc import BATCH, dump, dumps
+
+    flow = {"name": 'e\u0301vil "x"\n\x1b', "frames": [1, 2, 3], "ratio": 0.1, "none": None, "ok": True}
+    big = {
+        "schema_version": 2,
+        "path": {4: {"value": 1450}, "6": {}},
+        "flows": [dict(flow, conn=i) for i in range(2001)],
+        "captures": [
+            {"role": "container", "flows": [flow] * (BATCH + 3), "empty": [], "nested": {"a": [[]]}}
+        ],
+        "findings": [],
+        "unicode": "\u2603",
+    }
+    small = {"flows": [flow], "captures": [], "path": {4: None}}
+    for doc in (big, small):
+        pieces: list[str] = []
+        dump(doc, pieces.append)
+        assert "".join(pieces) == dumps(doc) + "\n"
+    pieces = []
+    dump(big, pieces.append)
+    assert len(pieces) > 10 and max(map(len, pieces)) < len(dumps(big)) / 3  # in pieces, not one string
+
+
 def test_report_of_a_capture_without_connections(tmp_path):
     """Nothing to plot is no reason for warnings on stderr (matplotlib's 'No artists with labels')."""
     capture = tmp_path / "dns-only.pcap"

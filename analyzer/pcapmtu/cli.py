@@ -175,6 +175,17 @@ def _write(text: str) -> None:
         _stop_writing()
 
 
+def _write_document(doc: dict) -> None:
+    """The analyze document on standard output, written in pieces as it is encoded (jsondoc.dump)."""
+    from .render.jsondoc import dump
+
+    try:
+        dump(doc, sys.stdout.write)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stop_writing()
+
+
 def _version(ctx: typer.Context, value: bool) -> None:
     if value and not ctx.resilient_parsing:  # not while the shell asks for completions
         from .ingest.native import describe
@@ -315,7 +326,7 @@ def analyze(
     Exit code 0: healthy; 1: an MTU problem; 3: another problem or inconclusive; 2: bad input; 4: a bug.
     """
     from .diagnose.analysis import analyze as run_analysis
-    from .render.jsondoc import analyze_document, dumps
+    from .render.jsondoc import analyze_document
 
     start_up_done()
     positional = list(captures or [])
@@ -359,7 +370,7 @@ def analyze(
             written = write_report(result, out, force=True, svg=svg)  # _claim has applied the rule
     with _errors(debug):
         if as_json:
-            _write(dumps(analyze_document(result)) + "\n")
+            _write_document(analyze_document(result))
         elif not quiet:
             _print_analysis(Out(highlight=False, width=None if sys.stdout.isatty() else 160), result, limit)
     if written and not quiet:

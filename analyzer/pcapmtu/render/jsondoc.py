@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -74,12 +75,53 @@ FLOW_FIELDS = [
 ]
 
 
+COMPACT = (",", ":")
+BATCH = 500  # list elements encoded and written at a time by dump()
+
+
+def _big(doc: dict) -> bool:
+    return sum(len(c.get("flows", ())) for c in doc.get("captures", ())) + len(doc.get("flows", ())) > 2000
+
+
 def dumps(doc: dict) -> str:
     """Indented for people when small; compact (and ~10x faster: C encoder) when it holds many flows."""
-    big = sum(len(c.get("flows", ())) for c in doc.get("captures", ())) + len(doc.get("flows", ())) > 2000
-    if big:
-        return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    if _big(doc):
+        return json.dumps(doc, separators=COMPACT, allow_nan=False)
     return json.dumps(doc, indent=2, allow_nan=False)
+
+
+def dump(doc: dict, write: Callable[[str], object]) -> None:
+    """`dumps(doc) + "\n"`, the same characters, handed to `write` in pieces: a big document's long lists go
+    out BATCH elements at a time (each through the C encoder), so its whole text is never held at once."""
+    if not _big(doc):
+        write(dumps(doc) + "\n")
+        return
+    _compact(doc, write, depth=0)
+    write("\n")
+
+
+def _compact(value: Any, write: Callable[[str], object], depth: int) -> None:
+    """Compact JSON is made of its parts: `{"k":v,...}` and `[a,...]`, so each part can be encoded alone."""
+    if depth < 4 and isinstance(value, dict) and value:
+        for i, (key, item) in enumerate(value.items()):
+            name = json.dumps({key: None}, separators=COMPACT)[1:-5]  # a key as json writes it: "4" for 4
+            write(("{" if i == 0 else ",") + name)
+            _compact(item, write, depth + 1)
+        write("}")
+    elif depth < 4 and isinstance(value, list) and len(value) > BATCH:
+        for start in range(0, len(value), BATCH):
+            part = ",".join(
+                json.dumps(v, separators=COMPACT, allow_nan=False) for v in value[start : start + BATCH]
+            )
+            write(("[" if start == 0 else ",") + part)
+        write("]")
+    elif depth < 4 and isinstance(value, list) and value:
+        for i, item in enumerate(value):
+            write("[" if i == 0 else ",")
+            _compact(item, write, depth + 1)
+        write("]")
+    else:
+        write(json.dumps(value, separators=COMPACT, allow_nan=False))
 
 
 def plain(value: Any) -> Any:

@@ -26,7 +26,7 @@ from ..evidence import stream_filter
 from ..results import Finding, Severity, Verdict
 from ..textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
 from . import plots
-from .jsondoc import analyze_document, dumps
+from .jsondoc import analyze_document, dump
 from .measures import COLUMNS as MEASURES
 from .measures import measures
 
@@ -66,7 +66,7 @@ def write_report(
             written.append(_atomic(out / "plots" / f"{name}.svg", vector.getvalue()))
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     doc = analyze_document(analysis)
-    written.append(_atomic(out / "report.json", (dumps(doc) + "\n").encode()))
+    written.append(_atomic_json(out / "report.json", doc))
     titles = [(name, title) for name, _fig, title in figures]
     written.append(_atomic(out / "report.md", render_markdown(analysis, doc, titles, stamp).encode()))
     written.append(_atomic(out / "report.html", render_html(analysis, doc, titles, images, stamp).encode()))
@@ -93,6 +93,15 @@ def _figures(analysis: Analysis) -> list[tuple[str, object, str]]:
 def _atomic(path: Path, data: bytes) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _atomic_json(path: Path, doc: dict) -> Path:
+    """report.json, the `analyze --json` document, streamed into place: its size grows with the connections."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        dump(doc, fh.write)
     os.replace(tmp, path)
     return path
 
