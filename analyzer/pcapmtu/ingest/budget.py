@@ -60,10 +60,10 @@ def format_size(n: int) -> str:
     return f"{n} bytes"
 
 
-def available_memory(meminfo: str = MEMINFO) -> int:
+def available_memory() -> int:
     """Bytes the machine can give without swapping now: MemAvailable, or free pages; 0 when unknown."""
     try:
-        with open(meminfo, encoding="ascii", errors="replace") as fh:
+        with open(MEMINFO, encoding="ascii", errors="replace") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
                     fields = line.split()
