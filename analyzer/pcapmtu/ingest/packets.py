@@ -193,6 +193,9 @@ def build_packets(
     walk = cap.batches(formats.CHUNK_BYTES)
     with contextlib.closing(walk):  # a read stopped by the budget ends the walk (and its reader thread) now
         for batch in walk:
+            if budget is not None:  # what is known before decoding: the records, and rows at least
+                n = len(batch.data_off)
+                budget.batch(stats.packets + n, base + (n if keep_packets else 0), kept_bytes)
             linktypes = np.array([i.linktype for i in cap.interfaces], dtype=np.int64)[batch.iface]
             dec = decode.decode_batch(batch.buf, batch.data_off, batch.caplen, linktypes)
             stats.add(batch.ts_ns, batch.caplen, batch.wirelen, dec.cols["status"])
@@ -226,7 +229,7 @@ def build_packets(
                 sack_rows, sack_left, sack_right = sack_rows[on_kept], sack_left[on_kept], sack_right[on_kept]
                 rare_rows, sack_rows = renumber[rare_rows], renumber[sack_rows]
             kept_bytes += sum(map(len, dec.rare_bytes)) + len(sack_rows) * SACK_BYTES
-            if budget is not None:  # before this batch's rows are stored
+            if budget is not None:  # and with the rows and bytes kept, before they are stored
                 budget.batch(stats.packets, base + rows_kept, kept_bytes)
             has_ip = dec.cols["ipv"] > 0
             for name, side in (("src", 0), ("dst", 2)):
