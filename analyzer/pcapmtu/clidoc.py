@@ -46,8 +46,8 @@ OUTPUT_RULES = (
 LIMIT_RULES = (
     "`inspect`, `analyze` and `export` stop reading a capture that holds more than `--max-packets N` packets, "
     "or whose tables would take more than `--max-memory SIZE` of memory, after the batch of records (up to "
-    "16 MiB of the file) that crossed the limit: long before a decompression bomb (160 KB of gzip can hold "
-    "10 million zero-length records) or a huge capture fills the machine's memory. The command names the "
+    "16 MiB of the file) that crossed the limit: long before a decompression bomb (300 KB of gzip, or 16 KB "
+    "of zstd, can hold 10 million zero-length records) or a huge capture fills the machine's memory. The command names the "
     "capture, the limit and the packets read on one line (`pcapmtu: big.pcap.gz: stopped reading after "
     "1,048,576 packets: more than the limit of 1,000 packets (--max-packets); raise it with --max-packets N "
     "(0: no limit)`) and exits 2; `inspect` and `export` go on with the other captures.",
@@ -68,6 +68,10 @@ LIMIT_RULES = (
     "`pcapmtu.read(path, max_packets=, max_memory=)`, `pcapmtu.analyze(..., max_packets=, max_memory=)` "
     "and `pcapmtu.export(..., max_packets=, max_memory=)`; a capture over them raises `CaptureError` "
     "(its subclass `pcapmtu.errors.TooBig`).",
+    "A compressed capture is first decompressed into a temporary file (records are re-read from it by "
+    "offset), and the limits apply to reading that file: they bound the memory, not the temporary file's "
+    "size or the time it takes to write it (3 MB of gzip holding 100 million zero-length records writes "
+    "1.6 GB there, ~10 s, before the read stops at the limit).",
 )
 
 
