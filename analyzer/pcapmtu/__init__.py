@@ -2,7 +2,7 @@
 
 The public API (guarded by tests/test_api.py; changes need a version bump):
 
-    capture = pcapmtu.read("container.pcap")
+    capture = pcapmtu.read("container.pcap")   # max_packets=, max_memory= (here, analyze, export): the read limits
     capture.packets, capture.flows, capture.dns, capture.icmp   # pandas tables, see docs/tables.md
 
     result = pcapmtu.analyze(host="host.pcap", container="container.pcap")   # also server=, captures=[...]

@@ -21,6 +21,7 @@ from rich.table import Table
 from . import __version__
 from .errors import PcapmtuError, UsageError
 from .evidence import endpoint, stream_filter
+from .ingest.budget import BYTES_PER_LEAN_PACKET, BYTES_PER_PACKET, parse_size
 from .ingest.memory import pause_collector_for_start_up, start_up_done
 from .results import Severity, Verdict
 from .textsafe import printable
@@ -79,6 +80,36 @@ QUIET_HELP = "Print nothing but errors; the exit code says how it went."
 JSON_QUIET_HELP = QUIET_HELP + " --json still prints its document."
 DEBUG_HELP = "Show a traceback on internal errors."
 FORCE_HELP = "Replace existing files of the names pcapmtu writes; other files are never touched."
+MAX_PACKETS_HELP = (
+    "Stop with exit code 2 when {scope} holds more than N packets (0 = no limit). Default: as many as "
+    "--max-memory holds at {cost} bytes a packet."
+)
+MAX_MEMORY_HELP = (
+    "Stop with exit code 2 when the tables of {scope} would take more than SIZE of memory (bytes, or "
+    "with K, M, G, T: 8G; 0 = no limit). Default: 3/4 of the memory available when it starts."
+)
+EACH = "a capture"
+TOTAL = "the captures together"
+
+
+def _max_packets(scope: str, cost: int):
+    return typer.Option(
+        "--max-packets", metavar="N", help=MAX_PACKETS_HELP.format(scope=scope, cost=cost), show_default=False
+    )
+
+
+def _max_memory(scope: str):
+    return typer.Option("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP.format(scope=scope))
+
+
+def _budget(max_packets: int | None, max_memory: str | None) -> tuple[int | None, int | None]:
+    """The read budget's options, checked before any capture is read (one line and exit 2 when wrong)."""
+    if max_packets is not None and max_packets < 0:
+        raise UsageError(f"--max-packets {max_packets}: a number of packets, 0 for no limit")
+    try:
+        return max_packets, None if max_memory is None else parse_size(max_memory)
+    except UsageError as exc:
+        raise UsageError(f"--max-memory: {exc}") from None
 
 
 def _claim(out: Path, option: str, files: list[Path], force: bool, patterns: tuple[str, ...] = ()) -> None:
@@ -219,6 +250,8 @@ def inspect(
         int, typer.Option(metavar="N", help="Connections shown per capture in the terminal (0 = all).")
     ] = 40,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=JSON_QUIET_HELP)] = False,
+    max_packets: Annotated[int | None, _max_packets(EACH, BYTES_PER_LEAN_PACKET)] = None,
+    max_memory: Annotated[str | None, _max_memory(EACH)] = None,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Show what each capture holds: format, link types, packets, time span and its TCP connections."""
@@ -226,13 +259,23 @@ def inspect(
     from .render.jsondoc import inspect_json
 
     start_up_done()
+    with _errors(debug):
+        max_packets, max_memory = _budget(max_packets, max_memory)
     captures: list[Capture] = []
     failed = Exit.OK
     for path in files:
         try:  # every file is tried; the exit code is the worst outcome
             with _errors(debug, f"reading {printable(path)}"), _progress(quiet or as_json) as bar:
                 tick = lambda done, total, name=path.name: bar(name, done, total)  # noqa: E731
-                captures.append(read(path, keep_packets=False, progress=tick))
+                captures.append(
+                    read(
+                        path,
+                        keep_packets=False,
+                        progress=tick,
+                        max_packets=max_packets,
+                        max_memory=max_memory,
+                    )
+                )
         except typer.Exit as exc:
             failed = max(failed, Exit(exc.exit_code))
     if as_json:
@@ -319,6 +362,8 @@ def analyze(
             "--json and the report hold every one.",
         ),
     ] = 40,
+    max_packets: Annotated[int | None, _max_packets(TOTAL, BYTES_PER_PACKET)] = None,
+    max_memory: Annotated[str | None, _max_memory(TOTAL)] = None,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Diagnose MTU/MSS black holes: verdict, evidence (frames, Wireshark filters) and the computed fix.
@@ -348,6 +393,7 @@ def analyze(
             raise UsageError("--svg adds plots to the report: give --out DIR too")
         if out is not None:
             _claim(out, "--out", [Path(f) for f in REPORT_FILES], force, REPORT_PLOTS)
+        max_packets, max_memory = _budget(max_packets, max_memory)
     with _errors(debug), _progress(quiet or as_json) as bar:
         result = run_analysis(
             hosts[0] if hosts else None,
@@ -358,6 +404,8 @@ def analyze(
             host_mtu=host_mtu,
             container_mtu=container_mtu,
             progress=bar,
+            max_packets=max_packets,
+            max_memory=max_memory,
         )
         if wireshark:
             bar("asking Wireshark about the evidence", 0, 0)
@@ -526,6 +574,8 @@ def export(
     ] = False,
     force: Annotated[bool, typer.Option("--force", metavar="", help=FORCE_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=QUIET_HELP)] = False,
+    max_packets: Annotated[int | None, _max_packets(EACH, BYTES_PER_PACKET)] = None,
+    max_memory: Annotated[str | None, _max_memory(EACH)] = None,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
 ) -> None:
     """Write the packets, flows, dns, icmp (and findings) tables as Parquet, one row per packet/flow/answer."""
@@ -535,9 +585,12 @@ def export(
     start_up_done()
     code = Exit.OK
     with _errors(debug):
+        max_packets, max_memory = _budget(max_packets, max_memory)
         _claim(to, "--to", planned_files(list(files), findings=not no_findings), force)
         try:
-            written = export_tables(list(files), to, findings=not no_findings)
+            written = export_tables(
+                list(files), to, findings=not no_findings, max_packets=max_packets, max_memory=max_memory
+            )
         except PartialExport as exc:  # the captures that could be read were written
             for problem in exc.failed:
                 err.print(f"pcapmtu: {escape(printable(problem, 400))}")

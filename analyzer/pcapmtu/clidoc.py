@@ -20,7 +20,8 @@ from .completion import INSTALL
 EXIT_MEANINGS = {
     Exit.OK: "nothing wrong found (`analyze`: healthy), or every capture was read (`inspect`, `export`)",
     Exit.MTU_PROBLEM: "`analyze` found an MTU problem: `mtu_blackhole` or `mtu_blackhole_recovered`",
-    Exit.BAD_INPUT: "bad input or usage: a capture could not be read, a wrong option (one line on stderr)",
+    Exit.BAD_INPUT: "bad input or usage: a capture could not be read, a capture over the read limits "
+    "(`--max-packets`, `--max-memory`), a wrong option (one line on stderr)",
     Exit.OTHER_PROBLEM: "`analyze` found another problem (`not_mtu`) or could not tell (`inconclusive`)",
     Exit.INTERNAL: "a bug in pcapmtu: one line on stderr, never a traceback unless `--debug`; please report it",
 }
@@ -39,6 +40,38 @@ OUTPUT_RULES = (
     "`--quiet` (`-q`) prints nothing but errors: no progress, no terminal report, no `report: ...` or "
     "`wrote N Parquet files` line. The exit code says how it went; files are still written, and `--json` "
     "still prints its document.",
+)
+
+# The read limits, in the words of docs/cli.md (each paragraph one list item); ingest/budget.py has the numbers.
+LIMIT_RULES = (
+    "`inspect`, `analyze` and `export` stop reading a capture that holds more than `--max-packets N` packets, "
+    "or whose tables would take more than `--max-memory SIZE` of memory, after the batch of records (up to "
+    "16 MiB of the file) that crossed the limit: long before a decompression bomb (300 KB of gzip, or 16 KB "
+    "of zstd, can hold 10 million zero-length records) or a huge capture fills the machine's memory. The command names the "
+    "capture, the limit and the packets read on one line (`pcapmtu: big.pcap.gz: stopped reading after "
+    "1,048,576 packets: more than the limit of 1,000 packets (--max-packets); raise it with --max-packets N "
+    "(0: no limit)`) and exits 2; `inspect` and `export` go on with the other captures.",
+    "The memory estimate is the peak memory a packet costs, measured (docs/performance.md), times the "
+    "packets kept, plus the bytes kept beside them (DNS and ICMP payloads, SACK blocks): 400 bytes a packet "
+    "for `analyze` and `export` (which keep every packet column; `analyze` peaked at 377 bytes a packet on "
+    "a 4M-packet capture), 200 bytes a TCP, DNS or ICMP packet for `inspect` (182 measured). Checked once per "
+    "batch, it costs nothing per packet.",
+    "Defaults follow the machine: `--max-memory` is 3/4 of the memory available when the command starts "
+    "(`MemAvailable` in /proc/meminfo: what can be taken without swapping; the quarter left is for the "
+    "interpreter and its libraries, about 100 MiB, the estimate's spread and the machine's other work), and "
+    "`--max-packets` is what that memory holds at the cost of a packet (on a machine with 24 GiB available, "
+    "`analyze` stops past 18 GiB or about 48 million packets). `0` turns a limit off; `--max-memory 0` "
+    "without `--max-packets` turns both off. SIZE is bytes, or with K, M, G or T (powers of 1024): `8G`, "
+    "`512M`.",
+    "`analyze` applies the limits to all its captures together (it holds them all at once); `inspect` and "
+    "`export` to each capture (they hold one at a time). The Python API takes the same limits: "
+    "`pcapmtu.read(path, max_packets=, max_memory=)`, `pcapmtu.analyze(..., max_packets=, max_memory=)` "
+    "and `pcapmtu.export(..., max_packets=, max_memory=)`; a capture over them raises `CaptureError` "
+    "(its subclass `pcapmtu.errors.TooBig`).",
+    "A compressed capture is first decompressed into a temporary file (records are re-read from it by "
+    "offset), and the limits apply to reading that file: they bound the memory, not the temporary file's "
+    "size or the time it takes to write it (3 MB of gzip holding 100 million zero-length records writes "
+    "1.6 GB there, ~10 s, before the read stops at the limit).",
 )
 
 
@@ -94,6 +127,8 @@ def markdown() -> str:
     lines += [f"| {int(code)} | {text} |" for code, text in EXIT_MEANINGS.items()]
     lines += ["", "## Output directories and --quiet", ""]
     lines += [f"- {rule}" for rule in OUTPUT_RULES]
+    lines += ["", "## Read limits", ""]
+    lines += [f"- {rule}" for rule in LIMIT_RULES]
     lines += ["", "## Shell completion", "", COMPLETION_TEXT, ""]
     for shell, ways in INSTALL.items():
         lines += [f"{shell}:", "", "```sh"]
@@ -176,6 +211,8 @@ def man() -> str:
             lines += [".TP", names, _roff(r.help) + default]
     lines += [".SH OUTPUT DIRECTORIES AND QUIET"]
     lines += [f".IP \\(bu 2\n{_roff(rule)}" for rule in OUTPUT_RULES]
+    lines += [".SH READ LIMITS"]
+    lines += [f".IP \\(bu 2\n{_roff(rule)}" for rule in LIMIT_RULES]
     lines += [".SH SHELL COMPLETION"]
     lines += _paragraphs(COMPLETION_TEXT)
     for shell, ways in INSTALL.items():

@@ -13,3 +13,8 @@ class CaptureError(PcapmtuError):
 
 class UsageError(PcapmtuError):
     """The caller asked for something inconsistent (bad option values, missing inputs)."""
+
+
+class TooBig(CaptureError):
+    """Reading the capture would exceed the read budget (packets or memory; ingest/budget.py): it stopped
+    early. A CaptureError: the command line exits 2 and `export` and `inspect` go on with the other files."""

@@ -17,7 +17,8 @@ import pandas as pd
 from .. import schema
 from ..config import KnownFacts, Thresholds
 from ..errors import UsageError
-from ..ingest.capture import Capture, read
+from ..ingest.budget import ReadBudget
+from ..ingest.capture import Capture, read_within
 from ..results import Diagnosis, Finding
 from . import detectors, path_mtu, verdicts
 from . import roles as roles_mod
@@ -244,6 +245,8 @@ def analyze(
     container_mtu: int | None = None,
     thresholds: Thresholds | None = None,
     progress=None,
+    max_packets: int | None = None,
+    max_memory: int | str | None = None,
 ) -> Analysis:
     """Diagnose MTU/MSS trouble from captures taken anywhere on the path.
 
@@ -252,6 +255,8 @@ def analyze(
     and given roles that contradict the evidence are corrected (`Analysis.role_changes` says so). With one
     capture the verdict rests on that side alone and says so through a lower confidence.
     `progress(role, done_bytes, total_bytes)` is called while each capture is read.
+    `max_packets`, `max_memory`: the read budget as in `read()`, for the total of the captures it reads (all
+    of them are held at once); captures given already read do not count.
     """
     roles: dict[str, Source] = {}
     if host is not None:
@@ -267,12 +272,13 @@ def analyze(
         roles[f"capture{i + 1}"] = extra
     if not roles:
         raise UsageError("give at least one capture (host and/or container)")
+    budget = ReadBudget(max_packets, max_memory, shared=True)
     read_in = {}
     for role, src in roles.items():
         if isinstance(src, Capture) and not src.packets_kept:
             raise UsageError(f"{src.name} was read with keep_packets=False; the diagnosis needs its packets")
         tick = (lambda done, total, role=role: progress(role, done, total)) if progress else None
-        read_in[role] = src if isinstance(src, Capture) else read(src, progress=tick)
+        read_in[role] = src if isinstance(src, Capture) else read_within(src, budget, progress=tick)
     placed, vantage, changes = roles_mod.place(read_in)
     ctx = Context(
         placed,

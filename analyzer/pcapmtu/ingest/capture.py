@@ -16,6 +16,7 @@ import pandas as pd
 from .. import schema
 from ..textsafe import html_text, printable
 from . import decode, rare_layers, service_names, tcp
+from .budget import ReadBudget
 from .formats import CaptureFile
 from .memory import collector_paused, release_free_memory
 from .packets import PacketStats, build_packets
@@ -116,6 +117,8 @@ def read(
     tcp_config: tcp.TcpConfig | None = None,
     progress=None,
     keep_packets: bool = True,
+    max_packets: int | None = None,
+    max_memory: int | str | None = None,
 ) -> Capture:
     """Read a pcap/pcapng (optionally compressed) file into a `Capture`. Raises CaptureError.
 
@@ -123,15 +126,32 @@ def read(
     leaves the `packets` table empty and keeps only what flows, dns and icmp need while reading: the same
     flows for a fraction of the memory (what `pcapmtu inspect` does). `analyze()` and `export()` refuse
     such a capture (`Capture.packets_kept` is False).
+
+    The read budget (docs/cli.md#read-limits): a capture of more than `max_packets` packets, or whose
+    tables would take more than `max_memory` bytes (an int, or a string such as "8G"), stops early with
+    `TooBig`, a CaptureError. None: the defaults derived from the machine's available memory; 0: no limit.
     """
+    return read_within(path, ReadBudget(max_packets, max_memory), tcp_config, progress, keep_packets)
+
+
+def read_within(
+    path: str | os.PathLike[str],
+    budget: ReadBudget,
+    tcp_config=None,
+    progress=None,
+    keep_packets: bool = True,
+) -> Capture:
+    """`read()` under a budget the caller holds (`analyze()`: one for all its captures)."""
     with collector_paused():
-        return _read(path, tcp_config, progress, keep_packets)
+        return _read(path, tcp_config, progress, keep_packets, budget)
 
 
-def _read(path, tcp_config, progress, keep_packets: bool) -> Capture:
+def _read(path, tcp_config, progress, keep_packets: bool, budget: ReadBudget) -> Capture:
     cap = CaptureFile.open(path)
     try:
-        raw = build_packets(cap, progress, keep_packets=keep_packets)
+        check = budget.start(path, keep_packets)
+        raw = build_packets(cap, progress, keep_packets=keep_packets, budget=check)
+        check.done()
         release_free_memory()  # the reader's freed buffers, before the analysis needs room
         packets = raw.packets
         analysis, flows = tcp.reconstruct(packets, raw.sack, tcp_config, per_packet=keep_packets)

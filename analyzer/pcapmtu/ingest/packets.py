@@ -10,6 +10,7 @@ DNS/ICMP rows are kept, with `LEAN_COLUMNS`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ import pandas as pd
 
 from .. import schema
 from . import decode, formats, native
+from .budget import SACK_BYTES, ReadCheck
 from .formats import CaptureFile
 
 # The columns the later stages read (TCP reconstruction, DNS/ICMP/TLS layers, payload re-reads): all a
@@ -167,12 +169,15 @@ def _address_text(hi: int, lo: int) -> str:
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
-def build_packets(cap: CaptureFile, progress=None, keep_packets: bool = True) -> RawTables:
+def build_packets(
+    cap: CaptureFile, progress=None, keep_packets: bool = True, budget: ReadCheck | None = None
+) -> RawTables:
     """Read every record of `cap` into columns (see docs/tables.md for the schema).
 
     `progress(done_bytes, total_bytes)` is called after each chunk, for a progress bar. With
     `keep_packets=False` only TCP packets and the DNS/ICMP rows are kept, with `LEAN_COLUMNS` only: what
-    the flows, dns and icmp tables need, at a fraction of the memory.
+    the flows, dns and icmp tables need, at a fraction of the memory. `budget` is told the counts after
+    each batch is decoded, before its rows are stored, and raises TooBig to stop the read there.
     """
     total = cap.readable_size()
     wanted = ("frame", "ts_ns", "caplen", "wirelen", "iface", "file_off", "src", "dst", *decode.COLUMNS)
@@ -184,57 +189,66 @@ def build_packets(cap: CaptureFile, progress=None, keep_packets: bool = True) ->
     addresses = _AddressTable()
     stats = PacketStats()
     base = 0  # rows kept so far
-    for batch in cap.batches(formats.CHUNK_BYTES):
-        linktypes = np.array([i.linktype for i in cap.interfaces], dtype=np.int64)[batch.iface]
-        dec = decode.decode_batch(batch.buf, batch.data_off, batch.caplen, linktypes)
-        stats.add(batch.ts_ns, batch.caplen, batch.wirelen, dec.cols["status"])
-        n = len(batch.data_off)
-        if stats.first_sflow_frame is None:
-            udp = dec.cols["proto"] == 17
-            sflow = np.flatnonzero(
-                udp & ((dec.cols["sport"] == SFLOW_PORT) | (dec.cols["dport"] == SFLOW_PORT))
+    kept_bytes = 0  # payload bytes kept beside the rows (DNS/ICMP layers, SACK blocks), for the budget
+    walk = cap.batches(formats.CHUNK_BYTES)
+    with contextlib.closing(walk):  # a read stopped by the budget ends the walk (and its reader thread) now
+        for batch in walk:
+            if budget is not None:  # what is known before decoding: the records, and rows at least
+                n = len(batch.data_off)
+                budget.batch(stats.packets + n, base + (n if keep_packets else 0), kept_bytes)
+            linktypes = np.array([i.linktype for i in cap.interfaces], dtype=np.int64)[batch.iface]
+            dec = decode.decode_batch(batch.buf, batch.data_off, batch.caplen, linktypes)
+            stats.add(batch.ts_ns, batch.caplen, batch.wirelen, dec.cols["status"])
+            n = len(batch.data_off)
+            if stats.first_sflow_frame is None:
+                udp = dec.cols["proto"] == 17
+                sflow = np.flatnonzero(
+                    udp & ((dec.cols["sport"] == SFLOW_PORT) | (dec.cols["dport"] == SFLOW_PORT))
+                )
+                if len(sflow):
+                    stats.first_sflow_frame = stats.packets - n + 1 + int(sflow[0])
+            columns = {
+                **dec.cols,
+                "frame": np.arange(stats.packets - n + 1, stats.packets + 1, dtype=np.int64),
+                "ts_ns": batch.ts_ns,
+                "caplen": batch.caplen.astype(np.uint32),
+                "wirelen": batch.wirelen.astype(np.uint32),
+                "iface": batch.iface.astype(np.uint16),
+                "file_off": batch.file_off,
+            }
+            rare_rows = np.asarray(dec.rare_rows, dtype=np.int64)
+            sack_rows, sack_left, sack_right = dec.sack_rows, dec.sack_left, dec.sack_right
+            keep = None
+            rows_kept = n
+            if not keep_packets:  # TCP packets and the few DNS/ICMP rows; new row numbers for both
+                keep = dec.cols["proto"] == 6
+                keep[rare_rows] = True
+                rows_kept = int(np.count_nonzero(keep))
+                renumber = np.cumsum(keep) - 1
+                on_kept = keep[sack_rows]  # SACK blocks come from TCP options: all of them, in practice
+                sack_rows, sack_left, sack_right = sack_rows[on_kept], sack_left[on_kept], sack_right[on_kept]
+                rare_rows, sack_rows = renumber[rare_rows], renumber[sack_rows]
+            kept_bytes += sum(map(len, dec.rare_bytes)) + len(sack_rows) * SACK_BYTES
+            if budget is not None:  # and with the rows and bytes kept, before they are stored
+                budget.batch(stats.packets, base + rows_kept, kept_bytes)
+            has_ip = dec.cols["ipv"] > 0
+            for name, side in (("src", 0), ("dst", 2)):
+                columns[name] = addresses.intern(dec.addr, side, keep, has_ip)
+            done = int(batch.file_off[-1]) if len(batch.file_off) else total
+            store.append(
+                {
+                    name: columns[name] if keep is None or name in ("src", "dst") else columns[name][keep]
+                    for name in wanted
+                },
+                expected=(base + rows_kept) * total // max(done, 1),
             )
-            if len(sflow):
-                stats.first_sflow_frame = stats.packets - n + 1 + int(sflow[0])
-        columns = {
-            **dec.cols,
-            "frame": np.arange(stats.packets - n + 1, stats.packets + 1, dtype=np.int64),
-            "ts_ns": batch.ts_ns,
-            "caplen": batch.caplen.astype(np.uint32),
-            "wirelen": batch.wirelen.astype(np.uint32),
-            "iface": batch.iface.astype(np.uint16),
-            "file_off": batch.file_off,
-        }
-        rare_rows = np.asarray(dec.rare_rows, dtype=np.int64)
-        sack_rows, sack_left, sack_right = dec.sack_rows, dec.sack_left, dec.sack_right
-        keep = None
-        rows_kept = n
-        if not keep_packets:  # TCP packets and the few DNS/ICMP rows; new row numbers for both
-            keep = dec.cols["proto"] == 6
-            keep[rare_rows] = True
-            rows_kept = int(np.count_nonzero(keep))
-            renumber = np.cumsum(keep) - 1
-            on_kept = keep[sack_rows]  # SACK blocks come from TCP options: all of them, in practice
-            sack_rows, sack_left, sack_right = sack_rows[on_kept], sack_left[on_kept], sack_right[on_kept]
-            rare_rows, sack_rows = renumber[rare_rows], renumber[sack_rows]
-        has_ip = dec.cols["ipv"] > 0
-        for name, side in (("src", 0), ("dst", 2)):
-            columns[name] = addresses.intern(dec.addr, side, keep, has_ip)
-        done = int(batch.file_off[-1]) if len(batch.file_off) else total
-        store.append(
-            {
-                name: columns[name] if keep is None or name in ("src", "dst") else columns[name][keep]
-                for name in wanted
-            },
-            expected=(base + rows_kept) * total // max(done, 1),
-        )
-        if len(sack_rows):
-            sack_parts.append((sack_rows + base, sack_left, sack_right))
-        rare.extend(zip((rare_rows + base).tolist(), dec.rare_bytes, strict=True))
-        base += rows_kept
-        if progress is not None and len(batch.file_off):
-            progress(done, total)
-        del batch, dec, columns
+            if len(sack_rows):
+                sack_parts.append((sack_rows + base, sack_left, sack_right))
+            rare.extend(zip((rare_rows + base).tolist(), dec.rare_bytes, strict=True))
+            base += rows_kept
+            if progress is not None and len(batch.file_off):
+                progress(done, total)
+            del batch, dec, columns
     stats.finish()
     if progress is not None:
         progress(total, total)

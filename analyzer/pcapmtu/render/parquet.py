@@ -16,12 +16,18 @@ TABLES = ("packets", "flows", "dns", "icmp")
 
 
 def export(
-    sources: list[str | os.PathLike[str] | Capture], to: str | os.PathLike[str], findings: bool = True
+    sources: list[str | os.PathLike[str] | Capture],
+    to: str | os.PathLike[str],
+    findings: bool = True,
+    max_packets: int | None = None,
+    max_memory: int | str | None = None,
 ) -> list[Path]:
     """Write <to>/<table>/<capture-stem>.parquet for each capture; return the files written.
 
     One directory per table makes `read_parquet('<to>/flows/*.parquet')` span every exported capture.
     With `findings`, each capture is also analysed on its own and its findings exported.
+    `max_packets`, `max_memory`: the read budget as in `read()`, for each capture (they are read and
+    written one at a time); a capture over it is one of the failures `PartialExport` lists.
     """
     out = Path(to)
     written: list[Path] = []
@@ -31,7 +37,9 @@ def export(
         if isinstance(src, Capture) and not src.packets_kept:
             raise UsageError(f"{src.name} was read with keep_packets=False; export needs its packets")
         try:
-            cap = src if isinstance(src, Capture) else read(src)
+            cap = (
+                src if isinstance(src, Capture) else read(src, max_packets=max_packets, max_memory=max_memory)
+            )
         except CaptureError as exc:
             failed.append(str(exc))  # go on with the others, like `inspect`
             continue
