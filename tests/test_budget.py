@@ -8,8 +8,10 @@ zstd, 160 MB decompressed; `analyze` reading all of it peaks at ~2.2 GB.
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -240,3 +242,32 @@ def test_parse_size(text, size):
 def test_parse_size_refuses(text):
     with pytest.raises(pcapmtu.UsageError):
         budget.parse_size(text)
+
+
+# ------------------------------------------------------------------------------ the decompressed copy
+def test_decompression_stops_before_the_temporary_copy_fills_its_disk(tmp_path, monkeypatch):
+    """The limits bound memory; the temporary decompressed copy is bounded by its disk's free space."""
+    import shutil
+    from collections import namedtuple
+
+    from pcapmtu.ingest.formats import open as capture_open
+
+    bomb = tmp_path / "bomb.pcap.gz"
+    write_bomb(bomb, 1_000_000)  # 16 MB decompressed
+    usage = namedtuple("usage", "total used free")
+    looked = []
+
+    def nearly_full(path):
+        looked.append(path)
+        return usage(100 << 30, 99 << 30, (5 << 30) - 1)  # just under 5 % of the disk free
+
+    monkeypatch.setattr(capture_open, "DISK_CHECK_BYTES", 4 << 20)
+    monkeypatch.setattr(shutil, "disk_usage", nearly_full)
+    result = CliRunner().invoke(app, ["inspect", str(bomb)])
+    assert result.exit_code == 2, result.output
+    line = _one_line(result.stderr)
+    assert "decompressing it would fill the disk" in line and "TMPDIR" in line, line
+    assert looked and all(str(p).startswith(tempfile.gettempdir()) for p in looked)
+    assert not any(pathlib.Path(p).exists() for p in looked)  # the partial copy is removed
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100 << 30, 90 << 30, 10 << 30))
+    assert _packets(bomb) == 1_000_000  # with room it reads as before

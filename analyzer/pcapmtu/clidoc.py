@@ -69,9 +69,11 @@ LIMIT_RULES = (
     "and `pcapmtu.export(..., max_packets=, max_memory=)`; a capture over them raises `CaptureError` "
     "(its subclass `pcapmtu.errors.TooBig`).",
     "A compressed capture is first decompressed into a temporary file (records are re-read from it by "
-    "offset), and the limits apply to reading that file: they bound the memory, not the temporary file's "
-    "size or the time it takes to write it (3 MB of gzip holding 100 million zero-length records writes "
-    "1.6 GB there, ~10 s, before the read stops at the limit).",
+    "offset), and the limits apply to reading that file: they bound the memory, not the time it takes to "
+    "write it (3 MB of gzip holding 100 million zero-length records writes 1.6 GB there, ~10 s, before the "
+    "read stops at the limit). The copy itself stops before it fills its disk: decompression ends with "
+    "one line and exit 2 when less than 1 GiB or 5 % of the temporary directory's disk would stay free "
+    "(`TMPDIR` chooses that directory).",
 )
 
 

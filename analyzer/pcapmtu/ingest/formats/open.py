@@ -133,8 +133,22 @@ class CaptureFile:
             with opener(self.path, "rb") as src, open(out, "wb") as dst:
                 # read1: one decompression step per call, so everything before a damaged spot is kept
                 # (read(n) would drop what the failing call had already decompressed)
+                written, checked = 0, 0
                 while chunk := src.read1(1024 * 1024):
-                    dst.write(chunk)
+                    try:
+                        dst.write(chunk)
+                    except OSError as exc:  # the disk, not the capture: say so, never "damaged"
+                        raise CaptureError(
+                            f"{self.path}: cannot write its decompressed copy in {out.parent.parent}: "
+                            f"{exc.strerror or exc}"
+                        ) from None
+                    written += len(chunk)
+                    if written - checked >= DISK_CHECK_BYTES:
+                        checked = written
+                        _keep_room(self.path, out, written)
+        except CaptureError:
+            self.close()
+            raise
         except ImportError:
             self.close()
             raise CaptureError(
@@ -183,6 +197,23 @@ class CaptureFile:
             self.warnings.append(f"{self._bad_frac} record(s) with an impossible sub-second timestamp field")
         if self._absurd_ts:
             self.warnings.append(f"{self._absurd_ts} packet(s) with an absurd timestamp (set to 0)")
+
+
+DISK_CHECK_BYTES = 64 * 1024 * 1024  # how often decompression looks at the free space it leaves
+DISK_RESERVE = 1 << 30  # never take the temporary directory's disk below 1 GiB or 5 % of its size free
+
+
+def _keep_room(path: Path, out: Path, written: int) -> None:
+    """Stop decompressing before the temporary copy fills its disk: the read budget bounds memory, and a
+    decompression bomb (3 MB of gzip can hold 1.6 GB of records) would otherwise fill the disk first."""
+    usage = shutil.disk_usage(out.parent)
+    if usage.free < max(DISK_RESERVE, usage.total // 20):
+        gib = 1 << 30
+        raise CaptureError(
+            f"{path}: decompressing it would fill the disk of {out.parent.parent} ({written / gib:.1f} GiB "
+            f"written, {usage.free / gib:.1f} GiB left); decompress it where there is room, or point TMPDIR "
+            "at a bigger disk"
+        )
 
 
 def _read_head(path: Path, n: int) -> bytes:
