@@ -26,7 +26,11 @@ Traffic, all paced so that the packet mix does not depend much on the machine's 
 * long bulk downloads (tens of MB, mostly rate-limited by the client like a video player, sometimes at
   full speed), mostly over the lossy path so there are retransmissions, dup-ACKs and window stalls;
 * DNS: A+AAAA query pairs from a fresh source port (like glibc), CNAMEs and CNAME chains, PTR, MX, TXT,
-  SRV, NXDOMAIN and NODATA answers, a little over IPv6 (dnsmasq with local records only).
+  SRV, NXDOMAIN and NODATA answers, a little over IPv6 (dnsmasq with local records only);
+* with ``--profile dns-heavy`` (default output work/real-dns-1m.pcap), also a Kubernetes node's resolver
+  traffic: ndots:5 search-list expansion (NXDOMAIN under each search domain first), many distinct names,
+  CNAME chains, NXDOMAIN, EDNS0 on some queries, and answers over 512 bytes that come back truncated (TC)
+  and are asked again over TCP.
 
 Offloads (TSO/GSO/GRO and TX checksum) are switched off on every link so the packets are wire-sized and
 carry correct checksums. tcpdump (``-s 0 -w``, ``-c N``) captures on the client's interface and stops at
@@ -100,6 +104,18 @@ BULK_RATE_MB = (2.0, 6.0)  # client-side --limit-rate range, MB/s; ~1 in 6 downl
 
 DNS_HOSTS = 48
 
+# --profile dns-heavy: a Kubernetes node's resolver traffic on top of the same web traffic. Pods resolve with
+# ndots:5 and three search domains, so most lookups first try the name under each search domain (NXDOMAIN),
+# A and AAAA in parallel, like glibc; many distinct names (services, per-pod and external names), CNAME chains,
+# NXDOMAIN, big answers that come back truncated (TC) over UDP and are asked again over TCP, some EDNS0.
+DNS_HEAVY_OUT = HERE / "work" / "real-dns-1m.pcap"
+DNS_HEAVY_LPS = 500.0  # lookups per second at --rate 1.0 (each is 2-8 queries), over 3 generators
+DNS_HEAVY_GENERATORS = 3
+K8S_SEARCH = ("default.svc.cluster.local", "svc.cluster.local", "cluster.local")
+K8S_SERVICES = 1500  # svc<i>.ns<i % 40>.svc.cluster.local, 1 in 3 also with an AAAA
+K8S_CHAINS = 400  # app<i>.pmb.test -> lb<i>.pmb.test -> origin<i>.pmb.test
+K8S_BIG = 20  # big<i>.pmb.test: 40 A records, over 512 bytes without EDNS0: truncated, then TCP
+
 
 def log(msg: str) -> None:
     print(f"[make_capture {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -109,8 +125,11 @@ def log(msg: str) -> None:
 RES = netns_kit.Resources("pmb-", warn=lambda msg: log(f"warning: {msg}"))
 
 
+DNS_RECORD_NETS = ["198.19.0.0/16", "fd00:66:8::/48", "fd00:66:9::/48"]  # dns-heavy answers (no traffic)
+
+
 def check_addresses() -> None:
-    for a in ALL_ADDRS + [FAR_NET4]:
+    for a in ALL_ADDRS + [FAR_NET4] + DNS_RECORD_NETS:
         if not netns_kit.allowed(a):
             raise SystemExit(f"refusing to use address {a}: outside the allowed ranges")
 
@@ -353,7 +372,125 @@ def cmd_dns(argv: list[str]) -> None:
         _pace(t0, done, RATE_DNS_QPS * a.rate)
 
 
-def dnsmasq_conf() -> str:
+def _dns_reply(s: socket.socket, want: int) -> tuple[int, int] | None:
+    """(flags, answer count) of the reply with transaction id `want`, or None after the socket's timeout."""
+    while True:
+        try:
+            data = s.recv(4096)
+        except TimeoutError:
+            return None
+        if len(data) >= 12 and struct.unpack_from("!H", data)[0] == want:
+            flags, _qd, an = struct.unpack_from("!HHH", data, 2)
+            return flags, an
+
+
+def _dns_tcp(server: str, query: bytes, timeout: float = 1.0) -> None:
+    """Ask again over TCP (RFC 7766 length-prefixed), as a stub resolver does after a truncated answer."""
+    fam = socket.AF_INET6 if ":" in server else socket.AF_INET
+    with contextlib.suppress(OSError), socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect((server, 53))
+        s.sendall(struct.pack("!H", len(query)) + query)
+        want = 2
+        got = b""
+        while len(got) < want:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+            if len(got) >= 2:
+                want = 2 + struct.unpack_from("!H", got)[0]
+
+
+def _edns(query: bytes) -> bytes:
+    """The query with an EDNS0 OPT record (UDP size 1232) in its additional section."""
+    return query[:10] + b"\x00\x01" + query[12:] + b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)
+
+
+def _k8s_lookup(rng: random.Random, server: str, name: str, edns: bool) -> None:
+    """One getaddrinfo() of a pod: ndots:5 search-list expansion, A and AAAA in parallel from one socket,
+    stop at the first candidate that is not NXDOMAIN; a truncated answer is asked again over TCP."""
+    fqdn = name.endswith(".")
+    name = name.rstrip(".")
+    search = [] if fqdn or name.count(".") >= 5 else [f"{name}.{d}" for d in K8S_SEARCH]
+    fam = socket.AF_INET6 if ":" in server else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        for candidate in [*search, name]:
+            qs = [_dns_query(rng.randrange(65536), candidate, t) for t in (1, 28)]
+            if edns:
+                qs = [_edns(q) for q in qs]
+            rcodes = []
+            for q in qs:
+                s.sendto(q, (server, 53))
+            for q in qs:
+                reply = _dns_reply(s, struct.unpack_from("!H", q)[0])
+                if reply is None:
+                    continue
+                flags, _an = reply
+                rcodes.append(flags & 0xF)
+                if flags & 0x0200:  # TC
+                    _dns_tcp(server, q)
+            if rcodes and 3 not in rcodes:
+                return
+
+
+def _k8s_name(rng: random.Random) -> str:
+    """What a pod asks for: its own namespace's services, other namespaces', external names, mistakes."""
+    i = rng.randrange(K8S_SERVICES)
+    r = rng.random()
+    if r < 0.25:
+        return f"svc{i}.ns{i % 40}"  # found under svc.cluster.local after one NXDOMAIN
+    if r < 0.35:
+        return f"svc{i}.ns{i % 40}.svc.cluster.local"  # 4 dots: the search list is tried first
+    if r < 0.45:
+        return f"svc{i}"  # found under default.svc.cluster.local at once (i < K8S_SERVICES / 40)
+    if r < 0.70:
+        return f"api{rng.randrange(20000)}.ext{rng.randrange(50)}.pmb.test"  # wildcard external names
+    if r < 0.82:
+        return f"app{rng.randrange(K8S_CHAINS)}.pmb.test"  # CNAME -> CNAME -> host
+    if r < 0.92:
+        return f"nx{rng.randrange(10**6)}.pmb.test"  # NXDOMAIN after the search list
+    if r < 0.95:
+        return f"big{rng.randrange(K8S_BIG)}.pmb.test."  # truncated over UDP, then TCP
+    return f"pod-{rng.randrange(10**5)}.headless.ns{rng.randrange(40)}.svc.cluster.local."  # NXDOMAIN
+
+
+def cmd_dns_heavy(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="make_capture.py _dns_heavy")
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    rng = random.Random(a.seed)
+    t0, done = time.monotonic(), 0
+    while True:
+        server = SRV6 if rng.random() < 0.08 else SRV4
+        _k8s_lookup(rng, server, _k8s_name(rng), edns=rng.random() < 0.3)
+        done += 1
+        _pace(t0, done, DNS_HEAVY_LPS / DNS_HEAVY_GENERATORS * a.rate)
+
+
+def dnsmasq_heavy_conf() -> list[str]:
+    """The dns-heavy profile's extra records: cluster services, CNAME chains, a wildcard, big answers."""
+    lines = ["local=/cluster.local/"]
+    lines += [f"address=/ext{k}.pmb.test/{SRV4_API if k % 2 else FAR4}" for k in range(50)]
+    lines += [f"address=/ext{k}.pmb.test/{SRV6}" for k in range(0, 50, 3)]
+    for i in range(K8S_SERVICES):
+        v4 = f"198.19.{i // 250}.{i % 250 + 1}"
+        rec = f"host-record=svc{i}.ns{i % 40}.svc.cluster.local,{v4}"
+        lines.append(rec + (f",fd00:66:9::{i:x}" if i % 3 == 0 else ""))
+        if i % 40 == 0:
+            lines.append(f"host-record=svc{i}.default.svc.cluster.local,{v4}")
+    for i in range(K8S_CHAINS):
+        lines.append(f"host-record=origin{i}.pmb.test,198.19.100.{i % 250 + 1},fd00:66:8::{i:x}")
+        lines.append(f"cname=lb{i}.pmb.test,origin{i}.pmb.test")
+        lines.append(f"cname=app{i}.pmb.test,lb{i}.pmb.test")
+    for i in range(K8S_BIG):
+        lines += [f"host-record=big{i}.pmb.test,198.19.200.{k + 1}" for k in range(40)]
+    return lines
+
+
+def dnsmasq_conf(profile: str = "mixed") -> str:
     lines = [
         "no-resolv",
         "no-hosts",
@@ -381,6 +518,8 @@ def dnsmasq_conf() -> str:
         lines.append(f"cname=edge{i}.pmb.test,host{i}.pmb.test")
         lines.append(f"cname=cdn{i}.pmb.test,edge{i}.pmb.test")
     lines.append("ptr-record=2.2.18.198.in-addr.arpa,host0.pmb.test")
+    if profile == "dns-heavy":
+        lines += dnsmasq_heavy_conf()
     return "\n".join(lines) + "\n"
 
 
@@ -390,8 +529,11 @@ def dnsmasq_conf() -> str:
 
 
 class Lab:
-    def __init__(self, run_id: str, tmpdir: Path, loss: float, rate: float, seed: int):
+    def __init__(
+        self, run_id: str, tmpdir: Path, loss: float, rate: float, seed: int, profile: str = "mixed"
+    ):
         self.rid = run_id
+        self.profile = profile
         self.tmp = tmpdir
         self.loss = loss
         self.rate = rate
@@ -455,7 +597,7 @@ class Lab:
             self.spawn(f"httpd-{ns}-80", ns, self.self_cmd("_serve", "--port", "80"))
             self.spawn(f"httpd-{ns}-8080", ns, self.self_cmd("_serve", "--port", "8080", "--http11"))
         conf = self.tmp / "dnsmasq.conf"
-        conf.write_text(dnsmasq_conf())
+        conf.write_text(dnsmasq_conf(self.profile))
         self.spawn(
             "dnsmasq",
             "srv",
@@ -516,6 +658,12 @@ class Lab:
                 self.self_cmd("_http", "--mode", mode, "--rate", rate, "--seed", seed),
             )
         self.spawn("gen-dns", "cli", self.self_cmd("_dns", "--rate", r, "--seed", str(self.seed * 100 + 9)))
+        if self.profile == "dns-heavy":
+            for k in range(DNS_HEAVY_GENERATORS):
+                seed = str(self.seed * 100 + 20 + k)
+                self.spawn(
+                    f"gen-dns-heavy-{k}", "cli", self.self_cmd("_dns_heavy", "--rate", r, "--seed", seed)
+                )
 
     # -- teardown --
     def stop(self, name_prefix: str = "") -> None:
@@ -656,14 +804,25 @@ def print_stats(st: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    hidden = {"_serve": cmd_serve, "_http": cmd_http, "_dns": cmd_dns}
+    hidden = {"_serve": cmd_serve, "_http": cmd_http, "_dns": cmd_dns, "_dns_heavy": cmd_dns_heavy}
     if argv and argv[0] in hidden:
         hidden[argv[0]](argv[1:])
         return 0
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--packets", type=int, default=1_000_000, help="packets to capture (default 1,000,000)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output pcap (default {DEFAULT_OUT})")
+    p.add_argument(
+        "--profile",
+        choices=["mixed", "dns-heavy"],
+        default="mixed",
+        help="mixed: web traffic with a little DNS (default); dns-heavy: the same plus a Kubernetes node's "
+        "resolver traffic (ndots:5 search lists, CNAME chains, NXDOMAIN, truncated answers asked again over TCP)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help=f"output pcap (default {DEFAULT_OUT}, with --profile dns-heavy {DNS_HEAVY_OUT})",
+    )
     p.add_argument("--loss", type=float, default=0.0025, help="random drop probability on the far path")
     p.add_argument("--rate", type=float, default=1.0, help="scale every generator's pace (default 1.0)")
     p.add_argument("--seed", type=int, default=1, help="seed for the generators' random choices")
@@ -687,12 +846,12 @@ def main(argv: list[str] | None = None) -> int:
     if stale:
         log(f"note: other pmb- namespaces exist (another run, or a crashed one): {' '.join(stale)}")
 
-    out = a.out.resolve()
+    out = (a.out or (DNS_HEAVY_OUT if a.profile == "dns-heavy" else DEFAULT_OUT)).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     run_id = RES.new_run_id()
     tmp = Path(tempfile.mkdtemp(prefix=f"pmb-{run_id}-"))
     partial = out.with_name(out.name + ".part")
-    lab = Lab(run_id, tmp, a.loss, a.rate, a.seed)
+    lab = Lab(run_id, tmp, a.loss, a.rate, a.seed, a.profile)
 
     def on_term(signum, frame):
         raise SystemExit(128 + signum)

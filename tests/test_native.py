@@ -8,6 +8,7 @@ records, warnings and skipped bytes from every damaged file.
 
 from __future__ import annotations
 
+import socket
 import struct
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from pcapmtu import schema
 from pcapmtu.errors import CaptureError
-from pcapmtu.ingest import decode, formats, native, packets, tcp
+from pcapmtu.ingest import decode, formats, native, packets, rare_layers, tcp
 from pcapmtu.ingest.formats import chunks, pcap
 from pcapmtu.ingest.tcp import connections
 from support import packets as pb
@@ -420,3 +421,236 @@ def test_the_c_walk_stops_at_an_absurd_length_like_the_python_walk(big, monkeypa
     pure = pcap._walk_pcap(memoryview(records), caplen_at, 16)
     assert list(fast[0]) == list(pure[0]) == [0, 26] and fast[1:] == pure[1:]
     assert fast[1] == 62 and "absurd captured length (300 bytes)" in fast[2]
+
+
+# ------------------------------------------------------------------------------------------ DNS messages
+# The C core's dns_rows decodes the common message shapes and returns None for every other message, which
+# rare_layers then decodes with dpkt. When it returns rows they must be exactly _dns_rows' (dpkt's) rows:
+# values and types. Messages are written here byte by byte (dpkt's writer cannot make pointers of our
+# choosing, odd labels or wrong lengths).
+def _name(labels: list[bytes], out: bytearray, seen: dict[bytes, int], compress: bool) -> bytes:
+    """The wire form of a name written at len(out): labels, then a pointer to an earlier copy of the rest."""
+    wire = b""
+    for i in range(len(labels)):
+        rest = b".".join(labels[i:]).lower() + b"/%d" % (len(labels) - i)
+        if compress and rest in seen:
+            return wire + struct.pack(">H", 0xC000 | seen[rest])
+        if len(out) + len(wire) < 0x3FFF:
+            seen.setdefault(rest, len(out) + len(wire))
+        wire += bytes([len(labels[i])]) + labels[i]
+    return wire + b"\x00"
+
+
+def _rdata(kind: int, value, out: bytearray, seen: dict, compress: bool) -> bytes:
+    """rdata written at len(out): an address, a name (CNAME, NS, PTR), MX, SRV, SOA, TXT, or raw bytes."""
+    if kind in (2, 5, 12):
+        return _name(value, out, seen, compress)
+    if kind in (15, 33):
+        head = b"\x00\x0a" if kind == 15 else b"\x00\x01\x00\x02\x01\xbb"
+        return head + _name(value, out + head, seen, compress)
+    if kind == 6:
+        first = _name(value, out, seen, compress)
+        second = _name([b"hostmaster", *value], out + first, seen, compress)
+        return first + second + struct.pack(">5I", 1, 2, 3, 4, 5)
+    return value
+
+
+def dns_message(txid: int, flags: int, question, sections, *, compress=True, counts=None) -> bytes:
+    """A DNS message: `question` (labels, qtype) or None; `sections` three lists of records
+    (owner labels, type, ttl, value, rdlen change)."""
+    records = [rr for section in sections for rr in section]
+    real = (int(question is not None), *(len(s) for s in sections))
+    out = bytearray(struct.pack(">6H", txid, flags, *(counts or real)))
+    seen: dict[bytes, int] = {}
+    if question is not None:
+        out += _name(question[0], out, seen, compress) + struct.pack(">HH", question[1], 1)
+    for owner, kind, ttl, value, change in records:
+        out += _name(owner, out, seen, compress)
+        at = len(out) + 10
+        rdata = _rdata(kind, value, out + bytes(10), seen, compress)
+        out += struct.pack(">HHIH", kind, 1, ttl, max(0, len(rdata) + change)) + rdata
+        assert at + len(rdata) == len(out)
+    return bytes(out)
+
+
+def _assert_same_dns_rows(message: bytes) -> list | None:
+    """dns_rows gives None or exactly _dns_rows' rows (values and their types); rare_layers' C path gives
+    _dns_rows' rows always. Returns what dns_rows returned."""
+    fast = native.core.dns_rows(message)
+    pure = rare_layers._dns_rows(message)
+    if fast is not None:
+        assert fast == pure
+        assert [[type(v) for v in row] for row in fast] == [[type(v) for v in row] for row in pure]
+    assert rare_layers._dns_rows_c(message) == pure
+    return fast
+
+
+WWW, EDGE = [b"www", b"example", b"com"], [b"edge", b"example", b"net"]
+A_S = (EDGE, 1, 60, socket.inet_aton("198.18.0.10"), 0)
+AAAA_S = (EDGE, 28, 61, socket.inet_pton(socket.AF_INET6, "fd00::10"), 0)
+SOA = ([b"example", b"com"], 6, 3600, [b"ns1", b"example", b"com"], 0)
+OPT = ([], 41, 0x8000, b"", 0)
+RESPONSE, QUERY, NXDOMAIN = 0x8180, 0x0100, 0x8183
+DNS_FAST = {  # messages the C core decodes itself
+    "cname A AAAA": dns_message(7, RESPONSE, (WWW, 1), [[(WWW, 5, 300, EDGE, 0), A_S, AAAA_S], [], [OPT]]),
+    "uncompressed": dns_message(7, RESPONSE, (WWW, 28), [[(WWW, 5, 300, EDGE, 0), AAAA_S], [], []], compress=False),
+    "query": dns_message(9, QUERY, (WWW, 1), [[], [], [OPT]]),
+    "NXDOMAIN with SOA": dns_message(10, NXDOMAIN, ([b"nope", *WWW], 28), [[], [SOA], [OPT]]),
+    "NODATA": dns_message(11, RESPONSE, (WWW, 28), [[], [SOA], []]),
+    "odd rcode and qtype": dns_message(12, 0x818B, (WWW, 65), [[], [], []]),
+    "MX SRV TXT PTR NS": dns_message(13, RESPONSE, (WWW, 15), [
+        [(WWW, 15, 5, EDGE, 0), (WWW, 33, 5, EDGE, 0), (WWW, 16, 5, b"\x03abc\x00\x02de", 0)],
+        [(WWW, 2, 5, EDGE, 0)], [(WWW, 12, 5, EDGE, 0), (WWW, 10, 5, b"\x01\x02", 0)]]),
+    "root name, no question": dns_message(14, RESPONSE, None, [[([], 1, 1, b"\x01\x02\x03\x04", 0)], [], []]),
+    "dots, case, NUL and control bytes in labels": dns_message(
+        15, RESPONSE, ([b"a.b", b"WwW", b"x\x00y\x7f", b"\t"], 1),
+        [[([b"a.b", b"WwW", b"x\x00y\x7f", b"\t"], 5, 2**32 - 1, [b"C.", b"d"], 0)], [], []]),
+    "answers in a query are not read": dns_message(16, QUERY, (WWW, 1), [[A_S], [], []]),
+    "A in the authority section only": dns_message(17, RESPONSE, (WWW, 1), [[], [A_S], []]),
+}  # fmt: skip
+_loop = bytearray(DNS_FAST["query"])
+_loop[12:14] = b"\xc0\x0c"  # the question's name points at itself
+_forward = bytearray(DNS_FAST["query"])
+_forward[12:14] = b"\xc0\x20"
+_long = [b"x" * 63] * 4  # 256 bytes of labels: dpkt's limit is 255
+DNS_FALLBACK = {  # messages the C core hands to dpkt
+    "pointer loop": bytes(_loop),
+    "forward pointer": bytes(_forward),
+    "pointer past the end": DNS_FAST["query"][:12] + b"\xc3\xff",
+    "truncated": DNS_FAST["cname A AAAA"][:-20],
+    "header only": DNS_FAST["query"][:12],
+    "short header": b"\x00\x07\x81",
+    "huge counts": struct.pack(">6H", 1, RESPONSE, 65535, 65535, 65535, 65535) + b"\x00" * 40,
+    "name over 255 bytes": dns_message(18, RESPONSE, (_long, 1), [[], [], []]),
+    "label type 0x40": DNS_FAST["query"][:12] + b"\x41\x00\x00\x01\x00\x01",
+    "non-ASCII label": dns_message(19, RESPONSE, (["é".encode(), b"com"], 1), [[A_S], [], []]),
+    "bytes that are not UTF-8": dns_message(19, RESPONSE, ([b"\xff", b"com"], 1), [[A_S], [], []]),
+    "A of 5 bytes": dns_message(20, RESPONSE, (WWW, 1), [[(EDGE, 1, 1, b"\x01\x02\x03\x04\x05", 0)], [], []]),
+    "AAAA of 4 bytes": dns_message(20, RESPONSE, (WWW, 28), [[(EDGE, 28, 1, b"\x01\x02\x03\x04", 0)], [], []]),
+    "CNAME rdlen too long": dns_message(21, RESPONSE, (WWW, 1), [[(WWW, 5, 300, EDGE, 2), A_S], [], []]),
+    "CNAME rdlen too short": dns_message(21, RESPONSE, (WWW, 1), [[(WWW, 5, 300, EDGE, -3), A_S], [], []]),
+    "CNAME rdlen past the end": dns_message(21, RESPONSE, (WWW, 1), [[(WWW, 5, 300, EDGE, 2)], [], []]),
+    "HTTPS answer": dns_message(22, RESPONSE, (WWW, 65), [[(WWW, 65, 300, b"\x00\x01\x00", 0)], [], []]),
+    "MX of 1 byte": dns_message(24, RESPONSE, (WWW, 15), [[(WWW, 15, 5, [], -2)], [], []]),
+    "TXT overrun": dns_message(23, RESPONSE, (WWW, 16), [[(WWW, 16, 300, b"\x09ab", 0)], [], []]),
+}  # fmt: skip
+
+
+@needs_core
+@pytest.mark.parametrize("message", DNS_FAST.values(), ids=DNS_FAST.keys())
+def test_the_c_core_decodes_common_dns_messages_exactly_like_dpkt(message):
+    assert _assert_same_dns_rows(message) is not None
+
+
+@needs_core
+@pytest.mark.parametrize("message", DNS_FALLBACK.values(), ids=DNS_FALLBACK.keys())
+def test_the_c_core_hands_unusual_dns_messages_to_dpkt(message):
+    assert _assert_same_dns_rows(message) is None
+
+
+def test_dns_fallback_examples_are_what_dpkt_makes_of_them():
+    """The hostile examples are what they say: dpkt finds them malformed, or drops the odd answer."""
+    rows = {name: rare_layers._dns_rows(m) for name, m in DNS_FALLBACK.items()}
+    for name in ("pointer loop", "forward pointer", "pointer past the end", "truncated", "short header",
+                 "huge counts", "name over 255 bytes", "label type 0x40", "bytes that are not UTF-8",
+                 "HTTPS answer", "CNAME rdlen too long", "CNAME rdlen too short", "MX of 1 byte"):  # fmt: skip
+        assert [r[-1] for r in rows[name]] == ["malformed"], name
+    assert rows["non-ASCII label"][0][3] == "é.com"
+    assert rows["A of 5 bytes"] == [(20, True, "NOERROR", "www.example.com", "A", "", "", "", -1, "ok")]
+    assert [r[7] for r in rows["CNAME rdlen past the end"]] == ["edge.example.net"]  # dpkt reads the name
+
+
+LABEL = st.one_of(
+    st.binary(min_size=1, max_size=12).map(lambda b: bytes(0x61 + x % 26 for x in b)),  # plain
+    st.sampled_from([b"svc", b"cluster", b"local", b"default", b"x-y", b"A1", b"ns1"]),  # shared suffixes
+    st.binary(min_size=1, max_size=63),  # any bytes: dots, NULs, non-ASCII, not UTF-8
+    st.just(b"y" * 63),
+)
+NAME = st.lists(LABEL, max_size=6)
+RECORD = st.one_of(
+    st.tuples(NAME, st.just(1), st.integers(0, 2**32 - 1), st.binary(min_size=4, max_size=4), st.just(0)),
+    st.tuples(NAME, st.just(28), st.integers(0, 2**32 - 1), st.binary(min_size=16, max_size=16), st.just(0)),
+    st.tuples(NAME, st.sampled_from([5, 5, 2, 12, 15, 33, 6]), st.integers(0, 2**32 - 1), NAME, st.just(0)),
+    st.tuples(NAME, st.sampled_from([16, 13, 10, 41, 65, 46, 0]), st.integers(0, 2**32 - 1), st.binary(max_size=20),
+              st.just(0)),
+    st.tuples(NAME, st.sampled_from([1, 28]), st.integers(0, 2**32 - 1), st.binary(max_size=20),
+              st.integers(-3, 3)),  # wrong lengths
+    st.tuples(NAME, st.sampled_from([5, 15]), st.integers(0, 2**32 - 1), NAME, st.integers(-3, 3)),
+)  # fmt: skip
+DNS_MESSAGE = st.builds(
+    dns_message,
+    st.integers(0, 0xFFFF),
+    st.sampled_from([RESPONSE, QUERY, NXDOMAIN, 0x8182, 0x8385, 0x818F, 0x8580]) | st.integers(0, 0xFFFF),
+    st.none() | st.tuples(NAME, st.sampled_from([1, 28, 5, 65, 12, 255]) | st.integers(0, 0xFFFF)),
+    st.tuples(st.lists(RECORD, max_size=6), st.lists(RECORD, max_size=2), st.lists(RECORD, max_size=2)),
+    compress=st.booleans(),
+    counts=st.none() | st.tuples(*[st.sampled_from([0, 1, 2, 3, 255, 65535])] * 4),
+)
+DAMAGE = st.lists(
+    st.tuples(st.sampled_from(["cut", "byte", "pointer"]), st.integers(0, 600), st.integers(0, 0x3FFF)),
+    max_size=3,
+)
+
+
+def _damage(message: bytes, damage) -> bytes:
+    out = bytearray(message)
+    for op, at, value in damage:
+        at = at % (len(out) + 1)
+        if op == "cut":
+            del out[at:]
+        elif op == "byte" and at < len(out):
+            out[at] = value & 0xFF
+        elif op == "pointer":
+            out[at : at + 2] = struct.pack(">H", 0xC000 | value % (len(out) + 8))
+    return bytes(out)
+
+
+@needs_core
+@pytest.mark.fuzz
+@settings(max_examples=FUZZ_EXAMPLES * 5, deadline=5000, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(message=DNS_MESSAGE, damage=DAMAGE, noise=st.binary(max_size=80))
+def test_same_dns_rows_for_any_message(message, damage, noise):
+    """Valid messages (random names and labels, A/AAAA/CNAME chains and every other record type dpkt knows
+    or does not, compression or none, any rcode), the same with wrong counts, wrong rdata lengths, cut,
+    overwritten or given pointers anywhere; and random bytes."""
+    _assert_same_dns_rows(message)
+    _assert_same_dns_rows(_damage(message, damage))
+    _assert_same_dns_rows(noise)
+    _assert_same_dns_rows(message[:2] + noise)
+
+
+@needs_core
+@settings(max_examples=FUZZ_EXAMPLES, deadline=5000, derandomize=True, database=None)
+@given(question=st.tuples(st.lists(LABEL.filter(lambda b: max(b) < 0x80), max_size=4), st.sampled_from([1, 28])),
+       chain=st.lists(st.lists(LABEL.filter(lambda b: max(b) < 0x80), min_size=1, max_size=3), max_size=4),
+       addresses=st.lists(st.sampled_from([1, 28]), max_size=3), rcode=st.sampled_from([RESPONSE, NXDOMAIN]))  # fmt: skip
+@pytest.mark.fuzz
+def test_clean_cname_chains_never_fall_back(question, chain, addresses, rcode):
+    """A clean CNAME chain with its addresses (ASCII names, lengths right) is decoded by the C core."""
+    names = [question[0], *chain]
+    answers = [(names[i], 5, 30 + i, names[i + 1], 0) for i in range(len(chain))]
+    addr = {1: b"\xc6\x12\x00\x01", 28: bytes(15) + b"\x01"}
+    answers += [(names[-1], kind, 60, addr[kind], 0) for kind in addresses]
+    message = dns_message(1, rcode, question, [answers, [], [OPT]])
+    if sum(len(label) + 1 for name in names for label in name) > 255 * len(names):
+        return
+    fast = _assert_same_dns_rows(message)
+    long = any(sum(len(label) + 1 for label in name) > 255 for name in names)
+    assert (fast is None) == long
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_same_dns_table_with_and_without_the_c_core(path: Path, monkeypatch):
+    """The DNS table of every capture, from the same packets: the C core's dns_rows on, then off (dpkt)."""
+    cap = _open_or_skip(path)
+    try:
+        raw = packets.build_packets(cap, keep_packets=False)
+    except CaptureError:
+        pytest.skip("not a readable capture")
+    finally:
+        cap.close()
+    fast = rare_layers.dns_table(raw.packets, raw.rare)
+    monkeypatch.setattr(native, "ENABLED", False)
+    pure = rare_layers.dns_table(raw.packets, raw.rare)
+    pd.testing.assert_frame_equal(fast, pure)

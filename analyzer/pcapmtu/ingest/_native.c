@@ -4,7 +4,7 @@
  * Why: on a real one-million-packet capture the columnar numpy decoder spends most of its time in call
  * overhead on small arrays, and the record walks, address and 5-tuple interning and the per-connection TCP
  * state are sequential loops numpy cannot vectorize, or does with a few dozen array operations per slice.
- * Seven entry points, each the C twin of a Python function that stays the reference:
+ * Eight entry points, each the C twin of a Python function that stays the reference:
  *
  *   walk_pcap            the pcap record walk              formats/pcap.py: _walk_words, _walk_struct
  *   epb_run              a run of pcapng packet blocks     formats/pcapng.py: _Walker._epb_run
@@ -13,6 +13,7 @@
  *   tuple_ids            5-tuple interning                 tcp/connections.py: tuple_ids
  *   tcp_segments         the per-segment analysis          tcp/segments.py: _analyze_numpy
  *   tcp_aggregates       the flows table's aggregates      tcp/flows.py: _aggregates_numpy
+ *   dns_rows             one DNS message, common shapes    rare_layers.py: _dns_rows (dpkt)
  *
  * Nothing here decides anything new: every rule is the one in those functions, and tests/test_native.py
  * checks that both give identical tables on every capture and on fuzzed packets, segments and files. The
@@ -31,6 +32,8 @@
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 /* The columns the decoder writes, in this order: X(index, name, numpy dtype, C type). The enum, the item sizes
  * decode() checks, the type SET() writes and COLUMN_LAYOUT all come from this one list. COLUMN_LAYOUT tells
@@ -1181,6 +1184,239 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------------------ DNS messages */
+/* The rows of one DNS message (rare_layers._dns_rows), for the messages whose every byte this code
+ * understands; None for all others, which _dns_rows then decodes with dpkt. The contract is one-sided: when
+ * this returns rows, dpkt.dns.DNS parses the message without error and _dns_rows gives exactly those rows.
+ * So every check below is dpkt's check or a stricter one (stricter only costs a fallback):
+ *
+ *   names      dpkt.dns.unpack_name: plain labels (length 0-63) and pointers; a pointer must point before the
+ *              start of the name or of the label run it jumped to (so pointer chains strictly go backwards
+ *              and end; a loop or a forward pointer is an error in dpkt); labels add up to at most 255 bytes.
+ *              dpkt joins the labels with "." (no escaping of dots or odd bytes inside a label) and decodes
+ *              UTF-8: here every label byte must be ASCII (< 0x80), where that decoding is the identity;
+ *              a name with any other byte falls back;
+ *   sections   every question and every record of all three sections must parse, as in dpkt, whose record
+ *              types outside A, NS, CNAME, SOA, NULL, PTR, HINFO, MX, TXT, AAAA, SRV, OPT are an error;
+ *              those types fall back, and so does any record whose rdata runs past the message, an A or
+ *              AAAA whose rdata is not 4 or 16 bytes, or a name inside rdata (CNAME, NS, PTR, SOA, MX, SRV)
+ *              that does not end exactly where the rdata ends, and TXT/HINFO strings that are not ASCII
+ *              or overrun their rdata.
+ * dns_rows(message bytes) -> list of (txid, response, rcode, qname, qtype, answer_name, answer_type, answer,
+ * ttl, "ok") or None */
+#define DNS_NAME_MAX 255
+
+static PyObject *DNS_STR[5]; /* "", "ok", "A", "AAAA", "CNAME" */
+static PyObject *DNS_RCODE_STR[6];
+static const char *const DNS_RCODE_NAMES[6] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"};
+
+/* The name at off, written as dpkt writes it into out[DNS_NAME_MAX + 1] (*len its length): the offset after
+ * it (after its first pointer), or -1 (dpkt fails, or a byte dpkt would decode as UTF-8). Each step either
+ * adds a label (at most 255 bytes of them) or follows a pointer to a smaller offset: it ends. */
+static Py_ssize_t dns_name(const uint8_t *b, Py_ssize_t n, Py_ssize_t off, char *out, int *len)
+{
+    Py_ssize_t start = off, after = -1;
+    int total = 0, w = 0;
+    for (;;) {
+        if (off < 0 || off >= n)
+            return -1;
+        unsigned c = b[off];
+        if (c == 0) {
+            off++;
+            break;
+        }
+        if ((c & 0xC0) == 0xC0) {
+            if (off + 1 >= n)
+                return -1;
+            Py_ssize_t ptr = (Py_ssize_t)(((c & 0x3F) << 8) | b[off + 1]);
+            if (ptr >= start)
+                return -1;
+            if (after < 0)
+                after = off + 2;
+            start = off = ptr;
+            continue;
+        }
+        if (c & 0xC0)
+            return -1; /* label types 0x40 and 0x80 */
+        if (off + 1 + (Py_ssize_t)c > n)
+            return -1;
+        total += (int)c + 1;
+        if (total > DNS_NAME_MAX)
+            return -1;
+        if (w)
+            out[w++] = '.';
+        for (unsigned k = 0; k < c; k++) {
+            uint8_t x = b[off + 1 + k];
+            if (x >= 0x80)
+                return -1;
+            out[w++] = (char)x;
+        }
+        off += 1 + (Py_ssize_t)c;
+    }
+    *len = w;
+    return after < 0 ? off : after;
+}
+
+/* The type text of _dns_rows: A, AAAA, CNAME, or the number. */
+static PyObject *dns_type_text(unsigned t)
+{
+    PyObject *s = t == 1 ? DNS_STR[2] : t == 28 ? DNS_STR[3] : t == 5 ? DNS_STR[4] : NULL;
+    if (s) {
+        Py_INCREF(s);
+        return s;
+    }
+    return PyUnicode_FromFormat("%u", t);
+}
+
+static PyObject *dns_rows(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const uint8_t *b = view.buf;
+    Py_ssize_t n = view.len;
+    PyObject *result = NULL, *rows = NULL, *id = NULL, *response = NULL, *rcode = NULL, *qname = NULL,
+             *qtype = NULL;
+    char name[DNS_NAME_MAX + 1], target[DNS_NAME_MAX + 1];
+    int name_len = 0, target_len = 0;
+    if (n < 12)
+        goto fallback;
+    unsigned op = be16(b + 2), counts[4] = {be16(b + 4), be16(b + 6), be16(b + 8), be16(b + 10)};
+    int is_response = (op & 0x8000) != 0;
+    Py_ssize_t off = 12;
+    for (unsigned i = 0; i < counts[0]; i++) {
+        off = dns_name(b, n, off, name, &name_len);
+        if (off < 0 || off + 4 > n)
+            goto fallback;
+        if (i == 0) {
+            qname = PyUnicode_FromStringAndSize(name, name_len);
+            qtype = qname ? dns_type_text(be16(b + off)) : NULL;
+            if (!qtype)
+                goto done;
+        }
+        off += 4;
+    }
+    if (!qname) {
+        qname = Py_NewRef(DNS_STR[0]);
+        qtype = Py_NewRef(DNS_STR[0]);
+    }
+    unsigned rc = op & 0xF;
+    rcode = rc < 6 ? Py_NewRef(DNS_RCODE_STR[rc]) : PyUnicode_FromFormat("%u", rc);
+    id = PyLong_FromUnsignedLong(be16(b));
+    response = PyBool_FromLong(is_response);
+    rows = PyList_New(0);
+    if (!rcode || !id || !rows)
+        goto done;
+    for (int section = 1; section < 4; section++) {
+        for (unsigned i = 0; i < counts[section]; i++) {
+            off = dns_name(b, n, off, name, &name_len);
+            if (off < 0 || off + 10 > n)
+                goto fallback;
+            unsigned type = be16(b + off);
+            unsigned long ttl = be32(b + off + 4);
+            Py_ssize_t rdlen = be16(b + off + 8), rd = off + 10, end = rd + rdlen, e;
+            if (end > n)
+                goto fallback;
+            PyObject *kind = NULL, *value = NULL;
+            char text[INET6_ADDRSTRLEN];
+            switch (type) {
+            case 1: /* A */
+            case 28: /* AAAA */
+                if (rdlen != (type == 1 ? 4 : 16))
+                    goto fallback;
+                if (!inet_ntop(type == 1 ? AF_INET : AF_INET6, b + rd, text, sizeof text))
+                    goto fallback;
+                kind = DNS_STR[type == 1 ? 2 : 3];
+                value = PyUnicode_FromString(text);
+                break;
+            case 2: /* NS */
+            case 5: /* CNAME */
+            case 12: /* PTR */
+                if (dns_name(b, n, rd, target, &target_len) != end)
+                    goto fallback;
+                if (type == 5) {
+                    kind = DNS_STR[4];
+                    value = PyUnicode_FromStringAndSize(target, target_len);
+                }
+                break;
+            case 6: /* SOA: two names and five 32-bit numbers */
+                e = dns_name(b, n, rd, target, &target_len);
+                e = e < 0 ? -1 : dns_name(b, n, e, target, &target_len);
+                if (e < 0 || e + 20 != end)
+                    goto fallback;
+                break;
+            case 15: /* MX: preference and a name */
+            case 33: /* SRV: priority, weight, port and a name */
+                e = type == 15 ? 2 : 6;
+                if (rdlen < e || dns_name(b, n, rd + e, target, &target_len) != end)
+                    goto fallback;
+                break;
+            case 13: /* HINFO */
+            case 16: /* TXT: character strings */
+                for (e = rd; e < end; e += 1 + b[e]) {
+                    if (e + 1 + b[e] > end)
+                        goto fallback;
+                    for (Py_ssize_t k = e + 1; k < e + 1 + b[e]; k++)
+                        if (b[k] >= 0x80)
+                            goto fallback;
+                }
+                break;
+            case 10: /* NULL */
+            case 41: /* OPT */
+                break;
+            default:
+                goto fallback;
+            }
+            if (kind && !value)
+                goto done; /* the answer's text could not be made */
+            if (value && section == 1 && is_response) {
+                PyObject *owner = PyUnicode_FromStringAndSize(name, name_len);
+                PyObject *ttl_obj = PyLong_FromUnsignedLong(ttl);
+                PyObject *row = owner && ttl_obj && value ? PyTuple_Pack(10, id, response, rcode, qname, qtype,
+                                                                         owner, kind, value, ttl_obj, DNS_STR[1])
+                                                          : NULL;
+                Py_XDECREF(owner);
+                Py_XDECREF(ttl_obj);
+                Py_XDECREF(value);
+                if (!row || PyList_Append(rows, row) < 0) {
+                    Py_XDECREF(row);
+                    goto done;
+                }
+                Py_DECREF(row);
+            } else {
+                Py_XDECREF(value);
+            }
+            off = end;
+        }
+    }
+    if (PyList_GET_SIZE(rows) == 0) {
+        PyObject *minus = PyLong_FromLong(-1);
+        PyObject *row = minus ? PyTuple_Pack(10, id, response, rcode, qname, qtype, DNS_STR[0], DNS_STR[0],
+                                             DNS_STR[0], minus, DNS_STR[1])
+                              : NULL;
+        Py_XDECREF(minus);
+        if (!row || PyList_Append(rows, row) < 0) {
+            Py_XDECREF(row);
+            goto done;
+        }
+        Py_DECREF(row);
+    }
+    result = Py_NewRef(rows);
+    goto done;
+fallback:
+    if (!PyErr_Occurred())
+        result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(rows);
+    Py_XDECREF(id);
+    Py_XDECREF(response);
+    Py_XDECREF(rcode);
+    Py_XDECREF(qname);
+    Py_XDECREF(qtype);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buf, rec_hdr, at, big_endian, max_record) -> (int64 record starts as bytes, stop position)"},
@@ -1201,6 +1437,8 @@ static PyMethodDef methods[] = {
     {"factorize_addresses", factorize_addresses, METH_VARARGS,
      "factorize_addresses(addr, side, keep, valid, codes out) -> keys: one address side of a batch, "
      "factorized in packets._AddressTable's order"},
+    {"dns_rows", dns_rows, METH_O,
+     "dns_rows(message) -> the rows of rare_layers._dns_rows, or None: a message to decode with dpkt"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1209,6 +1447,13 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pcapmtu.ingest._nati
 
 PyMODINIT_FUNC PyInit__native(void)
 {
+    static const char *const texts[5] = {"", "ok", "A", "AAAA", "CNAME"};
+    for (int k = 0; k < 5; k++)
+        if (!DNS_STR[k] && !(DNS_STR[k] = PyUnicode_InternFromString(texts[k])))
+            return NULL;
+    for (int k = 0; k < 6; k++)
+        if (!DNS_RCODE_STR[k] && !(DNS_RCODE_STR[k] = PyUnicode_InternFromString(DNS_RCODE_NAMES[k])))
+            return NULL;
     PyObject *m = PyModule_Create(&module);
     PyObject *layout = m ? PyTuple_New(N_COLUMNS) : NULL;
     if (!layout)
