@@ -209,7 +209,12 @@ def sizes(analysis: Analysis) -> Figure:
             values = p.loc[p["dir"] == d, "ip_len"].to_numpy()
             if len(values):
                 ax.hist(
-                    values, bins=bins, alpha=0.6, label=f"{label} ({len(values)} data packets)", color=color
+                    values,
+                    bins=bins,
+                    histtype="stepfilled",  # one polygon, not a rectangle per bin: the same picture, drawn faster
+                    alpha=0.6,
+                    label=f"{label} ({len(values)} data packets)",
+                    color=color,
                 )
         if path:
             ax.axvline(path, color="#d62728", linestyle="-", label=f"path MTU {path}")
