@@ -3,6 +3,8 @@ support/environment.py (its names are importable from here too, for tests writte
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from support.environment import (  # noqa: F401  (CORPUS is used here; the rest are re-exported)
@@ -30,6 +32,25 @@ def tmp_capture(tmp_path):
 TIER_MARKERS = ("corpus", "oracle", "lab", "fuzz", "browser")
 
 
+# A test run once per lab scenario (or per lab capture) sweeps the lab: the full suite runs every one, the
+# fast tier the demo incident's only, so that each sweep is still exercised there.
+FAST_TIER_SCENARIO = "blackhole_tls12"
+LAB_SCENARIOS = {p.name for p in SAMPLES.iterdir() if p.is_dir() and (p / "truth.json").exists()}
+
+
+def _sweeps_the_lab(item) -> bool:
+    for value in getattr(getattr(item, "callspec", None), "params", {}).values():
+        if isinstance(value, str) and value in LAB_SCENARIOS:
+            scenario = value
+        elif isinstance(value, Path) and value.is_relative_to(SAMPLES) and value != SAMPLES:
+            scenario = value.relative_to(SAMPLES).parts[0]
+        else:
+            continue
+        if scenario != FAST_TIER_SCENARIO:
+            return True
+    return False
+
+
 def _uses_corpus(item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
     root = str(CORPUS) if CORPUS else None
@@ -47,5 +68,5 @@ def pytest_collection_modifyitems(config, items) -> None:
         module = item.module.__name__
         if any(word in module for word in ("tshark", "oracle", "wireshark", "streams")):
             item.add_marker(pytest.mark.oracle)
-        if module.startswith("test_lab_"):
+        if module.startswith("test_lab_") or _sweeps_the_lab(item):
             item.add_marker(pytest.mark.lab)
