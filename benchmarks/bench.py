@@ -54,7 +54,10 @@ TOOLS = ("pcapmtu", "tshark", "tcptrace")
 # response body (tens of MB for a bulk download), which dominates its time and memory on such captures.
 # pcapmtu-pure: pcapmtu with its C core switched off (PCAPMTU_PURE=1), the numpy baseline, side by side.
 # pcapmtu-baseline: another pcapmtu (--baseline CMD, e.g. an install of the last release), side by side.
-EXTRA_TOOLS = ("tshark-noreasm", "pcapmtu-pure", "pcapmtu-baseline")
+# pcapmtu-analyze: `analyze --json` of the capture as the only one (placed by its vantage point), and
+# pcapmtu-report: the same with `--out DIR` (report.html, report.md, report.json, plots), what a user waits for.
+EXTRA_TOOLS = ("tshark-noreasm", "pcapmtu-pure", "pcapmtu-baseline", "pcapmtu-analyze", "pcapmtu-report")
+REPORT_DIR = WORK / "bench-report"
 TSHARK_FIELDS = [
     "frame.time_epoch",
     "ip.src",
@@ -67,13 +70,15 @@ TSHARK_FIELDS = [
 ]
 # inspect exits 0; analyze exits 1 or 3 when it found a problem in the capture (docs/cli.md): still a run.
 OK_CODES = {"pcapmtu": {0, 1, 3}, "tshark": {0}, "tcptrace": {0}, "tshark-noreasm": {0}, "pcapmtu-pure": {0, 1, 3},
-            "pcapmtu-baseline": {0, 1, 3}}  # fmt: skip
+            "pcapmtu-baseline": {0, 1, 3}, "pcapmtu-analyze": {0, 1, 3}, "pcapmtu-report": {0, 1, 3}}  # fmt: skip
 # (label, key, numerator tool, denominator tool) of the ratios printed; a ratio needs both tools' runs
 RATIOS = (
     ("pcapmtu / tcptrace", "pcapmtu_over_tcptrace", "pcapmtu", "tcptrace"),
     ("tshark / pcapmtu", "tshark_over_pcapmtu", "tshark", "pcapmtu"),
     ("pcapmtu-pure / pcapmtu", "pure_over_pcapmtu", "pcapmtu-pure", "pcapmtu"),
     ("pcapmtu-baseline / pcapmtu", "baseline_over_pcapmtu", "pcapmtu-baseline", "pcapmtu"),
+    ("pcapmtu-analyze / pcapmtu", "analyze_over_inspect", "pcapmtu-analyze", "pcapmtu"),
+    ("pcapmtu-report / pcapmtu-analyze", "report_over_analyze", "pcapmtu-report", "pcapmtu-analyze"),
 )
 
 
@@ -287,6 +292,8 @@ def tool_commands(pcapmtu: str | None, baseline: str | None = None) -> dict[str,
     tools["pcapmtu-baseline"] = (
         _given_command(baseline) if baseline else {"argv": None, "note": "no --baseline CMD given"}
     )
+    for name in ("pcapmtu-analyze", "pcapmtu-report"):
+        tools[name] = {"argv": base, "note": tools["pcapmtu"]["note"]}
     for name in ("tshark", "tcptrace", "tshark-noreasm"):
         path = shutil.which(name.split("-")[0])
         tools[name] = {
@@ -315,6 +322,10 @@ def warm_bytecode(tools: dict[str, dict]) -> None:
 
 
 def command_for(name: str, base: list[str], capture: Path) -> list[str]:
+    if name == "pcapmtu-analyze":
+        return [*base, "analyze", "--json", "--capture", str(capture)]
+    if name == "pcapmtu-report":
+        return [*base, "analyze", "--quiet", "--force", "--out", str(REPORT_DIR), "--capture", str(capture)]
     if name.startswith("pcapmtu"):
         return [*base, "inspect", "--json", str(capture)]
     if name.startswith("tshark"):
