@@ -35,13 +35,13 @@ class Verdict(StrEnum):
         return {str(v): v.rank for v in cls}
 
 
-_VERDICT_RANK = {
-    Verdict.MTU_BLACKHOLE: 5,
-    Verdict.MTU_BLACKHOLE_RECOVERED: 4,
-    Verdict.NOT_MTU: 3,
-    Verdict.INCONCLUSIVE: 2,
-    Verdict.HEALTHY: 1,
-}
+def _rank_by_declaration(members: type[StrEnum], first_highest: bool) -> dict:
+    """Each member's rank from its place in the class: the order the class is written in is the order."""
+    n = len(members)
+    return {m: n - i if first_highest else i for i, m in enumerate(members)}
+
+
+_VERDICT_RANK = _rank_by_declaration(Verdict, first_highest=True)  # mtu_blackhole 5 ... healthy 1
 
 
 class Reason(StrEnum):
@@ -57,7 +57,7 @@ class Reason(StrEnum):
 
     @property
     def rank(self) -> int:
-        return len(Reason) - list(Reason).index(self)
+        return _REASON_RANK[self]
 
     @property
     def words(self) -> str:
@@ -65,6 +65,7 @@ class Reason(StrEnum):
         return _REASON_WORDS[self]
 
 
+_REASON_RANK = _rank_by_declaration(Reason, first_highest=True)  # filtered 6 ... no_response 1
 _REASON_WORDS = {
     Reason.FILTERED: "SYNs are never answered: a firewall or routing problem",
     Reason.REFUSED: "the server refuses the connection (RST): nothing listens there",
@@ -88,7 +89,7 @@ class Severity(StrEnum):
         return _SEVERITY_RANK[self]
 
 
-_SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
+_SEVERITY_RANK = _rank_by_declaration(Severity, first_highest=False)  # info 0, warning 1, error 2
 
 
 @dataclass(frozen=True)
