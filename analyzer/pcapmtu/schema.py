@@ -10,6 +10,19 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
 
+# The per-segment TCP analysis flags (tcp/segments.py sets them per packet; the flows table counts them
+# per direction)
+PER_SEGMENT_FLAGS = (
+    "retrans",
+    "fast_retrans",
+    "spurious_retrans",
+    "out_of_order",
+    "lost_before",
+    "dup_ack",
+    "zero_window",
+    "keepalive",
+)
+
 UTC = "datetime64[ns, UTC]"  # the dtype of the `time` columns: tz-aware, beside the epoch seconds they repeat
 
 
@@ -127,16 +140,7 @@ for _d, _who in (("c2s", "client to server"), ("s2c", "server to client")):
             f"max_outer_len_{_d}": ("int64", f"largest outer (overlay) IP length {_who}, 0 if none"),
         }
     )
-for _flag in (
-    "retrans",
-    "fast_retrans",
-    "spurious_retrans",
-    "out_of_order",
-    "lost_before",
-    "dup_ack",
-    "zero_window",
-    "keepalive",
-):
+for _flag in PER_SEGMENT_FLAGS:
     for _d in ("c2s", "s2c"):
         FLOWS[f"{_flag}_{_d}"] = ("int64", f"packets flagged `{_flag}` ({_d})")
 FLOWS.update(

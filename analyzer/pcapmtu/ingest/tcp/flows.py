@@ -14,6 +14,7 @@ import pandas as pd
 
 from ... import schema
 from .. import native
+from ..rare_layers import TLS_COLUMNS
 from .segments import ACK, FIN, NONE, PER_SEGMENT_FLAGS, RST, SYN, Analysis, Slice, as_i64, reduce_groups
 from .states import STATES, zeek_conn_state
 
@@ -328,17 +329,7 @@ def joined(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
 
 
 # flows columns written after the reconstruction: by the TLS layer (rare_layers) and service_names
-LATER_COLUMNS = (
-    "sni",
-    "tls_version",
-    "client_hello_len",
-    "server_hello",
-    "certificate_len",
-    "server_flight_bytes",
-    "client_second_flight",
-    "name",
-    "name_source",
-)
+LATER_COLUMNS = (*TLS_COLUMNS[1:], "name", "name_source")  # TLS_COLUMNS[0] is the key, conn
 
 
 def empty() -> pd.DataFrame:

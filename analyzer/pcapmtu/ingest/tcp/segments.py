@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ...schema import PER_SEGMENT_FLAGS
 from .. import native
 
 if TYPE_CHECKING:
@@ -24,17 +25,6 @@ if TYPE_CHECKING:
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 SEQ_MOD = 1 << 32
 NONE = np.iinfo(np.int64).max  # the position of an event a connection never had
-
-PER_SEGMENT_FLAGS = (
-    "retrans",
-    "fast_retrans",
-    "spurious_retrans",
-    "out_of_order",
-    "lost_before",
-    "dup_ack",
-    "zero_window",
-    "keepalive",
-)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
