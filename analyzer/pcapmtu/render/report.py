@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import matplotlib
 import pandas as pd
@@ -122,37 +122,35 @@ def _ranked(analysis: Analysis) -> pd.DataFrame:
     )
 
 
-def _listed(analysis: Analysis) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the connections the report lists one by one, the rest). A capture with up to MAX_CONNECTION_ROWS
-    connections has every one listed; a bigger one lists those that matter, the ones with a finding (a
-    verdict other than healthy, or a code), worst first, up to the limit, and the rest are summarised."""
+class _Listing(NamedTuple):
+    """Which connections the report lists one by one, computed once per rendering."""
+
+    shown: pd.DataFrame  # listed, worst first
+    rest: pd.DataFrame  # summarised
+    flagged: pd.Series  # per connection (index of the verdicts): a verdict other than healthy, or a finding
+    found: dict[tuple[str, int], set[str]]  # (capture, connection) -> the codes of every finding about it
+
+
+def _listing(analysis: Analysis) -> _Listing:
+    """A capture with up to MAX_CONNECTION_ROWS connections has every one listed; a bigger one lists those
+    that matter, the ones with a finding, worst first, up to the limit, and the rest are summarised. `found`
+    holds every finding's code (the verdict's `codes` are only those that decided it)."""
     v = _ranked(analysis)
-    if len(v) <= MAX_CONNECTION_ROWS:
-        return v, v.iloc[:0]
-    shown = v[_flagged(analysis, v)].head(MAX_CONNECTION_ROWS)
-    return shown, v.drop(index=shown.index)
-
-
-def _found(analysis: Analysis) -> dict[tuple[str, int], set[str]]:
-    """(capture, connection) -> the codes of every finding about it (the verdict's `codes` are only those
-    that decided it)."""
     found: dict[tuple[str, int], set[str]] = {}
     for f in analysis.findings_list:
         if f.conn >= 0:
             found.setdefault((f.capture, f.conn), set()).add(f.code)
-    return found
+    with_finding = [key in found for key in zip(v["capture"], v["conn"], strict=True)]
+    flagged = (v["verdict"] != Verdict.HEALTHY) | pd.Series(with_finding, index=v.index, dtype=bool)
+    if len(v) <= MAX_CONNECTION_ROWS:
+        return _Listing(v, v.iloc[:0], flagged, found)
+    shown = v[flagged].head(MAX_CONNECTION_ROWS)
+    return _Listing(shown, v.drop(index=shown.index), flagged, found)
 
 
-def _flagged(analysis: Analysis, v: pd.DataFrame) -> pd.Series:
-    """Connections with a finding: a verdict other than healthy, or any finding about them."""
-    found = _found(analysis)
-    keys = pd.Series(list(zip(v["capture"], v["conn"], strict=True)), index=v.index, dtype=object)
-    return (v["verdict"] != Verdict.HEALTHY) | keys.map(lambda key: key in found).astype(bool)
-
-
-def _connection_rows(analysis: Analysis) -> list[dict]:
+def _connection_rows(analysis: Analysis, listing: _Listing | None = None) -> list[dict]:
     """The connections table: every connection of a small capture, else those with a finding, worst first."""
-    v, _rest = _listed(analysis)
+    v = (listing or _listing(analysis)).shown
     rows = []
     for role, group in v.groupby("capture", sort=False):
         f = analysis.context.flows(role).iloc[group["conn"].to_numpy()]  # flows are numbered 0..n-1 in order
@@ -179,13 +177,12 @@ def _connection_rows(analysis: Analysis) -> list[dict]:
     return rows
 
 
-def _summary_rows(analysis: Analysis) -> list[dict]:
+def _summary_rows(analysis: Analysis, listing: _Listing | None = None) -> list[dict]:
     """The connections not listed, counted by capture, service and verdict: the biggest groups of each
     verdict, worst verdict first, up to MAX_SUMMARY_ROWS groups."""
-    _shown, rest = _listed(analysis)
+    _shown, rest, _flagged, found = listing or _listing(analysis)
     if rest.empty:
         return []
-    found = _found(analysis)
     codes = [",".join(sorted(found.get(key, ()))) for key in zip(rest["capture"], rest["conn"], strict=True)]
     groups = (
         rest.assign(reason=rest["reason"].fillna(""), codes=codes)
@@ -228,12 +225,12 @@ def _listed_findings(analysis: Analysis) -> tuple[list[Finding], str]:
     return [f for i, f in enumerate(findings) if i in keep], words
 
 
-def _more_connections(analysis: Analysis) -> str:
+def _more_connections(analysis: Analysis, listing: _Listing | None = None) -> str:
     """What the connections table leaves out, in words: how many, where they are summarised and kept."""
-    shown, rest = _listed(analysis)
+    shown, rest, flagged_of, _found = listing or _listing(analysis)
     if rest.empty:
         return ""
-    flagged = int(_flagged(analysis, rest).sum())
+    flagged = int(flagged_of[rest.index].sum())
     groups = rest.groupby(["capture", "service", "verdict", "reason"], sort=False, dropna=False).ngroups
     words = (
         f"{len(rest)} of {len(shown) + len(rest)} connections are not listed one by one"
@@ -348,16 +345,14 @@ def render_markdown(analysis: Analysis, doc: dict, titles: list[tuple[str, str]]
                 block = f"# {printable(d.fix.comment(cmd), 400)}\n{printable(cmd['command'], 400)}"
                 lines += [*md_fence(block, "sh"), ""]
         lines += [f"- {md_block(text(n, 500))}" for n in d.fix.notes] + [""]
+    listing = _listing(analysis)
+    more = _more_connections(analysis, listing)
     lines += [
         "## Connections",
         "",
-        *_md_table(_connection_rows(analysis), text),
+        *_md_table(_connection_rows(analysis, listing), text),
         "",
-        *(
-            [text(_more_connections(analysis), 600), "", *_md_table(_summary_rows(analysis), text), ""]
-            if _more_connections(analysis)
-            else []
-        ),
+        *([text(more, 600), "", *_md_table(_summary_rows(analysis, listing), text), ""] if more else []),
         "## Findings",
         "",
     ]
@@ -475,10 +470,11 @@ def render_html(
                 + "</details>"
             )
         parts.append("<ul>" + "".join(f"<li>{e(n, 500)}</li>" for n in d.fix.notes) + "</ul>")
-    parts += ["<h2>Connections</h2>", _html_table(_connection_rows(analysis))]
-    if _more_connections(analysis):
-        parts.append(f'<p class="muted">{html_text(_more_connections(analysis), 600)}</p>')
-        parts.append(_html_table(_summary_rows(analysis)))
+    listing = _listing(analysis)
+    parts += ["<h2>Connections</h2>", _html_table(_connection_rows(analysis, listing))]
+    if more := _more_connections(analysis, listing):
+        parts.append(f'<p class="muted">{html_text(more, 600)}</p>')
+        parts.append(_html_table(_summary_rows(analysis, listing)))
     parts.append("<h2>Findings</h2>")
     findings, left_out = _listed_findings(analysis)
     parts.append(
