@@ -199,19 +199,20 @@ class Out(Console):
 
 def _write(text: str) -> None:
     """A document on standard output (--json), with the same closed-pipe rule."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _stop_writing()
+    _write_with(lambda write: write(text))
 
 
 def _write_document(doc: dict) -> None:
     """The analyze document on standard output, written in pieces as it is encoded (jsondoc.dump)."""
     from .render.jsondoc import dump
 
+    _write_with(lambda write: dump(doc, write))
+
+
+def _write_with(emit) -> None:
+    """`emit(write)` writes to standard output; a reader that closed the pipe ends the writing quietly."""
     try:
-        dump(doc, sys.stdout.write)
+        emit(sys.stdout.write)
         sys.stdout.flush()
     except BrokenPipeError:
         _stop_writing()
