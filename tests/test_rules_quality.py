@@ -1,13 +1,7 @@
 """Q rules, capture quality: packets cut by the snapshot length, packets that could not be decoded,
 super-packets from GRO/TSO, copies of one packet from `tcpdump -i any`, damaged files.
 
-One behaviour per test, on small captures built from literal packets and analysed with `analyze()`: a positive
-test for each code (the pattern it exists to find, with its numbers) and a negative one (the closest look-alike,
-on which it must stay silent), named `test_<code>_positive_*` and `test_<code>_negative_*`
-(tests/test_rules_registry.py holds every code to that). Connections are written with the scene builders of
-tests/support/scenes.py; the analysed scenes several rule modules read are session fixtures
-(tests/support/scene_fixtures.py), the others module fixtures here. Some captures hold several unrelated
-connections; those tests assert per connection.
+How these tests are written: tests/test_rules_registry.py.
 """
 
 from __future__ import annotations

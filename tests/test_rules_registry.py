@@ -1,6 +1,14 @@
 """The rule registry: well-formed unique codes, placeholders that read as words, a template its values
 cannot fill, a hint for every code, docs/detectors.md generated from it, and a positive and a negative test
 for every code in tests/test_rules_*.py.
+
+How tests/test_rules_*.py are written: one behaviour per test, on small captures built from literal
+packets and analysed with `analyze()`: a positive test for each code (the pattern it exists to find, with its
+numbers) and a negative one (the closest look-alike, on which it must stay silent), named
+`test_<code>_positive_*` and `test_<code>_negative_*` (this module holds every code to that). Connections are
+written with the scene builders of tests/support/scenes.py; the analysed scenes several rule modules read are
+session fixtures (tests/support/scene_fixtures.py), the others fixtures of their module. Some captures hold
+several unrelated connections; those tests assert per connection.
 """
 
 from __future__ import annotations
