@@ -37,10 +37,10 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 # The inner loop: lint and every test that needs no corpus file, tshark, lab capture set, hypothesis run or
-# browser, with each sweep over the lab scenarios run for the demo incident only (markers set in
+# browser, nor starts a service (dockerd, Dask), with each sweep over the lab scenarios run for the demo incident only (markers set in
 # tests/conftest.py), on all cores. CI runs `make test`, the whole suite.
 check: lint
-	$(BIN)/python -m pytest -q -n auto -m "not corpus and not oracle and not lab and not fuzz and not browser"
+	$(BIN)/python -m pytest -q -n auto -m "not corpus and not oracle and not lab and not fuzz and not browser and not service"
 
 clean:
 	rm -rf $(VENV) build *.egg-info analyzer/*.egg-info analyzer/pcapmtu/ingest/*.so

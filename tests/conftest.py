@@ -29,7 +29,11 @@ def tmp_capture(tmp_path):
 # ------------------------------------------------------------------------------------- test tiers
 # `make check` runs what is left after deselecting these; `make test` (CI) runs everything. Marked here, by what a
 # test needs, so that a new test lands in the right tier without remembering a decorator.
-TIER_MARKERS = ("corpus", "oracle", "lab", "fuzz", "browser")
+TIER_MARKERS = ("corpus", "oracle", "lab", "fuzz", "browser", "service")
+
+
+# A test that uses one of these fixtures starts a real service as processes of its own (seconds to start, root).
+SERVICE_FIXTURES = frozenset({"dockerd", "dask_cluster"})
 
 
 # A test run once per lab scenario (or per lab capture) sweeps the lab: the full suite runs every one, the
@@ -65,6 +69,8 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.fuzz)
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.service)
         module = item.module.__name__
         if any(word in module for word in ("tshark", "oracle", "wireshark", "streams")):
             item.add_marker(pytest.mark.oracle)
