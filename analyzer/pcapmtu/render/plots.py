@@ -172,14 +172,16 @@ def timeline(analysis: Analysis) -> Figure:
     if rows:
         t0 = rows[0][0]
         span = max(r[1] for r in rows) - t0
-        for i, (start, end, _name, verdict) in enumerate(rows[:60]):
-            ax.barh(
-                i,
-                max(end - start, span * 0.004, 0.002),  # short connections stay visible
-                left=start - t0,
-                color=VERDICT_COLORS.get(verdict, "grey"),
-                height=0.6,
-            )
+        shown = rows[:60]
+        ax.barh(  # one call for all the bars: the same rectangles as one call per bar, drawn much faster
+            range(len(shown)),
+            [
+                max(end - start, span * 0.004, 0.002) for start, end, _name, _v in shown
+            ],  # short ones stay visible
+            left=[start - t0 for start, _end, _name, _v in shown],
+            color=[VERDICT_COLORS.get(verdict, "grey") for _s, _e, _name, verdict in shown],
+            height=0.6,
+        )
         ax.set_yticks(range(min(len(rows), 60)), [_label(r[2], 60) for r in rows[:60]], fontsize=8)
         ax.invert_yaxis()
     counts = analysis.verdicts["verdict"].value_counts()
@@ -202,11 +204,14 @@ def sizes(analysis: Analysis) -> Figure:
     axes = fig.subplots(len(caps), 1, squeeze=False)
     path = analysis.diagnosis.path_mtu
     for ax, (role, cap) in zip(axes[:, 0], caps, strict=True):
-        p = cap.packets[(cap.packets["conn"] >= 0) & (cap.packets["payload_len"] > 0)]
+        # the three columns it needs, not a filtered copy of the whole packets table (~120 MiB per 1M packets)
+        packets = cap.packets
+        data = (packets["conn"].to_numpy() >= 0) & (packets["payload_len"].to_numpy() > 0)
+        ip_len, direction = packets["ip_len"].to_numpy()[data], packets["dir"].to_numpy()[data]
         # edges at 25k+1: a packet of exactly an MTU-like size (1450, 1500) falls left of its line
-        bins = np.arange(1, max(1601, int(p["ip_len"].max()) + 51 if len(p) else 1601), 25)
+        bins = np.arange(1, max(1601, int(ip_len.max()) + 51 if len(ip_len) else 1601), 25)
         for d, label, color in ((1, "server to client", "#1f77b4"), (0, "client to server", "#ff7f0e")):
-            values = p.loc[p["dir"] == d, "ip_len"].to_numpy()
+            values = ip_len[direction == d]
             if len(values):
                 ax.hist(
                     values,
@@ -244,9 +249,10 @@ def mss_summary(analysis: Analysis) -> Figure:
     """Advertised MSS per endpoint and capture, as the interface MTU it implies, against the path MTU."""
     bars = []
     for role in analysis.captures:
-        f = analysis.context.flows(role)
+        flows = analysis.context.flows(role)
         for side in ("client", "server"):
             col = f"mss_{side}"
+            f = flows[[col, f"{side}_ip", "host_own"]]  # not a filtered copy of every flow column
             sel = f[f[col] > 0]
             if role == "host":
                 sel = sel[sel["host_own"]] if side == "client" else sel

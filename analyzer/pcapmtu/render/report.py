@@ -13,7 +13,9 @@ import base64
 import io
 import os
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -31,6 +33,8 @@ from .measures import COLUMNS as MEASURES
 from .measures import measures
 
 if TYPE_CHECKING:  # annotations only: render needs no diagnose module loaded to import
+    from matplotlib.figure import Figure
+
     from ..diagnose.analysis import Analysis
 
 matplotlib.rcParams["svg.hashsalt"] = "pcapmtu"  # stable SVG ids, so reports diff cleanly
@@ -53,9 +57,11 @@ def write_report(
         raise UsageError(f"{out} is not empty; use --force to write into it")
     (out / "plots").mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    figures = _figures(analysis)
     images: dict[str, bytes] = {}
-    for name, fig, _title in figures:
+    titles: list[tuple[str, str]] = []
+    for name, draw, title in _figures(analysis):
+        fig = draw()  # one figure at a time, dropped once saved: a figure of a big capture holds its data
+        titles.append((name, title))
         png = io.BytesIO()
         fig.savefig(png, format="png", metadata={"Software": None})
         images[name] = png.getvalue()
@@ -64,26 +70,27 @@ def write_report(
             vector = io.BytesIO()
             fig.savefig(vector, format="svg", metadata={"Date": None, "Creator": None})
             written.append(_atomic(out / "plots" / f"{name}.svg", vector.getvalue()))
+        del fig  # before the next one is drawn
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     doc = analyze_document(analysis)
     written.append(_atomic_json(out / "report.json", doc))
-    titles = [(name, title) for name, _fig, title in figures]
     written.append(_atomic(out / "report.md", render_markdown(analysis, doc, titles, stamp).encode()))
     written.append(_atomic(out / "report.html", render_html(analysis, doc, titles, images, stamp).encode()))
     return written
 
 
-def _figures(analysis: Analysis) -> list[tuple[str, object, str]]:
+def _figures(analysis: Analysis) -> list[tuple[str, Callable[[], Figure], str]]:
+    """The report's figures, in order, as (name, how to draw it, title): drawn when the report gets to it."""
     figs = [
-        ("timeline", plots.timeline(analysis), "Connections over time, coloured by verdict"),
-        ("sizes", plots.sizes(analysis), "Packet sizes against the MTU lines"),
-        ("mss", plots.mss_summary(analysis), "Advertised MSS per endpoint vs the path MTU"),
+        ("timeline", lambda: plots.timeline(analysis), "Connections over time, coloured by verdict"),
+        ("sizes", lambda: plots.sizes(analysis), "Packet sizes against the MTU lines"),
+        ("mss", lambda: plots.mss_summary(analysis), "Advertised MSS per endpoint vs the path MTU"),
     ]
     for role, conn in plots.suspects(analysis):
         figs.append(
             (
                 f"tsg-{role}-{conn}",
-                plots.time_sequence(analysis, role, conn),
+                partial(plots.time_sequence, analysis, role, conn),
                 f"Time-sequence graph of {role} connection #{conn}",
             )
         )
