@@ -109,10 +109,11 @@ def _compact(value: Any, write: Callable[[str], object], depth: int) -> None:
             _compact(item, write, depth + 1)
         write("}")
     elif depth < 4 and isinstance(value, list) and len(value) > BATCH:
+        encode = json.JSONEncoder(separators=COMPACT, allow_nan=False).encode
         for start in range(0, len(value), BATCH):
-            part = ",".join(
-                json.dumps(v, separators=COMPACT, allow_nan=False) for v in value[start : start + BATCH]
-            )
+            part = encode(value[start : start + BATCH])[
+                1:-1
+            ]  # a batch in one call: `[a,b]` less its brackets
             write(("[" if start == 0 else ",") + part)
         write("]")
     elif depth < 4 and isinstance(value, list) and value:
@@ -187,16 +188,18 @@ VERDICT_FLOW_FIELDS = ["capture", "conn", "service", "client", "server", "verdic
 def analyze_document(analysis: Analysis) -> dict:
     """The whole report as one JSON document (`pcapmtu analyze --json`, report.json)."""
     d = analysis.diagnosis
-    flows = []
     details = {role: records(cap.flows, FLOW_FIELDS) for role, cap in analysis.captures.items()}
-    for row in analysis.verdicts.itertuples(index=False):
-        item = {k: plain(getattr(row, k)) for k in VERDICT_FLOW_FIELDS}
-        item["codes"] = [c for c in row.codes.split(",") if c]
-        twin = analysis.context.twin(row.capture, row.conn)
-        item["matched"] = {"capture": twin[0], "conn": twin[1]} if twin else None
-        item.update(details[row.capture][row.conn])  # flows are numbered 0..n-1 in order
-        item["capture"] = row.capture
-        flows.append(item)
+    v = analysis.verdicts
+    flows = records(v, VERDICT_FLOW_FIELDS)  # column by column, as the flows' details
+    twin = analysis.context.twin
+    for item, capture, conn, codes in zip(
+        flows, v["capture"].tolist(), v["conn"].tolist(), v["codes"].tolist(), strict=True
+    ):
+        item["codes"] = [c for c in codes.split(",") if c]
+        matched = twin(capture, conn)
+        item["matched"] = {"capture": matched[0], "conn": matched[1]} if matched else None
+        item.update(details[capture][conn])  # flows are numbered 0..n-1 in order
+        item["capture"] = capture
     return {
         "schema_version": ANALYZE_SCHEMA_VERSION,
         "tool": {"name": "pcapmtu", "version": __version__},
