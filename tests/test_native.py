@@ -654,3 +654,52 @@ def test_same_dns_table_with_and_without_the_c_core(path: Path, monkeypatch):
     monkeypatch.setattr(native, "ENABLED", False)
     pure = rare_layers.dns_table(raw.packets, raw.rare)
     pd.testing.assert_frame_equal(fast, pure)
+
+
+# dns_index numbers the UDP DNS messages by distinct bytes after the transaction id, as _dns_index does with
+# pandas.factorize: the same rows, transaction ids, kinds (by first sight) and first positions, also for
+# payloads too short to hold a header or a transaction id, and for many messages that differ in one byte.
+def _assert_same_dns_index(rare: list[tuple[int, bytes]], udp: list[bool]) -> None:
+    rows = np.array([row for row, _ in rare], dtype=np.int64)
+    is_udp = np.array(udp, dtype=bool)
+    pure = rare_layers._dns_index(rare, rows, is_udp)
+    fast = rare_layers._dns_index_c(rare, rows, is_udp)
+    for name, a, b in zip(("rows", "txid", "kinds", "first"), pure, fast, strict=True):
+        np.testing.assert_array_equal(a.astype(np.int64), b, err_msg=name)
+
+
+@needs_core
+def test_dns_index_examples():
+    header = b"\x00\x35\x9c\x40\x00\x20\x00\x00"  # a UDP header: 8 bytes the message starts after
+    same = b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01"
+    rare = [
+        (3, header + b"\x12\x34" + same),
+        (5, header + b"\x43\x21" + same),  # the same message, another transaction id: one kind
+        (6, header[:5]),  # shorter than a UDP header
+        (7, header + b"\x99"),  # one byte: no transaction id
+        (8, header + b"\x12\x34"),  # a transaction id and nothing else: the same (empty) key as the two above
+        (9, header + b"\x12\x34" + same[:-1] + b"\x1c"),  # one byte differs: another kind
+        (11, header + b"\x12\x34" + same),  # an ICMP payload, not UDP: left out
+    ]
+    udp = [True] * 6 + [False]
+    _assert_same_dns_index(rare, udp)
+    rows, txid, kinds, first = rare_layers._dns_index_c(rare, np.array([r for r, _ in rare]), np.array(udp))
+    assert rows.tolist() == [3, 5, 6, 7, 8, 9]
+    assert txid.tolist() == [0x1234, 0x4321, -1, -1, 0x1234, 0x1234]
+    assert kinds.tolist() == [0, 0, 1, 1, 1, 2]
+    assert first.tolist() == [0, 2, 5]
+    _assert_same_dns_index([], [])
+    with pytest.raises(ValueError):
+        native.core.dns_index(rare, bytes(3))  # one flag per item
+
+
+@needs_core
+@pytest.mark.fuzz
+@settings(max_examples=FUZZ_EXAMPLES, deadline=5000, derandomize=True, database=None)
+@given(payloads=st.lists(st.tuples(st.binary(max_size=24), st.booleans()), max_size=60),
+       repeats=st.lists(st.integers(0, 59), max_size=40))  # fmt: skip
+def test_dns_index_is_pandas_factorize(payloads, repeats):
+    """Random payloads, some repeated (short ones collide often), UDP or not."""
+    items = payloads + [payloads[i % len(payloads)] for i in repeats] if payloads else []
+    rare = [(row * 2, data) for row, (data, _udp) in enumerate(items)]
+    _assert_same_dns_index(rare, [udp for _data, udp in items])

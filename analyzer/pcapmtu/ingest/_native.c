@@ -4,7 +4,7 @@
  * Why: on a real one-million-packet capture the columnar numpy decoder spends most of its time in call
  * overhead on small arrays, and the record walks, address and 5-tuple interning and the per-connection TCP
  * state are sequential loops numpy cannot vectorize, or does with a few dozen array operations per slice.
- * Eight entry points, each the C twin of a Python function that stays the reference:
+ * Nine entry points, each the C twin of a Python function that stays the reference:
  *
  *   walk_pcap            the pcap record walk              formats/pcap.py: _walk_words, _walk_struct
  *   epb_run              a run of pcapng packet blocks     formats/pcapng.py: _Walker._epb_run
@@ -14,6 +14,7 @@
  *   tcp_segments         the per-segment analysis          tcp/segments.py: _analyze_numpy
  *   tcp_aggregates       the flows table's aggregates      tcp/flows.py: _aggregates_numpy
  *   dns_rows             one DNS message, common shapes    rare_layers.py: _dns_rows (dpkt)
+ *   dns_index            the distinct DNS messages         rare_layers.py: _dns_index
  *
  * Nothing here decides anything new: every rule is the one in those functions, and tests/test_native.py
  * checks that both give identical tables on every capture and on fuzzed packets, segments and files. The
@@ -1417,6 +1418,102 @@ done:
     return result;
 }
 
+/* The UDP DNS messages among the rare payloads, and which are the same message (rare_layers.dns_table).
+ * rare: the list of (row, L4 bytes) the decoder kept; udp: one byte per item, 1 for a UDP message (its DNS
+ * message starts after the 8-byte UDP header). Per UDP message, in order: its row, its transaction id (-1 when
+ * under 2 bytes) and its kind, numbered by first sight over the bytes after the transaction id (what
+ * pandas.factorize gives on those bytes); per kind, the position in `rare` of its first message. The keys are
+ * hashed with Python's own randomized bytes hash (SipHash), so a capture cannot choose colliding messages.
+ * dns_index(rare, udp) -> (rows, txids, kinds, first positions), each int64 as bytes */
+static PyObject *dns_index(PyObject *self, PyObject *args)
+{
+    PyObject *rare;
+    Py_buffer udp;
+    if (!PyArg_ParseTuple(args, "O!y*", &PyList_Type, &rare, &udp))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rare), m = 0, kinds = 0, cap = 64;
+    int64_t *rows = NULL, *txid = NULL, *kind = NULL, *first = NULL, *slots = NULL;
+    Py_hash_t *slot_hash = NULL;
+    const uint8_t *is_udp = udp.buf;
+    if (udp.len != n) {
+        PyErr_SetString(PyExc_ValueError, "dns_index: one udp flag per item");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        m += is_udp[i] != 0;
+    while (cap < 2 * m)
+        cap <<= 1;
+    rows = PyMem_Malloc(sizeof(int64_t) * (m ? m : 1));
+    txid = PyMem_Malloc(sizeof(int64_t) * (m ? m : 1));
+    kind = PyMem_Malloc(sizeof(int64_t) * (m ? m : 1));
+    first = PyMem_Malloc(sizeof(int64_t) * (m ? m : 1));
+    slots = PyMem_Malloc(sizeof(int64_t) * cap);
+    slot_hash = PyMem_Malloc(sizeof(Py_hash_t) * cap);
+    if (!rows || !txid || !kind || !first || !slots || !slot_hash) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < cap; k++)
+        slots[k] = -1; /* else the kind whose first message sits there */
+    Py_ssize_t j = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!is_udp[i])
+            continue;
+        PyObject *item = PyList_GET_ITEM(rare, i), *row, *data;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyLong_Check(row = PyTuple_GET_ITEM(item, 0)) ||
+            !PyBytes_Check(data = PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "dns_index: items must be (int row, bytes)");
+            goto done;
+        }
+        rows[j] = PyLong_AsLongLong(row);
+        if (rows[j] == -1 && PyErr_Occurred())
+            goto done;
+        const uint8_t *b = (const uint8_t *)PyBytes_AS_STRING(data);
+        Py_ssize_t len = PyBytes_GET_SIZE(data);
+        /* message = data[8:]; txid = message[:2]; key = message[2:] (empty when shorter) */
+        txid[j] = len >= 10 ? (int64_t)be16(b + 8) : -1;
+        const uint8_t *key = len > 10 ? b + 10 : b;
+        Py_ssize_t key_len = len > 10 ? len - 10 : 0;
+        Py_hash_t h = _Py_HashBytes(key, key_len);
+        size_t at = (size_t)h & (size_t)(cap - 1);
+        for (;;) {
+            int64_t k = slots[at];
+            if (k < 0) {
+                slots[at] = kinds;
+                slot_hash[at] = h;
+                first[kinds] = i;
+                kind[j] = kinds++;
+                break;
+            }
+            if (slot_hash[at] == h) {
+                PyObject *other = PyTuple_GET_ITEM(PyList_GET_ITEM(rare, first[k]), 1);
+                Py_ssize_t other_len = PyBytes_GET_SIZE(other);
+                const uint8_t *ob = (const uint8_t *)PyBytes_AS_STRING(other);
+                Py_ssize_t other_key_len = other_len > 10 ? other_len - 10 : 0;
+                if (other_key_len == key_len && memcmp(other_len > 10 ? ob + 10 : ob, key, key_len) == 0) {
+                    kind[j] = k;
+                    break;
+                }
+            }
+            at = (at + 1) & (size_t)(cap - 1);
+        }
+        j++;
+    }
+    result = Py_BuildValue("(y#y#y#y#)", (const char *)rows, (Py_ssize_t)(m * 8), (const char *)txid,
+                           (Py_ssize_t)(m * 8), (const char *)kind, (Py_ssize_t)(m * 8), (const char *)first,
+                           (Py_ssize_t)(kinds * 8));
+done:
+    PyMem_Free(rows);
+    PyMem_Free(txid);
+    PyMem_Free(kind);
+    PyMem_Free(first);
+    PyMem_Free(slots);
+    PyMem_Free(slot_hash);
+    PyBuffer_Release(&udp);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buf, rec_hdr, at, big_endian, max_record) -> (int64 record starts as bytes, stop position)"},
@@ -1439,6 +1536,9 @@ static PyMethodDef methods[] = {
      "factorized in packets._AddressTable's order"},
     {"dns_rows", dns_rows, METH_O,
      "dns_rows(message) -> the rows of rare_layers._dns_rows, or None: a message to decode with dpkt"},
+    {"dns_index", dns_index, METH_VARARGS,
+     "dns_index(rare, udp flags) -> (rows, txids, kinds, first positions): the UDP DNS messages of "
+     "rare_layers.dns_table, numbered by distinct message"},
     {NULL, NULL, 0, NULL},
 };
 

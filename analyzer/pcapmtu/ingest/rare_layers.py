@@ -43,34 +43,55 @@ def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFr
     proto = packets["proto"].to_numpy()
     rows = np.fromiter((row for row, _ in rare), dtype=np.int64, count=len(rare))
     is_udp = proto[rows] == 17 if len(rows) else np.zeros(0, dtype=bool)
-    messages = [data[8:] for (_, data), udp in zip(rare, is_udp.tolist(), strict=True) if udp]
-    if not messages:
+    if not is_udp.any():
         return _with_packet_columns(packets, pd.DataFrame(columns=["row", *DNS_COLUMNS[6:]]), DNS_COLUMNS)
     # Real traffic repeats the same questions and answers; a message's rows depend only on its bytes
     # after the 2-byte transaction id, so each distinct message is parsed once (dpkt is ~90 us/message,
     # the C core's dns_rows ~1 us for the common shapes) and the table is then assembled column by column
     # from the distinct messages' rows.
-    kinds, _ = pd.factorize(np.array([m[2:] for m in messages], dtype=object))  # numbered by first sight
-    _, first = np.unique(kinds, return_index=True)  # the first message of each kind
-    rows_of = _dns_rows_c if native.ENABLED and hasattr(native.core, "dns_rows") else _dns_rows
-    distinct = [rows_of(messages[i]) for i in first.tolist()]
+    native_core = native.ENABLED and hasattr(native.core, "dns_index")
+    index_of = _dns_index_c if native_core else _dns_index
+    message_rows, txid, kinds, first = index_of(rare, rows, is_udp)
+    rows_of = _dns_rows_c if native_core else _dns_rows
+    distinct = [rows_of(rare[at][1][8:]) for at in first.tolist()]
     flat = [r for kind_rows in distinct for r in kind_rows]  # every distinct message's rows, in turn
     per_kind = np.array([len(kind_rows) for kind_rows in distinct], dtype=np.int64)
     kind_start = np.cumsum(per_kind) - per_kind
-    kinds = kinds.astype(np.int64)
     counts = per_kind[kinds]
     message = np.repeat(np.arange(len(kinds)), counts)  # the message of each output row
     within = np.arange(len(message)) - np.repeat(np.cumsum(counts) - counts, counts)
     pick = kind_start[kinds][message] + within  # its row among the distinct messages' rows
     columns = list(zip(*flat, strict=True))
-    table = {"row": rows[is_udp][message]}
+    table = {"row": message_rows[message]}
     parsed = np.asarray(columns[0], dtype=np.int64)[pick] >= 0  # txid -1: the message did not parse
-    txid = np.array([int.from_bytes(m[:2], "big") if len(m) >= 2 else -1 for m in messages], dtype=np.int64)
     table["txid"] = np.where(parsed, txid[message], -1)
     for name, values in zip(DNS_COLUMNS[7:], columns[1:], strict=True):
-        values = np.asarray(values, dtype=object if name not in ("response", "ttl") else None)
-        table[name] = values[pick]
+        if name in ("response", "ttl"):
+            table[name] = np.asarray(values)[pick]
+        else:  # text stays Python str objects, as the schema keeps it: no round trip through Arrow strings
+            table[name] = pd.Series(np.asarray(values, dtype=object)[pick], dtype=object, copy=False)
     return _with_packet_columns(packets, pd.DataFrame(table), DNS_COLUMNS)
+
+
+def _dns_index(
+    rare: list[tuple[int, bytes]], rows: np.ndarray, is_udp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The UDP DNS messages (after the 8-byte UDP header) among the rare payloads: per message its row, its
+    transaction id (-1 under 2 bytes) and its kind, numbered by first sight over its bytes after the
+    transaction id; per kind, the position in `rare` of its first message."""
+    messages = [data[8:] for (_, data), udp in zip(rare, is_udp.tolist(), strict=True) if udp]
+    kinds, _ = pd.factorize(np.array([m[2:] for m in messages], dtype=object))  # numbered by first sight
+    _, first = np.unique(kinds, return_index=True)  # the first message of each kind
+    txid = np.array([int.from_bytes(m[:2], "big") if len(m) >= 2 else -1 for m in messages], dtype=np.int64)
+    return rows[is_udp], txid, kinds.astype(np.int64), np.flatnonzero(is_udp)[first]
+
+
+def _dns_index_c(
+    rare: list[tuple[int, bytes]], rows: np.ndarray, is_udp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """_dns_index in the C core: one pass, no bytes object made per message."""
+    parts = native.core.dns_index(rare, is_udp.astype(np.uint8).tobytes())
+    return tuple(np.frombuffer(part, dtype=np.int64) for part in parts)
 
 
 def _dns_rows_c(payload: bytes) -> list[tuple]:

@@ -25,6 +25,8 @@ def link_names(flows: pd.DataFrame, dns: pd.DataFrame, tls: pd.DataFrame) -> pd.
         answers = answers[["ts", "answer", "qname"]].rename(columns={"answer": "server_ip", "ts": "dns_ts"})
         answers = answers.sort_values("dns_ts", kind="stable")
         left = out[["first_ts", "server_ip"]].reset_index().sort_values("first_ts", kind="stable")
+        # the join key in one dtype on both sides (the DNS table's text is Python str objects)
+        answers["server_ip"] = answers["server_ip"].astype(left["server_ip"].dtype)
         for direction in ("backward", "nearest"):
             todo = left[names.loc[left["index"]].to_numpy() == ""]
             if not len(todo):
