@@ -11,7 +11,7 @@ import sys
 from contextlib import contextmanager
 from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -42,6 +42,14 @@ class Exit(IntEnum):
     BAD_INPUT = 2  # a capture that cannot be read, a wrong option
     OTHER_PROBLEM = 3  # analyze: not_mtu or inconclusive - something is wrong, and it is not the MTU
     INTERNAL = 4  # a bug in pcapmtu (one line on stderr; --debug shows the traceback)
+
+
+class Platform(StrEnum):
+    """`analyze --platform`: the language the fix speaks (pcapmtu.diagnose.platforms)."""
+
+    AUTO = "auto"
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
 
 
 VERDICT_EXIT = {
@@ -324,6 +332,27 @@ def analyze(
     container_mtu: Annotated[
         int | None, typer.Option(metavar="BYTES", help="Known MTU of the container's interface.")
     ] = None,
+    platform: Annotated[
+        Platform,
+        typer.Option(
+            metavar="NAME",
+            case_sensitive=False,
+            help="The fix's language: docker (daemon.json, network options), kubernetes (the CNI's MTU "
+            "setting, the clamp as a DaemonSet rule) or auto: from the captures (docs/fixes.md).",
+        ),
+    ] = Platform.AUTO,
+    before: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="With --after: did the fix take? PATH is a folder of captures taken before the change "
+            "(host/node, container/pod, server.pcap) or a report.json (docs/verification.md).",
+        ),
+    ] = None,
+    after: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="With --before: the captures (or report.json) after the change."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", metavar="", help="Print the whole report as one JSON document.")
     ] = False,
@@ -375,6 +404,9 @@ def analyze(
     from .render.jsondoc import analyze_document
 
     start_up_done()
+    if before is not None or after is not None:
+        others = captures or host or container or server or capture or out
+        _verify(before, after, others, platform, as_json, quiet, debug)
     positional = list(captures or [])
     hosts = [host] if host else []
     containers = list(container or [])
@@ -404,6 +436,7 @@ def analyze(
             captures=unplaced,
             host_mtu=host_mtu,
             container_mtu=container_mtu,
+            platform=platform.value,
             progress=bar,
             max_packets=max_packets,
             max_memory=max_memory,
@@ -426,6 +459,33 @@ def analyze(
         report_out = err if as_json else Out(highlight=False, soft_wrap=True)
         report_out.print(f"report: {escape(str(out / 'report.html'))} (and report.md, report.json, plots/)")
     raise typer.Exit(VERDICT_EXIT[result.verdict])
+
+
+# the fix took: 0; did not take: 1 (the MTU problem is still there); cannot tell: 3
+VERIFICATION_EXIT = {"took": Exit.OK, "did_not_take": Exit.MTU_PROBLEM, "cannot_tell": Exit.OTHER_PROBLEM}
+
+
+def _verify(before, after, others, platform, as_json: bool, quiet: bool, debug: bool) -> NoReturn:
+    """`analyze --before --after`: compare the two sides and exit with the outcome's code."""
+    from .render import verification
+
+    with _errors(debug):
+        if before is None or after is None:
+            raise UsageError("--before and --after go together: give both")
+        if others:
+            raise UsageError(
+                "--before/--after compare two folders or reports: give no other capture or --out"
+            )
+        was, was_from = verification.load(before, platform.value)
+        now, now_from = verification.load(after, platform.value)
+        result = verification.compare(was, now, was_from, now_from)
+        if as_json:
+            _write_document(result.to_json())
+        elif not quiet:
+            out = Out(highlight=False, soft_wrap=True)
+            for line in verification.lines(result):
+                out.print(escape(printable(line, 600)))
+    raise typer.Exit(VERIFICATION_EXIT[result.outcome])
 
 
 @contextmanager

@@ -133,6 +133,10 @@ class Fix:
     mtu: int | None
     commands: tuple[dict, ...] = ()  # {"what", "command", "choice": recommended|alternative, "when"}
     notes: tuple[str, ...] = ()
+    platform: str = "docker"  # the language it speaks: docker, kubernetes, or "docker or kubernetes"
+    network: dict | None = None  # {"platform", "decided_by", "overlay": {...} | None, "cni": str}
+    settings: tuple[dict, ...] = ()  # per platform/CNI: the setting, its computed value and the arithmetic
+    snippets: tuple[dict, ...] = ()  # file contents to merge or apply: {"what", "format": json, "text"}
     ALTERNATIVES = "alternatives (instead of the recommended fix, when it says so)"  # a heading, not a field
 
     @property
