@@ -554,6 +554,13 @@ def _print_analysis(out: Console, a: Analysis, limit: int = 40) -> None:
                 out.print(f"  {escape(cmd['command'])}", soft_wrap=True)  # one line: pasted into a shell
         for note in d.fix.notes:
             out.print(f"  - {escape(note)}")
+        if d.fix.settings:
+            out.print(f"  [bold]{escape(d.fix.settings_heading)}:[/bold]")
+            for setting in d.fix.settings:
+                out.print(f"    {escape(setting['line'])}")
+        if d.fix.snippets:
+            files = "; ".join(s["what"].split(" (")[0] for s in d.fix.snippets)
+            out.print(f"  files to apply (report.md, report.html, report.json fix.snippets): {escape(files)}")
     verdicts = a.verdicts.assign(rank=a.verdicts["verdict"].map(Verdict.ranks()))
     ranked = verdicts.sort_values(["rank", "capture", "conn"], ascending=[False, True, True], kind="stable")
     shown = ranked if limit <= 0 else ranked.head(limit)

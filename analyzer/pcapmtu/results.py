@@ -147,6 +147,12 @@ class Fix:
     def alternatives(self) -> tuple[dict, ...]:
         return tuple(c for c in self.commands if c.get("choice") == "alternative")
 
+    @property
+    def settings_heading(self) -> str:
+        """The heading above `settings`: for which platform, and why that one."""
+        why = (self.network or {}).get("decided_by", "")
+        return f"Settings for the network in use ({self.platform}{': ' + why if why else ''})"
+
     @staticmethod
     def comment(command: dict) -> str:
         """The line above a command: what it does, and when to choose it."""

@@ -164,6 +164,12 @@ def _speak(fix: Fix, network: Network, path_mtu: int, ipv: int, mss4: int, mss6:
             commands = [c for c in commands if not c["command"].startswith(DOCKER_ONLY)]
             notes = [n for n in notes if "daemon.json" not in n]
         commands += clamp + extra
+        if not (network.overlay or (network.cni and network.cni.encapsulation)):
+            notes.append(
+                "The captures do not show the CNI's tunnel (a pod's traffic to outside the cluster leaves the "
+                "node unencapsulated), so the settings list each CNI and encapsulation: use the line of yours; "
+                "a capture of node-to-node traffic on the underlay, or on the CNI's interface, names it."
+            )
         notes.append(
             "On Kubernetes the clamp goes on every node (pods' traffic is forwarded there); the CNI's MTU "
             "changes every pod's MTU and takes effect for pods created after the change: when only traffic "

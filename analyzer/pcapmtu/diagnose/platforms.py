@@ -67,10 +67,9 @@ def _basis(network: Network, path_mtu: int) -> tuple[int, str]:
     """(the underlay MTU, how it was found) from the path MTU and where it was measured."""
     o = network.overlay
     if o and o.carries_failing:
-        how = "measured" if o.measured else "nominal"
         return (
             path_mtu + o.overhead,
-            f"underlay MTU {path_mtu + o.overhead} (path MTU {path_mtu} measured inside {o.words} + its {o.overhead} bytes, {how})",
+            f"underlay {path_mtu + o.overhead} (path MTU {path_mtu} inside {o.words} + {o.overhead})",
         )
     return path_mtu, f"path MTU {path_mtu}"
 
@@ -149,22 +148,24 @@ def kubernetes(network: Network, path_mtu: int, ipv: int) -> tuple[list[dict], l
                     "calico-felix",
                 )  # fmt: skip
             )
-        if not commands or encap == wanted_encap:
+        if wanted_encap and encap == wanted_encap:  # a number for a command only when the tunnel is known
             commands += _calico_commands(value, encap, ipv, felix)
     # Cilium: its `mtu` is the underlay's; Cilium takes its tunnel (50) and WireGuard overheads off itself
     for encap in ("vxlan", "geneve", "wireguard", ""):
         if not fits("cilium", encap) or (encap == "" and wanted_encap):
             continue
-        over, said = _overhead(network, encap, ipv) if encap else (0, "0 (native routing)")
+        over, said = _overhead(network, encap, ipv) if encap else (0, "")
         label = WORDS.get(encap, "native routing")
+        takes = (
+            f"Cilium subtracts {said} itself: pods get {underlay - over}" if encap else f"pods get {underlay}"
+        )
         settings.append(
             _setting(
                 "cilium",
                 encap,
                 "mtu",
                 underlay,
-                f"Cilium {label}: mtu {underlay} = {how} (the underlay's; "
-                f"Cilium subtracts {said} itself: pods get {underlay - over})",
+                f"Cilium {label}: mtu {underlay} = {how} (the underlay's; {takes})",
                 "ConfigMap cilium-config (kube-system), key mtu; Helm value MTU",
                 "cilium",
             )  # fmt: skip
