@@ -3,8 +3,8 @@
 The ingest layer already decapsulates VXLAN (UDP 4789, 8472), Geneve (6081), GRE and IP-in-IP (column
 `encap`, the outer IP length kept in `outer_ip_len`), so the overhead of those is *measured* here: outer
 length - inner length, per packet. WireGuard is encrypted and stays a UDP packet: it is recognised by its
-port and its message layout (type byte, fixed handshake sizes, data padded to 16 bytes) and its overhead is
-the protocol's fixed one. Interface names of a pcapng capture (`vxlan.calico`, `flannel.1`, `cilium_vxlan`,
+port and its message sizes (fixed handshake sizes, data padded to 16 bytes) and its overhead is the
+protocol's fixed one. Interface names of a pcapng capture (`vxlan.calico`, `flannel.1`, `cilium_vxlan`,
 ...) name the CNI itself: the only capture evidence strong enough to call the platform Kubernetes.
 """
 
@@ -127,16 +127,15 @@ def overlays(captures: dict[str, Capture], server_ip: str | None = None) -> list
 
 
 def _wireguard(p) -> np.ndarray:
-    """UDP packets on a WireGuard port laid out as WireGuard messages (WireGuard paper, section 5.4)."""
+    """UDP packets on a WireGuard port whose size is a WireGuard message's (WireGuard paper, section 5.4):
+    handshake initiation 148 bytes, response 92, cookie reply 64, data 32 + a multiple of 16 (16 bytes of
+    header, the plaintext padded to 16, the 16-byte tag). The type byte is not used: the decoder keeps the
+    first payload byte of TCP only."""
     udp = p["proto"].to_numpy() == 17
     port = np.isin(p["sport"].to_numpy(), WIREGUARD_PORTS) | np.isin(p["dport"].to_numpy(), WIREGUARD_PORTS)
-    kind = p["payload0"].to_numpy().astype(np.int64)
     size = p["payload_len"].to_numpy().astype(np.int64)
-    data = (kind == 4) & (size >= 32) & ((size - 32) % 16 == 0)  # header 16 + padded plaintext + 16 tag
-    handshake = np.zeros(len(p), dtype=bool)
-    for message, length in WIREGUARD_SIZES.items():
-        handshake |= (kind == message) & (size == length)
-    return udp & port & (data | handshake)
+    layout = np.isin(size, list(WIREGUARD_SIZES.values())) | ((size >= 32) & ((size - 32) % 16 == 0))
+    return udp & port & layout
 
 
 def cnis(captures: dict[str, Capture]) -> list[Cni]:
