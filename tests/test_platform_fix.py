@@ -15,14 +15,14 @@ import struct
 import subprocess
 
 import pytest
-from support.environment import CORPUS, SAMPLES
-from support.packets import ether, gre, ipv4, ipv6, tcp, udp, vxlan
-from support.pcapwriter import Pcapng, write_pcap
 
 import pcapmtu
 from pcapmtu.diagnose import overlay, platforms
 from pcapmtu.diagnose.overlay import Overlay
 from pcapmtu.diagnose.platforms import EITHER, Network
+from support.environment import CORPUS, SAMPLES
+from support.packets import ether, gre, ipv4, ipv6, tcp, udp, vxlan
+from support.pcapwriter import Pcapng, write_pcap
 
 INNER = tcp("10.244.1.5", "10.244.2.7", 40000, 443, flags=0x10, payload=b"x" * 100)
 HEADERS = {"ipv4": 20, "ipv6": 40, "udp": 8, "vxlan": 8, "geneve": 8, "ethernet": 14, "gre": 4, "gre_key": 4}
