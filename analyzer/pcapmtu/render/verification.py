@@ -123,6 +123,12 @@ def _client_flows(doc: dict) -> list[dict]:
     return chosen or flows
 
 
+def _key(flow: dict) -> tuple[str, int]:
+    """The same request before and after: the service's name (DNS or SNI) and port, else its address and port
+    (a name survives a change of address or IP version)."""
+    return (str(flow.get("name") or flow.get("server_ip")), int(flow.get("server_port") or 0))
+
+
 def _int(value) -> int | None:
     return int(value) if isinstance(value, int | float) and value > 0 else None
 
@@ -149,14 +155,15 @@ def compare(before: dict, after: dict, before_source: str = "", after_source: st
         "after": {"source": after_source, "verdict": after.get("verdict"), "path_mtu": after.get("path_mtu")},
     }
     was, now = _client_flows(before), _client_flows(after)
-    failing = sorted({str(f.get("service")) for f in was if f.get("verdict") in MTU_VERDICTS})
+    failing = sorted({_key(f) for f in was if f.get("verdict") in MTU_VERDICTS})
     if not failing:
         line = f"cannot tell: the before captures show no MTU problem (verdict {before.get('verdict')})"
         return Verification(CANNOT_TELL, line, side["before"], side["after"], ())
     services = []
-    for name in failing:
-        old = [f for f in was if str(f.get("service")) == name]
-        new = [f for f in now if str(f.get("service")) == name]
+    for key in failing:
+        old = [f for f in was if _key(f) == key]
+        new = [f for f in now if _key(f) == key]
+        name = str(old[0].get("service"))
         mss_b, large_b = _summary(old)
         mss_a, large_a = _summary(new)
         verdicts = tuple(sorted({str(f.get("verdict")) for f in new}))
