@@ -13,6 +13,7 @@ import re
 import shutil
 import struct
 import subprocess
+from functools import cache
 
 import pytest
 
@@ -233,13 +234,21 @@ def _pcapng_on(tmp_path, device: str):
 
 
 @pytest.mark.parametrize(("device", "cni"), [("vxlan.calico", "calico"), ("cilium_vxlan", "cilium"),
-                                             ("flannel.1", "flannel"), ("cali0123456789a", "calico")])  # fmt: skip
-def test_a_cni_device_name_is_strong_evidence(tmp_path, device, cni):
-    pod = _pcapng_on(tmp_path, device)
+                                             ("flannel.1", "flannel"), ("cali0123456789a", "calico"),
+                                             ("eth0", None), ("lxcbr0", None)])  # fmt: skip
+def test_a_cni_device_name_names_the_cni(tmp_path, device, cni):
+    found = overlay.cnis({"container": pcapmtu.read(_pcapng_on(tmp_path, device))})
+    assert [c.name for c in found] == ([cni] if cni else [])
+
+
+def test_a_cni_device_is_strong_evidence(tmp_path):
+    pod = _pcapng_on(tmp_path, "vxlan.calico")
     a = pcapmtu.analyze(host=SAMPLES / "blackhole_tls12/host.pcap", container=pod)
-    assert (a.fix.platform, a.fix.network["cni"]) == ("kubernetes", cni)
-    assert device in a.fix.network["decided_by"]
-    assert {s["system"] for s in a.fix.settings} == {cni}
+    assert (a.fix.platform, a.fix.network["cni"]) == ("kubernetes", "calico")
+    assert "vxlan.calico" in a.fix.network["decided_by"]
+    assert {s["system"] for s in a.fix.settings} == {"calico"}
+    assert {s["encapsulation"] for s in a.fix.settings} == {"vxlan"}  # the device names the tunnel
+    assert any('"veth_mtu":"1400"' in c["command"] for c in a.fix.commands)  # path 1450 - 50, plain basis
     assert not any(c["command"].startswith(("dockerd", "docker network")) for c in a.fix.commands)
     assert a.fix.summary.startswith("Clamp the TCP MSS to 1410 on the nodes")
 
@@ -273,7 +282,12 @@ def test_bad_platform_is_a_usage_error():
 
 
 # ------------------------------------------------------------------------------------ the printed commands
-def _fixes():
+@cache
+def _fixes() -> tuple:
+    return tuple(_analysed_fixes())
+
+
+def _analysed_fixes():
     pair = {
         "host": SAMPLES / "blackhole_tls12/host.pcap",
         "container": SAMPLES / "blackhole_tls12/container.pcap",

@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import cache
 from pathlib import Path
 
 import pytest
-from support.environment import SAMPLES
 from typer.testing import CliRunner
 
 from pcapmtu.cli import app
 from pcapmtu.render import verification
+from support.environment import SAMPLES
 
 BEFORE = "blackhole_tls12"
 SCENARIOS = sorted(p.name for p in SAMPLES.iterdir() if (p / "truth.json").is_file())
 EXIT = {"took": 0, "did_not_take": 1, "cannot_tell": 3}
+
+
+@cache
+def doc(scenario: str) -> tuple[dict, str]:
+    """The scenario's folder as --before/--after reads it (analysed once per test process)."""
+    return verification.load(SAMPLES / scenario)
 
 
 def truth(scenario: str) -> dict:
@@ -59,8 +66,7 @@ def _pairs_of(scenario: str) -> bool:
 
 @pytest.mark.parametrize("after", [s for s in SCENARIOS if _pairs_of(s)])
 def test_outcome_matches_the_truth(after):
-    was, was_from = verification.load(SAMPLES / BEFORE)
-    now, now_from = verification.load(SAMPLES / after)
+    (was, was_from), (now, now_from) = doc(BEFORE), doc(after)
     result = verification.compare(was, now, was_from, now_from)
     assert result.outcome == expected_outcome(BEFORE, after), verification.lines(result)
 
@@ -72,9 +78,7 @@ def test_a_clamp_took_with_the_numbers_that_show_it():
     rule = next(r for r in after["config"]["rules"]["host"] if "TCPMSS" in r)
     mss = int(rule.rsplit(" ", 1)[1])
     mtu = after["config"]["mtus"]["host_uplink"]
-    was, _ = verification.load(SAMPLES / BEFORE)
-    now, _ = verification.load(SAMPLES / "fixed_clamp_setmss")
-    result = verification.compare(was, now)
+    result = verification.compare(doc(BEFORE)[0], doc("fixed_clamp_setmss")[0])
     assert result.outcome == "took" and result.line.startswith("the fix took: ")
     (svc,) = result.services
     before_flow = next(f for f in truth(BEFORE)["facts"]["container"]["flows"] if f["server_port"] == 443)
@@ -88,7 +92,7 @@ def test_a_clamp_took_with_the_numbers_that_show_it():
 
 
 def test_the_same_captures_twice_did_not_take(tmp_path):
-    result = verification.compare(*(verification.load(SAMPLES / BEFORE)[0] for _ in range(2)))
+    result = verification.compare(doc(BEFORE)[0], doc(BEFORE)[0])
     assert result.outcome == "did_not_take" and expected_outcome(BEFORE, BEFORE) == "did_not_take"
     (svc,) = result.services
     assert (svc.full_size_after, svc.completes_after, svc.verdicts_after) == (
@@ -99,24 +103,22 @@ def test_the_same_captures_twice_did_not_take(tmp_path):
 
 
 def test_a_healthy_before_cannot_tell():
-    was, _ = verification.load(SAMPLES / "fixed_clamp_setmss")
+    was = doc("fixed_clamp_setmss")[0]
     result = verification.compare(was, was)
     assert result.outcome == "cannot_tell" and "show no MTU problem" in result.line
 
 
 def test_reports_compare_like_captures(tmp_path):
-    """A report.json written by --out is read instead of analysed, with the same outcome."""
-    runner = CliRunner()
-    for name in (BEFORE, "fixed_clamp_setmss"):
-        res = runner.invoke(app, ["analyze", str(SAMPLES / name / "host.pcap"), str(SAMPLES / name / "container.pcap"),
-                                  "--out", str(tmp_path / name), "-q"])  # fmt: skip
-        assert res.exit_code in (0, 1), res.output
-    res = runner.invoke(app, ["analyze", "--before", str(tmp_path / BEFORE / "report.json"),
-                              "--after", str(tmp_path / "fixed_clamp_setmss"), "--json"])  # fmt: skip
+    """A report.json (the document --out writes) is read instead of analysed, with the same outcome."""
+    report = tmp_path / "incident" / "report.json"
+    report.parent.mkdir()
+    report.write_text(json.dumps(doc(BEFORE)[0]))
+    res = CliRunner().invoke(app, ["analyze", "--before", str(report.parent), "--after",
+                                   str(SAMPLES / "fixed_clamp_setmss"), "--json"])  # fmt: skip
     assert res.exit_code == EXIT["took"], res.output
-    doc = json.loads(res.output)
-    assert doc["outcome"] == "took" and doc["before"]["source"].endswith("(report)")
-    assert doc["services"][0]["mss_after"] == 1410
+    out = json.loads(res.output)
+    assert out["outcome"] == "took" and out["before"]["source"].endswith("report.json (report)")
+    assert out["services"][0]["mss_after"] == 1410
 
 
 def test_cli_prints_the_comparison_and_exits_with_the_outcome(tmp_path):
@@ -125,7 +127,9 @@ def test_cli_prints_the_comparison_and_exits_with_the_outcome(tmp_path):
     pod.mkdir()
     shutil.copy(SAMPLES / BEFORE / "host.pcap", pod / "node.pcap")
     shutil.copy(SAMPLES / BEFORE / "container.pcap", pod / "pod.pcap")
-    res = CliRunner().invoke(app, ["analyze", "--before", str(SAMPLES / BEFORE), "--after", str(pod)])
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(doc(BEFORE)[0]))
+    res = CliRunner().invoke(app, ["analyze", "--before", str(report), "--after", str(pod)])
     assert res.exit_code == EXIT["did_not_take"], res.output
     lines = res.output.strip().splitlines()
     assert "node.pcap, pod.pcap (analysed)" in lines[1]
@@ -155,8 +159,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 def test_verification_document_is_documented():
     """Every key the --json document has is in docs/verification.md."""
-    was, _ = verification.load(SAMPLES / BEFORE)
-    doc = verification.compare(was, was).to_json()
+    was = doc(BEFORE)[0]
+    out = verification.compare(was, was).to_json()
     page = (Path(__file__).resolve().parents[1] / "docs" / "verification.md").read_text()
-    for key in [*doc, *doc["before"], *doc["services"][0]]:
+    for key in [*out, *out["before"], *out["services"][0]]:
         assert f"`{key}`" in page, key
