@@ -152,18 +152,21 @@ EXPECTED_V4 = {
     ("weave", "WEAVE_MTU", "vxlan"): 1400,
     ("ovn-kubernetes", "mtu", "geneve"): 1350,
 }
-EXPECTED_V6 = EXPECTED_V4 | {  # IPv6 underlay: VXLAN 70, WireGuard 80; IP-in-IP's 6in6 40
+EXPECTED_V6 = EXPECTED_V4 | {  # IPv6 underlay: VXLAN 70, WireGuard 80
     ("calico", "veth_mtu", "vxlan"): 1380,
     ("calico", "vxlanMTUV6", "vxlan"): 1380,
-    ("calico", "veth_mtu", "ipip"): 1410,
-    ("calico", "ipipMTU", "ipip"): 1410,
     ("calico", "veth_mtu", "wireguard"): 1370,
     ("calico", "wireguardMTUV6", "wireguard"): 1370,
     ("flannel", "FLANNEL_MTU", "vxlan"): 1380,
     ("flannel", "FLANNEL_MTU", "wireguard"): 1370,
     ("weave", "WEAVE_MTU", "vxlan"): 1380,
 }
-for _key in (("calico", "vxlanMTU", "vxlan"), ("calico", "wireguardMTU", "wireguard")):
+for _key in (
+    ("calico", "vxlanMTU", "vxlan"),
+    ("calico", "wireguardMTU", "wireguard"),
+    ("calico", "veth_mtu", "ipip"),
+    ("calico", "ipipMTU", "ipip"),
+):  # Calico's IP-in-IP is IPv4 only
     EXPECTED_V6.pop(_key)
 
 

@@ -118,8 +118,8 @@ def kubernetes(network: Network, path_mtu: int, ipv: int) -> tuple[list[dict], l
     # Calico: the pod (veth) MTU and each tunnel device's MTU are underlay - overhead
     felix = {"vxlan": "vxlanMTU", "ipip": "ipipMTU", "wireguard": "wireguardMTU"}
     for encap in ("vxlan", "ipip", "wireguard", ""):
-        if not fits("calico", encap) or (encap == "" and wanted_encap):
-            continue
+        if not fits("calico", encap) or (encap == "" and wanted_encap) or (encap == "ipip" and ipv == 6):
+            continue  # Calico's IP-in-IP carries IPv4 only
         over, said = _overhead(network, encap, ipv) if encap else (0, "0 (no encapsulation)")
         value = underlay - over
         label = WORDS.get(encap, "unencapsulated (BGP)")
@@ -266,7 +266,8 @@ def _calico_commands(value: int, encap: str, ipv: int, felix: dict) -> list[dict
                 "what": f"Calico: the {WORDS[encap]} device MTU {value} (FelixConfiguration)",
                 "command": f"calicoctl patch felixconfiguration default --patch {_patch({'spec': {field: value}})}",
                 "choice": "alternative",
-                "when": "with calicoctl, when the tunnel device keeps its old MTU",
+                "when": "with calicoctl, on installs that set no FELIX_*MTU environment variable (those take "
+                "precedence over FelixConfiguration; manifest installs set them from veth_mtu)",
             }
         )
     return found
