@@ -20,14 +20,16 @@ EITHER = "docker or kubernetes"
 OVN_K_OVERHEAD = 100  # Red Hat's OVN-Kubernetes docs: the cluster MTU is 100 below the lowest node MTU
 CLAMP_IMAGE = "nicolaka/netshoot"  # has iptables; any image with iptables matching the node's backend does
 
-SOURCES = {
+SOURCES = {  # the pages each setting and its overhead were checked against (docs/fixes.md)
     "calico": "https://docs.tigera.io/calico/latest/networking/configuring/mtu",
     "calico-felix": "https://docs.tigera.io/calico/latest/reference/resources/felixconfig",
-    "cilium": "https://pkg.go.dev/github.com/cilium/cilium/pkg/mtu",
-    "flannel": "https://github.com/flannel-io/flannel/blob/master/Documentation/backends.md",
+    "cilium": "https://pkg.go.dev/github.com/cilium/cilium@v1.15.2/pkg/mtu",
+    "flannel": "https://github.com/flannel-io/flannel/blob/v0.28.9/Documentation/backends.md",
     "weave": "https://www.weave.works/docs/net/latest/using-weave/fastdp/",
-    "ovn-kubernetes": "https://docs.openshift.com/container-platform/latest/networking/changing-cluster-network-mtu.html",
-    "docker": "https://docs.docker.com/engine/network/drivers/bridge/#options",
+    "ovn-kubernetes": "https://docs.redhat.com/ko/documentation/openshift_container_platform/4.18/html/"
+    "installing_on_vmware_vsphere/nw-operator-configuration-parameters-for-ovn-sdn_installing-vsphere-"
+    "installer-provisioned-network-customizations",
+    "docker": "https://docs.docker.com/network/drivers/bridge/#options",
 }
 
 
