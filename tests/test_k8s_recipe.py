@@ -253,3 +253,11 @@ def test_overlay_filter_compiles_in_tcpdump():
     expr = f"{kubernetes.FILTER} or {kubernetes.TUNNELS}"
     run = subprocess.run(["tcpdump", "-d", "-i", "lo", expr], capture_output=True, text=True, timeout=10)
     assert run.returncode == 0, run.stderr
+
+
+def test_docs_show_the_recipe_as_the_function_returns_it():
+    """docs/capturing.md's Kubernetes block is what commands() returns for its example pod, byte for byte."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "capturing.md").read_text()
+    assert f"```sh\n{render(commands('web-7d9c5-abcde', 'shop')).rstrip()}\n```" in page

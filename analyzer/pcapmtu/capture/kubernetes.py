@@ -155,9 +155,11 @@ def commands(
                 f"sh -c {q(pod_script)}",
                 _wait(pod_logs, "listening on"),
             ),
-            "--profile=netadmin (kubectl 1.27 or later) adds NET_ADMIN and NET_RAW, which tcpdump needs; a "
-            "namespace enforcing the Pod Security 'baseline' or 'restricted' level refuses it: use the node-side "
-            "route below instead. The container keeps running (sleep 3600) so that kubectl cp can copy the file.",
+            "--profile=netadmin (kubectl 1.27 or later) adds NET_ADMIN and NET_RAW, which tcpdump needs. A "
+            "namespace enforcing the Pod Security 'baseline' or 'restricted' level refuses them, and a pod whose "
+            "securityContext sets a non-root user makes the debug container non-root too: then use the "
+            "node-side route (last step). The container keeps running (sleep 3600) so that kubectl cp can copy "
+            "the file.",
         ),
         Step(
             "Capture on the node's uplink: a node debug pod",
