@@ -1,8 +1,8 @@
 """The package's folders are its pipeline, read (ingest/) -> diagnose/ -> render/, and imports only go
 forward: ingest imports neither diagnose nor render, diagnose does not import render, and the shared modules at
-the top (errors, config, results, schema, textsafe, evidence) import no stage; capture/ (taking the captures) imports
-neither diagnose nor render. Every import counts, also one
-inside a function, except the few conveniences of the public `Analysis` object listed in ALLOWED."""
+the top (errors, config, results, schema, textsafe, evidence) import no stage; capture/ (taking the captures)
+imports neither diagnose nor render. Every import counts, also one inside a function, except the few
+conveniences of the public `Analysis` object listed in ALLOWED."""
 
 from __future__ import annotations
 
