@@ -25,6 +25,14 @@ from support.environment import CORPUS, SAMPLES
 from support.packets import ether, gre, ipv4, ipv6, tcp, udp, vxlan
 from support.pcapwriter import Pcapng, write_pcap
 
+
+@cache
+def analysed(scenario: str, platform: str = "auto"):
+    """The lab scenario's host + container pair analysed once per test process."""
+    pair = SAMPLES / scenario
+    return pcapmtu.analyze(host=pair / "host.pcap", container=pair / "container.pcap", platform=platform)
+
+
 INNER = tcp("10.244.1.5", "10.244.2.7", 40000, 443, flags=0x10, payload=b"x" * 100)
 HEADERS = {"ipv4": 20, "ipv6": 40, "udp": 8, "vxlan": 8, "geneve": 8, "ethernet": 14, "gre": 4, "gre_key": 4}
 
@@ -103,9 +111,7 @@ def test_wireguard_over_ipv6_counts_80(tmp_path):
 def test_lab_vxlan_capture_measures_50_and_the_failing_traffic_inside_it():
     """The lab's real VXLAN device (VNI 4242, UDP 4789, truth.json): every host packet is VXLAN, 50 bytes."""
     truth = json.loads((SAMPLES / "vxlan_overlay/truth.json").read_text())
-    a = pcapmtu.analyze(
-        host=SAMPLES / "vxlan_overlay/host.pcap", container=SAMPLES / "vxlan_overlay/container.pcap"
-    )
+    a = analysed("vxlan_overlay")
     net = a.fix.network
     assert net["overlay"] == {"kind": "vxlan", "capture": "host", "packets": truth["facts"]["host"]["packets"],
                               "overhead": 50, "measured": True, "outer_ipv": 4, "carries_failing": True}  # fmt: skip
@@ -257,17 +263,14 @@ def test_a_cni_device_is_strong_evidence(tmp_path):
 
 
 def test_auto_without_an_overlay_speaks_docker_and_addresses_prove_nothing():
-    a = pcapmtu.analyze(
-        host=SAMPLES / "blackhole_tls12/host.pcap", container=SAMPLES / "blackhole_tls12/container.pcap"
-    )
+    a = analysed("blackhole_tls12")
     assert a.fix.platform == "docker" and a.fix.network["overlay"] is None
     assert {s["system"] for s in a.fix.settings} == {"docker"}
     assert json.loads(a.fix.snippets[0]["text"]) == {"mtu": 1450}
 
 
 def test_platform_kubernetes_speaks_kubernetes_only():
-    a = pcapmtu.analyze(host=SAMPLES / "blackhole_tls12/host.pcap",
-                        container=SAMPLES / "blackhole_tls12/container.pcap", platform="kubernetes")  # fmt: skip
+    a = analysed("blackhole_tls12", "kubernetes")
     assert a.fix.platform == "kubernetes"
     assert {s["platform"] for s in a.fix.settings} == {"kubernetes"}
     assert not any("docker" in c["command"] for c in a.fix.commands)
@@ -285,20 +288,8 @@ def test_bad_platform_is_a_usage_error():
 
 
 # ------------------------------------------------------------------------------------ the printed commands
-@cache
 def _fixes() -> tuple:
-    return tuple(_analysed_fixes())
-
-
-def _analysed_fixes():
-    pair = {
-        "host": SAMPLES / "blackhole_tls12/host.pcap",
-        "container": SAMPLES / "blackhole_tls12/container.pcap",
-    }
-    yield pcapmtu.analyze(**pair, platform="kubernetes").fix
-    yield pcapmtu.analyze(
-        host=SAMPLES / "vxlan_overlay/host.pcap", container=SAMPLES / "vxlan_overlay/container.pcap"
-    ).fix
+    return analysed("blackhole_tls12", "kubernetes").fix, analysed("vxlan_overlay").fix
 
 
 def test_patches_are_json_and_commands_fit_the_renderers():
