@@ -347,3 +347,28 @@ def test_kubectl_lines_use_flags_kubectl_has():
         ).stdout
         for flag in flags:
             assert re.search(rf"(^|[\s,]){re.escape(flag)}[=,\s]", help_text + global_text, re.M), (sub, flag)
+
+
+def test_a_tunnel_no_cni_uses_says_so(tmp_path):
+    """GRE seen and Kubernetes stated: no CNI line fits; the summary and a note say what to do instead."""
+    net = Network("kubernetes", "--platform kubernetes", Overlay("gre", "host", 9, 24, True, 4, True), None)
+    settings, commands = platforms.kubernetes(net, PATH_MTU, 4)
+    assert settings == [] and commands == []
+    from pcapmtu.diagnose import fix as fixes
+    from pcapmtu.results import Verdict
+
+    fix = fixes.compute(Verdict.MTU_BLACKHOLE, PATH_MTU, 4, None, "download", network=net)
+    assert fix.summary == "Clamp the TCP MSS to 1410 on the nodes (or give the pods an MTU of at most 1450)."
+    assert any(n.startswith("No common CNI uses GRE") for n in fix.notes)
+
+
+def test_wireguard_note_is_honest_about_what_it_cannot_see():
+    from pcapmtu.diagnose import fix as fixes
+    from pcapmtu.results import Verdict
+
+    net = Network(EITHER, "", Overlay("wireguard", "host", 9, 60, False, 4, False), None)
+    fix = fixes.compute(Verdict.MTU_BLACKHOLE, PATH_MTU, 4, None, "download", network=net)
+    got = {(s["system"], s["setting"]): s["value"] for s in fix.settings}
+    assert got[("calico", "veth_mtu")] == got[("flannel", "FLANNEL_MTU")] == 1390  # 1450 - 60
+    assert got[("cilium", "mtu")] == 1450
+    assert any("WireGuard is encrypted" in n for n in fix.notes)

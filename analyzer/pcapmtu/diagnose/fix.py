@@ -185,11 +185,23 @@ def _speak(fix: Fix, network: Network, path_mtu: int, ipv: int, mss4: int, mss6:
         )
         how = "measured from outer and inner lengths" if o.measured else "the protocol's fixed size"
         notes.append(f"{o.words} in the {o.capture} capture adds {o.overhead} bytes ({how}); {inside}.")
+        if o.kind == "wireguard":
+            notes.append(
+                "WireGuard is encrypted: the captures cannot show whether the failing traffic went through it. "
+                f"If it did, path MTU {path_mtu} is already net of its {o.overhead} bytes and the values above "
+                "are that much lower than needed: safe, not the largest that fits."
+            )
+        if k8s and not any(s["platform"] == "kubernetes" for s in settings):
+            notes.append(
+                f"No common CNI uses {o.words}: the tunnel is the node's own (a VPN or a GRE link); give the "
+                f"pods an MTU that fits the path ({path_mtu}) in the CNI's own setting."
+            )
     summary = fix.summary
     if network.platform == "kubernetes":
         family = "" if ipv == 4 else " for IPv6"
         first = next((s["line"] for s in settings if s["platform"] == "kubernetes"), "")
-        summary = f"Clamp the TCP MSS{family} to {fix.mss} on the nodes (or set the CNI's MTU: {first})."
+        instead = f"set the CNI's MTU: {first}" if first else f"give the pods an MTU of at most {path_mtu}"
+        summary = f"Clamp the TCP MSS{family} to {fix.mss} on the nodes (or {instead})."
     described = {
         "platform": network.platform,
         "decided_by": network.decided_by,
