@@ -346,7 +346,8 @@ def analyze(
         typer.Option(
             metavar="PATH",
             help="With --after: did the fix take? PATH is a folder of captures taken before the change "
-            "(host/node, container/pod, server.pcap) or a report.json (docs/verification.md).",
+            "(host/node, container/pod, server.pcap) or a report.json; exit 0 it took, 1 it did not, 3 cannot "
+            "tell (docs/verification.md).",
         ),
     ] = None,
     after: Annotated[
@@ -405,8 +406,8 @@ def analyze(
 
     start_up_done()
     if before is not None or after is not None:
-        others = captures or host or container or server or capture or out
-        _verify(before, after, others, platform, as_json, quiet, debug)
+        others = captures or host or container or server or capture or out or host_mtu or container_mtu
+        _verify(before, after, others or wireshark or svg, platform, as_json, quiet, debug)
     positional = list(captures or [])
     hosts = [host] if host else []
     containers = list(container or [])
@@ -474,7 +475,8 @@ def _verify(before, after, others, platform, as_json: bool, quiet: bool, debug: 
             raise UsageError("--before and --after go together: give both")
         if others:
             raise UsageError(
-                "--before/--after compare two folders or reports: give no other capture or --out"
+                "--before/--after compare two folders or reports: give no other capture, --out, --svg, "
+                "--wireshark, --host-mtu or --container-mtu"
             )
         was, was_from = verification.load(before, platform.value)
         now, now_from = verification.load(after, platform.value)
