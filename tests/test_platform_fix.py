@@ -372,3 +372,23 @@ def test_wireguard_note_is_honest_about_what_it_cannot_see():
     assert got[("calico", "veth_mtu")] == got[("flannel", "FLANNEL_MTU")] == 1390  # 1450 - 60
     assert got[("cilium", "mtu")] == 1450
     assert any("WireGuard is encrypted" in n for n in fix.notes)
+
+
+def test_docs_example_lines_are_what_pcapmtu_prints():
+    """Every settings line in docs/fixes.md's example is one pcapmtu gives for the demo incident on Kubernetes."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "fixes.md").read_text()
+    example = page.split("```\n", 2)[1]
+    shown = [ln.strip() for ln in example.splitlines() if " = " in ln]
+    lines = {s["line"] for s in analysed("blackhole_tls12", "kubernetes").fix.settings}
+    assert len(shown) >= 6 and set(shown) <= lines, set(shown) - lines
+    vxlan = {s["line"] for s in analysed("vxlan_overlay").fix.settings}
+    assert (
+        "Calico VXLAN: veth_mtu 1450 = underlay 1500 (path MTU 1450 inside VXLAN + 50) - 50 VXLAN (measured)"
+        in vxlan
+    )
+    assert (
+        "`Calico VXLAN: veth_mtu 1450 = underlay 1500 (path MTU 1450 inside VXLAN + 50) - 50 VXLAN\n  (measured)`"
+        in page
+    )

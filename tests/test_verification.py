@@ -164,3 +164,17 @@ def test_verification_document_is_documented():
     page = (Path(__file__).resolve().parents[1] / "docs" / "verification.md").read_text()
     for key in [*out, *out["before"], *out["services"][0]]:
         assert f"`{key}`" in page, key
+
+
+def test_docs_example_is_what_the_command_prints(monkeypatch):
+    """docs/verification.md's example, run from the repository as written there."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "verification.md").read_text()
+    block = page.split(
+        "$ pcapmtu analyze --before sample_pcaps/blackhole_tls12 --after sample_pcaps/fixed_clamp_setmss\n"
+    )[1]
+    expected = block.split("```")[0]
+    monkeypatch.chdir(root)
+    res = CliRunner().invoke(app, ["analyze", "--before", "sample_pcaps/blackhole_tls12",
+                                   "--after", "sample_pcaps/fixed_clamp_setmss"])  # fmt: skip
+    assert res.exit_code == 0 and res.output == expected, res.output

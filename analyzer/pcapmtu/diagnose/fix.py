@@ -202,6 +202,8 @@ def _speak(fix: Fix, network: Network, path_mtu: int, ipv: int, mss4: int, mss6:
         first = next((s["line"] for s in settings if s["platform"] == "kubernetes"), "")
         instead = f"set the CNI's MTU: {first}" if first else f"give the pods an MTU of at most {path_mtu}"
         summary = f"Clamp the TCP MSS{family} to {fix.mss} on the nodes (or {instead})."
+    elif network.platform == EITHER:
+        summary = f"{summary[:-1]}; on a Kubernetes node the same clamp, or the CNI's MTU from the settings."
     described = {
         "platform": network.platform,
         "decided_by": network.decided_by,
