@@ -8,6 +8,7 @@ packets, on the lab's real VXLAN capture and on the corpus' GRE and 6in4 capture
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -391,3 +392,31 @@ def test_docs_example_lines_are_what_pcapmtu_prints():
     flat = " ".join(page.split())  # the page quotes the line, wrapped
     quoted = "`Calico VXLAN: veth_mtu 1450 = underlay 1500 (path MTU 1450 inside VXLAN + 50) - 50 VXLAN (measured)`"
     assert quoted in flat
+
+
+@pytest.mark.parametrize(
+    ("scenario", "platform"), [("blackhole_tls12", "kubernetes"), ("vxlan_overlay", "auto")]
+)
+def test_reports_show_settings_and_snippets_as_written(scenario, platform):
+    """report.md: each settings line a list item, its source a code span, each snippet a JSON fence that parses
+    back to the snippet; no backslash anywhere (nothing of pcapmtu's own needed escaping); report.html has them."""
+    from markdown_it import MarkdownIt
+
+    from pcapmtu.render.jsondoc import analyze_document
+    from pcapmtu.render.report import render_html, render_markdown
+
+    a = analysed(scenario, platform)
+    doc = analyze_document(a)
+    md = render_markdown(a, doc, [], "now")
+    assert "\\" not in md
+    tokens = MarkdownIt("commonmark").parse(md)
+    fences = [json.loads(t.content) for t in tokens if t.type == "fence" and t.info == "json"]
+    assert fences == [json.loads(s["text"]) for s in a.fix.snippets]
+    codes = {
+        c.content for t in tokens if t.type == "inline" for c in t.children or [] if c.type == "code_inline"
+    }
+    for s in a.fix.settings:
+        assert f"- {s['line']} (" in md and s["source"] in codes
+    page = render_html(a, doc, [], {}, "now")
+    assert all(html.escape(s["line"]) in page for s in a.fix.settings)
+    assert html.escape(a.fix.settings_heading) in page

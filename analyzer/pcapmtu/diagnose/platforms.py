@@ -364,7 +364,7 @@ def clamp_daemonset(mss4: int, mss6: int) -> tuple[list[dict], list[dict]]:
         {
             "what": "a DaemonSet that applies the clamp on every node (kubectl apply -f FILE; JSON is valid "
             "YAML). Its iptables must use the node's backend (iptables-nft vs legacy: check "
-            "`iptables -V` on a node); the rules stay until removed with iptables -D",
+            "iptables -V on a node); the rules stay until removed with iptables -D",
             "format": "json",
             "text": json.dumps(manifest, indent=2),
         }
