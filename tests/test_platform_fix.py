@@ -228,7 +228,7 @@ def test_a_tunnel_carrying_the_failing_traffic_is_not_subtracted_twice():
 
 # ------------------------------------------------------------------------------------ deciding the platform
 def _pcapng_on(tmp_path, device: str):
-    """The lab's VXLAN host capture rewritten as pcapng taken on `device` (the interface name is the evidence)."""
+    """The demo incident's container capture rewritten as pcapng taken on `device` (the name is the evidence)."""
     cap = pcapmtu.read(SAMPLES / "blackhole_tls12/container.pcap")
     raw = (SAMPLES / "blackhole_tls12/container.pcap").read_bytes()
     ng = Pcapng().shb().idb(1, 6, name=device)
