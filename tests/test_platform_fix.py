@@ -420,3 +420,18 @@ def test_reports_show_settings_and_snippets_as_written(scenario, platform):
     page = render_html(a, doc, [], {}, "now")
     assert all(html.escape(s["line"]) in page for s in a.fix.settings)
     assert html.escape(a.fix.settings_heading) in page
+
+
+def test_cli_platform_option():
+    """--platform reaches the fix (any case); a value it does not know is exit 2 with typer's one line."""
+    from typer.testing import CliRunner
+
+    from pcapmtu.cli import app
+
+    pair = [str(SAMPLES / "blackhole_tls12/host.pcap"), str(SAMPLES / "blackhole_tls12/container.pcap")]
+    res = CliRunner().invoke(app, ["analyze", *pair, "--platform", "Kubernetes", "--json"])
+    assert res.exit_code == 1, res.output  # the MTU verdict's code
+    fix = json.loads(res.output)["fix"]
+    assert fix["platform"] == "kubernetes" and fix["network"]["decided_by"] == "--platform kubernetes"
+    res = CliRunner().invoke(app, ["analyze", *pair, "--platform", "swarm"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
