@@ -9,6 +9,7 @@ skips and says why). Addresses: 172.17.0.0/16 and 198.18.0.0/15, fd00::/8, in na
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -176,3 +177,48 @@ def test_clamp_to_the_route_mtu(net, fix, tmp_path):
         assert syn_mss(net, 4, tmp_path) == PATH_MTU - 40
     finally:
         sh(net["router"], f"ip link set {net['router_out']} mtu 1500")
+
+
+@pytest.fixture(scope="module")
+def k8s_fix():
+    """The same incident's fix spoken for Kubernetes: the idempotent clamp and the clamp DaemonSet."""
+    a = pcapmtu.analyze(
+        host=SAMPLES / "blackhole_tls12/host.pcap",
+        container=SAMPLES / "blackhole_tls12/container.pcap",
+        platform="kubernetes",
+    )
+    return a.fix
+
+
+def _mangle_rules(net: dict) -> list[str]:
+    rules = sh(
+        net["router"], "iptables -t mangle -S FORWARD; ip6tables -t mangle -S FORWARD"
+    ).stdout.splitlines()
+    return [r for r in rules if "TCPMSS" in r]
+
+
+def test_idempotent_clamp_applies_once_however_often_it_runs(net, k8s_fix, tmp_path):
+    """The node line a DaemonSet may run on every restart: three runs, one rule per family, the right MSS."""
+    line = _command(k8s_fix, "iptables -t mangle -C FORWARD")
+    router(net, [line, line, line])
+    assert _mangle_rules(net) == [
+        f"-A FORWARD -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {PATH_MTU - 40}",
+        f"-A FORWARD -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {PATH_MTU - 60}",
+    ]
+    assert syn_mss(net, 4, tmp_path) == PATH_MTU - 40
+    assert syn_mss(net, 6, tmp_path) == PATH_MTU - 60
+
+
+def test_the_daemonset_container_command_clamps_and_keeps_one_rule(net, k8s_fix, tmp_path):
+    """The DaemonSet's container command, run as printed (sh -c ...) for a second in the router's place."""
+    (manifest,) = [json.loads(s["text"]) for s in k8s_fix.snippets]
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["sh", "-c"]
+    router(net, [])
+    run = subprocess.run(["ip", "netns", "exec", net["router"], "timeout", "1", *container["command"]],
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert run.returncode == 124, run.stderr  # still looping when timeout ended it: no command failed out
+    router_rules = _mangle_rules(net)
+    assert len(router_rules) == 2, router_rules
+    assert syn_mss(net, 4, tmp_path) == PATH_MTU - 40
+    assert syn_mss(net, 6, tmp_path) == PATH_MTU - 60

@@ -6,6 +6,7 @@ The public API (guarded by tests/test_api.py; changes need a version bump):
     capture.packets, capture.flows, capture.dns, capture.icmp   # pandas tables, see docs/tables.md
 
     result = pcapmtu.analyze(host="host.pcap", container="container.pcap")   # also server=, captures=[...]
+    pcapmtu.analyze(..., platform="kubernetes")   # the fix's language: docker, kubernetes, auto (docs/fixes.md)
     result.verdict, result.confidence, result.explanation, result.fix, result.findings, result.pairs
     result.verdict is pcapmtu.Verdict.MTU_BLACKHOLE    # Verdict and Reason: str enums, ranked
     result.vantage, result.role_changes        # where each capture was taken (Vantage), roles corrected

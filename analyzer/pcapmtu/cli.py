@@ -11,7 +11,7 @@ import sys
 from contextlib import contextmanager
 from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -42,6 +42,14 @@ class Exit(IntEnum):
     BAD_INPUT = 2  # a capture that cannot be read, a wrong option
     OTHER_PROBLEM = 3  # analyze: not_mtu or inconclusive - something is wrong, and it is not the MTU
     INTERNAL = 4  # a bug in pcapmtu (one line on stderr; --debug shows the traceback)
+
+
+class Platform(StrEnum):
+    """`analyze --platform`: the language the fix speaks (pcapmtu.diagnose.platforms)."""
+
+    AUTO = "auto"
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
 
 
 VERDICT_EXIT = {
@@ -324,6 +332,28 @@ def analyze(
     container_mtu: Annotated[
         int | None, typer.Option(metavar="BYTES", help="Known MTU of the container's interface.")
     ] = None,
+    platform: Annotated[
+        Platform,
+        typer.Option(
+            metavar="NAME",
+            case_sensitive=False,
+            help="The fix's language: docker (daemon.json, network options), kubernetes (the CNI's MTU "
+            "setting, the clamp as a DaemonSet rule) or auto: from the captures (docs/fixes.md).",
+        ),
+    ] = Platform.AUTO,
+    before: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="With --after: did the fix take? PATH is a folder of captures taken before the change "
+            "(host/node, container/pod, server.pcap) or a report.json; exit 0 it took, 1 it did not, 3 cannot "
+            "tell (docs/verification.md).",
+        ),
+    ] = None,
+    after: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="With --before: the captures (or report.json) after the change."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", metavar="", help="Print the whole report as one JSON document.")
     ] = False,
@@ -375,6 +405,9 @@ def analyze(
     from .render.jsondoc import analyze_document
 
     start_up_done()
+    if before is not None or after is not None:
+        others = captures or host or container or server or capture or out or host_mtu or container_mtu
+        _verify(before, after, others or wireshark or svg, platform, as_json, quiet, debug)
     positional = list(captures or [])
     hosts = [host] if host else []
     containers = list(container or [])
@@ -404,6 +437,7 @@ def analyze(
             captures=unplaced,
             host_mtu=host_mtu,
             container_mtu=container_mtu,
+            platform=platform.value,
             progress=bar,
             max_packets=max_packets,
             max_memory=max_memory,
@@ -426,6 +460,34 @@ def analyze(
         report_out = err if as_json else Out(highlight=False, soft_wrap=True)
         report_out.print(f"report: {escape(str(out / 'report.html'))} (and report.md, report.json, plots/)")
     raise typer.Exit(VERDICT_EXIT[result.verdict])
+
+
+# the fix took: 0; did not take: 1 (the MTU problem is still there); cannot tell: 3
+VERIFICATION_EXIT = {"took": Exit.OK, "did_not_take": Exit.MTU_PROBLEM, "cannot_tell": Exit.OTHER_PROBLEM}
+
+
+def _verify(before, after, others, platform, as_json: bool, quiet: bool, debug: bool) -> NoReturn:
+    """`analyze --before --after`: compare the two sides and exit with the outcome's code."""
+    from .render import verification
+
+    with _errors(debug):
+        if before is None or after is None:
+            raise UsageError("--before and --after go together: give both")
+        if others:
+            raise UsageError(
+                "--before/--after compare two folders or reports: give no other capture, --out, --svg, "
+                "--wireshark, --host-mtu or --container-mtu"
+            )
+        was, was_from = verification.load(before, platform.value)
+        now, now_from = verification.load(after, platform.value)
+        result = verification.compare(was, now, was_from, now_from)
+        if as_json:
+            _write_document(result.to_json())
+        elif not quiet:
+            out = Out(highlight=False, soft_wrap=True)
+            for line in verification.lines(result):
+                out.print(escape(printable(line, 600)))
+    raise typer.Exit(VERIFICATION_EXIT[result.outcome])
 
 
 @contextmanager
@@ -494,6 +556,13 @@ def _print_analysis(out: Console, a: Analysis, limit: int = 40) -> None:
                 out.print(f"  {escape(cmd['command'])}", soft_wrap=True)  # one line: pasted into a shell
         for note in d.fix.notes:
             out.print(f"  - {escape(note)}")
+        if d.fix.settings:
+            out.print(f"  [bold]{escape(d.fix.settings_heading)}:[/bold]")
+            for setting in d.fix.settings:
+                out.print(f"    {escape(setting['line'])}")
+        if d.fix.snippets:
+            files = "; ".join(s["what"].split(" (")[0] for s in d.fix.snippets)
+            out.print(f"  files to apply (report.md, report.html, report.json fix.snippets): {escape(files)}")
     verdicts = a.verdicts.assign(rank=a.verdicts["verdict"].map(Verdict.ranks()))
     ranked = verdicts.sort_values(["rank", "capture", "conn"], ascending=[False, True, True], kind="stable")
     shown = ranked if limit <= 0 else ranked.head(limit)

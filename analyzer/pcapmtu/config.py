@@ -25,3 +25,5 @@ class KnownFacts:
 
     host_mtu: int | None = None
     container_mtu: int | None = None
+    # docker, kubernetes, or auto: from the captures (Kubernetes only on strong evidence, else both)
+    platform: str = "auto"

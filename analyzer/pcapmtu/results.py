@@ -133,6 +133,10 @@ class Fix:
     mtu: int | None
     commands: tuple[dict, ...] = ()  # {"what", "command", "choice": recommended|alternative, "when"}
     notes: tuple[str, ...] = ()
+    platform: str = "docker"  # the language it speaks: docker, kubernetes, or "docker or kubernetes"
+    network: dict | None = None  # {"platform", "decided_by", "overlay": {...} | None, "cni": str}
+    settings: tuple[dict, ...] = ()  # per platform/CNI: the setting, its computed value and the arithmetic
+    snippets: tuple[dict, ...] = ()  # file contents to merge or apply: {"what", "format": json, "text"}
     ALTERNATIVES = "alternatives (instead of the recommended fix, when it says so)"  # a heading, not a field
 
     @property
@@ -142,6 +146,12 @@ class Fix:
     @property
     def alternatives(self) -> tuple[dict, ...]:
         return tuple(c for c in self.commands if c.get("choice") == "alternative")
+
+    @property
+    def settings_heading(self) -> str:
+        """The heading above `settings`: for which platform, and why that one."""
+        why = (self.network or {}).get("decided_by", "")
+        return f"Settings for the network in use ({self.platform}{': ' + why if why else ''})"
 
     @staticmethod
     def comment(command: dict) -> str:

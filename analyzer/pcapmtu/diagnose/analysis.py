@@ -23,6 +23,7 @@ from ..results import Diagnosis, Finding
 from . import detectors, path_mtu, verdicts
 from . import roles as roles_mod
 from .context import Context
+from .platforms import PLATFORMS
 from .vantage import Vantage
 
 if TYPE_CHECKING:  # pyshark is optional: wireshark.py loads only when asked
@@ -243,6 +244,7 @@ def analyze(
     captures: Iterable[Source] = (),
     host_mtu: int | None = None,
     container_mtu: int | None = None,
+    platform: str = "auto",
     thresholds: Thresholds | None = None,
     progress=None,
     max_packets: int | None = None,
@@ -254,6 +256,9 @@ def analyze(
     own capture, `captures` any capture of unknown role: each is placed by where it was taken (vantage.py),
     and given roles that contradict the evidence are corrected (`Analysis.role_changes` says so). With one
     capture the verdict rests on that side alone and says so through a lower confidence.
+    `platform`: the language of the fix: "docker" (daemon.json, network options), "kubernetes" (the CNI's MTU
+    setting, the clamp as a DaemonSet rule) or "auto" (from the captures: Kubernetes only when an interface
+    name gives the CNI away, both when an overlay is seen, else Docker); docs/fixes.md.
     `progress(role, done_bytes, total_bytes)` is called while each capture is read.
     `max_packets`, `max_memory`: the read budget as in `read()`, for the total of the captures it reads (all
     of them are held at once); captures given already read do not count.
@@ -272,6 +277,8 @@ def analyze(
         roles[f"capture{i + 1}"] = extra
     if not roles:
         raise UsageError("give at least one capture (host and/or container)")
+    if platform not in PLATFORMS:
+        raise UsageError(f"platform must be one of {', '.join(PLATFORMS)}, not {platform!r}")
     budget = ReadBudget(max_packets, max_memory, shared=True)
     read_in = {}
     for role, src in roles.items():
@@ -282,7 +289,7 @@ def analyze(
     placed, vantage, changes = roles_mod.place(read_in)
     ctx = Context(
         placed,
-        KnownFacts(host_mtu, container_mtu),
+        KnownFacts(host_mtu, container_mtu, platform),
         thresholds or Thresholds(),
         vantage=vantage,
         role_changes=changes,

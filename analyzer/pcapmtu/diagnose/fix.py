@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..results import Fix, Verdict
+from . import platforms
+from .platforms import EITHER, Network
 
 NFT_TABLE = "pcapmtu"  # a table of its own: nftables creates none by default, and ours is easy to remove
 
@@ -15,8 +19,10 @@ def compute(
     direction: str,
     low: int | None = None,
     high: int | None = None,
+    network: Network | None = None,
 ) -> Fix | None:
-    """Commands with numbers for an MTU verdict; a note when a clamp is already in effect."""
+    """Commands with numbers for an MTU verdict; a note when a clamp is already in effect. `network`: the
+    platform and overlay the fix speaks for (platforms.decide); Docker when not given."""
     if not Verdict(verdict).is_mtu:
         if clamp_seen:
             return Fix(
@@ -29,14 +35,14 @@ def compute(
         return None
     if not path_mtu and low:
         # the path carried `low`-byte packets (acknowledged): clamping to them is safe, if not the largest
-        fix = compute(verdict, low, ipv, clamp_seen, direction)
+        fix = compute(verdict, low, ipv, clamp_seen, direction, network=network)
         bound = f"less than {high}" if high else "not known"
         note = (
             f"The captures pin no single path MTU: packets of {low} bytes were acknowledged, so MSS "
             f"{low - (40 if ipv == 4 else 60)} is safe; the largest that fits is {bound}. Measure it with "
             "ping -M do -s SIZE from the host to clamp exactly."
         )
-        return Fix(fix.summary, fix.mss, fix.mtu, fix.commands, (note, *fix.notes[1:]))
+        return replace(fix, notes=(note, *fix.notes[1:]))
     if not path_mtu:
         below = f" (it is below {high}: {high}-byte packets do not pass)" if high else ""
         return Fix(
@@ -130,4 +136,87 @@ def compute(
     mss = mss4 if ipv == 4 else mss6
     family = "" if ipv == 4 else " for IPv6"
     summary = f"Clamp the TCP MSS{family} to {mss} on the docker host (or set the container MTU to {mtu})."
-    return Fix(summary, mss, mtu, tuple(commands), tuple(notes))
+    fix = Fix(summary, mss, mtu, tuple(commands), tuple(notes))
+    return _speak(fix, network or Network("docker", "no --platform", None, None), path_mtu, ipv, mss4, mss6)
+
+
+DOCKER_ONLY = ("dockerd ", "docker network create ")
+
+
+def _speak(fix: Fix, network: Network, path_mtu: int, ipv: int, mss4: int, mss6: int) -> Fix:
+    """The same fix in the language of the platform: Docker's settings, the CNI's, or both when the captures
+    cannot tell; the arithmetic of every number in `settings`."""
+    settings: list[dict] = []
+    snippets: list[dict] = []
+    commands = list(fix.commands)
+    notes = list(fix.notes)
+    k8s = network.platform in ("kubernetes", EITHER)
+    if network.platform in ("docker", EITHER):
+        found, files = platforms.docker(network, path_mtu)
+        settings += found
+        snippets += files
+    if k8s:
+        found, extra = platforms.kubernetes(network, path_mtu, ipv)
+        clamp, files = platforms.clamp_daemonset(mss4, mss6)
+        settings += found
+        snippets += files
+        if network.platform == "kubernetes":
+            commands = [c for c in commands if not c["command"].startswith(DOCKER_ONLY)]
+            notes = [n for n in notes if "daemon.json" not in n]
+        commands += clamp + extra
+        if not (network.overlay or (network.cni and network.cni.encapsulation)):
+            notes.append(
+                "The captures do not show the CNI's tunnel (a pod's traffic to outside the cluster leaves the "
+                "node unencapsulated), so the settings list each CNI and encapsulation: use the line of yours; "
+                "a capture of node-to-node traffic on the underlay, or on the CNI's interface, names it."
+            )
+        notes.append(
+            "On Kubernetes the clamp goes on every node (pods' traffic is forwarded there); the CNI's MTU "
+            "changes every pod's MTU and takes effect for pods created after the change: when only traffic "
+            "to this server crosses the narrow hop, the clamp is the smaller change."
+        )
+    o = network.overlay
+    if o:
+        inside = (
+            f"the failing traffic was seen inside it, so path MTU {path_mtu} is already net of it"
+            if o.carries_failing
+            else f"the failing traffic was not seen inside it: {o.overhead} bytes come off path MTU {path_mtu} for "
+            "the traffic that is"
+        )
+        how = "measured from outer and inner lengths" if o.measured else "the protocol's fixed size"
+        notes.append(f"{o.words} in the {o.capture} capture adds {o.overhead} bytes ({how}); {inside}.")
+        if o.kind == "wireguard":
+            notes.append(
+                "WireGuard is encrypted: the captures cannot show whether the failing traffic went through it. "
+                f"If it did, path MTU {path_mtu} is already net of its {o.overhead} bytes and the values above "
+                "are that much lower than needed: safe, not the largest that fits."
+            )
+        if k8s and not any(s["platform"] == "kubernetes" for s in settings):
+            notes.append(
+                f"No common CNI uses {o.words}: the tunnel is the node's own (a VPN or a GRE link); give the "
+                f"pods an MTU that fits the path ({path_mtu}) in the CNI's own setting."
+            )
+    summary = fix.summary
+    if network.platform == "kubernetes":
+        family = "" if ipv == 4 else " for IPv6"
+        first = next((s["line"] for s in settings if s["platform"] == "kubernetes"), "")
+        instead = f"set the CNI's MTU: {first}" if first else f"give the pods an MTU of at most {path_mtu}"
+        summary = f"Clamp the TCP MSS{family} to {fix.mss} on the nodes (or {instead})."
+    elif network.platform == EITHER:
+        summary = f"{summary[:-1]}; on a Kubernetes node the same clamp, or the CNI's MTU from the settings."
+    described = {
+        "platform": network.platform,
+        "decided_by": network.decided_by,
+        "overlay": o.to_dict() if o else None,
+        "cni": network.cni.name if network.cni else "",
+    }
+    return replace(
+        fix,
+        summary=summary,
+        commands=tuple(commands),
+        notes=tuple(notes),
+        platform=network.platform,
+        network=described,
+        settings=tuple(settings),
+        snippets=tuple(snippets),
+    )

@@ -13,6 +13,7 @@ import pandas as pd
 from ..evidence import endpoint, service
 from ..results import Diagnosis, Finding, Reason, Verdict
 from . import fix as fixes
+from . import overlay, platforms
 from .context import Context, records
 from .detectors import RULES
 from .path_mtu import cited_for
@@ -117,6 +118,7 @@ def overall(ctx: Context, table: pd.DataFrame, findings: list[Finding]) -> Diagn
     clamp = _clamp_after(findings)
     direction = "upload" if any(f.code == "B002" for f in findings) else "download"
     mtu_verdict = verdict.is_mtu
+    network = _network(ctx, chosen.iloc[0]) if mtu_verdict else None
     fix = fixes.compute(
         verdict,
         path_mtu if mtu_verdict else None,
@@ -125,11 +127,21 @@ def overall(ctx: Context, table: pd.DataFrame, findings: list[Finding]) -> Diagn
         direction,
         path.low if path and mtu_verdict else None,
         path.high if path and mtu_verdict else None,
+        network,
     )
     confidence, factors = _confidence(ctx, verdict, codes, chosen)
     text = _explain(ctx, verdict, reason, chosen, table, findings, path, clamp)
     mss = (path_mtu - (40 if ipv == 4 else 60)) if (path_mtu and verdict.is_mtu) else None
     return Diagnosis(verdict, confidence, reason, text, path_mtu, mss, fix, tuple(factors))
+
+
+def _network(ctx: Context, row) -> platforms.Network:
+    """The platform and overlay the fix speaks for; the failing connection's server tells whether its packets
+    crossed the tunnel."""
+    server = str(ctx.flow(row["capture"], row["conn"])["server_ip"])
+    return platforms.decide(
+        ctx.facts.platform, overlay.overlays(ctx.captures, server), overlay.cnis(ctx.captures)
+    )
 
 
 def _ipv(ctx: Context, row) -> int:

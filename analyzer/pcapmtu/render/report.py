@@ -352,6 +352,19 @@ def render_markdown(analysis: Analysis, doc: dict, titles: list[tuple[str, str]]
                 block = f"# {printable(d.fix.comment(cmd), 400)}\n{printable(cmd['command'], 400)}"
                 lines += [*md_fence(block, "sh"), ""]
         lines += [f"- {md_block(text(n, 500))}" for n in d.fix.notes] + [""]
+        if d.fix.settings:
+            lines += [f"**{d.fix.settings_heading}:**", ""]
+            lines += [
+                f"- {md_block(text(st['line'], 500))} ({text(st['where'], 400)}; {md_code(st['source'])})"
+                for st in d.fix.settings
+            ] + [""]
+        for snippet in d.fix.snippets:
+            lines += [
+                md_block(text(snippet["what"], 500)),
+                "",
+                *md_fence(snippet["text"], snippet["format"]),
+                "",
+            ]
     listing = _listing(analysis)
     more = _more_connections(analysis, listing)
     lines += [
@@ -477,6 +490,19 @@ def render_html(
                 + "</details>"
             )
         parts.append("<ul>" + "".join(f"<li>{e(n, 500)}</li>" for n in d.fix.notes) + "</ul>")
+        if d.fix.settings:
+            parts.append(
+                f"<p><b>{e(d.fix.settings_heading, 400)}</b></p><ul>"
+                + "".join(
+                    f"<li>{e(st['line'], 500)} ({e(st['where'], 400)}; <code>{e(st['source'], 400)}</code>)</li>"
+                    for st in d.fix.settings
+                )
+                + "</ul>"
+            )
+        for snippet in d.fix.snippets:
+            parts.append(
+                f"<p>{e(snippet['what'], 500)}</p><pre><code>{e(snippet['text'], 4000)}</code></pre>"
+            )
     listing = _listing(analysis)
     parts += ["<h2>Connections</h2>", _html_table(_connection_rows(analysis, listing))]
     if more := _more_connections(analysis, listing):
