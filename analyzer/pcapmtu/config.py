@@ -21,7 +21,9 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class KnownFacts:
-    """Facts the engineer states (`--host-mtu`, `--container-mtu`); they sharpen, never required."""
+    """Facts the engineer states (`--host-mtu`, `--container-mtu`) or `pcapmtu capture` recorded beside the
+    captures (pcapmtu-capture.json); they sharpen, never required."""
 
     host_mtu: int | None = None
     container_mtu: int | None = None
+    clamp_rules: tuple[str, ...] = ()  # MSS clamp rules found on the docker host while it captured

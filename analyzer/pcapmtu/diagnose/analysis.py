@@ -243,6 +243,7 @@ def analyze(
     captures: Iterable[Source] = (),
     host_mtu: int | None = None,
     container_mtu: int | None = None,
+    clamp_rules: Iterable[str] = (),
     thresholds: Thresholds | None = None,
     progress=None,
     max_packets: int | None = None,
@@ -254,6 +255,8 @@ def analyze(
     own capture, `captures` any capture of unknown role: each is placed by where it was taken (vantage.py),
     and given roles that contradict the evidence are corrected (`Analysis.role_changes` says so). With one
     capture the verdict rests on that side alone and says so through a lower confidence.
+    `host_mtu`, `container_mtu`: the uplink's and the container interface's MTU, when known; `clamp_rules`:
+    the MSS clamp rules the docker host has (`pcapmtu capture` records both).
     `progress(role, done_bytes, total_bytes)` is called while each capture is read.
     `max_packets`, `max_memory`: the read budget as in `read()`, for the total of the captures it reads (all
     of them are held at once); captures given already read do not count.
@@ -282,7 +285,7 @@ def analyze(
     placed, vantage, changes = roles_mod.place(read_in)
     ctx = Context(
         placed,
-        KnownFacts(host_mtu, container_mtu),
+        KnownFacts(host_mtu, container_mtu, tuple(clamp_rules)),
         thresholds or Thresholds(),
         vantage=vantage,
         role_changes=changes,
