@@ -680,6 +680,14 @@ def capture(
             "namespace), then bisect the path MTU with DF pings to the server.",
         ),
     ] = None,
+    reproduce_timeout: Annotated[
+        float,
+        typer.Option(
+            "--reproduce-timeout",
+            metavar="SECONDS",
+            help="How long the reproduced request may take (curl --max-time).",
+        ),
+    ] = 20.0,
     no_analyze: Annotated[
         bool, typer.Option("--no-analyze", metavar="", help="Only capture: no analysis, no report.")
     ] = False,
@@ -714,6 +722,8 @@ def capture(
                     "say which container: one of --container NAME|ID, --pid PID, --netns NAME"
                     + (f" (not {' and '.join(chosen)} together)" if chosen else "")
                 )
+            if not reproduce_timeout > 0:
+                raise UsageError(f"--reproduce-timeout {reproduce_timeout:g}: a number of seconds above 0")
             if not duration > 0:
                 raise UsageError(f"--duration {duration:g}: a number of seconds above 0")
             if not 0 <= snaplen <= 262144:
@@ -724,11 +734,11 @@ def capture(
                 raise UsageError(f"--max-size: {exc}") from None
             if max_bytes <= 0:
                 raise UsageError("--max-size: a size above 0")
+            namespaces.require_root()
+            namespaces.require_tools()
             _claim(out, "--out", [Path(f) for f in session.planned_files()], force)
             if not no_analyze:
                 _claim(out, "--out", [Path(f) for f in REPORT_FILES], force, REPORT_PLOTS)
-            namespaces.require_root()
-            namespaces.require_tools()
             if container is not None:
                 ns = namespaces.of_container(container)
             elif pid is not None:
@@ -754,6 +764,7 @@ def capture(
                 max_bytes=max_bytes,
                 bpf=bpf or DEFAULT_FILTER,
                 reproduce_url=reproduce_url,
+                reproduce_timeout_s=reproduce_timeout,
             )
             outcome = session.run(plan, say)
         for warning in outcome.warnings:

@@ -27,6 +27,7 @@ from .tcpdump import READY_TIMEOUT_S, Tcpdump
 ROLES = ("container", "host")  # container first: it is the capture that matters most (docs/capturing.md)
 SETTLE_S = 1.0  # after the reproduction, for the last ACKs and retransmissions to be captured
 POLL_S = 0.1
+PRIVATE = 0o600  # captures hold addresses, names and any unencrypted payload (docs/capturing.md, Safety)
 
 
 def planned_files() -> list[str]:
@@ -71,6 +72,7 @@ class _Stop(Exception):
 def run(plan: Plan, say: Callable[[str], None] = lambda _line: None) -> Outcome:
     """Take the captures. CaptureFailed (one line) when they cannot start or are interrupted; the files
     captured until then are kept and described either way."""
+    created = not plan.out.exists()
     plan.out.mkdir(parents=True, exist_ok=True)
     uplink = plan.host_iface or interfaces.uplink_to(plan.target)
     dumps: dict[str, Tcpdump] = {}
@@ -107,6 +109,8 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _line: None) -> Outcome:
         for dump in dumps.values():
             dump.out.unlink(missing_ok=True)
             dump.log.unlink(missing_ok=True)
+        if created and not any(plan.out.iterdir()):
+            plan.out.rmdir()
         raise failure or CaptureFailed("interrupted before the captures started; nothing was kept")
     outcome = _finish(plan, dumps, work, uplink, started, ended, stopped_by)
     if failure is not None:
@@ -232,11 +236,13 @@ def _finish(plan, dumps, work, uplink, started, ended, stopped_by) -> Outcome:
             application=f"pcapmtu {__version__} capture (tcpdump)",
             system=f"{platform.system()} {platform.release()}",
         )
+        target.chmod(PRIVATE)
         doc["captures"][role]["packets"] = count
         dump.out.unlink()
         dump.log.unlink(missing_ok=True)
         files[role] = target
     path = metadata.write(plan.out, doc)
+    path.chmod(PRIVATE)
     return Outcome(files, doc, path, warnings)
 
 
@@ -258,14 +264,15 @@ def _asdict(value) -> dict | None:
 
 
 def _on_signals():
-    """SIGTERM and SIGHUP stop the session like Ctrl-C (only the main thread may set handlers)."""
+    """SIGINT (even where a shell set it to be ignored, as for `cmd &` in a script), SIGTERM and SIGHUP stop
+    the session like Ctrl-C (only the main thread may set handlers)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def stop(_signum, _frame):
         raise _Stop
 
-    return {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
 
 def _restore(previous: dict) -> None:

@@ -101,15 +101,18 @@ class Tcpdump:
         return self.proc is not None and self.proc.poll() is None
 
     def said(self) -> str:
-        """tcpdump's own words so far: its stderr, without the status lines."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return text
+        """tcpdump's own words so far: its stderr."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def failure(self) -> str:
-        """tcpdump's own error line (the last line that is not a status line)."""
+        """tcpdump's own error line: its last `tcpdump: ...` line that is not a status line (it may add a
+        line of its own in parentheses after it), else its last line."""
         lines = [ln.strip() for ln in self.said().splitlines() if ln.strip()]
         lines = [ln for ln in lines if READY_MARK not in ln and not ln.startswith("tcpdump: verbose output")]
-        return lines[-1] if lines else f"exited with code {self.proc.returncode if self.proc else '?'}"
+        own = [ln for ln in lines if ln.startswith("tcpdump:")]
+        if own or lines:
+            return (own or lines)[-1]
+        return f"exited with code {self.proc.returncode if self.proc else '?'}"
 
     def wait_ready(self, deadline: float) -> None:
         """Until tcpdump says it listens; CaptureFailed with its own message if it exits or stays silent."""

@@ -1,0 +1,239 @@
+"""`pcapmtu capture --netns` on a real MTU black hole in network namespaces (tests/support/blackhole_net.py), with
+real tcpdump, curl and ping: the verdict and the MTUs it records, and that Ctrl-C, SIGTERM, a tcpdump that cannot
+start, no root and a missing namespace each end in one line, exit 2 and no tcpdump left running. Root only
+(CI runs as root); the lab tier (module name)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support import blackhole_net
+from support.blackhole_net import CONTAINER_MTU, PATH_MTU, SERVER_IP, UPLINK, Resources
+from support.environment import require_tool
+
+PCAPMTU = [sys.executable, "-m", "pcapmtu"]
+READY = re.compile(r"tcpdump PIDs container (\d+), host (\d+)")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    blackhole_net.require_root()
+    for tool in ("tcpdump", "nsenter", "ip", "iptables", "curl", "ping", "ethtool"):
+        require_tool(tool)
+    res = Resources("pmc-")
+    try:
+        built = blackhole_net.build(res, tmp_path_factory.mktemp("blackhole"))
+        blackhole_net.wait_reachable(res, built.ns_path(built.container))
+        yield built
+    finally:
+        res.cleanup()
+
+
+def capture(net, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`pcapmtu capture` run in the host namespace, as on a docker host."""
+    cmd = net.in_host([*PCAPMTU, "capture", *args])
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def tcpdumps_writing_into(directory: Path) -> list[int]:
+    """PIDs of every tcpdump whose command line names `directory` (ours, whoever started them)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            args
+            and Path(args[0].decode(errors="replace")).name == "tcpdump"
+            and str(directory).encode() in b" ".join(args)
+        ):
+            found.append(int(proc.name))
+    return found
+
+
+def shb_comments(path: Path) -> list[str]:
+    """The section header's opt_comment values of a little-endian pcapng file."""
+    data = path.read_bytes()
+    block_type, length, magic = struct.unpack_from("<III", data, 0)
+    assert block_type == 0x0A0D0D0A and magic == 0x1A2B3C4D
+    comments, pos = [], 24
+    while pos < length - 4:
+        code, size = struct.unpack_from("<HH", data, pos)
+        if code == 0:
+            break
+        if code == 1:
+            comments.append(data[pos + 4 : pos + 4 + size].decode())
+        pos += 4 + size + (-size % 4)
+    return comments
+
+
+def test_the_blackhole_is_captured_and_diagnosed_with_the_recorded_mtus(net, tmp_path):
+    out = tmp_path / "cap"
+    done = capture(
+        net, "--netns", net.container, "--reproduce", net.url, "--reproduce-timeout", "8", "--out", str(out)
+    )
+    said = f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert done.returncode == 1, said  # an MTU problem
+    assert "verdict: mtu_blackhole" in done.stdout, said
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "mtu_blackhole", said
+    assert report["path_mtu"] == PATH_MTU, said
+    assert f"MSS to {PATH_MTU - 40}" in report["fix"]["summary"], said
+
+    meta = json.loads((out / "pcapmtu-capture.json").read_text())
+    assert meta["mtus"] == {"container": CONTAINER_MTU, "host": PATH_MTU}
+    ifaces = {i["role"]: (i["name"], i["mtu"]) for i in meta["interfaces"]}
+    assert ifaces == {
+        "container": ("eth0", CONTAINER_MTU),
+        "veth": ("vethpmc0", CONTAINER_MTU),
+        "bridge": ("docker0", CONTAINER_MTU),
+        "uplink": (UPLINK, PATH_MTU),
+    }
+    assert meta["clamps"] == []  # the host of this incident has none
+    assert meta["stopped_by"] == "reproduce"
+    assert meta["reproduce"]["runner"] == "nsenter (host curl)"
+    assert meta["reproduce"]["exit_code"] == 28, meta["reproduce"]  # curl timed out: the download hung
+    ping = meta["ping"]
+    assert ping["target"] == SERVER_IP and ping["answered"]
+    assert ping["largest_ok_ip"] == PATH_MTU and ping["smallest_lost_ip"] == PATH_MTU + 1, ping
+    assert "from the capture metadata" in done.stderr and f"host uplink {PATH_MTU}" in done.stderr, said
+
+    import pcapmtu
+
+    for role in ("container", "host"):
+        path = out / f"{role}.pcapng"
+        assert path.stat().st_mode & 0o777 == 0o600
+        cap = pcapmtu.read(path)
+        assert (
+            len(cap.packets)
+            == meta["captures"][role]["packets"]
+            == meta["captures"][role]["tcpdump_captured"]
+        )
+        assert meta["captures"][role]["tcpdump_dropped"] == 0
+        summary, document = shb_comments(path)
+        assert f"uplink {UPLINK} MTU {PATH_MTU}" in summary
+        assert json.loads(document)["mtus"] == meta["mtus"]
+    assert not list(out.glob("*.pcap")) and not list(out.glob("*.log"))  # the raw files are gone
+
+    # analyze on its own finds the metadata beside the captures; an MTU given on the command line wins
+    cmd = [*PCAPMTU, "analyze", str(out / "host.pcapng"), str(out / "container.pcapng"), "--json"]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 1 and json.loads(again.stdout)["path_mtu"] == PATH_MTU, again.stderr
+    assert f"MTUs host uplink {PATH_MTU}, container {CONTAINER_MTU}" in again.stderr
+    given = subprocess.run(
+        [*cmd, "--host-mtu", "1400"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "host uplink" not in given.stderr and f"container {CONTAINER_MTU}" in given.stderr, given.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interruption_stops_both_tcpdumps_and_keeps_what_they_took(net, tmp_path, sig):
+    out = tmp_path / "cap"
+    cmd = net.in_host([*PCAPMTU, "capture", "--netns", net.container, "--duration", "60", "--out", str(out)])
+    log = tmp_path / "stderr"
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not READY.search(log.read_text()) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        match = READY.search(log.read_text())
+        assert match, log.read_text()
+        pids = [int(p) for p in match.groups()]
+        subprocess.run(
+            ["nsenter", f"--net={net.ns_path(net.container)}", "ping", "-c", "2", "-i", "0.2", SERVER_IP],
+            capture_output=True,
+            check=False,
+        )
+        # a terminal's Ctrl-C reaches the whole foreground group; SIGTERM (kill, systemd) only pcapmtu
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = log.read_text().splitlines()
+    assert proc.returncode == 2, lines
+    assert lines[-1].startswith("pcapmtu: interrupted: both captures stopped"), lines
+    assert sum("interrupted" in ln for ln in lines) == 1, lines
+    for pid in pids:
+        assert (
+            not Path(f"/proc/{pid}").exists() or b"tcpdump" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )
+    assert tcpdumps_writing_into(out) == []
+    meta = json.loads((out / "pcapmtu-capture.json").read_text())
+    assert meta["stopped_by"] == "interrupt"
+    # what was captured is kept: the pings sent before the interruption (at least one request and its reply)
+    assert meta["captures"]["container"]["packets"] >= 2, meta["captures"]
+    assert not (out / "report.json").exists()  # interrupted: not analysed
+
+
+def test_a_tcpdump_that_cannot_start_is_one_line_with_its_message(net, tmp_path):
+    out = tmp_path / "cap"
+    done = capture(
+        net, "--netns", net.container, "--host-iface", "nosuch0", "--duration", "5", "--out", str(out)
+    )
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2, done.stderr
+    assert lines == [
+        "pcapmtu: tcpdump on the host (nosuch0) did not start: tcpdump: nosuch0: No such device exists"
+    ]
+    assert tcpdumps_writing_into(out) == []  # the container's tcpdump, which did start, is stopped too
+    assert not out.exists()  # nothing captured, nothing left behind
+
+
+def test_an_interface_the_container_lacks_is_one_line(net, tmp_path):
+    done = capture(
+        net, "--netns", net.container, "--iface", "eth7", "--duration", "5", "--out", str(tmp_path / "c")
+    )
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "tcpdump on the container (eth7) did not start" in done.stderr
+
+
+def test_without_root_it_says_so_in_one_line(net, tmp_path):
+    require_tool("setpriv")
+    out = tmp_path / "cap"
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *PCAPMTU]
+    cmd += ["capture", "--netns", net.container, "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, cwd="/")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "pcapmtu: pcapmtu capture needs root (tcpdump and nsenter): run it with sudo"
+    ]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--netns", "pmc-no-such-ns"], "no such network namespace: pmc-no-such-ns"),
+        (["--pid", "4194305"], "no process 4194305"),  # above the kernel's largest PID
+    ],
+    ids=["netns", "pid"],
+)
+def test_a_missing_namespace_is_one_line(net, tmp_path, args, words):
+    done = capture(net, *args, "--out", str(tmp_path / "cap"))
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and words in done.stderr, done.stderr
+
+
+def test_the_host_namespace_itself_is_refused(net, tmp_path):
+    done = capture(net, "--netns", net.host, "--out", str(tmp_path / "cap"))
+    assert done.returncode == 2 and "host's own network namespace" in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
