@@ -668,7 +668,7 @@ def capture(
             "--filter",
             metavar="EXPR",
             help="tcpdump filter for both captures. Default: TCP, ICMP, ICMPv6, DNS and the outer packets of "
-            "VXLAN, Geneve, GRE and IP-in-IP, also behind a VLAN tag.",
+            "VXLAN, Geneve, GRE and IP-in-IP, also behind a VLAN tag on Ethernet.",
         ),
     ] = None,
     reproduce_url: Annotated[
@@ -702,7 +702,6 @@ def capture(
     line, no tcpdump left running, what was captured kept.
     """
     from .capture import namespaces, reproduce, session
-    from .capture.tcpdump import DEFAULT_FILTER
 
     start_up_done()
     say = (
@@ -762,7 +761,7 @@ def capture(
                 duration_s=duration,
                 snaplen=snaplen,
                 max_bytes=max_bytes,
-                bpf=bpf or DEFAULT_FILTER,
+                bpf=bpf,
                 reproduce_url=reproduce_url,
                 reproduce_timeout_s=reproduce_timeout,
             )

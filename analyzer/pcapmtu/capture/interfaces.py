@@ -55,6 +55,19 @@ def links(ns: Namespace | None) -> list[dict]:
     return _ip_json(ns.run(cmd) if ns else cmd)
 
 
+def link_type(ns: Namespace | None, iface: str) -> str | None:
+    """The `ip link` type of an interface (ether, none for a tunnel, ...): "" for `any`, None when unknown
+    (no such interface: tcpdump will say so in its own words)."""
+    if iface == "any":
+        return ""
+    cmd = ["ip", "-json", "link", "show", "dev", iface]
+    try:
+        found = _ip_json(ns.run(cmd) if ns else cmd)
+    except CaptureFailed:
+        return None
+    return str(found[0].get("link_type", "")) if found else None
+
+
 def uplink_to(target: str | None) -> str:
     """The host's interface of the route to `target` (`ip route get`), or of the default route."""
     if target:

@@ -22,7 +22,7 @@ from . import clamps as clamps_mod
 from . import interfaces, metadata, pcapng, reproduce
 from .metadata import SCHEMA
 from .namespaces import Namespace
-from .tcpdump import READY_TIMEOUT_S, Tcpdump
+from .tcpdump import READY_TIMEOUT_S, Tcpdump, default_filter
 
 ROLES = ("container", "host")  # container first: it is the capture that matters most (docs/capturing.md)
 SETTLE_S = 1.0  # after the reproduction, for the last ACKs and retransmissions to be captured
@@ -50,7 +50,7 @@ class Plan:
     duration_s: float
     snaplen: int
     max_bytes: int
-    bpf: str
+    bpf: str | None  # None: tcpdump.default_filter for each interface's link type
     reproduce_url: str | None = None
     reproduce_timeout_s: float = 20.0
 
@@ -87,7 +87,8 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _line: None) -> Outcome:
             for role, ns, iface in (("container", plan.ns, plan.iface), ("host", None, uplink)):
                 raw = plan.out / f"{role}.pcap"
                 log = plan.out / f"{role}.tcpdump.log"
-                dumps[role] = Tcpdump.start(role, ns, iface, raw, log, plan.snaplen, plan.bpf)
+                bpf = plan.bpf or default_filter(interfaces.link_type(ns, iface))
+                dumps[role] = Tcpdump.start(role, ns, iface, raw, log, plan.snaplen, bpf)
             deadline = time.monotonic() + READY_TIMEOUT_S
             for dump in dumps.values():
                 dump.wait_ready(deadline)
@@ -209,7 +210,7 @@ def _finish(plan, dumps, work, uplink, started, ended, stopped_by) -> Outcome:
             "iface": dump.iface,
             "namespace": "container" if role == "container" else "host",
             "snaplen": plan.snaplen,
-            "filter": plan.bpf,
+            "filter": dump.bpf,
             "command": dump.argv,
             "packets": None,
             **{f"tcpdump_{k}": v for k, v in dump.stats.items()},
@@ -232,7 +233,7 @@ def _finish(plan, dumps, work, uplink, started, ended, stopped_by) -> Outcome:
             comments=[summary, json.dumps(doc, separators=(",", ":"))],
             iface=dump.iface,
             iface_comment=iface_note,
-            bpf=plan.bpf,
+            bpf=dump.bpf,
             application=f"pcapmtu {__version__} capture (tcpdump)",
             system=f"{platform.system()} {platform.release()}",
         )

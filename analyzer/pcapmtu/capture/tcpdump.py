@@ -25,7 +25,7 @@ BASE_FILTER = (
     "tcp or icmp or icmp6 or port 53 or udp port 4789 or udp port 8472 or udp port 6081 or ip proto 47 "
     "or ip proto 4"
 )
-DEFAULT_FILTER = f"{BASE_FILTER} or (vlan and ({BASE_FILTER}))"
+DEFAULT_FILTER = f"{BASE_FILTER} or (vlan and ({BASE_FILTER}))"  # on Ethernet; libpcap has `vlan` there only
 # 512 bytes: every header (Ethernet, a VLAN tag, IPv6, TCP with options, an encapsulation) plus the start
 # of the payload where TLS hellos and a classic DNS answer (at most 512 bytes over UDP, RFC 1035) are.
 DEFAULT_SNAPLEN = 512
@@ -38,6 +38,12 @@ STATS = {
     "dropped": re.compile(r"^(\d+) packets? dropped by kernel", re.M),
 }
 PR_SET_PDEATHSIG = 1
+
+
+def default_filter(link_type: str | None) -> str:
+    """The default filter for an interface of this `ip link` type: the VLAN half only on Ethernet (libpcap
+    refuses `vlan` on tunnels, `-i any` and other cooked or raw-IP link types)."""
+    return DEFAULT_FILTER if link_type in ("ether", None) else BASE_FILTER
 
 
 def command(iface: str, out: Path, snaplen: int, bpf: str) -> list[str]:
@@ -73,6 +79,7 @@ class Tcpdump:
     out: Path
     log: Path
     argv: list[str]
+    bpf: str = ""
     proc: subprocess.Popen | None = None
     stats: dict[str, int | None] = field(default_factory=dict)
 
@@ -80,7 +87,7 @@ class Tcpdump:
     def start(cls, role: str, ns: Namespace | None, iface: str, out: Path, log: Path, snaplen: int, bpf: str):
         argv = command(iface, out, snaplen, bpf)
         argv = ns.run(argv) if ns else argv
-        dump = cls(role, iface, out, log, argv)
+        dump = cls(role, iface, out, log, argv, bpf)
         with log.open("w") as fh:
             dump.proc = subprocess.Popen(
                 argv,
