@@ -334,7 +334,7 @@ def test_recorded_mtus_must_be_mtus(tmp_path):
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        ([], "say which container: one of --container NAME|ID, --pid PID, --netns NAME"),
+        ([], "say which container: one of --container NAME, --pid PID, --netns NAME"),
         (["--pid", "1", "--netns", "x"], "(not --pid and --netns together)"),
         (["--netns", "x", "--duration", "0"], "--duration 0: a number of seconds above 0"),
         (["--netns", "x", "--snaplen", "-1"], "--snaplen -1: 0 (whole packets) to 262144 bytes"),
@@ -380,3 +380,29 @@ def test_files_it_would_replace_need_force(tmp_path, monkeypatch):
     assert result.exit_code == 2, text
     assert "host.pcapng exists" in result.stderr and "--force" in result.stderr
     assert (out / "host.pcapng").read_text() == "an earlier capture"
+
+
+def test_wireshark_reads_the_comments_and_the_interface(tmp_path):
+    """What Wireshark's tools show of the rewrite: the capture comments and the interface's name."""
+    require_tool("capinfos")
+    require_tool("tshark")
+    out = tmp_path / "host.pcapng"
+    pcapng.convert(
+        BLACKHOLE / "host.pcap",
+        out,
+        comments=["pcapmtu capture of container web", '{"schema":"pcapmtu-capture/1"}'],
+        iface="ens5",
+        iface_comment="ens5, MTU 1450",
+        bpf="tcp or icmp",
+        application="pcapmtu test",
+    )
+    info = subprocess.run(["capinfos", "-k", str(out)], capture_output=True, text=True, check=True).stdout
+    assert "Capture comment:     pcapmtu capture of container web" in info
+    assert 'Capture comment:     {"schema":"pcapmtu-capture/1"}' in info
+    names = subprocess.run(
+        ["tshark", "-r", str(out), "-T", "fields", "-e", "frame.interface_name", "-c", "3"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert names == ["ens5"] * 3

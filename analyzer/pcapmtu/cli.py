@@ -593,8 +593,8 @@ def capture(
         str | None,
         typer.Option(
             "--container",
-            metavar="NAME|ID",
-            help="A running Docker container (docker inspect; DOCKER_HOST is honoured).",
+            metavar="NAME",
+            help="A running Docker container, by name or ID (docker inspect; DOCKER_HOST is honoured).",
         ),
     ] = None,
     pid: Annotated[
@@ -718,7 +718,7 @@ def capture(
             ]
             if len(chosen) != 1:
                 raise UsageError(
-                    "say which container: one of --container NAME|ID, --pid PID, --netns NAME"
+                    "say which container: one of --container NAME, --pid PID, --netns NAME"
                     + (f" (not {' and '.join(chosen)} together)" if chosen else "")
                 )
             if not reproduce_timeout > 0:

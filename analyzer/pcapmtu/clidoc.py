@@ -19,10 +19,13 @@ from .completion import INSTALL
 
 EXIT_MEANINGS = {
     Exit.OK: "nothing wrong found (`analyze`: healthy), or every capture was read (`inspect`, `export`)",
-    Exit.MTU_PROBLEM: "`analyze` found an MTU problem: `mtu_blackhole` or `mtu_blackhole_recovered`",
+    Exit.MTU_PROBLEM: "`analyze` (or `capture`, which analyses what it took) found an MTU problem: "
+    "`mtu_blackhole` or `mtu_blackhole_recovered`",
     Exit.BAD_INPUT: "bad input or usage: a capture could not be read, a capture over the read limits "
-    "(`--max-packets`, `--max-memory`), a wrong option (one line on stderr)",
-    Exit.OTHER_PROBLEM: "`analyze` found another problem (`not_mtu`) or could not tell (`inconclusive`)",
+    "(`--max-packets`, `--max-memory`), a wrong option; `capture` could not take the captures (no root, no "
+    "such container, a tcpdump that would not start) or was interrupted (one line on stderr)",
+    Exit.OTHER_PROBLEM: "`analyze` (or `capture`) found another problem (`not_mtu`) or could not tell "
+    "(`inconclusive`)",
     Exit.INTERNAL: "a bug in pcapmtu: one line on stderr, never a traceback unless `--debug`; please report it",
 }
 
