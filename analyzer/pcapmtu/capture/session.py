@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..errors import CaptureFailed
 from . import clamps as clamps_mod
 from . import interfaces, metadata, pcapng, reproduce
