@@ -10,6 +10,8 @@ import json
 import shutil
 import struct
 import subprocess
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -215,34 +217,59 @@ def test_the_veth_peer_and_its_bridge_are_found_through_the_peer_index(monkeypat
 # ---------------------------------------------------------------------------------------- DF ping bisection
 
 
-def _fake_path(monkeypatch, mtu: int, answers: bool = True) -> list[int]:
-    sent: list[int] = []
+class FakePath:
+    """Probes over a path that carries `mtu`-byte packets: a DF ping passes when its IP packet fits."""
 
-    def run(cmd, **_kw):
+    def __init__(self, mtu: int, answers: bool = True, cached: int | None = None) -> None:
+        self.mtu, self.answers, self.sent, self.cached, self.flushed = mtu, answers, [], cached, 0
+
+    def run(self, cmd, timeout, cleanup=False):
+        if cmd[-3:] == ["route", "flush", "cache"]:
+            self.cached, self.flushed = None, self.flushed + 1
+            return SimpleNamespace(returncode=0, stdout="", stderr="")
+        if "route" in cmd:  # ip -json route get: the cached path MTU, as iproute2 prints it
+            route = {"dst": cmd[-1], "cache": []} | (
+                {"metrics": [{"mtu": self.cached}]} if self.cached else {}
+            )
+            return SimpleNamespace(returncode=0, stdout=json.dumps([route]), stderr="")
         size = int(cmd[cmd.index("-s") + 1])
-        sent.append(size)
-        ok = answers and size + 28 <= mtu
-        return SimpleNamespace(returncode=0 if ok else 1, stderr="")
+        self.sent.append(size)
+        ok = self.answers and size + 28 <= self.mtu
+        if not ok and self.answers:
+            self.cached = self.mtu  # the narrow hop's "fragmentation needed" is cached by the sender
+        return SimpleNamespace(returncode=0 if ok else 1, stdout="", stderr="")
 
-    monkeypatch.setattr(reproduce.subprocess, "run", run)
+
+def _fake_path(monkeypatch, mtu: int, answers: bool = True) -> FakePath:
     monkeypatch.setattr(reproduce.time, "sleep", lambda _s: None)
-    return sent
+    return FakePath(mtu, answers)
 
 
 @pytest.mark.parametrize("mtu", [1450, 1400, 1280, 1500])
 def test_the_ping_bisection_finds_the_path_mtu(monkeypatch, mtu):
-    sent = _fake_path(monkeypatch, mtu)
+    path = _fake_path(monkeypatch, mtu)
     ns = namespaces.Namespace("/run/netns/c", "netns", "c")
-    result = reproduce.bisect(ns, "198.18.0.11", 1500).as_dict()
+    result = reproduce.bisect(ns, "198.18.0.11", 1500, path).as_dict()
     assert result["largest_ok_ip"] == mtu
     assert result["smallest_lost_ip"] == (None if mtu == 1500 else mtu + 1)
-    assert len(sent) <= 13  # log2(1472 - 56) + the two ends
+    assert len(path.sent) <= 13  # log2(1472 - 56) + the two ends
+
+
+def test_a_path_mtu_the_pings_left_cached_is_flushed_and_one_there_before_is_kept(monkeypatch):
+    ns = namespaces.Namespace("/run/netns/c", "netns", "c")
+    path = _fake_path(monkeypatch, 1450)
+    result = reproduce.bisect(ns, "198.18.0.11", 1500, path)
+    assert (result.cached_mtu_before, result.cached_mtu_after, result.cache_flushed) == (None, 1450, True)
+    assert path.flushed == 1 and path.cached is None  # the container's next SYN is as before the pings
+    path = FakePath(1450, cached=1400)
+    result = reproduce.bisect(ns, "198.18.0.11", 1500, path)
+    assert result.cached_mtu_before == 1400 and not result.cache_flushed and path.flushed == 0
 
 
 def test_a_server_that_answers_no_ping_is_said_not_guessed(monkeypatch):
-    _fake_path(monkeypatch, 1450, answers=False)
+    path = _fake_path(monkeypatch, 1450, answers=False)
     ns = namespaces.Namespace("/run/netns/c", "netns", "c")
-    result = reproduce.bisect(ns, "198.18.0.11", 1500)
+    result = reproduce.bisect(ns, "198.18.0.11", 1500, path)
     assert not result.answered and result.largest_ok is None and len(result.tries) == 1
 
 
@@ -406,3 +433,25 @@ def test_wireshark_reads_the_comments_and_the_interface(tmp_path):
         check=True,
     ).stdout.split()
     assert names == ["ens5"] * 3
+
+
+def test_stopped_probes_end_the_running_child_and_start_no_other():
+    probes = reproduce.Probes()
+    done = {}
+
+    def run_sleep():
+        try:
+            probes.run(["sleep", "30"], 60)
+        except reproduce.Stopped:
+            done["stopped"] = True
+
+    worker = threading.Thread(target=run_sleep)
+    worker.start()
+    while probes.current is None:
+        time.sleep(0.01)
+    child = probes.current
+    probes.stop()
+    worker.join(10)
+    assert done == {"stopped": True} and child.returncode is not None  # ended by its PID
+    with pytest.raises(reproduce.Stopped):
+        probes.run(["true"], 5)

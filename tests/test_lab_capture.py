@@ -47,6 +47,11 @@ def capture(net, *args: str, timeout: float = 120) -> subprocess.CompletedProces
 
 def tcpdumps_writing_into(directory: Path) -> list[int]:
     """PIDs of every tcpdump whose command line names `directory` (ours, whoever started them)."""
+    return processes("tcpdump", str(directory))
+
+
+def processes(program: str, word: str) -> list[int]:
+    """PIDs of every `program` whose command line holds `word`."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -57,8 +62,8 @@ def tcpdumps_writing_into(directory: Path) -> list[int]:
             continue
         if (
             args
-            and Path(args[0].decode(errors="replace")).name == "tcpdump"
-            and str(directory).encode() in b" ".join(args)
+            and Path(args[0].decode(errors="replace")).name == program
+            and word.encode() in b" ".join(args)
         ):
             found.append(int(proc.name))
     return found
@@ -109,6 +114,17 @@ def test_the_blackhole_is_captured_and_diagnosed_with_the_recorded_mtus(net, tmp
     ping = meta["ping"]
     assert ping["target"] == SERVER_IP and ping["answered"]
     assert ping["largest_ok_ip"] == PATH_MTU and ping["smallest_lost_ip"] == PATH_MTU + 1, ping
+    # the docker host's own "fragmentation needed" for the pings was cached in the container, and flushed
+    assert (
+        ping["cached_mtu_before"] is None and ping["cached_mtu_after"] == PATH_MTU and ping["cache_flushed"]
+    )
+    route = subprocess.run(
+        ["ip", "-n", net.container, "-json", "route", "get", SERVER_IP],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "metrics" not in route.stdout, route.stdout
     assert "from the capture metadata" in done.stderr and f"host uplink {PATH_MTU}" in done.stderr, said
 
     import pcapmtu
@@ -237,3 +253,16 @@ def test_the_host_namespace_itself_is_refused(net, tmp_path):
     done = capture(net, "--netns", net.host, "--out", str(tmp_path / "cap"))
     assert done.returncode == 2 and "host's own network namespace" in done.stderr, done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_a_duration_shorter_than_the_reproduction_ends_it_too(net, tmp_path):
+    """The captures stop at --duration; the request still running is ended, not left behind, and said."""
+    out = tmp_path / "cap"
+    url = net.url + "&slow"
+    done = capture(net, "--netns", net.container, "--reproduce", url, "--duration", "3", "--out", str(out))
+    meta = json.loads((out / "pcapmtu-capture.json").read_text())
+    assert meta["stopped_by"] == "duration", done.stderr
+    assert meta["reproduce_error"] == "the captures stopped before the reproduction was done"
+    assert processes("curl", url) == []
+    # what was captured is analysed (its verdict is the analysis's business: 3 s of a hung download)
+    assert done.returncode in (0, 1, 3) and (out / "report.json").exists(), done.stderr

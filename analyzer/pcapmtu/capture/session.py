@@ -81,6 +81,7 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _line: None) -> Outcome:
     failure: CaptureFailed | None = None
     listening = False
     work: dict = {}
+    probes = reproduce.Probes()
     previous = _on_signals()
     try:
         try:
@@ -96,12 +97,13 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _line: None) -> Outcome:
             say(f"capturing: container {plan.iface} and host {uplink} (tcpdump PIDs {_pids(dumps)})")
             work["interfaces"] = interfaces.survey(plan.ns, plan.iface, uplink)
             work["clamps"], work["clamps_unread"] = clamps_mod.find()
-            stopped_by = _wait(plan, dumps, work, say)
+            stopped_by = _wait(plan, dumps, work, probes, say)
         except (KeyboardInterrupt, _Stop):
             stopped_by = "interrupt"
         except CaptureFailed as exc:
             stopped_by, failure = "error", exc
     finally:
+        probes.stop()  # the reproduction's running child, by PID; no new one starts
         for dump in dumps.values():
             dump.stop()
         _restore(previous)
@@ -127,12 +129,12 @@ def _pids(dumps: dict[str, Tcpdump]) -> str:
     return ", ".join(f"{role} {d.pid}" for role, d in dumps.items())
 
 
-def _wait(plan: Plan, dumps: dict[str, Tcpdump], work: dict, say) -> str:
+def _wait(plan: Plan, dumps: dict[str, Tcpdump], work: dict, probes: reproduce.Probes, say) -> str:
     """Until the duration ends, the reproduction is done, a file reaches the size cap or a tcpdump dies."""
     end = time.monotonic() + plan.duration_s
     worker = None
     if plan.reproduce_url:
-        worker = threading.Thread(target=_reproduce, args=(plan, work, say), daemon=True)
+        worker = threading.Thread(target=_reproduce, args=(plan, work, probes, say), daemon=True)
         worker.start()
     else:
         say(
@@ -153,11 +155,11 @@ def _wait(plan: Plan, dumps: dict[str, Tcpdump], work: dict, say) -> str:
         time.sleep(POLL_S)
 
 
-def _reproduce(plan: Plan, work: dict, say) -> None:
+def _reproduce(plan: Plan, work: dict, probes: reproduce.Probes, say) -> None:
     """In a thread: the request, then the DF ping bisection; both recorded in `work`."""
     try:
         say(f"reproducing: {plan.reproduce_url}")
-        req = reproduce.request(plan.ns, str(plan.reproduce_url), plan.reproduce_timeout_s)
+        req = reproduce.request(plan.ns, str(plan.reproduce_url), plan.reproduce_timeout_s, probes)
         work["reproduce"] = req
         say(
             f"request ({req.runner}): exit {req.exit_code}, HTTP {req.http_code}, {req.size_download} bytes"
@@ -166,7 +168,7 @@ def _reproduce(plan: Plan, work: dict, say) -> None:
         target = plan.target
         mtu = next((i.mtu for i in work.get("interfaces", ()) if i.role == "container"), None)
         if target and mtu:
-            ping = reproduce.bisect(plan.ns, target, mtu)
+            ping = reproduce.bisect(plan.ns, target, mtu, probes)
             work["ping"] = ping
             if ping.answered:
                 say(
@@ -174,6 +176,8 @@ def _reproduce(plan: Plan, work: dict, say) -> None:
                 )
             else:
                 say(f"DF pings to {target}: no reply even at {reproduce.PING_SMALL} bytes (pings blocked?)")
+    except reproduce.Stopped:
+        work["reproduce_error"] = "the captures stopped before the reproduction was done"
     except Exception as exc:  # noqa: BLE001 - a failed probe is recorded, the captures go on
         work["reproduce_error"] = str(exc)
 
