@@ -86,6 +86,27 @@ def convert(
         return _packets(src, dst, order, nano)
 
 
+def count(pcap: Path) -> int:
+    """Whole packets in a pcap file, from the record headers alone: what `convert` will write."""
+    try:
+        with pcap.open("rb") as src:
+            header = src.read(24)
+            if len(header) < 24 or struct.unpack("<I", header[:4])[0] not in PCAP_MAGICS:
+                return 0
+            order = PCAP_MAGICS[struct.unpack("<I", header[:4])[0]][0]
+            size, pos, n = pcap.stat().st_size, 24, 0
+            while pos + 16 <= size:
+                src.seek(pos)
+                caplen = struct.unpack(order + "I", src.read(16)[8:12])[0]
+                pos += 16 + caplen
+                if pos > size:
+                    break
+                n += 1
+            return n
+    except OSError:
+        return 0
+
+
 def _packets(src: BinaryIO, dst: BinaryIO, order: str, nano: bool) -> int:
     count = 0
     record = struct.Struct(order + "IIII")

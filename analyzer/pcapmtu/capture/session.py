@@ -216,7 +216,7 @@ def _finish(plan, dumps, work, uplink, started, ended, stopped_by) -> Outcome:
             "snaplen": plan.snaplen,
             "filter": dump.bpf,
             "command": dump.argv,
-            "packets": None,
+            "packets": pcapng.count(dump.out) if dump.out.exists() else None,
             **{f"tcpdump_{k}": v for k, v in dump.stats.items()},
         }
         if dump.stats.get("dropped"):
@@ -242,7 +242,8 @@ def _finish(plan, dumps, work, uplink, started, ended, stopped_by) -> Outcome:
             system=f"{platform.system()} {platform.release()}",
         )
         target.chmod(PRIVATE)
-        doc["captures"][role]["packets"] = count
+        if count != doc["captures"][role]["packets"]:  # counted from the same file: never, unless it changed
+            raise CaptureFailed(f"{dump.out} changed while it was rewritten ({count} packets)")
         dump.out.unlink()
         dump.log.unlink(missing_ok=True)
         files[role] = target
