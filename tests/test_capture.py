@@ -455,3 +455,43 @@ def test_stopped_probes_end_the_running_child_and_start_no_other():
     assert done == {"stopped": True} and child.returncode is not None  # ended by its PID
     with pytest.raises(reproduce.Stopped):
         probes.run(["true"], 5)
+
+
+def _pcapng_with(tmp_path: Path, role: str, doc: dict) -> Path:
+    out = tmp_path / f"{role}.pcapng"
+    pcapng.convert(
+        BLACKHOLE / f"{role}.pcap", out, comments=["summary", json.dumps(doc)], iface="eth0",
+        iface_comment="", bpf="", application="t",
+    )  # fmt: skip
+    return out
+
+
+def test_captures_copied_without_the_json_file_still_bring_their_metadata(tmp_path):
+    doc = {
+        "schema": metadata.SCHEMA,
+        "captures": {"host": {"file": "host.pcapng"}, "container": {"file": "container.pcapng"}},
+        "mtus": {"container": 1500, "host": 1450},
+        "clamps": [],
+    }
+    host, container = (_pcapng_with(tmp_path, role, doc) for role in ("host", "container"))
+    assert metadata.inside(host) == doc
+    assert metadata.inside(BLACKHOLE / "host.pcap") is None  # pcap: no comments
+    result, out = invoke("analyze", host, container, "--json")
+    assert f"from the capture metadata ({host})" in result.stderr, out
+    kinds = {s["kind"]: s for s in json.loads(result.stdout)["path"]["ipv4"]["signals"]}
+    assert kinds["stated_host_mtu"]["mtu"] == 1450
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"mtus": [1450]}, {"mtus": {"host": "1450"}}, {"clamps": "TCPMSS"}, {"clamps": [{"rule": ["x"]}, 7]}],
+    ids=["mtus-list", "mtu-string", "clamps-string", "clamp-rule-list"],
+)
+def test_metadata_of_the_wrong_shape_is_not_taken_and_breaks_nothing(tmp_path, changes):
+    doc = {"schema": metadata.SCHEMA, "captures": {"host": {"file": "host.pcapng"}}, **changes}
+    host = _pcapng_with(tmp_path, "host", doc)
+    recorded, _ = metadata.beside([host])
+    assert recorded is not None
+    assert (recorded.host_mtu, recorded.container_mtu, recorded.clamp_rules) == (None, None, ())
+    result, out = invoke("analyze", host, "--json")
+    assert result.exit_code in (0, 1, 3), out
