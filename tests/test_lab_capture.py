@@ -266,3 +266,16 @@ def test_a_duration_shorter_than_the_reproduction_ends_it_too(net, tmp_path):
     assert processes("curl", url) == []
     # what was captured is analysed (its verdict is the analysis's business: 3 s of a hung download)
     assert done.returncode in (0, 1, 3) and (out / "report.json").exists(), done.stderr
+
+
+def test_the_size_cap_stops_both_captures(net, tmp_path):
+    out = tmp_path / "cap"
+    args = ["--netns", net.container, "--reproduce", net.url, "--reproduce-timeout", "3", "--max-size", "4K"]
+    done = capture(net, *args, "--out", str(out), "--no-analyze")
+    assert done.returncode == 0, done.stderr
+    assert "a capture reached --max-size (4096 bytes): both stopped" in done.stderr
+    meta = json.loads((out / "pcapmtu-capture.json").read_text())
+    assert meta["stopped_by"] == "max-size"
+    raw = max(meta["captures"][role]["packets"] for role in ("container", "host"))
+    assert raw > 0 and not (out / "report.json").exists()  # --no-analyze
+    assert tcpdumps_writing_into(out) == []

@@ -27,6 +27,7 @@ from .tcpdump import READY_TIMEOUT_S, Tcpdump, default_filter
 ROLES = ("container", "host")  # container first: it is the capture that matters most (docs/capturing.md)
 SETTLE_S = 1.0  # after the reproduction, for the last ACKs and retransmissions to be captured
 POLL_S = 0.1
+WORKER_JOIN_S = 30.0  # its running child is ended at once; this bounds the cleanup after it
 PRIVATE = 0o600  # captures hold addresses, names and any unencrypted payload (docs/capturing.md, Safety)
 
 
@@ -72,9 +73,9 @@ class _Stop(Exception):
 def run(plan: Plan, say: Callable[[str], None] = lambda _line: None) -> Outcome:
     """Take the captures. CaptureFailed (one line) when they cannot start or are interrupted; the files
     captured until then are kept and described either way."""
+    uplink = plan.host_iface or interfaces.uplink_to(plan.target)
     created = not plan.out.exists()
     plan.out.mkdir(parents=True, exist_ok=True)
-    uplink = plan.host_iface or interfaces.uplink_to(plan.target)
     dumps: dict[str, Tcpdump] = {}
     started = datetime.now(UTC)
     stopped_by = "duration"
@@ -82,6 +83,7 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _line: None) -> Outcome:
     listening = False
     work: dict = {}
     probes = reproduce.Probes()
+    worker: threading.Thread | None = None
     previous = _on_signals()
     try:
         try:
@@ -97,13 +99,25 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _line: None) -> Outcome:
             say(f"capturing: container {plan.iface} and host {uplink} (tcpdump PIDs {_pids(dumps)})")
             work["interfaces"] = interfaces.survey(plan.ns, plan.iface, uplink)
             work["clamps"], work["clamps_unread"] = clamps_mod.find()
-            stopped_by = _wait(plan, dumps, work, probes, say)
+            if plan.reproduce_url:
+                worker = threading.Thread(target=_reproduce, args=(plan, work, probes, say), daemon=True)
+                worker.start()
+            else:
+                say(
+                    f"reproduce the failure now; the captures stop in {plan.duration_s:g} s "
+                    "(Ctrl-C stops them earlier)"
+                )
+            stopped_by = _wait(plan, dumps, worker)
+            if stopped_by == "max-size":
+                say(f"a capture reached --max-size ({plan.max_bytes} bytes): both stopped")
         except (KeyboardInterrupt, _Stop):
             stopped_by = "interrupt"
         except CaptureFailed as exc:
             stopped_by, failure = "error", exc
     finally:
         probes.stop()  # the reproduction's running child, by PID; no new one starts
+        if worker is not None:
+            worker.join(WORKER_JOIN_S)  # it undoes what its pings left cached (reproduce.bisect)
         for dump in dumps.values():
             dump.stop()
         _restore(previous)
@@ -129,23 +143,14 @@ def _pids(dumps: dict[str, Tcpdump]) -> str:
     return ", ".join(f"{role} {d.pid}" for role, d in dumps.items())
 
 
-def _wait(plan: Plan, dumps: dict[str, Tcpdump], work: dict, probes: reproduce.Probes, say) -> str:
+def _wait(plan: Plan, dumps: dict[str, Tcpdump], worker: threading.Thread | None) -> str:
     """Until the duration ends, the reproduction is done, a file reaches the size cap or a tcpdump dies."""
     end = time.monotonic() + plan.duration_s
-    worker = None
-    if plan.reproduce_url:
-        worker = threading.Thread(target=_reproduce, args=(plan, work, probes, say), daemon=True)
-        worker.start()
-    else:
-        say(
-            f"reproduce the failure now; the captures stop in {plan.duration_s:g} s (Ctrl-C stops them earlier)"
-        )
     while True:
         for dump in dumps.values():
             if not dump.running():
                 raise CaptureFailed(f"tcpdump on the {dump.role} ({dump.iface}) stopped: {dump.failure()}")
             if dump.size() >= plan.max_bytes:
-                say(f"the {dump.role} capture reached the size cap ({plan.max_bytes} bytes): stopping")
                 return "max-size"
         if worker is not None and not worker.is_alive():
             time.sleep(SETTLE_S)
