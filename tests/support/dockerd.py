@@ -103,7 +103,8 @@ def dockerd():
             f"unix://{sock}",
         ]
         cmd += ["--storage-driver", "vfs", "--bip", "172.17.0.1/16", "--iptables=true", "--ip-forward=true"]
-        cmd += ["--cgroup-parent", f"/{cgroup}"]
+        # cgroupfs, not systemd, where systemd runs: a cgroup parent is then a path, not a slice name
+        cmd += ["--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", f"/{cgroup}"]
         with log.open("w") as fh:
             proc = res.popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True)
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()} | {
