@@ -279,3 +279,30 @@ def test_the_size_cap_stops_both_captures(net, tmp_path):
     raw = max(meta["captures"][role]["packets"] for role in ("container", "host"))
     assert raw > 0 and not (out / "report.json").exists()  # --no-analyze
     assert tcpdumps_writing_into(out) == []
+
+
+def test_pcapmtu_killed_outright_leaves_no_tcpdump(net, tmp_path):
+    """SIGKILL cannot be caught: the parent-death signal makes the kernel stop each tcpdump (SIGINT)."""
+    out = tmp_path / "cap"
+    cmd = net.in_host([*PCAPMTU, "capture", "--netns", net.container, "--duration", "60", "--out", str(out)])
+    log = tmp_path / "stderr"
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not READY.search(log.read_text()) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert READY.search(log.read_text()), log.read_text()
+        assert len(tcpdumps_writing_into(out)) == 2
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while tcpdumps_writing_into(out) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tcpdumps_writing_into(out) == []
+        # SIGINT: each wrote what it had and closed its file (tcpdump's own statistics in its log)
+        for role in ("container", "host"):
+            assert re.search(r"^\d+ packets? captured$", (out / f"{role}.tcpdump.log").read_text(), re.M)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
