@@ -68,6 +68,22 @@ def test_capture_container_turns_the_real_incident_into_the_verdict(dockerd, inc
     assert meta["clamps"] == [] and meta["clamps_unread"] == [], meta
 
 
+def test_a_container_without_curl_is_reproduced_with_the_hosts_curl_in_its_namespace(
+    dockerd, incident, tmp_path
+):
+    net, name = incident
+    dockerd.docker("exec", name, "/bin/busybox", "rm", "/bin/curl")
+    out = tmp_path / "cap"
+    cmd = ["nsenter", f"--net={dockerd.ns_path}", *PCAPMTU, "capture", "--container", name]
+    cmd += ["--reproduce", net.url, "--reproduce-timeout", "6", "--out", str(out), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=dockerd.env, timeout=180, check=False)
+    assert done.returncode == 1 and done.stdout == "" and done.stderr == "", done
+    meta = json.loads((out / "pcapmtu-capture.json").read_text())
+    assert meta["reproduce"]["runner"] == "nsenter (host curl)", meta["reproduce"]
+    assert meta["reproduce"]["command"][:2] == ["nsenter", f"--net=/proc/{meta['namespace']['pid']}/ns/net"]
+    assert json.loads((out / "report.json").read_text())["path_mtu"] == PATH_MTU
+
+
 def test_a_missing_container_is_one_line_and_exit_2(dockerd, tmp_path):
     cmd = ["nsenter", f"--net={dockerd.ns_path}", *PCAPMTU, "capture", "--container", "no-such-box"]
     cmd += ["--out", str(tmp_path / "cap")]
