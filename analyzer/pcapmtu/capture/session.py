@@ -226,6 +226,7 @@ def _finish(plan, dumps, work, uplink, started, ended, stopped_by) -> Outcome:
         }
         if dump.stats.get("dropped"):
             warnings.append(f"tcpdump on the {role} lost {dump.stats['dropped']} packets (dropped by kernel)")
+    doc["warnings"] = warnings
     files = {}
     summary = _summary(doc)
     for role, dump in dumps.items():
