@@ -228,9 +228,8 @@ class FakePath:
             self.cached, self.flushed = None, self.flushed + 1
             return SimpleNamespace(returncode=0, stdout="", stderr="")
         if "route" in cmd:  # ip -json route get: the cached path MTU, as iproute2 prints it
-            route = {"dst": cmd[-1], "cache": []} | (
-                {"metrics": [{"mtu": self.cached}]} if self.cached else {}
-            )
+            learned = {"expires": 599, "metrics": [{"mtu": self.cached}]} if self.cached else {}
+            route = {"dst": cmd[-1], "cache": []} | learned
             return SimpleNamespace(returncode=0, stdout=json.dumps([route]), stderr="")
         size = int(cmd[cmd.index("-s") + 1])
         self.sent.append(size)
@@ -253,6 +252,16 @@ def test_the_ping_bisection_finds_the_path_mtu(monkeypatch, mtu):
     assert result["largest_ok_ip"] == mtu
     assert result["smallest_lost_ip"] == (None if mtu == 1500 else mtu + 1)
     assert len(path.sent) <= 13  # log2(1472 - 56) + the two ends
+
+
+def test_a_route_mtu_is_not_taken_for_a_learned_one(monkeypatch):
+    """`ip route add ... mtu 1400` is the route's own MTU (no expiry): never flushed, never counted."""
+    ns = namespaces.Namespace("/run/netns/c", "netns", "c")
+    static = json.dumps([{"dst": "198.18.0.11", "cache": [], "metrics": [{"mtu": 1400}]}])
+    probes = SimpleNamespace(
+        run=lambda cmd, timeout, cleanup=False: SimpleNamespace(returncode=0, stdout=static)
+    )
+    assert reproduce.cached_mtu(ns, "198.18.0.11", probes) is None
 
 
 def test_a_path_mtu_the_pings_left_cached_is_flushed_and_one_there_before_is_kept(monkeypatch):

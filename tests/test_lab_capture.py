@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from support import blackhole_net
-from support.blackhole_net import CONTAINER_MTU, PATH_MTU, SERVER_IP, UPLINK, Resources
+from support.blackhole_net import CONTAINER_MTU, PATH_MTU, SERVER_IP, SERVER_IP6, UPLINK, Resources
 from support.environment import require_tool
 
 PCAPMTU = [sys.executable, "-m", "pcapmtu"]
@@ -32,8 +32,9 @@ def net(tmp_path_factory):
         require_tool(tool)
     res = Resources("pmc-")
     try:
-        built = blackhole_net.build(res, tmp_path_factory.mktemp("blackhole"))
+        built = blackhole_net.build(res, tmp_path_factory.mktemp("blackhole"), ipv6=True)
         blackhole_net.wait_reachable(res, built.ns_path(built.container))
+        blackhole_net.wait_reachable(res, built.ns_path(built.container), SERVER_IP6)
         yield built
     finally:
         res.cleanup()
@@ -306,3 +307,25 @@ def test_pcapmtu_killed_outright_leaves_no_tcpdump(net, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_ipv6_blackhole_is_captured_and_bisected_with_ipv6_headers(net, tmp_path):
+    out = tmp_path / "cap"
+    url = f"http://[{SERVER_IP6}]/big?bytes=300000"
+    done = capture(
+        net, "--netns", net.container, "--reproduce", url, "--reproduce-timeout", "8", "--out", str(out)
+    )
+    said = f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert done.returncode == 1, said
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "mtu_blackhole" and report["path_mtu"] == PATH_MTU, said
+    assert report["recommended_mss"] == PATH_MTU - 60, said  # IPv6: 40 + 20 bytes of headers
+    meta = json.loads((out / "pcapmtu-capture.json").read_text())
+    ping = meta["ping"]
+    assert ping["target"] == SERVER_IP6 and ping["headers"] == 48, ping
+    assert ping["largest_ok_ip"] == PATH_MTU and ping["smallest_lost_ip"] == PATH_MTU + 1, ping
+    assert ping["cache_flushed"] or ping["cached_mtu_after"] is None, ping
+    route = subprocess.run(
+        ["ip", "-n", net.container, "-json", "-6", "route", "get", SERVER_IP6], capture_output=True, text=True
+    )
+    assert '"mtu"' not in route.stdout, route.stdout  # nothing the pings taught the container stays

@@ -32,10 +32,13 @@ PATH_MTU = 1450
 CONTAINER_MTU = 1500
 SERVER_IP = "198.18.0.11"
 CONTAINER_IP = "172.17.0.2"
+SERVER_IP6 = "fd00:18::11"  # with ipv6=True: the same path for IPv6, routed without NAT
+CONTAINER_IP6 = "fd00:17::2"
 UPLINK = "up0"  # the host's uplink in the host namespace
 # The router's ICMP drop, as the lab does it (sample_pcaps/lab_run.py, drop_icmp)
 MASQUERADE = f"iptables -t nat -A POSTROUTING -s 172.17.0.0/16 -o {UPLINK} -j MASQUERADE"  # what dockerd adds
 DROP_FRAG_NEEDED = "iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP"
+DROP_PACKET_TOO_BIG = "ip6tables -A OUTPUT -p icmpv6 --icmpv6-type packet-too-big -j DROP"
 
 
 def require_root() -> None:
@@ -71,8 +74,11 @@ class Blackhole:
         )
 
 
-def build(res: Resources, workdir: Path, *, host: str | None = None, container: bool = True) -> Blackhole:
-    """The topology above. `host`: an existing namespace of `res` (where dockerd runs), else a new one."""
+def build(
+    res: Resources, workdir: Path, *, host: str | None = None, container: bool = True, ipv6: bool = False
+) -> Blackhole:
+    """The topology above. `host`: an existing namespace of `res` (where dockerd runs), else a new one.
+    `ipv6`: IPv6 too (fd00::/8), the router dropping its ICMPv6 packet-too-big likewise."""
     rid = res.new_run_id()
     names = {role: f"{res.prefix}{rid}-{role}" for role in ("host", "router", "server", "ctr")}
     if host is None:
@@ -96,6 +102,17 @@ def build(res: Resources, workdir: Path, *, host: str | None = None, container: 
     res.sysctl(host, "net.ipv4.ip_forward=1")
     res.sysctl(router, "net.ipv4.ip_forward=1")
     res.execute(DROP_FRAG_NEEDED.split(), ns=router)
+    if ipv6:
+        for ns, dev, cidr in ((host, UPLINK, "fd00:66::2/64"), (router, "rh", "fd00:66::1/64")):
+            res.addr(ns, dev, cidr)
+        res.addr(router, "ri", "fd00:18::1/64")
+        res.addr(server, "sv", f"{SERVER_IP6}/64")
+        res.default_route(host, "fd00:66::1")
+        res.default_route(server, "fd00:18::1")
+        res.ip(router, "-6", "route", "add", "fd00:17::/64", "via", "fd00:66::2")
+        res.sysctl(host, "net.ipv6.conf.all.forwarding=1")
+        res.sysctl(router, "net.ipv6.conf.all.forwarding=1")
+        res.execute(DROP_PACKET_TOO_BIG.split(), ns=router)
     for ns, devs in ((host, (UPLINK,)), (router, ("rh", "ri")), (server, ("sv",))):
         for dev in devs:
             res.offloads(ns, dev, lenient=True)
@@ -110,6 +127,10 @@ def build(res: Resources, workdir: Path, *, host: str | None = None, container: 
         res.addr(ctr, "eth0", f"{CONTAINER_IP}/16")
         res.addr(host, "docker0", "172.17.0.1/16")
         res.default_route(ctr, "172.17.0.1")
+        if ipv6:
+            res.addr(ctr, "eth0", f"{CONTAINER_IP6}/64")
+            res.addr(host, "docker0", "fd00:17::1/64")
+            res.default_route(ctr, "fd00:17::1")
         res.execute(MASQUERADE.split(), ns=host)
         for ns, dev in ((ctr, "eth0"), (host, "vethpmc0"), (host, "docker0")):
             res.offloads(ns, dev, lenient=True)

@@ -200,7 +200,8 @@ def cached_mtu(ns: Namespace, target: str, probes: Probes, cleanup: bool = False
     except (json.JSONDecodeError, subprocess.TimeoutExpired):
         return None
     for route in routes:
-        for metric in route.get("metrics", []) if "cache" in route else []:
+        # a learned path MTU is an exception that expires (IPv4 also says "cache"); a route's own mtu does not
+        for metric in route.get("metrics", []) if "expires" in route else []:
             if isinstance(metric, dict) and isinstance(metric.get("mtu"), int):
                 return metric["mtu"]
     return None
