@@ -634,8 +634,8 @@ def capture(
         typer.Option(
             "--target",
             metavar="ADDR",
-            help="The server's address: picks the uplink and receives the DF pings. Default: the --reproduce "
-            "URL's address.",
+            help="The server's address: picks the uplink (and, with --reproduce, receives the DF pings). Default: the "
+            "--reproduce URL's address.",
         ),
     ] = None,
     duration: Annotated[

@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -270,8 +270,6 @@ def _summary(doc: dict) -> str:
 
 
 def _asdict(value) -> dict | None:
-    from dataclasses import asdict
-
     return asdict(value) if value is not None else None
 
 
