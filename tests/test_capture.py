@@ -179,6 +179,22 @@ COMMIT"""
     assert found[0].rule.startswith("meta nfproto ipv4")
 
 
+def test_iptables_nft_rules_are_counted_once():
+    """iptables-nft's rules show in `nft list ruleset` too, in its own tables: counted from iptables-save."""
+    ruleset = """table ip mangle {
+        chain FORWARD {
+                oifname "eth9" tcp flags syn / syn,rst counter packets 0 bytes 0 tcp option maxseg size set 1460
+        }
+}
+table inet pcapmtu {
+        chain forward {
+                tcp flags syn / syn,rst tcp option maxseg size set 1410
+        }
+}"""
+    assert [c.mss for c in clamps.parse("nft", ruleset, skip_xtables=True)] == [1410]
+    assert [c.mss for c in clamps.parse("nft", ruleset)] == [1460, 1410]  # legacy iptables: nft's own
+
+
 # ---------------------------------------------------------------------------------------- interfaces
 
 

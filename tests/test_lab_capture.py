@@ -329,3 +329,25 @@ def test_the_ipv6_blackhole_is_captured_and_bisected_with_ipv6_headers(net, tmp_
         ["ip", "-n", net.container, "-json", "-6", "route", "get", SERVER_IP6], capture_output=True, text=True
     )
     assert '"mtu"' not in route.stdout, route.stdout  # nothing the pings taught the container stays
+
+
+def test_a_clamp_rule_on_the_host_is_recorded_once_and_reaches_the_fix(net, tmp_path):
+    """A clamp that matches nothing the container sends (wrong interface): recorded, and the fix says so."""
+    rule = "FORWARD -o eth9 -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1460"
+    subprocess.run(
+        ["ip", "netns", "exec", net.host, "iptables", "-t", "mangle", "-A", *rule.split()], check=True
+    )
+    try:
+        out = tmp_path / "cap"
+        args = ["--netns", net.container, "--reproduce", net.url, "--reproduce-timeout", "5"]
+        done = capture(net, *args, "--out", str(out))
+    finally:
+        subprocess.run(
+            ["ip", "netns", "exec", net.host, "iptables", "-t", "mangle", "-D", *rule.split()], check=True
+        )
+    assert done.returncode == 1, done.stderr
+    meta = json.loads((out / "pcapmtu-capture.json").read_text())
+    assert [(c["source"], c["mss"], c["to_pmtu"]) for c in meta["clamps"]] == [("iptables-save", 1460, False)]
+    assert "1 MSS clamp rule(s) on the host" in done.stderr
+    notes = " ".join(json.loads((out / "report.json").read_text())["fix"]["notes"])
+    assert "--set-mss 1460" in notes and "do not match the failing traffic" in notes, notes

@@ -34,10 +34,17 @@ class Clamp:
         return asdict(self)
 
 
+# iptables-nft keeps its rules in nftables tables of these names (families ip and ip6): `nft list ruleset`
+# shows them again, translated. Where iptables is that variant they are counted once, from iptables-save.
+XTABLES = ("filter", "mangle", "nat", "raw", "security")
+TABLE = re.compile(r"^table (\w+) (\S+) \{")
+
+
 def find() -> tuple[list[Clamp], list[str]]:
     """The host's clamp rules, and the sources that could not be read (tool missing or refused)."""
     clamps: list[Clamp] = []
     unread: list[str] = []
+    skip_xtables = _iptables_is_nft()
     for cmd in SOURCES:
         if shutil.which(cmd[0]) is None:
             unread.append(f"{cmd[0]}: not installed")
@@ -52,16 +59,35 @@ def find() -> tuple[list[Clamp], list[str]]:
         if proc.returncode != 0:
             unread.append(f"{cmd[0]}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
             continue
-        clamps += parse(cmd[0], proc.stdout)
+        clamps += parse(cmd[0], proc.stdout, skip_xtables=skip_xtables)
     return clamps, unread
 
 
-def parse(source: str, text: str) -> list[Clamp]:
-    """Clamp rules in the output of iptables-save or `nft list ruleset`."""
+def _iptables_is_nft() -> bool:
+    """`iptables -V` says `(nf_tables)` for iptables-nft (Debian's default), `(legacy)` otherwise."""
+    if shutil.which("iptables") is None:
+        return False
+    try:
+        proc = subprocess.run(
+            ["iptables", "-V"], capture_output=True, text=True, timeout=TIMEOUT_S, env=CHILD_ENV, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return "nf_tables" in proc.stdout
+
+
+def parse(source: str, text: str, skip_xtables: bool = False) -> list[Clamp]:
+    """Clamp rules in the output of iptables-save or `nft list ruleset`; with `skip_xtables`, not the nft
+    rules in iptables-nft's own tables (iptables-save lists those)."""
     found = []
+    table: tuple[str, str] = ("", "")
     for line in text.splitlines():
         rule = line.strip()
+        if m := TABLE.match(rule):
+            table = (m.group(1), m.group(2))
         if "TCPMSS" not in rule and "maxseg size set" not in rule:
+            continue
+        if skip_xtables and source == "nft" and table[0] in ("ip", "ip6") and table[1] in XTABLES:
             continue
         mss = SET_MSS.search(rule)
         value = next((int(g) for g in mss.groups() if g), None) if mss else None
