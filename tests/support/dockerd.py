@@ -6,7 +6,9 @@ needs), so docker0, the veths and every iptables rule dockerd adds live in that 
 the machine's own network. Its data, exec root, socket and pidfile are in a temporary directory; tests reach
 it through DOCKER_HOST. At the end of the session dockerd is stopped by its PID (it stops the containerd it
 started), the namespace deleted and the directory removed. When dockerd cannot start here (no cgroups, no
-storage driver), the tests that need it are skipped with the reason from its log - never faked.
+storage driver), the tests that need it are skipped with the reason from its log - never faked. (dockerd
+also makes, as any dockerd does, an empty /run/docker/plugins and its identity /etc/docker/key.json; both stay,
+for the next dockerd.)
 
 The fixtures are named `dockerd` and `docker_image`: conftest.SERVICE_FIXTURES puts every test that uses them
 in the `service` tier.
