@@ -434,6 +434,7 @@ def test_files_it_would_replace_need_force(tmp_path, monkeypatch):
     assert (out / "host.pcapng").read_text() == "an earlier capture"
 
 
+@pytest.mark.oracle  # tshark's tools: not the fast tier
 def test_wireshark_reads_the_comments_and_the_interface(tmp_path):
     """What Wireshark's tools show of the rewrite: the capture comments and the interface's name."""
     require_tool("capinfos")
