@@ -17,7 +17,10 @@ from support.environment import (  # noqa: F401  (CORPUS is used here; the rest 
     require_tool,
 )
 
-pytest_plugins = ["support.scene_fixtures"]  # the analysed scenes the rule modules share (session fixtures)
+pytest_plugins = [
+    "support.scene_fixtures",  # the analysed scenes the rule modules share (session fixtures)
+    "support.dockerd",  # a real dockerd in a namespace of its own, and a local image (the service tier)
+]
 
 
 @pytest.fixture

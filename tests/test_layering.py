@@ -1,8 +1,9 @@
 """The package's folders are its pipeline, read (ingest/) -> diagnose/ -> render/, and imports only go
 forward: ingest imports neither diagnose nor render, diagnose does not import render, and the shared modules at
-the top (errors, config, results, schema, textsafe, evidence) import no stage; capture/ (taking the captures)
-imports neither diagnose nor render. Every import counts, also one inside a function, except the few
-conveniences of the public `Analysis` object listed in ALLOWED."""
+the top (errors, config, results, schema, textsafe, evidence) import no stage. capture/ takes the captures
+before any of it and imports no stage either: the command line hands what it took to the analysis. Every
+import counts, also one inside a function, except the few conveniences of the public `Analysis` object listed
+in ALLOWED."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "analyzer" / "pcapmtu"
 SHARED = {"errors", "config", "results", "schema", "textsafe", "evidence", "_version"}
-STAGES = ("ingest", "diagnose", "render", "capture")
+STAGES = ("capture", "ingest", "diagnose", "render")
 FORBIDDEN = {  # a module of this layer must not import these
+    "capture": ("pcapmtu.ingest", "pcapmtu.diagnose", "pcapmtu.render", "pcapmtu.cli"),
     "ingest": ("pcapmtu.diagnose", "pcapmtu.render", "pcapmtu.cli"),
     "diagnose": ("pcapmtu.render", "pcapmtu.cli"),
     "render": ("pcapmtu.cli",),
-    "capture": ("pcapmtu.diagnose", "pcapmtu.render", "pcapmtu.cli"),  # taking captures: before any analysis
     "shared": ("pcapmtu.ingest", "pcapmtu.diagnose", "pcapmtu.render", "pcapmtu.cli"),
 }
 # (module, function): render loaded on call by the Analysis object a notebook holds (result.save(), .plot_*)

@@ -428,6 +428,8 @@ def analyze(
         if out is not None:
             _claim(out, "--out", [Path(f) for f in REPORT_FILES], force, REPORT_PLOTS)
         max_packets, max_memory = _budget(max_packets, max_memory)
+    every = [*hosts, *containers, *([server] if server else []), *unplaced]
+    host_mtu, container_mtu, clamp_rules = _recorded_facts(every, host_mtu, container_mtu, quiet)
     with _errors(debug), _progress(quiet or as_json) as bar:
         result = run_analysis(
             hosts[0] if hosts else None,
@@ -438,6 +440,7 @@ def analyze(
             host_mtu=host_mtu,
             container_mtu=container_mtu,
             platform=platform.value,
+            clamp_rules=clamp_rules,
             progress=bar,
             max_packets=max_packets,
             max_memory=max_memory,
@@ -488,6 +491,36 @@ def _verify(before, after, others, platform, as_json: bool, quiet: bool, debug: 
             for line in verification.lines(result):
                 out.print(escape(printable(line, 600)))
     raise typer.Exit(VERIFICATION_EXIT[result.outcome])
+
+
+def _recorded_facts(
+    captures: list[Path], host_mtu: int | None, container_mtu: int | None, quiet: bool
+) -> tuple[int | None, int | None, tuple[str, ...]]:
+    """The MTUs and clamp rules `pcapmtu capture` recorded beside these captures (pcapmtu-capture.json);
+    MTUs given on the command line win. Said on stderr, so that the reader knows where the numbers came from."""
+    from .capture.metadata import beside
+
+    recorded, warning = beside(captures)
+    if warning and not quiet:
+        err.print(f"pcapmtu: warning: {escape(printable(warning, 400))}")
+    if recorded is None:
+        return host_mtu, container_mtu, ()
+    used = []
+    if host_mtu is None and recorded.host_mtu:
+        host_mtu = recorded.host_mtu
+        used.append(f"host uplink {host_mtu}")
+    if container_mtu is None and recorded.container_mtu:
+        container_mtu = recorded.container_mtu
+        used.append(f"container {container_mtu}")
+    if not quiet and (used or recorded.clamp_rules):
+        mtus = f"MTUs {', '.join(used)}" if used else "no MTUs (given on the command line)"
+        clamps = (
+            f"{len(recorded.clamp_rules)} MSS clamp rule(s) on the host"
+            if recorded.clamp_rules
+            else "no MSS clamp rule on the host"
+        )
+        err.print(f"pcapmtu: from the capture metadata ({escape(str(recorded.path))}): {mtus}; {clamps}")
+    return host_mtu, container_mtu, recorded.clamp_rules
 
 
 @contextmanager
@@ -621,6 +654,217 @@ def _print_bracket(out: Console, a) -> None:
             low = f"at least {p.low}" if p.low else ""
             high = f"less than {p.high}" if p.high else ""
             out.print(f"path MTU (IPv{ipv}): {' and '.join(x for x in (low, high) if x)} bytes")
+
+
+@app.command(cls=Command)
+def capture(
+    container: Annotated[
+        str | None,
+        typer.Option(
+            "--container",
+            metavar="NAME",
+            help="A running Docker container, by name or ID (docker inspect; DOCKER_HOST is honoured).",
+        ),
+    ] = None,
+    pid: Annotated[
+        int | None,
+        typer.Option(
+            "--pid",
+            metavar="PID",
+            help="Any process of the container (podman, containerd, nerdctl, unshare -n).",
+        ),
+    ] = None,
+    netns: Annotated[
+        str | None, typer.Option("--netns", metavar="NAME", help="A named network namespace (ip netns list).")
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help="Write container.pcapng, host.pcapng, pcapmtu-capture.json and the report here (created if "
+            "missing; other files in it are left alone).",
+        ),
+    ] = Path("pcapmtu-capture"),
+    iface: Annotated[
+        str, typer.Option("--iface", metavar="IFACE", help="The interface captured inside the container.")
+    ] = "eth0",
+    host_iface: Annotated[
+        str | None,
+        typer.Option(
+            "--host-iface",
+            metavar="IFACE",
+            help="The host's uplink to capture. Default: the interface of the host's route to --target (or to "
+            "the --reproduce URL's server), else of its default route.",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            metavar="ADDR",
+            help="The server's address: picks the uplink (and, with --reproduce, receives the DF pings). Default: the "
+            "--reproduce URL's address.",
+        ),
+    ] = None,
+    duration: Annotated[
+        float,
+        typer.Option(
+            "--duration",
+            metavar="SECONDS",
+            help="Stop both captures after this long; with --reproduce, at most this long (they stop when the "
+            "reproduction is done).",
+        ),
+    ] = 60.0,
+    snaplen: Annotated[
+        int,
+        typer.Option(
+            "--snaplen",
+            metavar="BYTES",
+            help="Bytes kept of each packet (tcpdump -s): all headers plus the payload where TLS hellos and DNS "
+            "answers are; 0 keeps whole packets.",
+        ),
+    ] = 512,
+    max_size: Annotated[
+        str,
+        typer.Option(
+            "--max-size", metavar="SIZE", help="Stop both captures when either file reaches SIZE (K, M, G)."
+        ),
+    ] = "100M",
+    bpf: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            metavar="EXPR",
+            help="tcpdump filter for both captures. Default: TCP, ICMP, ICMPv6, DNS and the outer packets of "
+            "VXLAN, Geneve, GRE and IP-in-IP, also behind a VLAN tag on Ethernet.",
+        ),
+    ] = None,
+    reproduce_url: Annotated[
+        str | None,
+        typer.Option(
+            "--reproduce",
+            metavar="URL",
+            help="While capturing: request URL from inside the container (its curl, else the host's curl in its "
+            "namespace), then bisect the path MTU with DF pings to the server.",
+        ),
+    ] = None,
+    reproduce_timeout: Annotated[
+        float,
+        typer.Option(
+            "--reproduce-timeout",
+            metavar="SECONDS",
+            help="How long the reproduced request may take (curl --max-time).",
+        ),
+    ] = 20.0,
+    no_analyze: Annotated[
+        bool, typer.Option("--no-analyze", metavar="", help="Only capture: no analysis, no report.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", metavar="", help=FORCE_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=QUIET_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
+) -> None:
+    """Take both captures at once (root, on the docker host): tcpdump in the container's network namespace
+    and on the host's uplink, with the MTUs on the way and the MSS clamps recorded; then analyze them.
+
+    Exit code as `analyze` (0, 1, 3); 2 when the captures cannot be taken or are interrupted (Ctrl-C): one
+    line, no tcpdump left running, what was captured kept.
+    """
+    from .capture import namespaces, reproduce, session
+
+    start_up_done()
+    say = (
+        (lambda _line: None)
+        if quiet
+        else (lambda line: err.print(f"pcapmtu: {escape(printable(line, 400))}"))
+    )
+    try:  # Ctrl-C outside the capture itself (docker inspect, the analysis): one line too, exit 2
+        with _errors(debug):
+            chosen = [
+                o
+                for o, v in (("--container", container), ("--pid", pid), ("--netns", netns))
+                if v is not None
+            ]
+            if len(chosen) != 1:
+                raise UsageError(
+                    "say which container: one of --container NAME, --pid PID, --netns NAME"
+                    + (f" (not {' and '.join(chosen)} together)" if chosen else "")
+                )
+            if not reproduce_timeout > 0:
+                raise UsageError(f"--reproduce-timeout {reproduce_timeout:g}: a number of seconds above 0")
+            if not duration > 0:
+                raise UsageError(f"--duration {duration:g}: a number of seconds above 0")
+            if not 0 <= snaplen <= 262144:
+                raise UsageError(f"--snaplen {snaplen}: 0 (whole packets) to 262144 bytes")
+            try:
+                max_bytes = parse_size(max_size)
+            except UsageError as exc:
+                raise UsageError(f"--max-size: {exc}") from None
+            if max_bytes <= 0:
+                raise UsageError("--max-size: a size above 0")
+            namespaces.require_root()
+            namespaces.require_tools()
+            _claim(out, "--out", [Path(f) for f in session.planned_files()], force)
+            if not no_analyze:
+                _claim(out, "--out", [Path(f) for f in REPORT_FILES], force, REPORT_PLOTS)
+            if container is not None:
+                ns = namespaces.of_container(container)
+            elif pid is not None:
+                ns = namespaces.of_pid(pid)
+            else:
+                ns = namespaces.of_netns(str(netns))
+            if namespaces.same_as_ours(ns):
+                raise UsageError(
+                    f"{chosen[0]} {ns.name}: that is the host's own network namespace (host networking?); "
+                    "capture on the host's uplink with tcpdump alone"
+                )
+            if reproduce_url is not None:
+                _name, address = reproduce.url_host(reproduce_url)
+                target = target or address
+            plan = session.Plan(
+                ns=ns,
+                out=out,
+                iface=iface,
+                host_iface=host_iface,
+                target=target,
+                duration_s=duration,
+                snaplen=snaplen,
+                max_bytes=max_bytes,
+                bpf=bpf,
+                reproduce_url=reproduce_url,
+                reproduce_timeout_s=reproduce_timeout,
+            )
+            outcome = session.run(plan, say)
+        for warning in outcome.warnings:
+            say(f"warning: {warning}")
+        written = ", ".join(p.name for p in outcome.files.values())
+        say(f"wrote {written} and {outcome.metadata_path.name} in {out}")
+        if no_analyze:
+            raise typer.Exit(Exit.OK)
+        from .diagnose.analysis import analyze as run_analysis
+        from .render.report import write_report
+
+        host_mtu, container_mtu, clamp_rules = _recorded_facts(
+            [outcome.files["container"]], None, None, quiet
+        )
+        with _errors(debug, "analysing the captures"):
+            result = run_analysis(
+                outcome.files["host"],
+                outcome.files["container"],
+                host_mtu=host_mtu,
+                container_mtu=container_mtu,
+                clamp_rules=clamp_rules,
+            )
+            write_report(result, out, force=True)
+        if not quiet:
+            _print_analysis(Out(highlight=False, width=None if sys.stdout.isatty() else 160), result)
+            Out(highlight=False, soft_wrap=True).print(
+                f"report: {escape(str(out / 'report.html'))} (and report.md, report.json, plots/)"
+            )
+        raise typer.Exit(VERDICT_EXIT[result.verdict])
+    except KeyboardInterrupt:
+        err.print(f"pcapmtu: interrupted; anything captured is in {escape(str(out))}")
+        raise typer.Exit(Exit.BAD_INPUT) from None
 
 
 @app.command(cls=Command)

@@ -19,22 +19,27 @@ from .completion import INSTALL
 
 EXIT_MEANINGS = {
     Exit.OK: "nothing wrong found (`analyze`: healthy), or every capture was read (`inspect`, `export`)",
-    Exit.MTU_PROBLEM: "`analyze` found an MTU problem: `mtu_blackhole` or `mtu_blackhole_recovered`",
+    Exit.MTU_PROBLEM: "`analyze` (or `capture`, which analyses what it took) found an MTU problem: "
+    "`mtu_blackhole` or `mtu_blackhole_recovered`",
     Exit.BAD_INPUT: "bad input or usage: a capture could not be read, a capture over the read limits "
-    "(`--max-packets`, `--max-memory`), a wrong option (one line on stderr)",
-    Exit.OTHER_PROBLEM: "`analyze` found another problem (`not_mtu`) or could not tell (`inconclusive`)",
+    "(`--max-packets`, `--max-memory`), a wrong option; `capture` could not take the captures (no root, no "
+    "such container, a tcpdump that would not start) or was interrupted (one line on stderr)",
+    Exit.OTHER_PROBLEM: "`analyze` (or `capture`) found another problem (`not_mtu`) or could not tell "
+    "(`inconclusive`)",
     Exit.INTERNAL: "a bug in pcapmtu: one line on stderr, never a traceback unless `--debug`; please report it",
 }
 
 # Rules every command follows, in the words of docs/cli.md (each paragraph one list item).
 OUTPUT_RULES = (
-    "`analyze --out DIR` and `export --to DIR` (also spelled `--out`) write into `DIR` by one rule. A missing "
-    "`DIR` is created. An existing one may hold anything: the captures themselves, notes, an earlier "
-    "report, other captures' tables; pcapmtu writes its own names there and leaves every other file alone.",
+    "`analyze --out DIR`, `capture --out DIR` and `export --to DIR` (also spelled `--out`) write into `DIR` "
+    "by one rule. A missing `DIR` is created. An existing one may hold anything: the captures themselves, "
+    "notes, an earlier report, other captures' tables; pcapmtu writes its own names there and leaves every "
+    "other file alone.",
     "A file pcapmtu would replace needs `--force`: without it the command writes nothing, names the file on "
     "one line (`pcapmtu: DIR/report.html exists (and 8 more pcapmtu would replace); add --force ...`) and "
     "exits 2. `analyze` writes `report.html`, `report.md`, `report.json` and `plots/` (`timeline`, `sizes`, "
-    "`mss`, `tsg-*`); `export` writes `TABLE/CAPTURE.parquet` (docs/export.md). `--force` replaces those "
+    "`mss`, `tsg-*`); `capture` writes `container.pcapng`, `host.pcapng`, `pcapmtu-capture.json` and "
+    "analyze's files; `export` writes `TABLE/CAPTURE.parquet` (docs/export.md). `--force` replaces those "
     "files and nothing else; stale plots of an earlier report stay.",
     "A `DIR` that exists as a file is an error (exit 2), with or without `--force`.",
     "`--quiet` (`-q`) prints nothing but errors: no progress, no terminal report, no `report: ...` or "

@@ -21,9 +21,11 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class KnownFacts:
-    """Facts the engineer states (`--host-mtu`, `--container-mtu`); they sharpen, never required."""
+    """Facts the engineer states (`--host-mtu`, `--container-mtu`) or `pcapmtu capture` recorded beside the
+    captures (pcapmtu-capture.json); they sharpen, never required."""
 
     host_mtu: int | None = None
     container_mtu: int | None = None
     # docker, kubernetes, or auto: from the captures (Kubernetes only on strong evidence, else both)
     platform: str = "auto"
+    clamp_rules: tuple[str, ...] = ()  # MSS clamp rules found on the docker host while it captured

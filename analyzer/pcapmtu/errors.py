@@ -18,3 +18,8 @@ class UsageError(PcapmtuError):
 class TooBig(CaptureError):
     """Reading the capture would exceed the read budget (packets or memory; ingest/budget.py): it stopped
     early. A CaptureError: the command line exits 2 and `export` and `inspect` go on with the other files."""
+
+
+class CaptureFailed(PcapmtuError):
+    """`pcapmtu capture` could not take the captures: no root, no such container, a tcpdump that would not
+    start, or an interruption (Ctrl-C). Exit code 2, with its one line."""

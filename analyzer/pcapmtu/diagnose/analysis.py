@@ -245,6 +245,7 @@ def analyze(
     host_mtu: int | None = None,
     container_mtu: int | None = None,
     platform: str = "auto",
+    clamp_rules: Iterable[str] = (),
     thresholds: Thresholds | None = None,
     progress=None,
     max_packets: int | None = None,
@@ -259,6 +260,8 @@ def analyze(
     `platform`: the language of the fix: "docker" (daemon.json, network options), "kubernetes" (the CNI's MTU
     setting, the clamp as a DaemonSet rule) or "auto" (from the captures: Kubernetes only when an interface
     name gives the CNI away, both when an overlay is seen, else Docker); docs/fixes.md.
+    `host_mtu`, `container_mtu`: the uplink's and the container interface's MTU, when known; `clamp_rules`:
+    the MSS clamp rules the docker host has (`pcapmtu capture` records both).
     `progress(role, done_bytes, total_bytes)` is called while each capture is read.
     `max_packets`, `max_memory`: the read budget as in `read()`, for the total of the captures it reads (all
     of them are held at once); captures given already read do not count.
@@ -289,7 +292,7 @@ def analyze(
     placed, vantage, changes = roles_mod.place(read_in)
     ctx = Context(
         placed,
-        KnownFacts(host_mtu, container_mtu, platform),
+        KnownFacts(host_mtu, container_mtu, platform, tuple(clamp_rules)),
         thresholds or Thresholds(),
         vantage=vantage,
         role_changes=changes,

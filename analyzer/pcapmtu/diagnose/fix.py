@@ -20,9 +20,11 @@ def compute(
     low: int | None = None,
     high: int | None = None,
     network: Network | None = None,
+    clamp_rules: tuple[str, ...] = (),
 ) -> Fix | None:
-    """Commands with numbers for an MTU verdict; a note when a clamp is already in effect. `network`: the
-    platform and overlay the fix speaks for (platforms.decide); Docker when not given."""
+    """Commands with numbers for an MTU verdict; a note when a clamp is already in effect, or when the host
+    has clamp rules (`clamp_rules`, recorded by `pcapmtu capture`) that did not prevent the failure.
+    `network`: the platform and overlay the fix speaks for (platforms.decide); Docker when not given."""
     if not Verdict(verdict).is_mtu:
         if clamp_seen:
             return Fix(
@@ -35,7 +37,7 @@ def compute(
         return None
     if not path_mtu and low:
         # the path carried `low`-byte packets (acknowledged): clamping to them is safe, if not the largest
-        fix = compute(verdict, low, ipv, clamp_seen, direction, network=network)
+        fix = compute(verdict, low, ipv, clamp_seen, direction, network=network, clamp_rules=clamp_rules)
         bound = f"less than {high}" if high else "not known"
         note = (
             f"The captures pin no single path MTU: packets of {low} bytes were acknowledged, so MSS "
@@ -59,6 +61,7 @@ def compute(
                     "when": "until the path MTU is measured",
                 },
             ),
+            tuple(_recorded_clamps(clamp_rules, clamp_seen)),
         )
     mss4, mss6 = path_mtu - 40, path_mtu - 60
     mtu = path_mtu
@@ -133,11 +136,31 @@ def compute(
         )
     if clamp_seen:
         notes.append(f"A clamp to {clamp_seen} is already in effect but is too large for this path.")
+    notes += _recorded_clamps(clamp_rules, clamp_seen)
     mss = mss4 if ipv == 4 else mss6
     family = "" if ipv == 4 else " for IPv6"
     summary = f"Clamp the TCP MSS{family} to {mss} on the docker host (or set the container MTU to {mtu})."
     fix = Fix(summary, mss, mtu, tuple(commands), tuple(notes))
     return _speak(fix, network or Network("docker", "no --platform", None, None), path_mtu, ipv, mss4, mss6)
+
+
+def _recorded_clamps(rules: tuple[str, ...], clamp_seen: int | None) -> list[str]:
+    """What the host's own clamp rules mean for an MTU failure they did not prevent."""
+    if not rules:
+        return []
+    listed = "; ".join(rules[:3]) + (f" (and {len(rules) - 3} more)" if len(rules) > 3 else "")
+    note = f"The docker host has MSS clamp rules already (recorded while capturing): {listed}."
+    if not clamp_seen:
+        note += (
+            " No connection shows its MSS rewritten, so they do not match the failing traffic: check their "
+            "chain (FORWARD for containers), interfaces and addresses before adding another."
+        )
+    if any("--clamp-mss-to-pmtu" in r or "rt mtu" in r for r in rules):
+        note += (
+            " A clamp to the route MTU follows the host's own uplink only: it cannot see a narrower hop "
+            "beyond it, which is why a fixed MSS is recommended."
+        )
+    return [note]
 
 
 DOCKER_ONLY = ("dockerd ", "docker network create ")

@@ -128,6 +128,7 @@ def overall(ctx: Context, table: pd.DataFrame, findings: list[Finding]) -> Diagn
         path.low if path and mtu_verdict else None,
         path.high if path and mtu_verdict else None,
         network,
+        ctx.facts.clamp_rules,
     )
     confidence, factors = _confidence(ctx, verdict, codes, chosen)
     text = _explain(ctx, verdict, reason, chosen, table, findings, path, clamp)
