@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 
@@ -261,3 +262,24 @@ def test_docs_show_the_recipe_as_the_function_returns_it():
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "capturing.md").read_text()
     assert f"```sh\n{render(commands('web-7d9c5-abcde', 'shop')).rstrip()}\n```" in page
+
+
+def test_the_command_line_prints_the_recipe_and_runs_nothing():
+    """`pcapmtu capture --print-k8s POD -n NS` prints exactly render(commands(...)), as any user, exit 0; a name
+    that would not paste safely is one line and exit 2."""
+    args = ["--print-k8s", "web-7d9c5-abcde", "-n", "shop", "--container", "app", "--runtime", "cri-o"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pcapmtu", "capture", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    expected = render(commands("web-7d9c5-abcde", "shop", container="app", runtime="cri-o"))
+    assert done.stdout == expected + "\n"
+    assert "--target=app" in done.stdout and "crio.sock" in done.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "pcapmtu", "capture", "--print-k8s", "web;rm -rf /"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert len(bad.stderr.strip().splitlines()) == 1 and "not a valid Kubernetes name" in bad.stderr

@@ -493,6 +493,18 @@ def _verify(before, after, others, platform, as_json: bool, quiet: bool, debug: 
     raise typer.Exit(VERIFICATION_EXIT[result.outcome])
 
 
+def _print_k8s(
+    pod: str, namespace: str, container: str | None, image: str, runtime: str, debug: bool
+) -> NoReturn:
+    """`capture --print-k8s POD`: the recipe for a pod's two captures, printed (capture/kubernetes.py)."""
+    from .capture import kubernetes
+
+    with _errors(debug):
+        steps = kubernetes.commands(pod, namespace, image=image, container=container, runtime=runtime)
+        _write(kubernetes.render(steps) + "\n")
+    raise typer.Exit(Exit.OK)
+
+
 def _recorded_facts(
     captures: list[Path], host_mtu: int | None, container_mtu: int | None, quiet: bool
 ) -> tuple[int | None, int | None, tuple[str, ...]]:
@@ -760,6 +772,35 @@ def capture(
     no_analyze: Annotated[
         bool, typer.Option("--no-analyze", metavar="", help="Only capture: no analysis, no report.")
     ] = False,
+    print_k8s: Annotated[
+        str | None,
+        typer.Option(
+            "--print-k8s",
+            metavar="POD",
+            help="Print the commands that take both captures of a Kubernetes pod (kubectl debug: an ephemeral "
+            "container in the pod, a debug pod on its node; kubectl cp) and exit; runs nothing, needs no root. "
+            "With --container NAME: the pod's container.",
+        ),
+    ] = None,
+    k8s_namespace: Annotated[
+        str, typer.Option("--namespace", "-n", metavar="NS", help="With --print-k8s: the pod's namespace.")
+    ] = "default",
+    k8s_image: Annotated[
+        str,
+        typer.Option(
+            "--image",
+            metavar="IMAGE",
+            help="With --print-k8s: the debug image (tcpdump, iproute2, curl, ping and tar in it).",
+        ),
+    ] = "nicolaka/netshoot",
+    k8s_runtime: Annotated[
+        str,
+        typer.Option(
+            "--runtime",
+            metavar="NAME",
+            help="With --print-k8s: the nodes' container runtime, containerd or cri-o (the crictl route).",
+        ),
+    ] = "containerd",
     force: Annotated[bool, typer.Option("--force", metavar="", help=FORCE_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=QUIET_HELP)] = False,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
@@ -773,6 +814,8 @@ def capture(
     from .capture import namespaces, reproduce, session
 
     start_up_done()
+    if print_k8s is not None:
+        _print_k8s(print_k8s, k8s_namespace, container, k8s_image, k8s_runtime, debug)
     say = (
         (lambda _line: None)
         if quiet
