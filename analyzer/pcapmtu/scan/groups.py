@@ -202,7 +202,7 @@ def read_manifest(path: Path) -> list[Group]:
             ("capture", "captures", True),
         ):
             value = item.get(key)
-            files = value if many else ([value] if value is not None else [])
+            files = [] if value is None else value if many else [value]
             if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
                 kind = "a list of file names" if many else "a file name"
                 raise UsageError(f"{where}: {key} must be {kind}")
