@@ -310,18 +310,8 @@ def test_an_interrupted_scan_resumes_where_it_stopped(tmp_path):
     scenarios = [p.name for p in lab_scenarios() if p.parent == SAMPLES][:8]
     folder_fleet(tmp_path / "fleet", scenarios)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pcapmtu",
-        "scan",
-        str(tmp_path / "fleet"),
-        "--out",
-        str(out),
-        "--workers",
-        "1",
-        "-q",
-    ]
+    scan = [sys.executable, "-m", "pcapmtu", "scan", str(tmp_path / "fleet"), "--workers", "1"]
+    cmd = [*scan, "--out", str(out), "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -337,14 +327,17 @@ def test_an_interrupted_scan_resumes_where_it_stopped(tmp_path):
     done = jsonl((out / "scan.jsonl").read_text())
     assert 2 <= len(done) < len(scenarios)
     result = subprocess.run(
-        cmd[:-1] + ["--jsonl", str(tmp_path / "lines.jsonl")], capture_output=True, text=True, timeout=300
+        [*scan, "--out", str(out), "--jsonl", str(tmp_path / "lines.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1, result.stderr
     assert f"{len(done)} done by an earlier run, skipped" in result.stdout, result.stdout
     resumed = jsonl((tmp_path / "lines.jsonl").read_text())
     assert comparable(resumed[: len(done)]) == comparable(done)  # kept lines come first, as they were
     fresh = subprocess.run(
-        cmd[:-2] + ["--jsonl", str(tmp_path / "fresh.jsonl"), "--force", "--out", str(tmp_path / "o2")],
+        [*scan, "--out", str(tmp_path / "o2"), "--jsonl", str(tmp_path / "fresh.jsonl")],
         capture_output=True,
         text=True,
         timeout=300,
