@@ -156,12 +156,16 @@ def test_scan_gives_each_group_its_verdict_goes_past_a_damaged_file_and_resumes(
     damaged.mkdir()
     (damaged / "host.pcap").write_bytes((SAMPLES / "blackhole_tls12" / "host.pcap").read_bytes()[:10])
     shutil.copy(SAMPLES / "blackhole_tls12" / "container.pcap", damaged / "container.pcap")
+    hostile = (
+        tmp_path / "fleet" / "<img src=x onerror=alert(1)>[red]node"
+    )  # names reach HTML and the terminal
+    shutil.copytree(SAMPLES / "refused", hostile, ignore=shutil.ignore_patterns("*.json"))
     out, parquet = tmp_path / "out", tmp_path / "pq"
 
     result, text = scan_cli(tmp_path / "fleet", "--jsonl", "-", "--out", out, "--parquet", parquet)
     assert result.exit_code == 1, text  # default --fail-on: an MTU black hole is among them
     lines = jsonl(result.stdout)
-    assert len(lines) == 4, text
+    assert len(lines) == 5, text
     for line in lines:
         assert_valid(line)
     found = by_scenario(lines)
@@ -170,15 +174,17 @@ def test_scan_gives_each_group_its_verdict_goes_past_a_damaged_file_and_resumes(
     bad = found["node-damaged"]
     assert bad["status"] == "error" and bad["verdict"] is None, bad
     assert "host.pcap" in bad["errors"][0], bad["errors"]
-    assert "4 groups: " in result.stderr and "1 error" in result.stderr, text  # the summary, beside the lines
+    assert "5 groups: " in result.stderr and "1 error" in result.stderr, text  # the summary, beside the lines
+    assert "[red]node" in result.stderr, text  # shown as it is, not as markup
 
     # --out: the same lines worst first, one report per analysed group, an index that links them in order
     kept = jsonl((out / "scan.jsonl").read_text())
     assert comparable(kept) == comparable(lines)
     assert [line["verdict"] for line in kept][0] == "mtu_blackhole" and kept[-1]["verdict"] == "healthy"
     index = (out / "index.html").read_text()
+    assert "<img" not in index and "&lt;img src=x onerror=alert(1)&gt;[red]node" in index
     links = [line["report"] for line in kept if line["report"]]
-    assert len(links) == 3 and all((out / link).is_file() for link in links)
+    assert len(links) == 4 and all((out / link).is_file() for link in links)
     assert [index.index(f'href="{link}"') for link in links] == sorted(
         index.index(f'href="{link}"') for link in links
     )
@@ -207,7 +213,7 @@ def test_scan_gives_each_group_its_verdict_goes_past_a_damaged_file_and_resumes(
 
     # a second run into the same --out skips what is done, runs the damaged group again, same lines
     result, text = scan_cli(tmp_path / "fleet", "--jsonl", "-", "--out", out, "--parquet", parquet)
-    assert result.exit_code == 1 and "3 done by an earlier run, skipped" in result.output, text
+    assert result.exit_code == 1 and "4 done by an earlier run, skipped" in result.output, text
     assert comparable(jsonl(result.stdout)) == comparable(lines)
     # --force analyses every group again: the same lines
     result, text = scan_cli(
@@ -258,6 +264,26 @@ def test_usage_errors_and_a_scan_where_every_group_fails_exit_2(tmp_path):
     (tmp_path / "out" / "index.html").write_text("someone else's")
     result, text = invoke("scan", tmp_path / "broken", "--out", tmp_path / "out")
     assert result.exit_code == 2 and "--force" in result.output, text  # not an earlier scan's index
+
+
+def die_on_two(n: int) -> int:
+    """A job whose worker the OS kills, for n == 2 (module level: the pool pickles it by name)."""
+    if n == 2:
+        os._exit(9)
+    return n * 10
+
+
+def test_a_worker_that_dies_costs_only_its_own_group_an_error():
+    """A dead worker breaks the pool for every job in flight; each is run again alone, and only the one
+    that kills its worker again gets the error result."""
+    from pcapmtu.scan.local import LocalEngine
+
+    engine = LocalEngine(2)
+    try:
+        got = dict(engine.run_all(die_on_two, [(1,), (2,), (3,), (4,)], on_death=lambda i: f"died {i}"))
+    finally:
+        engine.close()
+    assert got == {0: 10, 1: "died 1", 2: 30, 3: 40}
 
 
 def test_rules_json_lists_every_rule_for_tooling():

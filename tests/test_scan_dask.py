@@ -43,7 +43,8 @@ def _unavailable(reason: str):
 def dask_cluster(tmp_path_factory):
     """The address of a running Dask cluster: a scheduler and two single-threaded workers, each a process
     of its own (in its own session, so teardown ends it and its children by its PID), working in another
-    directory than the tests: the scan must give them absolute paths."""
+    directory than the tests: the scan must give them absolute paths. Everything listens on 127.0.0.1 only
+    (the HTTP endpoints too: `--dashboard-address`, which they open even with --no-dashboard)."""
     try:
         import dask.distributed as distributed
     except ImportError:
@@ -52,10 +53,11 @@ def dask_cluster(tmp_path_factory):
     address = f"tcp://127.0.0.1:{_free_port()}"
     python = [sys.executable, "-m", "dask"]
     commands = [
-        python + ["scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
+        python + ["scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard",
+                   "--dashboard-address", "127.0.0.1:0"],
         *(
             python + ["worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
-                      "--no-dashboard", "--memory-limit", "3GiB", "--local-directory", str(where / f"w{n}"),
+                      "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--memory-limit", "3GiB", "--local-directory", str(where / f"w{n}"),
                       "--name", f"pcapmtu-test-{n}"]
             for n in (1, 2)
         ),

@@ -776,7 +776,12 @@ def scan(
         from .render.scan_summary import counts_sentence, summary_table
 
         # the summary goes where people read: stderr when stdout carries the JSON lines
-        console = err if to_stdout else Out(highlight=False, width=None if sys.stdout.isatty() else 160)
+        wide = None if (sys.stderr if to_stdout else sys.stdout).isatty() else 160
+        console = (
+            Console(stderr=True, highlight=False, width=wide)
+            if to_stdout
+            else Out(highlight=False, width=wide)
+        )
         console.print(summary_table(result.lines, limit))
         if 0 < limit < len(result.lines):
             console.print(f"  … {len(result.lines) - limit} more groups: --limit 0, --jsonl or --out")

@@ -86,15 +86,15 @@ def _row(line: dict) -> str:
     else:
         top = ""
     window = line.get("time_window") or {}
-    when = e(window.get("first") or "")
+    number = '<td class="num">{}</td>'.format
     cells = [
-        f"{group}<br><span class=muted>{e(line.get('group'))}, by {e(line.get('grouped_by'))}</span>",
-        f'<span class="v v-{e(verdict)}">{e(verdict)}</span>{reason}',
-        f'<td class="num">{conf:.0%}' if conf is not None else '<td class="num">',
-        f'<td class="num">{e(line.get("path_mtu") or "")}',
-        f'<td class="num">{e(line.get("recommended_mss") or "")}',
-        files,
-        top,
-        when,
+        f"<td>{group}<br><span class=muted>{e(line.get('group'))}, by {e(line.get('grouped_by'))}</span></td>",
+        f'<td><span class="v v-{e(verdict)}">{e(verdict)}</span>{reason}</td>',
+        number(f"{conf:.0%}" if conf is not None else ""),
+        number(e(line.get("path_mtu") or "")),
+        number(e(line.get("recommended_mss") or "")),
+        f"<td>{files}</td>",
+        f"<td>{top}</td>",
+        f"<td>{e(window.get('first') or '')}</td>",
     ]
-    return "<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}" for c in cells) + "</tr>"
+    return "<tr>" + "".join(cells) + "</tr>"

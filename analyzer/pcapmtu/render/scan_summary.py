@@ -31,10 +31,10 @@ def summary_table(lines: list[dict], limit: int = 40) -> Table:
         reason = f" ({line['reason']})" if line.get("reason") else ""
         conf = line.get("confidence")
         if line.get("errors"):
-            top = printable(line["errors"][0], 300)
+            top = printable(line["errors"][0], 200)
         elif line.get("top_findings"):
             f = line["top_findings"][0]
-            top = f"{f['code']} {printable(f['message'], 160)}"
+            top = f"{f['code']} {printable(f['message'], 100)}"
         else:
             top = ""
         table.add_row(

@@ -64,7 +64,8 @@ class DaskEngine:
                     n_workers=workers or cores(),
                     threads_per_worker=1,  # the analysis holds the GIL: one group per process
                     processes=True,
-                    dashboard_address=None,
+                    host="127.0.0.1",  # this machine's cluster: nothing listens beyond it
+                    dashboard_address="127.0.0.1:0",  # its HTTP endpoints open anyway; never on :8787 of all
                 )
                 self.client = distributed.Client(self._cluster)
             else:
