@@ -20,9 +20,10 @@ For each fleet, interleaved --repeat times (stdout to /dev/null, the page cache 
 
 and, for the fixed costs, local-2 and dask-2 on a fleet of one lab group (`scan-one/`): the Dask overhead
 per group is ((dask-2 - local-2) on the fleet - (dask-2 - local-2) on one group) / (groups - 1).
-Reported: median wall time, groups/s and packets/s, CPU time (user+sys of every process), peak RSS of the
-largest single process (a worker, or the scan itself; GNU time's %M covers the descendants it reaped), and
-the load other programs put on the machine meanwhile. Every scan's lines are compared with local-1's: a
+Reported: median wall time (until the last process of the run exits), groups/s and packets/s, CPU time
+(user+sys of every process of the run: each command runs under a child subreaper that reaps the pool's
+fork server and workers too), the peak RSS of the largest single process (a worker, or the scan itself),
+and the load other programs put on the machine meanwhile (busy CPU of /proc/stat minus ours). Every scan's lines are compared with local-1's: a
 benchmark of wrong answers is worth nothing.
 """
 
@@ -40,11 +41,68 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORK = HERE / "work"
 sys.path.insert(0, str(HERE))
-from bench import measure  # noqa: E402  (the one way this directory measures a run)
+from bench import busy_cpu_seconds  # noqa: E402
 
 PCAPMTU = REPO / ".venv" / "bin" / "pcapmtu"
 ROLES = ("host", "container", "server")
 BIG = WORK / "real-1m.pcap"
+
+
+PR_SET_CHILD_SUBREAPER = 36  # prctl(2): orphaned descendants are reparented to us, and reaped by us
+
+
+def _reap(argv: list[str]) -> None:
+    """Hidden mode: run argv as a child subreaper; once every descendant has exited (the pool's fork server
+    and its workers are not the scan's children, and outlive it by a moment), write {"wall", "maxrss_kib",
+    "user", "sys", "rc"} of the whole process tree as JSON to OUT."""
+    import ctypes
+    import resource
+    import subprocess
+    import time
+
+    out, cmd = argv[0], argv[2:]  # [OUT, "--", cmd...]
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed: the workers' CPU and memory would not be counted")
+    t0 = time.perf_counter()
+    main = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    rc = None
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid == main.pid:
+            rc = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # every descendant: each was reaped by us or below us
+    Path(out).write_text(
+        json.dumps(
+            {"wall": wall, "maxrss_kib": ru.ru_maxrss, "user": ru.ru_utime, "sys": ru.ru_stime, "rc": rc}
+        )
+    )
+
+
+def measure(cmd: list[str], timeout: float) -> dict:
+    """One run of `cmd` with its whole process tree counted: wall until the last process exits, CPU of every
+    process, the peak RSS of the largest one; and the cores other programs kept busy meanwhile."""
+    import subprocess
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="pmb-scan-", suffix=".json")
+    os.close(fd)
+    try:
+        busy0 = busy_cpu_seconds()
+        try:
+            subprocess.run([sys.executable, __file__, "_reap", tmp, "--", *cmd], timeout=timeout, check=True)
+        except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as exc:
+            return {"error": str(exc)}
+        busy1 = busy_cpu_seconds()
+        res = json.loads(Path(tmp).read_text())
+        if busy0 is not None and busy1 is not None and res["wall"] > 0:
+            res["other_load"] = max(0.0, (busy1 - busy0) - res["user"] - res["sys"]) / res["wall"]
+        return res
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def lab_fleet(dest: Path, copies: int, scenarios: int | None = None) -> list[dict[str, Path]]:
@@ -82,7 +140,7 @@ def baseline_script(groups: list[dict[str, Path]], path: Path) -> list[str]:
     lines = ["set -u"]
     for g in groups:
         args = " ".join(f"--{role} {g[role]}" for role in ROLES if role in g)
-        lines.append(f"{PCAPMTU} analyze {args} --json > /dev/null; test $? -le 3")
+        lines.append(f"{PCAPMTU} analyze {args} --json > /dev/null || test $? -le 3  # 1, 3: a verdict")
     path.write_text("\n".join(lines) + "\n")
     return ["sh", "-e", str(path)]
 
@@ -197,4 +255,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["_reap"]:
+        _reap(sys.argv[2:])
+    else:
+        main()

@@ -24,7 +24,7 @@ from pcapmtu.errors import UsageError
 from pcapmtu.scan.discover import MANIFEST_NAME, discover
 from pcapmtu.scan.groups import connection_keys, group
 from support.environment import ROOT, SAMPLES, lab_scenarios
-from support.fleet import by_scenario, comparable, flat_fleet, folder_fleet
+from support.fleet import by_scenario, comparable, die_on_two, flat_fleet, folder_fleet
 from support.report_schema import validate
 
 SCHEMA = json.loads((Path(__file__).parent / "scan_line_schema.json").read_text())
@@ -264,13 +264,6 @@ def test_usage_errors_and_a_scan_where_every_group_fails_exit_2(tmp_path):
     (tmp_path / "out" / "index.html").write_text("someone else's")
     result, text = invoke("scan", tmp_path / "broken", "--out", tmp_path / "out")
     assert result.exit_code == 2 and "--force" in result.output, text  # not an earlier scan's index
-
-
-def die_on_two(n: int) -> int:
-    """A job whose worker the OS kills, for n == 2 (module level: the pool pickles it by name)."""
-    if n == 2:
-        os._exit(9)
-    return n * 10
 
 
 def test_a_worker_that_dies_costs_only_its_own_group_an_error():

@@ -731,7 +731,7 @@ def scan(
         if state is not None and state.is_dir():
             raise UsageError(f"--state {state}: is a directory; give a file")
     lines_out = None
-    with _errors(debug), _scan_engine(dask, workers) as engine:
+    with _errors(debug), _scan_engine(dask, workers, parquet is not None) as engine:
         default_memory = None
         if max_memory_bytes is None and engine.name == "local":
             from .scan.local import worker_memory
@@ -799,7 +799,7 @@ def scan(
 
 
 @contextmanager
-def _scan_engine(dask: str | None, workers: int | None):
+def _scan_engine(dask: str | None, workers: int | None, parquet: bool):
     """The engine that runs the groups: the local process pool, or a Dask cluster (imported only then)."""
     if dask:
         from .scan.dask_cluster import DaskEngine
@@ -808,7 +808,7 @@ def _scan_engine(dask: str | None, workers: int | None):
     else:
         from .scan.local import LocalEngine, cores
 
-        engine = LocalEngine(workers or cores())
+        engine = LocalEngine(workers or cores(), parquet=parquet)
     try:
         yield engine
     finally:

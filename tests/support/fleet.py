@@ -1,9 +1,11 @@
 """Fleets of lab captures for the scan tests: scenario folders copied as a DaemonSet would leave them, and
-what each group must conclude, read from the scenario's truth.json (never written in a test)."""
+what each group must conclude, read from the scenario's truth.json (never written in a test); and a job
+whose worker dies, for the local engine (here, not in a test module: the worker imports it by name)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -71,3 +73,10 @@ def by_scenario(lines: list[dict]) -> dict[str, dict]:
 def comparable(lines: list[dict]) -> list[dict]:
     """Lines in group order: two runs over the same files must give equal lists."""
     return sorted(lines, key=lambda line: line["group"])
+
+
+def die_on_two(n: int) -> int:
+    """A job whose worker the OS kills, for n == 2."""
+    if n == 2:
+        os._exit(9)
+    return n * 10

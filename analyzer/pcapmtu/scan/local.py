@@ -1,7 +1,8 @@
 """The local engine: a pool of worker processes, one per core by default.
 
 Workers are forked from a fork server that has pcapmtu's analysis loaded once (no import per worker and no
-fork of the main process's threads). Each worker analyses one group at a time, within its share of the
+fork of the main process's threads), and without pyarrow unless the scan writes Parquet (lean_worker.py):
+a worker holds what one `pcapmtu analyze` holds. Each worker analyses one group at a time, within its share of the
 memory (`worker_memory`). A worker the OS kills (out of memory, a crash) breaks the pool for every group in
 flight: those groups are run again, each in a pool of its own, so only the group that kills its worker
 again gets an error line.
@@ -17,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ..ingest.budget import default_max_memory
 
-PRELOAD = ["pcapmtu.scan.job", "pcapmtu.diagnose.analysis", "pcapmtu.render.report"]
+PRELOAD = ["pcapmtu.scan.job", "pcapmtu.diagnose.analysis"]  # not render.report: matplotlib only with --out
 WORKER_DIED = (
     "the worker process analysing this group died (killed by the OS: out of memory?); "
     "run it alone with `pcapmtu analyze`, or lower --workers"
@@ -42,10 +43,10 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, parquet: bool = True) -> None:
         self.workers = workers
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(PRELOAD)
+        self._context.set_forkserver_preload(PRELOAD if parquet else ["pcapmtu.scan.lean_worker", *PRELOAD])
         self._pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:

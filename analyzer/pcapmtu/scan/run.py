@@ -57,12 +57,15 @@ def scan(
     def pairing_keys(ps: list[str]) -> list[frozenset]:
         tick("pairing captures by their connections", 0, len(ps))
         read = partial(connection_keys, max_packets=options.max_packets, max_memory=options.max_memory)
-        return engine.map(read, [absolute(p) for p in ps])
+        keys = engine.map(read, [absolute(p) for p in ps])
+        tick("pairing captures by their connections", len(ps), len(ps))
+        return keys
 
     groups = group(found, pairing_keys)
     files = sorted({m.path for g in groups for m in g.members})
     tick("hashing captures", 0, len(files))
     digests = dict(zip(files, engine.map(job.digest, [absolute(p) for p in files]), strict=True))
+    tick("hashing captures", len(files), len(files))
     keys = [job.group_key(g, digests, options) for g in groups]
 
     kept = State(state)
