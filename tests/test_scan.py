@@ -174,6 +174,7 @@ def test_scan_gives_each_group_its_verdict_goes_past_a_damaged_file_and_resumes(
     bad = found["node-damaged"]
     assert bad["status"] == "error" and bad["verdict"] is None, bad
     assert "host.pcap" in bad["errors"][0], bad["errors"]
+    assert f"pcapmtu: node-damaged: {bad['errors'][0][:40]}" in result.stderr, text  # and on stderr
     assert "5 groups: " in result.stderr and "1 error" in result.stderr, text  # the summary, beside the lines
     assert "[red]node" in result.stderr, text  # shown as it is, not as markup
 
@@ -233,7 +234,8 @@ def test_fail_on_drives_the_exit_code(tmp_path, fail_on, code):
     fleet = _fail_on_fleet(tmp_path)
     result, text = scan_cli(fleet, "--state", fleet.parent / "state.jsonl", "-q", fail_on=fail_on)
     assert result.exit_code == code, text
-    assert result.output == "", text  # --quiet: nothing but the exit code
+    assert result.stdout == "", text  # --quiet: nothing but the errors, one line each
+    assert result.stderr.startswith("pcapmtu: broken: ") and len(result.stderr.splitlines()) == 1, text
 
 
 def _fail_on_fleet(tmp_path: Path) -> Path:

@@ -747,9 +747,15 @@ def scan(
         from .scan.state import dumps
 
         to_stdout = jsonl is not None and str(jsonl) == "-"
-        lines_out = None if jsonl is None or to_stdout else open(jsonl, "w", encoding="utf-8")  # noqa: SIM115
+        try:
+            lines_out = None if jsonl is None or to_stdout else open(jsonl, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"--jsonl {jsonl}: cannot write it ({exc.strerror})") from None
 
         def on_line(line: dict) -> None:
+            if line["errors"]:  # one line per group's problem, as `inspect` does per capture
+                what = printable(line["name"], 200)
+                err.print(f"pcapmtu: {escape(what)}: {escape(printable(line['errors'][0], 600))}")
             text = dumps(line) + "\n"
             if to_stdout:
                 _write(text)

@@ -58,15 +58,20 @@ class DaskEngine:
         self._cluster = None
         try:
             if address == "local":
+                import dask
+
                 from .local import cores
 
-                self._cluster = distributed.LocalCluster(
-                    n_workers=workers or cores(),
-                    threads_per_worker=1,  # the analysis holds the GIL: one group per process
-                    processes=True,
-                    host="127.0.0.1",  # this machine's cluster: nothing listens beyond it
-                    dashboard_address="127.0.0.1:0",  # its HTTP endpoints open anyway; never on :8787 of all
-                )
+                # Dask samples each task's stack every 10 ms for its dashboard; a group's analysis is long
+                # pure-Python and numpy work, and the sampling thread competes with it for the GIL
+                with dask.config.set({"distributed.worker.profile.enabled": False}):
+                    self._cluster = distributed.LocalCluster(
+                        n_workers=workers or cores(),
+                        threads_per_worker=1,  # the analysis holds the GIL: one group per process
+                        processes=True,
+                        host="127.0.0.1",  # this machine's cluster: nothing listens beyond it
+                        dashboard_address="127.0.0.1:0",  # its HTTP endpoints open anyway, never on :8787
+                    )
                 self.client = distributed.Client(self._cluster)
             else:
                 self.client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)

@@ -42,6 +42,7 @@ class LocalEngine:
     """Runs functions in worker processes: `map` in order, `run_all` as each finishes."""
 
     name = "local"
+    died_message = WORKER_DIED
 
     def __init__(self, workers: int, parquet: bool = True) -> None:
         self.workers = workers

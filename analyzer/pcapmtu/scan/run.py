@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -27,8 +27,7 @@ class ScanResult:
     groups: int
     resumed: int = 0  # groups skipped: done by an earlier run
     index: Path | None = None
-    captures: int = 0
-    errors: list[str] = field(default_factory=list)
+    captures: int = 0  # files in the groups
 
 
 def scan(
@@ -87,7 +86,7 @@ def scan(
 
         def died(n: int) -> dict:
             g = groups[todo[n]]
-            return lines.error_line(g, keys[todo[n]], _digests_of(g, digests), [_died_message(engine)])
+            return lines.error_line(g, keys[todo[n]], _digests_of(g, digests), [engine.died_message])
 
         for _n, result in engine.run_all(job.run, calls, died):
             kept.record(result)
@@ -103,7 +102,7 @@ def scan(
         from ..render.scan_index import write_index
 
         index = write_index(out / INDEX, finished)
-    return ScanResult(finished, len(groups), resumed, index, len(found.captures))
+    return ScanResult(finished, len(groups), resumed, index, len(files))
 
 
 def _still_done(line: dict, g: Group, options: job.JobOptions) -> bool:
@@ -127,9 +126,3 @@ def _digests_of(g: Group, digests: dict[str, str]) -> dict[str, str]:
 def _emit(line: dict, on_line) -> None:
     if on_line is not None:
         on_line(line)
-
-
-def _died_message(engine) -> str:
-    from .local import WORKER_DIED
-
-    return getattr(engine, "died_message", WORKER_DIED)
