@@ -216,34 +216,29 @@ def test_scan_gives_each_group_its_verdict_goes_past_a_damaged_file_and_resumes(
     result, text = scan_cli(tmp_path / "fleet", "--jsonl", "-", "--out", out, "--parquet", parquet)
     assert result.exit_code == 1 and "4 done by an earlier run, skipped" in result.output, text
     assert comparable(jsonl(result.stdout)) == comparable(lines)
-    # --force analyses every group again: the same lines
-    result, text = scan_cli(
-        tmp_path / "fleet", "--jsonl", "-", "--state", tmp_path / "state.jsonl", "--force"
-    )
-    again = comparable(jsonl(result.stdout))
-    assert [dict(x, report=None) for x in again] == [dict(x, report=None) for x in comparable(lines)]
 
 
-@pytest.mark.parametrize(
-    ("fail_on", "code"),
-    [("not_mtu", 1), ("healthy,inconclusive", 1), ("error", 1), ("none", 0), ("mtu_blackhole_recovered", 0)],
-)
-def test_fail_on_drives_the_exit_code(tmp_path, fail_on, code):
-    """Verdicts present in the fleet (not_mtu, healthy, an error) exit 1; absent ones 0. The state file makes
-    each run after the first a resume (`session` fleet below)."""
-    fleet = _fail_on_fleet(tmp_path)
-    result, text = scan_cli(fleet, "--state", fleet.parent / "state.jsonl", "-q", fail_on=fail_on)
-    assert result.exit_code == code, text
-    assert result.stdout == "", text  # --quiet: nothing but the errors, one line each
-    assert result.stderr.startswith("pcapmtu: broken: ") and len(result.stderr.splitlines()) == 1, text
+FAIL_ON = [
+    ("not_mtu", 1),
+    ("healthy,inconclusive", 1),
+    ("error", 1),
+    ("none", 0),
+    ("mtu_blackhole_recovered", 0),
+]
 
 
-def _fail_on_fleet(tmp_path: Path) -> Path:
+def test_fail_on_drives_the_exit_code(tmp_path):
+    """Verdicts present in the fleet (not_mtu, healthy, an error) exit 1; absent ones 0. The first run
+    analyses the groups; the state file makes the others resume (the damaged group is run again each time)."""
     fleet = tmp_path / "fleet"
     folder_fleet(fleet, ["refused", "fixed_clamp_setmss"])
     (fleet / "broken").mkdir()
     (fleet / "broken" / "host.pcap").write_bytes(b"\xd4\xc3\xb2\xa1 not a capture")
-    return fleet
+    for fail_on, code in FAIL_ON:
+        result, text = scan_cli(fleet, "--state", tmp_path / "state.jsonl", "-q", fail_on=fail_on)
+        assert result.exit_code == code, (fail_on, text)
+        assert result.stdout == "", text  # --quiet: nothing but the errors, one line each
+        assert result.stderr.startswith("pcapmtu: broken: ") and len(result.stderr.splitlines()) == 1, text
 
 
 def test_usage_errors_and_a_scan_where_every_group_fails_exit_2(tmp_path):
@@ -357,11 +352,12 @@ def test_an_interrupted_scan_resumes_where_it_stopped(tmp_path):
     assert f"{len(done)} done by an earlier run, skipped" in result.stdout, result.stdout
     resumed = jsonl((tmp_path / "lines.jsonl").read_text())
     assert comparable(resumed[: len(done)]) == comparable(done)  # kept lines come first, as they were
-    fresh = subprocess.run(
-        [*scan, "--out", str(tmp_path / "o2"), "--jsonl", str(tmp_path / "fresh.jsonl")],
+    fresh = subprocess.run(  # --force: every group analysed again, into the same --out
+        [*scan, "--out", str(out), "--jsonl", str(tmp_path / "fresh.jsonl"), "--force"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert fresh.returncode == 1, fresh.stderr
+    assert "done by an earlier run" not in fresh.stdout, fresh.stdout
     assert comparable(resumed) == comparable(jsonl((tmp_path / "fresh.jsonl").read_text()))

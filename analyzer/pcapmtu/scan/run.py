@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from .state import State
 
 INDEX = "index.html"
 STATE = "scan.jsonl"  # under --out: every group's line, and what a resumed run skips
+HASH_HERE_BYTES = 64 << 20  # captures this small in total are hashed by the scan itself (~0.1 s of sha256)
 
 
 @dataclass
@@ -63,7 +65,12 @@ def scan(
     groups = group(found, pairing_keys)
     files = sorted({m.path for g in groups for m in g.members})
     tick("hashing captures", 0, len(files))
-    digests = dict(zip(files, engine.map(job.digest, [absolute(p) for p in files]), strict=True))
+    paths_of = [absolute(p) for p in files]
+    if _total_size(paths_of) <= HASH_HERE_BYTES:  # a few small files: no worker needs to start for them
+        hashed = [job.digest(p) for p in paths_of]
+    else:
+        hashed = engine.map(job.digest, paths_of)
+    digests = dict(zip(files, hashed, strict=True))
     tick("hashing captures", len(files), len(files))
     keys = [job.group_key(g, digests, options) for g in groups]
 
@@ -103,6 +110,14 @@ def scan(
 
         index = write_index(out / INDEX, finished)
     return ScanResult(finished, len(groups), resumed, index, len(files))
+
+
+def _total_size(paths: list[str]) -> int:
+    total = 0
+    for p in paths:
+        with contextlib.suppress(OSError):  # digest() says "" for it, and its group gets the error line
+            total += os.path.getsize(p)
+    return total
 
 
 def _still_done(line: dict, g: Group, options: job.JobOptions) -> bool:
