@@ -728,6 +728,8 @@ def scan(
             _claim(out, "--out", [] if (out / STATE).exists() else [INDEX], force)
         if parquet is not None and parquet.exists() and not parquet.is_dir():
             raise UsageError(f"--parquet {parquet}: exists and is not a directory")
+        if parquet is not None and _missing("pyarrow"):  # the workers write it; say so before any work
+            raise UsageError("--parquet needs pyarrow: pip install 'pcapmtu[export]'")
         if state is not None and state.is_dir():
             raise UsageError(f"--state {state}: is a directory; give a file")
     lines_out = None
@@ -802,6 +804,13 @@ def scan(
         err.print("pcapmtu: no group could be analysed (see the errors above)")
         raise typer.Exit(Exit.BAD_INPUT)
     raise typer.Exit(Exit.OK)
+
+
+def _missing(module: str) -> bool:
+    """Not installed (found on the path, not in sys.modules: `_start_up` keeps pyarrow out of this process)."""
+    from importlib.machinery import PathFinder
+
+    return PathFinder.find_spec(module) is None
 
 
 @contextmanager
