@@ -153,8 +153,12 @@ def test_dask_local_starts_a_local_cluster_and_gives_the_same_lines(tmp_path):
     assert comparable(remote) == comparable(local)
 
 
-def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path):
+@pytest.mark.service
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, monkeypatch):
     pytest.importorskip("dask.distributed")
+    from pcapmtu.scan import dask_cluster
+
+    monkeypatch.setattr(dask_cluster, "CONNECT_TIMEOUT_S", 3)  # nothing listens: no need to wait 20 s
     shutil.copytree(SAMPLES / "refused", tmp_path / "refused")
     result = runner.invoke(app, ["scan", str(tmp_path), "--dask", f"tcp://127.0.0.1:{_free_port()}"])
     assert result.exit_code == 2 and "cannot reach the scheduler" in result.output, result.output
