@@ -1,9 +1,9 @@
-"""The package's folders are its pipeline, read (ingest/) -> diagnose/ -> render/, and imports only go
-forward: ingest imports neither diagnose nor render, diagnose does not import render, and the shared modules at
-the top (errors, config, results, schema, textsafe, evidence) import no stage. capture/ takes the captures
-before any of it and imports no stage either: the command line hands what it took to the analysis. Every
-import counts, also one inside a function, except the few conveniences of the public `Analysis` object listed
-in ALLOWED."""
+"""The package's folders are its pipeline, read (ingest/) -> diagnose/ -> render/, with scan/ (many groups of
+captures at once) running all three; imports only go forward: ingest imports neither diagnose nor render,
+diagnose does not import render, no stage imports scan, and the shared modules at the top (errors, config,
+results, schema, textsafe, evidence) import no stage. capture/ takes the captures before any of it and imports
+no stage either: the command line hands what it took to the analysis. Every import counts, also one inside a
+function, except the few conveniences of the public `Analysis` object listed in ALLOWED."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "analyzer" / "pcapmtu"
 SHARED = {"errors", "config", "results", "schema", "textsafe", "evidence", "_version"}
-STAGES = ("capture", "ingest", "diagnose", "render")
+STAGES = ("capture", "ingest", "diagnose", "render", "scan")
 FORBIDDEN = {  # a module of this layer must not import these
-    "capture": ("pcapmtu.ingest", "pcapmtu.diagnose", "pcapmtu.render", "pcapmtu.cli"),
-    "ingest": ("pcapmtu.diagnose", "pcapmtu.render", "pcapmtu.cli"),
-    "diagnose": ("pcapmtu.render", "pcapmtu.cli"),
-    "render": ("pcapmtu.cli",),
-    "shared": ("pcapmtu.ingest", "pcapmtu.diagnose", "pcapmtu.render", "pcapmtu.cli"),
+    "capture": ("pcapmtu.ingest", "pcapmtu.diagnose", "pcapmtu.render", "pcapmtu.scan", "pcapmtu.cli"),
+    "ingest": ("pcapmtu.diagnose", "pcapmtu.render", "pcapmtu.scan", "pcapmtu.cli"),
+    "diagnose": ("pcapmtu.render", "pcapmtu.scan", "pcapmtu.cli"),
+    "render": ("pcapmtu.scan", "pcapmtu.cli"),
+    "scan": ("pcapmtu.cli",),
+    "shared": ("pcapmtu.ingest", "pcapmtu.diagnose", "pcapmtu.render", "pcapmtu.scan", "pcapmtu.cli"),
 }
 # (module, function): render loaded on call by the Analysis object a notebook holds (result.save(), .plot_*)
 ALLOWED = {

@@ -959,12 +959,269 @@ def export(
     raise typer.Exit(code)
 
 
+FAIL_ON_DEFAULT = "mtu_blackhole,mtu_blackhole_recovered"
+FAIL_ON_CHOICES = (*(str(v) for v in Verdict), "error")
+
+
+def _fail_on(text: str) -> frozenset[str]:
+    """--fail-on: verdicts (and `error`: a group that could not be analysed), or `none`."""
+    words = {w.strip().lower() for w in text.split(",") if w.strip()}
+    if words == {"none"}:
+        return frozenset()
+    wrong = sorted(words - set(FAIL_ON_CHOICES))
+    if wrong or not words:
+        raise UsageError(
+            f"--fail-on {text}: not a verdict ({', '.join(wrong) or 'empty'}); choose from "
+            f"{', '.join(FAIL_ON_CHOICES)}, or none"
+        )
+    return frozenset(words)
+
+
 @app.command(cls=Command)
-def rules() -> None:
+def scan(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH",
+            help="Captures, directories (searched for .pcap, .pcapng, .cap, compressed too) and globs.",
+        ),
+    ],
+    jsonl: Annotated[
+        Path | None,
+        typer.Option(
+            "--jsonl", metavar="FILE", help="Write one JSON line per group here as it finishes (- : stdout)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help="Write scan.jsonl, index.html (worst first) and reports/GROUP/ here; a run into the same "
+            "DIR resumes, skipping the groups it finished.",
+        ),
+    ] = None,
+    parquet: Annotated[
+        Path | None,
+        typer.Option(
+            "--parquet",
+            metavar="DIR",
+            help="Write the groups, findings and flows tables here, partitioned by group (DuckDB, Spark).",
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            metavar="VERDICTS",
+            help="Exit 1 when a group's verdict is one of these (comma-separated; `error`: a group that could "
+            "not be analysed; `none`: never).",
+        ),
+    ] = FAIL_ON_DEFAULT,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N", help="Worker processes (default: one per core; with --dask local: its workers)."
+        ),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Run the groups on a Dask cluster: tcp://HOST:8786, or `local` for a LocalCluster "
+            "(pip install 'pcapmtu[fleet]'). Workers must see the captures at the same paths.",
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            metavar="FILE",
+            help="Resume from, and keep progress in, this file (default: DIR/scan.jsonl of --out).",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", metavar="", help="Analyse every group again, even those an earlier run finished."
+        ),
+    ] = False,
+    limit: Annotated[
+        int,
+        typer.Option(metavar="N", help="Groups shown in the terminal summary, the worst first (0 = all)."),
+    ] = 40,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help=QUIET_HELP)] = False,
+    max_packets: Annotated[int | None, _max_packets("a group's captures together", BYTES_PER_PACKET)] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            metavar="SIZE",
+            help="Memory for the tables of one group, in each worker (bytes, or with K, M, G, T; 0 = no "
+            "limit). Default: 3/4 of the available memory shared by the local workers; on Dask, 3/4 of each "
+            "worker's memory limit. A group over it gets an error line.",
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help=DEBUG_HELP)] = False,
+) -> None:
+    """Scan many captures: group them into incidents, analyse each group in parallel, one JSON line each.
+
+    Exit code 0: no group's verdict is in --fail-on; 1: one is; 2: bad usage, nothing to scan, or every
+    group failed; 4: a bug. docs/scan.md has the line schema, the grouping rules and Dask.
+    """
+    from .scan.job import JobOptions
+    from .scan.run import INDEX, STATE
+    from .scan.run import scan as run_scan
+
+    start_up_done()
+    with _errors(debug):
+        max_packets, max_memory_bytes = _budget(max_packets, max_memory)
+        failing = _fail_on(fail_on)
+        if workers is not None and workers < 1:
+            raise UsageError(f"--workers {workers}: at least 1")
+        if out is not None:
+            _claim(out, "--out", [] if (out / STATE).exists() else [INDEX], force)
+        if parquet is not None and parquet.exists() and not parquet.is_dir():
+            raise UsageError(f"--parquet {parquet}: exists and is not a directory")
+        if parquet is not None and _missing("pyarrow"):  # the workers write it; say so before any work
+            raise UsageError("--parquet needs pyarrow: pip install 'pcapmtu[export]'")
+        if state is not None and state.is_dir():
+            raise UsageError(f"--state {state}: is a directory; give a file")
+    lines_out = None
+    with _errors(debug), _scan_engine(dask, workers, parquet is not None) as engine:
+        default_memory = None
+        if max_memory_bytes is None and engine.name == "local":
+            from .scan.local import worker_memory
+
+            default_memory = worker_memory(engine.workers)
+        options = JobOptions(
+            max_packets=max_packets,
+            max_memory=max_memory_bytes if max_memory_bytes is not None else default_memory,
+            reports=str(out.resolve()) if out is not None else None,
+            parquet=str(parquet.resolve()) if parquet is not None else None,
+            base=os.getcwd(),
+        )
+        from .scan.state import dumps
+
+        to_stdout = jsonl is not None and str(jsonl) == "-"
+        try:
+            lines_out = None if jsonl is None or to_stdout else open(jsonl, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"--jsonl {jsonl}: cannot write it ({exc.strerror})") from None
+
+        def on_line(line: dict) -> None:
+            if line["errors"]:  # one line per group's problem, as `inspect` does per capture
+                what = printable(line["name"], 200)
+                err.print(f"pcapmtu: {escape(what)}: {escape(printable(line['errors'][0], 600))}")
+            text = dumps(line) + "\n"
+            if to_stdout:
+                _write(text)
+            elif lines_out is not None:
+                lines_out.write(text)
+                lines_out.flush()
+
+        try:
+            with _scan_progress(quiet) as tick:
+                result = run_scan(
+                    [str(p) for p in paths],
+                    engine,
+                    options,
+                    out=out,
+                    state=state if state is not None else (out / STATE if out is not None else None),
+                    force=force,
+                    on_line=on_line,
+                    progress=tick,
+                )
+        finally:
+            if lines_out is not None:
+                lines_out.close()
+    if not quiet:
+        from .render.scan_summary import counts_sentence, summary_table
+
+        # the summary goes where people read: stderr when stdout carries the JSON lines
+        wide = None if (sys.stderr if to_stdout else sys.stdout).isatty() else 160
+        console = (
+            Console(stderr=True, highlight=False, width=wide)
+            if to_stdout
+            else Out(highlight=False, width=wide)
+        )
+        console.print(summary_table(result.lines, limit))
+        if 0 < limit < len(result.lines):
+            console.print(f"  … {len(result.lines) - limit} more groups: --limit 0, --jsonl or --out")
+        resumed = f"; {result.resumed} done by an earlier run, skipped" if result.resumed else ""
+        console.print(f"{escape(counts_sentence(result.lines))} ({result.captures} captures{resumed})")
+        if result.index is not None:
+            console.print(f"index: {escape(str(result.index))}")
+    verdicts = {line.get("verdict") or "error" for line in result.lines}
+    if verdicts & failing:
+        raise typer.Exit(Exit.MTU_PROBLEM)
+    if result.lines and verdicts == {"error"}:
+        err.print("pcapmtu: no group could be analysed (see the errors above)")
+        raise typer.Exit(Exit.BAD_INPUT)
+    raise typer.Exit(Exit.OK)
+
+
+def _missing(module: str) -> bool:
+    """Not installed (found on the path, not in sys.modules: `_start_up` keeps pyarrow out of this process)."""
+    from importlib.machinery import PathFinder
+
+    return PathFinder.find_spec(module) is None
+
+
+@contextmanager
+def _scan_engine(dask: str | None, workers: int | None, parquet: bool):
+    """The engine that runs the groups: the local process pool, or a Dask cluster (imported only then)."""
+    if dask:
+        from .scan.dask_cluster import DaskEngine
+
+        engine = DaskEngine(dask, workers)
+    else:
+        from .scan.local import LocalEngine, cores
+
+        engine = LocalEngine(workers or cores(), parquet=parquet)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+@contextmanager
+def _scan_progress(quiet: bool):
+    """One bar for the whole run (groups done of all), on a terminal only."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda *_args: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(phase, total=total or None)
+            progress.update(tasks[phase], completed=done, total=total or None)
+
+        yield update
+
+
+@app.command(cls=Command)
+def rules(
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", metavar="", help="Print the rules as one JSON document (docs/json.md)."),
+    ] = False,
+) -> None:
     """List every detector code with its name and severity."""
     from .diagnose.detectors import RULES
 
     start_up_done()
+    if as_json:
+        from .render.rulesdoc import rules_json
+
+        _write(rules_json(RULES) + "\n")
+        return
     out = Out(highlight=False)
     table = Table(show_edge=False, header_style="bold")
     for col in ("code", "name", "severity", "verdict"):

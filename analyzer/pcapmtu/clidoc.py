@@ -18,12 +18,16 @@ from .cli import Exit, app
 from .completion import INSTALL
 
 EXIT_MEANINGS = {
-    Exit.OK: "nothing wrong found (`analyze`: healthy), or every capture was read (`inspect`, `export`)",
+    Exit.OK: "nothing wrong found (`analyze`: healthy; `scan`: no group's verdict is in `--fail-on`), or "
+    "every capture was read (`inspect`, `export`)",
     Exit.MTU_PROBLEM: "`analyze` (or `capture`, which analyses what it took) found an MTU problem: "
-    "`mtu_blackhole` or `mtu_blackhole_recovered`",
+    "`mtu_blackhole` or `mtu_blackhole_recovered`; `scan`: a group's verdict is in `--fail-on` (by default "
+    "those two)",
     Exit.BAD_INPUT: "bad input or usage: a capture could not be read, a capture over the read limits "
-    "(`--max-packets`, `--max-memory`), a wrong option; `capture` could not take the captures (no root, no "
-    "such container, a tcpdump that would not start) or was interrupted (one line on stderr)",
+    "(`--max-packets`, `--max-memory`), a wrong option (one line on stderr); `capture` could not take the "
+    "captures (no root, no such container, a tcpdump that would not start) or was interrupted; `scan`: no "
+    "capture found, a malformed manifest, or no group could be analysed (a damaged capture is its group's "
+    "error line, docs/scan.md)",
     Exit.OTHER_PROBLEM: "`analyze` (or `capture`) found another problem (`not_mtu`) or could not tell "
     "(`inconclusive`)",
     Exit.INTERNAL: "a bug in pcapmtu: one line on stderr, never a traceback unless `--debug`; please report it",
@@ -42,6 +46,9 @@ OUTPUT_RULES = (
     "analyze's files; `export` writes `TABLE/CAPTURE.parquet` (docs/export.md). `--force` replaces those "
     "files and nothing else; stale plots of an earlier report stay.",
     "A `DIR` that exists as a file is an error (exit 2), with or without `--force`.",
+    "`scan --out DIR` follows the same rule, and a `DIR` that holds an earlier scan's `scan.jsonl` is its "
+    "own: a scan into it resumes, skipping the groups already done, and replaces `index.html`, "
+    "`scan.jsonl` and `reports/GROUP/` files; `--force` there analyses every group again (docs/scan.md).",
     "`--quiet` (`-q`) prints nothing but errors: no progress, no terminal report, no `report: ...` or "
     "`wrote N Parquet files` line. The exit code says how it went; files are still written, and `--json` "
     "still prints its document.",

@@ -124,6 +124,11 @@ def _microseconds(times: pd.Series) -> pd.Series:
     return times.dt.tz_convert("UTC").dt.floor("us").astype("datetime64[us, UTC]")
 
 
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """One table as one Parquet file, in the shape `export` writes (`scan --parquet` uses it too)."""
+    return _write(_plain(frame), path)
+
+
 def _write(frame: pd.DataFrame, path: Path) -> Path:
     try:
         import pyarrow  # noqa: F401
