@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 from dataclasses import asdict, dataclass
 
 from ..errors import CaptureFailed
-from .namespaces import CHILD_ENV, Namespace
+from .namespaces import Namespace, last_said, run_tool
 
 IP_TIMEOUT_S = 10.0
 
@@ -34,15 +33,9 @@ class Interface:
 
 
 def _ip_json(cmd: list[str]) -> list[dict]:
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=IP_TIMEOUT_S, env=CHILD_ENV, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise CaptureFailed(f"{' '.join(cmd)} did not answer in {IP_TIMEOUT_S:g} s") from None
+    proc = run_tool(cmd, IP_TIMEOUT_S, " ".join(cmd))
     if proc.returncode != 0:
-        said = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise CaptureFailed(f"{' '.join(cmd)} failed: {said}")
+        raise CaptureFailed(f"{' '.join(cmd)} failed: {last_said(proc)}")
     try:
         return json.loads(proc.stdout or "[]")
     except json.JSONDecodeError:

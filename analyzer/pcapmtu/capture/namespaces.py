@@ -22,6 +22,22 @@ DOCKER_TIMEOUT_S = 20.0
 CHILD_ENV = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()} | {"LC_ALL": "C"}
 
 
+def run_tool(cmd: list[str], timeout_s: float, what: str) -> subprocess.CompletedProcess:
+    """`cmd` with the children's environment, its output kept; a tool that does not answer in time is one line
+    (CaptureFailed), never a hang."""
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=CHILD_ENV, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise CaptureFailed(f"{what} did not answer in {timeout_s:g} s") from None
+
+
+def last_said(proc: subprocess.CompletedProcess) -> str:
+    """The last line a failed tool wrote on stderr: its own words for what went wrong."""
+    return (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+
+
 @dataclass(frozen=True)
 class Namespace:
     """The namespace the container-side capture runs in, and how it was named."""
@@ -59,14 +75,9 @@ def of_container(name: str) -> Namespace:
     if shutil.which("docker") is None:
         raise CaptureFailed("docker not found on PATH: --container needs the docker CLI (or use --pid PID)")
     cmd = ["docker", "inspect", "--type", "container", "-f", "{{.State.Pid}} {{.State.Running}}", name]
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=DOCKER_TIMEOUT_S, env=CHILD_ENV, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise CaptureFailed(f"docker inspect {name} did not answer in {DOCKER_TIMEOUT_S:g} s") from None
+    proc = run_tool(cmd, DOCKER_TIMEOUT_S, f"docker inspect {name}")
     if proc.returncode != 0:
-        said = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        said = last_said(proc)
         if "no such" in said.lower():
             raise CaptureFailed(f"no such container: {name} (docker ps lists the running ones)")
         raise CaptureFailed(f"docker inspect {name} failed: {said}")
