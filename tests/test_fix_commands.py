@@ -10,8 +10,6 @@ skips and says why). Addresses: 172.17.0.0/16 and 198.18.0.0/15, fd00::/8, in na
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import pcapmtu
-from support.environment import IN_CI, SAMPLES
+from support.environment import SAMPLES, require_root_and
 
 TOOLS = ("ip", "iptables", "ip6tables", "nft", "tcpdump")
 PATH_MTU = 1450  # the lab black hole's path; the commands come from pcapmtu's analysis of it
@@ -30,12 +28,7 @@ PORT = 8443
 
 
 def _need() -> None:
-    missing = [t for t in TOOLS if not shutil.which(t)]
-    why = f"needs root and {', '.join(TOOLS)}" + (f" (missing: {', '.join(missing)})" if missing else "")
-    if os.geteuid() != 0 or missing:
-        if IN_CI:
-            pytest.fail(f"CI must run this test: {why}")
-        pytest.skip(why)
+    require_root_and(TOOLS)
 
 
 def sh(ns: str, command: str, check: bool = True) -> subprocess.CompletedProcess:

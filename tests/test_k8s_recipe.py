@@ -24,7 +24,7 @@ import pytest
 import pcapmtu
 from pcapmtu.capture import kubernetes
 from pcapmtu.capture.kubernetes import commands, render
-from support.environment import IN_CI
+from support.environment import require_root_and
 
 RECIPES = {
     "plain": dict(pod="web-7d9c5-abcde", namespace="shop"),
@@ -150,12 +150,7 @@ TOOLS = ("ip", "tcpdump", "timeout", "ping")
 
 
 def _need() -> None:
-    missing = [t for t in TOOLS if not shutil.which(t)]
-    why = f"needs root and {', '.join(TOOLS)}" + (f" (missing: {', '.join(missing)})" if missing else "")
-    if os.geteuid() != 0 or missing:
-        if IN_CI:
-            pytest.fail(f"CI must run this test: {why}")
-        pytest.skip(why)
+    require_root_and(TOOLS)
 
 
 def _ns(name: str, command: str) -> subprocess.CompletedProcess:

@@ -44,6 +44,16 @@ def require_tool(name: str) -> None:
     pytest.skip(f"{name} not installed")
 
 
+def require_root_and(tools: tuple[str, ...]) -> None:
+    """Skip locally without root or one of `tools` (namespaces, tcpdump ...); in CI that is a failure."""
+    missing = [t for t in tools if not shutil.which(t)]
+    why = f"needs root and {', '.join(tools)}" + (f" (missing: {', '.join(missing)})" if missing else "")
+    if os.geteuid() != 0 or missing:
+        if IN_CI:
+            pytest.fail(f"CI must run this test: {why}")
+        pytest.skip(why)
+
+
 def lab_scenarios() -> list[Path]:
     """Every lab scenario directory: the committed ones, and the freshly built ones when PCAPMTU_LAB_DIR
     points at a directory `sample_pcaps/lab.py --all --outdir DIR` wrote (CI does this)."""
