@@ -351,6 +351,28 @@ def test_mtus_given_on_the_command_line_win_over_the_metadata(tmp_path):
     assert "host uplink" not in result.stderr and "container 1500" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("kind", "given", "platform", "decided"),
+    [
+        ("container", [], "docker", "pcapmtu capture took a docker container's captures"),
+        ("netns", [], "docker", "no overlay in the captures and no --platform"),  # auto, nothing recorded
+        ("container", ["--platform", "kubernetes"], "kubernetes", "--platform kubernetes"),  # the user wins
+    ],
+    ids=["docker-container", "netns", "platform-given"],
+)
+def test_the_fix_speaks_for_the_platform_the_metadata_recorded(tmp_path, kind, given, platform, decided):
+    """`capture --container` took a Docker container's captures: the fix speaks Docker and says why; a
+    namespace or a PID says nothing about the platform; --platform on the command line wins."""
+    d = _captured_dir(
+        tmp_path, namespace={"kind": kind, "name": "jenkins", "pid": 4242, "path": "/proc/4242/ns/net"}
+    )
+    result, out = invoke("analyze", d / "host.pcap", d / "container.pcap", "--json", *given)
+    assert result.exit_code == 1, out
+    fix = json.loads(result.stdout)["fix"]
+    assert fix["platform"] == platform, out
+    assert fix["network"]["decided_by"] == decided, fix["network"]
+
+
 def test_metadata_that_names_other_captures_is_not_applied(tmp_path):
     d = _captured_dir(tmp_path, captures={"host": {"file": "other.pcapng"}})
     result, out = invoke("analyze", d / "host.pcap", d / "container.pcap", "--json")

@@ -429,7 +429,9 @@ def analyze(
             _claim(out, "--out", [Path(f) for f in REPORT_FILES], force, REPORT_PLOTS)
         max_packets, max_memory = _budget(max_packets, max_memory)
     every = [*hosts, *containers, *([server] if server else []), *unplaced]
-    host_mtu, container_mtu, clamp_rules = _recorded_facts(every, host_mtu, container_mtu, quiet)
+    host_mtu, container_mtu, clamp_rules, recorded_platform = _recorded_facts(
+        every, host_mtu, container_mtu, quiet
+    )
     with _errors(debug), _progress(quiet or as_json) as bar:
         result = run_analysis(
             hosts[0] if hosts else None,
@@ -441,6 +443,7 @@ def analyze(
             container_mtu=container_mtu,
             platform=platform.value,
             clamp_rules=clamp_rules,
+            recorded_platform=recorded_platform,
             progress=bar,
             max_packets=max_packets,
             max_memory=max_memory,
@@ -507,16 +510,17 @@ def _print_k8s(
 
 def _recorded_facts(
     captures: list[Path], host_mtu: int | None, container_mtu: int | None, quiet: bool
-) -> tuple[int | None, int | None, tuple[str, ...]]:
-    """The MTUs and clamp rules `pcapmtu capture` recorded beside these captures (pcapmtu-capture.json);
-    MTUs given on the command line win. Said on stderr, so that the reader knows where the numbers came from."""
+) -> tuple[int | None, int | None, tuple[str, ...], str | None]:
+    """The MTUs, clamp rules and platform `pcapmtu capture` recorded beside these captures
+    (pcapmtu-capture.json); MTUs given on the command line win. Said on stderr, so that the reader knows where
+    the numbers came from."""
     from .capture.metadata import beside
 
     recorded, warning = beside(captures)
     if warning and not quiet:
         err.print(f"pcapmtu: warning: {escape(printable(warning, 400))}")
     if recorded is None:
-        return host_mtu, container_mtu, ()
+        return host_mtu, container_mtu, (), None
     used = []
     if host_mtu is None and recorded.host_mtu:
         host_mtu = recorded.host_mtu
@@ -532,7 +536,7 @@ def _recorded_facts(
             else "no MSS clamp rule on the host"
         )
         err.print(f"pcapmtu: from the capture metadata ({escape(str(recorded.path))}): {mtus}; {clamps}")
-    return host_mtu, container_mtu, recorded.clamp_rules
+    return host_mtu, container_mtu, recorded.clamp_rules, recorded.platform
 
 
 @contextmanager
@@ -887,7 +891,7 @@ def capture(
         from .diagnose.analysis import analyze as run_analysis
         from .render.report import write_report
 
-        host_mtu, container_mtu, clamp_rules = _recorded_facts(
+        host_mtu, container_mtu, clamp_rules, recorded_platform = _recorded_facts(
             [outcome.files["container"]], None, None, quiet
         )
         with _errors(debug, "analysing the captures"):
@@ -897,6 +901,7 @@ def capture(
                 host_mtu=host_mtu,
                 container_mtu=container_mtu,
                 clamp_rules=clamp_rules,
+                recorded_platform=recorded_platform,
             )
             write_report(result, out, force=True)
         if not quiet:

@@ -29,3 +29,4 @@ class KnownFacts:
     # docker, kubernetes, or auto: from the captures (Kubernetes only on strong evidence, else both)
     platform: str = "auto"
     clamp_rules: tuple[str, ...] = ()  # MSS clamp rules found on the docker host while it captured
+    recorded_platform: str | None = None  # "docker": `pcapmtu capture` took a Docker container's captures

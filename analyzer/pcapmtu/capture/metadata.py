@@ -1,7 +1,7 @@
 """pcapmtu-capture.json: what `pcapmtu capture` recorded beside its captures, and how `analyze` finds it.
 
-The schema is documented in docs/capturing.md (section "pcapmtu capture"). `analyze` reads only `mtus` and
-`clamps`, and only for captures the document names (a stranger's pcap in the same folder is not its). The
+The schema is documented in docs/capturing.md (section "pcapmtu capture"). `analyze` reads only `mtus`,
+`clamps` and the namespace's `kind`, and only for captures the document names (a stranger's pcap in the same folder is not its). The
 same document is a comment of each pcapng's section header: a capture copied off the host without the JSON
 file still brings it. Either is as untrusted as any capture: only MTUs in range and rule strings are taken.
 """
@@ -28,6 +28,7 @@ class Recorded:
     host_mtu: int | None
     container_mtu: int | None
     clamp_rules: tuple[str, ...]
+    platform: str | None = None  # "docker" when the container-side capture was a Docker container's
 
 
 def write(directory: Path, document: dict) -> Path:
@@ -108,6 +109,7 @@ def _recorded(path: Path, doc: dict) -> Recorded:
     """Only what has the documented shape is taken (the document may come from a hostile capture)."""
     mtus = doc.get("mtus") if isinstance(doc.get("mtus"), dict) else {}
     clamps = doc.get("clamps") if isinstance(doc.get("clamps"), list) else []
+    namespace = doc.get("namespace")  # --container (Docker), --pid or --netns
     return Recorded(
         path,
         _mtu(mtus.get("host")),
@@ -115,6 +117,7 @@ def _recorded(path: Path, doc: dict) -> Recorded:
         tuple(
             c["rule"] for c in clamps if isinstance(c, dict) and isinstance(c.get("rule"), str) and c["rule"]
         ),
+        "docker" if isinstance(namespace, dict) and namespace.get("kind") == "container" else None,
     )
 
 

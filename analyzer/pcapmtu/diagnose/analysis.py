@@ -246,6 +246,7 @@ def analyze(
     container_mtu: int | None = None,
     platform: str = "auto",
     clamp_rules: Iterable[str] = (),
+    recorded_platform: str | None = None,
     thresholds: Thresholds | None = None,
     progress=None,
     max_packets: int | None = None,
@@ -261,7 +262,9 @@ def analyze(
     setting, the clamp as a DaemonSet rule) or "auto" (from the captures: Kubernetes only when an interface
     name gives the CNI away, both when an overlay is seen, else Docker); docs/fixes.md.
     `host_mtu`, `container_mtu`: the uplink's and the container interface's MTU, when known; `clamp_rules`:
-    the MSS clamp rules the docker host has (`pcapmtu capture` records both).
+    the MSS clamp rules the docker host has (`pcapmtu capture` records both); `recorded_platform`: "docker"
+    when `pcapmtu capture` took the captures of a Docker container, which the fix then speaks for when
+    `platform` is "auto".
     `progress(role, done_bytes, total_bytes)` is called while each capture is read.
     `max_packets`, `max_memory`: the read budget as in `read()`, for the total of the captures it reads (all
     of them are held at once); captures given already read do not count.
@@ -282,6 +285,8 @@ def analyze(
         raise UsageError("give at least one capture (host and/or container)")
     if platform not in PLATFORMS:
         raise UsageError(f"platform must be one of {', '.join(PLATFORMS)}, not {platform!r}")
+    if recorded_platform not in (None, "docker", "kubernetes"):
+        raise UsageError(f"recorded_platform must be docker or kubernetes, not {recorded_platform!r}")
     budget = ReadBudget(max_packets, max_memory, shared=True)
     read_in = {}
     for role, src in roles.items():
@@ -292,7 +297,7 @@ def analyze(
     placed, vantage, changes = roles_mod.place(read_in)
     ctx = Context(
         placed,
-        KnownFacts(host_mtu, container_mtu, platform, tuple(clamp_rules)),
+        KnownFacts(host_mtu, container_mtu, platform, tuple(clamp_rules), recorded_platform),
         thresholds or Thresholds(),
         vantage=vantage,
         role_changes=changes,

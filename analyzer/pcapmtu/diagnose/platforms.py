@@ -43,15 +43,18 @@ class Network:
     cni: Cni | None  # the CNI an interface name gives away
 
 
-def decide(platform: str, overlays: list[Overlay], cnis: list[Cni]) -> Network:
-    """`platform` as given (docker, kubernetes) or auto: Kubernetes only on strong evidence (an interface only
-    a CNI creates); an overlay alone is not (Docker Swarm and plain VXLAN hosts use it too): then both."""
+def decide(platform: str, overlays: list[Overlay], cnis: list[Cni], recorded: str | None = None) -> Network:
+    """`platform` as given (docker, kubernetes) or auto: what `pcapmtu capture` recorded (`recorded`: it took
+    a Docker container's captures), else Kubernetes only on strong evidence (an interface only a CNI creates);
+    an overlay alone is not (Docker Swarm and plain VXLAN hosts use it too): then both."""
     if platform not in PLATFORMS:
         raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}, not {platform!r}")
     overlay = overlays[0] if overlays else None
     cni = cnis[0] if cnis else None
     if platform != "auto":
         return Network(platform, f"--platform {platform}", overlay, cni)
+    if recorded:
+        return Network(recorded, f"pcapmtu capture took a {recorded} container's captures", overlay, cni)
     if cni:
         return Network(
             "kubernetes",

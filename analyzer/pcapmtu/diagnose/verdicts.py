@@ -141,7 +141,10 @@ def _network(ctx: Context, row) -> platforms.Network:
     crossed the tunnel."""
     server = str(ctx.flow(row["capture"], row["conn"])["server_ip"])
     return platforms.decide(
-        ctx.facts.platform, overlay.overlays(ctx.captures, server), overlay.cnis(ctx.captures)
+        ctx.facts.platform,
+        overlay.overlays(ctx.captures, server),
+        overlay.cnis(ctx.captures),
+        recorded=ctx.facts.recorded_platform,
     )
 
 
