@@ -373,6 +373,20 @@ def test_the_fix_speaks_for_the_platform_the_metadata_recorded(tmp_path, kind, g
     assert fix["network"]["decided_by"] == decided, fix["network"]
 
 
+def test_a_hostile_clamp_rule_in_the_metadata_stays_inert(tmp_path):
+    """The metadata may come from a stranger's pcapng: a rule string with terminal escapes, rich markup and HTML
+    reaches the terminal with its control bytes made visible and its markup literal, and the report escaped."""
+    rule = "-A FORWARD [bold red]EVIL[/] <script>alert(1)</script> \x1b[31mRED\x1b[0m \u202eevil"
+    d = _captured_dir(tmp_path, clamps=[{"source": "iptables-save", "rule": rule}])
+    result, out = invoke("analyze", d / "host.pcap", d / "container.pcap", "--out", d / "report")
+    assert result.exit_code == 1, out
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
+    assert "[bold red]EVIL[/]" in result.stdout  # shown as written, not styled
+    html = (d / "report" / "report.html").read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "\x1b" not in html and "\x1b" not in (d / "report" / "report.md").read_text()
+
+
 def test_metadata_that_names_other_captures_is_not_applied(tmp_path):
     d = _captured_dir(tmp_path, captures={"host": {"file": "other.pcapng"}})
     result, out = invoke("analyze", d / "host.pcap", d / "container.pcap", "--json")

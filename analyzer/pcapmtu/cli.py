@@ -596,19 +596,19 @@ def _print_analysis(out: Console, a: Analysis, limit: int = 40) -> None:
     out.print(escape(printable(d.explanation, 4000)))
     if d.fix:
         out.print()
-        out.print(f"[bold]fix:[/bold] {escape(d.fix.summary)}")
+        out.print(f"[bold]fix:[/bold] {escape(printable(d.fix.summary, 2000))}")
         for title, commands in (("recommended", d.fix.recommended), (d.fix.ALTERNATIVES, d.fix.alternatives)):
             if commands:
                 out.print(f"  [bold]{title}:[/bold]")
             for cmd in commands:
                 out.print(f"  # {escape(d.fix.comment(cmd))}")
                 out.print(f"  {escape(cmd['command'])}", soft_wrap=True)  # one line: pasted into a shell
-        for note in d.fix.notes:
-            out.print(f"  - {escape(note)}")
+        for note in d.fix.notes:  # a note may quote the capture metadata (clamp rules): printable first
+            out.print(f"  - {escape(printable(note, 2000))}")
         if d.fix.settings:
-            out.print(f"  [bold]{escape(d.fix.settings_heading)}:[/bold]")
+            out.print(f"  [bold]{escape(printable(d.fix.settings_heading, 400))}:[/bold]")
             for setting in d.fix.settings:
-                out.print(f"    {escape(setting['line'])}")
+                out.print(f"    {escape(printable(setting['line'], 1000))}")
         if d.fix.snippets:
             files = "; ".join(s["what"].split(" (")[0] for s in d.fix.snippets)
             out.print(f"  files to apply (report.md, report.html, report.json fix.snippets): {escape(files)}")
