@@ -245,7 +245,8 @@ def _pcapng_on(tmp_path, device: str):
 
 @pytest.mark.parametrize(("device", "cni"), [("vxlan.calico", "calico"), ("cilium_vxlan", "cilium"),
                                              ("flannel.1", "flannel"), ("cali0123456789a", "calico"),
-                                             ("eth0", None), ("lxcbr0", None)])  # fmt: skip
+                                             ("eth0", None), ("lxcbr0", None),
+                                             ("cali\x1b[31m<b>[x]", None)])  # untrusted text is no CNI's name  # fmt: skip
 def test_a_cni_device_name_names_the_cni(tmp_path, device, cni):
     found = overlay.cnis({"container": pcapmtu.read(_pcapng_on(tmp_path, device))})
     assert [c.name for c in found] == ([cni] if cni else [])

@@ -145,7 +145,13 @@ def cnis(captures: dict[str, Capture]) -> list[Cni]:
         for iface in cap.interfaces:
             name = str(iface.get("name") or "")
             hit = CNI_DEVICES.get(name) or next(
-                (v for pre, v in CNI_PREFIXES.items() if name.startswith(pre) and len(name) == 15), None
+                (
+                    v
+                    for pre, v in CNI_PREFIXES.items()
+                    # the CNI's own names: a prefix and letters or digits (a capture's name is untrusted text)
+                    if name.startswith(pre) and len(name) == 15 and name.isascii() and name.isalnum()
+                ),
+                None,
             )
             if hit:
                 found.append(Cni(hit[0], hit[1], name, role))

@@ -353,7 +353,7 @@ def render_markdown(analysis: Analysis, doc: dict, titles: list[tuple[str, str]]
                 lines += [*md_fence(block, "sh"), ""]
         lines += [f"- {md_block(text(n, 500))}" for n in d.fix.notes] + [""]
         if d.fix.settings:
-            lines += [f"**{d.fix.settings_heading}:**", ""]
+            lines += [f"**{text(d.fix.settings_heading, 400)}:**", ""]
             lines += [
                 f"- {md_block(text(st['line'], 500))} ({text(st['where'], 400)}; {md_code(st['source'])})"
                 for st in d.fix.settings
