@@ -804,3 +804,36 @@ def test_the_fix_is_one_recommendation_then_alternatives_with_when_to_choose_eac
     html = (tmp_path / "report.html").read_text()
     folded = html[html.index("<details><summary>Alternatives") : html.index("</details>")]
     assert "nft add table" in folded and "--set-mss 1410" not in folded
+
+
+def test_ctrl_c_is_exit_130_with_one_line(tmp_path):
+    """Ctrl-C (SIGINT) mid-run: exit 130, as shells report it (never 1, which says an MTU problem was found),
+    and `pcapmtu: interrupted` as the one line on stderr, no traceback; a scan ends its workers at once."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pcapmtu",
+            "scan",
+            str(SAMPLES),
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's foreground job
+    )
+    time.sleep(3)
+    assert proc.poll() is None, "the scan ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 5, "the groups in flight are dropped at once, not finished first"
+    assert stderr.strip().splitlines()[-1] == "pcapmtu: interrupted" and "Traceback" not in stderr

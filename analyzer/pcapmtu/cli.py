@@ -42,6 +42,7 @@ class Exit(IntEnum):
     BAD_INPUT = 2  # a capture that cannot be read, a wrong option
     OTHER_PROBLEM = 3  # analyze: not_mtu or inconclusive - something is wrong, and it is not the MTU
     INTERNAL = 4  # a bug in pcapmtu (one line on stderr; --debug shows the traceback)
+    INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it; `capture` says 2 and keeps what it took
 
 
 class Platform(StrEnum):
@@ -1187,7 +1188,10 @@ def _scan_engine(dask: str | None, workers: int | None, parquet: bool):
         engine = LocalEngine(workers or cores(), parquet=parquet)
     try:
         yield engine
-    finally:
+    except KeyboardInterrupt:
+        engine.close(interrupted=True)  # the groups in flight are dropped: scan.jsonl keeps those done
+        raise
+    else:
         engine.close()
 
 
@@ -1358,6 +1362,10 @@ def main() -> None:
         sys.exit(respond(typer.main.get_command(app), os.environ[VAR]))
     try:
         app()
+    except SystemExit as stop:
+        if stop.code == Exit.INTERRUPTED:  # typer turns Ctrl-C into exit 130, silently: say it in one line
+            err.print("pcapmtu: interrupted")
+        raise
     except Exception as exc:  # noqa: BLE001 - never a traceback for users
         if "--debug" in sys.argv:
             raise

@@ -31,6 +31,8 @@ EXIT_MEANINGS = {
     Exit.OTHER_PROBLEM: "`analyze` (or `capture`) found another problem (`not_mtu`) or could not tell "
     "(`inconclusive`)",
     Exit.INTERNAL: "a bug in pcapmtu: one line on stderr, never a traceback unless `--debug`; please report it",
+    Exit.INTERRUPTED: "interrupted (Ctrl-C, SIGINT): `pcapmtu: interrupted` on stderr; `scan` run again resumes "
+    "where it stopped; `capture` exits 2 instead and keeps what it captured",
 }
 
 # Rules every command follows, in the words of docs/cli.md (each paragraph one list item).

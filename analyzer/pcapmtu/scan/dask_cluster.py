@@ -108,7 +108,8 @@ class DaskEngine:
             finally:
                 future.release()
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
+        """Disconnect (and stop a `--dask local` cluster); tasks in flight on a shared cluster are its own."""
         client = getattr(self, "client", None)
         if client is not None:
             client.close()

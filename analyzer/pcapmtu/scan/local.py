@@ -83,7 +83,18 @@ class LocalEngine:
                     except BrokenProcessPool:
                         yield i, on_death(i)
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
+        """Stop the pool; `interrupted` (Ctrl-C): at once, ending the workers' groups in flight by PID."""
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            if interrupted:
+                workers = list(
+                    (self._pool._processes or {}).values()
+                )  # the pool has no public handle on them
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                for worker in workers:
+                    worker.terminate()
+                for worker in workers:
+                    worker.join(5)
+            else:
+                self._pool.shutdown(cancel_futures=True)
             self._pool = None
