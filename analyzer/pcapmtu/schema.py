@@ -199,6 +199,15 @@ FLOWS.update(
             "bool",
             "the client sent anything after its ClientHello (handshake went on)",
         ),
+        "http_status": (
+            "int64",
+            "status code of the last HTTP/1.x response of a connection the server had not closed; -1 if none",
+        ),
+        "http_response_end": (
+            "int64",
+            "relative sequence number just past that response's body, by its Content-Length or chunk sizes "
+            "(a lower bound while a chunked body's last chunk is missing); -1 when its framing cannot tell",
+        ),
         "name": ("str", "service name: DNS query name that resolved to server_ip, else the SNI"),
         "name_source": ("str", "dns, sni or empty"),
     }

@@ -490,3 +490,34 @@ def midstream(t: float, cport: int, *, completes: bool) -> Conn:
         return c.close(t + 0.3, 1 + R, 5793)
     c.c(t + 6.0, 1 + R, 1449, flags=FIN | ACK, sack=((4345, 5793),))
     return c.s(t + 6.05, 5793, 2 + R)
+
+
+def http_response(
+    t: float = T0,
+    *,
+    head: bytes,
+    body: tuple[int, ...] = (),
+    request: bytes = REQ,
+    client_closes_after: float | None = None,
+    cport: int = 40000,
+    isn_c: int = 1_000_000,
+) -> Conn:
+    """HTTP/1.1 request; the server answers with the response head `head` (status line and headers, maybe the
+    start of a body) in one segment, then body segments of `body` sizes, each acknowledged; then silence, and
+    the client's FIN `client_closes_after` seconds after the server's last data (None: the capture ends)."""
+    c = Conn(sport=80, cport=cport, isn_c=isn_c).hs(t)
+    q = len(request)
+    c.c(t + 0.02, 1, 1, payload=request)
+    c.s(t + 0.021, 1, 1 + q)
+    c.s(t + 0.022, 1, 1 + q, payload=head)
+    n = 1 + len(head)
+    c.c(t + 0.0225, 1 + q, n)
+    tt = t + 0.023
+    for size in body:
+        c.s(tt, n, 1 + q, n=size)
+        n += size
+        c.c(tt + 0.0005, 1 + q, n)
+        tt += 0.001
+    if client_closes_after is not None:
+        c.c(tt + client_closes_after, 1 + q, n, flags=FIN | ACK)
+    return c

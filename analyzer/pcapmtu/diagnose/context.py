@@ -217,6 +217,14 @@ def _derive(cap: Capture, fate: np.ndarray) -> pd.DataFrame:
     f["unanswered"] = (
         f["state"].isin(["open", "closing"]) & f["end_turn"].isin(["network", "server"]) & f["request_sent"]
     )
+    # bytes of an HTTP/1.x response its own framing announced and the client had not received when the
+    # capture ended (http_framing): at the transport level a download that hangs after its headers is on
+    # the client's turn, like an idle keep-alive, but the server still owes them
+    # (sent_s2c is the sequence number past the server's data; acked_s2c counts the bytes acknowledged)
+    received = np.where(f["acks_seen_s2c"] > 0, f["acked_s2c"] + 1, f["sent_s2c"])
+    f["http_owed_s2c"] = np.where(
+        f["http_response_end"] > 0, np.maximum(f["http_response_end"] - received, 0), 0
+    )
     # holes in the server's data, as the client's ACKs show them (gap seen or SACK hole reported)
     f["s2c_holes"] = (f["lost_before_s2c"] > 0) | (f["sack_acks_c2s"] > 0)
     f["c2s_holes"] = (f["lost_before_c2s"] > 0) | (f["sack_acks_s2c"] > 0)

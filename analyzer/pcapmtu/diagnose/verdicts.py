@@ -159,7 +159,7 @@ def _clamp_after(findings: list[Finding]) -> int | None:
     return None
 
 
-CORROBORATING = ("S001", "T001", "M001", "M004", "X002", "B005")
+CORROBORATING = ("S001", "H001", "T001", "M001", "M004", "X002", "B005")
 CAP_WHY = "the most this kind of evidence supports"  # a ceiling, not a doubt
 HEALTHY_CAP_AFTER_STALL = 0.5  # healthy is never above this while a request went unanswered
 
@@ -248,7 +248,7 @@ def _unexplained(ctx: Context, row, findings: list[Finding]) -> str:
     """What went wrong on one inconclusive connection, in a sentence."""
     flow = ctx.flow(row.capture, row.conn)
     own = {f.code: f for f in findings if f.capture == row.capture and f.conn == row.conn}
-    for code in ("T005", "S001", "T001"):
+    for code in ("T005", "H001", "S001", "T001"):
         if code in own:
             return own[code].message
     if flow["unanswered"]:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import schema
 from ..textsafe import html_text, printable
-from . import decode, rare_layers, service_names, tcp
+from . import decode, http_framing, rare_layers, service_names, tcp
 from .budget import ReadBudget
 from .formats import CaptureFile
 from .memory import collector_paused, release_free_memory
@@ -163,6 +163,8 @@ def _read(path, tcp_config, progress, keep_packets: bool, budget: ReadBudget) ->
         icmp = rare_layers.icmp_table(packets, raw.rare)
         tls = rare_layers.tls_table(packets, lambda rows: _payloads(cap, packets, rows))
         flows = service_names.link_names(flows, dns, tls)
+        http = http_framing.http_table(packets, flows, lambda rows: _payloads(cap, packets, rows))
+        flows = http_framing.with_http_columns(flows, http)
         dns = schema.typed(dns if len(dns) else schema.empty(schema.DNS), schema.DNS)
         icmp = schema.typed(icmp if len(icmp) else schema.empty(schema.ICMP), schema.ICMP)
         flows["tcp_stream"] = streams.tcp_streams(flows, icmp, raw.stats.first_sflow_frame)

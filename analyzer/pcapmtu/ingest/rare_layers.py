@@ -243,16 +243,19 @@ def tls_table(packets: pd.DataFrame, read_payloads) -> pd.DataFrame:
     seg["bytes"] = payloads
     records = []
     for cid, group in seg.groupby("conn", sort=True):
-        streams = [_reassemble(group[group["dir"] == d]) for d in (0, 1)]
+        streams = [reassemble(group[group["dir"] == d]) for d in (0, 1)]
         records.append((int(cid), *_tls_facts(*streams)))
     return pd.DataFrame.from_records(records, columns=TLS_COLUMNS)
 
 
-def _reassemble(segs: pd.DataFrame) -> bytes:
-    """Contiguous stream bytes from relative sequence 1 until the first gap (first copy wins)."""
+def reassemble(segs: pd.DataFrame, start: int = 1) -> bytes:
+    """Contiguous stream bytes from relative sequence `start` until the first gap (first copy wins).
+
+    `segs` has the columns rel (relative sequence of the first byte) and bytes (what was captured of the
+    payload: a segment cut by the snap length ends the contiguous part there)."""
     out = bytearray()
     for rel, chunk in sorted(zip(segs["rel"].tolist(), segs["bytes"].tolist(), strict=True)):
-        have = 1 + len(out)
+        have = start + len(out)
         if rel > have:
             break
         skip = have - rel

@@ -7,8 +7,8 @@ rule (`pmtud-blackhole` -> `pmtud_blackhole`), and registration checks the templ
 a misspelled placeholder fails at import, not in front of a user. A detector yields `Hit`s; `run()` turns
 them into `Finding`s. A detector that crashes becomes a finding (code E900) and the run goes on.
 
-Codes are never reused. Families: Q capture quality, M MSS/MTU, T TCP, S TLS, B black hole,
-X cross-capture, L other causes. `pcapmtu rules` lists them, `pcapmtu explain CODE` explains one.
+Codes are never reused. Families: Q capture quality, M MSS/MTU, T TCP, S TLS, H HTTP,
+B black hole, X cross-capture, L other causes. `pcapmtu rules` lists them, `pcapmtu explain CODE` explains one.
 """
 
 from __future__ import annotations
@@ -162,6 +162,7 @@ PLACEHOLDERS = {
     "cost_ms": "milliseconds",
     "count": "N",
     "detail": "problems",
+    "ending": "the capture ended, or the client closed the connection",
     "duration": "seconds",
     "error": "error",
     "examples": "services",
@@ -180,6 +181,7 @@ PLACEHOLDERS = {
     "mtu": "MTU",
     "near_mss": "MSS",
     "own": "N",
+    "owed": "N",
     "path": "to the path MTU",
     "port": "port",
     "reached": "(whether it reached the container)",
@@ -193,6 +195,7 @@ PLACEHOLDERS = {
     "service": "service (name and address)",
     "size": "size",
     "stall": "seconds",
+    "status": "HTTP status",
     "syns": "N",
     "target": "address",
     "times": "N",
@@ -254,7 +257,7 @@ def _finding(r: Rule, h: Hit, tcp_stream: int = -1) -> Finding:
 
 def load_all() -> None:
     """Import every detector module (explicit list: no plugin discovery)."""
-    from . import blackhole, causes, cross, mss, pmtud, quality, tcp_rules, tls  # noqa: F401
+    from . import blackhole, causes, cross, http, mss, pmtud, quality, tcp_rules, tls  # noqa: F401
 
 
 load_all()
@@ -275,7 +278,7 @@ def markdown() -> str:
         "Generated from the registry in `analyzer/pcapmtu/diagnose/detectors/` by `python -m pcapmtu.diagnose.detectors`; do not",
         "edit by hand. `pcapmtu rules` lists the codes and `pcapmtu explain CODE` prints one entry.",
         "",
-        "Families: **Q** capture quality, **M** MSS/MTU, **T** TCP, **S** TLS, **B** black hole,",
+        "Families: **Q** capture quality, **M** MSS/MTU, **T** TCP, **S** TLS, **H** HTTP, **B** black hole,",
         "**X** cross-capture (two capture points of one connection), **L** look-alikes that are not MTU problems.",
         "A code whose *verdict* is set decides the verdict of the connection it is about (strongest first:",
         "mtu_blackhole, mtu_blackhole_recovered, not_mtu, inconclusive). The sections below say how the",
@@ -343,7 +346,10 @@ def markdown() -> str:
         "on the server's turn that the server then ends with its answer: with no loss and a wait of 2 s or more it is",
         "L002 (`not_mtu (server_slow)`), also behind a quick TLS handshake. A request still unanswered when the capture",
         "ends (the connection open, the network or the server owing the next packet for 1 s or more) is",
-        "`inconclusive`, never `healthy`.",
+        "`inconclusive`, never `healthy`. A plain-HTTP/1.x download that hangs after its headers is on the",
+        "client's turn at the transport level; its own framing (Content-Length, chunk sizes) says what the server",
+        "still owes (`http_response_end` in the flows table), and when that needs full-size packets and none was",
+        "delivered it is H001, `inconclusive`, never `healthy`.",
         "",
         "## PMTUD outcomes",
         "",
@@ -376,7 +382,7 @@ def markdown() -> str:
         "",
         "| verdict | base | raised by | at most |",
         "|---|---|---|---|",
-        "| `mtu_blackhole`, `mtu_blackhole_recovered` | 0.6 | 0.1 for each of S001, T001, M001, M004, X002, B005 that agrees; 0.1 for two capture points | 0.97 with two capture points, 0.8 with one |",
+        "| `mtu_blackhole`, `mtu_blackhole_recovered` | 0.6 | 0.1 for each of S001, H001, T001, M001, M004, X002, B005 that agrees; 0.1 for two capture points | 0.97 with two capture points, 0.8 with one |",
         "| `not_mtu` | 0.75 | 0.1 for two capture points | 0.85 |",
         "| `healthy` | 0.7 | 0.2 for two capture points | 0.9 |",
         "| `inconclusive` | 0.3 | - | 0.3 |",

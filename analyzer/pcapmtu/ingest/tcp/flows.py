@@ -14,6 +14,7 @@ import pandas as pd
 
 from ... import schema
 from .. import native
+from ..http_framing import HTTP_COLUMNS
 from ..rare_layers import TLS_COLUMNS
 from .segments import ACK, FIN, NONE, PER_SEGMENT_FLAGS, RST, SYN, Analysis, Slice, as_i64, reduce_groups
 from .states import STATES, zeek_conn_state
@@ -329,7 +330,7 @@ def joined(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
 
 
 # flows columns written after the reconstruction: by the TLS layer (rare_layers) and service_names
-LATER_COLUMNS = (*TLS_COLUMNS[1:], "name", "name_source")  # TLS_COLUMNS[0] is the key, conn
+LATER_COLUMNS = (*TLS_COLUMNS[1:], *HTTP_COLUMNS[1:], "name", "name_source")  # [0] is the key, conn
 
 
 def empty() -> pd.DataFrame:
