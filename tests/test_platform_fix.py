@@ -274,6 +274,11 @@ def test_auto_without_an_overlay_speaks_docker_and_addresses_prove_nothing():
 def test_platform_kubernetes_speaks_kubernetes_only():
     a = analysed("blackhole_tls12", "kubernetes")
     assert a.fix.platform == "kubernetes"
+    # no CNI in the captures: the summary points at the settings, it does not pick one CNI's line
+    assert a.fix.summary == (
+        "Clamp the TCP MSS to 1410 on the nodes (or set your CNI's MTU: its line in the settings)."
+    )
+    assert len({s["system"] for s in a.fix.settings}) > 1
     assert {s["platform"] for s in a.fix.settings} == {"kubernetes"}
     assert not any("docker" in c["command"] for c in a.fix.commands)
     assert not any("daemon.json" in n for n in a.fix.notes)

@@ -222,8 +222,13 @@ def _speak(fix: Fix, network: Network, path_mtu: int, ipv: int, mss4: int, mss6:
     summary = fix.summary
     if network.platform == "kubernetes":
         family = "" if ipv == 4 else " for IPv6"
-        first = next((s["line"] for s in settings if s["platform"] == "kubernetes"), "")
-        instead = f"set the CNI's MTU: {first}" if first else f"give the pods an MTU of at most {path_mtu}"
+        cni = [s for s in settings if s["platform"] == "kubernetes"]
+        if len({(s["system"], s["encapsulation"]) for s in cni}) == 1:  # the captures name the CNI's setup
+            instead = f"set the CNI's MTU: {cni[0]['line']}"
+        elif cni:  # which CNI is not known: no one of them is the answer
+            instead = "set your CNI's MTU: its line in the settings"
+        else:
+            instead = f"give the pods an MTU of at most {path_mtu}"
         summary = f"Clamp the TCP MSS{family} to {fix.mss} on the nodes (or {instead})."
     elif network.platform == EITHER:
         summary = f"{summary[:-1]}; on a Kubernetes node the same clamp, or the CNI's MTU from the settings."
