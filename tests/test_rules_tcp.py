@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from support.findings import found, one, run, verdict_of
-from support.scenes import ACK, CH, CLIENT_HELLO, FIN, RST, T0, Conn, capture, midstream
+from support.scenes import ACK, CH, CLIENT_HELLO, FIN, RST, T0, Conn, capture, download, midstream
 
 
 # ------------------------------------------------------------------------------------------ T: TCP
@@ -59,6 +59,34 @@ def test_T002_negative_syn_retransmitted_then_answered(quiet):
     flow = quiet.context.flows("container").iloc[0]
     assert (flow["retrans_c2s"], flow["state"], flow["syn_frame"]) == (2, "closed", 5)
     assert not found(quiet, "T002")
+
+
+@pytest.mark.parametrize("waited", [0.0002, 0.9])
+def test_T002_negative_capture_ends_before_the_syn_could_time_out(tmp_path, waited):
+    """A SYN sent just before the capture ended (here: a finished download, the next connection's SYN, and
+    `waited` s later the capture's last packet) may have had its answer on the way: not 'filtered' (it was
+    not_mtu (filtered) at 70 %). Healthy, held at 50 % and saying why."""
+    done = download()
+    late = Conn(cport=40001, isn_c=2_000_000)
+    late.c(T0 + 2.0, 0, 0, flags=0x02, mss=1460)
+    marker = Conn(cport=40002, isn_c=3_000_000)
+    marker.c(T0 + 2.0 + waited, 0, 0, flags=0x02, mss=1460)
+    r = run(container=capture(tmp_path, "c", done.render(), late.render(), marker.render()))
+    assert not found(r, "T002")
+    assert (r.verdict, r.confidence) == ("healthy", 0.5)
+    factors = r.to_json()["confidence_factors"]
+    assert any("still waited for an answer when the capture ended" in f["why"] for f in factors)
+
+
+def test_T002_positive_a_lone_syn_the_capture_follows_past_its_timeout(tmp_path):
+    done = download()
+    late = Conn(cport=40001, isn_c=2_000_000)
+    late.c(T0 + 2.0, 0, 0, flags=0x02, mss=1460)
+    after = download(T0 + 3.5, cport=40002, isn_c=3_000_000)
+    r = run(container=capture(tmp_path, "c", done.render(), late.render(), after.render()))
+    assert one(r, "T002", "container", 1).message.endswith(
+        "1 SYN(s) got no answer - the port is filtered or the server is unreachable"
+    )
 
 
 def test_T003_positive_refused(refused):

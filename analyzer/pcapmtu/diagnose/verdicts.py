@@ -211,14 +211,14 @@ def _confidence(
                 )
             )
         stalled = sum(int(_stalled_after_request(ctx.judged(r), ctx).sum()) for r in ctx.captures)
-        total = sum(d for _, d in factors)
-        if stalled and total > HEALTHY_CAP_AFTER_STALL:
-            factors.append(
-                (
-                    f"{stalled} connection(s) stalled after a request and never finished",
-                    HEALTHY_CAP_AFTER_STALL - total,
-                )
-            )
+        pending = sum(int(_pending_at_end(ctx.judged(r), ctx).sum()) for r in ctx.captures)
+        for count, what in (
+            (stalled, "stalled after a request and never finished"),
+            (pending, "still waited for an answer when the capture ended: how they ended is not in it"),
+        ):
+            total = sum(d for _, d in factors)
+            if count and total > HEALTHY_CAP_AFTER_STALL:
+                factors.append((f"{count} connection(s) {what}", HEALTHY_CAP_AFTER_STALL - total))
     total = sum(d for _, d in factors)
     if total > cap:
         factors.append((CAP_WHY, cap - total))
@@ -242,6 +242,17 @@ def _stalled_after_request(f: pd.DataFrame, ctx: Context) -> pd.Series:
     owed = f["owed_stall"] & (f["stalled_s"] >= ctx.th.stall_s) & f["stalled_after_request"]
     unanswered = f["unanswered"] & (f["tail_idle_s"] >= ctx.th.stall_s)
     return f["request_sent"] & (f["state"] != "closed") & ~f["response_complete"] & (owed | unanswered)
+
+
+def _pending_at_end(f: pd.DataFrame, ctx: Context) -> pd.Series:
+    """Connections whose answer was still owed when the capture ended, too soon to call it a stall, that had
+    not yet carried a full-size packet: a SYN younger than its first timeout, a request or an HTTP response
+    in progress. The failing one of an incident looks like this when the capture was stopped too early."""
+    waited = f["last_ts"] - f["first_ts"] + f["tail_idle_s"]
+    syn = (f["state"] == "no_answer") & (waited < ctx.th.stall_s)
+    owed = f["unanswered"] | (f["http_owed_s2c"] > 0)
+    answer = f["request_sent"] & f["state"].isin(["open", "closing"]) & ~f["response_complete"] & owed
+    return syn | (answer & ~(f["full_delivered_s2c"] | f["full_delivered_c2s"]))
 
 
 def _unexplained(ctx: Context, row, findings: list[Finding]) -> str:
@@ -300,6 +311,19 @@ def _explain(ctx: Context, verdict: Verdict, reason, chosen, table, findings, pa
             extra += f" Path MTU discovery works: {works[0].message}."
         elif icmp:
             extra += f" ICMP size reports are seen: {icmp[0].message}."
+        pending = sum(int(_pending_at_end(ctx.judged(r), ctx).sum()) for r in ctx.captures)
+        if pending == n_total:
+            return (
+                f"No MTU problem in what the captures show, but none of the {n_total} connection(s) finished: "
+                "each still waited for an answer when the capture ended. If one was the failing request, capture "
+                f"again and let it run into its timeout.{extra}"
+            )
+        if pending:
+            return (
+                f"No MTU problem in what the captures show: {n_total - pending} of {n_total} connections "
+                f"completed or are healthy, {pending} still waited for an answer when the capture ended. If that "
+                f"was the failing request, capture again and let it run into its timeout.{extra}"
+            )
         return f"No MTU problem: all {n_total} connections completed or are healthy.{extra}"
     if verdict == Verdict.NOT_MTU:
         instead = Reason(reason).words if reason else "a cause other than size"

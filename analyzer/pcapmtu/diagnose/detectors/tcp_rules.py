@@ -80,7 +80,9 @@ def retransmission_backoff(ctx: Context):
     severity=Severity.ERROR,
     message="{service}: {syns} SYN(s) got no answer - the port is filtered or the server is unreachable",
     fix="Check firewalls and routes to {server}; this is not an MTU problem (SYNs are small).",
-    why="A SYN is 60-80 bytes: if it is never answered the packet was dropped by a filter or routing, not by size.",
+    why="A SYN is 60-80 bytes: if it is never answered the packet was dropped by a filter or routing, not by size. "
+    "Only a SYN the capture follows for its first retransmission timeout (1 s, RFC 6298) counts: one sent just "
+    "before the capture ended may have had its answer on the way.",
     example={"service": "api.example (198.18.0.10:443)", "syns": 7, "server": "198.18.0.10"},
     references=("RFC 9293", "RFC 6298"),
     implies=Verdict.NOT_MTU,
@@ -88,6 +90,8 @@ def retransmission_backoff(ctx: Context):
 )
 def no_answer(ctx: Context):
     for role, flow in _in_state(ctx, "no_answer"):
+        if flow.last_ts - flow.first_ts + flow.tail_idle_s < ctx.th.stall_s:
+            continue  # the capture ended before the SYN's first timeout: its answer may have been on the way
         yield Hit(
             {"service": service(flow), "syns": int(flow.pkts_c2s), "server": flow.server_ip},
             capture=role,
