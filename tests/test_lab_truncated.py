@@ -1,10 +1,11 @@
-"""A capture stopped too early is never judged confidently wrong.
+"""A capture stopped too early, or started too late, is never judged confidently wrong.
 
 Users stop tcpdump whenever they like: before the failing request, right after its SYN, after its request,
-in the middle of the hang. Every prefix of each lab black hole's captures is analysed alone. Once the failing
-connection has begun (its first frame, as the whole capture's analysis finds it), the verdict is never
-`healthy` above 50 %; and no prefix is ever called `not_mtu` (a SYN or a request whose answer may still have
-been on the way is not a filter, nor a slow server).
+in the middle of the hang; and they start it late: after the handshake, in the middle of the hang, at its
+end. Every prefix and every suffix of each lab black hole's captures is analysed alone. While it holds part
+of the failing connection (as the whole capture's analysis finds it), the verdict is never `healthy` above
+50 %, and no cut is ever called `not_mtu` (a SYN whose answer may still have been on the way is not a
+filter; loss seen without the handshake, where the full size is unknown, is not a lossy link).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import dpkt
 import pytest
 
 import pcapmtu
+from support.cuts import frames_of
 from support.environment import lab_scenarios
 
 MTU_VERDICTS = {"mtu_blackhole", "mtu_blackhole_recovered"}
@@ -23,25 +24,16 @@ ROLE_OF = {"container.pcap": "container", "host.pcap": "host"}
 DENSE = 40  # every prefix up to this many frames past the failing connection's start, then every tenth
 
 
-def _cases() -> list[tuple[Path, str]]:
+def _cases(verdicts=MTU_VERDICTS) -> list[tuple[Path, str]]:
     cases = []
     for d in lab_scenarios():
-        if json.loads((d / "truth.json").read_text())["expected_verdict"] in MTU_VERDICTS:
+        if json.loads((d / "truth.json").read_text())["expected_verdict"] in verdicts:
             cases += [(d, name) for name in ROLE_OF if (d / name).exists()]
     return cases
 
 
-def _frames(path: Path) -> tuple[list, int, int]:
-    with open(path, "rb") as fh:
-        pcapng = fh.read(4) == b"\x0a\x0d\x0d\x0a"  # the section header block's type
-        fh.seek(0)
-        reader = dpkt.pcapng.Reader(fh) if pcapng else dpkt.pcap.Reader(fh)
-        return list(reader), reader.snaplen, reader.datalink()
-
-
-@pytest.mark.lab
-@pytest.mark.parametrize(("scenario", "name"), _cases(), ids=lambda v: getattr(v, "name", v))
-def test_every_prefix_of_a_blackhole_capture(tmp_path, scenario, name):
+def _failing(scenario: Path, name: str) -> tuple[str, object]:
+    """The capture's role and its failing connections' flows, from the whole capture's analysis."""
     role = ROLE_OF[name]
     whole = pcapmtu.analyze(**{role: scenario / name})
     failing = whole.verdicts[whole.verdicts["verdict"].isin(MTU_VERDICTS)]
@@ -49,20 +41,45 @@ def test_every_prefix_of_a_blackhole_capture(tmp_path, scenario, name):
         pytest.skip(
             f"{name} alone does not show the black hole ({whole.verdict}): no failing connection to cut"
         )
-    flows = whole.context.flows(role)
-    start = int(flows.set_index("conn").loc[failing["conn"].astype(int), "first_frame"].min())
-    frames, snaplen, linktype = _frames(scenario / name)
-    prefixes = [k for k in range(1, len(frames) + 1) if k <= start + DENSE or k % 10 == 0 or k == len(frames)]
+    return role, whole.context.flows(role).set_index("conn").loc[failing["conn"].astype(int)]
+
+
+def _judge_cuts(tmp_path, scenario: Path, name: str, role: str, cuts, holds_failing) -> None:
+    whole = frames_of(scenario / name)
     wrong = []
-    for k in prefixes:
-        cut = tmp_path / f"cut{k}.pcap"
-        with open(cut, "wb") as fh:
-            writer = dpkt.pcap.Writer(fh, snaplen=snaplen, linktype=linktype)
-            for ts, frame in frames[:k]:
-                writer.writepkt(frame, ts)
+    for label, (start, stop) in cuts(len(whole.frames)):
+        cut = whole.write(tmp_path / "cut.pcap", start, stop)
         result = pcapmtu.analyze(**{role: cut})
-        confident_healthy = result.verdict == "healthy" and result.confidence > 0.5 and k >= start
+        confident_healthy = result.verdict == "healthy" and result.confidence > 0.5 and holds_failing(label)
         if result.verdict == "not_mtu" or confident_healthy:
-            wrong.append((k, result.verdict, result.confidence, result.explanation[:160]))
-        cut.unlink()
-    assert not wrong, f"failing connection starts at frame {start}: {wrong}"
+            wrong.append((label, result.verdict, result.confidence, result.explanation[:160]))
+    assert not wrong, wrong
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("scenario", "name"), _cases(), ids=lambda v: getattr(v, "name", v))
+def test_every_prefix_of_a_blackhole_capture(tmp_path, scenario, name):
+    """Prefix k: the first k frames. It holds the failing connection from k = its first frame on."""
+    role, failing = _failing(scenario, name)
+    start = int(failing["first_frame"].min())
+
+    def prefixes(n):
+        keep = [k for k in range(1, n + 1) if k <= start + DENSE or k % 10 == 0 or k == n]
+        return ((k, (0, k)) for k in keep)
+
+    _judge_cuts(tmp_path, scenario, name, role, prefixes, lambda k: k >= start)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("scenario", "name"), _cases({"mtu_blackhole"}), ids=lambda v: getattr(v, "name", v))
+def test_every_suffix_of_a_blackhole_capture(tmp_path, scenario, name):
+    """Suffix k: all but the first k frames. It holds part of the failing connection while k is below its last
+    frame. (A recovered black hole's tail is a connection that works again: it may rightly look healthy.)"""
+    role, failing = _failing(scenario, name)
+    first, last = int(failing["first_frame"].min()), int(failing["last_frame"].max())
+
+    def suffixes(n):
+        keep = [k for k in range(n) if first - DENSE <= k < last or k % 10 == 0]
+        return ((k, (k, None)) for k in keep)
+
+    _judge_cuts(tmp_path, scenario, name, role, suffixes, lambda k: k < last)

@@ -84,16 +84,10 @@ def test_H001_positive_lab_capture_stopped_while_the_download_hangs(tmp_path, ke
     """The lab's plain-HTTP black hole, its container capture cut where a user might stop tcpdump: after the
     response's headers, after the client's ACK of them, after the client's FIN 8 s later. Each was called
     healthy at 70 % before H001."""
-    import dpkt
-
+    from support.cuts import frames_of
     from support.environment import SAMPLES
 
-    cut = tmp_path / "cut.pcap"
-    with open(SAMPLES / "blackhole_http_large" / "container.pcap", "rb") as src, open(cut, "wb") as dst:
-        reader = dpkt.pcap.Reader(src)
-        writer = dpkt.pcap.Writer(dst, snaplen=reader.snaplen, linktype=reader.datalink())
-        for _, (ts, frame) in zip(range(keep), reader, strict=False):
-            writer.writepkt(frame, ts)
+    cut = frames_of(SAMPLES / "blackhole_http_large" / "container.pcap").write(tmp_path / "cut.pcap", 0, keep)
     r = run(container=cut)
     h = one(r, "H001", "container")
     assert "bytes of the HTTP response (200) were still owed" in h.message

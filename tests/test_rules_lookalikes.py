@@ -5,7 +5,7 @@ How these tests are written: tests/test_rules_registry.py.
 
 from __future__ import annotations
 
-from support.findings import found, one, verdict_of
+from support.findings import found, one, run, verdict_of
 
 
 # ------------------------------------------------------------------------------- L: not-MTU look-alikes
@@ -54,3 +54,17 @@ def test_L002_negative_stall_then_smaller_segments(host_mtu_1450):
 def test_L002_negative_blackhole(blackhole):
     assert not found(blackhole[0], "L002")
     assert not found(blackhole[1], "L002")
+
+
+def test_L001_negative_loss_seen_without_the_handshake(tmp_path):
+    """The recovered black hole's container capture, started after the handshake: the full size is estimated
+    as the largest packet seen, which at the receiver is delivered by definition. It was not_mtu (lossy_link)
+    at 60 %."""
+    from support.cuts import frames_of
+    from support.environment import SAMPLES
+
+    cut = frames_of(SAMPLES / "blackhole_recovered" / "container.pcap").write(tmp_path / "late.pcap", 18)
+    r = run(container=cut)
+    assert r.context.flows("container").iloc[0]["full_estimated"]
+    assert not found(r, "L001")
+    assert r.verdict != "not_mtu"

@@ -148,3 +148,42 @@ def test_T005_positive_stall_with_a_sack_hole_and_no_handshake(midstreams):
 def test_T005_negative_recovered_loss_without_handshake(midstreams):
     assert not found(midstreams, "T005", "container", 1)
     assert verdict_of(midstreams, "container", 1)[0] != "inconclusive"
+
+
+# captures of the lab's plain-HTTP black hole that start late (tests/test_lab_truncated.py sweeps them all)
+def _started_late(tmp_path, scenario: str, skip: int):
+    from support.cuts import frames_of
+    from support.environment import SAMPLES
+
+    cut = frames_of(SAMPLES / scenario / "container.pcap").write(tmp_path / "late.pcap", skip)
+    return run(container=cut)
+
+
+def test_T005_positive_capture_starts_between_the_syn_and_the_syn_ack(tmp_path):
+    """The SYN-ACK is captured, the SYN is not: the client's MSS is unknown, so no full size either. This
+    connection (holes in the server's data, the client gives up after 8 s) was healthy at 70 %."""
+    r = _started_late(tmp_path, "blackhole_http_large", 17)
+    flow = r.context.flows("container").iloc[0]
+    assert (flow["synack_frame"], flow["syn_frame"], flow["midstream"]) == (1, -1, False)
+    t = one(r, "T005", "container", 0)
+    assert "stalled 8.0 s with holes in the server's data and never completed" in t.message
+    assert r.verdict == "inconclusive"
+
+
+def test_T005_positive_server_sequence_ahead_of_every_client_ack(tmp_path):
+    """The capture starts at the client's ACK of the response headers: none of the lost segments is in it,
+    but the server's closing ACK is at byte 17,525 while the client acknowledged 149."""
+    r = _started_late(tmp_path, "blackhole_http_large", 22)
+    assert r.context.flows("container").iloc[0]["s2c_never_acked"] == 17376
+    t = one(r, "T005", "container", 0)
+    assert "17376 bytes the server had sent never acknowledged by the client" in t.message
+    assert r.verdict == "inconclusive"
+
+
+def test_T005_negative_capture_holds_only_the_last_ack(tmp_path):
+    """One bare ACK of the connection: nothing to judge; healthy says so and stays at 50 % or less."""
+    r = _started_late(tmp_path, "blackhole_http_large", 24)
+    assert not found(r, "T005")
+    assert r.verdict == "healthy" and r.confidence <= 0.5
+    factors = [f["why"] for f in r.to_json()["confidence_factors"]]
+    assert any("captured without their handshake carried no data here" in w for w in factors)

@@ -18,7 +18,7 @@ import pandas as pd
 from ..config import KnownFacts, Thresholds
 from ..ingest.capture import Capture
 from ..results import PathMTU
-from .delivery import DELIVERY_COLUMNS, delivery, segment_fate
+from .delivery import DELIVERY_COLUMNS, delivery, never_acknowledged, segment_fate
 from .pairing import PAIR_COLUMNS, match_flows
 from .turns import TURN_COLUMNS, turns
 from .vantage import Vantage
@@ -224,6 +224,10 @@ def _derive(cap: Capture, fate: np.ndarray) -> pd.DataFrame:
     received = np.where(f["acks_seen_s2c"] > 0, f["acked_s2c"] + 1, f["sent_s2c"])
     f["http_owed_s2c"] = np.where(
         f["http_response_end"] > 0, np.maximum(f["http_response_end"] - received, 0), 0
+    )
+    # the server's sequence numbers ran ahead of everything the client acknowledged (delivery.py)
+    f["s2c_never_acked"] = (
+        never_acknowledged(cap.packets, len(f), 1) if len(f) else np.zeros(0, dtype=np.int64)
     )
     # holes in the server's data, as the client's ACKs show them (gap seen or SACK hole reported)
     f["s2c_holes"] = (f["lost_before_s2c"] > 0) | (f["sack_acks_c2s"] > 0)

@@ -49,6 +49,31 @@ def delivery(packets: pd.DataFrame, fate: np.ndarray, n_flows: int) -> pd.DataFr
     return pd.DataFrame(out)
 
 
+def never_acknowledged(packets: pd.DataFrame, n_flows: int, d: int) -> np.ndarray:
+    """Per connection: how far the sender's sequence numbers (in any of its packets, a bare ACK or FIN too:
+    its sequence number is the next byte it would send) ran ahead of the receiver's highest ACK; 0 when
+    this capture lacks either side.
+
+    Without the handshake a capture may hold none of the lost segments themselves, yet the sender's later
+    packets still say how much it had sent: a capture that starts after a black hole swallowed the
+    server's data shows the client acknowledging 149 bytes and the server's FIN at byte 17,525."""
+    conn = packets["conn"].to_numpy()
+    keep = (conn >= 0) & ~packets["dup_copy"].to_numpy()
+    dirn = packets["dir"].to_numpy()
+    low = np.iinfo(np.int64).min
+    sent = np.full(n_flows, low, dtype=np.int64)
+    mine = keep & (dirn == d)
+    ends = packets["rel_seq"].to_numpy()[mine] + packets["payload_len"].to_numpy()[mine]
+    np.maximum.at(sent, conn[mine].astype(np.int64), ends.astype(np.int64))
+    acked = np.full(n_flows, low, dtype=np.int64)
+    theirs = keep & (dirn == 1 - d) & ((packets["tcp_flags"].to_numpy() & ACK_FLAG) != 0)
+    np.maximum.at(
+        acked, conn[theirs].astype(np.int64), packets["rel_ack"].to_numpy()[theirs].astype(np.int64)
+    )
+    both = (sent > low) & (acked > low)
+    return np.where(both, np.maximum(sent - np.where(both, acked, 0), 0), 0)
+
+
 def segment_fate(packets: pd.DataFrame, sack: pd.DataFrame) -> np.ndarray:
     """Per packet: 1 delivered, -1 lost, 0 unresolved or not a data segment (for evidence frames)."""
     fate = np.zeros(len(packets), dtype=np.int8)

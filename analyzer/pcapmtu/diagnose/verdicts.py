@@ -210,6 +210,15 @@ def _confidence(
                     -0.2,
                 )
             )
+        glimpsed = sum(int(_glimpsed(ctx.judged(r)).sum()) for r in ctx.captures)
+        if glimpsed:
+            factors.append(
+                (
+                    f"{glimpsed} connection(s) captured without their handshake carried no data here: the "
+                    "capture holds too little of them to judge",
+                    -0.2,
+                )
+            )
         stalled = sum(int(_stalled_after_request(ctx.judged(r), ctx).sum()) for r in ctx.captures)
         pending = sum(int(_pending_at_end(ctx.judged(r), ctx).sum()) for r in ctx.captures)
         for count, what in (
@@ -232,6 +241,16 @@ def _silent_after_handshake(f: pd.DataFrame, ctx: Context) -> pd.Series:
     """Open connections that carried no data at all: unused, or their first data never arrived here."""
     return (
         f["handshake_ok"]
+        & f["state"].isin(["open", "closing"])
+        & (f["bytes_c2s"] == 0)
+        & (f["bytes_s2c"] == 0)
+    )
+
+
+def _glimpsed(f: pd.DataFrame) -> pd.Series:
+    """Connections of which the capture holds neither the handshake nor any data (a last ACK, a FIN)."""
+    return (
+        ~f["handshake_ok"]
         & f["state"].isin(["open", "closing"])
         & (f["bytes_c2s"] == 0)
         & (f["bytes_s2c"] == 0)
@@ -277,7 +296,9 @@ def _unexplained(ctx: Context, row, findings: list[Finding]) -> str:
 def _next_step(ctx: Context, chosen: pd.DataFrame) -> str:
     """The capture to take next, from what these captures lack."""
     steps = []
-    if any(bool(ctx.flow(r, c)["midstream"]) for r, c in zip(chosen["capture"], chosen["conn"], strict=True)):
+    if any(
+        not ctx.flow(r, c)["handshake_ok"] for r, c in zip(chosen["capture"], chosen["conn"], strict=True)
+    ):
         steps.append(
             "start the captures before the failing connection opens, so its handshake (the MSS) is in them"
         )

@@ -47,7 +47,9 @@ def lossy_link(ctx: Context):
         size_blind_s2c = (f["lost_segments_s2c"] == 0) | (f["lost_not_larger_s2c"] > 0)
         received = lossy_s2c & f["full_delivered_s2c"] & size_blind_s2c
         sent = lossy_c2s & f["full_delivered_c2s"] & (f["state"] == "closed") & ~f["c2s_holes"]
-        cand = f[(received | sent) & (f["icmp_reports"] == 0)]
+        # without the handshake the full size is the largest packet seen, which a receiver's capture shows
+        # delivered by definition: "full-size packets got through" cannot be told there
+        cand = f[(received | sent) & (f["icmp_reports"] == 0) & ~f["full_estimated"]]
         for flow in records(cand):
             full = int(flow.server_full if flow.full_delivered_s2c else flow.client_full)
             yield Hit(

@@ -141,8 +141,9 @@ def stall_without_handshake(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
         holes = f["s2c_holes"] | f["c2s_holes"] | (f["lost_segments_s2c"] > 0) | (f["lost_segments_c2s"] > 0)
+        holes |= f["s2c_never_acked"] > 0
         cand = f[
-            f["midstream"]
+            ~f["handshake_ok"]  # no SYN, or no SYN-ACK: the MSS of one side at least is unknown
             & holes
             & (f["stalled_s"] >= ctx.th.stall_s)
             & (f["state"] != "closed")
@@ -155,6 +156,10 @@ def stall_without_handshake(ctx: Context):
                 )
             elif flow.s2c_holes:
                 what = "holes in the server's data"
+            elif flow.s2c_never_acked > 0 and flow.lost_segments_s2c == 0 and flow.lost_segments_c2s == 0:
+                what = (
+                    f"{int(flow.s2c_never_acked)} bytes the server had sent never acknowledged by the client"
+                )
             else:
                 what = "segments re-sent and never acknowledged"
             yield Hit(
