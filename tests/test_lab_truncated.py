@@ -1,11 +1,13 @@
-"""A capture stopped too early, or started too late, is never judged confidently wrong.
+"""A capture stopped too early, started too late or cut short per packet is never judged confidently wrong.
 
 Users stop tcpdump whenever they like: before the failing request, right after its SYN, after its request,
 in the middle of the hang; and they start it late: after the handshake, in the middle of the hang, at its
 end. Every prefix and every suffix of each lab black hole's captures is analysed alone. While it holds part
 of the failing connection (as the whole capture's analysis finds it), the verdict is never `healthy` above
 50 %, and no cut is ever called `not_mtu` (a SYN whose answer may still have been on the way is not a
-filter; loss seen without the handshake, where the full size is unknown, is not a lossy link).
+filter; loss seen without the handshake, where the full size is unknown, is not a lossy link). Both captures
+cut to short snap lengths (the MSS option gone at 54 bytes) are never given another verdict with confidence;
+and no cut of a negative control's capture is ever given an MTU verdict.
 """
 
 from __future__ import annotations
@@ -83,3 +85,44 @@ def test_every_suffix_of_a_blackhole_capture(tmp_path, scenario, name):
         return ((k, (k, None)) for k in keep)
 
     _judge_cuts(tmp_path, scenario, name, role, suffixes, lambda k: k < last)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", lab_scenarios(), ids=lambda p: p.name)
+@pytest.mark.parametrize("snap", [54, 60, 68, 96])
+def test_short_snap_lengths(tmp_path, scenario, snap):
+    """Both captures cut to `snap` bytes a packet: at 54 (Ethernet, IPv4, a TCP header without options) the
+    SYNs' MSS is gone. The verdict is the truth's, or inconclusive, or healthy at 50 % at most: never
+    another verdict with confidence."""
+    expected = json.loads((scenario / "truth.json").read_text())["expected_verdict"]
+    if not ((scenario / "host.pcap").exists() and (scenario / "container.pcap").exists()):
+        pytest.skip("not a host and container pair")
+    cut = {}
+    for role in ("host", "container"):
+        cut[role] = frames_of(scenario / f"{role}.pcap").write(tmp_path / f"{role}.pcap", snap=snap)
+    result = pcapmtu.analyze(**cut)
+    weak_healthy = result.verdict == "healthy" and result.confidence <= 0.5
+    assert result.verdict in (expected, "inconclusive") or weak_healthy, (
+        result.verdict,
+        result.confidence,
+        result.explanation,
+    )
+
+
+NEGATIVE = {"healthy", "not_mtu"}
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("scenario", "name"), _cases(NEGATIVE), ids=lambda v: getattr(v, "name", v))
+def test_cuts_of_a_capture_without_a_blackhole_never_find_one(tmp_path, scenario, name):
+    """The negative controls (the fixes in place, PMTUD working, loss, a slow server, a filter), cut at a
+    dozen points from either end: no cut of a capture without an MTU problem is given an MTU verdict."""
+    whole = frames_of(scenario / name)
+    n = len(whole.frames)
+    wrong = []
+    for k in range(1, n, max(1, n // 12)):
+        for start, stop in ((0, k), (k, None)):
+            result = pcapmtu.analyze(**{ROLE_OF[name]: whole.write(tmp_path / "cut.pcap", start, stop)})
+            if result.verdict in MTU_VERDICTS:
+                wrong.append((start, stop, result.verdict, result.confidence, result.explanation[:160]))
+    assert not wrong, wrong

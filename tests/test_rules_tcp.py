@@ -187,3 +187,40 @@ def test_T005_negative_capture_holds_only_the_last_ack(tmp_path):
     assert r.verdict == "healthy" and r.confidence <= 0.5
     factors = [f["why"] for f in r.to_json()["confidence_factors"]]
     assert any("captured without their handshake carried no data here" in w for w in factors)
+
+
+def _snapped(tmp_path, scenario: str, snap: int):
+    from support.cuts import frames_of
+    from support.environment import SAMPLES
+
+    cut = {
+        role: frames_of(SAMPLES / scenario / f"{role}.pcap").write(tmp_path / f"{role}.pcap", snap=snap)
+        for role in ("host", "container")
+    }
+    return run(**cut)
+
+
+def test_T005_positive_snap_length_cut_the_mss_option_off(tmp_path):
+    """`tcpdump -s 54`: Ethernet, IPv4 and a TCP header without its options. The SYNs' MSS is gone, so no
+    size rule can speak; the 8 s stall with holes was healthy at 90 %."""
+    r = _snapped(tmp_path, "blackhole_http_large", 54)
+    t = one(r, "T005", "container", 1)
+    assert t.message.startswith(
+        "198.18.0.10:80: captured without an MSS option in its handshake, stalled 8.0 s"
+    )
+    assert r.verdict == "inconclusive"
+    assert "`tcpdump -s 0`" in r.explanation
+
+
+def test_T005_negative_snap_length_keeps_the_options(tmp_path):
+    r = _snapped(tmp_path, "blackhole_http_large", 96)
+    assert not found(r, "T005") and r.verdict == "mtu_blackhole"
+
+
+def test_healthy_holds_at_half_while_the_mss_is_not_in_the_captures(tmp_path):
+    r = _snapped(tmp_path, "lossy_link", 54)
+    assert (r.verdict, r.confidence) == ("healthy", 0.5)
+    factors = [f["why"] for f in r.to_json()["confidence_factors"]]
+    assert any(
+        w.startswith("the MSS of 2 connection(s) that carried data is not in the captures") for w in factors
+    )

@@ -1,5 +1,5 @@
-"""Captures cut where a user might start or stop tcpdump: the frames of a pcap or pcapng, written back as a
-pcap of any slice of them (the same snap length and link type)."""
+"""Captures cut where a user might start or stop tcpdump, or taken with a shorter snap length: the frames
+of a pcap or pcapng, written back (by support/pcapwriter.py) as a pcap of any slice of them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dpkt
+
+from support.pcapwriter import Record, write_pcap
 
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"  # the section header block's type
 
@@ -17,12 +19,14 @@ class Frames:
     snaplen: int
     linktype: int
 
-    def write(self, path: Path, start: int = 0, stop: int | None = None) -> Path:
-        """frames[start:stop] as a pcap at `path`."""
-        with open(path, "wb") as fh:
-            writer = dpkt.pcap.Writer(fh, snaplen=self.snaplen, linktype=self.linktype)
-            for ts, frame in self.frames[start:stop]:
-                writer.writepkt(frame, ts)
+    def write(self, path: Path, start: int = 0, stop: int | None = None, snap: int | None = None) -> Path:
+        """frames[start:stop] as a pcap at `path`; `snap`: each cut to that many bytes, as `tcpdump -s` does
+        (the original length kept in the record header)."""
+        records = [
+            Record(float(ts), frame[:snap] if snap else frame, len(frame))
+            for ts, frame in self.frames[start:stop]
+        ]
+        write_pcap(path, records, linktype=self.linktype, snaplen=snap or self.snaplen)
         return path
 
 

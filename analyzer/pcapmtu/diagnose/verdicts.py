@@ -210,6 +210,16 @@ def _confidence(
                     -0.2,
                 )
             )
+        sizeless = sum(int(_sizeless(ctx.judged(r)).sum()) for r in ctx.captures)
+        if sizeless:
+            total = sum(d for _, d in factors)
+            factors.append(
+                (
+                    f"the MSS of {sizeless} connection(s) that carried data is not in the captures (a snap "
+                    "length shorter than the TCP header cuts the option off): their packet sizes cannot be judged",
+                    min(HEALTHY_CAP_AFTER_STALL - total, 0.0),
+                )
+            )
         glimpsed = sum(int(_glimpsed(ctx.judged(r)).sum()) for r in ctx.captures)
         if glimpsed:
             factors.append(
@@ -245,6 +255,11 @@ def _silent_after_handshake(f: pd.DataFrame, ctx: Context) -> pd.Series:
         & (f["bytes_c2s"] == 0)
         & (f["bytes_s2c"] == 0)
     )
+
+
+def _sizeless(f: pd.DataFrame) -> pd.Series:
+    """Connections with their handshake and data but no full size: no MSS option in the captured SYNs."""
+    return f["handshake_ok"] & (f["server_full"] <= 0) & ((f["bytes_s2c"] > 0) | (f["bytes_c2s"] > 0))
 
 
 def _glimpsed(f: pd.DataFrame) -> pd.Series:
@@ -296,12 +311,13 @@ def _unexplained(ctx: Context, row, findings: list[Finding]) -> str:
 def _next_step(ctx: Context, chosen: pd.DataFrame) -> str:
     """The capture to take next, from what these captures lack."""
     steps = []
-    if any(
-        not ctx.flow(r, c)["handshake_ok"] for r, c in zip(chosen["capture"], chosen["conn"], strict=True)
-    ):
+    rows = [ctx.flow(r, c) for r, c in zip(chosen["capture"], chosen["conn"], strict=True)]
+    if any(not f["handshake_ok"] for f in rows):
         steps.append(
             "start the captures before the failing connection opens, so its handshake (the MSS) is in them"
         )
+    if any(bool(f["handshake_ok"]) and int(f["server_full"]) <= 0 for f in rows):
+        steps.append("capture whole packets (`tcpdump -s 0`), so that the SYNs' MSS option is in them")
     where = {v.position for v in ctx.vantage.values()}
     missing = [
         w

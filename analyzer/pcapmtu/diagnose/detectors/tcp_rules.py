@@ -128,12 +128,19 @@ def refused(ctx: Context):
     code="T005",
     name="stall-without-handshake",
     severity=Severity.WARNING,
-    message="{service}: captured without its handshake, stalled {stall:.1f} s with {what} and never completed",
-    fix="Capture from before the connection starts, on both sides, so that its MSS and the sizes of what is "
-    "lost are known; with the handshake pcapmtu can tell a black hole from other loss.",
-    why="A connection already open when the capture began has no SYN to tell its MSS: a stall with holes in "
-    "the data is trouble, but which kind the capture cannot say. It is never judged healthy.",
-    example={"service": "198.18.0.10:80", "stall": 8.0, "what": "holes in the server's data"},
+    message="{service}: captured without {missing}, stalled {stall:.1f} s with {what} and never completed",
+    fix="Capture from before the connection starts, on both sides, with the whole TCP header (`tcpdump -s 0`, "
+    "or at least 128 bytes), so that its MSS and the sizes of what is lost are known; with the handshake "
+    "pcapmtu can tell a black hole from other loss.",
+    why="A connection already open when the capture began has no SYN to tell its MSS, and a snap length "
+    "shorter than the TCP header cuts the MSS option off the SYN: a stall with holes in the data is trouble, "
+    "but which kind the capture cannot say. It is never judged healthy.",
+    example={
+        "service": "198.18.0.10:80",
+        "missing": "its handshake",
+        "stall": 8.0,
+        "what": "holes in the server's data",
+    },
     references=("RFC 2018", "RFC 9293"),
     implies=Verdict.INCONCLUSIVE,
 )
@@ -142,8 +149,10 @@ def stall_without_handshake(ctx: Context):
         f = ctx.judged(role)
         holes = f["s2c_holes"] | f["c2s_holes"] | (f["lost_segments_s2c"] > 0) | (f["lost_segments_c2s"] > 0)
         holes |= f["s2c_never_acked"] > 0
+        # no SYN, or no SYN-ACK, or their MSS options cut off by the snap length: the full size is unknown
+        unknown = ~f["handshake_ok"] | (f["server_full"] <= 0)
         cand = f[
-            ~f["handshake_ok"]  # no SYN, or no SYN-ACK: the MSS of one side at least is unknown
+            unknown
             & holes
             & (f["stalled_s"] >= ctx.th.stall_s)
             & (f["state"] != "closed")
@@ -162,8 +171,9 @@ def stall_without_handshake(ctx: Context):
                 )
             else:
                 what = "segments re-sent and never acknowledged"
+            missing = "an MSS option in its handshake" if flow.handshake_ok else "its handshake"
             yield Hit(
-                {"service": service(flow), "stall": float(flow.stalled_s), "what": what},
+                {"service": service(flow), "missing": missing, "stall": float(flow.stalled_s), "what": what},
                 capture=role,
                 conn=int(flow.conn),
                 frames=(int(flow.first_frame),),
