@@ -211,13 +211,13 @@ def _confidence(
                 )
             )
         sizeless = sum(int(_sizeless(ctx.judged(r)).sum()) for r in ctx.captures)
-        if sizeless:
-            total = sum(d for _, d in factors)
+        total = sum(d for _, d in factors)
+        if sizeless and total > HEALTHY_CAP_AFTER_STALL:
             factors.append(
                 (
                     f"the MSS of {sizeless} connection(s) that carried data is not in the captures (a snap "
                     "length shorter than the TCP header cuts the option off): their packet sizes cannot be judged",
-                    min(HEALTHY_CAP_AFTER_STALL - total, 0.0),
+                    HEALTHY_CAP_AFTER_STALL - total,
                 )
             )
         glimpsed = sum(int(_glimpsed(ctx.judged(r)).sum()) for r in ctx.captures)

@@ -45,6 +45,7 @@ def http_response_unfinished(ctx: Context):
             p = ctx.conn_packets(role, int(flow.conn), ["frame", "ts", "dir", "payload_len", "tcp_flags"])
             s2c = p[(p["dir"] == 1) & (p["payload_len"] > 0)]
             closing = p[(p["dir"] == 0) & ((p["tcp_flags"] & 0x05) != 0)]  # the client's FIN or RST
+            closing = closing[closing["ts"] >= (s2c["ts"].iloc[-1] if len(s2c) else -1.0)]
             if len(closing) and len(s2c):
                 wait = float(closing["ts"].iloc[0] - s2c["ts"].iloc[-1])
                 ending = f"the client closed the connection {wait:.1f} s after the server's last data"
