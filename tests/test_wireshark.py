@@ -85,6 +85,33 @@ def test_wireshark_agrees_with_every_evidence_frame(scenario, inputs):
     assert check.frames_asked == len({(c, f) for _code, c, f in asked})
 
 
+def _cut(tmp_path, scenario: str, roles, **cut) -> dict:
+    from support.cuts import frames_of
+
+    d = SAMPLES / scenario
+    return {r: frames_of(d / f"{r}.pcap").write(tmp_path / f"{r}.pcap", **cut) for r in roles}
+
+
+@pytest.mark.parametrize(
+    ("roles", "cut", "code"),
+    [
+        (("container",), {"start": 17}, "T005"),  # the SYN-ACK without its SYN
+        (("container",), {"start": 22}, "T005"),  # no handshake at all
+        (("host", "container"), {"snap": 54}, "T005"),  # SYNs without their MSS option
+        (("container",), {"stop": 23}, "H001"),  # stopped while the download hangs
+    ],
+    ids=["synack-only", "midstream", "snap-54", "stopped-in-the-hang"],
+)
+def test_wireshark_agrees_with_the_cut_captures_evidence(tmp_path, roles, cut, code):
+    """The findings only cut captures raise (tests/test_lab_truncated.py), frame by frame."""
+    result = pcapmtu.analyze(**_cut(tmp_path, "blackhole_http_large", roles, **cut))
+    assert code in {f.code for f in result.findings_list}
+    rows = result.wireshark().rows
+    assert code in set(rows["code"])
+    bad = rows[rows["status"] != "agree"]
+    assert bad.empty, bad[["code", "capture", "frame", "why"]].to_string()
+
+
 @pytest.fixture(scope="module")
 def tls12():
     d = SAMPLES / "blackhole_tls12"

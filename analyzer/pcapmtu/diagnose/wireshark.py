@@ -415,6 +415,26 @@ def not_syn(ws: WsFrame, s: Subject) -> Result:
     )
 
 
+def no_mss_option(ws: WsFrame, s: Subject) -> Result:
+    mss_val = ws.num("tcp.options.mss_val")
+    said = "no MSS option" if mss_val is None else f"MSS option {mss_val}"
+    return Result("no MSS option (cut off by the snap length, or never sent)", said, mss_val is None)
+
+
+def server_data_or_client_close(ws: WsFrame, s: Subject) -> Result | None:
+    """H001's frames: the server's last data segment, and the client's FIN or RST after it."""
+    if "client_ip" not in s.facts:
+        return None
+    from_server = (ws.addr("src"), ws.port("src")) == _ends(s, "server")
+    if from_server:
+        n = ws.num("tcp.len")
+        return Result("the server's last data segment", f"from the server, tcp.len {n}", bool(n))
+    closes = ws.flag("fin") or ws.flag("reset")
+    from_client = (ws.addr("src"), ws.port("src")) == _ends(s, "client")
+    said = f"from {'the client' if from_client else 'elsewhere'}, FIN or RST {'set' if closes else 'not set'}"
+    return Result("the client's FIN or RST", said, from_client and closes)
+
+
 def _not_at_server(s: Subject) -> bool:
     return not s.facts.get("at_server")
 
@@ -461,7 +481,9 @@ CLAIMS: dict[str, dict[str, tuple[Check, ...]]] = {
     "T002": {"syn": (SYN, sent_by("client"))},
     "T003": {"syn": (SYN, sent_by("client"))},
     "T004": {"tcp": (flags(reset=True), reset_by), "synack": (flags(reset=True), reset_by)},
-    "T005": {"tcp": (not_syn,)},
+    "H001": {"tcp": (server_data_or_client_close,)},
+    # the first packet captured: not a SYN; or the SYN-ACK (its SYN not captured); or a SYN without its MSS
+    "T005": {"tcp": (not_syn,), "synack": (SYNACK,), "syn": (SYN, no_mss_option)},
     "X002": {"tcp": (has_data,)},
     "X003": {k: (is_tcp,) for k in ("syn", "synack", "tcp")},
 }
