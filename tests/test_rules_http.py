@@ -92,3 +92,15 @@ def test_H001_positive_lab_capture_stopped_while_the_download_hangs(tmp_path, ke
     h = one(r, "H001", "container")
     assert "bytes of the HTTP response (200) were still owed" in h.message
     assert r.verdict == "inconclusive" and r.confidence <= 0.3
+
+
+def test_a_download_that_stalls_mid_body_is_on_the_servers_turn(tmp_path):
+    """Full-size packets arrived (so not H001), then nothing for 8 s and the client gave up with 56,000 bytes
+    still owed: at the transport level every byte sent was acknowledged (the client's turn, as an idle
+    keep-alive), so it was healthy at 70 %. The framing puts the silence on the server's turn: a stall."""
+    r = _alone(tmp_path, http_response(head=HEAD_60K, body=(1460, 1460, 1460), client_closes_after=8.0))
+    flow = r.context.flows("container").iloc[0]
+    assert (flow["idle_turn"], flow["http_owed_s2c"]) == ("server", 60000 - 3 * 1460)
+    assert not found(r, "H001")
+    assert verdict_of(r, "container", 0) == ("inconclusive", "")
+    assert "the HTTP response stopped for 8.0 s with 55620 bytes of it still owed" in r.explanation

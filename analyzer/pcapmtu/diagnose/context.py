@@ -207,6 +207,20 @@ def _derive(cap: Capture, fate: np.ndarray) -> pd.DataFrame:
     f["handshake_ok"] = (f["syn_frame"] >= 0) & (f["synack_frame"] >= 0)
     f["request_sent"] = f["bytes_c2s"] > 0
     f["stalled_s"] = f["max_idle"]
+    # bytes of an HTTP/1.x response its own framing announced and the client had not received when the
+    # capture ended (http_framing): at the transport level a download that hangs after its headers is on
+    # the client's turn, like an idle keep-alive, but the server still owes them
+    # (sent_s2c is the sequence number past the server's data; acked_s2c counts the bytes acknowledged)
+    received = np.where(f["acks_seen_s2c"] > 0, f["acked_s2c"] + 1, f["sent_s2c"])
+    f["http_owed_s2c"] = np.where(
+        f["http_response_end"] > 0, np.maximum(f["http_response_end"] - received, 0), 0
+    )
+    # ... so through a silence after which no server data came, and at the end, the turn was the server's
+    owed_response = f["http_owed_s2c"] > 0
+    f.loc[owed_response & (f["bytes_s2c_after_idle"] == 0) & (f["idle_turn"] == "client"), "idle_turn"] = (
+        "server"
+    )
+    f.loc[owed_response & (f["end_turn"] == "client"), "end_turn"] = "server"
     # a silence counts as a stall only when somebody owed the other side something (turns.py): an idle
     # keep-alive connection (the client's turn) is not one
     f["owed_stall"] = f["idle_turn"].isin(["network", "server"])
@@ -216,14 +230,6 @@ def _derive(cap: Capture, fate: np.ndarray) -> pd.DataFrame:
     f["tail_idle_s"] = np.maximum(end - f["last_ts"], 0.0)
     f["unanswered"] = (
         f["state"].isin(["open", "closing"]) & f["end_turn"].isin(["network", "server"]) & f["request_sent"]
-    )
-    # bytes of an HTTP/1.x response its own framing announced and the client had not received when the
-    # capture ended (http_framing): at the transport level a download that hangs after its headers is on
-    # the client's turn, like an idle keep-alive, but the server still owes them
-    # (sent_s2c is the sequence number past the server's data; acked_s2c counts the bytes acknowledged)
-    received = np.where(f["acks_seen_s2c"] > 0, f["acked_s2c"] + 1, f["sent_s2c"])
-    f["http_owed_s2c"] = np.where(
-        f["http_response_end"] > 0, np.maximum(f["http_response_end"] - received, 0), 0
     )
     # the server's sequence numbers ran ahead of everything the client acknowledged (delivery.py)
     f["s2c_never_acked"] = (

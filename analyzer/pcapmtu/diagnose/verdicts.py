@@ -296,6 +296,11 @@ def _unexplained(ctx: Context, row, findings: list[Finding]) -> str:
     for code in ("T005", "H001", "S001", "T001"):
         if code in own:
             return own[code].message
+    if flow["http_owed_s2c"] > 0 and flow["stalled_s"] >= ctx.th.stall_s:
+        return (
+            f"{row.service}: the HTTP response stopped for {float(flow['stalled_s']):.1f} s with "
+            f"{int(flow['http_owed_s2c'])} bytes of it still owed, and never finished"
+        )
     if flow["unanswered"]:
         return (
             f"{row.service}: the request was acknowledged and still had no answer "
