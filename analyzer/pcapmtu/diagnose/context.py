@@ -228,6 +228,7 @@ def _derive(cap: Capture, fate: np.ndarray) -> pd.DataFrame:
     # a request that was never answered (a connection idle on the client's turn is a keep-alive)
     end = float(cap.packets["ts"].max()) if len(cap.packets) else 0.0
     f["tail_idle_s"] = np.maximum(end - f["last_ts"], 0.0)
+    f["followed_s"] = end - f["first_ts"]  # how long the capture followed it (a SYN waits its 1 s RTO in it)
     f["unanswered"] = (
         f["state"].isin(["open", "closing"]) & f["end_turn"].isin(["network", "server"]) & f["request_sent"]
     )

@@ -282,8 +282,7 @@ def _pending_at_end(f: pd.DataFrame, ctx: Context) -> pd.Series:
     """Connections whose answer was still owed when the capture ended, too soon to call it a stall, that had
     not yet carried a full-size packet: a SYN younger than its first timeout, a request or an HTTP response
     in progress. The failing one of an incident looks like this when the capture was stopped too early."""
-    waited = f["last_ts"] - f["first_ts"] + f["tail_idle_s"]
-    syn = (f["state"] == "no_answer") & (waited < ctx.th.stall_s)
+    syn = (f["state"] == "no_answer") & (f["followed_s"] < ctx.th.stall_s)
     owed = f["unanswered"] | (f["http_owed_s2c"] > 0)
     answer = f["request_sent"] & f["state"].isin(["open", "closing"]) & ~f["response_complete"] & owed
     return syn | (answer & ~(f["full_delivered_s2c"] | f["full_delivered_c2s"]))

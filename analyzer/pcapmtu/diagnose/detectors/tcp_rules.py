@@ -90,7 +90,7 @@ def retransmission_backoff(ctx: Context):
 )
 def no_answer(ctx: Context):
     for role, flow in _in_state(ctx, "no_answer"):
-        if flow.last_ts - flow.first_ts + flow.tail_idle_s < ctx.th.stall_s:
+        if flow.followed_s < ctx.th.stall_s:
             continue  # the capture ended before the SYN's first timeout: its answer may have been on the way
         yield Hit(
             {"service": service(flow), "syns": int(flow.pkts_c2s), "server": flow.server_ip},
