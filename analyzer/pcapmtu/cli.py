@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 from enum import IntEnum, StrEnum
 from pathlib import Path
@@ -541,23 +542,34 @@ def _recorded_facts(
 
 
 @contextmanager
-def _progress(silent: bool):
-    """A progress bar per capture read (bytes), on a terminal only; nothing when piped or --quiet."""
+def _bars(silent: bool, columns: Callable[[], tuple], describe: Callable[[str, int], str]):
+    """Rich progress bars, one per label, fed `update(label, done, total)` (total 0: unknown), on a terminal
+    only; nothing when piped or quiet. `columns()` imports and builds the bar's columns only when shown."""
     if silent or not sys.stderr.isatty():
         yield lambda *_args: None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress
 
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with Progress(*columns(), console=err, transient=True) as progress:
         tasks: dict[str, int] = {}
 
         def update(label: str, done: int, total: int) -> None:
             if label not in tasks:
-                tasks[label] = progress.add_task(f"reading {label}" if total else label, total=total or None)
-            progress.update(tasks[label], completed=done)
+                tasks[label] = progress.add_task(describe(label, total), total=total or None)
+            progress.update(tasks[label], completed=done, total=total or None)
 
         yield update
+
+
+def _progress(silent: bool):
+    """A progress bar per capture read (bytes)."""
+
+    def columns() -> tuple:
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
+
+        return (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+
+    return _bars(silent, columns, lambda label, total: f"reading {label}" if total else label)
 
 
 VERDICT_STYLE = {
@@ -1195,24 +1207,15 @@ def _scan_engine(dask: str | None, workers: int | None, parquet: bool):
         engine.close()
 
 
-@contextmanager
 def _scan_progress(quiet: bool):
-    """One bar for the whole run (groups done of all), on a terminal only."""
-    if quiet or not sys.stderr.isatty():
-        yield lambda *_args: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """One bar for the whole run (groups done of all)."""
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        tasks: dict[str, int] = {}
+    def columns() -> tuple:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = progress.add_task(phase, total=total or None)
-            progress.update(tasks[phase], completed=done, total=total or None)
+        return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
-        yield update
+    return _bars(quiet, columns, lambda phase, _total: phase)
 
 
 @app.command(cls=Command)
