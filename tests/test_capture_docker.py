@@ -32,8 +32,7 @@ def incident(dockerd, docker_image, tmp_path):
         yield net, name
     finally:
         dockerd.docker("rm", "-f", name, check=False)
-        for ns in (net.router, net.server):
-            dockerd.res.del_netns(ns)
+        net.remove()
 
 
 def test_capture_container_turns_the_real_incident_into_the_verdict(dockerd, incident, tmp_path):

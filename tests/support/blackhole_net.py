@@ -61,6 +61,16 @@ class Blackhole:
     def ns_path(self, name: str) -> str:
         return f"/run/netns/{name}"
 
+    def remove(self) -> None:
+        """Take the black hole out of a host namespace it shares (dockerd's) and delete the namespaces made
+        for it. The uplink is deleted first, by hand: deleting the router's namespace frees its end of the
+        veth only when the kernel's asynchronous netns cleanup runs, and a next build in the same host
+        would meet `up0` still there ("RTNETLINK answers: File exists")."""
+        self.res.execute(["ip", "-n", self.host, "link", "del", UPLINK], check=False)
+        for ns in (self.router, self.server, self.container):
+            if ns is not None:
+                self.res.del_netns(ns)
+
     def in_host(self, cmd: list[str]) -> list[str]:
         """`cmd` run in the host namespace (as pcapmtu runs on a docker host)."""
         return ["nsenter", f"--net={self.ns_path(self.host)}", *cmd]
