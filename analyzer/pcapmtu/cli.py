@@ -458,7 +458,9 @@ def analyze(
             from .render.report import write_report  # matplotlib only when a report is asked for
 
             bar("writing the report", 0, 0)
-            written = write_report(result, out, force=True, svg=svg)  # _claim has applied the rule
+            written = write_report(
+                result, out, force=True, svg=svg, helpers=_figure_helpers()
+            )  # _claim ruled
     with _errors(debug):
         if as_json:
             _write_document(analyze_document(result))
@@ -539,6 +541,15 @@ def _recorded_facts(
         )
         err.print(f"pcapmtu: from the capture metadata ({escape(str(recorded.path))}): {mtus}; {clamps}")
     return host_mtu, container_mtu, recorded.clamp_rules, recorded.platform
+
+
+def _figure_helpers() -> int:
+    """One forked process drawing the report's figures alongside this one, when a second CPU is there for it
+    (render/rasterize.py): the command line's own process, unlike a notebook's, holds nothing a fork would
+    copy badly."""
+    from .render.rasterize import usable_cpus
+
+    return 1 if usable_cpus() >= 2 else 0
 
 
 @contextmanager
@@ -916,7 +927,7 @@ def capture(
                 clamp_rules=clamp_rules,
                 recorded_platform=recorded_platform,
             )
-            write_report(result, out, force=True)
+            write_report(result, out, force=True, helpers=_figure_helpers())
         if not quiet:
             _print_analysis(Out(highlight=False, width=None if sys.stdout.isatty() else 160), result)
             Out(highlight=False, soft_wrap=True).print(

@@ -10,7 +10,6 @@ for the single "generated at" line.
 from __future__ import annotations
 
 import base64
-import io
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from ..errors import UsageError
 from ..evidence import stream_filter
 from ..results import Finding, Severity, Verdict
 from ..textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
-from . import plots
+from . import plots, rasterize
 from .jsondoc import analyze_document, dump
 from .measures import COLUMNS as MEASURES
 from .measures import measures
@@ -47,9 +46,11 @@ def write_report(
     force: bool = False,
     now: datetime | None = None,
     svg: bool = False,
+    helpers: int = 0,
 ) -> list[Path]:
     """Write the report files into `out_dir`; return the paths written. `svg`: vector copies of the light
-    plots too (each costs a second rendering of its figure, so only when asked)."""
+    plots too (each costs a second rendering of its figure, so only when asked). `helpers`: a forked process
+    may draw figures alongside (rasterize.py; the command line's choice, on a machine with a CPU to spare)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a directory")
@@ -58,19 +59,14 @@ def write_report(
     (out / "plots").mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     images: dict[str, bytes] = {}
-    titles: list[tuple[str, str]] = []
-    for name, draw, title in _figures(analysis):
-        fig = draw()  # one figure at a time, dropped once saved: a figure of a big capture holds its data
-        titles.append((name, title))
-        png = io.BytesIO()
-        fig.savefig(png, format="png", metadata={"Software": None})
-        images[name] = png.getvalue()
-        written.append(_atomic(out / "plots" / f"{name}.png", png.getvalue()))
-        if svg and name in VECTOR_PLOTS:  # few elements: a vector copy for slides and print
-            vector = io.BytesIO()
-            fig.savefig(vector, format="svg", metadata={"Date": None, "Creator": None})
-            written.append(_atomic(out / "plots" / f"{name}.svg", vector.getvalue()))
-        del fig  # before the next one is drawn
+    figures = _figures(analysis)
+    titles = [(name, title) for name, _draw, title in figures]
+    drawn = rasterize.render_all([(draw, svg and name in VECTOR_PLOTS) for name, draw, _ in figures], helpers)
+    for (name, _draw, _title), rendered in zip(figures, drawn, strict=True):
+        images[name] = rendered.png
+        written.append(_atomic(out / "plots" / f"{name}.png", rendered.png))
+        if rendered.svg is not None:  # few elements: a vector copy for slides and print
+            written.append(_atomic(out / "plots" / f"{name}.svg", rendered.svg))
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     doc = analyze_document(analysis)
     written.append(_atomic_json(out / "report.json", doc))

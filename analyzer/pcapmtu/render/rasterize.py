@@ -1,0 +1,123 @@
+"""The report's figures as PNG (and SVG) bytes, drawn in this process or shared with one forked helper.
+
+Drawing is most of what `analyze --out` adds to `analyze` on an incident-sized capture (~0.8 s for four
+figures on this project's 2-CPU machine, after matplotlib's ~0.4 s import), and each figure is independent
+of the others. So the command line lets one forked child draw alongside: both take the next figure from one
+pipe of figure numbers (a read of one byte from a pipe is atomic, so no figure is drawn twice), the child
+sends what it drew back as one pickle when the pipe is empty, and the parent draws any figure the child did
+not deliver (it died, was killed, or sent something unreadable) itself. A fork shares the analysis with the
+child at no cost (copy on write) and needs no pickling of it. The bytes are the same either way: every figure
+is drawn from the analysis alone, in a fresh `Figure`.
+
+Only the command line asks for a helper: a library caller's process (a notebook kernel, a Dask worker) may
+hold threads and sockets a fork would copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import signal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+MAX_FIGURES = 255  # one byte per figure number in the work pipe
+
+
+class Rendered(NamedTuple):
+    png: bytes
+    svg: bytes | None  # only for the figures a vector copy was asked for
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, as `taskset` or a container's cpuset set it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def render(draw: Callable[[], Figure], svg: bool) -> Rendered:
+    """One figure drawn and encoded; the figure is dropped on return (a big capture's figure holds its data)."""
+    fig = draw()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
+    vector = None
+    if svg:
+        out = io.BytesIO()
+        fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
+        vector = out.getvalue()
+    return Rendered(png.getvalue(), vector)
+
+
+def render_all(figures: Sequence[tuple[Callable[[], Figure], bool]], helpers: int = 0) -> list[Rendered]:
+    """Every (draw, with an SVG copy) of `figures` rendered, in order. `helpers`: forked processes that may
+    draw alongside this one (0 or 1 are what is useful: figures are few; more than one is treated as one)."""
+    if helpers < 1 or len(figures) < 2 or len(figures) > MAX_FIGURES or not hasattr(os, "fork"):
+        return [render(draw, svg) for draw, svg in figures]
+    work_r, work_w = os.pipe()
+    os.write(work_w, bytes(range(len(figures))))  # far below a pipe's buffer: never blocks
+    os.close(work_w)  # empty and closed: a read returns b"" once every figure is taken
+    result_r, result_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the helper: draw, send, and leave without running anything of the parent's
+        code = 1
+        try:
+            os.close(result_r)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the parent, quietly
+            done = _drain(work_r, figures)
+            with os.fdopen(result_w, "wb") as fh:
+                pickle.dump(done, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(result_w)
+    try:
+        mine = _drain(work_r, figures)
+        theirs = _collect(result_r)
+    except BaseException:
+        _end(pid)
+        raise
+    finally:
+        os.close(work_r)
+    status = os.waitpid(pid, 0)[1]
+    if os.waitstatus_to_exitcode(status) != 0:
+        theirs = {}
+    done = {**theirs, **mine}
+    return [done[i] if i in done else render(draw, svg) for i, (draw, svg) in enumerate(figures)]
+
+
+def _drain(work: int, figures: Sequence[tuple[Callable[[], Figure], bool]]) -> dict[int, Rendered]:
+    """Take figure numbers from the work pipe until it is empty, drawing each."""
+    done: dict[int, Rendered] = {}
+    while token := os.read(work, 1):
+        draw, svg = figures[token[0]]
+        done[token[0]] = render(draw, svg)
+    return done
+
+
+def _collect(result: int) -> dict[int, Rendered]:
+    """What the helper sent: {figure number: Rendered}, or nothing if it is not exactly that."""
+    with os.fdopen(result, "rb") as fh:
+        data = fh.read()
+    try:
+        got = pickle.loads(data)  # noqa: S301 - our own forked child wrote it, through a pipe only we hold
+    except Exception:  # it died mid-write: the parent draws its figures
+        return {}
+    if not isinstance(got, dict) or not all(
+        isinstance(k, int) and isinstance(v, Rendered) for k, v in got.items()
+    ):
+        return {}
+    return got
+
+
+def _end(pid: int) -> None:
+    """Stop and reap the helper (the parent is leaving with an exception)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)

@@ -1,0 +1,134 @@
+"""The report's figures drawn with a forked helper (render/rasterize.py): the same bytes as drawn alone, every
+figure once and in order, a helper that dies or sends garbage costs nothing but time, and a parent that fails
+leaves no child behind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+
+import pcapmtu
+from pcapmtu.render import rasterize
+from pcapmtu.render.report import write_report
+
+DEMO = Path(__file__).resolve().parent.parent / "sample_pcaps" / "blackhole_tls12"
+NOW = datetime(2026, 12, 2, tzinfo=UTC)
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the helper is a fork: POSIX only")
+
+
+def _line(n: int):
+    """A small figure whose picture says which one it is."""
+
+    def draw() -> Figure:
+        fig = Figure(figsize=(2, 1), dpi=50)
+        fig.subplots().plot(range(n + 2), [(i * n) % 7 for i in range(n + 2)])
+        return fig
+
+    return draw
+
+
+def _no_children_left() -> bool:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_a_helper_draws_the_same_bytes_in_the_same_order():
+    figures = [(_line(n), n % 3 == 0) for n in range(7)]
+    alone = rasterize.render_all(figures, helpers=0)
+    shared = rasterize.render_all(figures, helpers=1)
+    assert shared == alone
+    assert len({r.png for r in alone}) == 7  # seven different pictures: an order mix-up would show
+    assert [r.svg is not None for r in shared] == [n % 3 == 0 for n in range(7)]
+    assert _no_children_left()
+
+
+def test_the_helper_takes_a_share_of_the_figures():
+    """Both processes draw: the figures name the process that drew them, and two PIDs are among them."""
+    parent = os.getpid()
+    drew: list[int] = []
+
+    def slow(n: int):
+        def draw() -> Figure:
+            import time
+
+            time.sleep(0.05)  # long enough that one process cannot take every figure before the other starts
+            fig = Figure(figsize=(1, 1), dpi=20)
+            fig.text(0, 0, str(os.getpid() == parent))
+            drew.append(n)
+            return fig
+
+        return draw
+
+    figures = [(slow(n), False) for n in range(6)]
+    shared = rasterize.render_all(figures, helpers=1)
+    by_parent = sum(r.png == rasterize.render(slow(0), False).png for r in shared)  # the picture of "True"
+    assert len(drew) == 6 + by_parent  # this process drew those, and "True" once per comparison above
+    assert 0 < by_parent < 6
+
+
+def test_a_helper_that_dies_leaves_its_figures_to_the_parent():
+    parent = os.getpid()
+
+    def dies_in_the_helper() -> Figure:
+        if os.getpid() != parent:
+            os._exit(3)
+        return _line(4)()
+
+    figures = [(_line(1), False), (dies_in_the_helper, False), (_line(2), False), (_line(3), True)]
+    shared = rasterize.render_all(figures, helpers=1)
+    assert shared == rasterize.render_all(
+        [(_line(1), False), (_line(4), False), (_line(2), False), (_line(3), True)]
+    )
+    assert _no_children_left()
+
+
+def test_a_failing_parent_ends_its_helper():
+    parent = os.getpid()
+
+    def fails_in_the_parent() -> Figure:
+        if os.getpid() == parent:
+            raise RuntimeError("drawing failed")
+        return _line(5)()
+
+    figures = [(fails_in_the_parent, False)] + [(_line(n), False) for n in range(5)]
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        rasterize.render_all(figures, helpers=1)
+    assert _no_children_left()
+
+
+def test_what_the_helper_sends_is_checked(monkeypatch):
+    """Anything but {figure number: Rendered} from the pipe is ignored, and the parent draws instead."""
+    monkeypatch.setattr(rasterize.pickle, "dump", lambda obj, fh, protocol: fh.write(b"not a pickle"))
+    figures = [(_line(n), False) for n in range(4)]
+    assert rasterize.render_all(figures, helpers=1) == rasterize.render_all(figures)
+    monkeypatch.undo()
+    r, w = os.pipe()
+    os.write(w, rasterize.pickle.dumps({0: ("png", None), "x": 1}))
+    os.close(w)
+    assert rasterize._collect(r) == {}
+
+
+def test_the_report_is_the_same_with_a_helper(tmp_path):
+    """Every file of the demo's report, SVG copies included, byte for byte."""
+    analysis = pcapmtu.analyze(DEMO / "host.pcap", DEMO / "container.pcap")
+
+    def files(helpers: int) -> dict[str, str]:
+        out = tmp_path / f"helpers-{helpers}"
+        write_report(analysis, out, now=NOW, svg=True, helpers=helpers)
+        return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()}
+
+    alone, shared = files(0), files(1)
+    assert shared == alone
+    assert {"report.html", "report.md", "report.json", "plots/timeline.png", "plots/timeline.svg"} <= set(
+        alone
+    )
+    assert _no_children_left()
