@@ -124,7 +124,11 @@ def test_the_report_is_the_same_with_a_helper(tmp_path):
     def files(helpers: int) -> dict[str, str]:
         out = tmp_path / f"helpers-{helpers}"
         write_report(analysis, out, now=NOW, svg=True, helpers=helpers)
-        return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()}
+        return {
+            str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in out.rglob("*")
+            if p.is_file()
+        }
 
     alone, shared = files(0), files(1)
     assert shared == alone
