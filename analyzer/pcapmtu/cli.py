@@ -6,6 +6,7 @@ usage, 4 an internal error; `_errors` is the one boundary that decides them.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import Callable
@@ -158,6 +159,18 @@ class _CleanHelp:
         for param in self.params:
             if type(param) is typer.core.TyperArgument:
                 param.__class__ = _Argument
+                if hasattr(param, "type"):  # typer 0.29 has none, and prints none
+                    param.type = _nameless(param.type)
+
+
+def _nameless(kind):
+    """A copy of an argument's click type that names no type (typer 0.26-0.28 print `<path>` beside an
+    argument in --help from `get_metavar`, or the type's name when it gives none); conversion is unchanged."""
+    quiet = copy.copy(kind)
+    quiet.__class__ = type(
+        type(kind).__name__, (type(kind),), {"get_metavar": lambda self, param, ctx=None: ""}
+    )
+    return quiet
 
     def get_help_option(self, ctx):
         option = super().get_help_option(ctx)
