@@ -474,14 +474,23 @@ def dns_message(txid: int, flags: int, question, sections, *, compress=True, cou
 
 
 def _assert_same_dns_rows(message: bytes) -> list | None:
-    """dns_rows gives None or exactly _dns_rows' rows (values and their types); rare_layers' C path gives
-    _dns_rows' rows always. Returns what dns_rows returned."""
+    """dns_rows gives None or exactly _dns_rows' rows (values and their types); rare_layers' C path (the
+    columns of dns_columns, with dpkt for what dns_rows hands back) gives _dns_rows' rows always, here behind a
+    UDP header and beside a message that needs dpkt. Returns what dns_rows returned."""
     fast = native.core.dns_rows(message)
     pure = rare_layers._dns_rows(message)
     if fast is not None:
         assert fast == pure
         assert [[type(v) for v in row] for row in fast] == [[type(v) for v in row] for row in pure]
-    assert rare_layers._dns_rows_c(message) == pure
+    rare = [(0, b"\x00" * 8 + message), (1, b"udp hdr" + b"\xff")]
+    first = np.array([0, 1, 0], dtype=np.int64)
+    counts, columns = rare_layers._dns_columns_c(rare, first)
+    pure_counts, pure_columns = rare_layers._dns_columns(rare, first)
+    assert counts.tolist() == pure_counts.tolist() == [len(pure), 1, len(pure)]
+    assert [list(c) for c in columns] == [list(c) for c in pure_columns]
+    assert [type(v) for c in columns[2:8] + columns[9:] for v in c] == [
+        type(v) for c in pure_columns[2:8] + pure_columns[9:] for v in c
+    ]
     return fast
 
 
@@ -666,6 +675,31 @@ def _assert_same_dns_index(rare: list[tuple[int, bytes]], udp: list[bool]) -> No
     fast = rare_layers._dns_index_c(rare, rows, is_udp)
     for name, a, b in zip(("rows", "txid", "kinds", "first"), pure, fast, strict=True):
         np.testing.assert_array_equal(a.astype(np.int64), b, err_msg=name)
+
+
+@needs_core
+def test_dns_columns_refuses_what_is_not_its_contract():
+    """Bad positions, a fallback that returns no list or rows that are not 10-tuples, and a fallback that
+    raises: an exception, never a crash or a half-filled table."""
+    query = b"\x00" * 8 + dns_message(9, QUERY, (WWW, 1), [[], [], [OPT]])
+    odd = b"\x00" * 8 + b"\xff" * 5  # too short for dns_rows: the fallback decides
+    first = np.array([0, 1], dtype=np.int64).tobytes()
+    with pytest.raises(ValueError):
+        native.core.dns_columns([(0, query)], first, rare_layers._dns_rows)  # position 1 is not there
+    with pytest.raises(ValueError):
+        native.core.dns_columns([(0, query)], np.array([-1], dtype=np.int64).tobytes(), rare_layers._dns_rows)
+    with pytest.raises(TypeError):
+        native.core.dns_columns([(0, query), (1, odd)], first, lambda message: "rows")
+    with pytest.raises(TypeError):
+        native.core.dns_columns([(0, query), (1, odd)], first, lambda message: [(1, 2)])
+
+    def fails(message: bytes) -> list:
+        raise RuntimeError("dpkt failed")
+
+    with pytest.raises(RuntimeError, match="dpkt failed"):
+        native.core.dns_columns([(0, query), (1, odd)], first, fails)
+    counts, *_ = native.core.dns_columns([(0, query), (1, odd)], first, rare_layers._dns_rows)
+    assert np.frombuffer(counts, dtype=np.int64).tolist() == [1, 1]
 
 
 @needs_core

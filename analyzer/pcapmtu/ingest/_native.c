@@ -15,6 +15,7 @@
  *   tcp_aggregates       the flows table's aggregates      tcp/flows.py: _aggregates_numpy
  *   dns_rows             one DNS message, common shapes    rare_layers.py: _dns_rows (dpkt)
  *   dns_index            the distinct DNS messages         rare_layers.py: _dns_index
+ *   dns_columns          their rows, as columns            rare_layers.py: dns_table
  *
  * Nothing here decides anything new: every rule is the one in those functions, and tests/test_native.py
  * checks that both give identical tables on every capture and on fuzzed packets, segments and files. The
@@ -1269,13 +1270,9 @@ static PyObject *dns_type_text(unsigned t)
     return PyUnicode_FromFormat("%u", t);
 }
 
-static PyObject *dns_rows(PyObject *self, PyObject *arg)
+/* dns_rows on n bytes at b: a new list, None (decode with dpkt), or NULL with an exception set. */
+static PyObject *dns_rows_of(const uint8_t *b, Py_ssize_t n)
 {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    const uint8_t *b = view.buf;
-    Py_ssize_t n = view.len;
     PyObject *result = NULL, *rows = NULL, *id = NULL, *response = NULL, *rcode = NULL, *qname = NULL,
              *qtype = NULL;
     char name[DNS_NAME_MAX + 1], target[DNS_NAME_MAX + 1];
@@ -1414,7 +1411,95 @@ done:
     Py_XDECREF(rcode);
     Py_XDECREF(qname);
     Py_XDECREF(qtype);
+    return result;
+}
+
+static PyObject *dns_rows(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *result = dns_rows_of(view.buf, view.len);
     PyBuffer_Release(&view);
+    return result;
+}
+
+/* The rows of the distinct DNS messages, as columns (rare_layers.dns_table): for each position p of `first`
+ * (int64 as bytes), the message rare[p][1][8:] (after the UDP header) decoded by dns_rows_of, or by
+ * fallback(message bytes) (rare_layers._dns_rows, dpkt) where that returns None, and its rows split into the
+ * ten columns of _dns_rows' tuples. No Python call, slice or tuple per message for the common shapes.
+ * dns_columns(rare, first, fallback) -> (rows per message, txid, response, ttl: int64 / uint8 as bytes;
+ * rcode, qname, qtype, answer_name, answer_type, answer, status: lists) */
+static PyObject *dns_columns(PyObject *self, PyObject *args)
+{
+    PyObject *rare, *fallback;
+    Py_buffer first;
+    if (!PyArg_ParseTuple(args, "O!y*O", &PyList_Type, &rare, &first, &fallback))
+        return NULL;
+    PyObject *result = NULL, *text[7] = {NULL};
+    Vec counts = {NULL, 0, 0, sizeof(int64_t)}, txid = {NULL, 0, 0, sizeof(int64_t)},
+        response = {NULL, 0, 0, 1}, ttl = {NULL, 0, 0, sizeof(int64_t)};
+    const int64_t *at = first.buf;
+    Py_ssize_t m = first.len / (Py_ssize_t)sizeof(int64_t), n = PyList_GET_SIZE(rare);
+    for (int c = 0; c < 7; c++)
+        if (!(text[c] = PyList_New(0)))
+            goto done;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        PyObject *item, *data;
+        if (at[i] < 0 || at[i] >= n || !PyTuple_Check(item = PyList_GET_ITEM(rare, at[i])) ||
+            PyTuple_GET_SIZE(item) != 2 || !PyBytes_Check(data = PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_ValueError, "dns_columns: a position outside rare, or not (row, bytes)");
+            goto done;
+        }
+        Py_ssize_t len = PyBytes_GET_SIZE(data), skip = len < 8 ? len : 8;
+        const uint8_t *b = (const uint8_t *)PyBytes_AS_STRING(data) + skip;
+        PyObject *rows = dns_rows_of(b, len - skip);
+        if (rows == Py_None) {
+            Py_DECREF(rows);
+            rows = PyObject_CallFunction(fallback, "y#", (const char *)b, len - skip);
+        }
+        if (!rows)
+            goto done;
+        if (!PyList_Check(rows)) {
+            Py_DECREF(rows);
+            PyErr_SetString(PyExc_TypeError, "dns_columns: the fallback must return a list");
+            goto done;
+        }
+        int64_t count = PyList_GET_SIZE(rows);
+        int bad = vec_push(&counts, &count) < 0;
+        for (Py_ssize_t r = 0; !bad && r < count; r++) {
+            PyObject *row = PyList_GET_ITEM(rows, r);
+            if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 10) {
+                PyErr_SetString(PyExc_TypeError, "dns_columns: a row must be a tuple of 10");
+                bad = 1;
+                break;
+            }
+            int64_t id = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 0)), life = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 8));
+            int yes = PyObject_IsTrue(PyTuple_GET_ITEM(row, 1));
+            uint8_t flag = (uint8_t)(yes > 0);
+            bad = PyErr_Occurred() || yes < 0 || vec_push(&txid, &id) < 0 || vec_push(&response, &flag) < 0 ||
+                  vec_push(&ttl, &life) < 0;
+            for (int c = 0; !bad && c < 7; c++) /* rcode qname qtype answer_name answer_type answer; status */
+                bad = PyList_Append(text[c], PyTuple_GET_ITEM(row, c < 6 ? c + 2 : 9)) < 0;
+        }
+        Py_DECREF(rows);
+        if (bad)
+            goto done;
+    }
+    PyObject *parts[4] = {vec_bytes(&counts), vec_bytes(&txid), vec_bytes(&response), vec_bytes(&ttl)};
+    if (parts[0] && parts[1] && parts[2] && parts[3])
+        result = PyTuple_Pack(11, parts[0], parts[1], parts[2], parts[3], text[0], text[1], text[2], text[3],
+                              text[4], text[5], text[6]);
+    for (int k = 0; k < 4; k++)
+        Py_XDECREF(parts[k]);
+done:
+    PyMem_Free(counts.data);
+    PyMem_Free(txid.data);
+    PyMem_Free(response.data);
+    PyMem_Free(ttl.data);
+    for (int c = 0; c < 7; c++)
+        Py_XDECREF(text[c]);
+    PyBuffer_Release(&first);
     return result;
 }
 
@@ -1536,6 +1621,9 @@ static PyMethodDef methods[] = {
      "factorized in packets._AddressTable's order"},
     {"dns_rows", dns_rows, METH_O,
      "dns_rows(message) -> the rows of rare_layers._dns_rows, or None: a message to decode with dpkt"},
+    {"dns_columns", dns_columns, METH_VARARGS,
+     "dns_columns(rare, first positions, fallback) -> (rows per message, txid, response, ttl, rcode, qname, "
+     "qtype, answer_name, answer_type, answer, status): dns_table's rows of the distinct messages, as columns"},
     {"dns_index", dns_index, METH_VARARGS,
      "dns_index(rare, udp flags) -> (rows, txids, kinds, first positions): the UDP DNS messages of "
      "rare_layers.dns_table, numbered by distinct message"},

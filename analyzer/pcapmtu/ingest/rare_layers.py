@@ -49,19 +49,15 @@ def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFr
     # after the 2-byte transaction id, so each distinct message is parsed once (dpkt is ~90 us/message,
     # the C core's dns_rows ~1 us for the common shapes) and the table is then assembled column by column
     # from the distinct messages' rows.
-    native_core = native.ENABLED and hasattr(native.core, "dns_index")
+    native_core = native.ENABLED and hasattr(native.core, "dns_columns")
     index_of = _dns_index_c if native_core else _dns_index
     message_rows, txid, kinds, first = index_of(rare, rows, is_udp)
-    rows_of = _dns_rows_c if native_core else _dns_rows
-    distinct = [rows_of(rare[at][1][8:]) for at in first.tolist()]
-    flat = [r for kind_rows in distinct for r in kind_rows]  # every distinct message's rows, in turn
-    per_kind = np.array([len(kind_rows) for kind_rows in distinct], dtype=np.int64)
+    per_kind, columns = (_dns_columns_c if native_core else _dns_columns)(rare, first)
     kind_start = np.cumsum(per_kind) - per_kind
     counts = per_kind[kinds]
     message = np.repeat(np.arange(len(kinds)), counts)  # the message of each output row
     within = np.arange(len(message)) - np.repeat(np.cumsum(counts) - counts, counts)
     pick = kind_start[kinds][message] + within  # its row among the distinct messages' rows
-    columns = list(zip(*flat, strict=True))
     table = {"row": message_rows[message]}
     parsed = np.asarray(columns[0], dtype=np.int64)[pick] >= 0  # txid -1: the message did not parse
     table["txid"] = np.where(parsed, txid[message], -1)
@@ -94,10 +90,33 @@ def _dns_index_c(
     return tuple(np.frombuffer(part, dtype=np.int64) for part in parts)
 
 
-def _dns_rows_c(payload: bytes) -> list[tuple]:
-    """_dns_rows in the C core for the common shapes; dpkt for every message the C core hands back (None)."""
-    rows = native.core.dns_rows(payload)
-    return _dns_rows(payload) if rows is None else rows
+def _dns_columns(rare: list[tuple[int, bytes]], first: np.ndarray) -> tuple[np.ndarray, list]:
+    """The rows of the distinct messages (at positions `first` of `rare`), in turn: rows per message and the
+    ten columns of _dns_rows' tuples."""
+    distinct = [_dns_rows(rare[at][1][8:]) for at in first.tolist()]
+    per_kind = np.array([len(kind_rows) for kind_rows in distinct], dtype=np.int64)
+    flat = [r for kind_rows in distinct for r in kind_rows]
+    return per_kind, list(zip(*flat, strict=True)) if flat else [()] * 10
+
+
+def _dns_columns_c(rare: list[tuple[int, bytes]], first: np.ndarray) -> tuple[np.ndarray, list]:
+    """_dns_columns in the C core: dns_rows per message, _dns_rows (dpkt) for those it hands back."""
+    per_kind, txid, response, ttl, *text = native.core.dns_columns(
+        rare, first.astype(np.int64).tobytes(), _dns_rows
+    )
+    rcode, qname, qtype, answer_name, answer_type, answer, status = text
+    return np.frombuffer(per_kind, dtype=np.int64), [
+        np.frombuffer(txid, dtype=np.int64),
+        np.frombuffer(response, dtype=np.bool_),
+        rcode,
+        qname,
+        qtype,
+        answer_name,
+        answer_type,
+        answer,
+        np.frombuffer(ttl, dtype=np.int64),
+        status,
+    ]
 
 
 def _dns_rows(payload: bytes) -> list[tuple]:
