@@ -151,8 +151,8 @@ def records(frame: pd.DataFrame, fields: list[str]) -> list[dict]:
             pass
         elif numpy_dtype and col.dtype.kind == "f":
             values = [v if math.isfinite(v) else None for v in values]
-        else:
-            values = [plain(v) for v in values]
+        else:  # text columns are mostly str, which plain() returns as it is: no call for those
+            values = [v if type(v) is str else plain(v) for v in values]
         columns.append(values)
     return [dict(zip(present, row, strict=True)) for row in zip(*columns, strict=True)]
 
