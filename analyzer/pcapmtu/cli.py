@@ -162,6 +162,12 @@ class _CleanHelp:
                 if hasattr(param, "type"):  # typer 0.29 has none, and prints none
                     param.type = _nameless(param.type)
 
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # a flag takes nothing
+        return option
+
 
 def _nameless(kind):
     """A copy of an argument's click type that names no type (typer 0.26-0.28 print `<path>` beside an
@@ -171,12 +177,6 @@ def _nameless(kind):
         type(kind).__name__, (type(kind),), {"get_metavar": lambda self, param, ctx=None: ""}
     )
     return quiet
-
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""  # a flag takes nothing
-        return option
 
 
 class Command(_CleanHelp, typer.core.TyperCommand):
