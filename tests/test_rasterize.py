@@ -136,3 +136,48 @@ def test_the_report_is_the_same_with_a_helper(tmp_path):
         alone
     )
     assert _no_children_left()
+
+
+def test_a_helper_prints_even_when_the_parent_s_stderr_was_locked_at_the_fork(monkeypatch, capfd):
+    """A progress bar's thread may hold sys.stderr's lock when the helper is forked: what the helper prints goes
+    to a stream of its own on descriptor 2, not wait forever on that lock (the test fails by alarm, not hang)."""
+    import signal
+    import sys
+    import threading
+
+    held = threading.Lock()
+    held.acquire()
+
+    class Stuck:
+        def write(self, text: str) -> int:
+            with held:  # as a BufferedWriter whose lock another thread held at the fork
+                return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    parent = os.getpid()
+
+    def warns_in_the_helper() -> Figure:
+        if os.getpid() != parent:
+            print("drawn in the helper", file=sys.stderr)  # as a warning or a log line of matplotlib's
+        return _line(6)()
+
+    monkeypatch.setattr("sys.stderr", Stuck())
+    figures = [(warns_in_the_helper, False)] * 6
+
+    def hung(*_args) -> None:
+        raise TimeoutError("the helper waits on the parent's stderr lock")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        shared = rasterize.render_all(figures, helpers=1)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        held.release()
+    assert shared == rasterize.render_all([(_line(6), False)] * 6)
+    monkeypatch.undo()
+    assert "drawn in the helper" in capfd.readouterr().err  # the helper drew some, and its warning got out
+    assert _no_children_left()

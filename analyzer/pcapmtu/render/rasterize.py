@@ -20,6 +20,7 @@ import io
 import os
 import pickle
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -69,27 +70,49 @@ def render_all(figures: Sequence[tuple[Callable[[], Figure], bool]], helpers: in
         code = 1
         try:
             os.close(result_r)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the parent, quietly
+            with contextlib.suppress(ValueError):  # only the main thread may set it; else it stays as it was
+                signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the parent, quietly
+            _own_streams()
             done = _drain(work_r, figures)
             with os.fdopen(result_w, "wb") as fh:
                 pickle.dump(done, fh, protocol=pickle.HIGHEST_PROTOCOL)
             code = 0
         finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
             os._exit(code)
     os.close(result_w)
     try:
         mine = _drain(work_r, figures)
-        theirs = _collect(result_r)
     except BaseException:
+        os.close(result_r)
         _end(pid)
         raise
     finally:
         os.close(work_r)
+    try:
+        theirs = _collect(result_r)
+    except BaseException:  # interrupted while the helper still draws: it ends with us
+        _end(pid)
+        raise
     status = os.waitpid(pid, 0)[1]
     if os.waitstatus_to_exitcode(status) != 0:
         theirs = {}
     done = {**theirs, **mine}
     return [done[i] if i in done else render(draw, svg) for i, (draw, svg) in enumerate(figures)]
+
+
+def _own_streams() -> None:
+    """New sys.stdout and sys.stderr on copies of descriptors 1 and 2 (or /dev/null). Another thread of the
+    parent, such as a progress bar refreshing, may have held the old objects' locks at the fork, and a
+    warning printed by the helper would wait on them forever."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        try:
+            stream = open(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        except OSError:
+            stream = open(os.devnull, "w")  # noqa: SIM115
+        setattr(sys, name, stream)
 
 
 def _drain(work: int, figures: Sequence[tuple[Callable[[], Figure], bool]]) -> dict[int, Rendered]:
