@@ -33,25 +33,38 @@ def _line(n: int):
     return draw
 
 
-def _no_children_left() -> bool:
-    try:
-        os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+def _children() -> set[int]:
+    """This process's child processes, zombies included (/proc): other tests of the same run may have left
+    some of their own, so a test compares the set before and after."""
+    me, out = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while being read
+        if int(fields[1]) == me:
+            out.add(int(stat.parent.name))
+    return out
 
 
-def test_a_helper_draws_the_same_bytes_in_the_same_order():
+@pytest.fixture
+def no_helper_left():
+    """The test leaves no child of its own behind: every helper was reaped (or ended and reaped)."""
+    before = _children()
+    yield
+    assert _children() <= before
+
+
+def test_a_helper_draws_the_same_bytes_in_the_same_order(no_helper_left):
     figures = [(_line(n), n % 3 == 0) for n in range(7)]
     alone = rasterize.render_all(figures, helpers=0)
     shared = rasterize.render_all(figures, helpers=1)
     assert shared == alone
     assert len({r.png for r in alone}) == 7  # seven different pictures: an order mix-up would show
     assert [r.svg is not None for r in shared] == [n % 3 == 0 for n in range(7)]
-    assert _no_children_left()
 
 
-def test_the_helper_takes_a_share_of_the_figures():
+def test_the_helper_takes_a_share_of_the_figures(no_helper_left):
     """Both processes draw: the figures name the process that drew them, and two PIDs are among them."""
     parent = os.getpid()
     drew: list[int] = []
@@ -75,7 +88,7 @@ def test_the_helper_takes_a_share_of_the_figures():
     assert 0 < by_parent < 6
 
 
-def test_a_helper_that_dies_leaves_its_figures_to_the_parent():
+def test_a_helper_that_dies_leaves_its_figures_to_the_parent(no_helper_left):
     parent = os.getpid()
 
     def dies_in_the_helper() -> Figure:
@@ -88,10 +101,9 @@ def test_a_helper_that_dies_leaves_its_figures_to_the_parent():
     assert shared == rasterize.render_all(
         [(_line(1), False), (_line(4), False), (_line(2), False), (_line(3), True)]
     )
-    assert _no_children_left()
 
 
-def test_a_failing_parent_ends_its_helper():
+def test_a_failing_parent_ends_its_helper(no_helper_left):
     parent = os.getpid()
 
     def fails_in_the_parent() -> Figure:
@@ -102,10 +114,9 @@ def test_a_failing_parent_ends_its_helper():
     figures = [(fails_in_the_parent, False)] + [(_line(n), False) for n in range(5)]
     with pytest.raises(RuntimeError, match="drawing failed"):
         rasterize.render_all(figures, helpers=1)
-    assert _no_children_left()
 
 
-def test_what_the_helper_sends_is_checked(monkeypatch):
+def test_what_the_helper_sends_is_checked(monkeypatch, no_helper_left):
     """Anything but {figure number: Rendered} from the pipe is ignored, and the parent draws instead."""
     monkeypatch.setattr(rasterize.pickle, "dump", lambda obj, fh, protocol: fh.write(b"not a pickle"))
     figures = [(_line(n), False) for n in range(4)]
@@ -117,7 +128,7 @@ def test_what_the_helper_sends_is_checked(monkeypatch):
     assert rasterize._collect(r) == {}
 
 
-def test_the_report_is_the_same_with_a_helper(tmp_path):
+def test_the_report_is_the_same_with_a_helper(tmp_path, no_helper_left):
     """Every file of the demo's report, SVG copies included, byte for byte."""
     analysis = pcapmtu.analyze(DEMO / "host.pcap", DEMO / "container.pcap")
 
@@ -135,10 +146,11 @@ def test_the_report_is_the_same_with_a_helper(tmp_path):
     assert {"report.html", "report.md", "report.json", "plots/timeline.png", "plots/timeline.svg"} <= set(
         alone
     )
-    assert _no_children_left()
 
 
-def test_a_helper_prints_even_when_the_parent_s_stderr_was_locked_at_the_fork(monkeypatch, capfd):
+def test_a_helper_prints_even_when_the_parent_s_stderr_was_locked_at_the_fork(
+    monkeypatch, capfd, no_helper_left
+):
     """A progress bar's thread may hold sys.stderr's lock when the helper is forked: what the helper prints goes
     to a stream of its own on descriptor 2, not wait forever on that lock (the test fails by alarm, not hang)."""
     import signal
@@ -180,4 +192,3 @@ def test_a_helper_prints_even_when_the_parent_s_stderr_was_locked_at_the_fork(mo
     assert shared == rasterize.render_all([(_line(6), False)] * 6)
     monkeypatch.undo()
     assert "drawn in the helper" in capfd.readouterr().err  # the helper drew some, and its warning got out
-    assert _no_children_left()
