@@ -195,8 +195,13 @@ def icmp_size_report(ctx: Context):
     references=("RFC 9293", "RFC 2923"),
 )
 def mss_exceeds_path(ctx: Context):
+    limits = {ipv: p.value for ipv, p in ctx.path.items() if p and p.value}
     for role in ctx.container_roles:
-        for flow in records(ctx.flows(role)):
+        f = ctx.flows(role)
+        per_row = f["ipv"].map(limits).fillna(0).to_numpy()  # 0: no path MTU known for that IP version
+        for flow in records(
+            f[f["handshake_ok"].to_numpy() & (per_row > 0) & (f["server_full"].to_numpy() > per_row)]
+        ):
             path = ctx.path.get(int(flow.ipv))
             limit = path.value if path and path.value else None
             if not limit or flow.server_full <= limit or not flow.handshake_ok:

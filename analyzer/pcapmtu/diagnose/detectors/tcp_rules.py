@@ -46,16 +46,17 @@ def retransmission_backoff(ctx: Context):
             p = ctx.conn_packets(
                 role, int(flow.conn), ["payload_len", "dir", "rel_seq", "frame", "ts", "ip_len"]
             )
-            data = p[p["payload_len"] > 0]  # SYN retries are T002's business
+            # numpy per connection, not a pandas groupby: the rule looks at every connection with re-sends
+            rel_seq, ts, frame = p["rel_seq"].to_numpy(), p["ts"].to_numpy(), p["frame"].to_numpy()
+            data = p["payload_len"].to_numpy() > 0  # SYN retries are T002's business
+            direction = p["dir"].to_numpy()
             for d, sender in ((1, "server"), (0, "client")):
-                seg = data[data["dir"] == d]
-                counts = seg.groupby("rel_seq")["frame"].count()
+                seg = np.flatnonzero(data & (direction == d))
+                keys, counts = np.unique(rel_seq[seg], return_counts=True)  # per segment start, ascending
                 if not len(counts) or counts.max() < 3:
                     continue
-                rel = counts.idxmax()
-                same = seg[seg["rel_seq"] == rel]
-                t = same["ts"].to_numpy()
-                gaps = np.diff(t)
+                same = seg[rel_seq[seg] == keys[np.argmax(counts)]]  # the first most re-sent, in packet order
+                gaps = np.diff(ts[same])
                 # timeouts, not copies: the smallest retransmission timeout of common stacks is 200 ms
                 if len(gaps) >= 2 and gaps[0] >= MIN_RTO_S and np.all(gaps[1:] >= gaps[:-1] * 1.4):
                     yield Hit(
@@ -67,9 +68,12 @@ def retransmission_backoff(ctx: Context):
                         },
                         capture=role,
                         conn=int(flow.conn),
-                        frames=first_frames(same["frame"]),
+                        frames=first_frames(frame[same]),
                         wireshark_filter=flow_filter(flow),
-                        evidence={"segment_ip_len": int(same["ip_len"].max()), "direction": sender},
+                        evidence={
+                            "segment_ip_len": int(p["ip_len"].to_numpy()[same].max()),
+                            "direction": sender,
+                        },
                     )
                     break
 
