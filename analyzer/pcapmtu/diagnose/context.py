@@ -74,6 +74,12 @@ class Context:
     def conn_packets(self, role: str, conn: int, columns: list[str] | None = None) -> pd.DataFrame:
         """The packets of one connection (an index per capture, built once). Naming the `columns` a caller
         reads makes this several times cheaper on a wide table, for rules that look at many connections."""
+        packets = self.captures[role].packets
+        return (packets if columns is None else packets[columns]).iloc[self.conn_rows(role, conn)]
+
+    def conn_rows(self, role: str, conn: int) -> np.ndarray:
+        """The positions of one connection's packets in its capture's packets table, in capture order: for a
+        rule that reads a few numpy columns of many connections (no DataFrame per connection)."""
         cache = self.__dict__.setdefault("_conn_index", {})
         if role not in cache:
             conns = self.captures[role].packets["conn"].to_numpy()
@@ -81,8 +87,7 @@ class Context:
             cache[role] = (order, conns[order])
         order, sorted_conns = cache[role]
         lo, hi = np.searchsorted(sorted_conns, [conn, conn + 1])
-        packets = self.captures[role].packets
-        return (packets if columns is None else packets[columns]).iloc[order[lo:hi]]
+        return order[lo:hi]
 
     def clock_offset(self, role: str) -> float:
         """This capture's clock minus the client-side captures' clock, seconds (0 where not measured)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...evidence import first_frames, frames_filter
 from ...results import Severity
 from ..context import Context
@@ -75,18 +77,21 @@ def offload_super_packets(ctx: Context):
     for role, cap in ctx.captures.items():
         f = ctx.flows(role)
         p = cap.packets
-        tcp = p[(p["conn"] >= 0) & (p["payload_len"] > 0)]
+        conn = p["conn"].to_numpy()
+        tcp = np.flatnonzero((conn >= 0) & (p["payload_len"].to_numpy() > 0))  # rows: no copy of the table
         if not len(tcp):
             continue
         full = f.set_index("conn")
-        limit = (full["hdr"] + full[["mss_client", "mss_server"]].max(axis=1)).reindex(tcp["conn"]).to_numpy()
-        big = tcp[(limit > 0) & (tcp["ip_len"].to_numpy() > limit + ctx.th.offload_margin)]
-        if len(big):
+        limit = (full["hdr"] + full[["mss_client", "mss_server"]].max(axis=1)).reindex(conn[tcp]).to_numpy()
+        ip_len = p["ip_len"].to_numpy()[tcp]
+        big = (limit > 0) & (ip_len > limit + ctx.th.offload_margin)
+        if big.any():
+            frames = p["frame"].to_numpy()[tcp[big]]
             yield Hit(
-                {"count": len(big), "role": role, "size": int(big["ip_len"].max())},
+                {"count": len(frames), "role": role, "size": int(ip_len[big].max())},
                 capture=role,
-                frames=first_frames(big["frame"]),
-                wireshark_filter=frames_filter(big["frame"][:50]),
+                frames=first_frames(frames),
+                wireshark_filter=frames_filter(frames[:50]),
             )
 
 

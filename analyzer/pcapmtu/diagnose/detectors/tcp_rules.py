@@ -42,14 +42,13 @@ def retransmission_backoff(ctx: Context):
                 for own, t, r in zip(flows["host_own"], twins.values(), flows["retransmissions"], strict=True)
             ]
             flows = flows[more]
+        packets = ctx.captures[role].packets
         for flow in records(flows):
-            p = ctx.conn_packets(
-                role, int(flow.conn), ["payload_len", "dir", "rel_seq", "frame", "ts", "ip_len"]
-            )
-            # numpy per connection, not a pandas groupby: the rule looks at every connection with re-sends
-            rel_seq, ts, frame = p["rel_seq"].to_numpy(), p["ts"].to_numpy(), p["frame"].to_numpy()
-            data = p["payload_len"].to_numpy() > 0  # SYN retries are T002's business
-            direction = p["dir"].to_numpy()
+            # numpy per connection, not a DataFrame and a groupby: the rule looks at every connection with re-sends
+            at = ctx.conn_rows(role, int(flow.conn))
+            rel_seq, ts, frame = (packets[c].to_numpy()[at] for c in ("rel_seq", "ts", "frame"))
+            data = packets["payload_len"].to_numpy()[at] > 0  # SYN retries are T002's business
+            direction = packets["dir"].to_numpy()[at]
             for d, sender in ((1, "server"), (0, "client")):
                 seg = np.flatnonzero(data & (direction == d))
                 keys, counts = np.unique(rel_seq[seg], return_counts=True)  # per segment start, ascending
@@ -71,7 +70,7 @@ def retransmission_backoff(ctx: Context):
                         frames=first_frames(frame[same]),
                         wireshark_filter=flow_filter(flow),
                         evidence={
-                            "segment_ip_len": int(p["ip_len"].to_numpy()[same].max()),
+                            "segment_ip_len": int(packets["ip_len"].to_numpy()[at[same]].max()),
                             "direction": sender,
                         },
                     )
