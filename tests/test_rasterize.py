@@ -192,3 +192,17 @@ def test_a_helper_prints_even_when_the_parent_s_stderr_was_locked_at_the_fork(
     assert shared == rasterize.render_all([(_line(6), False)] * 6)
     monkeypatch.undo()
     assert "drawn in the helper" in capfd.readouterr().err  # the helper drew some, and its warning got out
+
+
+def test_a_caller_that_ignores_sigchld_still_gets_every_figure(no_helper_left):
+    """With SIGCHLD ignored the kernel reaps the helper itself: waiting for it finds nothing, and what it sent
+    still counts."""
+    import signal
+
+    figures = [(_line(n), False) for n in range(5)]
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        shared = rasterize.render_all(figures, helpers=1)
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert shared == rasterize.render_all(figures)

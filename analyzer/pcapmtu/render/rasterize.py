@@ -96,8 +96,7 @@ def render_all(figures: Sequence[tuple[Callable[[], Figure], bool]], helpers: in
     except BaseException:  # interrupted while the helper still draws: it ends with us
         _end(pid)
         raise
-    status = os.waitpid(pid, 0)[1]
-    if os.waitstatus_to_exitcode(status) != 0:
+    if _reap(pid) != 0:
         theirs = {}
     done = {**theirs, **mine}
     return [done[i] if i in done else render(draw, svg) for i, (draw, svg) in enumerate(figures)]
@@ -143,4 +142,13 @@ def _end(pid: int) -> None:
     """Stop and reap the helper (the parent is leaving with an exception)."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+    _reap(pid)
+
+
+def _reap(pid: int) -> int:
+    """Wait for the helper; its exit code (0 where a SIGCHLD set to be ignored reaped it already: what it
+    sent is then trusted as far as _collect checked it, a complete pickle of the right shape)."""
+    try:
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    except ChildProcessError:
+        return 0
