@@ -225,11 +225,11 @@ def _write(text: str) -> None:
     _write_with(lambda write: write(text))
 
 
-def _write_document(doc: dict) -> None:
-    """The analyze document on standard output, written in pieces as it is encoded (jsondoc.dump)."""
-    from .render.jsondoc import dump
+def _write_analysis(analysis) -> None:
+    """The analyze document on standard output, written in pieces as it is encoded (jsondoc.write_analyze)."""
+    from .render.jsondoc import write_analyze
 
-    _write_with(lambda write: dump(doc, write))
+    _write_with(lambda write: write_analyze(analysis, write))
 
 
 def _write_with(emit) -> None:
@@ -417,7 +417,6 @@ def analyze(
     Exit code 0: healthy; 1: an MTU problem; 3: another problem or inconclusive; 2: bad input; 4: a bug.
     """
     from .diagnose.analysis import analyze as run_analysis
-    from .render.jsondoc import analyze_document
 
     start_up_done()
     if before is not None or after is not None:
@@ -476,7 +475,7 @@ def analyze(
             )  # _claim ruled
     with _errors(debug):
         if as_json:
-            _write_document(analyze_document(result))
+            _write_analysis(result)
         elif not quiet:
             _print_analysis(Out(highlight=False, width=None if sys.stdout.isatty() else 160), result, limit)
     if written and not quiet:
@@ -492,6 +491,7 @@ VERIFICATION_EXIT = {"took": Exit.OK, "did_not_take": Exit.MTU_PROBLEM, "cannot_
 def _verify(before, after, others, platform, as_json: bool, quiet: bool, debug: bool) -> NoReturn:
     """`analyze --before --after`: compare the two sides and exit with the outcome's code."""
     from .render import verification
+    from .render.jsondoc import dump
 
     with _errors(debug):
         if before is None or after is None:
@@ -505,7 +505,7 @@ def _verify(before, after, others, platform, as_json: bool, quiet: bool, debug: 
         now, now_from = verification.load(after, platform.value)
         result = verification.compare(was, now, was_from, now_from)
         if as_json:
-            _write_document(result.to_json())
+            _write_with(lambda write: dump(result.to_json(), write))
         elif not quiet:
             out = Out(highlight=False, soft_wrap=True)
             for line in verification.lines(result):

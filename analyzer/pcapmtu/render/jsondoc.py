@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,8 @@ import pandas as pd
 
 from .. import __version__
 from ..ingest.capture import Capture
+from . import jsontext
+from .jsontext import plain
 
 if TYPE_CHECKING:  # annotations only: render needs no diagnose module loaded to import
     from ..diagnose.analysis import Analysis
@@ -76,11 +78,16 @@ FLOW_FIELDS = [
 
 
 COMPACT = (",", ":")
+_ENCODED_FLOWS = object()  # write_analyze(): the place of the connections encoded column by column
 BATCH = 500  # list elements encoded and written at a time by dump()
 
 
+BIG_DOCUMENT = 2000  # flows above which a document is written compact
+
+
 def _big(doc: dict) -> bool:
-    return sum(len(c.get("flows", ())) for c in doc.get("captures", ())) + len(doc.get("flows", ())) > 2000
+    flows = sum(len(c.get("flows", ())) for c in doc.get("captures", ())) + len(doc.get("flows", ()))
+    return flows > BIG_DOCUMENT
 
 
 def dumps(doc: dict) -> str:
@@ -100,13 +107,21 @@ def dump(doc: dict, write: Callable[[str], object]) -> None:
     write("\n")
 
 
-def _compact(value: Any, write: Callable[[str], object], depth: int) -> None:
-    """Compact JSON is made of its parts: `{"k":v,...}` and `[a,...]`, so each part can be encoded alone."""
-    if depth < 4 and isinstance(value, dict) and value:
+def _compact(value: Any, write: Callable[[str], object], depth: int, encoded: Iterable[str] = ()) -> None:
+    """Compact JSON is made of its parts: `{"k":v,...}` and `[a,...]`, so each part can be encoded alone.
+    `encoded`: the text of the list that stands where the document holds `_ENCODED_FLOWS`, in pieces of
+    whole elements."""
+    if value is _ENCODED_FLOWS:
+        first = True
+        for piece in encoded:
+            write(("[" if first else ",") + piece)
+            first = False
+        write("[]" if first else "]")
+    elif depth < 4 and isinstance(value, dict) and value:
         for i, (key, item) in enumerate(value.items()):
             name = json.dumps({key: None}, separators=COMPACT)[1:-5]  # a key as json writes it: "4" for 4
             write(("{" if i == 0 else ",") + name)
-            _compact(item, write, depth + 1)
+            _compact(item, write, depth + 1, encoded)
         write("}")
     elif depth < 4 and isinstance(value, list) and len(value) > BATCH:
         encode = json.JSONEncoder(separators=COMPACT, allow_nan=False).encode
@@ -119,21 +134,10 @@ def _compact(value: Any, write: Callable[[str], object], depth: int) -> None:
     elif depth < 4 and isinstance(value, list) and value:
         for i, item in enumerate(value):
             write("[" if i == 0 else ",")
-            _compact(item, write, depth + 1)
+            _compact(item, write, depth + 1, encoded)
         write("]")
     else:
         write(json.dumps(value, separators=COMPACT, allow_nan=False))
-
-
-def plain(value: Any) -> Any:
-    """numpy/pandas scalars to JSON-safe Python values (NaN and NA become None)."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def records(frame: pd.DataFrame, fields: list[str]) -> list[dict]:
@@ -187,7 +191,30 @@ VERDICT_FLOW_FIELDS = ["capture", "conn", "service", "client", "server", "verdic
 
 def analyze_document(analysis: Analysis) -> dict:
     """The whole report as one JSON document (`pcapmtu analyze --json`, report.json)."""
-    d = analysis.diagnosis
+    return _analyze_document(analysis, _flow_records(analysis))
+
+
+def write_analyze(analysis: Analysis, write: Callable[[str], object]) -> None:
+    """`dump(analyze_document(analysis), write)`, the same characters: a big document's connections are
+    encoded column by column (jsontext), without a dict per connection."""
+    n = len(analysis.verdicts)
+    columns = _flow_columns(analysis) if n > BIG_DOCUMENT else None
+    if columns is None:
+        dump(analyze_document(analysis), write)
+        return
+    doc = _analyze_document(analysis, _ENCODED_FLOWS)
+    _compact(doc, write, depth=0, encoded=_flow_text(*columns, n))
+    write("\n")
+
+
+def analyze_summary(analysis: Analysis) -> dict:
+    """The analyze document without its connections (`flows` is None): what the Markdown and HTML reports
+    read, without a record per connection."""
+    return _analyze_document(analysis, None)
+
+
+def _flow_records(analysis: Analysis) -> list[dict]:
+    """One dict per connection: its verdict, the connection it was matched to, its flow fields."""
     details = {role: records(cap.flows, FLOW_FIELDS) for role, cap in analysis.captures.items()}
     v = analysis.verdicts
     flows = records(v, VERDICT_FLOW_FIELDS)  # column by column, as the flows' details
@@ -200,6 +227,76 @@ def analyze_document(analysis: Analysis) -> dict:
         item["matched"] = {"capture": matched[0], "conn": matched[1]} if matched else None
         item.update(details[capture][conn])  # flows are numbered 0..n-1 in order
         item["capture"] = capture
+    return flows
+
+
+def _flow_columns(analysis: Analysis) -> tuple[list[str], list[list[str]]] | None:
+    """`_flow_records()` as keys and a column of JSON tokens per key, one token per connection; None where
+    the tables have a shape the column path does not reproduce exactly (write_analyze then takes the dict
+    path)."""
+    v = analysis.verdicts
+    head_keys = list(VERDICT_FLOW_FIELDS)
+    if any(k not in v.columns for k in head_keys):
+        return None
+    tail_keys: list[str] | None = None
+    tail_tokens: dict[str, list[list[str]]] = {}
+    offset, start = {}, 0
+    for role, cap in analysis.captures.items():
+        f = cap.flows
+        present = [k for k in FLOW_FIELDS if k in f.columns]
+        # a flow field the verdict already holds keeps the verdict's place, with the flow's value: only
+        # `conn`, whose values agree where flows are numbered 0..n-1 in order
+        if [k for k in present if k in head_keys] != ["conn"] or not np.array_equal(
+            f["conn"].to_numpy(), np.arange(len(f))
+        ):
+            return None
+        tail = [k for k in present if k not in head_keys]
+        if tail_keys is not None and tail != tail_keys:
+            return None
+        tail_keys = tail
+        tail_tokens[role] = [jsontext.column_tokens(f[k]) for k in tail]
+        offset[role], start = start, start + len(f)
+    capture, conn, codes = v["capture"].tolist(), v["conn"].tolist(), v["codes"].tolist()
+    if any(type(c) is not str or c not in offset for c in capture) or any(type(c) is not str for c in codes):
+        return None
+    # each connection's place in the captures' flows, one after the other
+    base = np.fromiter((offset[c] for c in capture), dtype=np.int64, count=len(capture))
+    sizes = {role: len(cap.flows) for role, cap in analysis.captures.items()}
+    size = np.fromiter((sizes[c] for c in capture), dtype=np.int64, count=len(capture))
+    at = np.asarray(conn, dtype=np.int64)
+    if np.any((at < 0) | (at >= size)):
+        return None
+    place = base + at
+    columns = [jsontext.column_tokens(v[k]) for k in head_keys]
+    columns[head_keys.index("codes")] = [
+        jsontext.list_token(c for c in text.split(",") if c) for text in codes
+    ]
+    twin = analysis.context.twin
+    matched = []
+    for role, c in zip(capture, conn, strict=True):
+        pair = twin(role, c)
+        matched.append(
+            "null"
+            if pair is None
+            else '{"capture":' + jsontext.string_token(pair[0]) + ',"conn":' + int.__repr__(pair[1]) + "}"
+        )
+    columns.append(matched)
+    in_order = np.array_equal(place, np.arange(len(place)))  # one capture's connections, in order
+    for k in range(len(tail_keys or [])):
+        parts = [tokens[k] for tokens in tail_tokens.values()]
+        joined = parts[0] if len(parts) == 1 else [t for part in parts for t in part]
+        columns.append(joined if in_order else np.array(joined, dtype=object)[place].tolist())
+    return [*head_keys, "matched", *(tail_keys or [])], columns
+
+
+def _flow_text(keys: list[str], columns: list[list[str]], n: int):
+    """The connections' text, BATCH rows at a time."""
+    for start in range(0, n, BATCH):
+        yield jsontext.rows_text(keys, columns, start, min(start + BATCH, n))
+
+
+def _analyze_document(analysis: Analysis, flows: Any) -> dict:
+    d = analysis.diagnosis
     return {
         "schema_version": ANALYZE_SCHEMA_VERSION,
         "tool": {"name": "pcapmtu", "version": __version__},

@@ -27,7 +27,7 @@ from ..evidence import stream_filter
 from ..results import Finding, Severity, Verdict
 from ..textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
 from . import plots, rasterize
-from .jsondoc import analyze_document, dump
+from .jsondoc import analyze_summary, write_analyze
 from .measures import COLUMNS as MEASURES
 from .measures import measures
 
@@ -68,8 +68,8 @@ def write_report(
         if rendered.svg is not None:  # few elements: a vector copy for slides and print
             written.append(_atomic(out / "plots" / f"{name}.svg", rendered.svg))
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    doc = analyze_document(analysis)
-    written.append(_atomic_json(out / "report.json", doc))
+    doc = analyze_summary(analysis)
+    written.append(_atomic_json(out / "report.json", analysis))
     written.append(_atomic(out / "report.md", render_markdown(analysis, doc, titles, stamp).encode()))
     written.append(_atomic(out / "report.html", render_html(analysis, doc, titles, images, stamp).encode()))
     return written
@@ -100,11 +100,11 @@ def _atomic(path: Path, data: bytes) -> Path:
     return path
 
 
-def _atomic_json(path: Path, doc: dict) -> Path:
+def _atomic_json(path: Path, analysis: Analysis) -> Path:
     """report.json, the `analyze --json` document, streamed into place: its size grows with the connections."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        dump(doc, fh.write)
+        write_analyze(analysis, fh.write)
     os.replace(tmp, path)
     return path
 
