@@ -3,7 +3,8 @@
 C decodes the common shapes and hands every other row back to numpy, and walks pcap records. Both must
 be invisible in the results: the same columns, SACK blocks and rare payloads for every packet of every
 real capture, of hand-made frames of every layer, and of those frames damaged at random; the same
-records, warnings and skipped bytes from every damaged file.
+records, warnings and skipped bytes from every damaged file; the same fate for every data segment
+(diagnose/delivery.py's searches).
 """
 
 from __future__ import annotations
@@ -737,3 +738,151 @@ def test_dns_index_is_pandas_factorize(payloads, repeats):
     items = payloads + [payloads[i % len(payloads)] for i in repeats] if payloads else []
     rare = [(row * 2, data) for row, (data, _udp) in enumerate(items)]
     _assert_same_dns_index(rare, [udp for _data, udp in items])
+
+
+# ---------------------------------------------------------------------------- delivery's searches in C
+def _fates_both_ways(pkts: pd.DataFrame, sack: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    from pcapmtu.diagnose import delivery
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(native, "ENABLED", True)
+        in_c = delivery.segment_fate(pkts, sack)
+        m.setattr(native, "ENABLED", False)
+        in_numpy = delivery.segment_fate(pkts, sack)
+    return in_c, in_numpy
+
+
+@needs_core
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_same_segment_fates_on_real_captures(path: Path):
+    """delivery.segment_fate (delivered, lost, unresolved per data segment) with its three searches in C."""
+    import pcapmtu
+
+    try:
+        cap = pcapmtu.read(path)
+    except CaptureError:
+        pytest.skip("not a readable capture")
+    in_c, in_numpy = _fates_both_ways(cap.packets, cap.sack)
+    np.testing.assert_array_equal(in_c, in_numpy)
+
+
+def test_the_fate_examples_decide_something():
+    """Sample captures with segments of each fate: the comparison above compares decisions, not zeros."""
+    import pcapmtu
+    from pcapmtu.diagnose import delivery
+
+    for path in (
+        SAMPLES / "blackhole_upload" / "container.pcap",
+        SAMPLES / "blackhole_tls13" / "server.pcap",
+    ):
+        cap = pcapmtu.read(path)
+        fate = delivery.segment_fate(cap.packets, cap.sack)
+        assert (fate == 1).any() and (fate == -1).any(), path
+
+
+FIVE = 5  # sequence numbers on a grid of 5 bytes: ranges, ACKs and SACK edges meet exactly, often
+
+
+def _on_grid(low: int, high: int):
+    return st.integers(low, high).map(lambda k: FIVE * k)
+
+
+FATE_PACKET = st.tuples(
+    st.sampled_from([-1, 0, 0, 1, 3]),  # connection (2 has no packets; -1 is not TCP)
+    st.integers(0, 1),  # direction
+    st.sampled_from([0x10, 0x10, 0x18, 0x02, 0x00, 0x11]),  # flags
+    _on_grid(-1, 40),  # rel_seq
+    st.sampled_from([0, 0, 1, 5, 5, 10, 20]),  # payload bytes
+    _on_grid(-2, 30),  # rel_ack: often short of the data, so that SACK blocks decide
+    st.integers(0, 6),  # ns after the previous packet (ties included)
+    st.sampled_from([False, False, False, True]),  # an interface copy (-i any), now and then
+    st.lists(st.tuples(_on_grid(-2, 42), _on_grid(0, 6)), max_size=3),  # SACK blocks (left, length)
+)
+
+
+@needs_core
+@settings(max_examples=FUZZ_EXAMPLES * 3, deadline=5000, derandomize=True, database=None)
+@given(rows=st.lists(FATE_PACKET, max_size=60), raw_base=st.sampled_from([0, 1000, (1 << 32) - 20]))
+def test_same_segment_fates_for_any_packets(rows, raw_base):
+    """Overlapping and re-sent ranges, ACKs and SACK blocks in any order and with tied times, connections
+    without packets, interface copies: the C searches decide every segment as numpy does."""
+    ts, pkts, blocks = 0, [], []
+    for i, (conn, d, flags, seq, size, ack, gap, copy, sacks) in enumerate(rows):
+        ts += gap
+        raw_ack = (raw_base + ack) % (1 << 32)
+        pkts.append((conn, d, flags, seq, size, ack, ts, copy, raw_ack))
+        for left, length in sacks:
+            blocks.append((i, (raw_base + left) % (1 << 32), (raw_base + left + length) % (1 << 32)))
+    names = ["conn", "dir", "tcp_flags", "rel_seq", "payload_len", "rel_ack", "ts_ns", "dup_copy", "ack"]
+    frame = pd.DataFrame(pkts, columns=names).astype(
+        {"conn": "int32", "dir": "int8", "tcp_flags": "uint16", "rel_seq": "int64", "payload_len": "int32",
+         "rel_ack": "int64", "ts_ns": "int64", "dup_copy": bool, "ack": "uint32"}
+    )  # fmt: skip
+    sack = pd.DataFrame(blocks, columns=["row", "left", "right"]).astype(
+        {"row": "int64", "left": "uint32", "right": "uint32"}
+    )
+    in_c, in_numpy = _fates_both_ways(frame, sack)
+    np.testing.assert_array_equal(in_c, in_numpy)
+
+
+def _two_packet_table(rows: list[tuple], blocks: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(dir, flags, rel_seq, payload, rel_ack, ts) rows of connection 0, raw numbers = relative + 1000."""
+    names = ["dir", "tcp_flags", "rel_seq", "payload_len", "rel_ack", "ts_ns"]
+    frame = pd.DataFrame(rows, columns=names)
+    frame["conn"], frame["dup_copy"], frame["ack"] = 0, False, (frame["rel_ack"] + 1000).astype("uint32")
+    sack = pd.DataFrame(
+        [(r, left + 1000, right + 1000) for r, left, right in blocks], columns=["row", "left", "right"]
+    ).astype({"row": "int64", "left": "uint32", "right": "uint32"})
+    return frame, sack
+
+
+DATA, ACK = (0, 0x18), (1, 0x10)
+FATE_EDGES = {  # the first segment's fate, at each edge of the rules
+    "ACK reaches the end": ([(*DATA, 0, 5, 0, 0), (*ACK, 0, 0, 5, 1)], [], 1),
+    "ACK one byte short": ([(*DATA, 0, 5, 0, 0), (*ACK, 0, 0, 4, 1)], [], 0),
+    "SACK block exactly the segment": ([(*DATA, 0, 5, 0, 0), (*ACK, 0, 0, -5, 1)], [(1, 0, 5)], 1),
+    "SACK block one byte short": ([(*DATA, 0, 5, 0, 0), (*ACK, 0, 0, -5, 1)], [(1, 0, 4)], 0),
+    "two SACK blocks that only join up": (
+        [(*DATA, 0, 5, 0, 0), (*ACK, 0, 0, -5, 1)],
+        [(1, -3, 2), (1, 2, 5)],
+        0,
+    ),
+    "a SACK block from before it": ([(*DATA, 0, 5, 0, 0), (*ACK, 0, 0, -5, 1)], [(1, -3, 2), (1, -1, 5)], 1),
+    "SACK block starting one byte late": ([(*DATA, 0, 5, 0, 0), (*ACK, 0, 0, -5, 1)], [(1, 1, 9)], 0),
+    "re-sent before the ACK": ([(*DATA, 0, 5, 0, 0), (*DATA, 4, 5, 0, 2), (*ACK, 0, 0, 9, 3)], [], -1),
+    "re-sent at the same time": ([(*DATA, 0, 5, 0, 2), (*DATA, 4, 5, 0, 2), (*ACK, 0, 0, 9, 3)], [], 1),
+    "next bytes, not a copy": ([(*DATA, 0, 5, 0, 0), (*DATA, 5, 5, 0, 2), (*ACK, 0, 0, 10, 3)], [], 1),
+    "re-sent after the ACK": ([(*DATA, 0, 5, 0, 0), (*ACK, 0, 0, 5, 1), (*DATA, 0, 5, 0, 2)], [], 1),
+}
+
+
+@needs_core
+@pytest.mark.parametrize("case", FATE_EDGES.values(), ids=FATE_EDGES.keys())
+def test_segment_fates_at_the_edges_of_the_rules(case):
+    rows, blocks, want = case
+    in_c, in_numpy = _fates_both_ways(*_two_packet_table(rows, blocks))
+    assert in_c[0] == want and in_numpy[0] == want
+    np.testing.assert_array_equal(in_c, in_numpy)
+
+
+@needs_core
+def test_the_delivery_searches_refuse_what_is_not_their_contract():
+    """Arrays of different lengths, rows not sorted by connection, negative ids, positions out of range: a
+    ValueError, never a read past an array."""
+    core = native.core
+    a = np.arange(4, dtype=np.int64)
+    out = np.zeros(4, dtype=np.int64)
+    with pytest.raises(ValueError, match="do not match"):
+        core.first_cumulative_ack(a, a[:3], a, a, a, out)
+    with pytest.raises(ValueError, match="not sorted"):
+        core.first_cumulative_ack(a, a, a[::-1].copy(), a, a, out)
+    with pytest.raises(ValueError, match="negative"):
+        core.first_cumulative_ack(a, a, a - 1, a, a, out)
+    with pytest.raises(ValueError, match="do not match"):
+        core.sack_covered(a, a, a, a, a, a, out)  # the output is one byte per segment
+    with pytest.raises(ValueError, match="not sorted"):
+        core.sack_covered(a, a, a, a[::-1].copy(), a, a, np.zeros(4, dtype=np.uint8))
+    with pytest.raises(ValueError, match="out of range"):
+        core.first_later_copy(a, a, a + 1, a, a + 1, out)
+    with pytest.raises(ValueError, match="do not match"):
+        core.first_later_copy(a, a, a, a, a[:2], out)

@@ -4,7 +4,7 @@
  * Why: on a real one-million-packet capture the columnar numpy decoder spends most of its time in call
  * overhead on small arrays, and the record walks, address and 5-tuple interning and the per-connection TCP
  * state are sequential loops numpy cannot vectorize, or does with a few dozen array operations per slice.
- * Nine entry points, each the C twin of a Python function that stays the reference:
+ * Twelve entry points, each the C twin of a Python function that stays the reference:
  *
  *   walk_pcap            the pcap record walk              formats/pcap.py: _walk_words, _walk_struct
  *   epb_run              a run of pcapng packet blocks     formats/pcapng.py: _Walker._epb_run
@@ -16,6 +16,8 @@
  *   dns_rows             one DNS message, common shapes    rare_layers.py: _dns_rows (dpkt)
  *   dns_index            the distinct DNS messages         rare_layers.py: _dns_index
  *   dns_columns          their rows, as columns            rare_layers.py: dns_table
+ *   first_cumulative_ack, sack_covered, first_later_copy
+ *                        a data segment's fate's searches   diagnose/delivery.py: the functions named so
  *
  * Nothing here decides anything new: every rule is the one in those functions, and tests/test_native.py
  * checks that both give identical tables on every capture and on fuzzed packets, segments and files. The
@@ -1599,6 +1601,226 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------------ delivery (diagnose) */
+/* The three searches of diagnose/delivery.py's segment fates, per data segment of one direction. The
+ * caller sorts (numpy's lexsort, the same order the numpy path builds), so each connection's rows are one
+ * run here; a run is found by the connection id, dense from 0. */
+
+/* The start of each connection's run in a column sorted by connection: starts[c]..starts[c + 1]. */
+static Py_ssize_t *conn_runs(const int64_t *conn, Py_ssize_t n, int64_t *n_conn)
+{
+    int64_t top = n ? conn[n - 1] + 1 : 0;
+    if (n && conn[0] < 0) {
+        PyErr_SetString(PyExc_ValueError, "delivery: a negative connection id");
+        return NULL;
+    }
+    Py_ssize_t *starts = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(top + 1));
+    if (!starts) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Py_ssize_t k = 0;
+    for (int64_t c = 0; c <= top; c++) {
+        while (k < n && conn[k] < c)
+            k++;
+        starts[c] = k;
+    }
+    *n_conn = top;
+    return starts;
+}
+
+static int sorted_by_conn(const int64_t *conn, Py_ssize_t n)
+{
+    for (Py_ssize_t k = 1; k < n; k++)
+        if (conn[k] < conn[k - 1])
+            return 0;
+    return 1;
+}
+
+/* first_cumulative_ack(c, end, a_conn, a_ack, a_ts, out): the receiver's ACKs sorted by (connection, time);
+ * out[i] = the time of the first ACK of connection c[i] whose running highest acknowledgment reaches end[i]
+ * (out is left as it is where none does). delivery._first_cumulative_ack. */
+static PyObject *first_cumulative_ack(PyObject *self, PyObject *args)
+{
+    Py_buffer c, end, a_conn, a_ack, a_ts, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*", &c, &end, &a_conn, &a_ack, &a_ts, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t *starts = NULL;
+    int64_t *reach = NULL;
+    Py_ssize_t n = c.len / 8, m = a_conn.len / 8;
+    if (end.len != c.len || out.len != c.len || a_ack.len != a_conn.len || a_ts.len != a_conn.len) {
+        PyErr_SetString(PyExc_ValueError, "first_cumulative_ack: arrays do not match");
+        goto done;
+    }
+    const int64_t *cv = c.buf, *ev = end.buf, *ac = a_conn.buf, *aa = a_ack.buf, *at = a_ts.buf;
+    int64_t *ov = out.buf, n_conn = 0;
+    if (!sorted_by_conn(ac, m)) {
+        PyErr_SetString(PyExc_ValueError, "first_cumulative_ack: ACKs not sorted by connection");
+        goto done;
+    }
+    if (!(starts = conn_runs(ac, m, &n_conn)))
+        goto done;
+    if (!(reach = PyMem_Malloc(sizeof(int64_t) * (size_t)(m ? m : 1)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < m; k++) /* running highest acknowledgment, per connection */
+        reach[k] = (k && ac[k] == ac[k - 1] && reach[k - 1] > aa[k]) ? reach[k - 1] : aa[k];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t conn = cv[i];
+        if (conn < 0 || conn >= n_conn)
+            continue;
+        Py_ssize_t lo = starts[conn], hi = starts[conn + 1];
+        if (lo == hi || reach[hi - 1] < ev[i])
+            continue;
+        while (lo < hi) { /* the first position whose reach is >= end (reach does not decrease in a run) */
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            if (reach[mid] >= ev[i])
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        ov[i] = at[lo];
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(starts);
+    PyMem_Free(reach);
+    PyBuffer_Release(&c);
+    PyBuffer_Release(&end);
+    PyBuffer_Release(&a_conn);
+    PyBuffer_Release(&a_ack);
+    PyBuffer_Release(&a_ts);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* sack_covered(c, start, end, b_conn, b_left, b_right, out uint8): SACK blocks sorted by (connection, left
+ * edge); out[i] = whether blocks of connection c[i] starting at or before start[i] reach end[i]
+ * (the furthest right edge among them). delivery._sack_covered. */
+static PyObject *sack_covered(PyObject *self, PyObject *args)
+{
+    Py_buffer c, start, end, b_conn, b_left, b_right, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*w*", &c, &start, &end, &b_conn, &b_left, &b_right, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t *starts = NULL;
+    int64_t *reach = NULL;
+    Py_ssize_t n = c.len / 8, m = b_conn.len / 8;
+    if (start.len != c.len || end.len != c.len || out.len != n || b_left.len != b_conn.len ||
+        b_right.len != b_conn.len) {
+        PyErr_SetString(PyExc_ValueError, "sack_covered: arrays do not match");
+        goto done;
+    }
+    const int64_t *cv = c.buf, *sv = start.buf, *ev = end.buf, *bc = b_conn.buf, *bl = b_left.buf,
+                  *br = b_right.buf;
+    uint8_t *ov = out.buf;
+    int64_t n_conn = 0;
+    if (!sorted_by_conn(bc, m)) {
+        PyErr_SetString(PyExc_ValueError, "sack_covered: blocks not sorted by connection");
+        goto done;
+    }
+    if (!(starts = conn_runs(bc, m, &n_conn)))
+        goto done;
+    if (!(reach = PyMem_Malloc(sizeof(int64_t) * (size_t)(m ? m : 1)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < m; k++)
+        reach[k] = (k && bc[k] == bc[k - 1] && reach[k - 1] > br[k]) ? reach[k - 1] : br[k];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t conn = cv[i];
+        ov[i] = 0;
+        if (conn < 0 || conn >= n_conn)
+            continue;
+        Py_ssize_t lo = starts[conn], hi = starts[conn + 1];
+        while (lo < hi) { /* the first block whose left edge is past start */
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            if (bl[mid] > sv[i])
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        ov[i] = lo > starts[conn] && reach[lo - 1] >= ev[i];
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(starts);
+    PyMem_Free(reach);
+    PyBuffer_Release(&c);
+    PyBuffer_Release(&start);
+    PyBuffer_Release(&end);
+    PyBuffer_Release(&b_conn);
+    PyBuffer_Release(&b_left);
+    PyBuffer_Release(&b_right);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* first_later_copy(c, start, end, t, order, out): segments of one direction, `order` sorting them by
+ * (connection, start); out[i] = the earliest t[j] of a segment j != i of the same connection, sent later
+ * (t[j] > t[i]), that overlaps [start[i], end[i]) (out is left as it is where none does). A segment that
+ * overlaps j starts within [start[j] - longest, end[j]), longest the connection's longest segment: the same
+ * candidates the numpy path pairs up. delivery._first_later_copy. */
+static PyObject *first_later_copy(PyObject *self, PyObject *args)
+{
+    Py_buffer c, start, end, t, order, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*", &c, &start, &end, &t, &order, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = c.len / 8;
+    if (start.len != c.len || end.len != c.len || t.len != c.len || order.len != c.len || out.len != c.len) {
+        PyErr_SetString(PyExc_ValueError, "first_later_copy: arrays do not match");
+        goto done;
+    }
+    const int64_t *cv = c.buf, *sv = start.buf, *ev = end.buf, *tv = t.buf, *ord = order.buf;
+    int64_t *ov = out.buf;
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (ord[k] < 0 || ord[k] >= n) {
+            PyErr_SetString(PyExc_ValueError, "first_later_copy: an order position is out of range");
+            goto done;
+        }
+    Py_ssize_t run = 0;
+    while (run < n) {
+        int64_t conn = cv[ord[run]];
+        Py_ssize_t stop = run;
+        int64_t longest = 0;
+        while (stop < n && cv[ord[stop]] == conn) {
+            int64_t len = ev[ord[stop]] - sv[ord[stop]];
+            if (len > longest)
+                longest = len;
+            stop++;
+        }
+        for (Py_ssize_t k = run; k < stop; k++) {
+            int64_t j = ord[k], from = sv[j] - longest;
+            Py_ssize_t lo = run, hi = stop;
+            while (lo < hi) { /* the first segment of the run starting at or after start[j] - longest */
+                Py_ssize_t mid = lo + (hi - lo) / 2;
+                if (sv[ord[mid]] >= from)
+                    hi = mid;
+                else
+                    lo = mid + 1;
+            }
+            for (Py_ssize_t p = lo; p < stop && sv[ord[p]] < ev[j]; p++) {
+                int64_t i = ord[p];
+                if (i != j && tv[i] < tv[j] && ev[i] > sv[j] && sv[i] < ev[j] && tv[j] < ov[i])
+                    ov[i] = tv[j];
+            }
+        }
+        run = stop;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&c);
+    PyBuffer_Release(&start);
+    PyBuffer_Release(&end);
+    PyBuffer_Release(&t);
+    PyBuffer_Release(&order);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buf, rec_hdr, at, big_endian, max_record) -> (int64 record starts as bytes, stop position)"},
@@ -1627,6 +1849,12 @@ static PyMethodDef methods[] = {
     {"dns_index", dns_index, METH_VARARGS,
      "dns_index(rare, udp flags) -> (rows, txids, kinds, first positions): the UDP DNS messages of "
      "rare_layers.dns_table, numbered by distinct message"},
+    {"first_cumulative_ack", first_cumulative_ack, METH_VARARGS,
+     "first_cumulative_ack(c, end, ack conn, ack, ack ts, out): delivery._first_cumulative_ack's search"},
+    {"sack_covered", sack_covered, METH_VARARGS,
+     "sack_covered(c, start, end, block conn, left, right, out): delivery._sack_covered's search"},
+    {"first_later_copy", first_later_copy, METH_VARARGS,
+     "first_later_copy(c, start, end, t, order, out): delivery._first_later_copy's search"},
     {NULL, NULL, 0, NULL},
 };
 
