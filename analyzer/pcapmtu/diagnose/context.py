@@ -84,7 +84,8 @@ class Context:
         if role not in cache:
             conns = self.captures[role].packets["conn"].to_numpy()
             order = np.argsort(conns, kind="stable")
-            cache[role] = (order, conns[order])
+            # int64, as the searched-for ids are: numpy would otherwise convert the whole column on every search
+            cache[role] = (order, conns[order].astype(np.int64))
         order, sorted_conns = cache[role]
         lo, hi = np.searchsorted(sorted_conns, [conn, conn + 1])
         return order[lo:hi]

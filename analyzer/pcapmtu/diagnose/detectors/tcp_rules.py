@@ -43,12 +43,16 @@ def retransmission_backoff(ctx: Context):
             ]
             flows = flows[more]
         packets = ctx.captures[role].packets
+        # each packet column taken once, not once per connection
+        all_seq, all_ts, all_frame, all_plen, all_dir, all_ip_len = (
+            packets[c].to_numpy() for c in ("rel_seq", "ts", "frame", "payload_len", "dir", "ip_len")
+        )
         for flow in records(flows):
             # numpy per connection, not a DataFrame and a groupby: the rule looks at every connection with re-sends
             at = ctx.conn_rows(role, int(flow.conn))
-            rel_seq, ts, frame = (packets[c].to_numpy()[at] for c in ("rel_seq", "ts", "frame"))
-            data = packets["payload_len"].to_numpy()[at] > 0  # SYN retries are T002's business
-            direction = packets["dir"].to_numpy()[at]
+            rel_seq, ts, frame = all_seq[at], all_ts[at], all_frame[at]
+            data = all_plen[at] > 0  # SYN retries are T002's business
+            direction = all_dir[at]
             for d, sender in ((1, "server"), (0, "client")):
                 seg = np.flatnonzero(data & (direction == d))
                 keys, counts = np.unique(rel_seq[seg], return_counts=True)  # per segment start, ascending
@@ -70,7 +74,7 @@ def retransmission_backoff(ctx: Context):
                         frames=first_frames(frame[same]),
                         wireshark_filter=flow_filter(flow),
                         evidence={
-                            "segment_ip_len": int(packets["ip_len"].to_numpy()[at[same]].max()),
+                            "segment_ip_len": int(all_ip_len[at[same]].max()),
                             "direction": sender,
                         },
                     )
