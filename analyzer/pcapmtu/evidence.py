@@ -9,13 +9,27 @@ from collections.abc import Iterable
 
 def endpoint(ip, port) -> str:
     """address:port, with IPv6 addresses in brackets."""
-    return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
+    return endpoints([ip], [port])[0]
 
 
 def service(flow) -> str:
     """How a person names the connection: 'api.example (198.18.0.10:443)'."""
-    where = endpoint(flow.server_ip, flow.server_port)
-    return f"{flow.name} ({where})" if flow.name else where
+    return services([flow.name], [flow.server_ip], [flow.server_port])[0]
+
+
+def endpoints(ips: Iterable, ports: Iterable) -> list[str]:
+    """endpoint() of each (address, port): a whole table's column at once."""
+    return [
+        f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}" for ip, port in zip(ips, ports, strict=True)
+    ]
+
+
+def services(names: Iterable, ips: Iterable, ports: Iterable) -> list[str]:
+    """service() of each connection, given its name, server address and port columns."""
+    return [
+        f"{name} ({where})" if name else where
+        for name, where in zip(names, endpoints(ips, ports), strict=True)
+    ]
 
 
 def flow_filter(flow) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..evidence import endpoint, service
+from ..evidence import endpoints, services
 from ..results import Diagnosis, Finding, Reason, Verdict
 from . import fix as fixes
 from . import overlay, platforms
@@ -52,36 +52,75 @@ JUDGED_BY = [
 
 
 def verdicts(ctx: Context, findings: list[Finding]) -> pd.DataFrame:
-    """One row per connection (container side first), with its verdict and the codes that decided it."""
+    """One row per connection (container side first), with its verdict and the codes that decided it.
+
+    Column by column: most connections have no finding, and their verdict follows from a few of their
+    columns (`_quiet`); `_judge` weighs the findings of the others, one connection at a time."""
     by_flow: dict[tuple[str, int], list[Finding]] = {}
     for f in findings:
         if f.conn >= 0:
             by_flow.setdefault((f.capture, f.conn), []).append(f)
-    rows = []
+    out: dict[str, list] = {name: [] for name in VERDICT_COLUMNS}
     for role in ctx.container_roles + ctx.extra_roles + ([ctx.far_role] if ctx.far_role else []):
-        flows = ctx.judged(role)
-        for flow in records(flows[JUDGED_BY]):  # the columns read here: a row of all ~170 costs 10x more
-            own = by_flow.get((role, int(flow.conn)), [])
-            twin = (
-                by_flow.get((ctx.far_role, int(flow.twin_conn)), [])
-                if role != ctx.far_role and flow.twin_conn >= 0
-                else []
-            )
-            verdict, reason, codes = _judge(flow, own + twin, ctx)
-            rows.append(
-                (
-                    role,
-                    int(flow.conn),
-                    int(flow.twin_conn),
-                    service(flow),
-                    endpoint(flow.client_ip, flow.client_port),
-                    endpoint(flow.server_ip, flow.server_port),
-                    str(verdict),
-                    str(reason or ""),
-                    ",".join(codes),
-                )
-            )
-    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+        flows = ctx.judged(role)[JUDGED_BY]  # the columns read here: all ~170 cost 10x more
+        conns, twins = flows["conn"].tolist(), flows["twin_conn"].tolist()
+        found = _found_per_row(ctx, role, conns, twins, by_flow)
+        judged = dict(zip(found, records(flows.iloc[list(found)]), strict=True)) if found else {}
+        names = ("handshake_ok", "request_sent", "stalled_s", "owed_stall", "state", "response_complete")
+        quiet = map(
+            _quiet,
+            *(flows[name].tolist() for name in (*names, "unanswered", "tail_idle_s")),
+            [ctx.th.stall_s] * len(flows),
+        )
+        for i, stalled in enumerate(quiet):
+            if i in judged:
+                verdict, reason, codes = _judge(judged[i], found[i], ctx)
+            else:
+                verdict, reason, codes = (Verdict.INCONCLUSIVE if stalled else Verdict.HEALTHY), None, []
+            out["verdict"].append(str(verdict))
+            out["reason"].append(str(reason or ""))
+            out["codes"].append(",".join(codes))
+        out["capture"] += [role] * len(flows)
+        out["conn"] += [int(c) for c in conns]
+        out["host_conn"] += [int(t) for t in twins]
+        out["service"] += services(
+            flows["name"].tolist(), flows["server_ip"].tolist(), flows["server_port"].tolist()
+        )
+        out["client"] += endpoints(flows["client_ip"].tolist(), flows["client_port"].tolist())
+        out["server"] += endpoints(flows["server_ip"].tolist(), flows["server_port"].tolist())
+    if not out["capture"]:
+        return pd.DataFrame([], columns=VERDICT_COLUMNS)
+    return pd.DataFrame(out, columns=VERDICT_COLUMNS)
+
+
+def _found_per_row(
+    ctx: Context, role: str, conns: list, twins: list, by_flow: dict[tuple[str, int], list[Finding]]
+) -> dict[int, list[Finding]]:
+    """Row position -> the findings about that connection, its own and (on the client side) its far twin's,
+    for the rows that have any."""
+    far = ctx.far_role
+    out: dict[int, list[Finding]] = {}
+    for i, (conn, twin) in enumerate(zip(conns, twins, strict=True)):
+        own = by_flow.get((role, int(conn)))
+        other = by_flow.get((far, int(twin))) if role != far and twin >= 0 else None
+        if own or other:
+            out[i] = (own or []) + (other or [])
+    return out
+
+
+def _quiet(handshake_ok, request_sent, stalled_s, owed_stall, state, response_complete, unanswered,
+           tail_idle_s, stall_s, explained=False) -> bool:  # fmt: skip
+    """Whether a connection stalled or went unanswered: inconclusive, not healthy, though no rule decided it."""
+    stalled = (
+        handshake_ok
+        and request_sent
+        and stalled_s >= stall_s
+        and owed_stall  # an idle keep-alive connection owes nothing: not a stall
+        and not explained
+        and state != "closed"
+        and not response_complete
+    )
+    return bool(stalled or (handshake_ok and unanswered and tail_idle_s >= stall_s))
 
 
 def _judge(flow, found: list[Finding], ctx: Context) -> tuple[Verdict, Reason | None, list[str]]:
@@ -103,17 +142,19 @@ def _judge(flow, found: list[Finding], ctx: Context) -> tuple[Verdict, Reason | 
     # a stall that PMTUD itself cost (B004: the sender re-sent smaller and was acknowledged) is explained
     explained = any(f.code == "B004" for f in found)
     trouble = [f.code for f in found if f.code in ("S001", "T001") and not explained]
-    stalled = (
-        flow.handshake_ok
-        and flow.request_sent
-        and flow.stalled_s >= ctx.th.stall_s
-        and flow.owed_stall  # an idle keep-alive connection owes nothing: not a stall
-        and not explained
-        and flow.state != "closed"
-        and not flow.response_complete
+    stalled = _quiet(
+        flow.handshake_ok,
+        flow.request_sent,
+        flow.stalled_s,
+        flow.owed_stall,
+        flow.state,
+        flow.response_complete,
+        flow.unanswered,
+        flow.tail_idle_s,
+        ctx.th.stall_s,
+        explained,
     )
-    unanswered = flow.handshake_ok and flow.unanswered and flow.tail_idle_s >= ctx.th.stall_s
-    if trouble or stalled or unanswered:
+    if trouble or stalled:
         return Verdict.INCONCLUSIVE, None, sorted(set(trouble))
     return Verdict.HEALTHY, None, []
 
