@@ -30,43 +30,53 @@ TURN_COLUMNS = {
 
 def turns(packets: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
     """Per connection (rows in flows order): TURN_COLUMNS."""
-    out = _turn_at(packets, flows, flows["idle_start_ts"].to_numpy())
+    kept = _Kept(packets)
+    out = _turn_at(kept, len(flows), flows["idle_start_ts"].to_numpy())
     out["idle_turn"] = np.where(flows["max_idle"].to_numpy() <= 0, "", out.pop("turn"))
-    out["end_turn"] = _turn_at(packets, flows, np.full(len(flows), np.inf))["turn"]
+    out["end_turn"] = _turn_at(kept, len(flows), np.full(len(flows), np.inf))["turn"]
     return pd.DataFrame(out)
 
 
-def _turn_at(packets: pd.DataFrame, flows: pd.DataFrame, cut: np.ndarray) -> dict[str, np.ndarray]:
+class _Kept:
+    """The columns both cuts read, taken once, whole (no copy of the kept rows: masks select them); and the
+    data segments of connections (interface copies left out) in (connection, time) order, for the first and
+    last segment around a cut."""
+
+    def __init__(self, packets: pd.DataFrame) -> None:
+        conn = packets["conn"].to_numpy()
+        self.keep = (conn >= 0) & ~packets["dup_copy"].to_numpy()
+        self.c = np.where(self.keep, conn, 0)  # an index everywhere; rows not kept are masked out
+        self.ts = packets["ts"].to_numpy()
+        self.dirn = packets["dir"].to_numpy()
+        self.plen = packets["payload_len"].to_numpy()
+        self.end = packets["rel_seq"].to_numpy() + self.plen
+        self.acked = packets["rel_ack"].to_numpy()
+        self.is_ack = (packets["tcp_flags"].to_numpy() & ACK_FLAG) != 0
+        data = np.flatnonzero(self.keep & (self.plen > 0))
+        # stable: segments at the same time keep their capture order, as a sort of any subset would
+        self.data_sorted = data[np.lexsort((packets["ts_ns"].to_numpy()[data], conn[data]))]
+
+
+def _turn_at(kept: _Kept, n: int, cut: np.ndarray) -> dict[str, np.ndarray]:
     """At time `cut` of each connection: the bytes outstanding each way, and whose turn it was."""
-    n = len(flows)
-    conn = packets["conn"].to_numpy()
-    keep = (conn >= 0) & ~packets["dup_copy"].to_numpy()
-    rows = np.flatnonzero(keep)
-    c = conn[rows].astype(np.int64)
-    before = packets["ts"].to_numpy()[rows] <= cut[c] + 1e-9
-    rows, c = rows[before], c[before]
-    dirn = packets["dir"].to_numpy()[rows]
-    plen = packets["payload_len"].to_numpy()[rows]
-    end = packets["rel_seq"].to_numpy()[rows] + plen
-    acked = packets["rel_ack"].to_numpy()[rows]
-    is_ack = (packets["tcp_flags"].to_numpy()[rows] & ACK_FLAG) != 0
-    data = plen > 0
+    limit = cut[kept.c] + 1e-9 if n else np.zeros(len(kept.c))  # no connections: no row is kept
+    before = kept.keep & (kept.ts <= limit)
+    data = kept.plen > 0
     low = np.iinfo(np.int64).min
     out = {}
     for d, tag in ((0, "c2s"), (1, "s2c")):
         sent = np.full(n, low, dtype=np.int64)
-        np.maximum.at(sent, c[data & (dirn == d)], end[data & (dirn == d)])
+        mine = before & data & (kept.dirn == d)
+        np.maximum.at(sent, kept.c[mine], kept.end[mine])
         got = np.full(n, low, dtype=np.int64)
-        reverse = is_ack & (dirn == 1 - d)
-        np.maximum.at(got, c[reverse], acked[reverse])
+        reverse = before & kept.is_ack & (kept.dirn == 1 - d)
+        np.maximum.at(got, kept.c[reverse], kept.acked[reverse])
         missing = np.where(got > low, np.maximum(sent - got, 0), sent)
         out[f"idle_outstanding_{tag}"] = np.where(sent > low, missing, 0)
-    last_dir = _edge_data(packets, rows[data], c[data], n, last=True)[0]
+    ordered = kept.data_sorted
+    last_dir = _edge_data(kept, ordered[before[ordered]], n, last=True)[0]
     # after the cut: who spoke first, and with how much
-    after = np.flatnonzero(keep)
-    after = after[packets["ts"].to_numpy()[after] > cut[conn[after]] + 1e-9]
-    after = after[packets["payload_len"].to_numpy()[after] > 0]
-    next_dir, next_len = _edge_data(packets, after, conn[after].astype(np.int64), n, last=False)
+    next_dir, next_len = _edge_data(kept, ordered[kept.ts[ordered] > limit[ordered]], n, last=False)
     outstanding = (out["idle_outstanding_c2s"] > 0) | (out["idle_outstanding_s2c"] > 0)
     # the server spoke first after the silence with more than a TLS alert: it had owed that answer (after
     # TLS 1.3 its session tickets may follow the request, so the last data before the silence cannot say)
@@ -79,14 +89,14 @@ def _turn_at(packets: pd.DataFrame, flows: pd.DataFrame, cut: np.ndarray) -> dic
     return out
 
 
-def _edge_data(packets: pd.DataFrame, rows: np.ndarray, c: np.ndarray, n: int, last: bool):
-    """Per connection: direction and payload length of its first (or last) data segment among `rows`."""
+def _edge_data(kept: _Kept, ordered: np.ndarray, n: int, last: bool):
+    """Per connection: direction and payload length of its first (or last) data segment among `ordered`
+    (positions into `kept`, in connection and time order)."""
     dirs = np.full(n, -1, dtype=np.int64)
     lens = np.zeros(n, dtype=np.int64)
-    if len(rows):
-        order = np.lexsort((packets["ts_ns"].to_numpy()[rows], c))
-        cs, rs = c[order], rows[order]
+    if len(ordered):
+        cs = kept.c[ordered]
         edge = np.r_[cs[1:] != cs[:-1], True] if last else np.r_[True, cs[1:] != cs[:-1]]
-        dirs[cs[edge]] = packets["dir"].to_numpy()[rs[edge]]
-        lens[cs[edge]] = packets["payload_len"].to_numpy()[rs[edge]]
+        dirs[cs[edge]] = kept.dirn[ordered[edge]]
+        lens[cs[edge]] = kept.plen[ordered[edge]]
     return dirs, lens
