@@ -148,3 +148,23 @@ def test_tables_the_column_path_does_not_reproduce_fall_back(demo, monkeypatch):
     assert jsondoc._flow_columns(demo) is None
     old, new = _both(demo)
     assert new == old
+
+
+def test_long_integer_columns_take_their_tokens_from_the_table_or_not():
+    """Columns long enough for the small-integer table, with values at its edges and past them."""
+    rng = np.random.default_rng(5)
+    n = jsontext.TABLE_FROM + 7
+    low, high = jsontext.SMALL_INTS.start, jsontext.SMALL_INTS.stop
+    frame = pd.DataFrame(
+        {
+            "inside": rng.integers(low, high, n),
+            "edges": np.resize(np.array([low, high - 1, 0, -1], dtype=np.int64), n),
+            "below": np.resize(np.array([low - 1, 5], dtype=np.int64), n),
+            "above": np.resize(np.array([high, 5], dtype=np.int64), n),
+            "u16": rng.integers(0, 65536, n).astype(np.uint16),
+            "u64": np.resize(np.array([2**64 - 1, 3], dtype=np.uint64), n),
+            "i8": rng.integers(-128, 128, n).astype(np.int8),
+        }
+    )
+    for name in frame.columns:
+        assert jsontext.column_tokens(frame[name]) == _want(frame, name), name

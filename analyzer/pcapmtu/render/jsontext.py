@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -46,21 +47,39 @@ def plain(value: Any) -> Any:
 def column_tokens(column: pd.Series) -> list[str]:
     """Each value of a column as its JSON text, after `jsondoc.records()`'s conversions: non-finite floats
     and pandas' missing values are null, numpy scalars their Python values."""
-    values = column.tolist()
     dtype = column.dtype
     if isinstance(dtype, np.dtype):  # not a pandas extension type that may hold NA
+        array = column.to_numpy()
         if dtype.kind == "b":
-            return ["true" if v else "false" for v in values]
+            return ["true" if v else "false" for v in array.tolist()]
         if dtype.kind in "iu":
-            return list(map(int.__repr__, values))
+            return _int_tokens(array)
         if dtype.kind == "f":
-            if bool(np.isfinite(column.to_numpy()).all()):
-                return list(map(float.__repr__, values))
-            return [float.__repr__(v) if math.isfinite(v) else "null" for v in values]
+            if bool(np.isfinite(array).all()):
+                return list(map(float.__repr__, array.tolist()))
+            return [float.__repr__(v) if math.isfinite(v) else "null" for v in array.tolist()]
+    values = column.tolist()
     try:  # text columns are mostly all text: json's escaper over all of them (it refuses anything else)
         return list(map(string_token, values))
     except TypeError:
         return [string_token(v) if type(v) is str else value_token(plain(v)) for v in values]
+
+
+# Most integer columns (ports, sizes, counts, flags) hold small values: their tokens come from one table,
+# made once (~66,000 strings, a few ms) when a long column needs it, instead of int.__repr__ per value.
+SMALL_INTS = range(-1024, 65536)
+TABLE_FROM = 1000  # a column shorter than this is quicker with int.__repr__ than the table is to make
+
+
+@lru_cache(maxsize=1)
+def _small_int_tokens() -> np.ndarray:
+    return np.array(list(map(int.__repr__, SMALL_INTS)), dtype=object)
+
+
+def _int_tokens(array: np.ndarray) -> list[str]:
+    if len(array) >= TABLE_FROM and array.min() >= SMALL_INTS.start and array.max() < SMALL_INTS.stop:
+        return _small_int_tokens()[array.astype(np.int64) - SMALL_INTS.start].tolist()
+    return list(map(int.__repr__, array.tolist()))
 
 
 def rows_text(keys: Sequence[str], columns: Sequence[Sequence[str]], start: int, stop: int) -> str:
