@@ -50,8 +50,11 @@ def render(draw: Callable[[], Figure], svg: bool) -> Rendered:
     fig.savefig(png, format="png", metadata={"Software": None})
     vector = None
     if svg:
+        from matplotlib import rc_context
+
         out = io.BytesIO()
-        fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
+        with rc_context({"svg.hashsalt": "pcapmtu"}):  # stable SVG ids, so reports diff cleanly
+            fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
         vector = out.getvalue()
     return Rendered(png.getvalue(), vector)
 

@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-import matplotlib
 import pandas as pd
 
 from .._version import __version__
@@ -26,7 +25,7 @@ from ..errors import UsageError
 from ..evidence import stream_filter
 from ..results import Finding, Severity, Verdict
 from ..textsafe import Quotes, html_text, md_block, md_capture, md_code, md_fence, md_text, printable
-from . import plots, rasterize
+from . import rasterize
 from .jsondoc import analyze_summary, write_analyze
 from .measures import COLUMNS as MEASURES
 from .measures import measures
@@ -36,7 +35,6 @@ if TYPE_CHECKING:  # annotations only: render needs no diagnose module loaded to
 
     from ..diagnose.analysis import Analysis
 
-matplotlib.rcParams["svg.hashsalt"] = "pcapmtu"  # stable SVG ids, so reports diff cleanly
 VECTOR_PLOTS = ("timeline", "mss")
 
 
@@ -57,6 +55,9 @@ def write_report(
     if out.exists() and any(out.iterdir()) and not force:
         raise UsageError(f"{out} is not empty; use --force to write into it")
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    # report.json first, before matplotlib is loaded and the figures drawn: the memory its encoding takes
+    # for a while is free again for them, so the report peaks where `analyze --json` does
+    report_json = _atomic_json(out / "report.json", analysis)
     written: list[Path] = []
     images: dict[str, bytes] = {}
     figures = _figures(analysis)
@@ -69,7 +70,7 @@ def write_report(
             written.append(_atomic(out / "plots" / f"{name}.svg", rendered.svg))
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     doc = analyze_summary(analysis)
-    written.append(_atomic_json(out / "report.json", analysis))
+    written.append(report_json)
     written.append(_atomic(out / "report.md", render_markdown(analysis, doc, titles, stamp).encode()))
     written.append(_atomic(out / "report.html", render_html(analysis, doc, titles, images, stamp).encode()))
     return written
@@ -77,6 +78,8 @@ def write_report(
 
 def _figures(analysis: Analysis) -> list[tuple[str, Callable[[], Figure], str]]:
     """The report's figures, in order, as (name, how to draw it, title): drawn when the report gets to it."""
+    from . import plots  # matplotlib: loaded when the figures are about to be drawn
+
     figs = [
         ("timeline", lambda: plots.timeline(analysis), "Connections over time, coloured by verdict"),
         ("sizes", lambda: plots.sizes(analysis), "Packet sizes against the MTU lines"),
@@ -143,7 +146,7 @@ def _listing(analysis: Analysis) -> _Listing:
     for f in analysis.findings_list:
         if f.conn >= 0:
             found.setdefault((f.capture, f.conn), set()).add(f.code)
-    with_finding = [key in found for key in zip(v["capture"], v["conn"], strict=True)]
+    with_finding = [key in found for key in zip(v["capture"].tolist(), v["conn"].tolist(), strict=True)]
     flagged = (v["verdict"] != Verdict.HEALTHY) | pd.Series(with_finding, index=v.index, dtype=bool)
     if len(v) <= MAX_CONNECTION_ROWS:
         return _Listing(v, v.iloc[:0], flagged, found)
@@ -186,7 +189,10 @@ def _summary_rows(analysis: Analysis, listing: _Listing | None = None) -> list[d
     _shown, rest, _flagged, found = listing or _listing(analysis)
     if rest.empty:
         return []
-    codes = [",".join(sorted(found.get(key, ()))) for key in zip(rest["capture"], rest["conn"], strict=True)]
+    codes = [
+        ",".join(sorted(found.get(key, ())))
+        for key in zip(rest["capture"].tolist(), rest["conn"].tolist(), strict=True)
+    ]
     groups = (
         rest.assign(reason=rest["reason"].fillna(""), codes=codes)
         .groupby(["capture", "service", "verdict", "reason", "rank"], sort=False, dropna=False)
