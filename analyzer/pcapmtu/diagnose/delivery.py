@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..ingest import native
+from ..ingest.native import as_i64
 from ..ingest.tcp import seq_diff
 
 ACK_FLAG = 0x10
@@ -190,8 +191,10 @@ def _first_cumulative_ack(packets, c, end, d) -> np.ndarray:
     order = np.lexsort((a_ts, a_conn))
     a_conn, a_ts = a_conn[order], a_ts[order]
     a_ack = packets["rel_ack"].to_numpy()[sel][order]
-    if search := _in_c("first_cumulative_ack"):  # the same search, one connection's run of ACKs at a time
-        search(_i64(c), _i64(end), a_conn, _i64(a_ack), _i64(a_ts), out)
+    if search := native.entry(
+        "first_cumulative_ack"
+    ):  # the same search, one connection's run of ACKs at a time
+        search(as_i64(c), as_i64(end), a_conn, as_i64(a_ack), as_i64(a_ts), out)
         return out
     # running highest acknowledgment per connection, in time order (non-decreasing inside a connection)
     reach = pd.Series(a_ack).groupby(a_conn).cummax().to_numpy()
@@ -222,9 +225,9 @@ def _sack_covered(packets, sack, c, start, end, d) -> np.ndarray:
     right = rel_ack + seq_diff(sack["right"].to_numpy()[keep], raw_ack)
     order = np.lexsort((left, conn))
     conn, left, right = conn[order], left[order], right[order]
-    if search := _in_c("sack_covered"):
+    if search := native.entry("sack_covered"):
         covered = np.zeros(len(c), dtype=np.uint8)
-        search(_i64(c), _i64(start), _i64(end), conn, _i64(left), _i64(right), covered)
+        search(as_i64(c), as_i64(start), as_i64(end), conn, as_i64(left), as_i64(right), covered)
         return covered.view(bool)
     # per connection, the furthest right edge of any block starting at or before each block's left edge
     reach = pd.Series(right).groupby(conn).cummax().to_numpy()
@@ -246,8 +249,8 @@ def _first_later_copy(c, start, end, t) -> np.ndarray:
     out = np.full(len(c), NO_TIME, dtype=np.int64)
     later = np.arange(len(c))
     order = np.lexsort((start, c))
-    if search := _in_c("first_later_copy"):  # the same candidates and test, without making the pairs
-        search(_i64(c), _i64(start), _i64(end), _i64(t), _i64(order), out)
+    if search := native.entry("first_later_copy"):  # the same candidates and test, without making the pairs
+        search(as_i64(c), as_i64(start), as_i64(end), as_i64(t), as_i64(order), out)
         return out
     axis = _Axis(c[order], start[order])
     longest = np.zeros(len(axis.base), dtype=np.int64)
@@ -271,14 +274,3 @@ def _first_later_copy(c, start, end, t) -> np.ndarray:
         np.minimum.at(out, i[ok], t[j[ok]])
         done = stop
     return out
-
-
-def _in_c(name: str):
-    """The C core's twin of a search here (ingest/_native.c), or None: the numpy path runs where the core is
-    off (native.ENABLED) or was built before it had this function."""
-    return getattr(native.core, name, None) if native.ENABLED else None
-
-
-def _i64(values: np.ndarray) -> np.ndarray:
-    """A contiguous int64 array, as the C core reads it (a copy only where needed)."""
-    return np.ascontiguousarray(values, dtype=np.int64)

@@ -5,12 +5,15 @@ that says whether it runs.
 switch: every caller (the record walks, the decoder, address interning, the TCP analysis) reads
 `native.ENABLED` when it runs, never a copy taken at import, and keeps its pure numpy path beside the C one,
 which gives the same results. tests/test_native.py sets it to False to compare the two; `decode` switches it
-off for a stale build whose decoder writes other columns than `schema.PACKETS` describes.
+off for a stale build whose decoder writes other columns than `schema.PACKETS` describes. `entry(name)` is
+that switch for a function a stale build may lack; `as_i64` makes an array the C core reads.
 """
 
 from __future__ import annotations
 
 import os
+
+import numpy as np
 
 try:
     from . import _native as core
@@ -30,6 +33,17 @@ def switch_off(why: str) -> None:
     """Run the numpy paths from now on; `why` is what `describe()` then says."""
     global ENABLED, _WHY
     ENABLED, _WHY = False, why
+
+
+def entry(name: str):
+    """The C core's function `name`, or None where its numpy twin runs: the core is off (`ENABLED`) or was
+    built before it had that function."""
+    return getattr(core, name, None) if ENABLED else None
+
+
+def as_i64(values) -> np.ndarray:
+    """The contiguous int64 array the C core reads (no copy when it already is one)."""
+    return np.ascontiguousarray(values, dtype=np.int64)
 
 
 def describe() -> str:

@@ -55,7 +55,7 @@ def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFr
     # after the 2-byte transaction id, so each distinct message is parsed once (dpkt is ~90 us/message,
     # the C core's dns_rows ~1 us for the common shapes) and the table is then assembled column by column
     # from the distinct messages' rows.
-    native_core = native.ENABLED and hasattr(native.core, "dns_columns")
+    native_core = native.entry("dns_columns") is not None
     index_of = _dns_index_c if native_core else _dns_index
     message_rows, txid, kinds, first = index_of(rare, rows, is_udp)
     per_kind, columns = (_dns_columns_c if native_core else _dns_columns)(rare, first)

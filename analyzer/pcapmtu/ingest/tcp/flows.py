@@ -15,8 +15,9 @@ import pandas as pd
 from ... import schema
 from .. import native
 from ..http_framing import HTTP_COLUMNS
+from ..native import as_i64
 from ..rare_layers import TLS_COLUMNS
-from .segments import ACK, FIN, NONE, PER_SEGMENT_FLAGS, RST, SYN, Analysis, Slice, as_i64, reduce_groups
+from .segments import ACK, FIN, NONE, PER_SEGMENT_FLAGS, RST, SYN, Analysis, Slice, reduce_groups
 from .states import STATES, zeek_conn_state
 
 HISTORY_LETTERS = (

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ...schema import PER_SEGMENT_FLAGS
 from .. import native
+from ..native import as_i64
 
 if TYPE_CHECKING:
     from . import TcpConfig
@@ -268,11 +269,6 @@ def _analyze_numpy(cfg: TcpConfig, part: Slice) -> Analysis:
         irtt=irtt,
         has_rtt=has_rtt,
     )
-
-
-def as_i64(values) -> np.ndarray:
-    """The contiguous int64 array the C core reads (no copy when it already is one)."""
-    return np.ascontiguousarray(values, dtype=np.int64)
 
 
 # The fields of `Analysis` the C core writes, in its order, with their dtypes: per segment, per connection.
