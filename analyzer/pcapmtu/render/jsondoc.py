@@ -78,7 +78,6 @@ FLOW_FIELDS = [
 
 
 COMPACT = (",", ":")
-_ENCODED_FLOWS = object()  # write_analyze(): the place of the connections encoded column by column
 BATCH = 500  # list elements encoded and written at a time by dump()
 
 
@@ -107,13 +106,18 @@ def dump(doc: dict, write: Callable[[str], object]) -> None:
     write("\n")
 
 
-def _compact(value: Any, write: Callable[[str], object], depth: int, encoded: Iterable[str] = ()) -> None:
-    """Compact JSON is made of its parts: `{"k":v,...}` and `[a,...]`, so each part can be encoded alone.
-    `encoded`: the text of the list that stands where the document holds `_ENCODED_FLOWS`, in pieces of
-    whole elements."""
-    if value is _ENCODED_FLOWS:
+class _Encoded:
+    """A list whose JSON text is already made, in pieces of whole elements (write_analyze's connections)."""
+
+    def __init__(self, pieces: Iterable[str]) -> None:
+        self.pieces = pieces
+
+
+def _compact(value: Any, write: Callable[[str], object], depth: int) -> None:
+    """Compact JSON is made of its parts: `{"k":v,...}` and `[a,...]`, so each part can be encoded alone."""
+    if isinstance(value, _Encoded):
         first = True
-        for piece in encoded:
+        for piece in value.pieces:
             write(("[" if first else ",") + piece)
             first = False
         write("[]" if first else "]")
@@ -121,7 +125,7 @@ def _compact(value: Any, write: Callable[[str], object], depth: int, encoded: It
         for i, (key, item) in enumerate(value.items()):
             name = json.dumps({key: None}, separators=COMPACT)[1:-5]  # a key as json writes it: "4" for 4
             write(("{" if i == 0 else ",") + name)
-            _compact(item, write, depth + 1, encoded)
+            _compact(item, write, depth + 1)
         write("}")
     elif depth < 4 and isinstance(value, list) and len(value) > BATCH:
         encode = json.JSONEncoder(separators=COMPACT, allow_nan=False).encode
@@ -134,7 +138,7 @@ def _compact(value: Any, write: Callable[[str], object], depth: int, encoded: It
     elif depth < 4 and isinstance(value, list) and value:
         for i, item in enumerate(value):
             write("[" if i == 0 else ",")
-            _compact(item, write, depth + 1, encoded)
+            _compact(item, write, depth + 1)
         write("]")
     else:
         write(json.dumps(value, separators=COMPACT, allow_nan=False))
@@ -202,8 +206,7 @@ def write_analyze(analysis: Analysis, write: Callable[[str], object]) -> None:
     if columns is None:
         dump(analyze_document(analysis), write)
         return
-    doc = _analyze_document(analysis, _ENCODED_FLOWS)
-    _compact(doc, write, depth=0, encoded=_flow_text(*columns, n))
+    _compact(_analyze_document(analysis, _Encoded(_flow_text(*columns, n))), write, depth=0)
     write("\n")
 
 
@@ -240,7 +243,7 @@ def _flow_columns(analysis: Analysis) -> tuple[list[str], list[list[str]]] | Non
         return None
     tail_keys: list[str] | None = None
     tail_tokens: dict[str, list[list[str]]] = {}
-    offset, start = {}, 0
+    span: dict[str, tuple[int, int]] = {}  # role -> where its flows start among all captures', how many
     for role, cap in analysis.captures.items():
         f = cap.flows
         present = [k for k in FLOW_FIELDS if k in f.columns]
@@ -255,14 +258,12 @@ def _flow_columns(analysis: Analysis) -> tuple[list[str], list[list[str]]] | Non
             return None
         tail_keys = tail
         tail_tokens[role] = [jsontext.column_tokens(f[k]) for k in tail]
-        offset[role], start = start, start + len(f)
+        span[role] = (sum(n for _, n in span.values()), len(f))
     capture, conn, codes = v["capture"].tolist(), v["conn"].tolist(), v["codes"].tolist()
-    if any(type(c) is not str or c not in offset for c in capture) or any(type(c) is not str for c in codes):
+    if any(type(c) is not str or c not in span for c in capture) or any(type(c) is not str for c in codes):
         return None
     # each connection's place in the captures' flows, one after the other
-    base = np.fromiter((offset[c] for c in capture), dtype=np.int64, count=len(capture))
-    sizes = {role: len(cap.flows) for role, cap in analysis.captures.items()}
-    size = np.fromiter((sizes[c] for c in capture), dtype=np.int64, count=len(capture))
+    base, size = np.array([span[c] for c in capture], dtype=np.int64).reshape(-1, 2).T
     at = np.asarray(conn, dtype=np.int64)
     if np.any((at < 0) | (at >= size)):
         return None
