@@ -195,25 +195,21 @@ VERDICT_FLOW_FIELDS = ["capture", "conn", "service", "client", "server", "verdic
 
 def analyze_document(analysis: Analysis) -> dict:
     """The whole report as one JSON document (`pcapmtu analyze --json`, report.json)."""
-    return _analyze_document(analysis, _flow_records(analysis))
+    return {**analyze_summary(analysis), "flows": _flow_records(analysis)}
 
 
-def write_analyze(analysis: Analysis, write: Callable[[str], object]) -> None:
+def write_analyze(analysis: Analysis, write: Callable[[str], object], summary: dict | None = None) -> None:
     """`dump(analyze_document(analysis), write)`, the same characters: a big document's connections are
-    encoded column by column (jsontext), without a dict per connection."""
+    encoded column by column (jsontext), without a dict per connection. `summary`: analyze_summary(analysis)
+    where the caller has it already (the report reads it too)."""
+    summary = summary if summary is not None else analyze_summary(analysis)
     n = len(analysis.verdicts)
     columns = _flow_columns(analysis) if n > BIG_DOCUMENT else None
     if columns is None:
-        dump(analyze_document(analysis), write)
+        dump({**summary, "flows": _flow_records(analysis)}, write)
         return
-    _compact(_analyze_document(analysis, _Encoded(_flow_text(*columns, n))), write, depth=0)
+    _compact({**summary, "flows": _Encoded(_flow_text(*columns, n))}, write, depth=0)
     write("\n")
-
-
-def analyze_summary(analysis: Analysis) -> dict:
-    """The analyze document without its connections (`flows` is None): what the Markdown and HTML reports
-    read, without a record per connection."""
-    return _analyze_document(analysis, None)
 
 
 def _flow_records(analysis: Analysis) -> list[dict]:
@@ -296,7 +292,9 @@ def _flow_text(keys: list[str], columns: list[list[str]], n: int):
         yield jsontext.rows_text(keys, columns, start, min(start + BATCH, n))
 
 
-def _analyze_document(analysis: Analysis, flows: Any) -> dict:
+def analyze_summary(analysis: Analysis) -> dict:
+    """The analyze document without its connections (`flows` is None, in its place): what the Markdown and
+    HTML reports read, without a record per connection."""
     d = analysis.diagnosis
     return {
         "schema_version": ANALYZE_SCHEMA_VERSION,
@@ -311,7 +309,7 @@ def _analyze_document(analysis: Analysis, flows: Any) -> dict:
         "path": {f"ipv{ipv}": _path(p) for ipv, p in analysis.context.path.items()},
         "fix": _jsonable(asdict(d.fix)) if d.fix else None,
         "findings": [_jsonable(asdict(f)) for f in analysis.findings_list],
-        "flows": flows,
+        "flows": None,
         "captures": [
             {"role": role, **cap.summary(), "vantage": _vantage(analysis, role)}
             for role, cap in analysis.captures.items()

@@ -57,7 +57,8 @@ def write_report(
     (out / "plots").mkdir(parents=True, exist_ok=True)
     # report.json first, before matplotlib is loaded and the figures drawn: the memory its encoding takes
     # for a while is free again for them, so the report peaks where `analyze --json` does
-    report_json = _atomic_json(out / "report.json", analysis)
+    doc = analyze_summary(analysis)
+    report_json = _atomic_json(out / "report.json", analysis, doc)
     written: list[Path] = []
     images: dict[str, bytes] = {}
     figures = _figures(analysis)
@@ -69,7 +70,6 @@ def write_report(
         if rendered.svg is not None:  # few elements: a vector copy for slides and print
             written.append(_atomic(out / "plots" / f"{name}.svg", rendered.svg))
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    doc = analyze_summary(analysis)
     written.append(report_json)
     written.append(_atomic(out / "report.md", render_markdown(analysis, doc, titles, stamp).encode()))
     written.append(_atomic(out / "report.html", render_html(analysis, doc, titles, images, stamp).encode()))
@@ -103,11 +103,11 @@ def _atomic(path: Path, data: bytes) -> Path:
     return path
 
 
-def _atomic_json(path: Path, analysis: Analysis) -> Path:
+def _atomic_json(path: Path, analysis: Analysis, summary: dict) -> Path:
     """report.json, the `analyze --json` document, streamed into place: its size grows with the connections."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        write_analyze(analysis, fh.write)
+        write_analyze(analysis, fh.write, summary)
     os.replace(tmp, path)
     return path
 
