@@ -15,7 +15,7 @@
  *   tcp_aggregates       the flows table's aggregates      tcp/flows.py: _aggregates_numpy
  *   dns_rows             one DNS message, common shapes    rare_layers.py: _dns_rows (dpkt)
  *   dns_index            the distinct DNS messages         rare_layers.py: _dns_index
- *   dns_columns          their rows, as columns            rare_layers.py: dns_table
+ *   dns_columns          their rows, as columns            rare_layers.py: dns_messages
  *   first_cumulative_ack, sack_covered, first_later_copy
  *                        a data segment's fate's searches   diagnose/delivery.py: the functions named so
  *
@@ -1426,7 +1426,7 @@ static PyObject *dns_rows(PyObject *self, PyObject *arg)
     return result;
 }
 
-/* The rows of the distinct DNS messages, as columns (rare_layers.dns_table): for each position p of `first`
+/* The rows of the distinct DNS messages, as columns (rare_layers.dns_messages): for each position p of `first`
  * (int64 as bytes), the message rare[p][1][8:] (after the UDP header) decoded by dns_rows_of, or by
  * fallback(message bytes) (rare_layers._dns_rows, dpkt) where that returns None, and its rows split into the
  * ten columns of _dns_rows' tuples. No Python call, slice or tuple per message for the common shapes.
@@ -1505,7 +1505,7 @@ done:
     return result;
 }
 
-/* The UDP DNS messages among the rare payloads, and which are the same message (rare_layers.dns_table).
+/* The UDP DNS messages among the rare payloads, and which are the same message (rare_layers.dns_messages).
  * rare: the list of (row, L4 bytes) the decoder kept; udp: one byte per item, 1 for a UDP message (its DNS
  * message starts after the 8-byte UDP header). Per UDP message, in order: its row, its transaction id (-1 when
  * under 2 bytes) and its kind, numbered by first sight over the bytes after the transaction id (what
@@ -1845,10 +1845,10 @@ static PyMethodDef methods[] = {
      "dns_rows(message) -> the rows of rare_layers._dns_rows, or None: a message to decode with dpkt"},
     {"dns_columns", dns_columns, METH_VARARGS,
      "dns_columns(rare, first positions, fallback) -> (rows per message, txid, response, ttl, rcode, qname, "
-     "qtype, answer_name, answer_type, answer, status): dns_table's rows of the distinct messages, as columns"},
+     "qtype, answer_name, answer_type, answer, status): the DNS table's rows of the distinct messages, as columns"},
     {"dns_index", dns_index, METH_VARARGS,
      "dns_index(rare, udp flags) -> (rows, txids, kinds, first positions): the UDP DNS messages of "
-     "rare_layers.dns_table, numbered by distinct message"},
+     "rare_layers.dns_messages, numbered by distinct message"},
     {"first_cumulative_ack", first_cumulative_ack, METH_VARARGS,
      "first_cumulative_ack(c, end, ack conn, ack, ack ts, out): delivery._first_cumulative_ack's search"},
     {"sack_covered", sack_covered, METH_VARARGS,

@@ -33,13 +33,24 @@ class Capture:
     interfaces: list[dict]
     packets: pd.DataFrame
     flows: pd.DataFrame
-    dns: pd.DataFrame
+    _dns: pd.DataFrame | rare_layers.DnsMessages  # the `dns` table, or the messages it is made from
     icmp: pd.DataFrame
     sack: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
     skipped_bytes: int = 0
     stats: PacketStats = field(default_factory=PacketStats)
     packets_kept: bool = True  # False after read(keep_packets=False): `packets` is empty on purpose
+
+    @property
+    def dns(self) -> pd.DataFrame:
+        """The DNS table (docs/tables.md), laid out from the decoded messages the first time it is read."""
+        if isinstance(self._dns, rare_layers.DnsMessages):
+            self._dns = self._dns.table()
+        return self._dns
+
+    @dns.setter
+    def dns(self, table: pd.DataFrame) -> None:
+        self._dns = table
 
     @property
     def name(self) -> str:
@@ -72,11 +83,16 @@ class Capture:
             "truncated_packets": self.stats.truncated,
             "undecodable_packets": {str(k): int(v) for k, v in status.items() if k != "ok" and v},
             "tcp_connections": int(len(self.flows)),
-            "dns_messages": int(self.dns["frame"].nunique()) if len(self.dns) else 0,
+            "dns_messages": self._dns_messages(),
             "icmp_errors": int(len(self.icmp)),
             "skipped_bytes": self.skipped_bytes,
             "warnings": list(self.warnings),
         }
+
+    def _dns_messages(self) -> int:
+        if isinstance(self._dns, rare_layers.DnsMessages):
+            return self._dns.messages  # without laying out the table
+        return int(self._dns["frame"].nunique()) if len(self._dns) else 0
 
     def __repr__(self) -> str:
         """One line of facts, not every table (a notebook shows the tables when asked: cap.flows)."""
@@ -159,13 +175,12 @@ def _read(path, tcp_config, progress, keep_packets: bool, budget: ReadBudget) ->
             packets[col] = values
         if keep_packets:
             packets = packets[list(schema.PACKETS)]  # copy-on-write: a reordered view, no copy
-        dns = rare_layers.dns_table(packets, raw.rare)
+        dns = rare_layers.dns_messages(packets, raw.rare)
         icmp = rare_layers.icmp_table(packets, raw.rare)
         tls = rare_layers.tls_table(packets, lambda rows: _payloads(cap, packets, rows))
-        flows = service_names.link_names(flows, dns, tls)
+        flows = service_names.link_names(flows, dns.answers(), tls)
         http = http_framing.http_table(packets, flows, lambda rows: _payloads(cap, packets, rows))
         flows = http_framing.with_http_columns(flows, http)
-        dns = schema.typed(dns if len(dns) else schema.empty(schema.DNS), schema.DNS)
         icmp = schema.typed(icmp if len(icmp) else schema.empty(schema.ICMP), schema.ICMP)
         flows["tcp_stream"] = streams.tcp_streams(flows, icmp, raw.stats.first_sflow_frame)
         flows = schema.typed(flows[list(schema.FLOWS)], schema.FLOWS)
@@ -179,7 +194,7 @@ def _read(path, tcp_config, progress, keep_packets: bool, budget: ReadBudget) ->
             ],
             packets=packets if keep_packets else schema.empty(schema.PACKETS),
             flows=flows,
-            dns=dns,
+            _dns=dns,
             icmp=icmp,
             sack=raw.sack,
             warnings=warnings,

@@ -3,7 +3,8 @@
 These packets are few, so they are decoded one by one with dpkt (DNS, TLS hello bodies) or with
 fixed-layout struct reads (ICMP quotes, which are routinely truncated and which dpkt rejects). DNS-heavy
 captures are the exception: there the C core's `dns_rows` decodes the common message shapes, with exactly
-dpkt's rows, and hands every other message back to dpkt (`native.ENABLED` switches it, as elsewhere).
+dpkt's rows, and hands every other message back to dpkt (`native.ENABLED` switches it, as elsewhere), and
+the DNS table waits in compact form (`DnsMessages`) until somebody reads it.
 Everything taken from a capture is attacker-controlled: a message that fails to decode becomes a row
 with status "malformed", never an exception.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+from dataclasses import dataclass
 from operator import itemgetter
 
 import dpkt
@@ -44,35 +46,121 @@ def _rows_of(rare: list[tuple[int, bytes]]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------- DNS
-def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFrame:
-    """One row per A/AAAA/CNAME answer, or one row per message that carries none."""
+@dataclass(frozen=True, eq=False)
+class DnsMessages:
+    """A capture's UDP DNS messages with each distinct message decoded once: the DNS table before it is laid
+    out one row per answer.
+
+    Why not the table at once: on a DNS-heavy capture laying out the table takes longer than decoding, and
+    `inspect`, `analyze` and `scan` need only the number of messages and the answers that name servers
+    (`answers()`). `Capture.dns` makes the table (`table()`) the first time it is read.
+    """
+
+    frame: np.ndarray  # per message: the packet's frame, timestamp, ports
+    ts_ns: np.ndarray
+    sport: np.ndarray
+    dport: np.ndarray
+    src: np.ndarray  # per message: its addresses as codes into the names below (-1: none)
+    dst: np.ndarray
+    src_names: np.ndarray  # address text by code, NaN last (picked by code -1)
+    dst_names: np.ndarray
+    txid: np.ndarray  # per message: its transaction id, -1 under 2 bytes
+    kind: np.ndarray  # per message: its distinct message
+    per_kind: np.ndarray  # per distinct message: how many rows it has
+    columns: list  # the distinct messages' rows, column by column: _dns_rows' ten fields
+
+    @property
+    def messages(self) -> int:
+        """DNS messages, counted as the table's distinct frames."""
+        return len(pd.unique(self.frame))  # (numpy 2.4's np.unique takes ten times as long)
+
+    def table(self) -> pd.DataFrame:
+        """The DNS table (schema.DNS): one row per A/AAAA/CNAME answer, or one per message without any."""
+        if not len(self.frame):
+            return schema.typed(schema.empty(schema.DNS), schema.DNS)
+        message, pick = self._layout(None)
+        parsed = np.asarray(self.columns[0], dtype=np.int64)[pick] >= 0  # txid -1: the message did not parse
+        ts_ns = self.ts_ns[message]
+        table = {
+            "frame": self.frame[message],
+            "ts": ts_ns / 1e9,
+            "time": schema.utc(ts_ns),
+            "src": self.src_names[self.src[message]],
+            "dst": self.dst_names[self.dst[message]],
+            "sport": self.sport[message],
+            "dport": self.dport[message],
+            "txid": np.where(parsed, self.txid[message], -1),
+        }
+        for name, values in zip(DNS_COLUMNS[7:], self.columns[1:], strict=True):
+            if name in ("response", "ttl"):
+                table[name] = np.asarray(values)[pick]
+            else:  # text stays Python str objects, as the schema keeps it: no round trip through Arrow strings
+                table[name] = pd.Series(np.asarray(values, dtype=object)[pick], dtype=object, copy=False)
+        return schema.typed(pd.DataFrame(table), schema.DNS)
+
+    def answers(self) -> pd.DataFrame:
+        """The A and AAAA answers of responses, in the table's order: `ts`, `answer` (the address), `qname`."""
+        response, answer_type = np.asarray(self.columns[1], dtype=bool), self.columns[6]
+        wanted = response & pd.Series(answer_type, dtype=object).isin(["A", "AAAA"]).to_numpy()
+        message, pick = self._layout(np.flatnonzero(wanted))
+        return pd.DataFrame(
+            {
+                "ts": self.ts_ns[message] / 1e9,
+                "answer": np.asarray(self.columns[7], dtype=object)[pick],
+                "qname": np.asarray(self.columns[3], dtype=object)[pick],
+            }
+        )
+
+    def _layout(self, chosen: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Per output row, its message and its row among the distinct messages' rows: every message with
+        all its rows, or with those of its rows among `chosen` (ascending positions of distinct rows)."""
+        per_kind = self.per_kind
+        if chosen is not None:
+            kind_of_row = np.repeat(np.arange(len(per_kind)), per_kind)
+            per_kind = np.bincount(kind_of_row[chosen], minlength=len(per_kind))
+        kind_start = np.cumsum(per_kind) - per_kind
+        counts = per_kind[self.kind]
+        message = np.repeat(np.arange(len(self.kind)), counts)
+        within = np.arange(len(message)) - np.repeat(np.cumsum(counts) - counts, counts)
+        pick = kind_start[self.kind][message] + within  # its row among the (chosen) distinct rows
+        return message, pick if chosen is None else chosen[pick]
+
+
+def dns_messages(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> DnsMessages:
+    """The UDP DNS messages among the rare payloads, each distinct one decoded once."""
     proto = packets["proto"].to_numpy()
     rows = _rows_of(rare)
     is_udp = proto[rows] == 17 if len(rows) else np.zeros(0, dtype=bool)
-    if not is_udp.any():
-        return _with_packet_columns(packets, pd.DataFrame(columns=["row", *DNS_COLUMNS[6:]]), DNS_COLUMNS)
     # Real traffic repeats the same questions and answers; a message's rows depend only on its bytes
     # after the 2-byte transaction id, so each distinct message is parsed once (dpkt is ~90 us/message,
-    # the C core's dns_rows ~1 us for the common shapes) and the table is then assembled column by column
-    # from the distinct messages' rows.
-    native_core = native.entry("dns_columns") is not None
-    index_of = _dns_index_c if native_core else _dns_index
-    message_rows, txid, kinds, first = index_of(rare, rows, is_udp)
-    per_kind, columns = (_dns_columns_c if native_core else _dns_columns)(rare, first)
-    kind_start = np.cumsum(per_kind) - per_kind
-    counts = per_kind[kinds]
-    message = np.repeat(np.arange(len(kinds)), counts)  # the message of each output row
-    within = np.arange(len(message)) - np.repeat(np.cumsum(counts) - counts, counts)
-    pick = kind_start[kinds][message] + within  # its row among the distinct messages' rows
-    table = {"row": message_rows[message]}
-    parsed = np.asarray(columns[0], dtype=np.int64)[pick] >= 0  # txid -1: the message did not parse
-    table["txid"] = np.where(parsed, txid[message], -1)
-    for name, values in zip(DNS_COLUMNS[7:], columns[1:], strict=True):
-        if name in ("response", "ttl"):
-            table[name] = np.asarray(values)[pick]
-        else:  # text stays Python str objects, as the schema keeps it: no round trip through Arrow strings
-            table[name] = pd.Series(np.asarray(values, dtype=object)[pick], dtype=object, copy=False)
-    return _with_packet_columns(packets, pd.DataFrame(table), DNS_COLUMNS)
+    # the C core's dns_rows ~1 us for the common shapes).
+    if is_udp.any():
+        native_core = native.entry("dns_columns") is not None
+        message_rows, txid, kinds, first = (_dns_index_c if native_core else _dns_index)(rare, rows, is_udp)
+        per_kind, columns = (_dns_columns_c if native_core else _dns_columns)(rare, first)
+    else:
+        message_rows = txid = kinds = per_kind = np.zeros(0, dtype=np.int64)
+        columns = [()] * 10
+    src, dst = packets["src"], packets["dst"]
+    return DnsMessages(
+        frame=packets["frame"].to_numpy()[message_rows].astype(np.int64),
+        ts_ns=packets["ts_ns"].to_numpy()[message_rows],
+        sport=packets["sport"].to_numpy()[message_rows].astype(np.int32),
+        dport=packets["dport"].to_numpy()[message_rows].astype(np.int32),
+        src=src.cat.codes.to_numpy()[message_rows],
+        dst=dst.cat.codes.to_numpy()[message_rows],
+        src_names=_address_names(src),
+        dst_names=_address_names(dst),
+        txid=txid,
+        kind=kinds,
+        per_kind=per_kind,
+        columns=columns,
+    )
+
+
+def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFrame:
+    """The DNS table at once (schema.DNS): one row per A/AAAA/CNAME answer, or one per message without any."""
+    return dns_messages(packets, rare).table()
 
 
 def _dns_index(
@@ -213,10 +301,14 @@ def _quoted_header(q: bytes) -> tuple:
     return (src, dst, proto, sport, dport, seq, total, df, len(l4))
 
 
+def _address_names(column: pd.Series) -> np.ndarray:
+    """The address text of each code of a categorical column, then NaN: code -1 (no address) picks it."""
+    return np.append(column.cat.categories.to_numpy(dtype=object), np.nan)
+
+
 def _addresses(column: pd.Series, rows: np.ndarray) -> np.ndarray:
     """Address text of a few rows of a categorical column (NaN where a packet has none)."""
-    names = np.append(column.cat.categories.to_numpy(dtype=object), np.nan)
-    return names[column.cat.codes.to_numpy()[rows]]  # code -1 picks the NaN at the end
+    return _address_names(column)[column.cat.codes.to_numpy()[rows]]
 
 
 def _with_packet_columns(packets: pd.DataFrame, table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -227,9 +319,6 @@ def _with_packet_columns(packets: pd.DataFrame, table: pd.DataFrame, columns: li
     table.insert(2, "time", schema.utc(ts_ns))
     table.insert(3, "src", _addresses(packets["src"], rows))
     table.insert(4, "dst", _addresses(packets["dst"], rows))
-    if "sport" in columns:
-        table.insert(5, "sport", packets["sport"].to_numpy()[rows].astype(np.int32))
-        table.insert(6, "dport", packets["dport"].to_numpy()[rows].astype(np.int32))
     return table.drop(columns="row")[[*columns[:2], "time", *columns[2:]]].reset_index(drop=True)
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 
-def link_names(flows: pd.DataFrame, dns: pd.DataFrame, tls: pd.DataFrame) -> pd.DataFrame:
-    """Add `name`, `name_source` and the TLS columns to `flows` (returns a new frame)."""
+def link_names(flows: pd.DataFrame, answers: pd.DataFrame, tls: pd.DataFrame) -> pd.DataFrame:
+    """Add `name`, `name_source` and the TLS columns to `flows` (returns a new frame). `answers`: the DNS
+    answers that carry an address, in capture order (`ts`, `answer`, `qname`; DnsMessages.answers())."""
     out = (
         flows.merge(tls, on="conn", how="left")
         if len(tls)
@@ -20,7 +21,6 @@ def link_names(flows: pd.DataFrame, dns: pd.DataFrame, tls: pd.DataFrame) -> pd.
     )
     out["sni"] = out["sni"].fillna("").astype(object)
     names = pd.Series("", index=out.index, dtype=object)
-    answers = dns[dns["response"].astype(bool) & dns["answer_type"].isin(["A", "AAAA"])] if len(dns) else dns
     if len(answers) and len(out):
         answers = answers[["ts", "answer", "qname"]].rename(columns={"answer": "server_ip", "ts": "dns_ts"})
         answers = answers.sort_values("dns_ts", kind="stable")
