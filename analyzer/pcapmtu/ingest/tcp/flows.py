@@ -322,8 +322,15 @@ def joined(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     for name in list(parts[0]):
         values = [p.pop(name) for p in parts]
         if isinstance(values[0], pd.Categorical):
-            labels = np.concatenate([np.asarray(v) for v in values])[order]
-            columns[name] = pd.Categorical(labels, categories=values[0].categories)
+            categories = values[0].categories
+            if all(v.categories.equals(categories) for v in values):  # codes join as they are: no labels
+                codes = np.concatenate([v.codes for v in values])[order]
+                columns[name] = pd.Categorical.from_codes(codes, categories=categories)
+            else:
+                labels = np.concatenate([np.asarray(v) for v in values])[order]
+                columns[name] = pd.Categorical(labels, categories=categories)
+        elif isinstance(values[0], pd.DatetimeIndex):  # joined as datetimes, not through Timestamp objects
+            columns[name] = values[0].append(values[1:]).take(order)
         else:
             columns[name] = np.concatenate(values)[order]
         del values
