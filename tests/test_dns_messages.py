@@ -52,6 +52,8 @@ def test_answers_and_count_are_the_tables(path: Path, core: bool, monkeypatch):
     table = messages.table()
     pd.testing.assert_frame_equal(messages.answers(), _answers_from_table(table), check_dtype=False)
     assert messages.messages == (table["frame"].nunique() if len(table) else 0)
+    for side in ("src", "dst"):  # only the addresses the messages use are kept as text, not the capture's
+        assert len(getattr(messages, f"{side}_names")) - 1 == len(set(table[side]) - {""})
 
 
 def test_the_samples_hold_dns_answers():

@@ -62,7 +62,7 @@ class DnsMessages:
     dport: np.ndarray
     src: np.ndarray  # per message: its addresses as codes into the names below (-1: none)
     dst: np.ndarray
-    src_names: np.ndarray  # address text by code, NaN last (picked by code -1)
+    src_names: np.ndarray  # the text of the addresses the messages use, by code, then NaN (picked by -1)
     dst_names: np.ndarray
     txid: np.ndarray  # per message: its transaction id, -1 under 2 bytes
     kind: np.ndarray  # per message: its distinct message
@@ -141,21 +141,33 @@ def dns_messages(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> DnsMes
     else:
         message_rows = txid = kinds = per_kind = np.zeros(0, dtype=np.int64)
         columns = [()] * 10
-    src, dst = packets["src"], packets["dst"]
+    src, src_names = _used_addresses(packets["src"], message_rows)
+    dst, dst_names = _used_addresses(packets["dst"], message_rows)
     return DnsMessages(
         frame=packets["frame"].to_numpy()[message_rows].astype(np.int64),
         ts_ns=packets["ts_ns"].to_numpy()[message_rows],
         sport=packets["sport"].to_numpy()[message_rows].astype(np.int32),
         dport=packets["dport"].to_numpy()[message_rows].astype(np.int32),
-        src=src.cat.codes.to_numpy()[message_rows],
-        dst=dst.cat.codes.to_numpy()[message_rows],
-        src_names=_address_names(src),
-        dst_names=_address_names(dst),
+        src=src,
+        dst=dst,
+        src_names=src_names,
+        dst_names=dst_names,
         txid=txid,
         kind=kinds,
         per_kind=per_kind,
         columns=columns,
     )
+
+
+def _used_addresses(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The addresses of `rows` of a categorical column as (codes, text by code then NaN; -1 picks NaN), with
+    the text of only the addresses they use: the messages are kept, and a capture may hold a million others."""
+    codes = column.cat.codes.to_numpy()[rows]
+    has = codes >= 0
+    used = pd.unique(codes[has])
+    local = np.full(len(codes), -1, dtype=np.int64)
+    local[has] = pd.Index(used).get_indexer(codes[has])
+    return local, np.append(column.cat.categories.take(used).to_numpy(dtype=object), np.nan)
 
 
 def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFrame:
