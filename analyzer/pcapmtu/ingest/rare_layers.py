@@ -313,14 +313,10 @@ def _quoted_header(q: bytes) -> tuple:
     return (src, dst, proto, sport, dport, seq, total, df, len(l4))
 
 
-def _address_names(column: pd.Series) -> np.ndarray:
-    """The address text of each code of a categorical column, then NaN: code -1 (no address) picks it."""
-    return np.append(column.cat.categories.to_numpy(dtype=object), np.nan)
-
-
 def _addresses(column: pd.Series, rows: np.ndarray) -> np.ndarray:
     """Address text of a few rows of a categorical column (NaN where a packet has none)."""
-    return _address_names(column)[column.cat.codes.to_numpy()[rows]]
+    codes, names = _used_addresses(column, rows)
+    return names[codes]
 
 
 def _with_packet_columns(packets: pd.DataFrame, table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
