@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from ... import schema
 from .. import native
@@ -321,15 +322,10 @@ def joined(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     columns = {}
     for name in list(parts[0]):
         values = [p.pop(name) for p in parts]
+        # categoricals joined by their codes, datetimes as datetimes: not through one object per connection
         if isinstance(values[0], pd.Categorical):
-            categories = values[0].categories
-            if all(v.categories.equals(categories) for v in values):  # codes join as they are: no labels
-                codes = np.concatenate([v.codes for v in values])[order]
-                columns[name] = pd.Categorical.from_codes(codes, categories=categories)
-            else:
-                labels = np.concatenate([np.asarray(v) for v in values])[order]
-                columns[name] = pd.Categorical(labels, categories=categories)
-        elif isinstance(values[0], pd.DatetimeIndex):  # joined as datetimes, not through Timestamp objects
+            columns[name] = union_categoricals(values)[order]
+        elif isinstance(values[0], pd.DatetimeIndex):
             columns[name] = values[0].append(values[1:]).take(order)
         else:
             columns[name] = np.concatenate(values)[order]
