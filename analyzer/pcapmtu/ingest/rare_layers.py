@@ -100,16 +100,20 @@ class DnsMessages:
 
     def answers(self) -> pd.DataFrame:
         """The A and AAAA answers of responses, in the table's order: `ts`, `answer` (the address), `qname`."""
-        response, answer_type = np.asarray(self.columns[1], dtype=bool), self.columns[6]
-        wanted = response & pd.Series(answer_type, dtype=object).isin(["A", "AAAA"]).to_numpy()
-        message, pick = self._layout(np.flatnonzero(wanted))
+        response = np.asarray(self._rows_column("response"), dtype=bool)
+        wanted = response & pd.Series(self._rows_column("answer_type"), dtype=object).isin(["A", "AAAA"])
+        message, pick = self._layout(np.flatnonzero(wanted.to_numpy()))
         return pd.DataFrame(
             {
                 "ts": self.ts_ns[message] / 1e9,
-                "answer": np.asarray(self.columns[7], dtype=object)[pick],
-                "qname": np.asarray(self.columns[3], dtype=object)[pick],
+                "answer": np.asarray(self._rows_column("answer"), dtype=object)[pick],
+                "qname": np.asarray(self._rows_column("qname"), dtype=object)[pick],
             }
         )
+
+    def _rows_column(self, name: str):
+        """A column of the distinct messages' rows, by its name in the DNS table (txid first, as DNS_COLUMNS)."""
+        return self.columns[DNS_COLUMNS.index(name) - DNS_COLUMNS.index("txid")]
 
     def _layout(self, chosen: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Per output row, its message and its row among the distinct messages' rows: every message with
@@ -162,12 +166,9 @@ def dns_messages(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> DnsMes
 def _used_addresses(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The addresses of `rows` of a categorical column as (codes, text by code then NaN; -1 picks NaN), with
     the text of only the addresses they use: the messages are kept, and a capture may hold a million others."""
-    codes = column.cat.codes.to_numpy()[rows]
-    has = codes >= 0
-    used = pd.unique(codes[has])
-    local = np.full(len(codes), -1, dtype=np.int64)
-    local[has] = pd.Index(used).get_indexer(codes[has])
-    return local, np.append(column.cat.categories.take(used).to_numpy(dtype=object), np.nan)
+    used = pd.Categorical.from_codes(column.cat.codes.to_numpy()[rows], dtype=column.dtype)
+    used = used.remove_unused_categories()
+    return used.codes, np.append(used.categories.to_numpy(dtype=object), np.nan)
 
 
 def dns_table(packets: pd.DataFrame, rare: list[tuple[int, bytes]]) -> pd.DataFrame:
