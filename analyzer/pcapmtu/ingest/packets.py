@@ -138,9 +138,17 @@ class _ColumnStore:
         self.arrays: dict[str, np.ndarray] = {}
         self.rows = 0
 
-    def append(self, values: dict[str, np.ndarray], expected: int) -> None:
-        """Add one batch; `expected` is the caller's estimate of the final row count."""
-        k = len(next(iter(values.values())))
+    def append(
+        self,
+        values: dict[str, np.ndarray],
+        expected: int,
+        keep: np.ndarray | None = None,
+        prefiltered: tuple[str, ...] = (),
+    ) -> None:
+        """Add one batch; `expected` is the caller's estimate of the final row count. With `keep` (a mask of
+        the batch's rows), each column is filtered on its way in, in one pass with no filtered copy made
+        first; the columns named in `prefiltered` hold only the kept rows already."""
+        k = len(next(iter(values.values()))) if keep is None else int(np.count_nonzero(keep))
         if not k:
             return
         need = self.rows + k
@@ -148,7 +156,11 @@ class _ColumnStore:
         if need > capacity:
             self._grow(max(need, expected + expected // 4 + 4096, capacity + capacity // 2), values)
         for name, v in values.items():
-            self.arrays[name][self.rows : need] = v
+            into = self.arrays[name][self.rows : need]
+            if keep is None or name in prefiltered:
+                into[...] = v
+            else:
+                np.compress(keep, v, out=into)
         self.rows = need
 
     def _grow(self, capacity: int, like: dict[str, np.ndarray]) -> None:
@@ -235,12 +247,11 @@ def build_packets(
             for name, side in (("src", 0), ("dst", 2)):
                 columns[name] = addresses.intern(dec.addr, side, keep, has_ip)
             done = int(batch.file_off[-1]) if len(batch.file_off) else total
-            store.append(
-                {
-                    name: columns[name] if keep is None or name in ("src", "dst") else columns[name][keep]
-                    for name in wanted
-                },
+            store.append(  # src and dst hold the kept rows already; the other columns are filtered going in
+                {name: columns[name] for name in wanted},
                 expected=(base + rows_kept) * total // max(done, 1),
+                keep=keep,
+                prefiltered=("src", "dst"),
             )
             if len(sack_rows):
                 sack_parts.append((sack_rows + base, sack_left, sack_right))
