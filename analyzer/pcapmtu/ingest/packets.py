@@ -233,9 +233,11 @@ def build_packets(
             keep = None
             rows_kept = n
             if not keep_packets:  # TCP packets and the few DNS/ICMP rows; new row numbers for both
-                keep = dec.cols["proto"] == 6
-                keep[rare_rows] = True
-                rows_kept = int(np.count_nonzero(keep))
+                tcp_or_rare = dec.cols["proto"] == 6
+                tcp_or_rare[rare_rows] = True
+                rows_kept = int(np.count_nonzero(tcp_or_rare))
+                keep = tcp_or_rare if rows_kept < n else None  # a batch of TCP alone stays as it is
+            if keep is not None:
                 renumber = np.cumsum(keep) - 1
                 on_kept = keep[sack_rows]  # SACK blocks come from TCP options: all of them, in practice
                 sack_rows, sack_left, sack_right = sack_rows[on_kept], sack_left[on_kept], sack_right[on_kept]
