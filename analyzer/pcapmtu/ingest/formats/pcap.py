@@ -58,19 +58,28 @@ def batches(cap: CaptureFile, fh: BinaryIO, chunk_bytes: int) -> Iterator[Record
     dtype = np.dtype(order + "u4")
 
     def walk(chunk, file_base):
-        offs, pos, problem = _walk_pcap(chunk, caplen_at, rec_hdr, swap)
-        batch = _batch(cap, chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap) if len(offs) else None
+        offs, pos, problem, fields = _walk_pcap(chunk, caplen_at, rec_hdr, swap)
+        batch = (
+            _batch(cap, chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap, fields) if len(offs) else None
+        )
         return batch, pos, problem
 
     yield from walk_chunks(cap, fh, chunk_bytes, 24, walk, "record")
 
 
-def _batch(cap: CaptureFile, chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap=NOT_SWAPPED) -> RecordBatch:
+def _batch(
+    cap: CaptureFile, chunk, offs, rec_hdr, dtype, ts_exp, file_base, swap=NOT_SWAPPED, fields=None
+) -> RecordBatch:
+    """The batch of the records starting at `offs`. `fields`: their headers' four fields as the C walk read
+    them (int64 bytes); else they are gathered here."""
     buf = np.frombuffer(chunk, dtype=np.uint8)
     starts = np.asarray(offs, dtype=np.int64)
-    # item i: the 16 bytes at buf[i]; one 16-byte item per record is gathered ~6x faster than a row
-    headers = np.ndarray(shape=(len(buf) - 15,), dtype=np.dtype((np.void, 16)), buffer=buf, strides=(1,))
-    hdr = headers[starts].view(dtype).reshape(-1, 4).astype(np.int64)  # the four fields of every record
+    if fields is not None:
+        hdr = np.frombuffer(fields, dtype=np.int64).reshape(-1, 4)
+    else:
+        # item i: the 16 bytes at buf[i]; one 16-byte item per record is gathered ~6x faster than a row
+        headers = np.ndarray(shape=(len(buf) - 15,), dtype=np.dtype((np.void, 16)), buffer=buf, strides=(1,))
+        hdr = headers[starts].view(dtype).reshape(-1, 4).astype(np.int64)  # the four fields of every record
     sec, frac, caplen, wirelen = hdr[:, 0], hdr[:, 1], hdr[:, 2], hdr[:, 3]
     if swap == SWAPPED:
         caplen, wirelen = wirelen, caplen
@@ -94,16 +103,20 @@ def _batch(cap: CaptureFile, chunk, offs, rec_hdr, dtype, ts_exp, file_base, swa
 
 def _walk_pcap(
     chunk, caplen_at, rec_hdr: int, swap: int = 0
-) -> tuple[list[int] | np.ndarray, int, str | None]:
-    """Record starts fully inside `chunk`; the loop is the only per-record Python work for pcap."""
+) -> tuple[list[int] | np.ndarray, int, str | None, bytes | None]:
+    """Record starts fully inside `chunk`, where the walk stopped, why if at damage, and the records' header
+    fields where the C walk read them (else None); the loop is the only per-record Python work for pcap."""
     at = 12 if swap == SWAPPED else 8
     if swap == MAYBE_SWAPPED:
-        return _walk_pcap_either(chunk, caplen_at, rec_hdr)
+        return (*_walk_pcap_either(chunk, caplen_at, rec_hdr), None)
     offs: list[int] | np.ndarray
+    fields = None
     max_record = chunks.MAX_RECORD
     in_c = chunks.BULK_WALKS and native.ENABLED
     if in_c:  # stops at an absurd length itself: no trimming needed below
-        starts, pos = native.core.walk_pcap(chunk, rec_hdr, at, caplen_at is not _LITTLE_U32, max_record)
+        starts, pos, fields = native.core.walk_pcap(
+            chunk, rec_hdr, at, caplen_at is not _LITTLE_U32, max_record
+        )
         offs = np.frombuffer(starts, dtype=np.int64)
     elif chunks.BULK_WALKS and caplen_at is _LITTLE_U32 and sys.byteorder == "little":
         offs, pos = _walk_words(chunk, rec_hdr, at)
@@ -117,8 +130,8 @@ def _walk_pcap(
             offs, pos = offs[: bad[0]], int(offs[bad[0]])
     # a length that does not fit the chunk ended the walk: absurd, or just cut by the chunk's end
     if pos + rec_hdr <= len(chunk) and (caplen := caplen_at(chunk, pos + at)[0]) > max_record:
-        return offs, pos, f"claims an absurd captured length ({caplen} bytes)"
-    return offs, pos, None
+        return offs, pos, f"claims an absurd captured length ({caplen} bytes)", fields
+    return offs, pos, None, fields
 
 
 def _walk_words(chunk, rec_hdr: int, at: int) -> tuple[list[int], int]:
