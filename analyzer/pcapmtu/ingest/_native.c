@@ -1584,6 +1584,20 @@ done:
  * pandas.factorize gives on those bytes); per kind, the position in `rare` of its first message. The keys are
  * hashed with Python's own randomized bytes hash (SipHash), so a capture cannot choose colliding messages.
  * dns_index(rare, udp) -> (rows, txids, kinds, first positions), each int64 as bytes */
+#define DNS_AHEAD 8
+typedef struct {
+    Py_hash_t hash;
+    int64_t kind; /* -1: empty; else the kind whose first message sits here */
+} DnsSlot;
+
+/* The message bytes after the transaction id (empty when there are none): what kinds are told apart by. */
+static inline const uint8_t *dns_key(PyObject *data, Py_ssize_t *key_len)
+{
+    Py_ssize_t len = PyBytes_GET_SIZE(data);
+    *key_len = len > 10 ? len - 10 : 0;
+    return (const uint8_t *)PyBytes_AS_STRING(data) + (len > 10 ? 10 : 0);
+}
+
 static PyObject *dns_index(PyObject *self, PyObject *args)
 {
     PyObject *rare;
@@ -1592,8 +1606,9 @@ static PyObject *dns_index(PyObject *self, PyObject *args)
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t n = PyList_GET_SIZE(rare), m = 0, kinds = 0, cap = 64;
-    int64_t *rows = NULL, *txid = NULL, *kind = NULL, *first = NULL, *slots = NULL;
-    Py_hash_t *slot_hash = NULL;
+    int64_t *rows = NULL, *txid = NULL, *kind = NULL, *first = NULL, *at_item = NULL;
+    Py_hash_t *hashes = NULL;
+    DnsSlot *slots = NULL;
     const uint8_t *is_udp = udp.buf;
     if (udp.len != n) {
         PyErr_SetString(PyExc_ValueError, "dns_index: one udp flag per item");
@@ -1607,16 +1622,28 @@ static PyObject *dns_index(PyObject *self, PyObject *args)
     txid = PyMem_Malloc(sizeof(int64_t) * (m ? m : 1));
     kind = PyMem_Malloc(sizeof(int64_t) * (m ? m : 1));
     first = PyMem_Malloc(sizeof(int64_t) * (m ? m : 1));
-    slots = PyMem_Malloc(sizeof(int64_t) * cap);
-    slot_hash = PyMem_Malloc(sizeof(Py_hash_t) * cap);
-    if (!rows || !txid || !kind || !first || !slots || !slot_hash) {
+    at_item = PyMem_Malloc(sizeof(int64_t) * (m ? m : 1));
+    hashes = PyMem_Malloc(sizeof(Py_hash_t) * (m ? m : 1));
+    slots = PyMem_Malloc(sizeof(DnsSlot) * cap);
+    if (!rows || !txid || !kind || !first || !at_item || !hashes || !slots) {
         PyErr_NoMemory();
         goto done;
     }
     for (Py_ssize_t k = 0; k < cap; k++)
-        slots[k] = -1; /* else the kind whose first message sits there */
+        slots[k].kind = -1;
+    /* Pass 1, in order: each UDP message's row, transaction id and key hash. The items are objects all over
+     * the heap: an item's tuple, then (once that is in cache) its bytes, are asked for some rows ahead. */
     Py_ssize_t j = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + 2 * DNS_AHEAD < n)
+            PREFETCH(PyList_GET_ITEM(rare, i + 2 * DNS_AHEAD));
+        if (i + DNS_AHEAD < n) {
+            PyObject *ahead = PyList_GET_ITEM(rare, i + DNS_AHEAD);
+            if (PyTuple_Check(ahead) && PyTuple_GET_SIZE(ahead) == 2) {
+                PREFETCH(PyTuple_GET_ITEM(ahead, 1));
+                PREFETCH((const char *)PyTuple_GET_ITEM(ahead, 1) + 64);
+            }
+        }
         if (!is_udp[i])
             continue;
         PyObject *item = PyList_GET_ITEM(rare, i), *row, *data;
@@ -1628,36 +1655,43 @@ static PyObject *dns_index(PyObject *self, PyObject *args)
         rows[j] = PyLong_AsLongLong(row);
         if (rows[j] == -1 && PyErr_Occurred())
             goto done;
-        const uint8_t *b = (const uint8_t *)PyBytes_AS_STRING(data);
-        Py_ssize_t len = PyBytes_GET_SIZE(data);
         /* message = data[8:]; txid = message[:2]; key = message[2:] (empty when shorter) */
-        txid[j] = len >= 10 ? (int64_t)be16(b + 8) : -1;
-        const uint8_t *key = len > 10 ? b + 10 : b;
-        Py_ssize_t key_len = len > 10 ? len - 10 : 0;
-        Py_hash_t h = _Py_HashBytes(key, key_len);
+        txid[j] = PyBytes_GET_SIZE(data) >= 10 ? (int64_t)be16((const uint8_t *)PyBytes_AS_STRING(data) + 8) : -1;
+        Py_ssize_t key_len;
+        const uint8_t *key = dns_key(data, &key_len);
+        hashes[j] = _Py_HashBytes(key, key_len);
+        at_item[j] = i;
+        j++;
+    }
+    /* Pass 2: number the kinds by first sight. Each message's first probe is a cache miss in a table of
+     * megabytes: the slots of the messages some places ahead are asked for before their turn. */
+    for (j = 0; j < m; j++) {
+        if (j + DNS_AHEAD < m)
+            PREFETCH(&slots[(size_t)hashes[j + DNS_AHEAD] & (size_t)(cap - 1)]);
+        Py_hash_t h = hashes[j];
+        PyObject *data = PyTuple_GET_ITEM(PyList_GET_ITEM(rare, at_item[j]), 1);
+        Py_ssize_t key_len;
+        const uint8_t *key = dns_key(data, &key_len);
         size_t at = (size_t)h & (size_t)(cap - 1);
         for (;;) {
-            int64_t k = slots[at];
+            int64_t k = slots[at].kind;
             if (k < 0) {
-                slots[at] = kinds;
-                slot_hash[at] = h;
-                first[kinds] = i;
+                slots[at].kind = kinds;
+                slots[at].hash = h;
+                first[kinds] = at_item[j];
                 kind[j] = kinds++;
                 break;
             }
-            if (slot_hash[at] == h) {
-                PyObject *other = PyTuple_GET_ITEM(PyList_GET_ITEM(rare, first[k]), 1);
-                Py_ssize_t other_len = PyBytes_GET_SIZE(other);
-                const uint8_t *ob = (const uint8_t *)PyBytes_AS_STRING(other);
-                Py_ssize_t other_key_len = other_len > 10 ? other_len - 10 : 0;
-                if (other_key_len == key_len && memcmp(other_len > 10 ? ob + 10 : ob, key, key_len) == 0) {
+            if (slots[at].hash == h) {
+                Py_ssize_t other_len;
+                const uint8_t *other = dns_key(PyTuple_GET_ITEM(PyList_GET_ITEM(rare, first[k]), 1), &other_len);
+                if (other_len == key_len && memcmp(other, key, key_len) == 0) {
                     kind[j] = k;
                     break;
                 }
             }
             at = (at + 1) & (size_t)(cap - 1);
         }
-        j++;
     }
     result = Py_BuildValue("(y#y#y#y#)", (const char *)rows, (Py_ssize_t)(m * 8), (const char *)txid,
                            (Py_ssize_t)(m * 8), (const char *)kind, (Py_ssize_t)(m * 8), (const char *)first,
@@ -1667,8 +1701,9 @@ done:
     PyMem_Free(txid);
     PyMem_Free(kind);
     PyMem_Free(first);
+    PyMem_Free(at_item);
+    PyMem_Free(hashes);
     PyMem_Free(slots);
-    PyMem_Free(slot_hash);
     PyBuffer_Release(&udp);
     return result;
 }
