@@ -1641,7 +1641,7 @@ static PyObject *dns_index(PyObject *self, PyObject *args)
             PyObject *ahead = PyList_GET_ITEM(rare, i + DNS_AHEAD);
             if (PyTuple_Check(ahead) && PyTuple_GET_SIZE(ahead) == 2) {
                 PREFETCH(PyTuple_GET_ITEM(ahead, 1));
-                PREFETCH((const char *)PyTuple_GET_ITEM(ahead, 1) + 64);
+                PREFETCH((const void *)((uintptr_t)PyTuple_GET_ITEM(ahead, 1) + 64)); /* may lie past a short one */
             }
         }
         if (!is_udp[i])
