@@ -8,7 +8,7 @@ once here so detectors stay short and agree with each other.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
@@ -144,6 +144,17 @@ class Context:
         row = self.flows(role).iloc[int(conn)]
         assert row["conn"] == conn
         return row
+
+    def flow_values(self, roles: Iterable[str], conns: Iterable[int], column: str) -> list:
+        """`flow(role, conn)[column]` of each (role, conn), read from the column: a whole row of ~170 columns
+        per connection costs ~0.4 ms, which a verdict that cites a hundred connections pays a hundred times."""
+        arrays: dict[str, np.ndarray] = {}
+        out = []
+        for role, conn in zip(roles, conns, strict=True):
+            if role not in arrays:
+                arrays[role] = self.flows(role)[column].to_numpy()
+            out.append(arrays[role][int(conn)])
+        return out
 
     def fate(self, role: str) -> np.ndarray:
         """Per packet of a capture: 1 delivered, -1 lost, 0 unresolved or no data (delivery.py)."""

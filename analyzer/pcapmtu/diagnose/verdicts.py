@@ -252,8 +252,8 @@ def _confidence(
     else:
         factors.append(("a stall the captures cannot explain", 0.3))
         cap = 0.3
-    rows = [ctx.flow(r, c) for r, c in zip(chosen["capture"], chosen["conn"], strict=True)]
-    if verdict != Verdict.INCONCLUSIVE and any(bool(f["full_estimated"]) for f in rows):
+    estimated = ctx.flow_values(chosen["capture"], chosen["conn"], "full_estimated")
+    if verdict != Verdict.INCONCLUSIVE and any(bool(e) for e in estimated):
         factors.append(("judged without the handshake: MSS and full size are estimates", -0.15))
     damaged = [r for r, cap_ in ctx.captures.items() if cap_.skipped_bytes]
     if damaged:
@@ -376,12 +376,13 @@ def _unexplained(ctx: Context, row, findings: list[Finding]) -> str:
 def _next_step(ctx: Context, chosen: pd.DataFrame) -> str:
     """The capture to take next, from what these captures lack."""
     steps = []
-    rows = [ctx.flow(r, c) for r, c in zip(chosen["capture"], chosen["conn"], strict=True)]
-    if any(not f["handshake_ok"] for f in rows):
+    handshake = ctx.flow_values(chosen["capture"], chosen["conn"], "handshake_ok")
+    full = ctx.flow_values(chosen["capture"], chosen["conn"], "server_full")
+    if any(not ok for ok in handshake):
         steps.append(
             "start the captures before the failing connection opens, so its handshake (the MSS) is in them"
         )
-    if any(bool(f["handshake_ok"]) and int(f["server_full"]) <= 0 for f in rows):
+    if any(bool(ok) and int(size) <= 0 for ok, size in zip(handshake, full, strict=True)):
         steps.append("capture whole packets (`tcpdump -s 0`), so that the SYNs' MSS option is in them")
     where = {v.position for v in ctx.vantage.values()}
     missing = [

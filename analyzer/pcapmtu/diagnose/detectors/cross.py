@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
+
 from ...evidence import first_frames, flow_filter, service
 from ...results import Severity
 from ..context import Context, records
@@ -74,18 +76,36 @@ def seen_on_one_side(ctx: Context):
     if ctx.far is None:
         return
     far = ctx.far_role
-    for row in records(ctx.pairs):
-        flow = ctx.flow(row.container, int(row.container_conn))
-        trouble = flow["stalled_s"] >= ctx.th.stall_s or flow["retransmissions"] > 0
-        if not (trouble or flow["s2c_holes"] or flow["c2s_holes"]):
+    roles, conns = ctx.pairs["container"].tolist(), ctx.pairs["container_conn"].tolist()
+    stalled, resent, s2c_holes, c2s_holes = (
+        ctx.flow_values(roles, conns, name)
+        for name in ("stalled_s", "retransmissions", "s2c_holes", "c2s_holes")
+    )
+    # numpy columns and each connection's rows, not a DataFrame per connection: a pair of big captures has
+    # thousands of troubled connections
+    columns = {
+        role: {name: ctx.captures[role].packets[name].to_numpy() for name in ONE_SIDE_COLUMNS}
+        for role in {far, *roles}
+    }
+    for i, row in enumerate(records(ctx.pairs)):
+        trouble = stalled[i] >= ctx.th.stall_s or resent[i] > 0
+        if not (trouble or s2c_holes[i] or c2s_holes[i]):
             continue  # a clean connection loses nothing between the two capture points
-        c = ctx.conn_packets(row.container, int(row.container_conn))
-        h = ctx.conn_packets(far, int(row.host_conn))
-        for d, what, src, dst, seen in ((1, "server", h, c, far), (0, "client", c, h, row.container)):
-            a = src[(src["dir"] == d) & (src["payload_len"] > 0)]
-            b = dst[(dst["dir"] == d) & (dst["payload_len"] > 0)]
-            keys = set(zip(b["rel_seq"], b["payload_len"], strict=True))
-            only = a[[(s, n) not in keys for s, n in zip(a["rel_seq"], a["payload_len"], strict=True)]]
+        flow = ctx.flow(row.container, int(row.container_conn))
+        c = (row.container, ctx.conn_rows(row.container, int(row.container_conn)))
+        h = (far, ctx.conn_rows(far, int(row.host_conn)))
+        for d, what, (src, src_rows), (dst, dst_rows), seen in (
+            (1, "server", h, c, far),
+            (0, "client", c, h, row.container),
+        ):
+            a, b = _data_rows(columns[src], src_rows, d), _data_rows(columns[dst], dst_rows, d)
+            keys = set(
+                zip(columns[dst]["rel_seq"][b].tolist(), columns[dst]["payload_len"][b].tolist(), strict=True)
+            )
+            sent = zip(
+                columns[src]["rel_seq"][a].tolist(), columns[src]["payload_len"][a].tolist(), strict=True
+            )
+            only = a[[(s, n) not in keys for s, n in sent]]
             if len(only):
                 role = seen
                 between = (
@@ -99,13 +119,21 @@ def seen_on_one_side(ctx: Context):
                         "count": len(only),
                         "what": what,
                         "seen": seen,
-                        "size": int(only["ip_len"].max()),
+                        "size": int(columns[src]["ip_len"][only].max()),
                         "between": between,
                     },
                     capture=role,
                     conn=int(row.host_conn if seen == far else row.container_conn),
-                    frames=first_frames(only["frame"]),
+                    frames=first_frames(columns[src]["frame"][only]),
                 )
+
+
+ONE_SIDE_COLUMNS = ("dir", "payload_len", "rel_seq", "ip_len", "frame")
+
+
+def _data_rows(columns: dict[str, np.ndarray], rows: np.ndarray, d: int) -> np.ndarray:
+    """The data segments of direction `d` among one connection's `rows`, in capture order."""
+    return rows[(columns["dir"][rows] == d) & (columns["payload_len"][rows] > 0)]
 
 
 @rule(

@@ -36,10 +36,13 @@ def retransmission_backoff(ctx: Context):
         flows = flows[flows["retransmissions"] >= 2]
         if role == ctx.far_role:
             # a far copy of a container connection only when the far capture saw more than the container did
-            twins = {h: ctx.twin(role, h) for h in flows["conn"]}
+            twins = [ctx.twin(role, h) for h in flows["conn"]]
+            paired = [t for t in twins if t is not None]
+            resent = iter(ctx.flow_values([t[0] for t in paired], [t[1] for t in paired], "retransmissions"))
+            twin_resent = [None if t is None else next(resent) for t in twins]  # aligned with the rows
             more = [
-                own or (t is not None and ctx.flow(*t)["retransmissions"] < r)
-                for own, t, r in zip(flows["host_own"], twins.values(), flows["retransmissions"], strict=True)
+                own or (t is not None and t < r)
+                for own, t, r in zip(flows["host_own"], twin_resent, flows["retransmissions"], strict=True)
             ]
             flows = flows[more]
         packets = ctx.captures[role].packets
