@@ -331,15 +331,19 @@ PAIRING_FIELDS = ["matched_by", "nat_client", "clock_offset_s", "one_way_delay_s
 def _pairing(analysis: Analysis) -> list[dict]:
     """One item per connection seen at two capture points: which, how matched, the two clocks."""
     far = analysis.context.far_role
+    pairs = analysis.pairs
     out = []
-    for row in analysis.pairs.itertuples(index=False):
-        item = {
-            "capture": row.container,
-            "conn": int(row.container_conn),
-            "far_capture": far,
-            "far_conn": int(row.host_conn),
-        }
-        item.update({k: plain(getattr(row, k)) for k in PAIRING_FIELDS})
+    # column by column (a pair of big captures matches ~10^4 connections): no pandas row per connection
+    extra = [[plain(v) for v in pairs[k].tolist()] for k in PAIRING_FIELDS]
+    for capture, conn, far_conn, *values in zip(
+        pairs["container"].tolist(),
+        pairs["container_conn"].tolist(),
+        pairs["host_conn"].tolist(),
+        *extra,
+        strict=True,
+    ):
+        item = {"capture": capture, "conn": int(conn), "far_capture": far, "far_conn": int(far_conn)}
+        item.update(zip(PAIRING_FIELDS, values, strict=True))
         out.append(item)
     return out
 
