@@ -114,11 +114,16 @@ class Context:
     @cached_property
     def _twins(self) -> dict[tuple[str, int], tuple[str, int]]:
         out: dict[tuple[str, int], tuple[str, int]] = {}
+        far = self.far_role
+        pairs = self.pairs
         for role, c, h in zip(
-            self.pairs["container"], self.pairs["container_conn"], self.pairs["host_conn"], strict=True
+            pairs["container"].tolist(),
+            pairs["container_conn"].tolist(),
+            pairs["host_conn"].tolist(),
+            strict=True,
         ):
-            out[(role, int(c))] = (self.far_role, int(h))
-            out.setdefault((self.far_role, int(h)), (role, int(c)))
+            out[(role, int(c))] = (far, int(h))
+            out.setdefault((far, int(h)), (role, int(c)))
         return out
 
     def judged(self, role: str) -> pd.DataFrame:
