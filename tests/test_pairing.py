@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pcapmtu
+from pcapmtu.diagnose import pairing
 from pcapmtu.diagnose.pairing import _copies
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
@@ -86,3 +87,74 @@ def test_pair_table_columns_after_the_rewrite(paired):
     for copies, host_conn in zip(pairs["host_copies"], pairs["host_conn"], strict=True):
         assert copies == sorted(set(copies)) and all(type(c) is int for c in copies)
         assert int(host_conn) in copies
+
+
+# ------------------------------------------------------------------------------------ the two clocks
+def _segments_strategy(max_pairs: int = 4):
+    row = st.tuples(
+        st.integers(0, max_pairs - 1),  # pair
+        st.integers(0, 1),  # dir
+        st.sampled_from([1, 2, 1461, 2921, 2**32 - 1]),  # seq: few values, so keys repeat and meet
+        st.sampled_from([0, 1, 1460]),  # payload_len
+        st.sampled_from([0x10, 0x18, 0x02]),  # tcp_flags
+        st.integers(-(10**12), 10**12),  # ts_ns
+    )
+    return st.lists(row, max_size=40).map(_as_segments)
+
+
+def _as_segments(rows) -> dict[str, np.ndarray]:
+    names = ("pair", "dir", "seq", "payload_len", "tcp_flags", "ts_ns")
+    dtypes = (np.int64, np.int8, np.uint32, np.int32, np.uint16, np.int64)
+    cols = {
+        n: np.array([r[i] for r in rows], dtype=t) for i, (n, t) in enumerate(zip(names, dtypes, strict=True))
+    }
+    cols["hash"] = pairing._segment_hash(cols)
+    return cols
+
+
+def _same(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return all((x == y) or (np.isnan(x) and np.isnan(y)) for x, y in zip(a, b, strict=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_segments_strategy(), _segments_strategy())
+def test_clocks_by_hash_equal_the_pandas_merge(near, far):
+    assert _same(pairing._clocks_by_hash(near, far), pairing._clocks_by_merge(near, far))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_segments_strategy(), _segments_strategy())
+def test_clocks_by_hash_equal_the_merge_when_hashes_collide(near, far):
+    """A hash that maps many keys to one: inside a capture the merge takes over; across the two captures the
+    full key comparison drops the false matches."""
+    for side in (near, far):
+        side["hash"] = (side["seq"].astype(np.uint64) % np.uint64(3)) + side["dir"].astype(np.uint64)
+    assert _same(pairing._clocks_by_hash(near, far), pairing._clocks_by_merge(near, far))
+
+
+def test_clocks_cross_capture_collision_is_not_a_match():
+    """Each capture has one key under hash 7: different keys, so no segment was seen at both points."""
+    near = _as_segments([(0, 0, 1, 0, 0x10, 100), (0, 1, 5, 0, 0x10, 200)])
+    far = _as_segments([(0, 0, 2, 0, 0x10, 150), (0, 1, 6, 0, 0x10, 250)])
+    for side in (near, far):
+        side["hash"] = np.full(2, 7, dtype=np.uint64) + side["dir"].astype(np.uint64)
+    assert _same(pairing._clocks_by_hash(near, far), (float("nan"), float("nan")))
+    assert _same(pairing._clocks_by_merge(near, far), (float("nan"), float("nan")))
+
+
+def test_clocks_of_the_shifted_sample_pair():
+    """blackhole_tls12/host_shifted.pcap: the host's clock is off by minutes; both ways of joining the
+    segments find the same offset and delay, the ones the pair table reports."""
+    d = SAMPLES / "blackhole_tls12"
+    r = pcapmtu.analyze(d / "host_shifted.pcap", d / "container.pcap")
+    ctx = r.context
+    near, far = ctx.captures[ctx.container_roles[0]], ctx.far
+    n = pairing._segments(near, ctx.pairs["container_conn"])
+    f = pairing._segments(far, ctx.pairs["host_conn"])
+    by_hash = pairing._clocks_by_hash(n, f)
+    assert _same(by_hash, pairing._clocks_by_merge(n, f))
+    assert abs(by_hash[0]) > 60  # the shift is found, not lost in the join
+    assert by_hash == (
+        float(ctx.pairs["clock_offset_s"].iloc[0]),
+        float(ctx.pairs["one_way_delay_s"].iloc[0]),
+    )

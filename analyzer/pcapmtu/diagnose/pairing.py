@@ -91,31 +91,96 @@ def _copies(conn_c: np.ndarray, conn_h: np.ndarray) -> pd.Series:
     return pd.Series(lists, index=pd.Index(pairs[starts, 0], dtype=np.int64), dtype=object)
 
 
+SEGMENT_KEY = ("pair", "dir", "seq", "payload_len", "tcp_flags")  # a segment, as both capture points see it
+SEGMENT_COLUMNS = ("dir", "seq", "payload_len", "tcp_flags", "ts_ns")
+
+
 def clocks(near: Capture, far: Capture, pairs: pd.DataFrame) -> tuple[float, float]:
     """(far clock minus near clock, one-way delay from near to far), seconds, from segments both captured.
 
-    NaN when no segment was seen in both directions at both points."""
-    keys = ["pair", "dir", "seq", "payload_len", "tcp_flags"]
-
-    def firsts(cap: Capture, conns: pd.Series) -> pd.DataFrame:
-        p = cap.packets
-        pair_of = pd.Series(np.arange(len(conns)), index=conns.to_numpy())
-        conn = p["conn"].to_numpy()
-        rows = np.flatnonzero(pd.Series(conn).isin(pair_of.index).to_numpy() & ~p["dup_copy"].to_numpy())
-        # the few columns read, taken whole before the rows are picked: not a copy of the wide packets table
-        t = pd.DataFrame(
-            {name: p[name].to_numpy()[rows] for name in ("dir", "seq", "payload_len", "tcp_flags", "ts_ns")}
-        )
-        t["pair"] = pair_of.reindex(conn[rows]).to_numpy()
-        return t.drop_duplicates(keys, keep="first")
-
+    NaN when no segment was seen in both directions at both points. Each capture's first copy of each segment
+    is joined to the other's by a 64-bit hash of its key, every joined pair's key compared in full; the
+    pandas dedupe and merge (`_clocks_by_merge`, the same result) take over where a hash stands for two
+    keys. Two captures of a million packets: 0.41-0.45 s instead of 0.67-0.95 s."""
     if not len(pairs):
         return float("nan"), float("nan")
-    both = firsts(near, pairs["container_conn"]).merge(
-        firsts(far, pairs["host_conn"]), on=keys, suffixes=("_n", "_f")
-    )
+    return _clocks_by_hash(_segments(near, pairs["container_conn"]), _segments(far, pairs["host_conn"]))
+
+
+def _clocks_by_hash(n: dict[str, np.ndarray], f: dict[str, np.ndarray]) -> tuple[float, float]:
+    """`clocks` of the near and far `_segments`."""
+    n_first, f_first = _first_copies(n), _first_copies(f)
+    if n_first is None or f_first is None:  # a hash shared by two keys in one capture
+        return _clocks_by_merge(n, f)
+    n_rows, f_rows = _joined(n["hash"][n_first], f["hash"][f_first])
+    n_rows, f_rows = n_first[n_rows], f_first[f_rows]
+    same = np.ones(len(n_rows), dtype=bool)
+    for name in SEGMENT_KEY:  # a hash met across the two captures by another key: not the same segment
+        same &= n[name][n_rows] == f[name][f_rows]
+    n_rows, f_rows = n_rows[same], f_rows[same]
+    delta = (f["ts_ns"][f_rows] - n["ts_ns"][n_rows]).astype(np.float64) / 1e9
+    return _bounds(delta, n["dir"][n_rows])
+
+
+def _segments(cap: Capture, conns: pd.Series) -> dict[str, np.ndarray]:
+    """The segments of the paired connections (`pair`: their position in `conns`), interface copies left out,
+    in capture order; the few columns read, not a copy of the wide packets table."""
+    p = cap.packets
+    pair_of = pd.Series(np.arange(len(conns)), index=conns.to_numpy())
+    conn = p["conn"].to_numpy()
+    rows = np.flatnonzero(pd.Series(conn).isin(pair_of.index).to_numpy() & ~p["dup_copy"].to_numpy())
+    out = {name: p[name].to_numpy()[rows] for name in SEGMENT_COLUMNS}
+    out["pair"] = pair_of.reindex(conn[rows]).to_numpy()
+    out["hash"] = _segment_hash(out)
+    return out
+
+
+def _segment_hash(segments: dict[str, np.ndarray]) -> np.ndarray:
+    """A 64-bit hash of each segment's key (callers check for two keys under one hash)."""
+    h = np.zeros(len(segments["pair"]), dtype=np.uint64)
+    for name in SEGMENT_KEY:
+        h ^= segments[name].astype(np.int64).view(np.uint64)
+        h *= np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(29)
+    return h
+
+
+def _first_copies(segments: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Row of the first copy of each distinct segment (a retransmission repeats the key), or None when one
+    hash stands for two keys here."""
+    codes, _ = pd.factorize(segments["hash"])  # numbered in order of first appearance
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(np.r_[True, codes[1:] > np.maximum.accumulate(codes)[:-1]])
+    for name in SEGMENT_KEY:
+        if not np.array_equal(segments[name][first][codes], segments[name]):
+            return None
+    return first
+
+
+def _joined(near_hash: np.ndarray, far_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (near, far) of equal hashes; each side's hashes are distinct (a hash table: no sort)."""
+    at = pd.Index(far_hash).get_indexer(near_hash)
+    hit = np.flatnonzero(at >= 0)
+    return hit, at[hit]
+
+
+def _clocks_by_merge(near: dict[str, np.ndarray], far: dict[str, np.ndarray]) -> tuple[float, float]:
+    """`clocks` by pandas' dedupe and merge on the five key columns."""
+    key = list(SEGMENT_KEY)
+
+    def firsts(segments: dict[str, np.ndarray]) -> pd.DataFrame:
+        t = pd.DataFrame({name: segments[name] for name in (*SEGMENT_COLUMNS, "pair")})
+        return t.drop_duplicates(key, keep="first")
+
+    both = firsts(near).merge(firsts(far), on=key, suffixes=("_n", "_f"))
     delta = (both["ts_ns_f"] - both["ts_ns_n"]).to_numpy(dtype=np.float64) / 1e9
-    forward, backward = delta[both["dir"].to_numpy() == 0], delta[both["dir"].to_numpy() == 1]
+    return _bounds(delta, both["dir"].to_numpy())
+
+
+def _bounds(delta: np.ndarray, direction: np.ndarray) -> tuple[float, float]:
+    """(offset, delay) from the far-minus-near times of the segments both points saw, either way."""
+    forward, backward = delta[direction == 0], delta[direction == 1]
     if not len(forward) or not len(backward):
         return float("nan"), float("nan")
     ahead, behind = (
