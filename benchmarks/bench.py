@@ -56,7 +56,12 @@ TOOLS = ("pcapmtu", "tshark", "tcptrace")
 # pcapmtu-baseline: another pcapmtu (--baseline CMD, e.g. an install of the last release), side by side.
 # pcapmtu-analyze: `analyze --json` of the capture as the only one (placed by its vantage point), and
 # pcapmtu-report: the same with `--out DIR` (report.html, report.md, report.json, plots), what a user waits for.
-EXTRA_TOOLS = ("tshark-noreasm", "pcapmtu-pure", "pcapmtu-baseline", "pcapmtu-analyze", "pcapmtu-report")
+# pcapmtu-pair: `analyze --json CAPTURE CAPTURE`, the capture as the host's and as the container's: every
+# connection is paired with its twin, the pairing's largest case (pcapmtu-baseline-pair: the baseline's).
+EXTRA_TOOLS = (
+    *("tshark-noreasm", "pcapmtu-pure", "pcapmtu-baseline", "pcapmtu-analyze", "pcapmtu-report"),
+    *("pcapmtu-pair", "pcapmtu-baseline-pair"),
+)
 REPORT_DIR = WORK / "bench-report"
 TSHARK_FIELDS = [
     "frame.time_epoch",
@@ -70,7 +75,8 @@ TSHARK_FIELDS = [
 ]
 # inspect exits 0; analyze exits 1 or 3 when it found a problem in the capture (docs/cli.md): still a run.
 OK_CODES = {"pcapmtu": {0, 1, 3}, "tshark": {0}, "tcptrace": {0}, "tshark-noreasm": {0}, "pcapmtu-pure": {0, 1, 3},
-            "pcapmtu-baseline": {0, 1, 3}, "pcapmtu-analyze": {0, 1, 3}, "pcapmtu-report": {0, 1, 3}}  # fmt: skip
+            "pcapmtu-baseline": {0, 1, 3}, "pcapmtu-analyze": {0, 1, 3}, "pcapmtu-report": {0, 1, 3},
+            "pcapmtu-pair": {0, 1, 3}, "pcapmtu-baseline-pair": {0, 1, 3}}  # fmt: skip
 # (label, key, numerator tool, denominator tool) of the ratios printed; a ratio needs both tools' runs
 RATIOS = (
     ("pcapmtu / tcptrace", "pcapmtu_over_tcptrace", "pcapmtu", "tcptrace"),
@@ -79,6 +85,8 @@ RATIOS = (
     ("pcapmtu-baseline / pcapmtu", "baseline_over_pcapmtu", "pcapmtu-baseline", "pcapmtu"),
     ("pcapmtu-analyze / pcapmtu", "analyze_over_inspect", "pcapmtu-analyze", "pcapmtu"),
     ("pcapmtu-report / pcapmtu-analyze", "report_over_analyze", "pcapmtu-report", "pcapmtu-analyze"),
+    ("pcapmtu-pair / pcapmtu-analyze", "pair_over_analyze", "pcapmtu-pair", "pcapmtu-analyze"),
+    ("pcapmtu-baseline-pair / pcapmtu-pair", "baseline_over_pair", "pcapmtu-baseline-pair", "pcapmtu-pair"),
 )
 
 
@@ -292,8 +300,9 @@ def tool_commands(pcapmtu: str | None, baseline: str | None = None) -> dict[str,
     tools["pcapmtu-baseline"] = (
         _given_command(baseline) if baseline else {"argv": None, "note": "no --baseline CMD given"}
     )
-    for name in ("pcapmtu-analyze", "pcapmtu-report"):
+    for name in ("pcapmtu-analyze", "pcapmtu-report", "pcapmtu-pair"):
         tools[name] = {"argv": base, "note": tools["pcapmtu"]["note"]}
+    tools["pcapmtu-baseline-pair"] = dict(tools["pcapmtu-baseline"])
     for name in ("tshark", "tcptrace", "tshark-noreasm"):
         path = shutil.which(name.split("-")[0])
         tools[name] = {
@@ -324,6 +333,8 @@ def warm_bytecode(tools: dict[str, dict]) -> None:
 def command_for(name: str, base: list[str], capture: Path) -> list[str]:
     if name == "pcapmtu-analyze":
         return [*base, "analyze", "--json", "--capture", str(capture)]
+    if name in ("pcapmtu-pair", "pcapmtu-baseline-pair"):
+        return [*base, "analyze", "--json", str(capture), str(capture)]
     if name == "pcapmtu-report":
         return [*base, "analyze", "--quiet", "--force", "--out", str(REPORT_DIR), "--capture", str(capture)]
     if name.startswith("pcapmtu"):
