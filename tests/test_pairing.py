@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pcapmtu
-from pcapmtu.diagnose import pairing
+from pcapmtu.diagnose import pairing, rowkeys
 from pcapmtu.diagnose.pairing import _copies
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
@@ -108,7 +108,7 @@ def _as_segments(rows) -> dict[str, np.ndarray]:
     cols = {
         n: np.array([r[i] for r in rows], dtype=t) for i, (n, t) in enumerate(zip(names, dtypes, strict=True))
     }
-    cols["hash"] = pairing._segment_hash(cols)
+    cols["hash"] = rowkeys.key_hash(cols, pairing.SEGMENT_KEY)
     return cols
 
 
@@ -158,3 +158,55 @@ def test_clocks_of_the_shifted_sample_pair():
         float(ctx.pairs["clock_offset_s"].iloc[0]),
         float(ctx.pairs["one_way_delay_s"].iloc[0]),
     )
+
+
+# ------------------------------------------------------------------------------------ rows by key
+def _keyed(rows) -> dict[str, np.ndarray]:
+    return {
+        "pair": np.array([r[0] for r in rows], dtype=np.int64),
+        "rel_seq": np.array([r[1] for r in rows], dtype=np.int64),
+        "payload_len": np.array([r[2] for r in rows], dtype=np.int32),
+    }
+
+
+KEYED_ROWS = st.lists(
+    st.tuples(st.integers(0, 3), st.sampled_from([-5, 0, 1, 1461, 2**33]), st.sampled_from([0, 1, 1460])),
+    max_size=30,
+)
+KEY = ("pair", "rel_seq", "payload_len")
+
+
+@settings(max_examples=300, deadline=None)
+@given(KEYED_ROWS, KEYED_ROWS)
+def test_rows_in_equals_python_sets(a, b):
+    want = [tuple(r) in set(map(tuple, b)) for r in a]
+    assert rowkeys.rows_in(_keyed(a), _keyed(b), KEY).tolist() == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(KEYED_ROWS, KEYED_ROWS)
+def test_rows_in_equals_python_sets_when_hashes_collide(a, b):
+    """A hash of the pair alone: many keys share one. Inside `b` the pandas merge takes over; keys of `a`
+    that meet another key's hash are not taken for it."""
+    weak = lambda table, names: (table["pair"] % 2).astype(np.uint64)  # noqa: E731
+    real, rowkeys.key_hash = rowkeys.key_hash, weak
+    try:
+        got = rowkeys.rows_in(_keyed(a), _keyed(b), KEY).tolist()
+    finally:
+        rowkeys.key_hash = real
+    assert got == [tuple(r) in set(map(tuple, b)) for r in a]
+
+
+def test_rows_in_a_key_under_another_keys_hash_is_not_in():
+    a, b = _keyed([(0, 1, 0)]), _keyed([(0, 2, 0)])
+    real, rowkeys.key_hash = rowkeys.key_hash, lambda table, names: np.zeros(len(table["pair"]), np.uint64)
+    try:
+        assert rowkeys.rows_in(a, b, KEY).tolist() == [False]
+    finally:
+        rowkeys.key_hash = real
+
+
+def test_first_rows_in_order_of_first_appearance():
+    t = _keyed([(1, 5, 0), (0, 5, 0), (1, 5, 0), (2, 7, 1), (0, 5, 0)])
+    assert rowkeys.first_rows(t, KEY, rowkeys.key_hash(t, KEY)).tolist() == [0, 1, 3]
+    assert rowkeys.first_rows(t, KEY, np.zeros(5, dtype=np.uint64)) is None  # one hash, three keys

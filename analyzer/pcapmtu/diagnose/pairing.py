@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..ingest.capture import Capture
+from . import rowkeys
 
 PAIR_COLUMNS = [
     "container",
@@ -109,15 +110,13 @@ def clocks(near: Capture, far: Capture, pairs: pd.DataFrame) -> tuple[float, flo
 
 def _clocks_by_hash(n: dict[str, np.ndarray], f: dict[str, np.ndarray]) -> tuple[float, float]:
     """`clocks` of the near and far `_segments`."""
-    n_first, f_first = _first_copies(n), _first_copies(f)
+    n_first, f_first = (
+        rowkeys.first_rows(n, SEGMENT_KEY, n["hash"]),
+        rowkeys.first_rows(f, SEGMENT_KEY, f["hash"]),
+    )
     if n_first is None or f_first is None:  # a hash shared by two keys in one capture
         return _clocks_by_merge(n, f)
-    n_rows, f_rows = _joined(n["hash"][n_first], f["hash"][f_first])
-    n_rows, f_rows = n_first[n_rows], f_first[f_rows]
-    same = np.ones(len(n_rows), dtype=bool)
-    for name in SEGMENT_KEY:  # a hash met across the two captures by another key: not the same segment
-        same &= n[name][n_rows] == f[name][f_rows]
-    n_rows, f_rows = n_rows[same], f_rows[same]
+    n_rows, f_rows = rowkeys.matched(n, n_first, f, f_first, SEGMENT_KEY)
     delta = (f["ts_ns"][f_rows] - n["ts_ns"][n_rows]).astype(np.float64) / 1e9
     return _bounds(delta, n["dir"][n_rows])
 
@@ -131,38 +130,8 @@ def _segments(cap: Capture, conns: pd.Series) -> dict[str, np.ndarray]:
     rows = np.flatnonzero(pd.Series(conn).isin(pair_of.index).to_numpy() & ~p["dup_copy"].to_numpy())
     out = {name: p[name].to_numpy()[rows] for name in SEGMENT_COLUMNS}
     out["pair"] = pair_of.reindex(conn[rows]).to_numpy()
-    out["hash"] = _segment_hash(out)
+    out["hash"] = rowkeys.key_hash(out, SEGMENT_KEY)
     return out
-
-
-def _segment_hash(segments: dict[str, np.ndarray]) -> np.ndarray:
-    """A 64-bit hash of each segment's key (callers check for two keys under one hash)."""
-    h = np.zeros(len(segments["pair"]), dtype=np.uint64)
-    for name in SEGMENT_KEY:
-        h ^= segments[name].astype(np.int64).view(np.uint64)
-        h *= np.uint64(0x9E3779B97F4A7C15)
-        h ^= h >> np.uint64(29)
-    return h
-
-
-def _first_copies(segments: dict[str, np.ndarray]) -> np.ndarray | None:
-    """Row of the first copy of each distinct segment (a retransmission repeats the key), or None when one
-    hash stands for two keys here."""
-    codes, _ = pd.factorize(segments["hash"])  # numbered in order of first appearance
-    if not len(codes):
-        return np.zeros(0, dtype=np.int64)
-    first = np.flatnonzero(np.r_[True, codes[1:] > np.maximum.accumulate(codes)[:-1]])
-    for name in SEGMENT_KEY:
-        if not np.array_equal(segments[name][first][codes], segments[name]):
-            return None
-    return first
-
-
-def _joined(near_hash: np.ndarray, far_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (near, far) of equal hashes; each side's hashes are distinct (a hash table: no sort)."""
-    at = pd.Index(far_hash).get_indexer(near_hash)
-    hit = np.flatnonzero(at >= 0)
-    return hit, at[hit]
 
 
 def _clocks_by_merge(near: dict[str, np.ndarray], far: dict[str, np.ndarray]) -> tuple[float, float]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
+import pandas as pd
 
-from ...evidence import first_frames, flow_filter, service
+from ...evidence import first_frames, flow_filter, service, services
 from ...results import Severity
+from .. import rowkeys
 from ..context import Context, records
 from . import Hit, rule
 
@@ -77,63 +77,95 @@ def seen_on_one_side(ctx: Context):
         return
     far = ctx.far_role
     roles, conns = ctx.pairs["container"].tolist(), ctx.pairs["container_conn"].tolist()
+    hosts = ctx.pairs["host_conn"].tolist()
     stalled, resent, s2c_holes, c2s_holes = (
         ctx.flow_values(roles, conns, name)
         for name in ("stalled_s", "retransmissions", "s2c_holes", "c2s_holes")
     )
-    # numpy columns and each connection's rows, not a DataFrame per connection: a pair of big captures has
-    # thousands of troubled connections
-    columns = {
-        role: {name: ctx.captures[role].packets[name].to_numpy() for name in ONE_SIDE_COLUMNS}
-        for role in {far, *roles}
-    }
-    for i, row in enumerate(records(ctx.pairs)):
-        trouble = stalled[i] >= ctx.th.stall_s or resent[i] > 0
-        if not (trouble or s2c_holes[i] or c2s_holes[i]):
-            continue  # a clean connection loses nothing between the two capture points
-        flow = ctx.flow(row.container, int(row.container_conn))
-        c = (row.container, ctx.conn_rows(row.container, int(row.container_conn)))
-        h = (far, ctx.conn_rows(far, int(row.host_conn)))
-        for d, what, (src, src_rows), (dst, dst_rows), seen in (
-            (1, "server", h, c, far),
-            (0, "client", c, h, row.container),
-        ):
-            a, b = _data_rows(columns[src], src_rows, d), _data_rows(columns[dst], dst_rows, d)
-            keys = set(
-                zip(columns[dst]["rel_seq"][b].tolist(), columns[dst]["payload_len"][b].tolist(), strict=True)
+    # a clean connection loses nothing between the two capture points
+    troubled = [
+        i
+        for i in range(len(roles))
+        if stalled[i] >= ctx.th.stall_s or resent[i] > 0 or s2c_holes[i] or c2s_holes[i]
+    ]
+    only = _one_side_only(ctx, troubled, roles, conns, hosts)
+    hit = sorted({i for i, _ in only})
+    named = dict(
+        zip(
+            hit,
+            services(
+                *(ctx.flow_values([roles[i] for i in hit], [conns[i] for i in hit], name) for name in SERVICE)
+            ),
+            strict=True,
+        )
+    )
+    for i in troubled:
+        for d, what, seen in ((1, "server", far), (0, "client", roles[i])):
+            src, rows = only.get((i, d), (None, ()))
+            if not len(rows):
+                continue
+            between = (
+                "inside the docker host (bridge, veth)"
+                if far == "host"
+                else f"on the path between the {roles[i]} and the {far}"
             )
-            sent = zip(
-                columns[src]["rel_seq"][a].tolist(), columns[src]["payload_len"][a].tolist(), strict=True
+            yield Hit(
+                {
+                    "service": named[i],
+                    "count": len(rows),
+                    "what": what,
+                    "seen": seen,
+                    "size": int(src["ip_len"][rows].max()),
+                    "between": between,
+                },
+                capture=seen,
+                conn=int(hosts[i] if seen == far else conns[i]),
+                frames=first_frames(src["frame"][rows]),
             )
-            only = a[[(s, n) not in keys for s, n in sent]]
-            if len(only):
-                role = seen
-                between = (
-                    "inside the docker host (bridge, veth)"
-                    if far == "host"
-                    else f"on the path between the {row.container} and the {far}"
-                )
-                yield Hit(
-                    {
-                        "service": service(SimpleNamespace(**flow[["name", "server_ip", "server_port"]])),
-                        "count": len(only),
-                        "what": what,
-                        "seen": seen,
-                        "size": int(columns[src]["ip_len"][only].max()),
-                        "between": between,
-                    },
-                    capture=role,
-                    conn=int(row.host_conn if seen == far else row.container_conn),
-                    frames=first_frames(columns[src]["frame"][only]),
-                )
 
 
 ONE_SIDE_COLUMNS = ("dir", "payload_len", "rel_seq", "ip_len", "frame")
+SERVICE = ("name", "server_ip", "server_port")  # the flow columns evidence.services() names a connection by
+ONE_SIDE_KEY = ("pair", "rel_seq", "payload_len")  # a segment of one direction of one matched connection
 
 
-def _data_rows(columns: dict[str, np.ndarray], rows: np.ndarray, d: int) -> np.ndarray:
-    """The data segments of direction `d` among one connection's `rows`, in capture order."""
-    return rows[(columns["dir"][rows] == d) & (columns["payload_len"][rows] > 0)]
+def _one_side_only(ctx: Context, troubled: list[int], roles: list, conns: list, hosts: list) -> dict:
+    """(pair position, direction) -> (the sending side's columns, its rows of that direction's data segments
+    the other capture point lacks, in capture order). All troubled pairs at once: per connection, Python
+    sets of segments took 0.4 s on a pair of 1M-packet captures."""
+    out: dict[tuple[int, int], tuple[dict, np.ndarray]] = {}
+    for role in dict.fromkeys(roles[i] for i in troubled):  # one container capture at a time, in order
+        mine = [i for i in troubled if roles[i] == role]
+        near = _data_segments(ctx, role, [conns[i] for i in mine])
+        away = _data_segments(ctx, ctx.far_role, [hosts[i] for i in mine])
+        for d, src, dst in ((1, away, near), (0, near, away)):
+            sent, heard = _of_direction(src, d), _of_direction(dst, d)
+            rows = np.flatnonzero(src["dir"] == d)[~rowkeys.rows_in(sent, heard, ONE_SIDE_KEY)]
+            rows = rows[np.argsort(src["pair"][rows], kind="stable")]  # by pair, capture order inside
+            pair = src["pair"][rows]
+            bounds = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1], True]) if len(rows) else [0]
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+                out[(mine[int(pair[a])], d)] = (src, rows[a:b])
+    return out
+
+
+def _data_segments(ctx: Context, role: str, conns: list[int]) -> dict[str, np.ndarray]:
+    """Columns of the data segments of these connections of a capture (interface copies too), in capture
+    order, with `pair`: the connection's position in `conns`."""
+    packets = ctx.captures[role].packets
+    conn = packets["conn"].to_numpy()
+    pair_of = pd.Series(np.arange(len(conns)), index=np.asarray(conns, dtype=np.int64))
+    rows = np.flatnonzero(
+        pd.Series(conn).isin(pair_of.index).to_numpy() & (packets["payload_len"].to_numpy() > 0)
+    )
+    out = {name: packets[name].to_numpy()[rows] for name in ONE_SIDE_COLUMNS}
+    out["pair"] = pair_of.reindex(conn[rows]).to_numpy()
+    return out
+
+
+def _of_direction(segments: dict[str, np.ndarray], d: int) -> dict[str, np.ndarray]:
+    keep = segments["dir"] == d
+    return {name: values[keep] for name, values in segments.items()}
 
 
 @rule(
