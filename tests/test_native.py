@@ -887,3 +887,19 @@ def test_the_delivery_searches_refuse_what_is_not_their_contract():
         core.first_later_copy(a, a, a + 1, a, a + 1, out)
     with pytest.raises(ValueError, match="do not match"):
         core.first_later_copy(a, a, a, a, a[:2], out)
+
+
+@needs_core
+def test_turn_state_refuses_what_is_not_its_contract():
+    """turns._turn_at's passes in C: arrays of other lengths, a kept row or an ordered row whose connection
+    is out of range: a ValueError, never a write past the per-connection arrays."""
+    rows = np.arange(4, dtype=np.int64)
+    keep, is_ack, ts = np.ones(4, np.uint8), np.ones(4, np.uint8), np.zeros(4, np.float64)
+    cut = np.zeros(4, np.float64)
+    outs = [np.zeros(8, np.int64), np.zeros(8, np.int64), *(np.zeros(4, np.int64) for _ in range(3))]
+    with pytest.raises(ValueError, match="do not match"):
+        native.core.turn_state(rows, keep, ts, rows, rows, rows, rows, is_ack, cut, rows, *outs[:-1], outs[0])
+    with pytest.raises(ValueError, match="connection is out of range"):
+        native.core.turn_state(rows + 1, keep, ts, rows, rows, rows, rows, is_ack, cut, rows, *outs)
+    with pytest.raises(ValueError, match="ordered row is out of range"):
+        native.core.turn_state(rows, keep, ts, rows, rows, rows, rows, is_ack, cut, rows + 4, *outs)

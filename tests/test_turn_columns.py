@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import pcapmtu
 from pcapmtu.diagnose.turns import ACK_FLAG, ALERT_BYTES, turns
+from pcapmtu.ingest import native
 from support.damage import FUZZ_EXAMPLES
 from support.environment import SAMPLES, corpus_files
 
@@ -85,13 +86,29 @@ def _old_edge_data(packets: pd.DataFrame, rows: np.ndarray, c: np.ndarray, n: in
 CAPTURES = sorted(SAMPLES.glob("*/*.pcap*")) + corpus_files("semantic")
 
 
+IMPLEMENTATIONS = [
+    pytest.param(
+        True, id="C", marks=pytest.mark.skipif(native.core is None, reason="the C core is not built")
+    ),
+    pytest.param(False, id="numpy"),
+]
+
+
+def _turns(packets: pd.DataFrame, flows: pd.DataFrame, in_c: bool) -> pd.DataFrame:
+    """turns() with the C core's turn_state, or with its numpy twin."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(native, "ENABLED", in_c)
+        return turns(packets, flows)
+
+
+@pytest.mark.parametrize("in_c", IMPLEMENTATIONS)
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_the_same_turns_on_every_capture(path):
+def test_the_same_turns_on_every_capture(path, in_c):
     try:
         cap = pcapmtu.read(path)
     except pcapmtu.CaptureError:
         pytest.skip("not a readable capture")
-    pd.testing.assert_frame_equal(turns(cap.packets, cap.flows), _turns_before(cap.packets, cap.flows))
+    pd.testing.assert_frame_equal(_turns(cap.packets, cap.flows, in_c), _turns_before(cap.packets, cap.flows))
 
 
 PACKET = st.tuples(
@@ -107,13 +124,14 @@ PACKET = st.tuples(
 CUT = st.one_of(st.floats(-1, 0.2), st.just(float("nan")), st.just(float("inf")))
 
 
+@pytest.mark.parametrize("in_c", IMPLEMENTATIONS)
 @settings(max_examples=FUZZ_EXAMPLES, deadline=5000, derandomize=True, database=None)
 @given(
     rows=st.lists(PACKET, max_size=50),
     cuts=st.lists(CUT, min_size=3, max_size=3),
     idle=st.lists(st.floats(-1, 1), min_size=3, max_size=3),
 )
-def test_the_same_turns_for_any_packets(rows, cuts, idle):  # fmt: skip
+def test_the_same_turns_for_any_packets(in_c, rows, cuts, idle):  # fmt: skip
     ms = np.cumsum([r[6] for r in rows], dtype=np.int64)
     frame = pd.DataFrame(
         {
@@ -129,4 +147,4 @@ def test_the_same_turns_for_any_packets(rows, cuts, idle):  # fmt: skip
         }
     )
     flows = pd.DataFrame({"idle_start_ts": cuts, "max_idle": idle})
-    pd.testing.assert_frame_equal(turns(frame, flows), _turns_before(frame, flows))
+    pd.testing.assert_frame_equal(_turns(frame, flows, in_c), _turns_before(frame, flows))

@@ -15,8 +15,13 @@ SACK holes (Context.s2c_holes) cover that case, so detectors read both.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
+
+from ..ingest import native
+from ..ingest.native import as_i64
 
 ACK_FLAG = 0x10
 ALERT_BYTES = 64  # a TLS alert (close_notify) is 24-31 bytes: not an answer
@@ -56,27 +61,47 @@ class _Kept:
         # stable: segments at the same time keep their capture order, as a sort of any subset would
         self.data_sorted = data[np.lexsort((packets["ts_ns"].to_numpy()[data], conn[data]))]
 
+    @cached_property
+    def for_c(self) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """The row columns as the C core's turn_state reads them, and `data_sorted`: converted once, for
+        both cuts."""
+        as_u8 = lambda v: np.ascontiguousarray(v, dtype=np.uint8)  # noqa: E731
+        rows = (
+            *(as_i64(self.c), as_u8(self.keep), np.ascontiguousarray(self.ts, dtype=np.float64)),
+            *(as_i64(self.dirn), as_i64(self.plen), as_i64(self.end), as_i64(self.acked), as_u8(self.is_ack)),
+        )
+        return rows, as_i64(self.data_sorted)
+
 
 def _turn_at(kept: _Kept, n: int, cut: np.ndarray) -> dict[str, np.ndarray]:
     """At time `cut` of each connection: the bytes outstanding each way, and whose turn it was."""
-    limit = cut[kept.c] + 1e-9 if n else np.zeros(len(kept.c))  # no connections: no row is kept
-    before = kept.keep & (kept.ts <= limit)
-    data = kept.plen > 0
     low = np.iinfo(np.int64).min
+    state = native.entry("turn_state") if n else None
+    if state is not None:  # the same passes in C, both directions and both edges at once
+        sent, got = np.full(2 * n, low, dtype=np.int64), np.full(2 * n, low, dtype=np.int64)
+        last_dir, next_dir, next_len = (
+            np.full(n, -1, np.int64),
+            np.full(n, -1, np.int64),
+            np.zeros(n, np.int64),
+        )
+        rows, ordered = kept.for_c
+        state(
+            *rows,
+            np.ascontiguousarray(cut, dtype=np.float64),
+            ordered,
+            sent,
+            got,
+            last_dir,
+            next_dir,
+            next_len,
+        )
+        sent, got = sent.reshape(2, n), got.reshape(2, n)
+    else:
+        sent, got, last_dir, next_dir, next_len = _state_numpy(kept, n, cut)
     out = {}
     for d, tag in ((0, "c2s"), (1, "s2c")):
-        sent = np.full(n, low, dtype=np.int64)
-        mine = before & data & (kept.dirn == d)
-        np.maximum.at(sent, kept.c[mine], kept.end[mine])
-        got = np.full(n, low, dtype=np.int64)
-        reverse = before & kept.is_ack & (kept.dirn == 1 - d)
-        np.maximum.at(got, kept.c[reverse], kept.acked[reverse])
-        missing = np.where(got > low, np.maximum(sent - got, 0), sent)
-        out[f"idle_outstanding_{tag}"] = np.where(sent > low, missing, 0)
-    ordered = kept.data_sorted
-    last_dir = _edge_data(kept, ordered[before[ordered]], n, last=True)[0]
-    # after the cut: who spoke first, and with how much
-    next_dir, next_len = _edge_data(kept, ordered[kept.ts[ordered] > limit[ordered]], n, last=False)
+        missing = np.where(got[d] > low, np.maximum(sent[d] - got[d], 0), sent[d])
+        out[f"idle_outstanding_{tag}"] = np.where(sent[d] > low, missing, 0)
     outstanding = (out["idle_outstanding_c2s"] > 0) | (out["idle_outstanding_s2c"] > 0)
     # the server spoke first after the silence with more than a TLS alert: it had owed that answer (after
     # TLS 1.3 its session tickets may follow the request, so the last data before the silence cannot say)
@@ -87,6 +112,26 @@ def _turn_at(kept: _Kept, n: int, cut: np.ndarray) -> dict[str, np.ndarray]:
         "client",
     )
     return out
+
+
+def _state_numpy(kept: _Kept, n: int, cut: np.ndarray):
+    """Per direction the highest sequence end sent and acknowledged up to the cut; the direction of the last
+    data segment before it, and the direction and length of the first after it (the C core's turn_state)."""
+    limit = cut[kept.c] + 1e-9 if n else np.zeros(len(kept.c))  # no connections: no row is kept
+    before = kept.keep & (kept.ts <= limit)
+    data = kept.plen > 0
+    low = np.iinfo(np.int64).min
+    sent, got = np.full((2, n), low, dtype=np.int64), np.full((2, n), low, dtype=np.int64)
+    for d in (0, 1):
+        mine = before & data & (kept.dirn == d)
+        np.maximum.at(sent[d], kept.c[mine], kept.end[mine])
+        reverse = before & kept.is_ack & (kept.dirn == 1 - d)
+        np.maximum.at(got[d], kept.c[reverse], kept.acked[reverse])
+    ordered = kept.data_sorted
+    last_dir = _edge_data(kept, ordered[before[ordered]], n, last=True)[0]
+    # after the cut: who spoke first, and with how much
+    next_dir, next_len = _edge_data(kept, ordered[kept.ts[ordered] > limit[ordered]], n, last=False)
+    return sent, got, last_dir, next_dir, next_len
 
 
 def _edge_data(kept: _Kept, ordered: np.ndarray, n: int, last: bool):

@@ -4,7 +4,7 @@
  * Why: on a real one-million-packet capture the columnar numpy decoder spends most of its time in call
  * overhead on small arrays, and the record walks, address and 5-tuple interning and the per-connection TCP
  * state are sequential loops numpy cannot vectorize, or does with a few dozen array operations per slice.
- * Twelve entry points, each the C twin of a Python function that stays the reference:
+ * Fourteen entry points, each the C twin of a Python function that stays the reference:
  *
  *   walk_pcap            the pcap record walk              formats/pcap.py: _walk_words, _walk_struct
  *   epb_run              a run of pcapng packet blocks     formats/pcapng.py: _Walker._epb_run
@@ -18,6 +18,7 @@
  *   dns_columns          their rows, as columns            rare_layers.py: dns_messages
  *   first_cumulative_ack, sack_covered, first_later_copy
  *                        a data segment's fate's searches   diagnose/delivery.py: the functions named so
+ *   turn_state           whose turn it was at a cut         diagnose/turns.py: _turn_at
  *
  * Nothing here decides anything new: every rule is the one in those functions, and tests/test_native.py
  * checks that both give identical tables on every capture and on fuzzed packets, segments and files. The
@@ -1922,6 +1923,89 @@ done:
     return result;
 }
 
+/* turn_state(c, keep, ts, dirn, plen, end, acked, is_ack, cut, ordered, sent, got, last_dir, next_dir,
+ * next_len): turns._turn_at's passes over the packets at one cut time per connection (`cut`, seconds; a row
+ * is before the cut when it is kept and ts <= cut[c] + 1e-9, after it when ts > cut[c] + 1e-9). Per
+ * direction d and connection k: sent[d * n + k], the highest sequence end of data sent before the cut, and
+ * got[d * n + k], the highest acknowledgment of it (both left as they are where nothing counts: the caller
+ * fills them with INT64_MIN). Among `ordered` (the data segments, in connection and time order): the direction
+ * of each connection's last segment before the cut, and the direction and length of its first after it
+ * (left as they are where there is none). */
+static PyObject *turn_state(PyObject *self, PyObject *args)
+{
+    Py_buffer c, keep, ts, dirn, plen, end, acked, is_ack, cut, ordered, sent, got, last_dir, next_dir, next_len;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*w*w*w*w*w*", &c, &keep, &ts, &dirn, &plen, &end, &acked,
+                          &is_ack, &cut, &ordered, &sent, &got, &last_dir, &next_dir, &next_len))
+        return NULL;
+    PyObject *result = NULL;
+    uint8_t *after_seen = NULL;
+    Py_ssize_t rows = c.len / 8, n = cut.len / 8, m = ordered.len / 8;
+    if (keep.len != rows || is_ack.len != rows || ts.len != c.len || dirn.len != c.len || plen.len != c.len ||
+        end.len != c.len || acked.len != c.len || sent.len != 2 * cut.len || got.len != 2 * cut.len ||
+        last_dir.len != cut.len || next_dir.len != cut.len || next_len.len != cut.len) {
+        PyErr_SetString(PyExc_ValueError, "turn_state: arrays do not match");
+        goto done;
+    }
+    const int64_t *cv = c.buf, *dv = dirn.buf, *pv = plen.buf, *ev = end.buf, *av = acked.buf, *ov = ordered.buf;
+    const uint8_t *kv = keep.buf, *isack = is_ack.buf;
+    const double *tv = ts.buf, *cutv = cut.buf;
+    int64_t *sentv = sent.buf, *gotv = got.buf, *lastv = last_dir.buf, *nextv = next_dir.buf, *lenv = next_len.buf;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        if (!kv[r])
+            continue;
+        int64_t k = cv[r], d = dv[r];
+        if (k < 0 || k >= n) {
+            PyErr_SetString(PyExc_ValueError, "turn_state: a kept row's connection is out of range");
+            goto done;
+        }
+        if (!(tv[r] <= cutv[k] + 1e-9) || (d != 0 && d != 1))
+            continue;
+        if (pv[r] > 0 && ev[r] > sentv[d * n + k]) /* data sent in direction d */
+            sentv[d * n + k] = ev[r];
+        if (isack[r] && av[r] > gotv[(1 - d) * n + k]) /* acknowledges data sent the other way */
+            gotv[(1 - d) * n + k] = av[r];
+    }
+    if (!(after_seen = PyMem_Calloc((size_t)(n ? n : 1), 1))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int64_t r = ov[i];
+        if (r < 0 || r >= rows || cv[r] < 0 || cv[r] >= n) {
+            PyErr_SetString(PyExc_ValueError, "turn_state: an ordered row is out of range");
+            goto done;
+        }
+        int64_t k = cv[r];
+        double limit = cutv[k] + 1e-9;
+        if (kv[r] && tv[r] <= limit)
+            lastv[k] = dv[r]; /* the last one wins: ordered is in time order within a connection */
+        else if (tv[r] > limit && !after_seen[k]) {
+            after_seen[k] = 1;
+            nextv[k] = dv[r];
+            lenv[k] = pv[r];
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(after_seen);
+    PyBuffer_Release(&c);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&ts);
+    PyBuffer_Release(&dirn);
+    PyBuffer_Release(&plen);
+    PyBuffer_Release(&end);
+    PyBuffer_Release(&acked);
+    PyBuffer_Release(&is_ack);
+    PyBuffer_Release(&cut);
+    PyBuffer_Release(&ordered);
+    PyBuffer_Release(&sent);
+    PyBuffer_Release(&got);
+    PyBuffer_Release(&last_dir);
+    PyBuffer_Release(&next_dir);
+    PyBuffer_Release(&next_len);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buf, rec_hdr, at, big_endian, max_record) -> (int64 record starts as bytes, stop position, "
@@ -1958,6 +2042,9 @@ static PyMethodDef methods[] = {
      "sack_covered(c, start, end, block conn, left, right, out): delivery._sack_covered's search"},
     {"first_later_copy", first_later_copy, METH_VARARGS,
      "first_later_copy(c, start, end, t, order, out): delivery._first_later_copy's search"},
+    {"turn_state", turn_state, METH_VARARGS,
+     "turn_state(c, keep, ts, dir, payload, end, acked, is_ack, cut, ordered, sent, got, last dir, next dir, "
+     "next len): turns._turn_at's passes at one cut per connection"},
     {NULL, NULL, 0, NULL},
 };
 
