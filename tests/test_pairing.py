@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import pcapmtu
 from pcapmtu.diagnose import pairing, rowkeys
 from pcapmtu.diagnose.pairing import _copies
+from pcapmtu.ingest import native
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
 PAIRS = sorted(d for d in SAMPLES.iterdir() if (d / "host.pcap").exists() and (d / "container.pcap").exists())
@@ -210,3 +211,44 @@ def test_first_rows_in_order_of_first_appearance():
     t = _keyed([(1, 5, 0), (0, 5, 0), (1, 5, 0), (2, 7, 1), (0, 5, 0)])
     assert rowkeys.first_rows(t, KEY, rowkeys.key_hash(t, KEY)).tolist() == [0, 1, 3]
     assert rowkeys.first_rows(t, KEY, np.zeros(5, dtype=np.uint64)) is None  # one hash, three keys
+
+
+# ------------------------------------------------------------------------------------ rows by connection
+IDS = st.lists(st.tuples(st.integers(0, 6), st.integers(-3, 3)), max_size=60)
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["C", "numpy"])
+@settings(max_examples=300, deadline=None)
+@given(IDS)
+def test_conn_order_is_lexsort(in_c, rows):
+    conn = np.array([c for c, _ in rows], dtype=np.int32)
+    key = np.array([k for _, k in rows], dtype=np.int64)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(native, "ENABLED", in_c and native.core is not None)
+        got = rowkeys.conn_order(conn, key)
+    np.testing.assert_array_equal(got, np.lexsort((key, conn)))
+
+
+def test_conn_order_of_long_runs_out_of_order():
+    """Runs reversed and runs in order, with ties: the merge sort keeps ties in row order."""
+    conn = np.repeat(np.arange(50), 200)[::-1].copy()
+    key = np.tile(np.r_[np.arange(100)[::-1], np.zeros(100, dtype=np.int64)], 50)
+    np.testing.assert_array_equal(rowkeys.conn_order(conn, key), np.lexsort((key, conn)))
+
+
+def test_conn_order_with_ids_the_c_core_does_not_count():
+    """Ids far above the row count (a sparse selection of connections): numpy's lexsort answers."""
+    conn = np.array([10**9, 3, 10**9, 3], dtype=np.int64)
+    key = np.array([2, 1, 1, 0], dtype=np.int64)
+    np.testing.assert_array_equal(rowkeys.conn_order(conn, key), [3, 1, 2, 0])
+
+
+@pytest.mark.skipif(native.core is None, reason="the C core is not built")
+def test_conn_order_refuses_what_is_not_its_contract():
+    a = np.arange(4, dtype=np.int64)
+    with pytest.raises(ValueError, match="do not match"):
+        native.core.conn_order(a, a[:3], np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="out of range"):
+        native.core.conn_order(a - 1, a, np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="out of range"):
+        native.core.conn_order(a + 10**6, a, np.zeros(4, np.int64))

@@ -23,6 +23,7 @@ import pandas as pd
 from ..ingest import native
 from ..ingest.native import as_i64
 from ..ingest.tcp import seq_diff
+from . import rowkeys
 
 ACK_FLAG = 0x10
 NO_TIME = np.iinfo(np.int64).max
@@ -188,7 +189,7 @@ def _first_cumulative_ack(packets, c, end, d) -> np.ndarray:
         return out
     a_conn = conn[sel].astype(np.int64)
     a_ts = packets["ts_ns"].to_numpy()[sel]
-    order = np.lexsort((a_ts, a_conn))
+    order = rowkeys.conn_order(a_conn, a_ts)
     a_conn, a_ts = a_conn[order], a_ts[order]
     a_ack = packets["rel_ack"].to_numpy()[sel][order]
     if search := native.entry(
@@ -223,7 +224,7 @@ def _sack_covered(packets, sack, c, start, end, d) -> np.ndarray:
     rel_ack = packets["rel_ack"].to_numpy()[rows]
     left = rel_ack + seq_diff(sack["left"].to_numpy()[keep], raw_ack)
     right = rel_ack + seq_diff(sack["right"].to_numpy()[keep], raw_ack)
-    order = np.lexsort((left, conn))
+    order = rowkeys.conn_order(conn, left)
     conn, left, right = conn[order], left[order], right[order]
     if search := native.entry("sack_covered"):
         covered = np.zeros(len(c), dtype=np.uint8)
@@ -248,7 +249,7 @@ def _first_later_copy(c, start, end, t) -> np.ndarray:
     does not always flag."""
     out = np.full(len(c), NO_TIME, dtype=np.int64)
     later = np.arange(len(c))
-    order = np.lexsort((start, c))
+    order = rowkeys.conn_order(c, start)
     if search := native.entry("first_later_copy"):  # the same candidates and test, without making the pairs
         search(as_i64(c), as_i64(start), as_i64(end), as_i64(t), as_i64(order), out)
         return out

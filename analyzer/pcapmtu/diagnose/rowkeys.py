@@ -1,5 +1,5 @@
 """Rows named by several integer columns (a segment: its connection, direction, sequence number, length):
-each key's first row, and which rows of one table have a key another table holds.
+each key's first row, which rows of one table have a key another table holds, and rows in connection order.
 
 Why not pandas' drop_duplicates, merge or isin on the columns: on a million rows those factorize every
 column, ~0.25 s each. Here each row's key is hashed to 64 bits and the rows are matched through one hash
@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from ..ingest import native
+from ..ingest.native import as_i64
 
 Columns = dict[str, np.ndarray]
 
@@ -75,3 +78,17 @@ def rows_in(a: Columns, b: Columns, names: Sequence[str]) -> np.ndarray:
     out = np.zeros(len(a_hash), dtype=bool)
     out[i] = True
     return out
+
+
+def conn_order(conn: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """`np.lexsort((key, conn))`: rows by connection id (>= 0), then by key, ties in row order. The C core
+    counts the rows into place by connection and sorts only the runs whose keys do not already ascend: a
+    capture's segments mostly come in order (~5 ms instead of ~25 ms for 600,000 data segments)."""
+    order = native.entry("conn_order")
+    if order is not None and len(conn):
+        ids = as_i64(conn)
+        if ids.min() >= 0 and ids.max() < 4 * len(ids) + 1024:  # the ids the C core counts with
+            out = np.empty(len(ids), dtype=np.int64)
+            order(ids, as_i64(key), out)
+            return out
+    return np.lexsort((key, conn))

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..ingest import native
 from ..ingest.native import as_i64
+from . import rowkeys
 
 ACK_FLAG = 0x10
 ALERT_BYTES = 64  # a TLS alert (close_notify) is 24-31 bytes: not an answer
@@ -59,7 +60,7 @@ class _Kept:
         self.is_ack = (packets["tcp_flags"].to_numpy() & ACK_FLAG) != 0
         data = np.flatnonzero(self.keep & (self.plen > 0))
         # stable: segments at the same time keep their capture order, as a sort of any subset would
-        self.data_sorted = data[np.lexsort((packets["ts_ns"].to_numpy()[data], conn[data]))]
+        self.data_sorted = data[rowkeys.conn_order(conn[data], packets["ts_ns"].to_numpy()[data])]
 
     @cached_property
     def for_c(self) -> tuple[tuple[np.ndarray, ...], np.ndarray]:

@@ -4,7 +4,7 @@
  * Why: on a real one-million-packet capture the columnar numpy decoder spends most of its time in call
  * overhead on small arrays, and the record walks, address and 5-tuple interning and the per-connection TCP
  * state are sequential loops numpy cannot vectorize, or does with a few dozen array operations per slice.
- * Fourteen entry points, each the C twin of a Python function that stays the reference:
+ * Fifteen entry points, each the C twin of a Python function that stays the reference:
  *
  *   walk_pcap            the pcap record walk              formats/pcap.py: _walk_words, _walk_struct
  *   epb_run              a run of pcapng packet blocks     formats/pcapng.py: _Walker._epb_run
@@ -19,6 +19,7 @@
  *   first_cumulative_ack, sack_covered, first_later_copy
  *                        a data segment's fate's searches   diagnose/delivery.py: the functions named so
  *   turn_state           whose turn it was at a cut         diagnose/turns.py: _turn_at
+ *   conn_order           rows by connection, then a key     diagnose/rowkeys.py: conn_order (np.lexsort)
  *
  * Nothing here decides anything new: every rule is the one in those functions, and tests/test_native.py
  * checks that both give identical tables on every capture and on fuzzed packets, segments and files. The
@@ -1923,6 +1924,81 @@ done:
     return result;
 }
 
+/* Stable merge sort of positions pos[0..n) by key[pos]: equal keys keep their order. */
+static void merge_by_key(int64_t *pos, int64_t *tmp, Py_ssize_t n, const int64_t *key)
+{
+    for (Py_ssize_t width = 1; width < n; width *= 2) {
+        for (Py_ssize_t lo = 0; lo < n; lo += 2 * width) {
+            Py_ssize_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            Py_ssize_t a = lo, b = mid, k = lo;
+            while (a < mid && b < hi)
+                tmp[k++] = key[pos[b]] < key[pos[a]] ? pos[b++] : pos[a++];
+            while (a < mid)
+                tmp[k++] = pos[a++];
+            while (b < hi)
+                tmp[k++] = pos[b++];
+        }
+        memcpy(pos, tmp, sizeof(int64_t) * (size_t)n);
+    }
+}
+
+/* conn_order(conn, key, out): the positions in the order np.lexsort((key, conn)) gives (by connection, then
+ * by key, ties in position order), for connection ids 0 <= conn < 4 * n + 1024: counted into place by
+ * connection, each connection's run then left as it is when its keys already ascend (a connection's
+ * segments mostly come in order) or merge-sorted. rowkeys.conn_order. */
+static PyObject *conn_order(PyObject *self, PyObject *args)
+{
+    Py_buffer conn, key, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &conn, &key, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t *starts = NULL;
+    int64_t *tmp = NULL;
+    Py_ssize_t n = conn.len / 8;
+    if (key.len != conn.len || out.len != conn.len) {
+        PyErr_SetString(PyExc_ValueError, "conn_order: arrays do not match");
+        goto done;
+    }
+    const int64_t *cv = conn.buf, *kv = key.buf;
+    int64_t *ov = out.buf, top = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (cv[i] < 0 || cv[i] >= 4 * (int64_t)n + 1024) {
+            PyErr_SetString(PyExc_ValueError, "conn_order: a connection id is out of range");
+            goto done;
+        }
+        if (cv[i] + 1 > top)
+            top = cv[i] + 1;
+    }
+    if (!(starts = PyMem_Calloc((size_t)top + 1, sizeof(Py_ssize_t))) ||
+        !(tmp = PyMem_Malloc(sizeof(int64_t) * (size_t)(n ? n : 1)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        starts[cv[i] + 1]++;
+    for (int64_t c = 0; c < top; c++)
+        starts[c + 1] += starts[c];
+    for (Py_ssize_t i = 0; i < n; i++) /* stable: positions ascend within each connection */
+        ov[starts[cv[i]]++] = i;
+    Py_ssize_t lo = 0;
+    for (int64_t c = 0; c < top; c++) { /* starts[c] is now where connection c's run ends */
+        Py_ssize_t hi = starts[c], k = lo + 1;
+        while (k < hi && kv[ov[k]] >= kv[ov[k - 1]])
+            k++;
+        if (k < hi)
+            merge_by_key(ov + lo, tmp, hi - lo, kv);
+        lo = hi;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(starts);
+    PyMem_Free(tmp);
+    PyBuffer_Release(&conn);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* turn_state(c, keep, ts, dirn, plen, end, acked, is_ack, cut, ordered, sent, got, last_dir, next_dir,
  * next_len): turns._turn_at's passes over the packets at one cut time per connection (`cut`, seconds; a row
  * is before the cut when it is kept and ts <= cut[c] + 1e-9, after it when ts > cut[c] + 1e-9). Per
@@ -2042,6 +2118,8 @@ static PyMethodDef methods[] = {
      "sack_covered(c, start, end, block conn, left, right, out): delivery._sack_covered's search"},
     {"first_later_copy", first_later_copy, METH_VARARGS,
      "first_later_copy(c, start, end, t, order, out): delivery._first_later_copy's search"},
+    {"conn_order", conn_order, METH_VARARGS,
+     "conn_order(conn, key, out): np.lexsort((key, conn)) for connection ids, by counting"},
     {"turn_state", turn_state, METH_VARARGS,
      "turn_state(c, keep, ts, dir, payload, end, acked, is_ack, cut, ordered, sent, got, last dir, next dir, "
      "next len): turns._turn_at's passes at one cut per connection"},
