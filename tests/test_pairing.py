@@ -252,3 +252,42 @@ def test_conn_order_refuses_what_is_not_its_contract():
         native.core.conn_order(a - 1, a, np.zeros(4, np.int64))
     with pytest.raises(ValueError, match="out of range"):
         native.core.conn_order(a + 10**6, a, np.zeros(4, np.int64))
+
+
+# ------------------------------------------------------------------------------------ names from the twin
+def test_a_capture_cut_per_packet_takes_its_names_from_the_far_twin(tmp_path):
+    """`tcpdump -s 96` in the container: its DNS answers and the TLS SNI are cut, its connections are not.
+    The host saw the same lookup whole, so the failing connection is still named in the verdict."""
+    from support.cuts import frames_of
+
+    d = SAMPLES / "blackhole_tls12"
+    cut = frames_of(d / "container.pcap").write(tmp_path / "container96.pcap", snap=96)
+    whole = pcapmtu.analyze(d / "host.pcap", d / "container.pcap")
+    r = pcapmtu.analyze(d / "host.pcap", cut)
+    own = r.captures["container"].flows
+    failing = r.verdicts[(r.verdicts["capture"] == "container") & (r.verdicts["verdict"] == "mtu_blackhole")]
+    conn = int(failing["conn"].iloc[0])
+    assert own.loc[own["conn"] == conn, "name"].iloc[0] == ""  # the cut took the name away
+    named = whole.verdicts.set_index(["capture", "conn"])["service"]
+    assert (
+        failing["service"].iloc[0]
+        == named[("container", conn)]
+        == "jenkins-updates.example (198.18.0.11:443)"
+    )
+    assert r.explanation.startswith("jenkins-updates.example (198.18.0.11:443): PMTUD black hole")
+    derived = r.context.flows("container").set_index("conn")
+    assert derived.loc[conn, "name_source"] == "dns"
+    # a capture alone has no twin to ask
+    alone = pcapmtu.analyze(container=cut)
+    assert alone.verdicts.loc[alone.verdicts["conn"] == conn, "service"].iloc[0] == "198.18.0.11:443"
+
+
+@pytest.mark.parametrize("name", [d.name for d in PAIRS])
+def test_names_a_capture_found_itself_are_kept(name):
+    d = SAMPLES / name
+    r = pcapmtu.analyze(d / "host.pcap", d / "container.pcap")
+    for role in r.context.container_roles:
+        own = r.captures[role].flows.set_index("conn")["name"]
+        derived = r.context.flows(role).set_index("conn")["name"]
+        found = own != ""
+        assert derived[found].tolist() == own[found].tolist()

@@ -194,9 +194,28 @@ class Context:
                 flows["twin_conn"] = (
                     flows["conn"].map(pairs.set_index("container_conn")["host_conn"]).fillna(-1).astype(int)
                 )
+                _names_from_twins(flows, host)
         for flows in out.values():  # sizes last: they depend on the MSS the server really received
             _sizes(flows)
         return out
+
+
+def _names_from_twins(flows: pd.DataFrame, far: pd.DataFrame) -> None:
+    """A connection this capture could not name takes the name the far capture gave its twin (and that name's
+    source): a capture cut short per packet (`tcpdump -s 96`) loses the DNS answers and the TLS SNI, not the
+    connections, and the far capture point usually saw the same lookup whole."""
+    twin = flows["twin_conn"].to_numpy()
+    unnamed = np.flatnonzero((twin >= 0) & (flows["name"].to_numpy(dtype=object) == ""))
+    if not len(unnamed):
+        return
+    far = far.set_index("conn")
+    names = far["name"].reindex(twin[unnamed]).to_numpy(dtype=object)
+    sources = far["name_source"].reindex(twin[unnamed]).to_numpy(dtype=object)
+    named = np.array([type(n) is str and n != "" for n in names], dtype=bool)
+    if named.any():
+        rows = flows.index[unnamed[named]]
+        flows.loc[rows, "name"] = names[named]
+        flows.loc[rows, "name_source"] = sources[named]
 
 
 def _icmp_reports(flows: pd.DataFrame, icmp: pd.DataFrame) -> np.ndarray:
