@@ -156,7 +156,7 @@ def pmtud_blackhole(ctx: Context):
                 )
             if not reasons:
                 continue  # a stall without size evidence: S001/T001 describe it, the verdict stays open
-            p = ctx.conn_packets(role, int(flow.conn))
+            p = ctx.conn_packets(role, int(flow.conn), ["frame", "dir", "payload_len", "ip_len"])
             s2c = p[p["dir"] == 1]
             # what got through: acknowledged data, and the packets without data (the handshake completed)
             bare = s2c.loc[s2c["payload_len"] == 0, "ip_len"]
@@ -258,7 +258,7 @@ def pmtud_blackhole_upload(ctx: Context):
             icmp = ctx.captures[role].icmp
             if not reasons or (icmp["quoted_sport"] == flow.client_port).any():
                 continue
-            p = ctx.conn_packets(role, int(flow.conn))
+            p = ctx.conn_packets(role, int(flow.conn), ["frame", "dir", "retrans", "ip_len"])
             lost = p[(p["dir"] == 0) & p["retrans"] & (p["ip_len"] >= flow.client_full)]
             yield Hit(
                 {
@@ -309,7 +309,7 @@ def blackhole_recovered_by_probing(ctx: Context):
             & ~f["full_delivered_s2c"]
         ]
         for flow in records(cand):
-            p = ctx.conn_packets(role, int(flow.conn))
+            p = ctx.conn_packets(role, int(flow.conn), ["frame", "ts", "dir", "payload_len"])
             after = p[
                 (p["dir"] == 1) & (p["ts"] >= flow.idle_start_ts + flow.stalled_s) & (p["payload_len"] > 0)
             ]

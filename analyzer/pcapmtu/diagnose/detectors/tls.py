@@ -36,7 +36,7 @@ def tls_handshake_stalled(ctx: Context):
             & ~f["client_second_flight"].fillna(False).astype(bool)
         ]
         for flow in records(cand):
-            p = ctx.conn_packets(role, int(flow.conn))
+            p = ctx.conn_packets(role, int(flow.conn), ["frame", "dir", "tcp_flags", "payload_len", "ip_len"])
             s2c = p[(p["dir"] == 1) & ((p["tcp_flags"] & 2) == 0)]
             largest = int(s2c["ip_len"].max()) if len(s2c) else 0
             what = "zero-length segments" if not (s2c["payload_len"] > 0).any() else "small segments"
