@@ -7,7 +7,12 @@ How these tests are written: tests/test_rules_registry.py.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import pcapmtu
+from support.damage import FUZZ_EXAMPLES
+from support.environment import SAMPLES, corpus_files
 from support.findings import found, one, run, verdict_of
 from support.scenes import ACK, CH, CLIENT_HELLO, FIN, RST, T0, Conn, capture, download, midstream
 
@@ -224,3 +229,69 @@ def test_healthy_holds_at_half_while_the_mss_is_not_in_the_captures(tmp_path):
     assert any(
         w.startswith("the MSS of 2 connection(s) that carried data is not in the captures") for w in factors
     )
+
+
+# ------------------------------------------------------------------------------------ T001 at scale
+def _most_resent_one_by_one(packets, conns) -> dict:
+    """What T001 computed before 0.9.5, one connection at a time (the reference for most_resent)."""
+    import numpy as np
+
+    out = {}
+    conn_col = packets["conn"].to_numpy()
+    for k, c in enumerate(conns):
+        at = np.flatnonzero(conn_col == c)
+        rel_seq = packets["rel_seq"].to_numpy()[at]
+        data = packets["payload_len"].to_numpy()[at] > 0
+        direction = packets["dir"].to_numpy()[at]
+        for d in (1, 0):
+            seg = np.flatnonzero(data & (direction == d))
+            keys, counts = np.unique(rel_seq[seg], return_counts=True)
+            if not len(counts) or counts.max() < 3:
+                continue
+            out[(k, d)] = at[seg[rel_seq[seg] == keys[np.argmax(counts)]]]
+    return out
+
+
+def _assert_same_resent(packets, conns) -> None:
+    from pcapmtu.diagnose.detectors.tcp_rules import most_resent
+
+    want, got = _most_resent_one_by_one(packets, conns), most_resent(packets, conns)
+    assert sorted(got) == sorted(want)
+    for key, rows in want.items():
+        assert got[key].tolist() == rows.tolist(), key
+
+
+TCP_CAPTURES = sorted(SAMPLES.glob("*/*.pcap*")) + corpus_files("semantic")
+
+
+@pytest.mark.parametrize("path", TCP_CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_most_resent_equals_the_search_per_connection(path):
+    import numpy as np
+
+    cap = pcapmtu.read(path)
+    _assert_same_resent(cap.packets, np.arange(len(cap.flows), dtype=np.int64)[::-1].copy())
+
+
+RESENT_PACKET = st.tuples(
+    st.sampled_from([-1, 0, 0, 1, 2, 3]),  # connection (-1: not TCP)
+    st.sampled_from([0, 1, 1, -1]),  # direction
+    st.sampled_from([0, 1, 1, 1461, 2921]),  # rel_seq: few values, so segments repeat
+    st.sampled_from([0, 0, 100, 1460]),  # payload bytes
+)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None)
+@given(rows=st.lists(RESENT_PACKET, max_size=60), picked=st.lists(st.integers(0, 4), unique=True, max_size=4))
+def test_most_resent_for_any_packets(rows, picked):
+    import numpy as np
+    import pandas as pd
+
+    packets = pd.DataFrame(
+        {
+            "conn": np.array([r[0] for r in rows], dtype=np.int32),
+            "dir": np.array([r[1] for r in rows], dtype=np.int8),
+            "rel_seq": np.array([r[2] for r in rows], dtype=np.int64),
+            "payload_len": np.array([r[3] for r in rows], dtype=np.int32),
+        }
+    )
+    _assert_same_resent(packets, np.array(picked, dtype=np.int64))

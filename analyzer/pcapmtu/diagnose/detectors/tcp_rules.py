@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ...evidence import first_frames, flow_filter, service
 from ...ingest.tcp import RST as RST_FLAG
 from ...results import Reason, Severity, Verdict
+from .. import rowkeys
 from ..context import Context, records
 from . import Hit, rule
 
@@ -44,24 +46,16 @@ def retransmission_backoff(ctx: Context):
                 own or (t is not None and t < r)
                 for own, t, r in zip(flows["host_own"], twin_resent, flows["retransmissions"], strict=True)
             ]
-            flows = flows[more]
+            flows = flows[np.array(more, dtype=bool)]  # a mask even when empty (a list would pick columns)
         packets = ctx.captures[role].packets
-        # each packet column taken once, not once per connection
-        all_seq, all_ts, all_frame, all_plen, all_dir, all_ip_len = (
-            packets[c].to_numpy() for c in ("rel_seq", "ts", "frame", "payload_len", "dir", "ip_len")
-        )
-        for flow in records(flows):
-            # numpy per connection, not a DataFrame and a groupby: the rule looks at every connection with re-sends
-            at = ctx.conn_rows(role, int(flow.conn))
-            rel_seq, ts, frame = all_seq[at], all_ts[at], all_frame[at]
-            data = all_plen[at] > 0  # SYN retries are T002's business
-            direction = all_dir[at]
+        conns = flows["conn"].to_numpy(dtype=np.int64)
+        resent = most_resent(packets, conns)
+        ts, frame, ip_len = (packets[c].to_numpy() for c in ("ts", "frame", "ip_len"))
+        for k, flow in enumerate(records(flows)):
             for d, sender in ((1, "server"), (0, "client")):
-                seg = np.flatnonzero(data & (direction == d))
-                keys, counts = np.unique(rel_seq[seg], return_counts=True)  # per segment start, ascending
-                if not len(counts) or counts.max() < 3:
+                same = resent.get((k, d))  # the first most re-sent segment's rows, in packet order
+                if same is None:
                     continue
-                same = seg[rel_seq[seg] == keys[np.argmax(counts)]]  # the first most re-sent, in packet order
                 gaps = np.diff(ts[same])
                 # timeouts, not copies: the smallest retransmission timeout of common stacks is 200 ms
                 if len(gaps) >= 2 and gaps[0] >= MIN_RTO_S and np.all(gaps[1:] >= gaps[:-1] * 1.4):
@@ -76,12 +70,43 @@ def retransmission_backoff(ctx: Context):
                         conn=int(flow.conn),
                         frames=first_frames(frame[same]),
                         wireshark_filter=flow_filter(flow),
-                        evidence={
-                            "segment_ip_len": int(all_ip_len[at[same]].max()),
-                            "direction": sender,
-                        },
+                        evidence={"segment_ip_len": int(ip_len[same].max()), "direction": sender},
                     )
                     break
+
+
+def most_resent(packets: pd.DataFrame, conns: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    """(position in `conns`, direction) -> the packet rows, in packet order, of the data segment sent most often
+    that way (the lowest sequence number among equals), where one was sent three times or more. SYN retries
+    are T002's business: data segments only. All connections at once (a black hole makes thousands
+    re-send), not numpy per connection (~0.7 ms each)."""
+    conn = packets["conn"].to_numpy()
+    position = pd.Series(np.arange(len(conns)), index=conns)
+    rows = np.flatnonzero(
+        pd.Series(conn).isin(position.index).to_numpy() & (packets["payload_len"].to_numpy() > 0)
+    )
+    d = packets["dir"].to_numpy()[rows].astype(np.int64)
+    rows, d = rows[(d == 0) | (d == 1)], d[(d == 0) | (d == 1)]
+    if not len(rows):
+        return {}
+    k = position.reindex(conn[rows]).to_numpy()
+    seq = packets["rel_seq"].to_numpy()[rows]
+    order = rowkeys.conn_order(2 * k + d, seq)  # by connection, direction, segment; packet order inside
+    rows, k, d, seq = rows[order], k[order], d[order], seq[order]
+    segment = np.flatnonzero(np.r_[True, (k[1:] != k[:-1]) | (d[1:] != d[:-1]) | (seq[1:] != seq[:-1])])
+    count = np.diff(np.r_[segment, len(rows)])
+    way = np.flatnonzero(
+        np.r_[True, (k[segment][1:] != k[segment][:-1]) | (d[segment][1:] != d[segment][:-1])]
+    )
+    most = np.maximum.reduceat(count, way)  # per (connection, direction): the most copies of one segment
+    owner = np.repeat(np.arange(len(way)), np.diff(np.r_[way, len(segment)]))
+    top = np.flatnonzero((count == most[owner]) & (most[owner] >= 3))
+    first_top = top[np.r_[True, owner[top][1:] != owner[top][:-1]]] if len(top) else top  # lowest sequence
+    out = {}
+    for g in first_top.tolist():
+        a = segment[g]
+        out[(int(k[a]), int(d[a]))] = rows[a : a + count[g]]
+    return out
 
 
 @rule(
