@@ -208,9 +208,9 @@ def _names_from_twins(flows: pd.DataFrame, far: pd.DataFrame) -> None:
     unnamed = np.flatnonzero((twin >= 0) & (flows["name"].to_numpy(dtype=object) == ""))
     if not len(unnamed):
         return
-    far = far.set_index("conn")
-    names = far["name"].reindex(twin[unnamed]).to_numpy(dtype=object)
-    sources = far["name_source"].reindex(twin[unnamed]).to_numpy(dtype=object)
+    # flows are numbered 0..n-1 in order (Context.flow): a twin's number is its position
+    names = far["name"].to_numpy(dtype=object)[twin[unnamed]]
+    sources = far["name_source"].to_numpy(dtype=object)[twin[unnamed]]
     named = np.array([type(n) is str and n != "" for n in names], dtype=bool)
     if named.any():
         rows = flows.index[unnamed[named]]

@@ -44,16 +44,11 @@ def first_rows(table: Columns, names: Sequence[str], hashes: np.ndarray) -> np.n
 
 
 def matched(
-    a: Columns,
-    a_rows: np.ndarray,
-    b: Columns,
-    b_rows: np.ndarray,
-    names: Sequence[str],
-    hashes=("hash", "hash"),
+    a: Columns, a_rows: np.ndarray, b: Columns, b_rows: np.ndarray, names: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i, j) of `a_rows` and `b_rows` with the same key, where the keys of `b_rows` are distinct: the
-    rows whose hashes meet, less those whose keys then differ."""
-    at = pd.Index(b[hashes[1]][b_rows]).get_indexer(a[hashes[0]][a_rows])
+    rows whose hashes (each table's "hash" column) meet, less those whose keys then differ."""
+    at = pd.Index(b["hash"][b_rows]).get_indexer(a["hash"][a_rows])
     hit = np.flatnonzero(at >= 0)
     i, j = a_rows[hit], b_rows[at[hit]]
     same = np.ones(len(i), dtype=bool)
@@ -83,7 +78,7 @@ def rows_in(a: Columns, b: Columns, names: Sequence[str]) -> np.ndarray:
 def conn_order(conn: np.ndarray, key: np.ndarray) -> np.ndarray:
     """`np.lexsort((key, conn))`: rows by connection id (>= 0), then by key, ties in row order. The C core
     counts the rows into place by connection and sorts only the runs whose keys do not already ascend: a
-    capture's segments mostly come in order (~5 ms instead of ~25 ms for 600,000 data segments)."""
+    capture's segments mostly come in order (11.8 ms instead of 33 ms for real-1m's 583,025 server segments)."""
     order = native.entry("conn_order")
     if order is not None and len(conn):
         ids = as_i64(conn)
