@@ -125,11 +125,9 @@ def _segments(cap: Capture, conns: pd.Series) -> dict[str, np.ndarray]:
     """The segments of the paired connections (`pair`: their position in `conns`), interface copies left out,
     in capture order; the few columns read, not a copy of the wide packets table."""
     p = cap.packets
-    pair_of = pd.Series(np.arange(len(conns)), index=conns.to_numpy())
-    conn = p["conn"].to_numpy()
-    rows = np.flatnonzero(pd.Series(conn).isin(pair_of.index).to_numpy() & ~p["dup_copy"].to_numpy())
+    rows, pair = rowkeys.connection_rows(p["conn"].to_numpy(), conns.to_numpy(), ~p["dup_copy"].to_numpy())
     out = {name: p[name].to_numpy()[rows] for name in SEGMENT_COLUMNS}
-    out["pair"] = pair_of.reindex(conn[rows]).to_numpy()
+    out["pair"] = pair
     out["hash"] = rowkeys.key_hash(out, SEGMENT_KEY)
     return out
 

@@ -75,6 +75,17 @@ def rows_in(a: Columns, b: Columns, names: Sequence[str]) -> np.ndarray:
     return out
 
 
+def connection_rows(
+    conn: np.ndarray, conns: np.ndarray, where: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (ascending) whose connection (`conn`, a packet column) is one of `conns`, where `where` holds;
+    and for each, its connection's position in `conns` (distinct ids)."""
+    position = pd.Series(np.arange(len(conns)), index=np.asarray(conns, dtype=np.int64))
+    hit = pd.Series(conn).isin(position.index).to_numpy()
+    rows = np.flatnonzero(hit if where is None else hit & where)
+    return rows, position.reindex(conn[rows]).to_numpy()
+
+
 def conn_order(conn: np.ndarray, key: np.ndarray) -> np.ndarray:
     """`np.lexsort((key, conn))`: rows by connection id (>= 0), then by key, ties in row order. The C core
     counts the rows into place by connection and sorts only the runs whose keys do not already ascend: a

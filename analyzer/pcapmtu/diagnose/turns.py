@@ -77,28 +77,8 @@ class _Kept:
 def _turn_at(kept: _Kept, n: int, cut: np.ndarray) -> dict[str, np.ndarray]:
     """At time `cut` of each connection: the bytes outstanding each way, and whose turn it was."""
     low = np.iinfo(np.int64).min
-    state = native.entry("turn_state") if n else None
-    if state is not None:  # the same passes in C, both directions and both edges at once
-        sent, got = np.full(2 * n, low, dtype=np.int64), np.full(2 * n, low, dtype=np.int64)
-        last_dir, next_dir, next_len = (
-            np.full(n, -1, np.int64),
-            np.full(n, -1, np.int64),
-            np.zeros(n, np.int64),
-        )
-        rows, ordered = kept.for_c
-        state(
-            *rows,
-            np.ascontiguousarray(cut, dtype=np.float64),
-            ordered,
-            sent,
-            got,
-            last_dir,
-            next_dir,
-            next_len,
-        )
-        sent, got = sent.reshape(2, n), got.reshape(2, n)
-    else:
-        sent, got, last_dir, next_dir, next_len = _state_numpy(kept, n, cut)
+    state = _state_c if n and native.entry("turn_state") else _state_numpy
+    sent, got, last_dir, next_dir, next_len = state(kept, n, cut)
     out = {}
     for d, tag in ((0, "c2s"), (1, "s2c")):
         missing = np.where(got[d] > low, np.maximum(sent[d] - got[d], 0), sent[d])
@@ -113,6 +93,17 @@ def _turn_at(kept: _Kept, n: int, cut: np.ndarray) -> dict[str, np.ndarray]:
         "client",
     )
     return out
+
+
+def _state_c(kept: _Kept, n: int, cut: np.ndarray):
+    """_state_numpy in the C core: both directions and both edges in one walk."""
+    low = np.iinfo(np.int64).min
+    sent, got = np.full((2, n), low, dtype=np.int64), np.full((2, n), low, dtype=np.int64)
+    last_dir, next_dir, next_len = np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.zeros(n, np.int64)
+    rows, ordered = kept.for_c
+    cut = np.ascontiguousarray(cut, dtype=np.float64)
+    native.core.turn_state(*rows, cut, ordered, sent, got, last_dir, next_dir, next_len)
+    return sent, got, last_dir, next_dir, next_len
 
 
 def _state_numpy(kept: _Kept, n: int, cut: np.ndarray):

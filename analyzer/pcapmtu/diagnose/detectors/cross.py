@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from ...evidence import first_frames, flow_filter, service, services
 from ...results import Severity
@@ -153,13 +152,11 @@ def _data_segments(ctx: Context, role: str, conns: list[int]) -> dict[str, np.nd
     """Columns of the data segments of these connections of a capture (interface copies too), in capture
     order, with `pair`: the connection's position in `conns`."""
     packets = ctx.captures[role].packets
-    conn = packets["conn"].to_numpy()
-    pair_of = pd.Series(np.arange(len(conns)), index=np.asarray(conns, dtype=np.int64))
-    rows = np.flatnonzero(
-        pd.Series(conn).isin(pair_of.index).to_numpy() & (packets["payload_len"].to_numpy() > 0)
+    rows, pair = rowkeys.connection_rows(
+        packets["conn"].to_numpy(), conns, packets["payload_len"].to_numpy() > 0
     )
     out = {name: packets[name].to_numpy()[rows] for name in ONE_SIDE_COLUMNS}
-    out["pair"] = pair_of.reindex(conn[rows]).to_numpy()
+    out["pair"] = pair
     return out
 
 

@@ -40,11 +40,11 @@ def retransmission_backoff(ctx: Context):
             # a far copy of a container connection only when the far capture saw more than the container did
             twins = [ctx.twin(role, h) for h in flows["conn"]]
             paired = [t for t in twins if t is not None]
-            resent = iter(ctx.flow_values([t[0] for t in paired], [t[1] for t in paired], "retransmissions"))
-            twin_resent = [None if t is None else next(resent) for t in twins]  # aligned with the rows
+            values = ctx.flow_values([t[0] for t in paired], [t[1] for t in paired], "retransmissions")
+            resent = dict(zip(paired, values, strict=True))  # the twin's count, by the twin
             more = [
-                own or (t is not None and t < r)
-                for own, t, r in zip(flows["host_own"], twin_resent, flows["retransmissions"], strict=True)
+                own or (t is not None and resent[t] < r)
+                for own, t, r in zip(flows["host_own"], twins, flows["retransmissions"], strict=True)
             ]
             flows = flows[np.array(more, dtype=bool)]  # a mask even when empty (a list would pick columns)
         packets = ctx.captures[role].packets
@@ -80,16 +80,14 @@ def most_resent(packets: pd.DataFrame, conns: np.ndarray) -> dict[tuple[int, int
     that way (the lowest sequence number among equals), where one was sent three times or more. SYN retries
     are T002's business: data segments only. All connections at once (a black hole makes thousands
     re-send), not numpy per connection (~0.7 ms each)."""
-    conn = packets["conn"].to_numpy()
-    position = pd.Series(np.arange(len(conns)), index=conns)
-    rows = np.flatnonzero(
-        pd.Series(conn).isin(position.index).to_numpy() & (packets["payload_len"].to_numpy() > 0)
+    rows, k = rowkeys.connection_rows(
+        packets["conn"].to_numpy(), conns, packets["payload_len"].to_numpy() > 0
     )
     d = packets["dir"].to_numpy()[rows].astype(np.int64)
-    rows, d = rows[(d == 0) | (d == 1)], d[(d == 0) | (d == 1)]
+    one_way = (d == 0) | (d == 1)
+    rows, k, d = rows[one_way], k[one_way], d[one_way]
     if not len(rows):
         return {}
-    k = position.reindex(conn[rows]).to_numpy()
     seq = packets["rel_seq"].to_numpy()[rows]
     order = rowkeys.conn_order(2 * k + d, seq)  # by connection, direction, segment; packet order inside
     rows, k, d, seq = rows[order], k[order], d[order], seq[order]
