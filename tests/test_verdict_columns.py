@@ -3,6 +3,8 @@ reads: _judge on each connection's row with its own and its twin's findings, end
 
 from __future__ import annotations
 
+import itertools
+
 import pandas as pd
 import pytest
 
@@ -98,3 +100,21 @@ def test_endpoints_and_services_name_as_endpoint_and_service_do():
         "None:0",
         "x (y) ([::ffff:10.0.0.1]:8443)",
     ]
+
+
+def test_quiet_rows_answers_as_quiet_does_on_every_combination():
+    """The column-wise stall test against the per-connection one, on every combination of its inputs, with
+    values at the threshold and missing ones (a float column may hold NaN)."""
+    names = ("handshake_ok", "request_sent", "stalled_s", "owed_stall", "state", "response_complete")
+    names += ("unanswered", "tail_idle_s")
+    rows = [
+        (ok, sent, stalled, owed, state, complete, unanswered, tail)
+        for ok, sent, owed, complete, unanswered in itertools.product((False, True), repeat=5)
+        for stalled in (0.0, 2.999, 3.0, 120.0, float("nan"))
+        for state in ("closed", "open", "closing", "reset")
+        for tail in (0.0, 3.0, float("nan"))
+    ]
+    flows = pd.DataFrame(rows, columns=list(names))
+    got = verdicts_mod._quiet_rows(flows, 3.0).tolist()
+    assert got == [verdicts_mod._quiet(*row, 3.0) for row in rows]
+    assert 0 < sum(got) < len(got)

@@ -26,10 +26,12 @@ def endpoints(ips: Iterable, ports: Iterable) -> list[str]:
 
 def services(names: Iterable, ips: Iterable, ports: Iterable) -> list[str]:
     """service() of each connection, given its name, server address and port columns."""
-    return [
-        f"{name} ({where})" if name else where
-        for name, where in zip(names, endpoints(ips, ports), strict=True)
-    ]
+    return named(names, endpoints(ips, ports))
+
+
+def named(names: Iterable, servers: Iterable[str]) -> list[str]:
+    """service() of each connection, given its name and its server's endpoint() already made."""
+    return [f"{name} ({where})" if name else where for name, where in zip(names, servers, strict=True)]
 
 
 def flow_filter(flow) -> str:

@@ -129,10 +129,14 @@ class Context:
     def judged(self, role: str) -> pd.DataFrame:
         """The connections a detector judges in a capture: the far capture's copies of container connections
         are judged once, on the container's side, so the far capture contributes only its own."""
-        f = self.flows(role)
-        if role in self.extra_roles:
-            return f[~self._seen_elsewhere(role)]
-        return f[f["host_own"]] if role == self.far_role else f
+        cache = self.__dict__.setdefault("_judged", {})  # a row selection copies all ~170 columns: once
+        if role not in cache:
+            f = self.flows(role)
+            if role in self.extra_roles:
+                cache[role] = f[~self._seen_elsewhere(role)]
+            else:
+                cache[role] = f[f["host_own"]] if role == self.far_role else f
+        return cache[role]
 
     def _seen_elsewhere(self, role: str) -> pd.Series:
         """Connections of `role` that another capture holds too (same server endpoint and client ISN)."""

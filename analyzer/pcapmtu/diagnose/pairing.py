@@ -45,9 +45,9 @@ def match_flows(
     # strongest first: the SYN, the SYN-ACK, then (captures that start mid-connection) the first sequence
     # number each side was seen with, which matches only when both captures started at the same moment
     for key in ("isn_client", "isn_server", "first_seq_s2c", "first_seq_c2s"):
-        left = c[c[key] >= 0][["conn", "server_ip", "server_port", key, "first_ts"]]
-        right = h[h[key] >= 0][
-            ["conn", "server_ip", "server_port", key, "first_ts", "client_ip", "client_port"]
+        left = c.loc[c[key] >= 0, ["conn", "server_ip", "server_port", key, "first_ts"]]
+        right = h.loc[
+            h[key] >= 0, ["conn", "server_ip", "server_port", key, "first_ts", "client_ip", "client_port"]
         ]
         hit = left.merge(right, on=["server_ip", "server_port", key], suffixes=("_c", "_h"))
         if key not in ISN_KEYS:

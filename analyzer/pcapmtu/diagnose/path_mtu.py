@@ -12,6 +12,8 @@ The estimate is a value when one exact signal fits inside the bracket [carried, 
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..results import PathMTU
 from .context import Context
 
@@ -45,7 +47,7 @@ def _infer(ctx: Context, ipv: int) -> PathMTU:
         signals.append({"kind": "stated_container_mtu", "mtu": ctx.facts.container_mtu})
     if "host" in ctx.captures:
         own = ctx.judged("host")
-        own = own[(own["ipv"] == ipv) & (own["mss_client"] > 0)]
+        own = own.loc[(own["ipv"] == ipv) & (own["mss_client"] > 0), ["mss_client", "syn_frame"]]
         if len(own):
             mss = int(own["mss_client"].mode().iloc[0])
             signals.append(
@@ -96,7 +98,7 @@ def _syn_mss_values(ctx: Context, ipv: int) -> dict[int, str]:
     out: dict[int, str] = {}
     for role in ctx.captures:
         f = ctx.flows(role)
-        f = f[f["ipv"] == ipv]
+        f = f.loc[f["ipv"] == ipv, ["mss_client", "mss_server"]]
         for col in ("mss_client", "mss_server"):
             for mss in f.loc[f[col] > 0, col].unique():
                 out.setdefault(int(mss), role)
@@ -107,20 +109,22 @@ def _largest_delivered(ctx: Context, ipv: int, signals: list[dict]) -> tuple[int
     """Largest packet the receiver acknowledged, either way (offload super-packets excluded)."""
     best, why = None, ""
     for role in ctx.captures:
+        f = ctx.flows(role)
         for d, full, sender in (("s2c", "server_full", "server_ip"), ("c2s", "client_full", "client_ip")):
-            f = ctx.flows(role)
-            col = f"largest_delivered_{d}"
-            f = f[(f["ipv"] == ipv) & (f[col] > 0)]
+            largest = f[f"largest_delivered_{d}"].to_numpy()
+            limit = f[full].to_numpy()
             # a packet larger than the sender's own MSS allows was merged by offload: not evidence
-            sane = f[(f[full] == 0) | (f[col] <= f[full])]
+            sane = np.flatnonzero(
+                (f["ipv"].to_numpy() == ipv) & (largest > 0) & ((limit == 0) | (largest <= limit))
+            )
             if not len(sane):
                 continue
-            i = sane[col].idxmax()
-            size = int(sane.loc[i, col])
+            i = int(sane[np.argmax(largest[sane])])  # the first of the largest, as idxmax
+            size = int(largest[i])
             if best is None or size > best:
                 best = size
-                acked = sane.loc[i, f"acks_seen_{d}"] > 0
-                why = f"{size}-byte packets from {sane.loc[i, sender]} were " + (
+                acked = f[f"acks_seen_{d}"].iat[i] > 0
+                why = f"{size}-byte packets from {f[sender].iat[i]} were " + (
                     f"acknowledged by the receiver ({role} capture)"
                     if acked
                     else f"seen in the {role} capture"
@@ -137,7 +141,7 @@ def _smallest_lost(
     best, why = None, ""
     for role in ctx.captures:
         f = ctx.judged(role)
-        lost = f[
+        lost = f.loc[
             (f["ipv"] == ipv)
             & f["handshake_ok"]
             & f["request_sent"]
@@ -152,7 +156,8 @@ def _smallest_lost(
                 | f["full_lost_s2c"]
                 | (f["bytes_s2c"] == 0)
                 | (f["max_payload_s2c_after_idle"] < f["max_payload_s2c_before_idle"])
-            )
+            ),
+            ["server_full", "full_lost_s2c"],  # the columns read below: a row selection copies every one
         ]
         # a download is only evidence while no packet that large ever arrived from the far side: if one did,
         # the loss was not about size (other connections prove the path carries it)
@@ -170,7 +175,10 @@ def _smallest_lost(
                     ),
                 )
         # uploads: full-size packets the client sent and re-sent and that were never acknowledged
-        up = f[(f["ipv"] == ipv) & f["handshake_ok"] & f["upload_stall"] & (f["stalled_s"] >= ctx.th.stall_s)]
+        up = f.loc[
+            (f["ipv"] == ipv) & f["handshake_ok"] & f["upload_stall"] & (f["stalled_s"] >= ctx.th.stall_s),
+            ["client_full"],
+        ]
         if role != ctx.far_role and len(up):
             size = int(up["client_full"].min())
             if best is None or size < best:
@@ -188,7 +196,10 @@ def _pings(ctx: Context, ipv: int, signals: list[dict]) -> None:
     req_type, rep_type = (8, 0) if ipv == 4 else (128, 129)
     for role, cap in ctx.captures.items():
         p = cap.packets
-        icmp = p[(p["ipv"] == ipv) & (p["icmp_type"].isin([req_type, rep_type]))]
+        icmp = p.loc[
+            (p["ipv"] == ipv) & (p["icmp_type"].isin([req_type, rep_type])),
+            ["icmp_type", "df", "src", "dst", "ip_len", "frame"],
+        ]
         if not len(icmp):
             continue
         req = icmp[(icmp["icmp_type"] == req_type) & (icmp["df"] | (ipv == 6))]

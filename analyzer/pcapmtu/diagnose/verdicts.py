@@ -8,9 +8,10 @@ or a host connection of the host's own, or a connection of a lone capture. Findi
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from ..evidence import endpoints, services
+from ..evidence import endpoints, named
 from ..results import Diagnosis, Finding, Reason, Verdict
 from . import fix as fixes
 from . import overlay, platforms
@@ -55,7 +56,7 @@ def verdicts(ctx: Context, findings: list[Finding]) -> pd.DataFrame:
     """One row per connection (container side first), with its verdict and the codes that decided it.
 
     Column by column: most connections have no finding, and their verdict follows from a few of their
-    columns (`_quiet`); `_judge` weighs the findings of the others, one connection at a time."""
+    columns (`_quiet_rows`); `_judge` weighs the findings of the others, one connection at a time."""
     by_flow: dict[tuple[str, int], list[Finding]] = {}
     for f in findings:
         if f.conn >= 0:
@@ -66,28 +67,22 @@ def verdicts(ctx: Context, findings: list[Finding]) -> pd.DataFrame:
         conns, twins = flows["conn"].tolist(), flows["twin_conn"].tolist()
         found = _found_per_row(ctx, role, conns, twins, by_flow)
         judged = dict(zip(found, records(flows.iloc[list(found)]), strict=True)) if found else {}
-        names = ("handshake_ok", "request_sent", "stalled_s", "owed_stall", "state", "response_complete")
-        quiet = map(
-            _quiet,
-            *(flows[name].tolist() for name in (*names, "unanswered", "tail_idle_s")),
-            [ctx.th.stall_s] * len(flows),
-        )
-        for i, stalled in enumerate(quiet):
-            if i in judged:
-                verdict, reason, codes = _judge(judged[i], found[i], ctx)
-            else:
-                verdict, reason, codes = (Verdict.INCONCLUSIVE if stalled else Verdict.HEALTHY), None, []
-            out["verdict"].append(str(verdict))
-            out["reason"].append(str(reason or ""))
-            out["codes"].append(",".join(codes))
+        stalled, healthy = str(Verdict.INCONCLUSIVE), str(Verdict.HEALTHY)
+        verdict_of = [stalled if q else healthy for q in _quiet_rows(flows, ctx.th.stall_s).tolist()]
+        reason_of, codes_of = [""] * len(flows), [""] * len(flows)
+        for i, flow in judged.items():
+            verdict, reason, codes = _judge(flow, found[i], ctx)
+            verdict_of[i], reason_of[i], codes_of[i] = str(verdict), str(reason or ""), ",".join(codes)
+        out["verdict"] += verdict_of
+        out["reason"] += reason_of
+        out["codes"] += codes_of
         out["capture"] += [role] * len(flows)
         out["conn"] += [int(c) for c in conns]
         out["host_conn"] += [int(t) for t in twins]
-        out["service"] += services(
-            flows["name"].tolist(), flows["server_ip"].tolist(), flows["server_port"].tolist()
-        )
+        server = endpoints(flows["server_ip"].tolist(), flows["server_port"].tolist())
+        out["service"] += named(flows["name"].tolist(), server)
         out["client"] += endpoints(flows["client_ip"].tolist(), flows["client_port"].tolist())
-        out["server"] += endpoints(flows["server_ip"].tolist(), flows["server_port"].tolist())
+        out["server"] += server
     if not out["capture"]:
         return pd.DataFrame([], columns=VERDICT_COLUMNS)
     return pd.DataFrame(out, columns=VERDICT_COLUMNS)
@@ -121,6 +116,24 @@ def _quiet(handshake_ok, request_sent, stalled_s, owed_stall, state, response_co
         and not response_complete
     )
     return bool(stalled or (handshake_ok and unanswered and tail_idle_s >= stall_s))
+
+
+def _quiet_rows(flows: pd.DataFrame, stall_s: float) -> np.ndarray:
+    """`_quiet` of every row at once (none explained), for the connections no finding speaks of."""
+
+    def col(name: str) -> np.ndarray:
+        return flows[name].to_numpy()
+
+    ok = col("handshake_ok").astype(bool)
+    stalled = (
+        ok
+        & col("request_sent").astype(bool)
+        & (col("stalled_s") >= stall_s)
+        & col("owed_stall").astype(bool)
+        & (flows["state"] != "closed").to_numpy(dtype=bool)
+        & ~col("response_complete").astype(bool)
+    )
+    return stalled | (ok & col("unanswered").astype(bool) & (col("tail_idle_s") >= stall_s))
 
 
 def _judge(flow, found: list[Finding], ctx: Context) -> tuple[Verdict, Reason | None, list[str]]:

@@ -12,9 +12,8 @@ from . import Hit, rule
 def _host_twin(ctx: Context, role: str, flow):
     if role == ctx.far_role or ctx.far is None or flow.twin_conn < 0:
         return None
-    host = ctx.flows(ctx.far_role)
-    hit = host[host["conn"] == flow.twin_conn]
-    return hit.iloc[0] if len(hit) else None
+    twin = int(flow.twin_conn)
+    return ctx.flow(ctx.far_role, twin) if twin < len(ctx.flows(ctx.far_role)) else None
 
 
 def _clamp(path, hdr: int) -> dict[str, str]:

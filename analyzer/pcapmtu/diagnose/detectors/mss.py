@@ -23,7 +23,7 @@ from . import Hit, rule
 def interface_mtu_from_mss(ctx: Context):
     for role in ctx.captures:
         f = ctx.judged(role)
-        f = f[(f["mss_client"] > 0)]
+        f = f.loc[f["mss_client"] > 0, ["client_ip", "ipv", "mss_client", "syn_frame"]]
         for (client, ipv), group in f.groupby(["client_ip", "ipv"], sort=True):
             mss = int(group["mss_client"].mode().iloc[0])
             hdr = 40 if ipv == 4 else 60
@@ -45,7 +45,10 @@ def _rewritten(ctx: Context, column: str, differs):
     far = ctx.flows(ctx.far_role).set_index("conn")
     for role in ctx.container_roles:
         f = ctx.flows(role)
-        f = f[(f["twin_conn"] >= 0) & (f[column] > 0)]
+        f = f.loc[  # the columns the rules read: a row selection copies every column it keeps
+            (f["twin_conn"] >= 0) & (f[column] > 0),
+            ["twin_conn", "mss_client", "mss_server", "syn_frame", "synack_frame"],
+        ]
         there = far[column].reindex(f["twin_conn"]).to_numpy()
         changed = f[(there > 0) & differs(there, f[column].to_numpy())]
         if len(changed):
