@@ -887,6 +887,11 @@ def test_the_delivery_searches_refuse_what_is_not_their_contract():
         core.first_later_copy(a, a, a + 1, a, a + 1, out)
     with pytest.raises(ValueError, match="do not match"):
         core.first_later_copy(a, a, a, a, a[:2], out)
+    with pytest.raises(ValueError, match="repeats a position"):
+        core.first_later_copy(a, a, a + 1, a, np.array([0, 1, 1, 3], dtype=np.int64), out)
+    one = np.zeros(4, dtype=np.int64)  # one connection: its starts must ascend in the order given
+    with pytest.raises(ValueError, match="does not sort"):
+        core.first_later_copy(one, a, a + 1, a, a[::-1].copy(), out)
 
 
 @needs_core

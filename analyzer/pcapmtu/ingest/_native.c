@@ -1865,13 +1865,17 @@ done:
  * (connection, start); out[i] = the earliest t[j] of a segment j != i of the same connection, sent later
  * (t[j] > t[i]), that overlaps [start[i], end[i]) (out is left as it is where none does). A segment that
  * overlaps j starts within [start[j] - longest, end[j]), longest the connection's longest segment: the same
- * candidates the numpy path pairs up. delivery._first_later_copy. */
+ * candidates the numpy path pairs up. delivery._first_later_copy.
+ * The segments are first laid out in `order` (one gather), so the sweep reads memory in sequence; and since
+ * a run's starts ascend, where j's candidates begin only moves forward (no search per segment). */
 static PyObject *first_later_copy(PyObject *self, PyObject *args)
 {
     Py_buffer c, start, end, t, order, out;
     if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*", &c, &start, &end, &t, &order, &out))
         return NULL;
     PyObject *result = NULL;
+    int64_t *lay = NULL;
+    uint8_t *seen = NULL;
     Py_ssize_t n = c.len / 8;
     if (start.len != c.len || end.len != c.len || t.len != c.len || order.len != c.len || out.len != c.len) {
         PyErr_SetString(PyExc_ValueError, "first_later_copy: arrays do not match");
@@ -1879,42 +1883,57 @@ static PyObject *first_later_copy(PyObject *self, PyObject *args)
     }
     const int64_t *cv = c.buf, *sv = start.buf, *ev = end.buf, *tv = t.buf, *ord = order.buf;
     int64_t *ov = out.buf;
-    for (Py_ssize_t k = 0; k < n; k++)
+    if (!(seen = PyMem_Calloc((size_t)(n ? n : 1), 1)) ||
+        !(lay = PyMem_Malloc(sizeof(int64_t) * 5 * (size_t)(n ? n : 1)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
         if (ord[k] < 0 || ord[k] >= n) {
             PyErr_SetString(PyExc_ValueError, "first_later_copy: an order position is out of range");
             goto done;
         }
+        if (seen[ord[k]]++) {
+            PyErr_SetString(PyExc_ValueError, "first_later_copy: the order repeats a position");
+            goto done;
+        }
+    }
+    /* in order: connection, start, end, time, and the answer so far */
+    int64_t *C = lay, *S = lay + n, *E = lay + 2 * n, *T = lay + 3 * n, *R = lay + 4 * n;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        int64_t i = ord[k];
+        C[k] = cv[i], S[k] = sv[i], E[k] = ev[i], T[k] = tv[i], R[k] = ov[i];
+        if (k && C[k] == C[k - 1] && S[k] < S[k - 1]) {
+            PyErr_SetString(PyExc_ValueError, "first_later_copy: the order does not sort by connection and start");
+            goto done;
+        }
+    }
     Py_ssize_t run = 0;
     while (run < n) {
-        int64_t conn = cv[ord[run]];
         Py_ssize_t stop = run;
         int64_t longest = 0;
-        while (stop < n && cv[ord[stop]] == conn) {
-            int64_t len = ev[ord[stop]] - sv[ord[stop]];
-            if (len > longest)
-                longest = len;
+        while (stop < n && C[stop] == C[run]) {
+            if (E[stop] - S[stop] > longest)
+                longest = E[stop] - S[stop];
             stop++;
         }
+        Py_ssize_t lo = run; /* the first segment of the run starting at or after start[j] - longest */
         for (Py_ssize_t k = run; k < stop; k++) {
-            int64_t j = ord[k], from = sv[j] - longest;
-            Py_ssize_t lo = run, hi = stop;
-            while (lo < hi) { /* the first segment of the run starting at or after start[j] - longest */
-                Py_ssize_t mid = lo + (hi - lo) / 2;
-                if (sv[ord[mid]] >= from)
-                    hi = mid;
-                else
-                    lo = mid + 1;
-            }
-            for (Py_ssize_t p = lo; p < stop && sv[ord[p]] < ev[j]; p++) {
-                int64_t i = ord[p];
-                if (i != j && tv[i] < tv[j] && ev[i] > sv[j] && sv[i] < ev[j] && tv[j] < ov[i])
-                    ov[i] = tv[j];
-            }
+            int64_t from = S[k] - longest;
+            while (lo < stop && S[lo] < from)
+                lo++;
+            for (Py_ssize_t p = lo; p < stop && S[p] < E[k]; p++)
+                if (p != k && T[p] < T[k] && E[p] > S[k] && S[p] < E[k] && T[k] < R[p])
+                    R[p] = T[k];
         }
         run = stop;
     }
+    for (Py_ssize_t k = 0; k < n; k++)
+        ov[ord[k]] = R[k];
     result = Py_NewRef(Py_None);
 done:
+    PyMem_Free(lay);
+    PyMem_Free(seen);
     PyBuffer_Release(&c);
     PyBuffer_Release(&start);
     PyBuffer_Release(&end);
