@@ -1,5 +1,5 @@
-"""Pairing and the column reads that replaced per-connection rows (0.9.5): the same answers as the pandas
-forms they replaced, on generated inputs and on the sample captures' pairs.
+"""Pairing and the column reads that replaced per-connection rows (0.9.5, 0.9.6): the same answers as the
+pandas forms they replaced, on generated inputs and on the sample captures' pairs.
 
 Why: a pair of big captures matches ~10^4 connections; a pandas row or a Python function per connection
 made `analyze HOST CONTAINER` of two 1M-packet captures spend seconds there.
@@ -252,6 +252,73 @@ def test_conn_order_refuses_what_is_not_its_contract():
         native.core.conn_order(a - 1, a, np.zeros(4, np.int64))
     with pytest.raises(ValueError, match="out of range"):
         native.core.conn_order(a + 10**6, a, np.zeros(4, np.int64))
+
+
+def _connection_rows_by_sets(conn, conns, where):
+    """What connection_rows answers, the plain way: each row's connection looked up in a dict."""
+    position = {int(c): i for i, c in enumerate(conns)}
+    rows = [r for r, c in enumerate(conn.tolist()) if c in position and (where is None or where[r])]
+    return rows, [position[int(conn[r])] for r in rows]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(-2, 12), max_size=60),
+    st.lists(st.integers(0, 14), unique=True, max_size=10),
+    st.sampled_from([None, "even"]),
+    st.sampled_from([0, 10**9]),
+)
+def test_connection_rows_equal_a_lookup_per_row(packet_conns, conns, where, shift):
+    """The lookup table (small ids) and pandas' isin (ids far above the row count) against a dict."""
+    conn = np.array([c + shift if c >= 0 else c for c in packet_conns], dtype=np.int64)
+    ids = np.array([c + shift for c in conns], dtype=np.int64)
+    mask = None if where is None else np.arange(len(conn)) % 2 == 0
+    rows, at = rowkeys.connection_rows(conn, ids, mask)
+    want_rows, want_at = _connection_rows_by_sets(conn, ids, mask)
+    assert rows.tolist() == want_rows and at.tolist() == want_at
+    assert rows.dtype == np.int64 and at.dtype == np.int64
+
+
+# ------------------------------------------------------------------------------------ DF pings
+def _pings_row_by_row(cap, ipv: int) -> list[tuple]:
+    """The DF echo requests of one capture, per (target, size), and whether a reply of that size came back."""
+    req_type, rep_type = (8, 0) if ipv == 4 else (128, 129)
+    rows = cap.packets.to_dict("records")
+    replied = {
+        (str(r["src"]), int(r["ip_len"])) for r in rows if r["ipv"] == ipv and r["icmp_type"] == rep_type
+    }
+    sent: dict[tuple[str, int], list[int]] = {}
+    for r in rows:
+        if r["ipv"] == ipv and r["icmp_type"] == req_type and (r["df"] or ipv == 6):
+            sent.setdefault((str(r["dst"]), int(r["ip_len"])), []).append(int(r["frame"]))
+    return sorted(
+        ("ping_reply" if key in replied else "ping_lost", key[1], key[0], frames[:5])
+        for key, frames in sent.items()
+    )
+
+
+@pytest.mark.parametrize("scenario", [d.name for d in PAIRS])
+def test_ping_signals_equal_a_reading_row_by_row(scenario):
+    analysis = pcapmtu.analyze(
+        host=SAMPLES / scenario / "host.pcap", container=SAMPLES / scenario / "container.pcap"
+    )
+    for ipv, path in analysis.context.path.items():
+        for role, cap in analysis.context.captures.items():
+            got = sorted(
+                (s["kind"], s["size"], s["target"], s["frames"])
+                for s in path.signals
+                if s["kind"] in ("ping_reply", "ping_lost") and s["capture"] == role
+            )
+            assert got == _pings_row_by_row(cap, ipv), (ipv, role)
+
+
+def test_some_sample_holds_df_pings_both_answered_and_not():
+    analysis = pcapmtu.analyze(
+        host=SAMPLES / "blackhole_tls12" / "host.pcap",
+        container=SAMPLES / "blackhole_tls12" / "container.pcap",
+    )
+    kinds = {s["kind"] for s in analysis.context.path[4].signals}
+    assert {"ping_reply", "ping_lost"} <= kinds, kinds
 
 
 # ------------------------------------------------------------------------------------ names from the twin

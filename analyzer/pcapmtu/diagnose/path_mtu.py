@@ -196,12 +196,11 @@ def _pings(ctx: Context, ipv: int, signals: list[dict]) -> None:
     req_type, rep_type = (8, 0) if ipv == 4 else (128, 129)
     for role, cap in ctx.captures.items():
         p = cap.packets
-        icmp = p.loc[
-            (p["ipv"] == ipv) & (p["icmp_type"].isin([req_type, rep_type])),
-            ["icmp_type", "df", "src", "dst", "ip_len", "frame"],
-        ]
-        if not len(icmp):
+        kind = p["icmp_type"].to_numpy()
+        echo = (p["ipv"].to_numpy() == ipv) & ((kind == req_type) | (kind == rep_type))
+        if not echo.any():
             continue
+        icmp = p.loc[echo, ["icmp_type", "df", "src", "dst", "ip_len", "frame"]]
         req = icmp[(icmp["icmp_type"] == req_type) & (icmp["df"] | (ipv == 6))]
         rep = icmp[icmp["icmp_type"] == rep_type]
         replied = set(zip(rep["src"].astype(str), rep["ip_len"].astype(int), strict=True))

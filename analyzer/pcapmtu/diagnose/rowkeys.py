@@ -79,11 +79,22 @@ def connection_rows(
     conn: np.ndarray, conns: np.ndarray, where: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rows (ascending) whose connection (`conn`, a packet column) is one of `conns`, where `where` holds;
-    and for each, its connection's position in `conns` (distinct ids)."""
-    position = pd.Series(np.arange(len(conns)), index=np.asarray(conns, dtype=np.int64))
-    hit = pd.Series(conn).isin(position.index).to_numpy()
+    and for each, its connection's position in `conns` (distinct ids). Connection ids are positions in the
+    flows table: a lookup table indexed by id answers both in one pass (pandas' isin and reindex where the ids
+    are not small numbers)."""
+    ids = np.asarray(conns, dtype=np.int64)
+    top = max(int(conn.max()) if len(conn) else -1, int(ids.max()) if len(ids) else -1) + 1
+    if len(ids) and ids.min() >= 0 and top <= 4 * (len(conn) + len(ids)) + 1024:
+        position = np.full(top + 1, -1, dtype=np.int64)  # the last slot stands for "no connection"
+        position[ids] = np.arange(len(ids))
+        at = position[np.where(conn >= 0, conn, top)]
+        hit = at >= 0
+        rows = np.flatnonzero(hit if where is None else hit & where)
+        return rows, at[rows]
+    by_id = pd.Series(np.arange(len(ids)), index=ids)
+    hit = pd.Series(conn).isin(by_id.index).to_numpy()
     rows = np.flatnonzero(hit if where is None else hit & where)
-    return rows, position.reindex(conn[rows]).to_numpy()
+    return rows, by_id.reindex(conn[rows]).to_numpy()
 
 
 def conn_order(conn: np.ndarray, key: np.ndarray) -> np.ndarray:
