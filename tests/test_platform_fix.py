@@ -16,6 +16,7 @@ import struct
 import subprocess
 from functools import cache
 
+import pandas as pd
 import pytest
 
 import pcapmtu
@@ -71,6 +72,16 @@ def test_overhead_is_measured_from_outer_and_inner_lengths(tmp_path, name):
         (kind, expected, True, 3, True)
     ]
     assert found[0].outer_ipv == (6 if "ipv6" in name else 4)
+
+
+def test_encapsulation_by_category_codes_equals_by_text():
+    """overlays() compares the categorical's codes (no text per packet); a plain column is compared as text."""
+    values = ["vxlan", "none", None, "gre", "vxlan"]
+    categorical = pd.Series(pd.Categorical(values, categories=["none", "vxlan", "geneve", "gre", "ipip"]))
+    text = pd.Series(values, dtype=object)
+    for kind in ("vxlan", "geneve", "gre", "ipip", "none"):
+        by_codes, by_text = overlay._matcher(categorical)(kind), overlay._matcher(text)(kind)
+        assert by_codes.tolist() == by_text.tolist() == [v == kind for v in values], kind
 
 
 def _wg(kind: int, size: int) -> bytes:
