@@ -17,6 +17,7 @@ from hypothesis.extra.pandas import column, data_frames
 import pcapmtu
 from pcapmtu.render import jsondoc, jsontext
 from pcapmtu.render.jsondoc import analyze_document, dump, records, write_analyze
+from pcapmtu.results import Finding
 from support.environment import SAMPLES
 
 COMPACT = (",", ":")
@@ -168,3 +169,26 @@ def test_long_integer_columns_take_their_tokens_from_the_table_or_not():
     )
     for name in frame.columns:
         assert jsontext.column_tokens(frame[name]) == _want(frame, name), name
+
+
+@pytest.mark.parametrize("scenario", PAIRS, ids=lambda p: p.name)
+def test_findings_in_json_as_asdict_makes_them(scenario):
+    """The document's findings come from their fields without asdict's deep copy: the same JSON values."""
+    analysis = pcapmtu.analyze(host=scenario / "host.pcap", container=scenario / "container.pcap")
+    assert analysis.findings_list
+    for f in analysis.findings_list:
+        assert jsondoc._jsonable(jsondoc._fields(f)) == jsondoc._jsonable(dataclasses.asdict(f))
+
+
+def test_findings_with_numpy_values_and_a_dataclass_inside_their_evidence():
+    @dataclasses.dataclass(frozen=True)
+    class Inner:
+        size: np.int64
+        where: tuple
+
+    evidence = {"mtu": np.int64(1450), "frames": (np.int32(3), 4), "inner": Inner(np.int64(7), ("a", 1.5))}
+    f = Finding("X999", "name", "info", "message", "hint", frames=(1, 2), evidence=evidence)
+    want = jsondoc._jsonable(dataclasses.asdict(f))
+    assert jsondoc._jsonable(jsondoc._fields(f)) == want
+    assert want["evidence"]["inner"] == {"size": 7, "where": ["a", 1.5]}
+    assert json.dumps(want)
