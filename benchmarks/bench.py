@@ -58,9 +58,10 @@ TOOLS = ("pcapmtu", "tshark", "tcptrace")
 # pcapmtu-report: the same with `--out DIR` (report.html, report.md, report.json, plots), what a user waits for.
 # pcapmtu-pair: `analyze --json CAPTURE CAPTURE`, the capture as the host's and as the container's: every
 # connection is paired with its twin, the pairing's largest case (pcapmtu-baseline-pair: the baseline's).
+# pcapmtu-baseline-analyze: the baseline's `analyze --json`, as pcapmtu-analyze.
 EXTRA_TOOLS = (
     *("tshark-noreasm", "pcapmtu-pure", "pcapmtu-baseline", "pcapmtu-analyze", "pcapmtu-report"),
-    *("pcapmtu-pair", "pcapmtu-baseline-pair"),
+    *("pcapmtu-pair", "pcapmtu-baseline-pair", "pcapmtu-baseline-analyze"),
 )
 REPORT_DIR = WORK / "bench-report"
 TSHARK_FIELDS = [
@@ -76,7 +77,8 @@ TSHARK_FIELDS = [
 # inspect exits 0; analyze exits 1 or 3 when it found a problem in the capture (docs/cli.md): still a run.
 OK_CODES = {"pcapmtu": {0, 1, 3}, "tshark": {0}, "tcptrace": {0}, "tshark-noreasm": {0}, "pcapmtu-pure": {0, 1, 3},
             "pcapmtu-baseline": {0, 1, 3}, "pcapmtu-analyze": {0, 1, 3}, "pcapmtu-report": {0, 1, 3},
-            "pcapmtu-pair": {0, 1, 3}, "pcapmtu-baseline-pair": {0, 1, 3}}  # fmt: skip
+            "pcapmtu-pair": {0, 1, 3}, "pcapmtu-baseline-pair": {0, 1, 3},
+            "pcapmtu-baseline-analyze": {0, 1, 3}}  # fmt: skip
 # (label, key, numerator tool, denominator tool) of the ratios printed; a ratio needs both tools' runs
 RATIOS = (
     ("pcapmtu / tcptrace", "pcapmtu_over_tcptrace", "pcapmtu", "tcptrace"),
@@ -87,6 +89,12 @@ RATIOS = (
     ("pcapmtu-report / pcapmtu-analyze", "report_over_analyze", "pcapmtu-report", "pcapmtu-analyze"),
     ("pcapmtu-pair / pcapmtu-analyze", "pair_over_analyze", "pcapmtu-pair", "pcapmtu-analyze"),
     ("pcapmtu-baseline-pair / pcapmtu-pair", "baseline_over_pair", "pcapmtu-baseline-pair", "pcapmtu-pair"),
+    (
+        "pcapmtu-baseline-analyze / pcapmtu-analyze",
+        "baseline_over_analyze",
+        "pcapmtu-baseline-analyze",
+        "pcapmtu-analyze",
+    ),
 )
 
 
@@ -303,6 +311,7 @@ def tool_commands(pcapmtu: str | None, baseline: str | None = None) -> dict[str,
     for name in ("pcapmtu-analyze", "pcapmtu-report", "pcapmtu-pair"):
         tools[name] = {"argv": base, "note": tools["pcapmtu"]["note"]}
     tools["pcapmtu-baseline-pair"] = dict(tools["pcapmtu-baseline"])
+    tools["pcapmtu-baseline-analyze"] = dict(tools["pcapmtu-baseline"])
     for name in ("tshark", "tcptrace", "tshark-noreasm"):
         path = shutil.which(name.split("-")[0])
         tools[name] = {
@@ -331,7 +340,7 @@ def warm_bytecode(tools: dict[str, dict]) -> None:
 
 
 def command_for(name: str, base: list[str], capture: Path) -> list[str]:
-    if name == "pcapmtu-analyze":
+    if name in ("pcapmtu-analyze", "pcapmtu-baseline-analyze"):
         return [*base, "analyze", "--json", "--capture", str(capture)]
     if name in ("pcapmtu-pair", "pcapmtu-baseline-pair"):
         return [*base, "analyze", "--json", str(capture), str(capture)]
@@ -425,6 +434,24 @@ def ratios(a: dict, b: dict) -> dict:
         "time": ratio(a, b, "wall_median_s"),
         "cpu": ratio(a, b, "cpu_median_s"),
         "rss": ratio(a, b, "peak_rss_bytes"),
+        **paired(a, b),
+    }
+
+
+def paired(a: dict, b: dict) -> dict:
+    """The wall-time ratio of the two tools' runs in the same round (run_suite runs each round's tools one
+    after the other): a machine whose speed drifts over minutes moves both runs of a round alike, where the
+    ratio of the two medians takes them from different moments. Median, lowest and highest over rounds."""
+    runs_a, runs_b = a.get("raw_runs") or [], b.get("raw_runs") or []
+    if "error" in a or "error" in b or not runs_a or len(runs_a) != len(runs_b):
+        return {}
+    each = [x["wall"] / y["wall"] for x, y in zip(runs_a, runs_b, strict=True) if y.get("wall")]
+    if not each:
+        return {}
+    return {
+        "time_per_round": statistics.median(each),
+        "time_per_round_min": min(each),
+        "time_per_round_max": max(each),
     }
 
 
@@ -526,7 +553,11 @@ def render(report: dict, markdown: bool) -> str:
     out.append("")
     rt = report["ratios"]
     bullet = "- " if markdown else "  "
-    out += ["Ratios (time = median wall time, CPU = median user+sys time, memory = peak RSS):", ""]
+    out += [
+        "Ratios (time = median wall time, CPU = median user+sys time, memory = peak RSS; per round = median of the",
+        "ratios of the two tools' runs in the same round, lowest-highest):",
+        "",
+    ]
     for label, key, top, bottom in RATIOS:
         if key not in rt or not {top, bottom} <= set(report["results"]):
             continue  # pcapmtu-pure and pcapmtu-baseline run only when asked for
@@ -535,7 +566,14 @@ def render(report: dict, markdown: bool) -> str:
             out.append(f"{bullet}{label}: n/a (a tool was skipped or failed)")
         else:
             cpu_text = "n/a" if cpu is None else f"{cpu:.2f}x"
-            out.append(f"{bullet}{label}: time {t:.2f}x, CPU {cpu_text}, memory {mem:.2f}x")
+            per_round = ""
+            if rt[key].get("time_per_round") is not None:
+                r = rt[key]
+                per_round = (
+                    f" (per round {r['time_per_round']:.2f}x, "
+                    f"{r['time_per_round_min']:.2f}-{r['time_per_round_max']:.2f}x)"
+                )
+            out.append(f"{bullet}{label}: time {t:.2f}x{per_round}, CPU {cpu_text}, memory {mem:.2f}x")
     loads = [
         (n, r["other_load_max"])
         for res in (report["results"], (report.get("scale") or {}).get("results", {}))
