@@ -295,3 +295,36 @@ def test_most_resent_for_any_packets(rows, picked):
         }
     )
     _assert_same_resent(packets, np.array(picked, dtype=np.int64))
+
+
+def _never_acked_by_groupby(packets, n_flows: int, d: int):
+    """T005's measure the plain pandas way: per connection, the furthest sequence number direction `d` sent
+    past the other side's highest ACK (0 when the capture lacks either)."""
+    import numpy as np
+
+    t = packets[(packets["conn"] >= 0) & ~packets["dup_copy"]]
+    mine = t[t["dir"] == d]
+    sent = (mine["rel_seq"].astype("int64") + mine["payload_len"]).groupby(mine["conn"]).max()
+    theirs = t[(t["dir"] == 1 - d) & ((t["tcp_flags"] & 0x10) != 0)]
+    acked = theirs["rel_ack"].astype("int64").groupby(theirs["conn"]).max()
+    out = np.zeros(n_flows, dtype=np.int64)
+    both = sent.index.intersection(acked.index)
+    out[both.to_numpy()] = np.maximum(sent[both].to_numpy() - acked[both].to_numpy(), 0)
+    return out
+
+
+@pytest.mark.parametrize("path", TCP_CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_never_acknowledged_equals_a_groupby(path):
+    from pcapmtu.diagnose.delivery import never_acknowledged
+
+    cap = pcapmtu.read(path)
+    for d in (0, 1):
+        got = never_acknowledged(cap.packets, len(cap.flows), d)
+        assert got.tolist() == _never_acked_by_groupby(cap.packets, len(cap.flows), d).tolist(), d
+
+
+def test_some_capture_has_sequence_numbers_never_acknowledged():
+    from pcapmtu.diagnose.delivery import never_acknowledged
+
+    cap = pcapmtu.read(SAMPLES / "blackhole_tls12" / "container.pcap")
+    assert never_acknowledged(cap.packets, len(cap.flows), 1).max() > 0

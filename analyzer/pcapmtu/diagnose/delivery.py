@@ -65,14 +65,12 @@ def never_acknowledged(packets: pd.DataFrame, n_flows: int, d: int) -> np.ndarra
     dirn = packets["dir"].to_numpy()
     low = np.iinfo(np.int64).min
     sent = np.full(n_flows, low, dtype=np.int64)
-    mine = keep & (dirn == d)
-    ends = packets["rel_seq"].to_numpy()[mine] + packets["payload_len"].to_numpy()[mine]
-    np.maximum.at(sent, conn[mine].astype(np.int64), ends.astype(np.int64))
+    mine = np.flatnonzero(keep & (dirn == d))  # positions: each column is then gathered once, not masked
+    ends = packets["rel_seq"].to_numpy()[mine].astype(np.int64) + packets["payload_len"].to_numpy()[mine]
+    np.maximum.at(sent, conn[mine], ends)
     acked = np.full(n_flows, low, dtype=np.int64)
-    theirs = keep & (dirn == 1 - d) & ((packets["tcp_flags"].to_numpy() & ACK_FLAG) != 0)
-    np.maximum.at(
-        acked, conn[theirs].astype(np.int64), packets["rel_ack"].to_numpy()[theirs].astype(np.int64)
-    )
+    theirs = np.flatnonzero(keep & (dirn == 1 - d) & ((packets["tcp_flags"].to_numpy() & ACK_FLAG) != 0))
+    np.maximum.at(acked, conn[theirs], packets["rel_ack"].to_numpy()[theirs].astype(np.int64))
     both = (sent > low) & (acked > low)
     return np.where(both, np.maximum(sent - np.where(both, acked, 0), 0), 0)
 
@@ -96,7 +94,7 @@ def _direction(packets: pd.DataFrame, fate: np.ndarray, n_flows: int, d: int) ->
     copies = packets["dup_copy"].to_numpy()
     acks = (conn >= 0) & (dirn == 1 - d) & ((flags & ACK_FLAG) != 0) & ~copies
     out = {"acks_seen": np.bincount(conn[acks], minlength=n_flows)[:n_flows].astype(np.int64)}
-    size = packets["ip_len"].to_numpy().astype(np.int64)[rows]
+    size = packets["ip_len"].to_numpy()[rows].astype(np.int64)  # gathered first: the rows, not every packet
     c = conn[rows]
 
     def largest(mask):

@@ -71,7 +71,7 @@ def side_hops(cap: Capture) -> pd.DataFrame:
     if not n or not len(p):
         return out
     conn, dirn, ttl = p["conn"].to_numpy(), p["dir"].to_numpy(), p["ttl"].to_numpy().astype(np.int64)
-    keep = (conn >= 0) & (dirn >= 0) & ~p["dup_copy"].to_numpy() & (ttl > 0)
+    keep = np.flatnonzero((conn >= 0) & (dirn >= 0) & ~p["dup_copy"].to_numpy() & (ttl > 0))
     top = np.zeros(2 * n, dtype=np.int64)  # the largest TTL per (connection, direction): the nearest copy
     np.maximum.at(top, conn[keep].astype(np.int64) * 2 + dirn[keep], ttl[keep])
     for d, col in ((0, "client_hops"), (1, "server_hops")):
@@ -154,20 +154,21 @@ def _mode(values: np.ndarray) -> int:
 def _handshake_split(cap: Capture) -> tuple[float, float, float] | None:
     """Median share of the handshake round trip spent between the SYN and the SYN-ACK at this point, and the
     median times of the two halves (seconds)."""
-    f = cap.flows[["syn_frame", "synack_frame", "handshake_rtt"]]  # narrow first: a row selection copies
-    f = f[(f["syn_frame"] >= 0) & (f["synack_frame"] >= 0) & (f["handshake_rtt"] > 0)]
-    if not len(f):
+    f = cap.flows
+    syn, synack, rtt = (f[name].to_numpy() for name in ("syn_frame", "synack_frame", "handshake_rtt"))
+    both = (syn >= 0) & (synack >= 0) & (rtt > 0)
+    if not both.any():
         return None
     p = cap.packets
     frames = p["frame"].to_numpy()
     ts = p["ts"].to_numpy()
 
-    def at(frame):
-        i = np.clip(np.searchsorted(frames, frame.to_numpy()), 0, len(frames) - 1)
+    def at(frame: np.ndarray) -> np.ndarray:
+        i = np.clip(np.searchsorted(frames, frame), 0, len(frames) - 1)
         return ts[i]
 
-    first = at(f["synack_frame"]) - at(f["syn_frame"])
-    rtt = f["handshake_rtt"].to_numpy()
+    first = at(synack[both]) - at(syn[both])
+    rtt = rtt[both]
     ok = (first >= 0) & (first <= rtt * (1.0 + 1e-6))
     if not ok.any():
         return None
