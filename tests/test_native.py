@@ -887,6 +887,9 @@ def test_the_delivery_searches_refuse_what_is_not_their_contract():
         core.first_later_copy(a, a, a + 1, a, a + 1, out)
     with pytest.raises(ValueError, match="do not match"):
         core.first_later_copy(a, a, a, a, a[:2], out)
+    with pytest.raises(ValueError, match="do not match"):
+        core.factorize_u64(a.view(np.uint64), out[:3], 0)
+    assert core.factorize_u64(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), 0) == 0
     with pytest.raises(ValueError, match="repeats a position"):
         core.first_later_copy(a, a, a + 1, a, np.array([0, 1, 1, 3], dtype=np.int64), out)
     one = np.zeros(4, dtype=np.int64)  # one connection: its starts must ascend in the order given

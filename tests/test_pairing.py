@@ -42,6 +42,21 @@ def test_copies_equal_the_groupby_they_replaced(pairs):
     assert pd.Series(conn_c).map(got).tolist() == pd.Series(conn_c).map(want).tolist()
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-5, 40), st.integers(-5, 40)), max_size=80),
+    st.sampled_from([0, 2**40, -(2**40), 2**61]),
+)
+def test_distinct_pairs_equal_unique_of_rows(pairs, shift):
+    """One integer per pair where it fits in 62 bits, numpy's row mode where it does not (the big shift)."""
+    a = np.array([x + shift for x, _ in pairs], dtype=np.int64)
+    b = np.array([y for _, y in pairs], dtype=np.int64)
+    got = pairing._distinct_pairs(a, b)
+    want = np.unique(np.stack([a, b], axis=1), axis=0) if len(a) else np.zeros((0, 2), dtype=np.int64)
+    assert got.dtype == np.int64 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
 def test_copies_of_a_host_that_saw_each_connection_twice():
     """`tcpdump -i any` on the host: each container connection matches its copy before and after NAT."""
     got = _copies(np.array([0, 0, 1, 1, 2]), np.array([7, 3, 5, 5, 9]))
@@ -207,10 +222,58 @@ def test_rows_in_a_key_under_another_keys_hash_is_not_in():
         rowkeys.key_hash = real
 
 
-def test_first_rows_in_order_of_first_appearance():
-    t = _keyed([(1, 5, 0), (0, 5, 0), (1, 5, 0), (2, 7, 1), (0, 5, 0)])
-    assert rowkeys.first_rows(t, KEY, rowkeys.key_hash(t, KEY)).tolist() == [0, 1, 3]
-    assert rowkeys.first_rows(t, KEY, np.zeros(5, dtype=np.uint64)) is None  # one hash, three keys
+def test_numbered_together_first_rows_in_order_of_first_appearance():
+    a = _keyed([(1, 5, 0), (0, 5, 0), (1, 5, 0), (2, 7, 1), (0, 5, 0)])
+    b = _keyed([(3, 3, 3), (2, 7, 1), (3, 3, 3)])
+    a_codes, b_codes, a_first, b_first = rowkeys.number_together(
+        {**a, "hash": rowkeys.key_hash(a, KEY)}, {**b, "hash": rowkeys.key_hash(b, KEY)}, KEY
+    )
+    assert a_codes.tolist() == [0, 1, 0, 2, 1] and b_codes.tolist() == [3, 2, 3]  # (2, 7, 1): one code
+    assert a_first.tolist() == [0, 1, 3, -1] and b_first.tolist() == [-1, -1, 1, 0]
+    one_hash = np.zeros(5, dtype=np.uint64)  # one hash, three keys in `a`
+    assert (
+        rowkeys.number_together({**a, "hash": one_hash}, {**b, "hash": rowkeys.key_hash(b, KEY)}, KEY) is None
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 9), max_size=40))
+def test_first_positions_are_each_codes_first_index(codes):
+    got = rowkeys.first_positions(np.array(codes, dtype=np.int64), 10).tolist()
+    assert got == [codes.index(c) if c in codes else -1 for c in range(10)]
+
+
+U64 = st.one_of(
+    st.sampled_from([0, 1, 2**63, 2**64 - 1, 2**32, 3 * 2**32]),  # edges, and values equal in their low bits
+    st.integers(0, 2**64 - 1),
+)
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["C", "pandas"])
+@settings(max_examples=300, deadline=None)
+@given(st.lists(U64, max_size=60), st.integers(1, 4))
+def test_factorize_numbers_values_as_pandas_does(in_c, values, repeat):
+    hashes = np.array(values * repeat, dtype=np.uint64)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(native, "ENABLED", in_c and native.core is not None)
+        got = rowkeys.factorize(hashes)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, pd.factorize(hashes)[0])
+
+
+@pytest.mark.parametrize("distinct", [1023, 1025, 3000, 70_000])
+def test_factorize_when_the_table_grows(distinct):
+    """The C table starts at the count of values and doubles when half full: all distinct, then repeated."""
+    values = np.random.default_rng(distinct).integers(0, 2**64 - 1, distinct, dtype=np.uint64)
+    for hashes in (values, np.concatenate([values, values[::-1], values[: distinct // 3]])):
+        np.testing.assert_array_equal(rowkeys.factorize(hashes), pd.factorize(hashes)[0])
+
+
+def test_factorize_of_values_a_capture_made_alike_in_their_low_bits():
+    """200,000 distinct values that agree in their low 40 bits, each twice: the seeded mix spreads them."""
+    values = (np.arange(200_000, dtype=np.uint64) << np.uint64(40)) | np.uint64(0xABCDE)
+    hashes = np.concatenate([values, values[::-1]])
+    np.testing.assert_array_equal(rowkeys.factorize(hashes), pd.factorize(hashes)[0])
 
 
 # ------------------------------------------------------------------------------------ rows by connection

@@ -2,13 +2,15 @@
 each key's first row, which rows of one table have a key another table holds, and rows in connection order.
 
 Why not pandas' drop_duplicates, merge or isin on the columns: on a million rows those factorize every
-column, ~0.25 s each. Here each row's key is hashed to 64 bits and the rows are matched through one hash
-table; every match is then compared column by column, so a hash that stands for two keys never joins them.
-Where two keys share a hash inside one table (`first_rows` returns None) the callers take the pandas way.
+column, ~0.25 s each. Here each row's key is hashed to 64 bits, and the rows of both tables are numbered
+together by that hash in one hash table (the C core's where built); every match is then compared column by
+column, so a hash that stands for two keys never joins them. Where two keys share a hash inside one table
+(`number_together` returns None) the callers take the pandas way.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,48 +32,75 @@ def key_hash(table: Columns, names: Sequence[str]) -> np.ndarray:
     return h
 
 
-def first_rows(table: Columns, names: Sequence[str], hashes: np.ndarray) -> np.ndarray | None:
-    """Position of the first row of each distinct key, in order of first appearance; None when one hash
-    stands for two keys in this table."""
-    codes, _ = pd.factorize(hashes)  # numbered in order of first appearance
-    if not len(codes):
-        return np.zeros(0, dtype=np.int64)
-    first = np.flatnonzero(np.r_[True, codes[1:] > np.maximum.accumulate(codes)[:-1]])
-    for name in names:
-        if not np.array_equal(table[name][first][codes], table[name]):
-            return None
+# the C core's hash table mixes each key with this first: slots a capture cannot aim at (the codes do not
+# depend on it)
+_SEED = secrets.randbits(64)
+
+
+def factorize(hashes: np.ndarray) -> np.ndarray:
+    """`pd.factorize(hashes)[0]`: each 64-bit value numbered in order of first appearance. The C core's
+    hash table where built: 23-40 ms instead of pandas' 71-99 ms for a million values."""
+    entry = native.entry("factorize_u64")
+    if entry is None or not len(hashes):
+        return pd.factorize(hashes)[0].astype(np.int64, copy=False)
+    codes = np.empty(len(hashes), dtype=np.int64)
+    entry(np.ascontiguousarray(hashes, dtype=np.uint64), codes, _SEED)
+    return codes
+
+
+def first_positions(codes: np.ndarray, count: int) -> np.ndarray:
+    """Per code 0..count-1: the first position that holds it, -1 where none does."""
+    first = np.full(count, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
+    first[first == len(codes)] = -1
     return first
 
 
-def matched(
-    a: Columns, a_rows: np.ndarray, b: Columns, b_rows: np.ndarray, names: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i, j) of `a_rows` and `b_rows` with the same key, where the keys of `b_rows` are distinct: the
-    rows whose hashes (each table's "hash" column) meet, less those whose keys then differ."""
-    at = pd.Index(b["hash"][b_rows]).get_indexer(a["hash"][a_rows])
-    hit = np.flatnonzero(at >= 0)
-    i, j = a_rows[hit], b_rows[at[hit]]
+def number_together(
+    a: Columns, b: Columns, names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each row's key numbered across both tables by its hash (each table's "hash" column): (codes of `a`'s
+    rows, codes of `b`'s, the first row of each code in `a` and in `b`, -1 where the table has none). One
+    numbering of both tables at once: a key's code is the same in both. None when one hash stands for two
+    keys inside either table; two keys that share a hash across the tables share a code, and a caller that
+    joins on codes compares the keys it joins in full."""
+    codes = factorize(np.concatenate([a["hash"], b["hash"]]))
+    count = int(codes.max()) + 1 if len(codes) else 0
+    split = len(a["hash"])
+    out = [codes[:split], codes[split:]]
+    for table, own in ((a, out[0]), (b, out[1])):
+        first = first_positions(own, count)
+        for name in names:  # every row's key is its code's first row's key
+            if not np.array_equal(table[name][first[own]], table[name]):
+                return None
+        out.append(first)
+    return out[0], out[1], out[2], out[3]
+
+
+def same_keys(a: Columns, i: np.ndarray, b: Columns, j: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Whether row i of `a` and row j of `b` have the same key, per pair (a shared hash is not enough)."""
     same = np.ones(len(i), dtype=bool)
     for name in names:
         same &= a[name][i] == b[name][j]
-    return i[same], j[same]
+    return same
 
 
 def rows_in(a: Columns, b: Columns, names: Sequence[str]) -> np.ndarray:
     """Per row of `a`: whether some row of `b` has the same key."""
     if not len(a[names[0]]) or not len(b[names[0]]):
         return np.zeros(len(a[names[0]]), dtype=bool)
-    a_hash, b_hash = key_hash(a, names), key_hash(b, names)
-    b_first = first_rows(b, names, b_hash)
-    if b_first is None:
+    together = number_together({**a, "hash": key_hash(a, names)}, {**b, "hash": key_hash(b, names)}, names)
+    if together is None:
         right = pd.DataFrame({n: b[n] for n in names}).drop_duplicates()
         merged = pd.DataFrame({n: a[n] for n in names}).merge(
             right, how="left", on=list(names), indicator=True
         )
         return (merged["_merge"] == "both").to_numpy()
-    i, _ = matched({**a, "hash": a_hash}, np.arange(len(a_hash)), {**b, "hash": b_hash}, b_first, names)
-    out = np.zeros(len(a_hash), dtype=bool)
-    out[i] = True
+    a_codes, _, _, b_first = together
+    j = b_first[a_codes]  # the row of `b` with each row's hash, -1 where none
+    i = np.flatnonzero(j >= 0)
+    out = np.zeros(len(a_codes), dtype=bool)
+    out[i[same_keys(a, i, b, j[i], names)]] = True
     return out
 
 

@@ -1943,6 +1943,110 @@ done:
     return result;
 }
 
+/* factorize_u64(keys uint64, codes int64 out, seed) -> the number of distinct keys: codes[i] numbers keys[i] in
+ * order of first appearance, as pandas.factorize's codes (rowkeys.factorize: the segment keys' hashes of two
+ * big captures, ~10^6 each). Open addressing, at most half full (grown as needed); each key is mixed with the caller's seed
+ * first (splitmix64's finalizer), so keys a capture chose to share their low bits do not share slots. */
+typedef struct {
+    uint64_t key;
+    int64_t code; /* -1: empty */
+} U64Slot;
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+static int u64_table_grow(U64Slot **slots, size_t *cap, uint64_t seed)
+{
+    size_t bigger = *cap * 2, mask = bigger - 1;
+    U64Slot *fresh = PyMem_RawMalloc(sizeof(U64Slot) * bigger);
+    if (!fresh)
+        return -1;
+    for (size_t s = 0; s < bigger; s++)
+        fresh[s].code = -1;
+    for (size_t s = 0; s < *cap; s++) {
+        if ((*slots)[s].code < 0)
+            continue;
+        size_t t = mix64((*slots)[s].key ^ seed) & mask;
+        while (fresh[t].code >= 0)
+            t = (t + 1) & mask;
+        fresh[t] = (*slots)[s];
+    }
+    PyMem_RawFree(*slots);
+    *slots = fresh;
+    *cap = bigger;
+    return 0;
+}
+
+static PyObject *factorize_u64(PyObject *self, PyObject *args)
+{
+    Py_buffer keys, codes;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "y*w*K", &keys, &codes, &seed))
+        return NULL;
+    PyObject *result = NULL;
+    U64Slot *slots = NULL;
+    Py_ssize_t n = keys.len / 8;
+    if (keys.len != n * 8 || codes.len != keys.len) {
+        PyErr_SetString(PyExc_ValueError, "factorize_u64: arrays do not match");
+        goto done;
+    }
+    /* sized for half the keys distinct (two captures of the same segments), doubled when half full: a table
+     * of megabytes costs its page faults and cache misses, not only its probes */
+    size_t cap = 1024;
+    while (cap < (size_t)n)
+        cap <<= 1;
+    if (!(slots = PyMem_RawMalloc(sizeof(U64Slot) * cap))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const uint64_t *kv = keys.buf;
+    int64_t *cv = codes.buf, next = 0;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (size_t s = 0; s < cap; s++)
+        slots[s].code = -1;
+    size_t mask = cap - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + 8 < n)
+            PREFETCH(&slots[mix64(kv[i + 8] ^ seed) & mask]);
+        uint64_t k = kv[i];
+        size_t s = mix64(k ^ seed) & mask;
+        while (slots[s].code >= 0 && slots[s].key != k)
+            s = (s + 1) & mask;
+        if (slots[s].code < 0) {
+            if ((size_t)(next + 1) * 2 > cap) { /* keep it at most half full */
+                if (u64_table_grow(&slots, &cap, seed) < 0) {
+                    failed = 1;
+                    break;
+                }
+                mask = cap - 1;
+                s = mix64(k ^ seed) & mask;
+                while (slots[s].code >= 0)
+                    s = (s + 1) & mask;
+            }
+            slots[s].key = k;
+            slots[s].code = next++;
+        }
+        cv[i] = slots[s].code;
+    }
+    Py_END_ALLOW_THREADS
+    if (failed)
+        PyErr_NoMemory();
+    else
+        result = PyLong_FromLongLong(next);
+done:
+    PyMem_RawFree(slots);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&codes);
+    return result;
+}
+
 /* Stable merge sort of positions pos[0..n) by key[pos]: equal keys keep their order. */
 static void merge_by_key(int64_t *pos, int64_t *tmp, Py_ssize_t n, const int64_t *key)
 {
@@ -2139,6 +2243,8 @@ static PyMethodDef methods[] = {
      "first_later_copy(c, start, end, t, order, out): delivery._first_later_copy's search"},
     {"conn_order", conn_order, METH_VARARGS,
      "conn_order(conn, key, out): np.lexsort((key, conn)) for connection ids, by counting"},
+    {"factorize_u64", factorize_u64, METH_VARARGS,
+     "factorize_u64(keys, codes out, seed) -> distinct keys: pandas.factorize's codes of 64-bit keys"},
     {"turn_state", turn_state, METH_VARARGS,
      "turn_state(c, keep, ts, dir, payload, end, acked, is_ack, cut, ordered, sent, got, last dir, next dir, "
      "next len): turns._turn_at's passes at one cut per connection"},
