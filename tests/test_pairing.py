@@ -7,6 +7,7 @@ made `analyze HOST CONTAINER` of two 1M-packet captures spend seconds there.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,38 @@ def test_clocks_cross_capture_collision_is_not_a_match():
         side["hash"] = np.full(2, 7, dtype=np.uint64) + side["dir"].astype(np.uint64)
     assert _same(pairing._clocks_by_hash(near, far), (float("nan"), float("nan")))
     assert _same(pairing._clocks_by_merge(near, far), (float("nan"), float("nan")))
+
+
+def test_clocks_skip_a_segment_one_capture_holds_twice():
+    """The same clock and no delay: the far capture holds two pure ACKs of one sequence number, the near one
+    missed the first. Joining first copies would pair ACKs sent 200 ns apart (a negative one-way delay)."""
+    far = _as_segments(
+        [(0, 0, 1, 0, 0x10, 100), (0, 1, 9, 10, 0x18, 200), (0, 0, 1, 0, 0x10, 300), (0, 0, 5, 10, 0x18, 400)]
+    )
+    near = _as_segments([(0, 1, 9, 10, 0x18, 200), (0, 0, 1, 0, 0x10, 300), (0, 0, 5, 10, 0x18, 400)])
+    assert pairing._clocks_by_hash(near, far) == (0.0, 0.0)
+    assert pairing._clocks_by_merge(near, far) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("scenario", ["lossy_link", "blackhole_tls12", "busy_keepalive"])
+def test_clocks_of_a_capture_against_itself_less_some_packets(tmp_path, scenario):
+    """A capture point that dropped packets (every fifth record gone), against the full capture taken at the
+    same place: the same clock and no delay between them, whatever was missed."""
+    full = SAMPLES / scenario / "host.pcap"
+    data = full.read_bytes()
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    kept, at, i = [data[:24]], 24, 0  # the file header, then every record but each fifth, byte for byte
+    while at + 16 <= len(data):
+        caplen = struct.unpack(order + "I", data[at + 8 : at + 12])[0]
+        if i % 5 != 4:
+            kept.append(data[at : at + 16 + caplen])
+        at, i = at + 16 + caplen, i + 1
+    thinned = tmp_path / "thinned.pcap"
+    thinned.write_bytes(b"".join(kept))
+    ctx = pcapmtu.analyze(host=full, container=thinned).context
+    assert len(ctx.pairs)
+    assert ctx.pairs["clock_offset_s"].abs().max() < 1e-6, ctx.pairs[["clock_offset_s", "one_way_delay_s"]]
+    assert ctx.pairs["one_way_delay_s"].abs().max() < 1e-6
 
 
 def test_clocks_of_the_shifted_sample_pair():

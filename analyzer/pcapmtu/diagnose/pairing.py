@@ -113,10 +113,13 @@ SEGMENT_COLUMNS = ("dir", "seq", "payload_len", "tcp_flags", "ts_ns")
 def clocks(near: Capture, far: Capture, pairs: pd.DataFrame) -> tuple[float, float]:
     """(far clock minus near clock, one-way delay from near to far), seconds, from segments both captured.
 
-    NaN when no segment was seen in both directions at both points. Each capture's first copy of each segment
-    is joined to the other's by a 64-bit hash of its key (both captures' segments numbered together, the C
-    core's hash table where built), every joined pair's key compared in full; the pandas dedupe and merge
-    (`_clocks_by_merge`, the same result) take over where a hash stands for two keys."""
+    Only segments each capture holds exactly once are joined: a segment sent twice (a retransmission, or the
+    pure ACKs that repeat one sequence number) may be one transmission in one capture and another in the
+    other, when a capture missed a packet (`tcpdump` dropping under load, or the loss being diagnosed), and
+    one such pair made the bounds below cross: a negative one-way delay and an offset off by as much.
+    NaN when no segment was seen in both directions at both points. The segments are joined by a 64-bit hash
+    of their key, every joined pair's key compared in full; pandas' dedupe and merge (`_clocks_by_merge`, the
+    same result) take over where a hash stands for two keys."""
     if not len(pairs):
         return float("nan"), float("nan")
     return _clocks_by_hash(_segments(near, pairs["container_conn"]), _segments(far, pairs["host_conn"]))
@@ -127,10 +130,10 @@ def _clocks_by_hash(n: dict[str, np.ndarray], f: dict[str, np.ndarray]) -> tuple
     together = rowkeys.number_together(n, f, SEGMENT_KEY)
     if together is None:  # a hash shared by two keys in one capture
         return _clocks_by_merge(n, f)
-    _, _, n_first, f_first = together
-    shared = np.flatnonzero(
-        (n_first >= 0) & (f_first >= 0)
-    )  # each capture's first copy of a segment both saw
+    n_codes, f_codes, n_first, f_first = together
+    count = len(n_first)
+    once = (np.bincount(n_codes, minlength=count) == 1) & (np.bincount(f_codes, minlength=count) == 1)
+    shared = np.flatnonzero(once)  # segments both captures hold, each once
     n_rows, f_rows = n_first[shared], f_first[shared]
     same = rowkeys.same_keys(n, n_rows, f, f_rows, SEGMENT_KEY)
     n_rows, f_rows = n_rows[same], f_rows[same]
@@ -153,11 +156,11 @@ def _clocks_by_merge(near: dict[str, np.ndarray], far: dict[str, np.ndarray]) ->
     """`clocks` by pandas' dedupe and merge on the five key columns."""
     key = list(SEGMENT_KEY)
 
-    def firsts(segments: dict[str, np.ndarray]) -> pd.DataFrame:
+    def once(segments: dict[str, np.ndarray]) -> pd.DataFrame:
         t = pd.DataFrame({name: segments[name] for name in (*SEGMENT_COLUMNS, "pair")})
-        return t.drop_duplicates(key, keep="first")
+        return t.drop_duplicates(key, keep=False)
 
-    both = firsts(near).merge(firsts(far), on=key, suffixes=("_n", "_f"))
+    both = once(near).merge(once(far), on=key, suffixes=("_n", "_f"))
     delta = (both["ts_ns_f"] - both["ts_ns_n"]).to_numpy(dtype=np.float64) / 1e9
     return _bounds(delta, both["dir"].to_numpy())
 
