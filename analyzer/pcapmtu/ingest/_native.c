@@ -1945,8 +1945,9 @@ done:
 
 /* factorize_u64(keys uint64, codes int64 out, seed) -> the number of distinct keys: codes[i] numbers keys[i] in
  * order of first appearance, as pandas.factorize's codes (rowkeys.factorize: the segment keys' hashes of two
- * big captures, ~10^6 each). Open addressing, at most half full (grown as needed); each key is mixed with the caller's seed
- * first (splitmix64's finalizer), so keys a capture chose to share their low bits do not share slots. */
+ * big captures, ~10^6 each). Open addressing, at most half full (grown as needed); each key is mixed with the
+ * caller's seed first (splitmix64's finalizer), so keys a capture chose to share their low bits do not share
+ * slots. */
 typedef struct {
     uint64_t key;
     int64_t code; /* -1: empty */
@@ -1996,8 +1997,8 @@ static PyObject *factorize_u64(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "factorize_u64: arrays do not match");
         goto done;
     }
-    /* sized for half the keys distinct (two captures of the same segments), doubled when half full: a table
-     * of megabytes costs its page faults and cache misses, not only its probes */
+    /* room for up to half the keys distinct (two captures of the same segments), doubled when half full: a
+     * table of megabytes costs its page faults and cache misses, not only its probes */
     size_t cap = 1024;
     while (cap < (size_t)n)
         cap <<= 1;
