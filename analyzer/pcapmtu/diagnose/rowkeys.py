@@ -57,20 +57,21 @@ def first_positions(codes: np.ndarray, count: int) -> np.ndarray:
 
 
 def number_together(
-    a: Columns, b: Columns, names: Sequence[str]
+    a: Columns, b: Columns, names: Sequence[str], a_distinct: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Each row's key numbered across both tables by its hash (each table's "hash" column): (codes of `a`'s
     rows, codes of `b`'s, the first row of each code in `a` and in `b`, -1 where the table has none). One
     numbering of both tables at once: a key's code is the same in both. None when one hash stands for two
-    keys inside either table; two keys that share a hash across the tables share a code, and a caller that
-    joins on codes compares the keys it joins in full."""
+    keys inside either table (inside `b` only, with `a_distinct` False: a caller that only looks `a`'s rows
+    up in `b`); two keys that share a hash across the tables share a code, and a caller that joins on codes
+    compares the keys it joins in full."""
     codes = factorize(np.concatenate([a["hash"], b["hash"]]))
     count = int(codes.max()) + 1 if len(codes) else 0
     split = len(a["hash"])
     out = [codes[:split], codes[split:]]
-    for table, own in ((a, out[0]), (b, out[1])):
+    for table, own, checked in ((a, out[0], a_distinct), (b, out[1], True)):
         first = first_positions(own, count)
-        for name in names:  # every row's key is its code's first row's key
+        for name in names if checked else ():  # every row's key is its code's first row's key
             if not np.array_equal(table[name][first[own]], table[name]):
                 return None
         out.append(first)
@@ -89,7 +90,8 @@ def rows_in(a: Columns, b: Columns, names: Sequence[str]) -> np.ndarray:
     """Per row of `a`: whether some row of `b` has the same key."""
     if not len(a[names[0]]) or not len(b[names[0]]):
         return np.zeros(len(a[names[0]]), dtype=bool)
-    together = number_together({**a, "hash": key_hash(a, names)}, {**b, "hash": key_hash(b, names)}, names)
+    a, b = {**a, "hash": key_hash(a, names)}, {**b, "hash": key_hash(b, names)}
+    together = number_together(a, b, names, a_distinct=False)  # each row of `a` is compared in full below
     if together is None:
         right = pd.DataFrame({n: b[n] for n in names}).drop_duplicates()
         merged = pd.DataFrame({n: a[n] for n in names}).merge(
