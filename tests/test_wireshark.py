@@ -112,6 +112,39 @@ def test_wireshark_agrees_with_the_cut_captures_evidence(tmp_path, roles, cut, c
     assert bad.empty, bad[["code", "capture", "frame", "why"]].to_string()
 
 
+def test_an_interface_copy_written_behind_the_next_packet_is_checked_against_its_twin(tmp_path):
+    """`tcpdump -i any` on two CPUs: the container's pure ACK (frame 14) is copied on docker0 after its next
+    packet (the GET, 16) was already written on the veth. Wireshark's TCP analysis flags nothing on that copy
+    (its sequence is behind, it carries no data); the frame it repeats, asked alongside, holds the same
+    packet, and that is what the check compares."""
+    from support.cuts import frames_of
+
+    d = SAMPLES / "sll_v1"
+    frames = frames_of(d / "host.pcap")
+    host = frames.moved(14, after=16).write(tmp_path / "host.pcap")
+    result = pcapmtu.analyze(host=host, container=d / "container.pcap")
+    copy = next(f for f in result.findings_list if f.code == "Q004")
+    assert 16 in copy.frames  # the moved ACK, now frame 16, is still known for a copy (of frame 13)
+    rows = result.wireshark().rows
+    row = rows[(rows["code"] == "Q004") & (rows["frame"] == 16)].iloc[0]
+    assert "tcp.analysis" not in row["wireshark"]  # Wireshark's analysis alone would not confirm it
+    assert row["status"] == "agree", row["why"]
+    assert row["claim"].startswith("a repeat of a packet already captured (cooked -i any capture): frame 13")
+    bad = rows[rows["status"] != "agree"]
+    assert bad.empty, bad[["code", "capture", "frame", "why"]].to_string()
+
+
+def test_a_frame_called_a_copy_that_repeats_nothing_is_flagged(tmp_path):
+    d = SAMPLES / "sll_v1"
+    result = pcapmtu.analyze(host=d / "host.pcap", container=d / "container.pcap")
+    copy = next(f for f in result.findings_list if f.code == "Q004")
+    assert 13 not in copy.frames  # the ACK's first appearance, on the veth
+    wrong = dataclasses.replace(copy, frames=(13,))
+    rows = dataclasses.replace(result, findings_list=[wrong]).wireshark().rows
+    assert rows["status"].tolist() == ["disagree"]
+    assert "not flagged as a repeat" in rows["why"].iloc[0]
+
+
 @pytest.fixture(scope="module")
 def tls12():
     d = SAMPLES / "blackhole_tls12"

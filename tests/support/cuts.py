@@ -29,6 +29,14 @@ class Frames:
         write_pcap(path, records, linktype=self.linktype, snaplen=snap or self.snaplen)
         return path
 
+    def moved(self, frame: int, after: int) -> Frames:
+        """Frame `frame` (1-based) written just after frame `after`, stamped with that frame's time: how
+        `tcpdump -i any` interleaves two CPUs' packets when one CPU's copy waits behind the other's."""
+        moving = self.frames[frame - 1]
+        rest = [f for i, f in enumerate(self.frames, 1) if i != frame]
+        at = after - (after > frame)  # the index just after `after` in the remaining frames
+        return Frames(rest[:at] + [(rest[at - 1][0], moving[1])] + rest[at:], self.snaplen, self.linktype)
+
 
 def frames_of(path: Path) -> Frames:
     with open(path, "rb") as fh:

@@ -191,6 +191,7 @@ class Subject:
     kind: str  # syn, synack, tcp, icmp (a size report), ping (an echo request), other, missing
     facts: dict
     row: dict  # pcapmtu's packets row (and icmp row) for this frame
+    twin: WsFrame | None = None  # Wireshark's decode of the frame this one repeats (Q004), asked alongside
 
 
 def _kind(row: dict) -> str:
@@ -391,15 +392,38 @@ def complained(ws: WsFrame, s: Subject) -> Result:
     )
 
 
+# what makes two frames one packet seen twice: its IP ID, ends, sequence, ACK, flags, length and window
+SAME_PACKET = ("ip.id", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.len")
+SAME_PACKET += ("tcp.window_size_value",)
+
+
 def seen_twice(ws: WsFrame, s: Subject) -> Result:
-    """A -i any copy: Wireshark, which does not know the interfaces apart, sees the same bytes again."""
+    """A -i any copy: Wireshark shows the same packet in an earlier frame (`facts["twin"]`, asked alongside),
+    or its TCP analysis, which does not know the interfaces apart, flags the bytes as a repeat.
+
+    Both are needed: a pure ACK whose copy was written after the next packet of its direction (two CPUs
+    writing to one capture) is flagged by nothing in Wireshark's analysis, and a twin that is itself cut
+    short or missing leaves only the analysis flags to go on."""
     got = [a for a in ws.analysis if a in RETRANSMISSION + ("duplicate_ack", "out_of_order")]
     cooked = ws.has("sll.pkttype") or ws.has("sll.ifindex")
+    twin, same = s.twin, False
+    said = ["Linux cooked header" if cooked else "no Linux cooked header"]
+    if twin is not None:
+        differs = [k for k in SAME_PACKET if ws.get(k) != twin.get(k)] + (
+            [] if ws.addr("src") == twin.addr("src") and ws.addr("dst") == twin.addr("dst") else ["addresses"]
+        )
+        same = not differs
+        said.append(
+            f"frame {twin.number} holds the same packet (IP ID, ends, seq, ack, flags, length, window)"
+            if same
+            else f"frame {twin.number} differs in {', '.join(differs)}"
+        )
+    said.append("tcp.analysis." + got[0] if got else "not flagged as a repeat")
     return Result(
-        "a repeat of a packet already captured (cooked -i any capture)",
-        ("Linux cooked header; " if cooked else "no Linux cooked header; ")
-        + ("tcp.analysis." + got[0] if got else "not flagged as a repeat"),
-        cooked and bool(got),
+        "a repeat of a packet already captured (cooked -i any capture)"
+        + (f": frame {s.facts['twin']}" if "twin" in s.facts else ""),
+        "; ".join(said),
+        cooked and (same or bool(got)),
     )
 
 
@@ -702,10 +726,35 @@ def _subjects(analysis: Analysis, finding) -> list[tuple[str, int, dict]]:
     if finding.code == "M002" and ctx.far_role and facts.get("host_syn_frames"):
         far = {**facts, "mss_expected": facts.get("mss_after")}
         out += [(ctx.far_role, int(fr), far) for fr in facts["host_syn_frames"]]
+    if finding.code == "Q004":
+        twins = _originals(analysis.captures[role].packets, set(finding.frames))
+        out = [(r, fr, {**fa, "twin": twins[fr]} if fr in twins else fa) for r, fr, fa in out]
     if finding.code == "M005":
         for s in _ping_signals(analysis, finding):
             out = [(r, fr, {**fa, "size": s["size"], "target": s["target"]}) for r, fr, fa in out]
     return out
+
+
+def _originals(packets: pd.DataFrame, copies: set[int]) -> dict[int, int]:
+    """frame -> the first frame of the same packet (its TCP/IP identity) for these interface copies."""
+    ident = [
+        "src",
+        "dst",
+        "sport",
+        "dport",
+        "tcp_flags",
+        "seq",
+        "ack",
+        "payload_len",
+        "win",
+        "ip_id",
+        "tsval",
+    ]
+    tcp = packets[packets["proto"] == 6]
+    keys = tcp[tcp["frame"].isin(copies)][ident].drop_duplicates()
+    same = tcp[["frame", *ident]].merge(keys, on=ident)
+    first = same.groupby(ident, sort=False, observed=True)["frame"].transform("min")
+    return {int(f): int(o) for f, o in zip(same["frame"], first, strict=True) if f in copies and o != f}
 
 
 def _ping_signals(analysis: Analysis, finding) -> list[dict]:
@@ -810,8 +859,9 @@ def check(analysis: Analysis, max_frames: int = MAX_FRAMES, tshark: str | None =
         asked[role] = set(unique[:max_frames])
         not_asked += len(unique) - len(asked[role])
         path = getattr(analysis.captures[role], "path", None)
+        twins = {fa["twin"] for _c, r, fr, fa in subjects if r == role and fr in asked[role] and "twin" in fa}
         if path:
-            jobs[role] = (path, sorted(asked[role]))
+            jobs[role] = (path, sorted(asked[role] | twins))
         else:
             notes.append(f"the {role} capture was not read from a file: not asked")
             asked[role] = set()
@@ -827,7 +877,8 @@ def check(analysis: Analysis, max_frames: int = MAX_FRAMES, tshark: str | None =
     records = []
     for code, role, frame, facts in subjects:
         row = ours[role].get(frame, {})
-        s = Subject(code, role, _kind(row), facts, row)
+        twin = views.get(role, {}).get(facts["twin"]) if "twin" in facts else None
+        s = Subject(code, role, _kind(row), facts, row, twin)
         records.append(_judge(s, frame, views.get(role, {}).get(frame), frame in asked.get(role, ())))
     rows = pd.DataFrame(records, columns=COLUMNS)
     return WiresharkCheck(
