@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -104,14 +106,20 @@ def test_a_helper_that_dies_leaves_its_figures_to_the_parent(no_helper_left):
 
 
 def test_a_failing_parent_ends_its_helper(no_helper_left):
+    """Every figure fails when the parent draws it. Which process takes which figure is a race, so the helper
+    is slow (0.5 s a figure): the parent takes at least one of the six, wherever it stands in the queue."""
     parent = os.getpid()
 
-    def fails_in_the_parent() -> Figure:
-        if os.getpid() == parent:
-            raise RuntimeError("drawing failed")
-        return _line(5)()
+    def fails_in_the_parent(n: int) -> Callable[[], Figure]:
+        def draw() -> Figure:
+            if os.getpid() == parent:
+                raise RuntimeError("drawing failed")
+            time.sleep(0.5)
+            return _line(n)()
 
-    figures = [(fails_in_the_parent, False)] + [(_line(n), False) for n in range(5)]
+        return draw
+
+    figures = [(fails_in_the_parent(n), False) for n in range(6)]
     with pytest.raises(RuntimeError, match="drawing failed"):
         rasterize.render_all(figures, helpers=1)
 
