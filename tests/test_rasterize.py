@@ -124,6 +124,55 @@ def test_a_failing_parent_ends_its_helper(no_helper_left):
         rasterize.render_all(figures, helpers=1)
 
 
+def test_a_started_drawing_goes_on_while_the_caller_works(tmp_path, no_helper_left):
+    """`start` forks and the helper draws before `finish` is called: the caller's own work (the report's text
+    files) runs alongside. The pictures are the same as drawn alone, in order."""
+    parent, log = os.getpid(), tmp_path / "drawn"
+
+    def logged(n: int) -> Callable[[], Figure]:
+        def draw() -> Figure:
+            if os.getpid() != parent:
+                with open(log, "a") as fh:
+                    fh.write(f"{n}\n")
+            return _line(n)()
+
+        return draw
+
+    figures = [(logged(n), n == 2) for n in range(5)]
+    with rasterize.start(figures, helpers=1) as drawing:
+        deadline = time.monotonic() + 30
+        while not log.exists() and time.monotonic() < deadline:  # the caller at work; the helper draws
+            time.sleep(0.01)
+        assert log.exists(), "the helper drew nothing before finish()"
+        shared = drawing.finish()
+    assert shared == rasterize.render_all([(_line(n), n == 2) for n in range(5)])
+
+
+def test_a_caller_failing_before_finish_ends_the_helper(no_helper_left):
+    def slow() -> Figure:
+        time.sleep(0.5)
+        return _line(1)()
+
+    with (
+        pytest.raises(RuntimeError, match="report.json failed"),
+        rasterize.start([(slow, False)] * 6, helpers=1),
+    ):
+        raise RuntimeError("report.json failed")
+
+
+def test_a_report_that_fails_while_the_helper_draws_leaves_no_helper(tmp_path, monkeypatch, no_helper_left):
+    from pcapmtu.render import report
+
+    analysis = pcapmtu.analyze(DEMO / "host.pcap", DEMO / "container.pcap")
+
+    def full_disk(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "_atomic_json", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(analysis, tmp_path / "out", now=NOW, helpers=1)
+
+
 def test_what_the_helper_sends_is_checked(monkeypatch, no_helper_left):
     """Anything but {figure number: Rendered} from the pipe is ignored, and the parent draws instead."""
     monkeypatch.setattr(rasterize.pickle, "dump", lambda obj, fh, protocol: fh.write(b"not a pickle"))

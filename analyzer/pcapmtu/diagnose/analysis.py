@@ -156,9 +156,10 @@ class Analysis:
     def plot_time_sequence(self, flow: int | tuple[str, int] | None = None):
         """Time-sequence graph of a connection: a conn id of the container capture, (role, conn), or the worst."""
         from ..render import plots
+        from ..render.report import suspects
 
         if flow is None:
-            worst = plots.suspects(self, 1)
+            worst = suspects(self, 1)
             if not worst:
                 raise ValueError("no suspect connection to plot; pass (capture, conn)")
             flow = worst[0]

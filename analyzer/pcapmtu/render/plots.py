@@ -311,13 +311,3 @@ def _dedup_legend(ax) -> None:
             bbox_to_anchor=(1.01, 1.0),
             borderaxespad=0.0,
         )
-
-
-def suspects(analysis: Analysis, limit: int = 4) -> list[tuple[str, int]]:
-    """Connections worth a time-sequence graph: the non-healthy ones, worst first."""
-
-    v = analysis.verdicts[analysis.verdicts["verdict"] != Verdict.HEALTHY]
-    v = v.assign(rank=v["verdict"].map(Verdict.ranks())).sort_values(
-        ["rank", "capture", "conn"], ascending=[False, True, True]
-    )
-    return [(r.capture, int(r.conn)) for r in v.head(limit).itertuples()]

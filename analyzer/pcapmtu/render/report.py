@@ -55,45 +55,62 @@ def write_report(
     if out.exists() and any(out.iterdir()) and not force:
         raise UsageError(f"{out} is not empty; use --force to write into it")
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    # report.json first, before matplotlib is loaded and the figures drawn: the memory its encoding takes
-    # for a while is free again for them, so the report peaks where `analyze --json` does
-    doc = analyze_summary(analysis)
-    report_json = _atomic_json(out / "report.json", analysis, doc)
-    written: list[Path] = []
-    images: dict[str, bytes] = {}
     figures = _figures(analysis)
     titles = [(name, title) for name, _draw, title in figures]
-    drawn = rasterize.render_all([(draw, svg and name in VECTOR_PLOTS) for name, draw, _ in figures], helpers)
+    # the helper (if any) imports matplotlib and draws while this process writes report.json and report.md;
+    # report.json before this process loads matplotlib and draws: the memory its encoding takes for a while
+    # is free again for the figures, so the report peaks where `analyze --json` does
+    with rasterize.start(
+        [(draw, svg and name in VECTOR_PLOTS) for name, draw, _ in figures], helpers
+    ) as drawing:
+        doc = analyze_summary(analysis)
+        report_json = _atomic_json(out / "report.json", analysis, doc)
+        stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
+        markdown = render_markdown(analysis, doc, titles, stamp).encode()
+        drawn = drawing.finish()
+    written: list[Path] = []
+    images: dict[str, bytes] = {}
     for (name, _draw, _title), rendered in zip(figures, drawn, strict=True):
         images[name] = rendered.png
         written.append(_atomic(out / "plots" / f"{name}.png", rendered.png))
         if rendered.svg is not None:  # few elements: a vector copy for slides and print
             written.append(_atomic(out / "plots" / f"{name}.svg", rendered.svg))
-    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     written.append(report_json)
-    written.append(_atomic(out / "report.md", render_markdown(analysis, doc, titles, stamp).encode()))
+    written.append(_atomic(out / "report.md", markdown))
     written.append(_atomic(out / "report.html", render_html(analysis, doc, titles, images, stamp).encode()))
     return written
 
 
 def _figures(analysis: Analysis) -> list[tuple[str, Callable[[], Figure], str]]:
-    """The report's figures, in order, as (name, how to draw it, title): drawn when the report gets to it."""
-    from . import plots  # matplotlib: loaded when the figures are about to be drawn
-
+    """The report's figures, in order, as (name, how to draw it, title): each draw imports matplotlib (plots)
+    when it runs, so that a helper forked before can load it alongside this process."""
     figs = [
-        ("timeline", lambda: plots.timeline(analysis), "Connections over time, coloured by verdict"),
-        ("sizes", lambda: plots.sizes(analysis), "Packet sizes against the MTU lines"),
-        ("mss", lambda: plots.mss_summary(analysis), "Advertised MSS per endpoint vs the path MTU"),
+        ("timeline", partial(_draw, "timeline", analysis), "Connections over time, coloured by verdict"),
+        ("sizes", partial(_draw, "sizes", analysis), "Packet sizes against the MTU lines"),
+        ("mss", partial(_draw, "mss_summary", analysis), "Advertised MSS per endpoint vs the path MTU"),
     ]
-    for role, conn in plots.suspects(analysis):
+    for role, conn in suspects(analysis):
         figs.append(
             (
                 f"tsg-{role}-{conn}",
-                partial(plots.time_sequence, analysis, role, conn),
+                partial(_draw, "time_sequence", analysis, role, conn),
                 f"Time-sequence graph of {role} connection #{conn}",
             )
         )
     return figs
+
+
+def _draw(plot: str, analysis: Analysis, *args) -> Figure:
+    from . import plots  # matplotlib: loaded by the process that draws, when it draws
+
+    return getattr(plots, plot)(analysis, *args)
+
+
+def suspects(analysis: Analysis, limit: int = 4) -> list[tuple[str, int]]:
+    """Connections worth a time-sequence graph: the non-healthy ones, worst first."""
+    v = _ranked(analysis)
+    v = v[v["verdict"] != Verdict.HEALTHY].head(limit)
+    return list(zip(v["capture"].tolist(), v["conn"].astype(int).tolist(), strict=True))
 
 
 def _atomic(path: Path, data: bytes) -> Path:
