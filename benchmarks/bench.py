@@ -58,10 +58,10 @@ TOOLS = ("pcapmtu", "tshark", "tcptrace")
 # pcapmtu-report: the same with `--out DIR` (report.html, report.md, report.json, plots), what a user waits for.
 # pcapmtu-pair: `analyze --json CAPTURE CAPTURE`, the capture as the host's and as the container's: every
 # connection is paired with its twin, the pairing's largest case (pcapmtu-baseline-pair: the baseline's).
-# pcapmtu-baseline-analyze: the baseline's `analyze --json`, as pcapmtu-analyze.
+# pcapmtu-baseline-analyze, pcapmtu-baseline-report: the baseline's `analyze --json` and `--out DIR`.
 EXTRA_TOOLS = (
     *("tshark-noreasm", "pcapmtu-pure", "pcapmtu-baseline", "pcapmtu-analyze", "pcapmtu-report"),
-    *("pcapmtu-pair", "pcapmtu-baseline-pair", "pcapmtu-baseline-analyze"),
+    *("pcapmtu-pair", "pcapmtu-baseline-pair", "pcapmtu-baseline-analyze", "pcapmtu-baseline-report"),
 )
 REPORT_DIR = WORK / "bench-report"
 TSHARK_FIELDS = [
@@ -78,7 +78,7 @@ TSHARK_FIELDS = [
 OK_CODES = {"pcapmtu": {0, 1, 3}, "tshark": {0}, "tcptrace": {0}, "tshark-noreasm": {0}, "pcapmtu-pure": {0, 1, 3},
             "pcapmtu-baseline": {0, 1, 3}, "pcapmtu-analyze": {0, 1, 3}, "pcapmtu-report": {0, 1, 3},
             "pcapmtu-pair": {0, 1, 3}, "pcapmtu-baseline-pair": {0, 1, 3},
-            "pcapmtu-baseline-analyze": {0, 1, 3}}  # fmt: skip
+            "pcapmtu-baseline-analyze": {0, 1, 3}, "pcapmtu-baseline-report": {0, 1, 3}}  # fmt: skip
 # (label, key, numerator tool, denominator tool) of the ratios printed; a ratio needs both tools' runs
 RATIOS = (
     ("pcapmtu / tcptrace", "pcapmtu_over_tcptrace", "pcapmtu", "tcptrace"),
@@ -94,6 +94,12 @@ RATIOS = (
         "baseline_over_analyze",
         "pcapmtu-baseline-analyze",
         "pcapmtu-analyze",
+    ),
+    (
+        "pcapmtu-baseline-report / pcapmtu-report",
+        "baseline_over_report",
+        "pcapmtu-baseline-report",
+        "pcapmtu-report",
     ),
 )
 
@@ -312,6 +318,7 @@ def tool_commands(pcapmtu: str | None, baseline: str | None = None) -> dict[str,
         tools[name] = {"argv": base, "note": tools["pcapmtu"]["note"]}
     tools["pcapmtu-baseline-pair"] = dict(tools["pcapmtu-baseline"])
     tools["pcapmtu-baseline-analyze"] = dict(tools["pcapmtu-baseline"])
+    tools["pcapmtu-baseline-report"] = dict(tools["pcapmtu-baseline"])
     for name in ("tshark", "tcptrace", "tshark-noreasm"):
         path = shutil.which(name.split("-")[0])
         tools[name] = {
@@ -344,7 +351,7 @@ def command_for(name: str, base: list[str], capture: Path) -> list[str]:
         return [*base, "analyze", "--json", "--capture", str(capture)]
     if name in ("pcapmtu-pair", "pcapmtu-baseline-pair"):
         return [*base, "analyze", "--json", str(capture), str(capture)]
-    if name == "pcapmtu-report":
+    if name in ("pcapmtu-report", "pcapmtu-baseline-report"):
         return [*base, "analyze", "--quiet", "--force", "--out", str(REPORT_DIR), "--capture", str(capture)]
     if name.startswith("pcapmtu"):
         return [*base, "inspect", "--json", str(capture)]
