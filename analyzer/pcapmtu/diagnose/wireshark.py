@@ -393,8 +393,12 @@ def complained(ws: WsFrame, s: Subject) -> Result:
 
 
 # what makes two frames one packet seen twice: its IP ID, ends, sequence, ACK, flags, length and window
-SAME_PACKET = ("ip.id", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.len")
-SAME_PACKET += ("tcp.window_size_value",)
+SAME_PACKET = (
+    *("ip.id", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.len"),
+    "tcp.window_size_value",
+)
+# ... and as pcapmtu's packets table names it (the copy's TCP/IP identity, as ingest/tcp/connections.py reads it)
+IDENTITY = ("src", "dst", "sport", "dport", "tcp_flags", "seq", "ack", "payload_len", "win", "ip_id", "tsval")
 
 
 def seen_twice(ws: WsFrame, s: Subject) -> Result:
@@ -737,19 +741,7 @@ def _subjects(analysis: Analysis, finding) -> list[tuple[str, int, dict]]:
 
 def _originals(packets: pd.DataFrame, copies: set[int]) -> dict[int, int]:
     """frame -> the first frame of the same packet (its TCP/IP identity) for these interface copies."""
-    ident = [
-        "src",
-        "dst",
-        "sport",
-        "dport",
-        "tcp_flags",
-        "seq",
-        "ack",
-        "payload_len",
-        "win",
-        "ip_id",
-        "tsval",
-    ]
+    ident = list(IDENTITY)
     tcp = packets[packets["proto"] == 6]
     keys = tcp[tcp["frame"].isin(copies)][ident].drop_duplicates()
     same = tcp[["frame", *ident]].merge(keys, on=ident)

@@ -105,8 +105,12 @@ class Drawing:
     in order. A caller that fails before `finish` calls `cancel` (or leaves a `with` block): the helper ends."""
 
     def __init__(
-        self, figures: Sequence[tuple[Callable[[], Figure], bool]], pid: int = 0, work=-1, result=-1
-    ):
+        self,
+        figures: Sequence[tuple[Callable[[], Figure], bool]],
+        pid: int = 0,
+        work: int = -1,
+        result: int = -1,
+    ) -> None:
         self.figures, self.pid, self.work, self.result = figures, pid, work, result
 
     def finish(self) -> list[Rendered]:
