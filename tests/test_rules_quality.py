@@ -103,6 +103,47 @@ def test_Q003_negative_exact_full_size_packets(slow_full):
     assert not found(r, "Q003")
 
 
+def test_Q003_negative_without_an_mss_to_measure_against():
+    """A capture started mid-connection holds no SYN, so no MSS: its 1252-byte segments are not "larger than
+    any MTU on the path" (the limit was the headers alone, 40 bytes, and every data packet passed it)."""
+    from support.environment import SAMPLES
+
+    r = run(container=pcapmtu.read(SAMPLES / "blackhole_tls12" / "container_midstream.pcap"))
+    flows = r.context.flows("container")
+    assert (flows[["mss_client", "mss_server"]] == 0).all(axis=None)
+    assert flows["max_ip_len_s2c"].max() == 1252
+    assert not found(r, "Q003")
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize(
+    ("name", "flagged"),
+    [
+        ("semantic/tcpdump__bigtcp-ipv4.pcap", True),  # BIG TCP: 80,052-byte packets on Ethernet, no SYN
+        (
+            "malformed/tcpdump__heapoverflow-tcp_print.pcap",
+            True,
+        ),  # 12,336 bytes on Ethernet, above any jumbo MTU
+        ("format/gopacket__test_loopback-null.pcap", False),  # 16,384 bytes on loopback (MTU 65,536)
+        (
+            "malformed/tcpdump__tcp_rst_data-trunc.pcap",
+            False,
+        ),  # 98 bytes: was flagged against the headers alone
+        ("semantic/suricata__tcp-overlap.pcap", False),  # 44 bytes: the same
+    ],
+)
+def test_Q003_without_an_mss_the_link_s_limit_decides(name, flagged):
+    """No SYN, no MSS: a packet is merged by offload only when its link could not carry it (Ethernet: above
+    9,216 bytes, the largest jumbo MTU in use; loopback and the rest: above 65,536)."""
+    from support.environment import CORPUS
+
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip(f"corpus file {name} not found")
+    r = run(container=pcapmtu.read(path))
+    assert bool(found(r, "Q003")) == flagged
+
+
 def test_Q004_positive_any_interface_copies(tmp_path):
     """`tcpdump -i any` on the host: every packet of the connection once on veth (5), once on docker0 (3)."""
     path = tmp_path / "any.pcap"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...evidence import first_frames, frames_filter
+from ...ingest.decode import LT_ETHERNET
 from ...results import Severity
 from ..context import Context
 from . import Hit, rule
@@ -61,6 +62,11 @@ def undecodable_frames(ctx: Context):
             )
 
 
+# The largest MTU of an Ethernet link in common use (switches' jumbo frames; clouds allow 8896-9001), and of
+# any other link a capture may come from (Linux's loopback, which `-i any` includes; tun devices)
+JUMBO_MTU, LOOPBACK_MTU = 9216, 65536
+
+
 @rule(
     code="Q003",
     name="offload-super-packets",
@@ -82,9 +88,13 @@ def offload_super_packets(ctx: Context):
         if not len(tcp):
             continue
         full = f.set_index("conn")
-        limit = (full["hdr"] + full[["mss_client", "mss_server"]].max(axis=1)).reindex(conn[tcp]).to_numpy()
+        mss = full[["mss_client", "mss_server"]].max(axis=1)
+        limit = (full["hdr"] + mss).where(mss > 0, 0).reindex(conn[tcp]).to_numpy()
+        # no MSS seen (a capture started mid-connection): only the link's own limit says a packet is merged
+        ethernet = p["linktype"].to_numpy()[tcp] == LT_ETHERNET
+        limit = np.where(limit > 0, limit, np.where(ethernet, JUMBO_MTU, LOOPBACK_MTU))
         ip_len = p["ip_len"].to_numpy()[tcp]
-        big = (limit > 0) & (ip_len > limit + ctx.th.offload_margin)
+        big = ip_len > limit + ctx.th.offload_margin
         if big.any():
             frames = p["frame"].to_numpy()[tcp[big]]
             yield Hit(
