@@ -134,8 +134,10 @@ class Context:
             f = self.flows(role)
             if role in self.extra_roles:
                 cache[role] = f[~self._seen_elsewhere(role)]
+            elif role == self.far_role:
+                cache[role] = f[f["host_own"] | f["judged_here"]]
             else:
-                cache[role] = f[f["host_own"]] if role == self.far_role else f
+                cache[role] = f[~f["view_cut"]]
         return cache[role]
 
     def _seen_elsewhere(self, role: str) -> pd.Series:
@@ -199,9 +201,37 @@ class Context:
                     flows["conn"].map(pairs.set_index("container_conn")["host_conn"]).fillna(-1).astype(int)
                 )
                 _names_from_twins(flows, host)
+                cut = _cut_short(
+                    flows, host, self.captures[role], self.clock_offset(self.far_role), self.th.stall_s
+                )
+                flows["view_cut"] = cut
+                host.loc[host["conn"].isin(flows["twin_conn"].to_numpy()[cut]), "judged_here"] = True
         for flows in out.values():  # sizes last: they depend on the MSS the server really received
             _sizes(flows)
         return out
+
+
+def _cut_short(
+    flows: pd.DataFrame, far: pd.DataFrame, cap: Capture, offset: float, stall_s: float
+) -> np.ndarray:
+    """Per connection of a container capture: whether the capture ended while the connection went on.
+
+    Two captures are rarely stopped at the same moment. When the container's stopped first, its view of a
+    connection that was still open ends early: a download that hung later looks healthy there, and only the
+    far capture shows the stall. Such a connection (not closed in the container's view, and seen in the far
+    capture more than a stall's length after the container capture's last packet, clocks aligned) is judged on
+    the far side, where it is whole; otherwise on the container side, as always."""
+    twin = flows["twin_conn"].to_numpy()
+    paired = twin >= 0
+    if not paired.any() or not len(cap.packets):
+        return np.zeros(len(flows), dtype=bool)
+    end = float(cap.packets["ts"].to_numpy().max())
+    # flows are numbered 0..n-1 in order (Context.flow): a twin's number is its position
+    far_last = np.where(
+        paired, far["last_ts"].to_numpy(dtype=float)[np.where(paired, twin, 0)] - offset, -np.inf
+    )
+    still_open = flows["state"].astype(str).to_numpy() != "closed"
+    return paired & still_open & (far_last > end + stall_s)
 
 
 def _names_from_twins(flows: pd.DataFrame, far: pd.DataFrame) -> None:
@@ -249,6 +279,8 @@ def _derive(cap: Capture, fate: np.ndarray) -> pd.DataFrame:
     f["mss_at_server"] = f["mss_client"]
     f["twin_conn"] = -1
     f["host_own"] = False
+    f["view_cut"] = False  # a container connection its capture ended on: judged on the far side (_cut_short)
+    f["judged_here"] = False  # the far twin of such a connection
     f["handshake_ok"] = (f["syn_frame"] >= 0) & (f["synack_frame"] >= 0)
     f["request_sent"] = f["bytes_c2s"] > 0
     f["stalled_s"] = f["max_idle"]

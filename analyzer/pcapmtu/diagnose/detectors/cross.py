@@ -123,7 +123,7 @@ def seen_on_one_side(ctx: Context):
             )
 
 
-ONE_SIDE_COLUMNS = ("dir", "payload_len", "rel_seq", "ip_len", "frame")
+ONE_SIDE_COLUMNS = ("dir", "payload_len", "rel_seq", "ip_len", "frame", "ts")
 SERVICE = ("name", "server_ip", "server_port")  # the flow columns evidence.services() names a connection by
 ONE_SIDE_KEY = ("pair", "rel_seq", "payload_len")  # a segment of one direction of one matched connection
 
@@ -133,18 +133,81 @@ def _one_side_only(ctx: Context, troubled: list[int], roles: list, conns: list, 
     the other capture point lacks, in capture order). All troubled pairs at once: per connection, Python
     sets of segments took 0.4 s on a pair of 1M-packet captures."""
     out: dict[tuple[int, int], tuple[dict, np.ndarray]] = {}
+    offset = ctx.clock_offset(ctx.far_role)  # the far capture's clock minus the container captures'
     for role in dict.fromkeys(roles[i] for i in troubled):  # one container capture at a time, in order
         mine = [i for i in troubled if roles[i] == role]
         near = _data_segments(ctx, role, [conns[i] for i in mine])
         away = _data_segments(ctx, ctx.far_role, [hosts[i] for i in mine])
-        for d, src, dst in ((1, away, near), (0, near, away)):
+        # how long each capture ran, as far as the two show it (on the other capture's clock)
+        near_ran, far_ran = _running(ctx, role, [conns[i] for i in mine], [hosts[i] for i in mine], offset)
+        for d, src, dst, shift, (start, end) in (
+            (1, away, near, -offset, near_ran),
+            (0, near, away, offset, far_ran),
+        ):
             sent, heard = _of_direction(src, d), _of_direction(dst, d)
             rows = np.flatnonzero(src["dir"] == d)[~rowkeys.rows_in(sent, heard, ONE_SIDE_KEY)]
+            # only while the other capture ran: two captures are rarely started and stopped together, and
+            # what one saw before the other started or after it stopped was not lost between them
+            when = src["ts"][rows] + shift
+            rows = rows[(when >= start) & (when <= end)]
             rows = rows[np.argsort(src["pair"][rows], kind="stable")]  # by pair, capture order inside
             pair = src["pair"][rows]
             bounds = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1], True]) if len(rows) else [0]
             for a, b in zip(bounds[:-1], bounds[1:], strict=True):
                 out[(mine[int(pair[a])], d)] = (src, rows[a:b])
+    return out
+
+
+RUN_KEY = (
+    "pair",
+    "dir",
+    "rel_seq",
+    "rel_ack",
+    "payload_len",
+    "tcp_flags",
+)  # any packet of a matched connection
+
+
+def _running(ctx: Context, role: str, conns: list[int], hosts: list[int], offset: float) -> tuple:
+    """(first, last) time each of the two captures demonstrably ran, on its own clock: from its first packet;
+    until its last packet if it demonstrably stopped, else without end.
+
+    A capture that stopped is told by the other: it holds packets that crossed this capture's point first
+    (sent from this side: the container's toward the server, the far side's toward the client) after this
+    capture's last packet, and this capture lacks them. A capture that only fell silent, as the far side of
+    a black hole does, lacks nothing sent from its own side, and counts as running until the end. Of one
+    that stopped, the last stall's length (`stall_s`) before its last packet is left out too: what the other
+    point saw then may still have been on its way."""
+    margin = ctx.th.stall_s
+    spans = []
+    for r in (role, ctx.far_role):
+        ts = ctx.captures[r].packets["ts"].to_numpy()
+        spans.append((float(ts.min()), float(ts.max())) if len(ts) else (np.inf, -np.inf))
+    near = _packets(ctx, role, conns)
+    away = _packets(ctx, ctx.far_role, hosts)
+    out = []
+    # (this capture, the other, the direction that crosses this capture's point first, to the other's clock)
+    for (first, last), mine, other, d, shift in (
+        (spans[0], near, away, 0, -offset),
+        (spans[1], away, near, 1, offset),
+    ):
+        theirs = _of_direction(other, d)
+        lacking = ~rowkeys.rows_in(theirs, _of_direction(mine, d), RUN_KEY)
+        stopped = bool((theirs["ts"][lacking] + shift > last).any())
+        # a packet the other point saw in the last moments may not have reached this one before it stopped
+        out.append((first, last - margin if stopped else np.inf))
+    return out[0], out[1]
+
+
+def _packets(ctx: Context, role: str, conns: list[int]) -> dict[str, np.ndarray]:
+    """Columns of every packet of these connections of a capture (not interface copies), with `pair`."""
+    packets = ctx.captures[role].packets
+    rows, pair = rowkeys.connection_rows(packets["conn"].to_numpy(), conns, ~packets["dup_copy"].to_numpy())
+    out = {
+        name: packets[name].to_numpy()[rows]
+        for name in ("dir", "rel_seq", "rel_ack", "payload_len", "tcp_flags", "ts")
+    }
+    out["pair"] = pair
     return out
 
 
