@@ -136,8 +136,8 @@ class Context:
                 cache[role] = f[~self._seen_elsewhere(role)]
             elif role == self.far_role:
                 cache[role] = f[f["host_own"] | f["judged_here"]]
-            else:
-                cache[role] = f[~f["view_cut"]]
+            else:  # no row selection (a copy of every column) where no view was cut, the common case
+                cache[role] = f[~f["view_cut"]] if f["view_cut"].any() else f
         return cache[role]
 
     def _seen_elsewhere(self, role: str) -> pd.Series:

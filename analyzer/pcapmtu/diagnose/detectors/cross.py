@@ -158,14 +158,8 @@ def _one_side_only(ctx: Context, troubled: list[int], roles: list, conns: list, 
     return out
 
 
-RUN_KEY = (
-    "pair",
-    "dir",
-    "rel_seq",
-    "rel_ack",
-    "payload_len",
-    "tcp_flags",
-)  # any packet of a matched connection
+# any packet of one direction of one matched connection, as both capture points see it
+RUN_KEY = ("pair", "dir", "rel_seq", "rel_ack", "payload_len", "tcp_flags")
 
 
 def _running(ctx: Context, role: str, conns: list[int], hosts: list[int], offset: float) -> tuple:
@@ -203,10 +197,7 @@ def _packets(ctx: Context, role: str, conns: list[int]) -> dict[str, np.ndarray]
     """Columns of every packet of these connections of a capture (not interface copies), with `pair`."""
     packets = ctx.captures[role].packets
     rows, pair = rowkeys.connection_rows(packets["conn"].to_numpy(), conns, ~packets["dup_copy"].to_numpy())
-    out = {
-        name: packets[name].to_numpy()[rows]
-        for name in ("dir", "rel_seq", "rel_ack", "payload_len", "tcp_flags", "ts")
-    }
+    out = {name: packets[name].to_numpy()[rows] for name in (*RUN_KEY[1:], "ts")}
     out["pair"] = pair
     return out
 
