@@ -90,6 +90,14 @@ class Context:
         lo, hi = np.searchsorted(sorted_conns, [conn, conn + 1])
         return order[lo:hi]
 
+    def span(self, role: str) -> tuple[float, float]:
+        """The first and last packet times of a capture, on its own clock ((inf, -inf) when it has none)."""
+        cache = self.__dict__.setdefault("_spans", {})
+        if role not in cache:
+            ts = self.captures[role].packets["ts"].to_numpy()
+            cache[role] = (float(ts.min()), float(ts.max())) if len(ts) else (np.inf, -np.inf)
+        return cache[role]
+
     def clock_offset(self, role: str) -> float:
         """This capture's clock minus the client-side captures' clock, seconds (0 where not measured)."""
         if role != self.far_role or not len(self.pairs):
@@ -201,9 +209,8 @@ class Context:
                     flows["conn"].map(pairs.set_index("container_conn")["host_conn"]).fillna(-1).astype(int)
                 )
                 _names_from_twins(flows, host)
-                cut = _cut_short(
-                    flows, host, self.captures[role], self.clock_offset(self.far_role), self.th.stall_s
-                )
+                end = self.span(role)[1]
+                cut = _cut_short(flows, host, end, self.clock_offset(self.far_role), self.th.stall_s)
                 flows["view_cut"] = cut
                 host.loc[host["conn"].isin(flows["twin_conn"].to_numpy()[cut]), "judged_here"] = True
         for flows in out.values():  # sizes last: they depend on the MSS the server really received
@@ -212,20 +219,19 @@ class Context:
 
 
 def _cut_short(
-    flows: pd.DataFrame, far: pd.DataFrame, cap: Capture, offset: float, stall_s: float
+    flows: pd.DataFrame, far: pd.DataFrame, end: float, offset: float, stall_s: float
 ) -> np.ndarray:
     """Per connection of a container capture: whether the capture ended while the connection went on.
 
     Two captures are rarely stopped at the same moment. When the container's stopped first, its view of a
     connection that was still open ends early: a download that hung later looks healthy there, and only the
     far capture shows the stall. Such a connection (not closed in the container's view, and seen in the far
-    capture more than a stall's length after the container capture's last packet, clocks aligned) is judged on
+    capture more than a stall's length after the container capture's last packet `end`, clocks aligned) is judged on
     the far side, where it is whole; otherwise on the container side, as always."""
     twin = flows["twin_conn"].to_numpy()
     paired = twin >= 0
-    if not paired.any() or not len(cap.packets):
+    if not paired.any():
         return np.zeros(len(flows), dtype=bool)
-    end = float(cap.packets["ts"].to_numpy().max())
     # flows are numbered 0..n-1 in order (Context.flow): a twin's number is its position
     far_last = np.where(
         paired, far["last_ts"].to_numpy(dtype=float)[np.where(paired, twin, 0)] - offset, -np.inf

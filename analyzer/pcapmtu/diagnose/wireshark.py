@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..evidence import frames_filter
+from ..ingest.tcp.connections import COPY_IDENTITY
 
 if TYPE_CHECKING:  # annotations only (analysis imports this module when asked)
     from .analysis import Analysis
@@ -397,8 +398,6 @@ SAME_PACKET = (
     *("ip.id", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.len"),
     "tcp.window_size_value",
 )
-# ... and as pcapmtu's packets table names it (the copy's TCP/IP identity, as ingest/tcp/connections.py reads it)
-IDENTITY = ("src", "dst", "sport", "dport", "tcp_flags", "seq", "ack", "payload_len", "win", "ip_id", "tsval")
 
 
 def seen_twice(ws: WsFrame, s: Subject) -> Result:
@@ -741,7 +740,13 @@ def _subjects(analysis: Analysis, finding) -> list[tuple[str, int, dict]]:
 
 def _originals(packets: pd.DataFrame, copies: set[int]) -> dict[int, int]:
     """frame -> the first frame of the same packet (its TCP/IP identity) for these interface copies."""
-    ident = list(IDENTITY)
+    ident = [
+        "src",
+        "dst",
+        "sport",
+        "dport",
+        *COPY_IDENTITY,
+    ]  # the identity interface_copies() numbers copies by
     tcp = packets[packets["proto"] == 6]
     keys = tcp[tcp["frame"].isin(copies)][ident].drop_duplicates()
     same = tcp[["frame", *ident]].merge(keys, on=ident)

@@ -173,10 +173,7 @@ def _running(ctx: Context, role: str, conns: list[int], hosts: list[int], offset
     that stopped, the last stall's length (`stall_s`) before its last packet is left out too: what the other
     point saw then may still have been on its way."""
     margin = ctx.th.stall_s
-    spans = []
-    for r in (role, ctx.far_role):
-        ts = ctx.captures[r].packets["ts"].to_numpy()
-        spans.append((float(ts.min()), float(ts.max())) if len(ts) else (np.inf, -np.inf))
+    spans = [ctx.span(role), ctx.span(ctx.far_role)]
     near = _packets(ctx, role, conns)
     away = _packets(ctx, ctx.far_role, hosts)
     out = []

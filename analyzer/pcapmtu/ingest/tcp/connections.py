@@ -107,6 +107,10 @@ def _answered_earlier(syn_pos, tup, seq, ack, synack, start) -> np.ndarray:
     return out
 
 
+# What makes a packet seen again on another interface the same packet, beside its connection and direction
+COPY_IDENTITY = ("tcp_flags", "seq", "ack", "payload_len", "win", "ip_id", "tsval")
+
+
 def interface_copies(packets, rows, tup, a_is_src, cfg) -> np.ndarray:
     """Flag later copies of one packet captured on another interface (`tcpdump -i any`, pcapng).
 
@@ -124,7 +128,7 @@ def interface_copies(packets, rows, tup, a_is_src, cfg) -> np.ndarray:
     where_seen = (iface.astype(np.int64) << 32) | (ifindex.astype(np.int64) & 0xFFFFFFFF)
     del iface, ifindex
     identity = {"tup": tup, "a_is_src": a_is_src}  # and the TCP/IP identity fields of the packet:
-    for name in ("tcp_flags", "seq", "ack", "payload_len", "win", "ip_id", "tsval"):
+    for name in COPY_IDENTITY:
         identity[name] = packets[name].to_numpy()[rows]
     ident = pd.DataFrame(identity)
     ts = packets["ts_ns"].to_numpy()[rows]
